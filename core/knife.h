@@ -1,0 +1,52 @@
+/*
+ * knife.h — the KNIFE marginal kernel density estimator (internal).
+ *
+ * A mixture of K Gaussians in d dimensions, each with a per-dimension scale
+ * s_k = exp(tanh(logvar_k)) and a unit lower-triangular factor (I + L_k),
+ * L_k = strictly_lower(tri_k):
+ *   z_k = (I + L_k) ((x - means_k) ⊙ s_k)
+ *   log p(x) = -d/2 log 2π + logsumexp_k(-½‖z_k‖² + Σ_j log(|s_kj| + 1e-8)
+ *                                        + log_softmax(weigh)_k)
+ * All K components of a batch are computed with one (B,d)·(d,d) product per
+ * component (cblas_sgemm), never per sample.
+ *
+ * Block layout (lsmi_knife_nparams floats):
+ *   means (K, d) | logvar (K, d) | tri (K, d, d) | weigh (K)
+ * Only the strictly lower triangle of tri enters; its gradient is zero on
+ * and above the diagonal.
+ */
+#ifndef LSMI_KNIFE_H
+#define LSMI_KNIFE_H
+
+#include <stddef.h>
+
+#include "rng.h"
+
+typedef struct lsmi_knife {
+  int d, K;
+  float *means, *logvar, *tri, *weigh; /* views into a block */
+} lsmi_knife_t;
+
+size_t lsmi_knife_nparams(int d, int K);
+/* Carves the views of k out of block (borrowed, lsmi_knife_nparams floats). */
+void lsmi_knife_bind(lsmi_knife_t *k, float *block, int d, int K);
+/* means, logvar, tri ~ N(0,1) in that order, row-major; weigh = 1. */
+void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng);
+
+/* Floats of scratch that a batch of up to max_batch rows needs. */
+size_t lsmi_knife_nscratch(int d, int K, int max_batch);
+
+/* log p(x) of B rows of x (row stride ldx) into logp (B), in float32
+ * arithmetic, widened to double at the end (as the reference does). */
+void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
+                       const float *x, size_t ldx, int B);
+
+/*
+ * loss = mean over B rows of -log p(x); OVERWRITES the gradient block viewed
+ * by grad (same shapes as k) with dloss/dparams and returns the loss.
+ */
+double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                float *scratch, const float *x, size_t ldx,
+                                int B);
+
+#endif

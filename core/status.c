@@ -1,0 +1,58 @@
+/*
+ * status.c — the status table (names, messages, HTTP statuses) and the
+ * error struct filler. Everything here is generated from LSMI_STATUS_MAP.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "lsmi.h"
+
+const char *lsmi_status_name(int status) {
+  switch (status) {
+#define X(name, value, http, msg)                                             \
+  case (value):                                                               \
+    return #name;
+    LSMI_STATUS_MAP(X)
+#undef X
+  default:
+    return "UNKNOWN";
+  }
+}
+
+const char *lsmi_status_message(int status) {
+  switch (status) {
+#define X(name, value, http, msg)                                             \
+  case (value):                                                               \
+    return msg;
+    LSMI_STATUS_MAP(X)
+#undef X
+  default:
+    return "unknown status";
+  }
+}
+
+int lsmi_status_http(int status) {
+  switch (status) {
+#define X(name, value, http, msg)                                             \
+  case (value):                                                               \
+    return http;
+    LSMI_STATUS_MAP(X)
+#undef X
+  default:
+    return 500;
+  }
+}
+
+int lsmi_error_set(lsmi_error_t *err, int status, const char *field,
+                   const char *fmt, ...) {
+  if (err == NULL)
+    return status;
+  err->status = status;
+  snprintf(err->field, sizeof err->field, "%s", field ? field : "");
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+  return status;
+}

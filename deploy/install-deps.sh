@@ -1,0 +1,13 @@
+#!/bin/sh
+# deploy/install-deps.sh — installs the Debian 12 packages lsmi needs.
+#   deploy/install-deps.sh          to build and run the service
+#   deploy/install-deps.sh --test   also what the tests need
+set -eu
+RUN="pkg-config make gcc libmicrohttpd-dev libjansson-dev libopenblas-dev libuv1-dev libsqlite3-dev zlib1g-dev"
+TEST="libcmocka-dev python3 curl clang libclang-rt-14-dev"
+pkgs=$RUN
+[ "${1:-}" = "--test" ] && pkgs="$RUN $TEST"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $pkgs
