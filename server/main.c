@@ -6,6 +6,7 @@
 
 #include "cmd.h"
 #include "lsmi.h"
+#include "probe.h"
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -32,6 +33,8 @@ int main(int argc, char **argv) {
     return lsmi_fit_main(argc - 1, argv + 1);
   if (strcmp(cmd, "synth") == 0)
     return lsmi_synth_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "probe") == 0)
+    return lsmi_probe_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("lsmi %s\n", LSMI_VERSION);
     return 0;
