@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "blas.h"
 #include "cmd.h"
 #include "lsmi.h"
 #include "probe.h"
@@ -24,6 +25,12 @@ static void usage(FILE *out) {
 }
 
 int main(int argc, char **argv) {
+  /* Before anything else: may re-exec with better OpenBLAS kernels. */
+  lsmi_blas_setup(argc, argv);
+  fprintf(stderr, "{\"level\":\"info\",\"event\":\"blas\",\"corename\":\"%s\","
+          "\"source\":\"%s\",\"verified\":%s,\"blas_threads\":1}\n",
+          lsmi_blas_corename(), lsmi_blas_source(),
+          lsmi_blas_verified() ? "true" : "false");
   if (argc < 2) {
     usage(stderr);
     return 2;
