@@ -127,11 +127,11 @@ endif
 clean:
 	rm -rf build build-*
 
-install: $(BIN)
+install: $(BIN) install-extra
 	install -d $(DESTDIR)$(BINDIR)
 	install -m 0755 $(BIN) $(DESTDIR)$(BINDIR)/lsmi
 
-uninstall:
+uninstall: uninstall-extra
 	rm -f $(DESTDIR)$(BINDIR)/lsmi
 
 format:
