@@ -1,0 +1,15 @@
+/*
+ * csv.c — the csv reader (placeholder until it lands: refuses the format).
+ */
+#include "dsio.h"
+
+int lsmi__read_csv(const unsigned char *buf, size_t len,
+                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                   lsmi_error_t *err) {
+  (void)buf;
+  (void)len;
+  (void)lim;
+  (void)as;
+  return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
+                        "csv files are not supported yet");
+}

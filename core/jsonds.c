@@ -1,0 +1,15 @@
+/*
+ * jsonds.c — the json reader (placeholder until it lands: refuses the format).
+ */
+#include "dsio.h"
+
+int lsmi__read_json(const unsigned char *buf, size_t len,
+                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                   lsmi_error_t *err) {
+  (void)buf;
+  (void)len;
+  (void)lim;
+  (void)as;
+  return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
+                        "json files are not supported yet");
+}
