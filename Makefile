@@ -39,8 +39,10 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
 # narrowing is a numerics bug waiting to happen.
 STRICT := -Wconversion -Wno-sign-conversion
 
-OPT ?= -O2 -g
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -MMD -MP $(SAN_FLAGS) \
+# -O3 vectorises the elementwise loops (Adam, ReLU masks); -fno-math-errno
+# lets sqrtf vectorise too. Never -ffast-math: the NaN checks must work.
+OPT ?= -O3 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno $(WARN) -MMD -MP $(SAN_FLAGS) \
                -Icore -Iserver
 # User CFLAGS / LDFLAGS come last so that they win.
 ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
