@@ -25,4 +25,5 @@ uninstall-extra:
 	rm -f $(DESTDIR)$(MAN1DIR)/lsmi.1 $(DESTDIR)$(UNITDIR)/lsmi.service
 
 TEST_SCRIPTS += tests/deploy/probe.sh tests/deploy/manifests.sh \
-                tests/deploy/install.sh
+                tests/deploy/install.sh tests/deploy/tour.sh \
+                tests/deploy/container.sh

@@ -1,0 +1,131 @@
+#!/bin/bash
+# tests/deploy/container.sh — builds the Dockerfile with podman and checks
+# the image.
+#
+# First the shared container-smoke tool (../shared/tools/container-smoke from
+# the top of the tree, or $CONTAINER_SMOKE): it installs podman if needed,
+# makes the debian:bookworm-slim base image locally, builds the image, and
+# checks that the container answers /healthz on its published port and that
+# its HEALTHCHECK (`lsmi probe`) reports healthy. The image binds 0.0.0.0, so
+# the daemon wants tokens: the container gets them through LSMI_TOKENS.
+# Then, on the image it built: its size (printed), a non-root user, no
+# compiler or -dev package, a refusal to serve an open API on 0.0.0.0, PID 1
+# being `lsmi serve` with a clean exit on SIGTERM (`podman stop`), and a
+# dataset surviving a restart on the data volume.
+#
+# Needs root (it may apt-get install podman); takes minutes the first time.
+# Last line: "N passed, N failed".
+set -u
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$(cd "$root" && realpath "${LSMI_BUILD:-build}")
+tool=${CONTAINER_SMOKE:-$root/../shared/tools/container-smoke}
+export W=${W:-/tmp/container-smoke}
+passed=0
+failed=0
+ok() { passed=$((passed + 1)); echo "ok   $1"; }
+bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+
+if [ ! -x "$tool" ]; then
+  echo "container-smoke not found at $tool (set CONTAINER_SMOKE)"
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+if [ "$(id -u)" -ne 0 ] && ! command -v podman >/dev/null 2>&1; then
+  echo "not root and no podman: the container test cannot run here"
+  if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
+  echo "0 passed, 0 failed, 1 skipped"
+  exit 0
+fi
+
+tmp=$(mktemp -d)
+names=""
+cleanup() {
+  for n in $names; do podman rm -f -t 0 "$n" >/dev/null 2>&1; done
+  podman volume rm -f "lsmi-test-$$" >/dev/null 2>&1
+  rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+
+TOKEN="smoke-$$-$RANDOM$RANDOM"
+start=$(date +%s)
+if SERVE_ARGS="env LSMI_TOKENS=$TOKEN=smoke lsmi serve" RUN_ARGS="lsmi version" \
+   timeout 2400 "$tool" "$root" 8080 /healthz >"$tmp/smoke.log" 2>&1; then
+  ok "container-smoke: image builds, answers /healthz, HEALTHCHECK healthy ($(( $(date +%s) - start ))s)"
+else
+  bad "container-smoke"
+  tail -n 40 "$tmp/smoke.log"
+  echo "$passed passed, $failed failed"
+  exit 1
+fi
+
+# The same podman set-up as the tool's.
+export CONTAINERS_CONF="$W/containers.conf" CONTAINERS_STORAGE_CONF="$W/storage.conf"
+img=localhost/smoke:test
+run() { timeout 120 podman run --rm --no-healthcheck "$@"; }
+
+size=$(podman image inspect "$img" --format '{{.Size}}' 2>/dev/null)
+if [ -n "$size" ]; then
+  echo "image size: $size bytes ($(( size / 1000000 )) MB)"
+  [ "$size" -lt 250000000 ] && ok "image under 250 MB" || bad "image under 250 MB"
+else
+  bad "image size readable"
+fi
+
+uid=$(run "$img" id -u 2>/dev/null)
+[ -n "$uid" ] && [ "$uid" != 0 ] && ok "runs as non-root (uid $uid)" || bad "runs as non-root (uid '$uid')"
+
+pkgs=$(run "$img" dpkg-query -W -f '${Package}\n' 2>/dev/null)
+extra=$(echo "$pkgs" | grep -E -- '-dev$|^gcc|^cpp|^make$|^curl$|^pkg-config$' | tr '\n' ' ')
+[ -n "$pkgs" ] && [ -z "$extra" ] && ok "no compiler, -dev package or curl in the runtime image" \
+  || bad "no compiler, -dev package or curl in the runtime image: $extra"
+
+# Secure default: no tokens on 0.0.0.0 is refused, with a reason.
+names="lsmi-open-$$"
+timeout 30 podman run --rm --no-healthcheck --name "lsmi-open-$$" "$img" >"$tmp/open.log" 2>&1
+orc=$?
+[ "$orc" -ne 0 ] && [ "$orc" -ne 124 ] && ok "without tokens the image refuses to serve 0.0.0.0 (exit $orc)" \
+  || { bad "without tokens the image refuses to serve 0.0.0.0 (exit $orc)"; tail -n 5 "$tmp/open.log"; }
+
+# PID 1, SIGTERM and the data volume.
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+name="lsmi-test-$$"
+names="$names $name"
+podman volume create "lsmi-test-$$" >/dev/null
+podman run -d --name "$name" -p "127.0.0.1:$port:8080" -e "LSMI_TOKENS=$TOKEN=smoke" \
+  -v "lsmi-test-$$:/var/lib/lsmi" "$img" >/dev/null
+wait_ready() {
+  for _ in $(seq 60); do
+    curl -fsS -m 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
+wait_ready && ok "container ready on /readyz" || bad "container ready on /readyz"
+pid1=$(podman exec "$name" cat /proc/1/cmdline 2>/dev/null | tr '\0' ' ')
+case "$pid1" in
+  lsmi\ serve*|*/lsmi\ serve*) ok "PID 1 is lsmi serve" ;;
+  *) bad "PID 1 is lsmi serve (got '$pid1')" ;;
+esac
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/datasets")
+[ "$code" = 401 ] && ok "the API wants a token (401 without one)" || bad "the API wants a token (got $code)"
+
+auth="Authorization: Bearer $TOKEN"
+"$build/lsmi" synth gaussian --n 200 --out "$tmp/demo.npz" >/dev/null 2>&1
+id=$(curl -sS -H "$auth" -H 'Content-Type: application/octet-stream' --data-binary @"$tmp/demo.npz" \
+  "http://127.0.0.1:$port/v1/datasets" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' 2>/dev/null)
+[ -n "$id" ] && ok "upload with a token" || bad "upload with a token"
+
+t0=$(date +%s)
+podman stop -t 30 "$name" >/dev/null 2>&1
+took=$(( $(date +%s) - t0 ))
+erc=$(podman inspect "$name" --format '{{.State.ExitCode}}' 2>/dev/null)
+[ "$erc" = 0 ] && [ "$took" -lt 30 ] && ok "SIGTERM: clean exit 0 in ${took}s" \
+  || { bad "SIGTERM: clean exit (exit '$erc' after ${took}s)"; podman logs "$name" 2>&1 | tail -n 10; }
+
+podman start "$name" >/dev/null 2>&1
+wait_ready && ok "restarts on the same volume" || bad "restarts on the same volume"
+code=$(curl -s -o /dev/null -w '%{http_code}' -H "$auth" "http://127.0.0.1:$port/v1/datasets/$id")
+[ -n "$id" ] && [ "$code" = 200 ] && ok "the dataset survived the restart" || bad "the dataset survived the restart ($code)"
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
