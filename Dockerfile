@@ -23,7 +23,7 @@ WORKDIR /src
 COPY deploy/install-deps.sh deploy/install-deps.sh
 RUN ./deploy/install-deps.sh && rm -rf /var/lib/apt/lists/*
 COPY . .
-RUN make -j"$(nproc)" OPT=-O2 build/lsmi && strip build/lsmi && ./build/lsmi probe --help >/dev/null
+RUN make -j"$(nproc)" build/lsmi && strip build/lsmi && ./build/lsmi probe --help >/dev/null
 
 FROM debian:bookworm-slim
 RUN apt-get update -q \
