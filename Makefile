@@ -42,8 +42,10 @@ STRICT := -Wconversion -Wno-sign-conversion
 # -O3 vectorises the elementwise loops (Adam, ReLU masks); -fno-math-errno
 # lets sqrtf vectorise too. Never -ffast-math: the NaN checks must work.
 OPT ?= -O3 -g
+# -iquote, not -I: a project header such as server/sched.h must never stand
+# in for the system's <sched.h>.
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno $(WARN) -MMD -MP $(SAN_FLAGS) \
-               -Icore -Iserver
+               -iquote core -iquote server
 # User CFLAGS / LDFLAGS come last so that they win.
 ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS) $(SERVER_PKGS) cmocka 2>/dev/null)
@@ -99,12 +101,12 @@ $(BIN): $(SERVER_OBJS) $(LIB)
 $(BUILD)/tests/core/%: tests/core/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(LIB) $(CMOCKA_LIBS) $(CORE_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) -iquote tests -o $@ $< $(LIB) $(CMOCKA_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
 $(BUILD)/tests/server/%: tests/server/%.c $(SERVER_LIB_OBJS) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(SERVER_LIB_OBJS) $(LIB) $(CMOCKA_LIBS) $(SERVER_LIBS) $(CORE_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) -iquote tests -o $@ $< $(SERVER_LIB_OBJS) $(LIB) $(CMOCKA_LIBS) $(SERVER_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
 -include $(sort $(wildcard tests/*/*.mk deploy/*.mk))
 

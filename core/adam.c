@@ -13,6 +13,7 @@
  * moments are borrowed from the caller so that training allocates nothing.
  */
 #include "adam.h"
+#include "simd.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,6 +30,7 @@ void lsmi_adam_init(lsmi_adam_t *a, size_t n, float *m, float *v) {
   a->eps = 1e-8;
 }
 
+LSMI_VECTOR_CLONES
 void lsmi_adam_step(lsmi_adam_t *a, float *params, const float *grads,
                     double lr) {
   a->t++;

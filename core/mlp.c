@@ -18,6 +18,7 @@
  * ReLU gradient is 0 at a pre-activation of exactly 0, as here.
  */
 #include "mlp.h"
+#include "simd.h"
 
 #include <assert.h>
 #include <cblas.h>
@@ -85,6 +86,18 @@ size_t lsmi_mlp_nscratch(int hidden, int max_batch) {
 /* Kernels                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* out (B, OC) += b, then ReLU if relu (NaN kept, as torch.relu keeps it). */
+LSMI_VECTOR_CLONES
+static void bias_relu(float *out, const float *b, int B, int OC, int relu) {
+  for (int r = 0; r < B; r++) {
+    float *o = out + (size_t)r * (size_t)OC;
+    for (int j = 0; j < OC; j++) {
+      float v = o[j] + b[j];
+      o[j] = (relu && v < 0.0f) ? 0.0f : v;
+    }
+  }
+}
+
 /*
  * out = inp W^T + b, optionally followed by ReLU. The ReLU keeps a NaN (as
  * torch.relu does) so that a diverged model shows up as a NaN loss.
@@ -95,12 +108,29 @@ static void linear_forward(float *out, const float *inp, size_t ldi,
                            int OC, int relu) {
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, IC, 1.0f, inp,
               (int)ldi, W, IC, 0.0f, out, OC);
-  for (int r = 0; r < B; r++) {
-    float *o = out + (size_t)r * (size_t)OC;
-    for (int j = 0; j < OC; j++) {
-      float v = o[j] + b[j];
-      o[j] = (relu && v < 0.0f) ? 0.0f : v;
+  bias_relu(out, b, B, OC, relu);
+}
+
+/*
+ * db (OC) = Σ_b dout_b for dout (B, OC). The sum runs in double so that its
+ * rounding does not grow with B, over row-major rows in blocks of outputs,
+ * so that the inner loop is contiguous and vectorises.
+ */
+LSMI_VECTOR_CLONES
+static void bias_grad(float *db, const float *dout, int B, int OC) {
+  enum { BLOCK = 64 };
+  double acc[BLOCK];
+  for (int o0 = 0; o0 < OC; o0 += BLOCK) {
+    int w = OC - o0 < BLOCK ? OC - o0 : BLOCK;
+    for (int j = 0; j < w; j++)
+      acc[j] = 0.0;
+    for (int r = 0; r < B; r++) {
+      const float *row = dout + (size_t)r * (size_t)OC + (size_t)o0;
+      for (int j = 0; j < w; j++)
+        acc[j] += (double)row[j];
     }
+    for (int j = 0; j < w; j++)
+      db[o0 + j] = (float)acc[j];
   }
 }
 
@@ -117,14 +147,7 @@ static void linear_backward(float *dinp, float *dW, float *db,
                             const float *W, int B, int IC, int OC) {
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, B, 1.0f, dout,
               OC, inp, (int)ldi, 0.0f, dW, IC);
-  /* The bias gradient is a sum over the batch: accumulate in double so that
-   * its rounding does not grow with B. */
-  for (int o = 0; o < OC; o++) {
-    double s = 0.0;
-    for (int r = 0; r < B; r++)
-      s += (double)dout[(size_t)r * (size_t)OC + (size_t)o];
-    db[o] = (float)s;
-  }
+  bias_grad(db, dout, B, OC);
   if (dinp)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IC, OC, 1.0f,
                 dout, OC, W, IC, 0.0f, dinp, IC);
@@ -135,6 +158,7 @@ static void linear_backward(float *dinp, float *dW, float *db,
  *   dh_bj *= [h_bj > 0]               (d relu(z)/dz = 1 if z > 0 else 0)
  * dh (B, H), h (B, H).
  */
+LSMI_VECTOR_CLONES
 static void relu_backward(float *dh, const float *h, size_t n) {
   for (size_t i = 0; i < n; i++)
     if (!(h[i] > 0.0f))
