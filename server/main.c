@@ -43,6 +43,9 @@ static void single_threaded_blas(char **argv) {
 }
 
 int main(int argc, char **argv) {
+  /* The health probe uses no BLAS: no re-exec, no log line, every 30 s. */
+  if (argc >= 2 && strcmp(argv[1], "probe") == 0)
+    return lsmi_probe_main(argc - 1, argv + 1);
   single_threaded_blas(argv);
   /* Before anything else: may re-exec with better OpenBLAS kernels. */
   lsmi_blas_setup(argc, argv);
@@ -59,8 +62,6 @@ int main(int argc, char **argv) {
     return lsmi_fit_main(argc - 1, argv + 1);
   if (strcmp(cmd, "synth") == 0)
     return lsmi_synth_main(argc - 1, argv + 1);
-  if (strcmp(cmd, "probe") == 0)
-    return lsmi_probe_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("lsmi %s\n", LSMI_VERSION);
     return 0;
