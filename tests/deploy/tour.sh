@@ -36,7 +36,7 @@ with open(sys.argv[2], "w", encoding="utf-8") as out:
     out.write("set -euo pipefail\n")
     for i, b in enumerate(blocks, 1):
         out.write(f"echo '@@ block {i}' >&2\n{b}echo '@@ block {i} ok' >&2\n")
-print(len(blocks))
+
 EOF
 nblocks=$(grep -c '^echo .@@ block [0-9]* ok' "$tmp/tour.sh")
 if [ "$nblocks" -ge 4 ]; then ok "README tour has $nblocks shell blocks"; else bad "README tour has shell blocks (found $nblocks)"; fi
