@@ -9,13 +9,15 @@
  *   c_k = -½‖z_k‖² + Σ_j log(|s_kj| + 1e-8) + log_softmax(weigh)_k
  *   log p(x) = -d/2 log 2π + logsumexp_k c_k
  *
- * How the work is laid out. Once per call the masked factors U_k = I + L_k
- * are written to scratch (K d² floats, cheap next to the products). A batch
- * of B rows is then one (B, d)·(d, d) cblas_sgemm per component in the
- * forward, Z_k = A_k U_k^T, and two in the backward, dTri_k = dZ_k^T A_k
- * (masked to the strictly lower triangle) and dA_k = dZ_k U_k. Nothing is
- * ever computed per sample through a matrix, and nothing is allocated: every
- * buffer is a view into the caller's scratch.
+ * How the work is laid out. A batch of B rows is one triangular product per
+ * component in the forward, Z_k = A_k (I + L_k)^T, done in place by
+ * cblas_strmm with a unit diagonal straight from tri_k (the BLAS reads only
+ * its strictly lower triangle, so no masked copy is made, and a triangular
+ * product is half the work of a full one); the backward adds one full
+ * product dTri_k = dZ_k^T A_k (masked to the strictly lower triangle) and
+ * one more triangular one, dA_k = dZ_k (I + L_k). Nothing is ever computed
+ * per sample through a matrix, and nothing is allocated: every buffer is a
+ * view into the caller's scratch.
  *
  * Numerics follow the float32 PyTorch reference: everything up to and
  * including the logsumexp (with max-subtraction) is float, the result is
@@ -37,7 +39,6 @@ static size_t knife_round(size_t n) { return (n + 15) & ~(size_t)15; }
 
 /* Views into scratch; see lsmi_knife_nscratch for the sizes. */
 typedef struct knife_scratch {
-  float *U;      // (K, d, d) I + strictly_lower(tri_k), row-major
   float *s;      // (K, d) exp(tanh(logvar))
   float *th;     // (K, d) tanh(logvar)
   float *logdet; // (K) Σ_j log(|s_kj| + 1e-8)
@@ -52,8 +53,6 @@ static void knife_scratch_bind(knife_scratch_t *w, float *scratch, int d, int K,
                                int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
   float *p = scratch;
-  w->U = p;
-  p += knife_round(KK * dd * dd);
   w->s = p;
   p += knife_round(KK * dd);
   w->th = p;
@@ -101,34 +100,25 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
 }
 
 /*
- * U (K d²) | s, tanh (K d each) | logdet, lsw (K each) | c (B K) | lse (B)
+ * s, tanh (K d each) | logdet, lsw (K each) | c (B K) | lse (B)
  * | A (B d) | Z (K B d), each rounded up to 16 floats. logpdf uses only the
  * first B d floats of Z; the backward keeps z_k of all K components there.
  */
 size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
-  return knife_round(KK * dd * dd) + 2 * knife_round(KK * dd) +
+  return 2 * knife_round(KK * dd) +
          2 * knife_round(KK) + knife_round(BB * KK) + knife_round(BB) +
          knife_round(BB * dd) + knife_round(KK * BB * dd);
 }
 
 /*
- * Everything that depends on the parameters only: U_k, s, tanh(logvar),
- * logdet and log_softmax(weigh). In float, as the reference.
+ * Everything that depends on the parameters only: s, tanh(logvar), logdet
+ * and log_softmax(weigh). In float, as the reference.
  */
 static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
   int d = k->d, K = k->K;
   size_t dd = (size_t)d;
   for (int c = 0; c < K; c++) {
-    const float *tri = k->tri + (size_t)c * dd * dd; // (d, d)
-    float *U = w->U + (size_t)c * dd * dd;           // (d, d)
-    for (int i = 0; i < d; i++) {
-      float *Ui = U + (size_t)i * dd;
-      const float *Ti = tri + (size_t)i * dd;
-      memcpy(Ui, Ti, (size_t)i * sizeof(float));
-      Ui[i] = 1.0f;
-      memset(Ui + i + 1, 0, (size_t)(d - i - 1) * sizeof(float));
-    }
     const float *lv = k->logvar + (size_t)c * dd; // (d)
     float *s = w->s + (size_t)c * dd;             // (d)
     float *th = w->th + (size_t)c * dd;           // (d)
@@ -176,10 +166,11 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
   size_t dd = (size_t)d, KK = (size_t)K;
   for (int c = 0; c < K; c++) {
     float *Z = w->Z + (keep_z ? (size_t)c * (size_t)B * dd : 0); // (B, d)
-    knife_center(k, w, w->A, x, ldx, B, c);
-    // Z (B, d) = A (B, d) · U_c^T (d, d), i.e. z = a + L_c a for every row.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, d, d, 1.0f, w->A, d,
-                w->U + (size_t)c * dd * dd, d, 0.0f, Z, d);
+    knife_center(k, w, Z, x, ldx, B, c);
+    // Z (B, d) = A (B, d) · (I + L_c)^T (d, d) in place, i.e. z = a + L_c a
+    // for every row; unit diagonal, strictly lower part of tri_c.
+    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasUnit,
+                B, d, 1.0f, k->tri + (size_t)c * dd * dd, d, Z, d);
     float base = w->logdet[c] + w->lsw[c];
     for (int n = 0; n < B; n++) {
       const float *zn = Z + (size_t)n * dd;
@@ -256,7 +247,6 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
 
   for (int c = 0; c < K; c++) {
     float *dZ = w.Z + (size_t)c * (size_t)B * dd;  // (B, d), z_c then dz_c
-    float *U = w.U + (size_t)c * dd * dd;          // (d, d)
     float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
     float *dm = grad->means + (size_t)c * dd;      // (d)
     float *dlv = grad->logvar + (size_t)c * dd;    // (d)
@@ -277,9 +267,11 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
                 w.A, d, 0.0f, dtri, d);
     for (int i = 0; i < d; i++)
       memset(dtri + (size_t)i * dd + i, 0, (size_t)(d - i) * sizeof(float));
-    // da_n = (I + L_c)^T dz_n, i.e. dA (B, d) = dZ (B, d) · U_c (d, d).
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, d, d, 1.0f, dZ, d,
-                U, d, 0.0f, w.A, d);
+    // da_n = (I + L_c)^T dz_n, i.e. dA (B, d) = dZ (B, d) · (I + L_c), in
+    // place over a copy of dZ (A is not needed any more).
+    memcpy(w.A, dZ, (size_t)B * dd * sizeof(float));
+    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasUnit,
+                B, d, 1.0f, k->tri + (size_t)c * dd * dd, d, w.A, d);
     // Column sums over the batch: Σ_n da_n and Σ_n da_n ⊙ (x_n - means_c),
     // accumulated in dm and dlv before they are turned into gradients.
     memset(dm, 0, dd * sizeof(float));

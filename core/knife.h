@@ -8,7 +8,7 @@
  *   log p(x) = -d/2 log 2π + logsumexp_k(-½‖z_k‖² + Σ_j log(|s_kj| + 1e-8)
  *                                        + log_softmax(weigh)_k)
  * All K components of a batch are computed with one (B,d)·(d,d) product per
- * component (cblas_sgemm), never per sample.
+ * component (cblas_strmm, triangular, in place), never per sample.
  *
  * Block layout (lsmi_knife_nparams floats):
  *   means (K, d) | logvar (K, d) | tri (K, d, d) | weigh (K)
