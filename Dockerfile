@@ -29,7 +29,9 @@ FROM debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       libmicrohttpd12 libjansson4 libopenblas0-pthread libuv1 libsqlite3-0 zlib1g \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
+ && apt-get clean \
+ && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
+ && find /usr/share/doc -type f ! -name copyright -delete \
  && groupadd --system --gid 10001 lsmi \
  && useradd --system --uid 10001 --gid lsmi --home-dir /var/lib/lsmi \
       --no-create-home --shell /usr/sbin/nologin lsmi \
