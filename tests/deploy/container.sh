@@ -25,7 +25,7 @@ failed=0
 ok() { passed=$((passed + 1)); echo "ok   $1"; }
 bad() { failed=$((failed + 1)); echo "FAIL $1"; }
 
-if [ ! -x "$tool" ]; then
+if [ ! -f "$tool" ]; then
   echo "container-smoke not found at $tool (set CONTAINER_SMOKE)"
   echo "0 passed, 1 failed"
   exit 1
@@ -49,7 +49,7 @@ trap cleanup EXIT INT TERM
 TOKEN="smoke-$$-$RANDOM$RANDOM"
 start=$(date +%s)
 if SERVE_ARGS="env LSMI_TOKENS=$TOKEN=smoke lsmi serve" RUN_ARGS="lsmi version" \
-   timeout 2400 "$tool" "$root" 8080 /healthz >"$tmp/smoke.log" 2>&1; then
+   timeout 2400 bash "$tool" "$root" 8080 /healthz >"$tmp/smoke.log" 2>&1; then
   ok "container-smoke: image builds, answers /healthz, HEALTHCHECK healthy ($(( $(date +%s) - start ))s)"
 else
   bad "container-smoke"
