@@ -9,9 +9,13 @@
  *   2. read and clear the LSMI_BLAS_STAGE marker (set only by a re-exec of
  *      ours; its presence forbids another re-exec, so there is no loop);
  *   3. decide from the CPU features, OpenBLAS's choice and the environment;
- *      on REEXEC, set OPENBLAS_CORETYPE and the marker and execv
+ *      on REEXEC, set OPENBLAS_CORETYPE (if the kernels change),
+ *      OPENBLAS_NUM_THREADS=1 (if unset) and the marker, and execv
  *      /proc/self/exe with the same argv (the new image loads OpenBLAS
- *      afresh and comes back here at step 1);
+ *      afresh and comes back here at step 1). One exec serves both: the
+ *      thread count matters as much as the kernels, because OpenBLAS starts
+ *      its pool when it loads and idle pool threads spin on sched_yield
+ *      beside lsmi's own (on 2 cores that halved a demo fit's speed);
  *   4. verify the kernels in use on exact products; if they fail, re-exec
  *      once more with the generic Prescott kernels.
  * Only this file's few statics remember the outcome; they are written in
@@ -173,30 +177,16 @@ static void reexec_to(lsmi_blas_decision_t *out, const char *coretype,
   out->action = LSMI_BLAS_REEXEC;
   snprintf(out->coretype, sizeof out->coretype, "%s", coretype);
   out->source = source;
-  out->stage = source; /* the marker names who asked, for the next image */
+  out->stage = source; /* the marker names who chose, for the next image */
   out->reason = reason;
 }
 
 static bool is_set(const char *s) { return s != NULL && s[0] != '\0'; }
 
-void lsmi_blas_decide(unsigned cpu_features, const char *corename,
-                      const lsmi_blas_env_t *env, lsmi_blas_decision_t *out) {
-  const lsmi_blas_env_t none = {NULL, NULL, NULL};
-  if (env == NULL)
-    env = &none;
-  int cpu = lsmi_blas_cpu_tier(cpu_features);
-  int have = lsmi_blas_core_tier(corename);
-
-  /* A re-executed image never re-executes for the same reason again. */
-  if (is_set(env->stage)) {
-    const char *src = strcmp(env->stage, "auto") == 0       ? "auto"
-                      : strcmp(env->stage, "operator") == 0 ? "operator"
-                      : strcmp(env->stage, "fallback") == 0 ? "fallback"
-                                                            : "openblas";
-    keep(out, src, false, "kernels chosen before re-exec");
-    return;
-  }
-
+/* The kernel part of the decision; threads are added by the caller. */
+static void decide_kernels(int cpu, int have, const char *corename,
+                           const lsmi_blas_env_t *env,
+                           lsmi_blas_decision_t *out) {
   const char *want = env->lsmi_coretype;
   if (is_set(want) && strcasecmp(want, "off") == 0) {
     keep(out, "off", false, "LSMI_BLAS_CORETYPE=off: OpenBLAS left alone");
@@ -245,6 +235,42 @@ void lsmi_blas_decide(unsigned cpu_features, const char *corename,
   }
   reexec_to(out, target, "auto",
             "OpenBLAS chose kernels weaker than the CPU supports");
+}
+
+void lsmi_blas_decide(unsigned cpu_features, const char *corename,
+                      const lsmi_blas_env_t *env, lsmi_blas_decision_t *out) {
+  const lsmi_blas_env_t none = {0};
+  if (env == NULL)
+    env = &none;
+
+  /* A re-executed image never re-executes for the same reasons again; the
+   * marker carries who chose its kernels. */
+  if (is_set(env->stage)) {
+    static const char *const names[] = {"auto", "operator", "fallback",
+                                        "environment", "off"};
+    const char *src = "openblas";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+      if (strcmp(env->stage, names[i]) == 0)
+        src = names[i];
+    keep(out, src, false, "kernels chosen before re-exec");
+    return;
+  }
+
+  decide_kernels(lsmi_blas_cpu_tier(cpu_features),
+                 lsmi_blas_core_tier(corename), corename, env, out);
+
+  /* OpenBLAS starts its thread pool when it loads, from
+   * OPENBLAS_NUM_THREADS; an operator's own value is kept (the calls still
+   * run on one thread, see lsmi_blas_setup). */
+  if (!is_set(env->openblas_num_threads)) {
+    out->set_threads = true;
+    if (out->action == LSMI_BLAS_KEEP) {
+      out->action = LSMI_BLAS_REEXEC;
+      out->stage = out->source;
+      if (!out->warn)
+        out->reason = "OpenBLAS must not start threads of its own";
+    }
+  }
 }
 
 void lsmi_blas_decide_fallback(bool verified, const char *corename,
@@ -307,19 +333,19 @@ typedef struct gemm_case {
 } gemm_case_t;
 
 /*
- * Small shapes take OpenBLAS's small-matrix path, the large one its blocked
- * path (k beyond one panel); odd sizes exercise the edge kernels, and the
+ * Small shapes take OpenBLAS's small-matrix path, the 64x40x400 one (over
+ * the 100^3 bound of that path) its blocked path, k beyond one panel; odd sizes exercise the edge kernels, and the
  * transposes are the ones backpropagation uses.
  */
 static const gemm_case_t gemm_cases[] = {
     {false, false, 7, 5, 9, 1.0f, 0.0f},
     {true, false, 67, 45, 83, 2.0f, 0.5f},
-    {false, true, 96, 80, 300, 1.0f, 1.0f},
+    {false, true, 64, 40, 400, 1.0f, 1.0f},
     {true, true, 33, 129, 17, -0.5f, 0.25f},
 };
-#define MAX_A (96 * 300)
-#define MAX_B (300 * 129)
-#define MAX_C (96 * 129)
+#define MAX_A (64 * 400)
+#define MAX_B (400 * 129)
+#define MAX_C (64 * 129)
 
 static bool check_gemm(const lsmi_blas_kernels_t *kern, const gemm_case_t *g,
                        float *a, float *b, float *c, char *why,
@@ -331,28 +357,37 @@ static bool check_gemm(const lsmi_blas_kernels_t *kern, const gemm_case_t *g,
   fill(b, (size_t)k * (size_t)n, (uint32_t)(n + 2));
   fill(c, (size_t)m * (size_t)n, (uint32_t)(k + 3));
   static float c0[MAX_C];
+  static double ref[MAX_C], mag[MAX_C];
   memcpy(c0, c, sizeof(float) * (size_t)m * (size_t)n);
   kern->sgemm(g->ta, g->tb, m, n, k, g->alpha, a, lda, b, ldb, g->beta, c, ldc);
+  /* Naive product in double, i-p-j order so the inner loop is contiguous. */
+  for (int i = 0; i < m; i++) {
+    double *ri = ref + (size_t)i * (size_t)n, *mi = mag + (size_t)i * (size_t)n;
+    for (int j = 0; j < n; j++)
+      ri[j] = mi[j] = 0.0;
+    for (int p = 0; p < k; p++) {
+      double x = g->ta ? a[p * lda + i] : a[i * lda + p];
+      for (int j = 0; j < n; j++) {
+        double xy = x * (g->tb ? b[j * ldb + p] : b[p * ldb + j]);
+        ri[j] += xy;
+        mi[j] += fabs(xy);
+      }
+    }
+  }
   for (int i = 0; i < m; i++) {
     for (int j = 0; j < n; j++) {
-      double sum = 0.0, mag = 0.0;
-      for (int p = 0; p < k; p++) {
-        double x = g->ta ? a[p * lda + i] : a[i * lda + p];
-        double y = g->tb ? b[j * ldb + p] : b[p * ldb + j];
-        sum += x * y;
-        mag += fabs(x * y);
-      }
-      double ref = (double)g->alpha * sum + (double)g->beta * c0[i * ldc + j];
-      double tol = 1e-5 * (fabs((double)g->alpha) * mag +
-                           fabs((double)g->beta * c0[i * ldc + j])) +
+      double cij = c0[i * ldc + j];
+      double want = (double)g->alpha * ref[i * n + j] + (double)g->beta * cij;
+      double tol = 1e-5 * (fabs((double)g->alpha) * mag[i * n + j] +
+                           fabs((double)g->beta * cij)) +
                    1e-6;
       double got = c[i * ldc + j];
-      if (!(fabs(got - ref) <= tol)) {
+      if (!(fabs(got - want) <= tol)) {
         if (why != NULL)
           snprintf(why, why_len,
                    "sgemm %c%c %dx%dx%d: C[%d,%d] = %.9g, expected %.9g",
                    g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', m, n, k, i, j, got,
-                   ref);
+                   want);
         return false;
       }
     }
@@ -427,33 +462,51 @@ bool lsmi_blas_verify(const lsmi_blas_kernels_t *kern, char *why,
  * Sets OPENBLAS_CORETYPE and the stage marker and replaces the process
  * image. Returns only if execv failed, with the environment restored.
  */
-static void reexec(char **argv, const lsmi_blas_decision_t *d) {
-  char saved[64] = "";
-  const char *prev = getenv("OPENBLAS_CORETYPE");
-  bool had = prev != NULL;
+static void restore(const char *name, bool had, const char *saved) {
   if (had)
-    snprintf(saved, sizeof saved, "%s", prev);
+    setenv(name, saved, 1);
+  else
+    unsetenv(name);
+}
+
+/*
+ * Sets OPENBLAS_CORETYPE (when the decision names one), OPENBLAS_NUM_THREADS
+ * (when asked) and the stage marker, and replaces the process image. Returns
+ * only if execv failed, with the environment as it was.
+ */
+static void reexec(char **argv, const lsmi_blas_decision_t *d) {
   if (argv == NULL || argv[0] == NULL) {
     log_line("warn", "cannot re-exec without argv; kernels kept", "wanted",
              d->coretype);
     return;
   }
-  log_line("info", d->reason, "switching_to", d->coretype);
-  setenv("OPENBLAS_CORETYPE", d->coretype, 1);
-  setenv(STAGE_ENV, d->stage, 1);
+  char saved_core[64] = "", saved_thr[32] = "";
+  const char *pc = getenv("OPENBLAS_CORETYPE");
+  const char *pt = getenv("OPENBLAS_NUM_THREADS");
+  bool had_core = pc != NULL, had_thr = pt != NULL;
+  if (had_core)
+    snprintf(saved_core, sizeof saved_core, "%s", pc);
+  if (had_thr)
+    snprintf(saved_thr, sizeof saved_thr, "%s", pt);
+  if (d->coretype[0] != '\0') {
+    log_line("info", d->reason, "switching_to", d->coretype);
+    setenv("OPENBLAS_CORETYPE", d->coretype, 1);
+  }
+  if (d->set_threads)
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+  setenv(STAGE_ENV, d->stage != NULL ? d->stage : "openblas", 1);
   fflush(NULL);
   execv("/proc/self/exe", argv);
   int e = errno;
-  if (had)
-    setenv("OPENBLAS_CORETYPE", saved, 1);
-  else
-    unsetenv("OPENBLAS_CORETYPE");
+  restore("OPENBLAS_CORETYPE", had_core, saved_core);
+  restore("OPENBLAS_NUM_THREADS", had_thr, saved_thr);
   unsetenv(STAGE_ENV);
   log_line("warn", "re-exec failed; kernels kept", "error", strerror(e));
 }
 
 void lsmi_blas_setup(int argc, char **argv) {
   (void)argc;
+  /* Whatever happens below, BLAS calls run on the calling thread. */
   openblas_set_num_threads(1);
 
   char stage[16] = "";
@@ -462,19 +515,22 @@ void lsmi_blas_setup(int argc, char **argv) {
     snprintf(stage, sizeof stage, "%s", st);
     unsetenv(STAGE_ENV);
   }
-  lsmi_blas_env_t env = {getenv("OPENBLAS_CORETYPE"),
-                         getenv("LSMI_BLAS_CORETYPE"),
-                         stage[0] != '\0' ? stage : NULL};
+  lsmi_blas_env_t env = {
+      .openblas_coretype = getenv("OPENBLAS_CORETYPE"),
+      .openblas_num_threads = getenv("OPENBLAS_NUM_THREADS"),
+      .lsmi_coretype = getenv("LSMI_BLAS_CORETYPE"),
+      .stage = stage[0] != '\0' ? stage : NULL,
+  };
   const char *core = openblas_get_corename();
   lsmi_blas_decision_t d;
   lsmi_blas_decide(lsmi_blas_cpu_features(), core, &env, &d);
+  if (d.warn)
+    log_line("warn", d.reason, "requested", env.lsmi_coretype);
   if (d.action == LSMI_BLAS_REEXEC) {
     reexec(argv, &d); /* returns only on failure */
-    g_source = "openblas";
+    g_source = d.coretype[0] != '\0' ? "openblas" : d.source;
   } else {
     g_source = d.source;
-    if (d.warn)
-      log_line("warn", d.reason, "requested", env.lsmi_coretype);
   }
 
   /* After our re-exec, say so if OpenBLAS did not take the name we gave. */

@@ -24,7 +24,9 @@
  *
  * OpenBLAS threading is set to one thread: lsmi parallelises across its five
  * models itself, and BLAS threads on top would oversubscribe the cores a fit
- * was given.
+ * was given. The calls are pinned with openblas_set_num_threads(1); the pool
+ * OpenBLAS starts when it loads is sized by OPENBLAS_NUM_THREADS, so when
+ * that is unset the same re-exec sets it to 1 (an operator's value is kept).
  *
  * The decision and the verification are pure functions of their inputs,
  * exposed here so that tests/server/test_blas.c can drive them without
@@ -98,19 +100,21 @@ int lsmi_blas_core_tier(const char *corename);
 
 /* The environment the decision reads; NULL means unset. */
 typedef struct lsmi_blas_env {
-  const char *openblas_coretype; /* OPENBLAS_CORETYPE */
-  const char *lsmi_coretype;     /* LSMI_BLAS_CORETYPE */
-  const char *stage;             /* LSMI_BLAS_STAGE: set by lsmi on re-exec */
+  const char *openblas_coretype;    /* OPENBLAS_CORETYPE */
+  const char *openblas_num_threads; /* OPENBLAS_NUM_THREADS */
+  const char *lsmi_coretype;        /* LSMI_BLAS_CORETYPE */
+  const char *stage; /* LSMI_BLAS_STAGE: set by lsmi on re-exec */
 } lsmi_blas_env_t;
 
 typedef enum lsmi_blas_action {
-  LSMI_BLAS_KEEP = 0,  /* go on with the kernels loaded */
-  LSMI_BLAS_REEXEC = 1 /* set OPENBLAS_CORETYPE=coretype, mark stage, exec */
+  LSMI_BLAS_KEEP = 0,  /* go on with the library as loaded */
+  LSMI_BLAS_REEXEC = 1 /* set the variables below, mark stage, exec */
 } lsmi_blas_action_t;
 
 typedef struct lsmi_blas_decision {
   lsmi_blas_action_t action;
-  char coretype[32];  /* REEXEC: the value for OPENBLAS_CORETYPE */
+  char coretype[32];  /* REEXEC: OPENBLAS_CORETYPE; "" leaves it alone */
+  bool set_threads;   /* REEXEC: set OPENBLAS_NUM_THREADS=1 */
   const char *source; /* see lsmi_blas_source(); static string */
   const char *stage;  /* REEXEC: the LSMI_BLAS_STAGE marker to set */
   bool warn;          /* the operator asked for something refused */
@@ -119,8 +123,10 @@ typedef struct lsmi_blas_decision {
 
 /*
  * The kernel choice, from the CPU's feature bits, the core OpenBLAS loaded
- * (`corename`, borrowed) and the environment (borrowed). Never re-executes
- * twice: a set stage always gives KEEP. Fills *out.
+ * (`corename`, borrowed) and the environment (borrowed), and whether
+ * OpenBLAS's thread pool must be sized to one (OPENBLAS_NUM_THREADS unset).
+ * Both go into one re-exec. Never re-executes twice: a set stage always
+ * gives KEEP. Fills *out.
  */
 void lsmi_blas_decide(unsigned cpu_features, const char *corename,
                       const lsmi_blas_env_t *env, lsmi_blas_decision_t *out);

@@ -10,6 +10,7 @@
 #include "cmd.h"
 #include "lsmi.h"
 #include "probe.h"
+#include "serve.h"
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -21,33 +22,19 @@ static void usage(FILE *out) {
           "  synth KIND --out FILE.npz [--n N] [--seed S]\n"
           "                  write a demo dataset (gaussian, redundancy,\n"
           "                  uniqueness, synergy)\n"
+          "  serve [--listen HOST:PORT] [--data-dir DIR] ...\n"
+          "                  run the HTTP daemon (see `lsmi serve --help`)\n"
           "  version         print the version\n"
           "\n"
           "`lsmi COMMAND --help` describes each command.\n");
-}
-
-/*
- * lsmi runs its five models on its own threads, one BLAS call per thread at
- * a time, so OpenBLAS must not start threads of its own: idle OpenBLAS
- * threads spin on sched_yield and, on a 2-core machine, halved the speed of
- * a demo fit (0.28 s against 0.13 s). OpenBLAS reads OPENBLAS_NUM_THREADS
- * when it loads, before main(), so the only way to set it is to re-execute
- * once with it in the environment. An operator's own setting is kept.
- */
-static void single_threaded_blas(char **argv) {
-  if (getenv("OPENBLAS_NUM_THREADS") != NULL)
-    return;
-  setenv("OPENBLAS_NUM_THREADS", "1", 1);
-  execv("/proc/self/exe", argv);
-  /* Still here: run on; openblas_set_num_threads(1) limits the damage. */
 }
 
 int main(int argc, char **argv) {
   /* The health probe uses no BLAS: no re-exec, no log line, every 30 s. */
   if (argc >= 2 && strcmp(argv[1], "probe") == 0)
     return lsmi_probe_main(argc - 1, argv + 1);
-  single_threaded_blas(argv);
-  /* Before anything else: may re-exec with better OpenBLAS kernels. */
+  /* Before anything else: one re-exec, if needed, gives OpenBLAS better
+   * kernels and no thread pool of its own (server/blas.h). */
   lsmi_blas_setup(argc, argv);
   fprintf(stderr, "{\"level\":\"info\",\"event\":\"blas\",\"corename\":\"%s\","
           "\"source\":\"%s\",\"verified\":%s,\"blas_threads\":1}\n",
@@ -62,6 +49,8 @@ int main(int argc, char **argv) {
     return lsmi_fit_main(argc - 1, argv + 1);
   if (strcmp(cmd, "synth") == 0)
     return lsmi_synth_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "serve") == 0)
+    return lsmi_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("lsmi %s\n", LSMI_VERSION);
     return 0;

@@ -25,10 +25,15 @@
   (AVX2 | LSMI_BLAS_CPU_AVX512F | LSMI_BLAS_CPU_AVX512BW |                    \
    LSMI_BLAS_CPU_AVX512VL | LSMI_BLAS_CPU_AVX512DQ)
 
+/* The decision with OPENBLAS_NUM_THREADS=1 already set, so that only the
+ * kernel choice can ask for a re-exec; test_threads covers the rest. */
 static lsmi_blas_decision_t decide(unsigned cpu, const char *core,
                                    const char *openblas_env,
                                    const char *lsmi_env, const char *stage) {
-  lsmi_blas_env_t env = {openblas_env, lsmi_env, stage};
+  lsmi_blas_env_t env = {.openblas_coretype = openblas_env,
+                         .openblas_num_threads = "1",
+                         .lsmi_coretype = lsmi_env,
+                         .stage = stage};
   lsmi_blas_decision_t d;
   lsmi_blas_decide(cpu, core, &env, &d);
   return d;
@@ -173,6 +178,52 @@ static void test_stage_stops_loops(void **state) {
   assert_int_equal(d.action, LSMI_BLAS_KEEP);
 }
 
+/* OpenBLAS's own pool: one re-exec sets OPENBLAS_NUM_THREADS=1 when unset. */
+static void test_threads(void **state) {
+  (void)state;
+  lsmi_blas_env_t env = {0};
+  lsmi_blas_decision_t d;
+  /* Good kernels, no thread setting: re-exec for the threads only. */
+  lsmi_blas_decide(AVX512, "Cooperlake", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
+  assert_true(d.set_threads);
+  assert_string_equal(d.coretype, "");
+  assert_string_equal(d.source, "openblas");
+  assert_string_equal(d.stage, "openblas");
+
+  /* Both at once: one exec. */
+  lsmi_blas_decide(AVX512, "Prescott", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
+  assert_true(d.set_threads);
+  assert_string_equal(d.coretype, "SkylakeX");
+  assert_string_equal(d.stage, "auto");
+
+  /* off leaves the kernels alone but not the thread budget. */
+  env.lsmi_coretype = "off";
+  lsmi_blas_decide(AVX512, "Prescott", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
+  assert_string_equal(d.coretype, "");
+  assert_string_equal(d.stage, "off");
+
+  /* A refused operator choice still warns when re-executing for threads. */
+  env.lsmi_coretype = "NoSuchCore";
+  lsmi_blas_decide(AVX512, "Cooperlake", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
+  assert_true(d.warn);
+  assert_string_equal(d.coretype, "");
+
+  /* An operator's own value is kept; so is a set stage. */
+  env.lsmi_coretype = NULL;
+  env.openblas_num_threads = "4";
+  lsmi_blas_decide(AVX512, "Cooperlake", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_KEEP);
+  env.openblas_num_threads = NULL;
+  env.stage = "off";
+  lsmi_blas_decide(AVX512, "Prescott", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_KEEP);
+  assert_string_equal(d.source, "off");
+}
+
 static void test_fallback_decision(void **state) {
   (void)state;
   lsmi_blas_decision_t d;
@@ -303,12 +354,14 @@ static void test_verify_survives_sigill(void **state) {
 }
 
 /*
- * The whole set-up with LSMI_BLAS_CORETYPE=off (no re-exec of the test
- * binary): OpenBLAS ends on one thread and the kernels are verified.
+ * The whole set-up with LSMI_BLAS_CORETYPE=off and OPENBLAS_NUM_THREADS set
+ * (no re-exec of the test binary): OpenBLAS ends on one thread and the
+ * kernels are verified.
  */
 static void test_setup_off(void **state) {
   (void)state;
   setenv("LSMI_BLAS_CORETYPE", "off", 1);
+  setenv("OPENBLAS_NUM_THREADS", "2", 1);
   char arg0[] = "test_blas";
   char *argv[] = {arg0, NULL};
   lsmi_blas_setup(1, argv);
@@ -331,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_operator_forces),
       cmocka_unit_test(test_operator_refused),
       cmocka_unit_test(test_stage_stops_loops),
+      cmocka_unit_test(test_threads),
       cmocka_unit_test(test_fallback_decision),
       cmocka_unit_test(test_verify_openblas),
       cmocka_unit_test(test_verify_naive),
