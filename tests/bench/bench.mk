@@ -1,0 +1,34 @@
+# tests/bench/bench.mk — the benchmark suite (not part of `make test`).
+#
+#   make bench                  every case, lsmi against the PyTorch reference,
+#                               and the scaling table (about 20-30 minutes)
+#   make bench-quick            the small cases only; the reference only where
+#                               it takes under a minute (LSMI_BENCH_QUICK=1 in
+#                               the environment does the same for `make bench`)
+#   make bench BENCH_ARGS='--cases demo,n20k-d128-C10 --no-scaling'
+#
+# The driver (tests/bench/bench.py, Python stdlib only) generates the data with
+# $(LSMI_SHARED)/reference/make_data.py (default ../shared beside the repo),
+# runs build/lsmi and the reference, and writes a markdown table to stdout and
+# to $(BUILD)/bench/results.md (raw numbers in results.json). sgemm_peak is the
+# single-thread sgemm yardstick, on the kernels lsmi itself would choose.
+
+BENCH_PEAK := $(BUILD)/tests/bench/sgemm_peak
+BENCH_ARGS ?=
+
+$(BENCH_PEAK): tests/bench/sgemm_peak.c $(BUILD)/server/blas.o
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(CORE_LIBS) $(LDFLAGS)
+
+.PHONY: bench bench-quick bench-peak
+bench-peak: $(BENCH_PEAK)
+	$(BENCH_PEAK)
+
+bench: $(BIN) $(BENCH_PEAK)
+	$(PYTHON) tests/bench/bench.py --lsmi $(BIN) --peak $(BENCH_PEAK) \
+	  --work $(BUILD)/bench $(BENCH_ARGS)
+
+bench-quick: $(BIN) $(BENCH_PEAK)
+	$(PYTHON) tests/bench/bench.py --quick --lsmi $(BIN) --peak $(BENCH_PEAK) \
+	  --work $(BUILD)/bench $(BENCH_ARGS)

@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""tests/bench/bench.py — lsmi against the PyTorch reference, and where lsmi's
+time goes.
+
+For each case it generates the data with the reference's make_data.py, runs
+`lsmi fit FILE --threads 2` (and --threads 1) and the reference torch_ref.py at
+--threads 1 and 2, and reports wall time and peak resident memory of each
+process (getrusage of the child), the ratio of the faster reference run to lsmi,
+and lsmi's achieved FLOP rate per phase against the single-thread sgemm peak
+measured by sgemm_peak on the same kernels. Then a scaling table: lsmi's cost
+per epoch as n, d and C grow.
+
+FLOPs are counted analytically (matrix products only; elementwise work and
+Adam are left out), H hidden units, K KNIFE components, B-independent:
+  MLP forward per row      2 (in H + H H + H C)
+  MLP training per row     2 (2 in H + 3 H H + 3 H C)   (forward, dW, dX but
+                                                         no dX of the input)
+  KNIFE forward per row    K 2 d^2     (one dense (B x d)(d x d) per component)
+  KNIFE training per row   3 K 2 d^2   (forward, dz through L^T, dL)
+  discriminators = epochs_d n_train sum over in in (d1, d2, d1+d2)
+  KNIFE          = epochs_e n_train (both modalities)
+  evaluation     = (n_train + n_val) (three MLP forwards + two KNIFE forwards)
+Discriminator and KNIFE rates divide by the thread CPU seconds lsmi reports
+(seconds_disc, seconds_ent: summed over the models' threads), so they are
+rates per thread, comparable with the single-thread peak. The evaluation rate
+divides by its wall time and the threads that ran it.
+
+The ratio is the reference's own total (its `seconds.total`: data loading,
+training, evaluation, without the Python/torch start-up) of the faster of its
+1- and 2-thread runs, over lsmi's whole process wall time (start-up and file
+reading included): conservative for lsmi.
+
+Python stdlib only; the reference and make_data.py run under /usr/bin/python3
+(Debian's torch and numpy), or $LSMI_REF_PYTHON.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+H = 64
+K = 5
+BATCH = 32
+
+# name, make_data args, epochs (disc, ent) for the comparison, reference plan.
+# ref: 'full' = at the same epochs at 1 and 2 threads; a number = the expected
+# reference seconds at 1 thread (used by --quick to skip long runs).
+CASES = [
+    dict(name='demo', n=2000, dim=0, C=2, epochs=(30, 30), ref_expect=5),
+    dict(name='n20k-d10-C2', n=20000, dim=10, C=2, epochs=(30, 30), ref_expect=45),
+    dict(name='n20k-d128-C10', n=20000, dim=128, C=10, epochs=(30, 30), ref_expect=90),
+    # The big case: lsmi at the full 30+30 epochs (the acceptance run), and
+    # both sides at reduced epochs for the ratio.
+    dict(name='n100k-d256-C10', n=100000, dim=256, C=10, epochs=(3, 3), ref_expect=200,
+         full_epochs=(30, 30)),
+]
+
+# Scaling points: (axis, n, dim, C); lsmi only, at --scale-epochs.
+SCALING = [
+    ('n', 10000, 64, 10), ('n', 20000, 64, 10), ('n', 40000, 64, 10), ('n', 80000, 64, 10),
+    ('d', 20000, 16, 10), ('d', 20000, 64, 10), ('d', 20000, 128, 10), ('d', 20000, 256, 10),
+    ('C', 20000, 128, 2), ('C', 20000, 128, 10), ('C', 20000, 128, 100),
+]
+
+
+# --------------------------------------------------------------------------- utilities
+def loadavg():
+    try:
+        with open('/proc/loadavg') as f:
+            return [float(x) for x in f.read().split()[:3]]
+    except OSError:
+        return [float('nan')] * 3
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Run:
+    """One child process: wall seconds, peak RSS (MiB), stdout, rc, load."""
+
+    def __init__(self, cmd, env=None, timeout=None):
+        self.cmd = cmd
+        self.load_before = loadavg()
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            t0 = time.perf_counter()
+            p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+            timer = None
+            self.timed_out = False
+            if timeout:
+                def kill():
+                    self.timed_out = True
+                    p.kill()
+                timer = threading.Timer(timeout, kill)
+                timer.start()
+            _, status, ru = os.wait4(p.pid, 0)
+            self.wall = time.perf_counter() - t0
+            if timer:
+                timer.cancel()
+            p.returncode = os.waitstatus_to_exitcode(status)
+            self.rc = p.returncode
+            self.rss_mib = ru.ru_maxrss / 1024.0
+            self.cpu = ru.ru_utime + ru.ru_stime
+            out.seek(0)
+            err.seek(0)
+            self.stdout = out.read().decode(errors='replace')
+            self.stderr = err.read().decode(errors='replace')
+        self.load_after = loadavg()
+
+    def ok(self):
+        return self.rc == 0 and not self.timed_out
+
+
+def last_json(text):
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith('{'):
+            try:
+                return json.loads(line)
+            except ValueError:
+                continue
+    return None
+
+
+# --------------------------------------------------------------------------- flops
+def mlp_fwd(i, C):
+    return 2.0 * (i * H + H * H + H * C)
+
+
+def mlp_train(i, C):
+    return 2.0 * (2 * i * H + 3 * H * H + 3 * H * C)
+
+
+def knife_fwd(d):
+    return K * 2.0 * d * d
+
+
+def flops(n_train, n_val, d1, d2, C, ed, ee):
+    ins = (d1, d2, d1 + d2)
+    return dict(
+        disc=ed * n_train * sum(mlp_train(i, C) for i in ins),
+        ent=ee * n_train * 3.0 * (knife_fwd(d1) + knife_fwd(d2)),
+        eval=(n_train + n_val) * (sum(mlp_fwd(i, C) for i in ins) + knife_fwd(d1) + knife_fwd(d2)),
+    )
+
+
+# --------------------------------------------------------------------------- runners
+class Bench:
+    def __init__(self, a):
+        self.a = a
+        self.ref_python = os.environ.get('LSMI_REF_PYTHON', '/usr/bin/python3')
+        self.ref_dir = os.path.join(a.shared, 'reference')
+        os.makedirs(a.work, exist_ok=True)
+
+    def data(self, n, dim, C, seed=1):
+        name = f'gauss-n{n}-d{dim or C}-C{C}-s{seed}.npz'
+        path = os.path.join(self.a.work, name)
+        if not os.path.exists(path):
+            cmd = [self.ref_python, os.path.join(self.ref_dir, 'make_data.py'), '--kind', 'gaussian',
+                   '--n', str(n), '--n-classes', str(C), '--seed', str(seed), '--out', path + '.tmp.npz']
+            if dim:
+                cmd += ['--dim', str(dim)]
+            log(f'  data: {name}')
+            r = Run(cmd)
+            if not r.ok():
+                raise SystemExit(f'make_data.py failed: {r.stderr[-2000:]}')
+            os.replace(path + '.tmp.npz', path)
+        return path
+
+    def lsmi(self, path, threads, ed, ee):
+        cmd = [self.a.lsmi, 'fit', path, '--threads', str(threads), '--seed', '1', '--json', '--quiet',
+               '--epochs-discriminator', str(ed), '--epochs-entropy', str(ee)]
+        log('  lsmi: ' + ' '.join(cmd[2:]))
+        r = Run(cmd, timeout=self.a.timeout)
+        if not r.ok():
+            log(f'  lsmi failed (rc {r.rc}): {r.stderr[-1500:]}')
+            return None
+        j = last_json(r.stdout)
+        res = dict(wall=r.wall, rss_mib=r.rss_mib, cpu=r.cpu, threads=threads,
+                   load=r.load_before, load_after=r.load_after)
+        if j is not None and 'seconds' in j:
+            s = j['seconds']
+            res.update(train=s.get('train'), disc_cpu=s.get('disc_cpu'), ent_cpu=s.get('ent_cpu'),
+                       eval=s.get('eval'), threads_used=j.get('threads', threads),
+                       val=j.get('val'), d1=j.get('d1'), d2=j.get('d2'), classes=j.get('classes'))
+        else:  # the text summary
+            m = re.search(r'train ([\d.]+) \(cpu: discriminators ([\d.]+), entropy ([\d.]+)\), '
+                          r'evaluate ([\d.]+), threads (\d+)', r.stdout)
+            if m:
+                res.update(train=float(m.group(1)), disc_cpu=float(m.group(2)),
+                           ent_cpu=float(m.group(3)), eval=float(m.group(4)),
+                           threads_used=int(m.group(5)))
+        blas = [last_json(l) for l in r.stderr.splitlines() if '"event":"blas"' in l]
+        if blas and blas[-1]:
+            res['corename'] = blas[-1].get('corename')
+        log(f'    {r.wall:.2f} s, {r.rss_mib:.0f} MiB, load {r.load_before[0]:.2f}')
+        return res
+
+    def ref(self, path, threads, ed, ee):
+        cmd = [self.ref_python, os.path.join(self.ref_dir, 'torch_ref.py'), '--data', path,
+               '--seed', '1', '--threads', str(threads), '--epochs-disc', str(ed), '--epochs-ent', str(ee)]
+        log(f'  reference: --threads {threads} --epochs {ed}/{ee}')
+        r = Run(cmd, timeout=self.a.ref_timeout)
+        if not r.ok():
+            why = 'timed out' if r.timed_out else f'rc {r.rc}'
+            log(f'  reference failed ({why}): {r.stderr[-1500:]}')
+            return dict(skipped=f'failed: {why} after {r.wall:.0f} s')
+        j = last_json(r.stdout) or {}
+        s = j.get('seconds', {})
+        log(f'    {r.wall:.2f} s wall, {s.get("total")} s own total, {r.rss_mib:.0f} MiB')
+        return dict(wall=r.wall, total=s.get('total', r.wall), rss_mib=r.rss_mib, seconds=s,
+                    load=r.load_before, val=j.get('val'))
+
+    def peak(self):
+        if not self.a.peak:
+            return None
+        r = Run([self.a.peak, str(self.a.peak_seconds)])
+        j = last_json(r.stdout) if r.ok() else None
+        if j:
+            log(f'  sgemm peak: {j["peak_gflops"]:.1f} GFLOP/s on one thread ({j["corename"]})')
+        return j
+
+
+def rates(res, fl):
+    """GFLOP/s per phase: per thread for training, per eval thread for evaluation."""
+    out = {}
+    if res.get('disc_cpu'):
+        out['disc'] = fl['disc'] / res['disc_cpu'] * 1e-9
+    if res.get('ent_cpu'):
+        out['ent'] = fl['ent'] / res['ent_cpu'] * 1e-9
+    if res.get('eval'):
+        t = min(res.get('threads_used') or res['threads'], 5)
+        out['eval'] = fl['eval'] / (res['eval'] * t) * 1e-9
+    return out
+
+
+def fmt_s(x):
+    if x is None:
+        return '–'
+    return f'{x:.2f} s' if x < 10 else f'{x:.0f} s' if x < 1000 else f'{x / 60:.1f} min'
+
+
+def fmt_ref(r):
+    if r is None:
+        return 'not run'
+    if 'skipped' in r:
+        return r['skipped']
+    return fmt_s(r['total'])
+
+
+# --------------------------------------------------------------------------- main
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    root = os.path.dirname(os.path.dirname(here))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--lsmi', default=os.path.join(root, 'build', 'lsmi'))
+    ap.add_argument('--peak', default=os.path.join(root, 'build', 'tests', 'bench', 'sgemm_peak'))
+    ap.add_argument('--peak-seconds', type=float, default=0.5)
+    ap.add_argument('--shared', default=os.environ.get('LSMI_SHARED', os.path.join(root, '..', 'shared')))
+    ap.add_argument('--work', default=os.path.join(root, 'build', 'bench'))
+    ap.add_argument('--quick', action='store_true', default=os.environ.get('LSMI_BENCH_QUICK') == '1',
+                    help='small cases; the reference only where it takes under a minute, at 1 thread')
+    ap.add_argument('--cases', default='', help='comma-separated case names (default: all)')
+    ap.add_argument('--no-ref', action='store_true', help='lsmi only')
+    ap.add_argument('--ref-threads', default='1,2')
+    ap.add_argument('--no-full', action='store_true', help='skip the full-epoch run of the big case')
+    ap.add_argument('--no-scaling', action='store_true')
+    ap.add_argument('--scale-epochs', type=int, default=3)
+    ap.add_argument('--threads', type=int, default=2, help='lsmi threads for the main column')
+    ap.add_argument('--timeout', type=float, default=1800, help='per lsmi run, seconds')
+    ap.add_argument('--ref-timeout', type=float, default=1200, help='per reference run, seconds')
+    ap.add_argument('--json-out', default=None)
+    ap.add_argument('--md-out', default=None)
+    a = ap.parse_args()
+    a.json_out = a.json_out or os.path.join(a.work, 'results.json')
+    a.md_out = a.md_out or os.path.join(a.work, 'results.md')
+    if not os.path.exists(a.lsmi):
+        raise SystemExit(f'{a.lsmi}: not built (make)')
+    b = Bench(a)
+
+    cases = CASES
+    if a.cases:
+        want = set(a.cases.split(','))
+        cases = [c for c in CASES if c['name'] in want]
+    elif a.quick:
+        cases = [c for c in CASES if c['n'] <= 20000]
+    ref_threads = [int(t) for t in a.ref_threads.split(',') if t]
+
+    machine = dict(load_start=loadavg(), nproc=os.cpu_count(), started=time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime()))
+    log(f'load average at start: {machine["load_start"]}')
+    peak = b.peak()
+    peak_g = peak['peak_gflops'] if peak else None
+    results = dict(machine=machine, peak=peak, cases=[], scaling=[])
+
+    for c in cases:
+        log(f'case {c["name"]}')
+        path = b.data(c['n'], c['dim'], c['C'])
+        n_tr, n_va = int(0.8 * c['n']), int(0.2 * c['n'])
+        d = c['dim'] or c['C']
+        ed, ee = c['epochs']
+        row = dict(name=c['name'], n=c['n'], d=d, C=c['C'], epochs=[ed, ee])
+        row['lsmi'] = b.lsmi(path, a.threads, ed, ee)
+        row['lsmi_1t'] = b.lsmi(path, 1, ed, ee) if a.threads != 1 else row['lsmi']
+        fl = flops(n_tr, n_va, d, d, c['C'], ed, ee)
+        row['flops'] = fl
+        row['rates'] = rates(row['lsmi'], fl) if row['lsmi'] else {}
+        row['rates_1t'] = rates(row['lsmi_1t'], fl) if row['lsmi_1t'] else {}
+        row['data_mib'] = (n_tr + n_va) * (2 * d * 4 + 4) / 2 ** 20
+        row['ref'] = {}
+        for t in ref_threads:
+            if a.no_ref:
+                row['ref'][t] = dict(skipped='not run (--no-ref)')
+            elif a.quick and (c['ref_expect'] > 60 or t != 1):
+                row['ref'][t] = dict(skipped='skipped (quick mode)')
+            else:
+                row['ref'][t] = b.ref(path, t, ed, ee)
+        if 'full_epochs' in c and not a.no_full and not a.quick:
+            fed, fee = c['full_epochs']
+            row['full'] = b.lsmi(path, a.threads, fed, fee)
+            row['full_epochs'] = [fed, fee]
+            if row['full']:
+                row['full_rates'] = rates(row['full'], flops(n_tr, n_va, d, d, c['C'], fed, fee))
+        results['cases'].append(row)
+
+    if not a.no_scaling:
+        e = 2 if a.quick else a.scale_epochs
+        log(f'scaling, {e}+{e} epochs, lsmi --threads {a.threads}')
+        for axis, n, dim, C in SCALING:
+            if a.quick and n > 40000:
+                continue
+            path = b.data(n, dim, C)
+            r = b.lsmi(path, a.threads, e, e)
+            if r:
+                fl = flops(int(0.8 * n), int(0.2 * n), dim, dim, C, e, e)
+                results['scaling'].append(dict(axis=axis, n=n, d=dim, C=C, epochs=e, lsmi=r, flops=fl,
+                                               rates=rates(r, fl)))
+    machine['load_end'] = loadavg()
+    machine['finished'] = time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())
+
+    md = markdown(results, peak_g, a)
+    with open(a.json_out, 'w') as f:
+        json.dump(results, f, indent=1)
+    with open(a.md_out, 'w') as f:
+        f.write(md)
+    print(md)
+
+
+def pct(x, peak):
+    if x is None or not peak:
+        return '–'
+    return f'{x:.1f} ({100 * x / peak:.0f}%)'
+
+
+def markdown(res, peak, a):
+    L = []
+    m = res['machine']
+    pk = res.get('peak') or {}
+    line = f'Machine: {m["nproc"]} cores'
+    if peak:
+        line += f'; OpenBLAS kernels `{pk.get("corename", "?")}`; single-thread sgemm peak {peak:.1f} GFLOP/s'
+    line += (f'; load average {m["load_start"][0]:.2f} at start, {m.get("load_end", [0])[0]:.2f} at end '
+             f'({m["started"]} – {m.get("finished", "")}).')
+    L.append(line)
+    L.append('')
+    L.append('| case | epochs | lsmi 2 thr | lsmi 1 thr | lsmi peak RSS | reference 1 thr | reference 2 thr '
+             '| faster ref / lsmi | GFLOP/s per thread: discriminators / KNIFE / evaluation (% of peak) |')
+    L.append('|---|---|---|---|---|---|---|---|---|')
+    for c in res['cases']:
+        l2, l1 = c.get('lsmi'), c.get('lsmi_1t')
+        refs = [r for r in c['ref'].values() if r and 'total' in r]
+        best = min((r['total'] for r in refs), default=None)
+        ratio = f'{best / l2["wall"]:.0f}×' if best and l2 else '–'
+        rt = c.get('rates', {})
+        rates_s = ' / '.join(pct(rt.get(k), peak) for k in ('disc', 'ent', 'eval'))
+        cells = [f'{c["name"]} (n={c["n"]}, d1=d2={c["d"]}, C={c["C"]})', f'{c["epochs"][0]}+{c["epochs"][1]}',
+                 fmt_s(l2["wall"]) if l2 else 'failed', fmt_s(l1["wall"]) if l1 else 'failed',
+                 f'{l2["rss_mib"]:.0f} MiB (data {c["data_mib"]:.0f} MiB)' if l2 else '–',
+                 fmt_ref(c['ref'].get(1)), fmt_ref(c['ref'].get(2)), ratio, rates_s]
+        L.append('| ' + ' | '.join(cells) + ' |')
+        if c.get('full'):
+            f = c['full']
+            fr = c.get('full_rates', {})
+            L.append(f'| {c["name"]}, full epochs | {c["full_epochs"][0]}+{c["full_epochs"][1]} '
+                     f'| {fmt_s(f["wall"])} | – | {f["rss_mib"]:.0f} MiB | not run | not run | – '
+                     f'| {" / ".join(pct(fr.get(k), peak) for k in ("disc", "ent", "eval"))} |')
+    L.append('')
+    L.append('Times are whole-process wall times for lsmi and the reference\'s own total (data, training, '
+             'evaluation; Python start-up excluded) for the reference. GFLOP/s count matrix-product flops only '
+             '(formulas in tests/bench/bench.py) over lsmi\'s thread CPU seconds per phase, 2-thread run.')
+    if res['scaling']:
+        L.append('')
+        e = res['scaling'][0]['epochs']
+        L.append(f'Scaling (lsmi --threads {a.threads}, {e}+{e} epochs; CPU seconds per epoch summed over the '
+                 f'models of each family):')
+        L.append('')
+        L.append('| grows | n | d1=d2 | C | wall | disc CPU s/epoch | KNIFE CPU s/epoch | evaluation | '
+                 'peak RSS | GFLOP/s disc / KNIFE / eval |')
+        L.append('|---|---|---|---|---|---|---|---|---|---|')
+        for s in res['scaling']:
+            r, rt = s['lsmi'], s['rates']
+            L.append(f'| {s["axis"]} | {s["n"]} | {s["d"]} | {s["C"]} | {fmt_s(r["wall"])} '
+                     f'| {r["disc_cpu"] / s["epochs"]:.3f} | {r["ent_cpu"] / s["epochs"]:.3f} '
+                     f'| {fmt_s(r["eval"])} | {r["rss_mib"]:.0f} MiB '
+                     f'| {rt.get("disc", 0):.1f} / {rt.get("ent", 0):.1f} / {rt.get("eval", 0):.1f} |')
+    L.append('')
+    L.append('Reproduce: `make bench` (`make bench-quick` for the small cases).')
+    return '\n'.join(L) + '\n'
+
+
+if __name__ == '__main__':
+    main()
