@@ -1,0 +1,250 @@
+/*
+ * codec.c — JSON in and out of the API. Parameters go through the core's
+ * table (lsmi_params_find / lsmi_params_set_number / lsmi_params_set), so
+ * the names, types and ranges checked here are exactly those of `lsmi fit`.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "codec.h"
+
+static int param_from_value(lsmi_params_t *p, const lsmi_param_desc_t *d,
+                            const json_t *v, lsmi_error_t *err) {
+  char field[64];
+  snprintf(field, sizeof field, "params.%s", d->name);
+  int st = LSMI_OK;
+  switch (d->type) {
+  case LSMI_PARAM_PRIOR:
+    if (!json_is_string(v))
+      return lsmi_error_set(err, LSMI_ERR_INVALID, field,
+                            "%s must be the string \"uniform\" or "
+                            "\"empirical\"",
+                            field);
+    st = lsmi_params_set(p, d->name, json_string_value(v), err);
+    break;
+  case LSMI_PARAM_BOOL:
+    if (!json_is_boolean(v))
+      return lsmi_error_set(err, LSMI_ERR_INVALID, field,
+                            "%s must be true or false", field);
+    st = lsmi_params_set_number(p, d->name, json_is_true(v) ? 1.0 : 0.0, err);
+    break;
+  case LSMI_PARAM_INT:
+  case LSMI_PARAM_UINT64:
+    if (!json_is_integer(v) &&
+        !(json_is_real(v) && json_real_value(v) == floor(json_real_value(v))))
+      return lsmi_error_set(err, LSMI_ERR_INVALID, field,
+                            "%s must be an integer", field);
+    st = lsmi_params_set_number(p, d->name, json_number_value(v), err);
+    break;
+  case LSMI_PARAM_DOUBLE:
+    if (!json_is_number(v))
+      return lsmi_error_set(err, LSMI_ERR_INVALID, field,
+                            "%s must be a number", field);
+    st = lsmi_params_set_number(p, d->name, json_number_value(v), err);
+    break;
+  }
+  if (st && err) /* the core names the bare parameter; say where it lives */
+    snprintf(err->field, sizeof err->field, "%s", field);
+  return st;
+}
+
+int lsmi_codec_params_from_json(const json_t *params, lsmi_params_t *p,
+                                lsmi_error_t *err) {
+  lsmi_params_default(p);
+  if (params == NULL || json_is_null(params))
+    return LSMI_OK;
+  if (!json_is_object(params))
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "params",
+                          "params must be an object");
+  const char *key;
+  const json_t *v;
+  json_object_foreach((json_t *)params, key, v) {
+    const lsmi_param_desc_t *d = lsmi_params_find(key);
+    /* Only the JSON spelling: "epochs-entropy" is a CLI flag, not a key. */
+    if (d == NULL || strcmp(d->name, key) != 0) {
+      char field[64];
+      snprintf(field, sizeof field, "params.%.50s", key);
+      return lsmi_error_set(err, LSMI_ERR_INVALID, field,
+                            "unknown parameter '%.200s'", key);
+    }
+    int st = param_from_value(p, d, v, err);
+    if (st)
+      return st;
+  }
+  int st = lsmi_params_validate(p, err);
+  if (st && err && strncmp(err->field, "params.", 7) != 0) {
+    char field[64];
+    snprintf(field, sizeof field, "params.%.50s", err->field);
+    snprintf(err->field, sizeof err->field, "%s", field);
+  }
+  return st;
+}
+
+json_t *lsmi_codec_params_to_json(const lsmi_params_t *p) {
+  size_t n = 0;
+  const lsmi_param_desc_t *t = lsmi_params_table(&n);
+  json_t *o = json_object();
+  if (o == NULL)
+    return NULL;
+  for (size_t i = 0; i < n; i++) {
+    const char *base = (const char *)p + t[i].offset;
+    json_t *v = NULL;
+    switch (t[i].type) {
+    case LSMI_PARAM_INT:
+      v = json_integer(*(const int *)(const void *)base);
+      break;
+    case LSMI_PARAM_UINT64:
+      v = json_integer((json_int_t)*(const uint64_t *)(const void *)base);
+      break;
+    case LSMI_PARAM_DOUBLE:
+      v = json_real(*(const double *)(const void *)base);
+      break;
+    case LSMI_PARAM_BOOL:
+      v = json_boolean(*(const bool *)(const void *)base);
+      break;
+    case LSMI_PARAM_PRIOR:
+      v = json_string(*(const lsmi_prior_t *)(const void *)base ==
+                              LSMI_PRIOR_EMPIRICAL
+                          ? "empirical"
+                          : "uniform");
+      break;
+    }
+    if (v == NULL || json_object_set_new(o, t[i].name, v)) {
+      json_decref(o);
+      return NULL;
+    }
+  }
+  return o;
+}
+
+int lsmi_codec_job_request(const char *body, size_t len, char *dataset_id,
+                           size_t id_size, lsmi_params_t *p,
+                           lsmi_error_t *err) {
+  json_error_t je;
+  json_t *root = json_loadb(body ? body : "", len, JSON_REJECT_DUPLICATES, &je);
+  if (root == NULL)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, "body",
+                          "request body is not valid JSON: %s (line %d, "
+                          "column %d)",
+                          je.text, je.line, je.column);
+  int st = LSMI_OK;
+  if (!json_is_object(root)) {
+    st = lsmi_error_set(err, LSMI_ERR_INVALID, "body",
+                        "request body must be a JSON object");
+    goto done;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach(root, key, v) {
+    if (strcmp(key, "dataset_id") && strcmp(key, "params")) {
+      st = lsmi_error_set(err, LSMI_ERR_INVALID, key,
+                          "unknown member '%.200s' (expected dataset_id, "
+                          "params)",
+                          key);
+      goto done;
+    }
+  }
+  json_t *ds = json_object_get(root, "dataset_id");
+  if (!json_is_string(ds) || json_string_length(ds) == 0 ||
+      json_string_length(ds) >= id_size) {
+    st = lsmi_error_set(err, ds ? LSMI_ERR_INVALID : LSMI_ERR_MISSING,
+                        "dataset_id",
+                        "dataset_id must be the id string of an uploaded "
+                        "dataset");
+    goto done;
+  }
+  snprintf(dataset_id, id_size, "%s", json_string_value(ds));
+  st = lsmi_codec_params_from_json(json_object_get(root, "params"), p, err);
+done:
+  json_decref(root);
+  return st;
+}
+
+json_t *lsmi_codec_summary(const lsmi_summary_t *s) {
+  return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
+                   "n", (json_int_t)s->n, "R", s->R, "U1", s->U1, "U2", s->U2,
+                   "S", s->S, "I1", s->I1, "I2", s->I2, "I12", s->I12, "H1",
+                   s->H1, "H2", s->H2, "shift", s->shift);
+}
+
+json_t *lsmi_codec_progress(const lsmi_progress_t *p,
+                            const lsmi_params_t *params) {
+  if (p == NULL)
+    return json_pack("{s:s, s:i, s:i, s:f, s:i, s:i, s:n, s:i, s:i, s:n}",
+                     "phase", "queued", "epoch", 0, "epochs",
+                     params->epochs_discriminator + params->epochs_entropy,
+                     "fraction", 0.0, "disc_epoch", 0, "disc_epochs",
+                     params->epochs_discriminator, "disc_loss", "ent_epoch",
+                     0, "ent_epochs", params->epochs_entropy, "ent_loss");
+  json_t *o = json_pack("{s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i}", "phase",
+                        lsmi_phase_name(p->phase), "epoch",
+                        p->disc_epoch + p->ent_epoch, "epochs",
+                        p->disc_epochs + p->ent_epochs, "fraction",
+                        p->fraction, "disc_epoch", p->disc_epoch,
+                        "disc_epochs", p->disc_epochs, "ent_epoch",
+                        p->ent_epoch, "ent_epochs", p->ent_epochs);
+  if (o) {
+    json_object_set_new(o, "disc_loss",
+                        p->disc_epoch > 0 && isfinite(p->disc_loss)
+                            ? json_real(p->disc_loss)
+                            : json_null());
+    json_object_set_new(o, "ent_loss",
+                        p->ent_epoch > 0 && isfinite(p->ent_loss)
+                            ? json_real(p->ent_loss)
+                            : json_null());
+  }
+  return o;
+}
+
+const char *lsmi_codec_http_title(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 201: return "Created";
+  case 202: return "Accepted";
+  case 204: return "No Content";
+  case 400: return "Bad Request";
+  case 401: return "Unauthorized";
+  case 403: return "Forbidden";
+  case 404: return "Not Found";
+  case 405: return "Method Not Allowed";
+  case 409: return "Conflict";
+  case 411: return "Length Required";
+  case 413: return "Content Too Large";
+  case 415: return "Unsupported Media Type";
+  case 422: return "Unprocessable Content";
+  case 429: return "Too Many Requests";
+  case 500: return "Internal Server Error";
+  case 503: return "Service Unavailable";
+  default: return "Error";
+  }
+}
+
+/* A JSON string of text from anywhere (a file's key may not be UTF-8):
+ * bytes that make it invalid become '?'. */
+static json_t *safe_string(const char *text) {
+  json_t *s = json_string(text);
+  if (s)
+    return s;
+  char buf[1024];
+  size_t i = 0;
+  for (; text[i] && i + 1 < sizeof buf; i++) {
+    unsigned char c = (unsigned char)text[i];
+    buf[i] = (c < 0x20 || c >= 0x80) ? '?' : (char)c;
+  }
+  buf[i] = '\0';
+  return json_string(buf);
+}
+
+json_t *lsmi_codec_problem(int status, const char *type, const char *detail,
+                           const char *field) {
+  json_t *o = json_pack("{s:s, s:s, s:i}", "type",
+                        type ? type : "about:blank", "title",
+                        lsmi_codec_http_title(status), "status", status);
+  if (o == NULL)
+    return NULL;
+  json_object_set_new(o, "detail", safe_string(detail ? detail : ""));
+  if (field && field[0])
+    json_object_set_new(o, "field", safe_string(field));
+  return o;
+}

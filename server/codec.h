@@ -1,0 +1,58 @@
+/*
+ * codec.h — JSON codecs of the API: job parameters (from and to the
+ * `params` object, checked against the core's parameter table), the job
+ * request, summaries, and RFC 9457 problem bodies.
+ *
+ * Every json_t made here belongs to the calling thread: the caller takes
+ * the returned reference and must release it on the same thread.
+ */
+#ifndef LSMI_CODEC_H
+#define LSMI_CODEC_H
+
+#include <jansson.h>
+
+#include "lsmi.h"
+
+/*
+ * Fills *p from the defaults and then from the JSON object `params` (may be
+ * NULL: all defaults). Unknown names, wrong JSON types and out-of-range
+ * values fail with LSMI_ERR_INVALID and err->field = "params.NAME".
+ */
+int lsmi_codec_params_from_json(const json_t *params, lsmi_params_t *p,
+                                lsmi_error_t *err);
+
+/* Every parameter, with its exact value (seeds as integers). New ref. */
+json_t *lsmi_codec_params_to_json(const lsmi_params_t *p);
+
+/*
+ * Parses a job request body {dataset_id, params}: bad JSON is
+ * LSMI_ERR_FORMAT (400), a missing/odd dataset_id or a bad parameter
+ * LSMI_ERR_INVALID (422) with err->field set. dataset_id: 64 bytes.
+ */
+int lsmi_codec_job_request(const char *body, size_t len, char *dataset_id,
+                           size_t id_size, lsmi_params_t *p,
+                           lsmi_error_t *err);
+
+/* {n, R, U1, U2, S, I1, I2, I12, H1, H2, shift}. New ref. */
+json_t *lsmi_codec_summary(const lsmi_summary_t *s);
+
+/*
+ * The API progress object {phase, epoch, epochs, fraction, ...}: epoch and
+ * epochs count completed / total epochs summed over the two model families
+ * (discriminators and entropy kernels), which train at the same time.
+ * p NULL: a queued job of `params` (phase "queued", nothing done). New ref.
+ */
+json_t *lsmi_codec_progress(const lsmi_progress_t *p,
+                            const lsmi_params_t *params);
+
+/* The reason phrase of an HTTP status ("Not Found"). */
+const char *lsmi_codec_http_title(int status);
+
+/*
+ * A problem object {type, title, status, detail[, field]}; type is
+ * "about:blank" unless `type` is given. New ref (NULL on no memory).
+ */
+json_t *lsmi_codec_problem(int status, const char *type, const char *detail,
+                           const char *field);
+
+#endif

@@ -1,0 +1,418 @@
+/*
+ * config.c — option table, parsing of flags and LSMI_* variables, tokens and
+ * CORS origins. One table drives defaults, environment, flags and --help.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+
+typedef enum opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_U64, OPT_BOOL } opt_kind_t;
+
+typedef struct opt {
+  const char *flag; /* without "--" */
+  const char *env;
+  opt_kind_t kind;
+  size_t offset;         /* in lsmi_config_t, or SIZE_MAX for limits below */
+  size_t limits_offset;  /* in lsmi_limits_t when offset == SIZE_MAX */
+  const char *def;       /* NULL: the core's lsmi_limits_default value */
+  const char *help;
+} opt_t;
+
+#define C(f) offsetof(lsmi_config_t, f)
+#define L(f) SIZE_MAX, offsetof(lsmi_limits_t, f)
+
+static const opt_t opts[] = {
+    {"listen", "LSMI_LISTEN", OPT_STR, C(listen), 0, "127.0.0.1:8080",
+     "address:port to listen on (port 0 picks a free one)"},
+    {"data-dir", "LSMI_DATA_DIR", OPT_STR, C(data_dir), 0, "./lsmi-data",
+     "directory of the SQLite store, datasets and results"},
+    {"workers", "LSMI_WORKERS", OPT_INT, C(workers), 0, "2",
+     "jobs that run at the same time"},
+    {"queue-size", "LSMI_QUEUE_SIZE", OPT_INT, C(queue_size), 0, "64",
+     "queued jobs accepted before POST /v1/jobs answers 429"},
+    {"http-threads", "LSMI_HTTP_THREADS", OPT_INT, C(http_threads), 0, "4",
+     "HTTP threads (libmicrohttpd thread pool)"},
+    {"tokens-file", "LSMI_TOKENS_FILE", OPT_STR, C(tokens_file), 0, "",
+     "file of 'TOKEN TENANT' lines; also LSMI_TOKENS='TOKEN=TENANT,...'"},
+    {"cors-origin", "LSMI_CORS_ORIGINS", OPT_STR, C(cors_origins), 0, "",
+     "comma list of origins allowed cross-origin ('*' for any)"},
+    {"max-upload", "LSMI_MAX_UPLOAD", OPT_SIZE, C(max_upload), 0, "1G",
+     "largest dataset upload in bytes (K, M, G suffixes)"},
+    {"max-body", "LSMI_MAX_BODY", OPT_SIZE, C(max_body), 0, "64K",
+     "largest JSON request body"},
+    {"page-limit", "LSMI_PAGE_LIMIT", OPT_U64, C(page_limit), 0, "10000",
+     "largest `limit` of one page of results or of a list"},
+    {"retry-after", "LSMI_RETRY_AFTER", OPT_INT, C(retry_after), 0, "5",
+     "seconds announced in Retry-After with a 429"},
+    {"shutdown-timeout", "LSMI_SHUTDOWN_TIMEOUT", OPT_INT,
+     C(shutdown_timeout), 0, "30",
+     "seconds running jobs get to finish on SIGTERM before they are stopped "
+     "and requeued"},
+    {"connection-timeout", "LSMI_CONNECTION_TIMEOUT", OPT_INT,
+     C(connection_timeout), 0, "60", "idle HTTP connection timeout, seconds"},
+    {"quiet", "LSMI_QUIET", OPT_BOOL, C(quiet), 0, "false",
+     "no per-request log lines (job transitions are still logged)"},
+    {"max-rows", "LSMI_MAX_ROWS", OPT_U64, L(max_rows), NULL,
+     "rows per split of an uploaded dataset"},
+    {"max-dims", "LSMI_MAX_DIMS", OPT_U64, L(max_dims), NULL,
+     "features per modality"},
+    {"max-classes", "LSMI_MAX_CLASSES", OPT_U64, L(max_classes), NULL,
+     "label classes"},
+    {"max-members", "LSMI_MAX_MEMBERS", OPT_U64, L(max_members), NULL,
+     "zip members of a .npz / .pt"},
+    {"max-decompressed", "LSMI_MAX_DECOMPRESSED", OPT_SIZE,
+     L(max_decompressed_bytes), NULL, "bytes inflated from one zip file"},
+    {"max-header", "LSMI_MAX_HEADER", OPT_SIZE, L(max_header_bytes), NULL,
+     "bytes of an npy / safetensors / pickle header"},
+    {"min-rows-per-class", "LSMI_MIN_ROWS_PER_CLASS", OPT_U64,
+     L(min_rows_per_class), NULL, "train rows every class needs"},
+};
+
+#undef C
+#undef L
+
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static int parse_u64(const char *s, bool suffixes, uint64_t *out) {
+  if (s == NULL || *s == '\0' || *s == '-')
+    return -1;
+  errno = 0;
+  char *end = NULL;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  uint64_t mul = 1;
+  if (suffixes && *end) {
+    switch (toupper((unsigned char)*end)) {
+    case 'K':
+      mul = 1ULL << 10;
+      break;
+    case 'M':
+      mul = 1ULL << 20;
+      break;
+    case 'G':
+      mul = 1ULL << 30;
+      break;
+    case 'T':
+      mul = 1ULL << 40;
+      break;
+    default:
+      return -1;
+    }
+    end++;
+    if (*end == 'B' || *end == 'b')
+      end++;
+    if (*end == 'i' && end[1] == 'B')
+      end += 2;
+  }
+  if (*end)
+    return -1;
+  if (v > UINT64_MAX / mul)
+    return -1;
+  *out = (uint64_t)v * mul;
+  return 0;
+}
+
+static void *field_ptr(lsmi_config_t *cfg, const opt_t *o) {
+  if (o->offset == SIZE_MAX)
+    return (char *)&cfg->limits + o->limits_offset;
+  return (char *)cfg + o->offset;
+}
+
+static int apply(lsmi_config_t *cfg, const opt_t *o, const char *val,
+                 const char *source, lsmi_error_t *err) {
+  void *p = field_ptr(cfg, o);
+  uint64_t u = 0;
+  switch (o->kind) {
+  case OPT_STR: {
+    char *copy = strdup(val);
+    if (copy == NULL)
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, o->flag, "out of memory");
+    free(*(char **)p);
+    *(char **)p = copy;
+    return 0;
+  }
+  case OPT_INT:
+    if (parse_u64(val, false, &u) || u > 1000000)
+      return lsmi_error_set(err, LSMI_ERR_INVALID, o->flag,
+                            "%s: --%s wants a whole number in [0, 1000000], "
+                            "got '%s'",
+                            source, o->flag, val);
+    *(int *)p = (int)u;
+    return 0;
+  case OPT_SIZE:
+  case OPT_U64:
+    if (parse_u64(val, o->kind == OPT_SIZE, &u))
+      return lsmi_error_set(err, LSMI_ERR_INVALID, o->flag,
+                            "%s: --%s wants a %s, got '%s'", source, o->flag,
+                            o->kind == OPT_SIZE ? "size such as 64K or 1G"
+                                                : "whole number",
+                            val);
+    *(uint64_t *)p = u;
+    return 0;
+  case OPT_BOOL:
+    if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes"))
+      *(bool *)p = true;
+    else if (!strcmp(val, "0") || !strcmp(val, "false") || !strcmp(val, "no"))
+      *(bool *)p = false;
+    else
+      return lsmi_error_set(err, LSMI_ERR_INVALID, o->flag,
+                            "%s: --%s wants true or false, got '%s'", source,
+                            o->flag, val);
+    return 0;
+  }
+  return 0;
+}
+
+static int split_listen(lsmi_config_t *cfg, lsmi_error_t *err) {
+  const char *l = cfg->listen;
+  const char *colon = strrchr(l, ':');
+  if (colon == NULL)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
+                          "--listen wants host:port, got '%s'", l);
+  const char *h = l;
+  size_t hlen = (size_t)(colon - l);
+  if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
+    h++;
+    hlen -= 2;
+  }
+  if (hlen == 0 || hlen >= sizeof cfg->host)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
+                          "--listen wants host:port, got '%s'", l);
+  memcpy(cfg->host, h, hlen);
+  cfg->host[hlen] = '\0';
+  uint64_t port = 0;
+  if (parse_u64(colon + 1, false, &port) || port > 65535)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
+                          "--listen: bad port in '%s'", l);
+  cfg->port = (int)port;
+  return 0;
+}
+
+int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
+                      lsmi_getenv_fn env, FILE *out, lsmi_error_t *err) {
+  memset(cfg, 0, sizeof *cfg);
+  lsmi_limits_default(&cfg->limits);
+  int st;
+  for (size_t i = 0; i < N_OPTS; i++)
+    if (opts[i].def && (st = apply(cfg, &opts[i], opts[i].def, "default", err)))
+      return st;
+  if (env)
+    for (size_t i = 0; i < N_OPTS; i++) {
+      const char *v = env(opts[i].env);
+      if (v && *v && (st = apply(cfg, &opts[i], v, opts[i].env, err)))
+        return st;
+    }
+  for (int a = 1; a < argc; a++) {
+    const char *arg = argv[a];
+    if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
+      lsmi_config_help(out);
+      return 1;
+    }
+    if (strncmp(arg, "--", 2) != 0)
+      return lsmi_error_set(err, LSMI_ERR_INVALID, arg,
+                            "unexpected argument '%s' (see --help)", arg);
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    const opt_t *o = NULL;
+    for (size_t i = 0; i < N_OPTS; i++)
+      if (strlen(opts[i].flag) == nlen && !strncmp(opts[i].flag, name, nlen))
+        o = &opts[i];
+    if (o == NULL)
+      return lsmi_error_set(err, LSMI_ERR_INVALID, arg,
+                            "unknown option '%s' (see --help)", arg);
+    const char *val;
+    if (eq)
+      val = eq + 1;
+    else if (o->kind == OPT_BOOL)
+      val = "true";
+    else if (a + 1 < argc)
+      val = argv[++a];
+    else
+      return lsmi_error_set(err, LSMI_ERR_INVALID, o->flag,
+                            "--%s needs a value", o->flag);
+    if ((st = apply(cfg, o, val, "flag", err)))
+      return st;
+  }
+  if (cfg->workers < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "workers",
+                          "--workers must be at least 1");
+  if (cfg->http_threads < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "http-threads",
+                          "--http-threads must be at least 1");
+  if (cfg->page_limit < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "page-limit",
+                          "--page-limit must be at least 1");
+  if (cfg->data_dir[0] == '\0')
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "data-dir",
+                          "--data-dir must not be empty");
+  cfg->limits.max_file_bytes = cfg->max_upload;
+  return split_listen(cfg, err);
+}
+
+void lsmi_config_help(FILE *out) {
+  lsmi_limits_t lim;
+  lsmi_limits_default(&lim);
+  fprintf(out,
+          "usage: lsmi serve [OPTION...]\n\n"
+          "Runs the lsmi HTTP daemon. Every option can also be set by its\n"
+          "environment variable; a flag wins over the variable.\n\n");
+  fprintf(out, "  %-24s %-26s %s\n", "flag", "environment", "default");
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const opt_t *o = &opts[i];
+    char def[64];
+    if (o->def)
+      snprintf(def, sizeof def, "%s", o->def[0] ? o->def : "(none)");
+    else
+      snprintf(def, sizeof def, "%llu",
+               (unsigned long long)*(const uint64_t *)(const void *)(
+                   (const char *)&lim + o->limits_offset));
+    char flag[40];
+    snprintf(flag, sizeof flag, "--%s", o->flag);
+    fprintf(out, "  %-24s %-26s %s\n      %s\n", flag, o->env, def, o->help);
+  }
+  fprintf(out, "  %-24s %-26s %s\n      %s\n", "(none)", "LSMI_TOKENS",
+          "(none)", "bearer tokens, 'TOKEN=TENANT' separated by commas");
+  fprintf(out, "  %-24s %-26s %s\n      %s\n", "--help", "", "",
+          "print this table");
+  fprintf(out,
+          "\nWith no tokens configured the API is open and the daemon refuses "
+          "to\nlisten on anything but a loopback address.\n");
+}
+
+static int add_token(lsmi_config_t *cfg, const char *tok, size_t tlen,
+                     const char *ten, size_t nlen, lsmi_error_t *err) {
+  if (tlen == 0)
+    return 0;
+  lsmi_token_t *t =
+      realloc(cfg->tokens, (cfg->n_tokens + 1) * sizeof *cfg->tokens);
+  if (t == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "tokens", "out of memory");
+  cfg->tokens = t;
+  char *a = strndup(tok, tlen);
+  char *b = nlen ? strndup(ten, nlen) : strdup("default");
+  if (!a || !b) {
+    free(a);
+    free(b);
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "tokens", "out of memory");
+  }
+  t[cfg->n_tokens].token = a;
+  t[cfg->n_tokens].tenant = b;
+  cfg->n_tokens++;
+  return 0;
+}
+
+int lsmi_config_load_tokens(lsmi_config_t *cfg, lsmi_getenv_fn env,
+                            lsmi_error_t *err) {
+  int st;
+  if (cfg->tokens_file && cfg->tokens_file[0]) {
+    FILE *f = fopen(cfg->tokens_file, "r");
+    if (f == NULL)
+      return lsmi_error_set(err, LSMI_ERR_IO, "tokens-file",
+                            "cannot open tokens file '%s': %s",
+                            cfg->tokens_file, strerror(errno));
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+      char *p = line;
+      while (isspace((unsigned char)*p))
+        p++;
+      if (*p == '#' || *p == '\0')
+        continue;
+      char *tok = p;
+      while (*p && !isspace((unsigned char)*p))
+        p++;
+      size_t tlen = (size_t)(p - tok);
+      while (isspace((unsigned char)*p))
+        p++;
+      char *ten = p;
+      while (*p && !isspace((unsigned char)*p))
+        p++;
+      if ((st = add_token(cfg, tok, tlen, ten, (size_t)(p - ten), err))) {
+        fclose(f);
+        return st;
+      }
+    }
+    fclose(f);
+  }
+  const char *v = env ? env("LSMI_TOKENS") : NULL;
+  if (v) {
+    const char *p = v;
+    while (*p) {
+      while (*p == ',' || isspace((unsigned char)*p))
+        p++;
+      const char *start = p;
+      while (*p && *p != ',' && !isspace((unsigned char)*p))
+        p++;
+      const char *eq = memchr(start, '=', (size_t)(p - start));
+      if (eq)
+        st = add_token(cfg, start, (size_t)(eq - start), eq + 1,
+                       (size_t)(p - eq - 1), err);
+      else
+        st = add_token(cfg, start, (size_t)(p - start), NULL, 0, err);
+      if (st)
+        return st;
+    }
+  }
+  return 0;
+}
+
+bool lsmi_config_is_loopback(const char *host) {
+  return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
+         strcmp(host, "localhost") == 0;
+}
+
+const char *lsmi_config_tenant(const lsmi_config_t *cfg, const char *token) {
+  if (token == NULL)
+    return NULL;
+  size_t n = strlen(token);
+  const char *found = NULL;
+  for (size_t i = 0; i < cfg->n_tokens; i++) {
+    const char *t = cfg->tokens[i].token;
+    size_t m = strlen(t);
+    /* Compare every byte of the shorter length so timing says little. */
+    unsigned diff = (unsigned)(n ^ m);
+    for (size_t k = 0; k < m; k++)
+      diff |= (unsigned)(unsigned char)t[k] ^
+              (unsigned)(unsigned char)(k < n ? token[k] : 0);
+    if (diff == 0 && found == NULL)
+      found = cfg->tokens[i].tenant;
+  }
+  return found;
+}
+
+bool lsmi_config_origin_allowed(const lsmi_config_t *cfg, const char *origin) {
+  if (origin == NULL || cfg->cors_origins == NULL || !cfg->cors_origins[0])
+    return false;
+  size_t olen = strlen(origin);
+  const char *p = cfg->cors_origins;
+  while (*p) {
+    while (*p == ',' || *p == ' ')
+      p++;
+    const char *s = p;
+    while (*p && *p != ',' && *p != ' ')
+      p++;
+    size_t n = (size_t)(p - s);
+    if ((n == 1 && *s == '*') || (n == olen && !strncmp(s, origin, n)))
+      return n > 0;
+  }
+  return false;
+}
+
+void lsmi_config_free(lsmi_config_t *cfg) {
+  if (cfg == NULL)
+    return;
+  free(cfg->listen);
+  free(cfg->data_dir);
+  free(cfg->tokens_file);
+  free(cfg->cors_origins);
+  for (size_t i = 0; i < cfg->n_tokens; i++) {
+    free(cfg->tokens[i].token);
+    free(cfg->tokens[i].tenant);
+  }
+  free(cfg->tokens);
+  memset(cfg, 0, sizeof *cfg);
+}

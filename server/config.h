@@ -1,0 +1,82 @@
+/*
+ * config.h — the daemon's configuration: every option is a flag and an
+ * LSMI_* environment variable with a default; the flag wins over the
+ * variable, the variable over the default. `lsmi serve --help` prints the
+ * same table this module parses from, so the two cannot drift apart.
+ *
+ * A lsmi_config_t is filled once on the main thread before any other thread
+ * starts and is read-only afterwards, so every thread may read it freely.
+ */
+#ifndef LSMI_CONFIG_H
+#define LSMI_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lsmi.h"
+
+typedef struct lsmi_token {
+  char *token;  /* the bearer secret */
+  char *tenant; /* who it belongs to */
+} lsmi_token_t;
+
+typedef struct lsmi_config {
+  char *listen;   /* "host:port" */
+  char *data_dir;
+  int workers;      /* jobs running at once */
+  int queue_size;   /* queued (not running) jobs accepted at most */
+  int http_threads; /* libmicrohttpd thread pool */
+  char *tokens_file;
+  char *cors_origins; /* comma list, "*" for any */
+  uint64_t max_upload;
+  uint64_t max_body;
+  uint64_t page_limit;
+  int retry_after;
+  int shutdown_timeout;
+  int connection_timeout;
+  bool quiet;             /* no per-request log lines */
+  lsmi_limits_t limits;   /* dataset reader limits (max_file_bytes = max_upload) */
+
+  /* Derived by lsmi_config_load_tokens: */
+  lsmi_token_t *tokens;
+  size_t n_tokens;
+  /* Derived by parse: */
+  char host[256];
+  int port;
+} lsmi_config_t;
+
+/* Environment lookup, injectable for tests (getenv in production). */
+typedef const char *(*lsmi_getenv_fn)(const char *name);
+
+/*
+ * Fills cfg from defaults, then env, then argv (argv[0] is the subcommand
+ * name and is skipped). Returns 0; 1 when --help was asked (help printed to
+ * `out`); or LSMI_ERR_INVALID with err naming the option. Strings in cfg are
+ * owned by cfg: release with lsmi_config_free.
+ */
+int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
+                      lsmi_getenv_fn env, FILE *out, lsmi_error_t *err);
+
+/*
+ * Reads the tokens: the file cfg->tokens_file (lines "TOKEN TENANT", '#'
+ * comments) and the variable LSMI_TOKENS ("TOKEN=TENANT" items separated by
+ * commas or spaces; a bare TOKEN is tenant "default").
+ */
+int lsmi_config_load_tokens(lsmi_config_t *cfg, lsmi_getenv_fn env,
+                            lsmi_error_t *err);
+
+/* Whether cfg->host is a loopback address (127.0.0.0/8, ::1, localhost). */
+bool lsmi_config_is_loopback(const char *host);
+
+/* The tenant of a bearer token (constant-time compare), NULL if unknown. */
+const char *lsmi_config_tenant(const lsmi_config_t *cfg, const char *token);
+
+/* Whether `origin` may call the API cross-origin. */
+bool lsmi_config_origin_allowed(const lsmi_config_t *cfg, const char *origin);
+
+void lsmi_config_help(FILE *out);
+void lsmi_config_free(lsmi_config_t *cfg);
+
+#endif

@@ -1,0 +1,183 @@
+/*
+ * metrics.c — counters behind /metrics. Kept as plain arrays indexed by
+ * route and by a small table of status codes, all under one leaf mutex:
+ * a request records once, a scrape copies everything out.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "metrics.h"
+
+static const int codes[] = {200, 201, 202, 204, 400, 401, 404, 405, 409,
+                            413, 415, 422, 429, 500, 503, 0 /* other */};
+#define N_CODES (sizeof codes / sizeof codes[0])
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                 0.1,   0.25,   0.5,   1,    2.5,   5,   10};
+#define N_BUCKETS (sizeof buckets / sizeof buckets[0])
+
+static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* metrics.mu */
+static uint64_t requests[LSMI_ROUTE_COUNT][N_CODES];
+static uint64_t latency_le[N_BUCKETS]; /* cumulative at render */
+static uint64_t latency_count;
+static double latency_sum;
+static uint64_t upload_bytes;
+static double fit_sum;
+static uint64_t fit_count[3]; /* succeeded, failed, cancelled */
+
+static size_t code_index(int status) {
+  for (size_t i = 0; i + 1 < N_CODES; i++)
+    if (codes[i] == status)
+      return i;
+  return N_CODES - 1;
+}
+
+void lsmi_metrics_request(lsmi_route_t route, int status, double seconds) {
+  if (route < 0 || route >= LSMI_ROUTE_COUNT)
+    route = LSMI_ROUTE_NONE;
+  pthread_mutex_lock(&mu);
+  requests[route][code_index(status)]++;
+  for (size_t b = 0; b < N_BUCKETS; b++)
+    if (seconds <= buckets[b]) {
+      latency_le[b]++;
+      break;
+    }
+  latency_count++;
+  latency_sum += seconds;
+  pthread_mutex_unlock(&mu);
+}
+
+void lsmi_metrics_upload_bytes(uint64_t n) {
+  pthread_mutex_lock(&mu);
+  upload_bytes += n;
+  pthread_mutex_unlock(&mu);
+}
+
+void lsmi_metrics_fit(double seconds, const char *outcome) {
+  size_t k = !strcmp(outcome, "succeeded") ? 0 : !strcmp(outcome, "failed") ? 1 : 2;
+  pthread_mutex_lock(&mu);
+  fit_sum += seconds;
+  fit_count[k]++;
+  pthread_mutex_unlock(&mu);
+}
+
+/* A growable string for the exposition text. */
+typedef struct buf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} buf_t;
+
+__attribute__((format(printf, 2, 3))) static void put(buf_t *b,
+                                                      const char *fmt, ...) {
+  if (b->oom)
+    return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->oom = 1;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap * 2 + (size_t)n;
+    char *q = realloc(b->p, cap);
+    if (q == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+}
+
+char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
+  uint64_t req[LSMI_ROUTE_COUNT][N_CODES], le[N_BUCKETS], count, up, fc[3];
+  double sum, fs;
+  pthread_mutex_lock(&mu);
+  memcpy(req, requests, sizeof req);
+  memcpy(le, latency_le, sizeof le);
+  count = latency_count;
+  sum = latency_sum;
+  up = upload_bytes;
+  fs = fit_sum;
+  memcpy(fc, fit_count, sizeof fc);
+  pthread_mutex_unlock(&mu);
+
+  buf_t b = {malloc(4096), 0, 4096, 0};
+  if (b.p == NULL)
+    return NULL;
+  b.p[0] = '\0';
+  put(&b, "# HELP lsmi_http_requests_total HTTP requests by route and status.\n"
+          "# TYPE lsmi_http_requests_total counter\n");
+  for (int r = 0; r < LSMI_ROUTE_COUNT; r++)
+    for (size_t c = 0; c < N_CODES; c++)
+      if (req[r][c]) {
+        char code[8];
+        if (codes[c])
+          snprintf(code, sizeof code, "%d", codes[c]);
+        else
+          snprintf(code, sizeof code, "other");
+        put(&b, "lsmi_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+            lsmi_router_name((lsmi_route_t)r), code,
+            (unsigned long long)req[r][c]);
+      }
+  put(&b, "# HELP lsmi_http_request_duration_seconds Request latency.\n"
+          "# TYPE lsmi_http_request_duration_seconds histogram\n");
+  uint64_t cum = 0;
+  for (size_t i = 0; i < N_BUCKETS; i++) {
+    cum += le[i];
+    put(&b, "lsmi_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+        buckets[i], (unsigned long long)cum);
+  }
+  put(&b,
+      "lsmi_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+      "lsmi_http_request_duration_seconds_sum %.6f\n"
+      "lsmi_http_request_duration_seconds_count %llu\n",
+      (unsigned long long)count, sum, (unsigned long long)count);
+  put(&b,
+      "# HELP lsmi_queue_depth Jobs waiting for a worker.\n"
+      "# TYPE lsmi_queue_depth gauge\nlsmi_queue_depth %lld\n"
+      "# HELP lsmi_jobs_running Jobs on a worker now.\n"
+      "# TYPE lsmi_jobs_running gauge\nlsmi_jobs_running %lld\n"
+      "# HELP lsmi_workers Configured worker slots.\n"
+      "# TYPE lsmi_workers gauge\nlsmi_workers %lld\n"
+      "# HELP lsmi_datasets Stored datasets.\n"
+      "# TYPE lsmi_datasets gauge\nlsmi_datasets %lld\n",
+      (long long)g->queue_depth, (long long)g->running,
+      (long long)g->workers, (long long)g->datasets);
+  static const char *states[5] = {"queued", "running", "succeeded", "failed",
+                                  "cancelled"};
+  put(&b, "# HELP lsmi_jobs Jobs in the store by state.\n"
+          "# TYPE lsmi_jobs gauge\n");
+  for (int i = 0; i < 5; i++)
+    put(&b, "lsmi_jobs{state=\"%s\"} %lld\n", states[i],
+        (long long)g->jobs_by_state[i]);
+  put(&b,
+      "# HELP lsmi_fit_seconds Wall time of finished fits.\n"
+      "# TYPE lsmi_fit_seconds summary\n"
+      "lsmi_fit_seconds_sum %.6f\nlsmi_fit_seconds_count %llu\n"
+      "# HELP lsmi_fits_total Finished fits by outcome.\n"
+      "# TYPE lsmi_fits_total counter\n"
+      "lsmi_fits_total{outcome=\"succeeded\"} %llu\n"
+      "lsmi_fits_total{outcome=\"failed\"} %llu\n"
+      "lsmi_fits_total{outcome=\"cancelled\"} %llu\n"
+      "# HELP lsmi_upload_bytes_total Bytes received in dataset uploads.\n"
+      "# TYPE lsmi_upload_bytes_total counter\n"
+      "lsmi_upload_bytes_total %llu\n",
+      fs, (unsigned long long)(fc[0] + fc[1] + fc[2]),
+      (unsigned long long)fc[0], (unsigned long long)fc[1],
+      (unsigned long long)fc[2], (unsigned long long)up);
+  if (b.oom) {
+    free(b.p);
+    return NULL;
+  }
+  return b.p;
+}

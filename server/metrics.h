@@ -1,0 +1,36 @@
+/*
+ * metrics.h — the daemon's Prometheus counters: requests by route and
+ * status, a request latency histogram, fit seconds and upload bytes. The
+ * gauges (queue depth, jobs by state) are passed in at render time by the
+ * caller, which reads them from their owners.
+ *
+ * Lock: metrics.mu, a leaf lock (nothing else is taken while it is held);
+ * any thread may record.
+ */
+#ifndef LSMI_METRICS_H
+#define LSMI_METRICS_H
+
+#include <stdint.h>
+
+#include "router.h"
+
+void lsmi_metrics_request(lsmi_route_t route, int status, double seconds);
+void lsmi_metrics_upload_bytes(uint64_t n);
+void lsmi_metrics_fit(double seconds, const char *outcome);
+
+/*
+ * The gauges the caller supplies: queue depth, running jobs, and the number
+ * of jobs in each state (queued, running, succeeded, failed, cancelled).
+ */
+typedef struct lsmi_metrics_gauges {
+  int64_t queue_depth;
+  int64_t running;
+  int64_t workers;
+  int64_t jobs_by_state[5];
+  int64_t datasets;
+} lsmi_metrics_gauges_t;
+
+/* The text exposition (version 0.0.4); malloc'd, taken by the caller. */
+char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g);
+
+#endif

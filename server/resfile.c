@@ -1,0 +1,348 @@
+/*
+ * resfile.c — result column files and their pages. The writer runs on a
+ * worker thread for its own job; readers run on HTTP threads over files
+ * that no longer change. Nothing is shared, so nothing is locked.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "resfile.h"
+#include "util.h"
+
+static const char magic[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '1'};
+static const char *col_names[LSMI_COL_COUNT] = {
+    "index", "y", "r", "u1", "u2", "s", "i1", "i2", "i12", "h1", "h2"};
+
+const char *lsmi_resfile_col_name(lsmi_rescol_t col) {
+  return (col >= 0 && col < LSMI_COL_COUNT) ? col_names[col] : "?";
+}
+
+/* The nine float64 columns of rows, in file order. */
+static double **dcols(lsmi_rows_t *r, double *out[9]) {
+  out[0] = r->r;
+  out[1] = r->u1;
+  out[2] = r->u2;
+  out[3] = r->s;
+  out[4] = r->i1;
+  out[5] = r->i2;
+  out[6] = r->i12;
+  out[7] = r->h1;
+  out[8] = r->h2;
+  return out;
+}
+
+static size_t y_bytes(size_t n) { return (n * 4 + 7) & ~(size_t)7; }
+
+int lsmi_resfile_write(const char *data_dir, const char *job_id,
+                       const char *split, const lsmi_rows_t *rows,
+                       lsmi_error_t *err) {
+  char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
+  snprintf(tmp, sizeof tmp, "%s/tmp/%s.%s.XXXXXX", data_dir, job_id, split);
+  snprintf(dst, sizeof dst, "%s/results/%s.%s", data_dir, job_id, split);
+  snprintf(dir, sizeof dir, "%s/results", data_dir);
+  int fd = mkstemp(tmp);
+  if (fd < 0)
+    return lsmi_error_set(err, LSMI_ERR_IO, "results",
+                          "cannot create %s: %s", tmp, strerror(errno));
+  uint64_t n = rows->n;
+  int bad = lsmi_util_write_all(fd, magic, sizeof magic) ||
+            lsmi_util_write_all(fd, &n, sizeof n);
+  size_t yb = y_bytes(rows->n);
+  if (!bad && rows->n) {
+    bad = lsmi_util_write_all(fd, rows->y, rows->n * 4);
+    static const char zero[8] = {0};
+    if (!bad && yb > rows->n * 4)
+      bad = lsmi_util_write_all(fd, zero, yb - rows->n * 4);
+    double *c[9];
+    dcols((lsmi_rows_t *)rows, c);
+    for (int k = 0; k < 9 && !bad; k++)
+      bad = lsmi_util_write_all(fd, c[k], rows->n * sizeof(double));
+  }
+  if (!bad)
+    bad = fsync(fd);
+  int e = errno;
+  close(fd);
+  if (!bad && rename(tmp, dst) != 0) {
+    bad = 1;
+    e = errno;
+  }
+  if (bad) {
+    unlink(tmp);
+    return lsmi_error_set(err, LSMI_ERR_IO, "results",
+                          "cannot write results %s: %s", dst, strerror(e));
+  }
+  lsmi_util_fsync_dir(dir);
+  return LSMI_OK;
+}
+
+void lsmi_resfile_rows_free(lsmi_rows_t *rows) {
+  if (rows == NULL)
+    return;
+  free(rows->y); /* the one block every column points into */
+  memset(rows, 0, sizeof *rows);
+}
+
+int lsmi_resfile_read(const char *data_dir, const char *job_id,
+                      const char *split, lsmi_rows_t *rows,
+                      lsmi_error_t *err) {
+  memset(rows, 0, sizeof *rows);
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/results/%s.%s", data_dir, job_id, split);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return lsmi_error_set(err, LSMI_ERR_IO, "results", "no result file %s",
+                          path);
+  struct stat sb;
+  char head[16];
+  int st = LSMI_OK;
+  if (fstat(fd, &sb) || read(fd, head, 16) != 16 || memcmp(head, magic, 8)) {
+    st = lsmi_error_set(err, LSMI_ERR_FORMAT, "results",
+                        "result file %s is damaged", path);
+    goto out;
+  }
+  uint64_t n;
+  memcpy(&n, head + 8, 8);
+  if (n > (uint64_t)SIZE_MAX / 128 ||
+      (uint64_t)sb.st_size != 16 + y_bytes((size_t)n) + 72 * n) {
+    st = lsmi_error_set(err, LSMI_ERR_FORMAT, "results",
+                        "result file %s has the wrong size", path);
+    goto out;
+  }
+  size_t body = (size_t)sb.st_size - 16;
+  char *block = malloc(body ? body : 1);
+  if (block == NULL) {
+    st = lsmi_error_set(err, LSMI_ERR_NOMEM, "results", "out of memory");
+    goto out;
+  }
+  size_t got = 0;
+  while (got < body) {
+    ssize_t r = read(fd, block + got, body - got);
+    if (r <= 0) {
+      if (r < 0 && errno == EINTR)
+        continue;
+      free(block);
+      st = lsmi_error_set(err, LSMI_ERR_IO, "results", "short read of %s",
+                          path);
+      goto out;
+    }
+    got += (size_t)r;
+  }
+  rows->n = (size_t)n;
+  rows->y = (int32_t *)(void *)block;
+  double *d = (double *)(void *)(block + y_bytes(rows->n));
+  double **c[9] = {&rows->r,  &rows->u1, &rows->u2, &rows->s, &rows->i1,
+                   &rows->i2, &rows->i12, &rows->h1, &rows->h2};
+  for (int k = 0; k < 9; k++)
+    *c[k] = d + (size_t)k * rows->n;
+out:
+  close(fd);
+  return st;
+}
+
+void lsmi_resfile_remove(const char *data_dir, const char *job_id) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/results/%s.train", data_dir, job_id);
+  unlink(path);
+  snprintf(path, sizeof path, "%s/results/%s.val", data_dir, job_id);
+  unlink(path);
+}
+
+int lsmi_resfile_parse_sort(const char *sort, const char *order,
+                            lsmi_rescol_t *col, bool *desc) {
+  *col = LSMI_COL_INDEX;
+  *desc = false;
+  if (order && *order) {
+    if (!strcmp(order, "desc"))
+      *desc = true;
+    else if (strcmp(order, "asc"))
+      return LSMI_ERR_INVALID;
+  }
+  if (sort == NULL || *sort == '\0')
+    return LSMI_OK;
+  if (*sort == '-') {
+    *desc = true;
+    sort++;
+  } else if (*sort == '+') {
+    sort++;
+  }
+  for (int k = 0; k < LSMI_COL_COUNT; k++)
+    if (!strcmp(sort, col_names[k])) {
+      *col = (lsmi_rescol_t)k;
+      return LSMI_OK;
+    }
+  return LSMI_ERR_INVALID;
+}
+
+int lsmi_resfile_parse_format(const char *name, lsmi_resformat_t *fmt) {
+  if (name == NULL || !strcmp(name, "json"))
+    *fmt = LSMI_RES_JSON;
+  else if (!strcmp(name, "csv"))
+    *fmt = LSMI_RES_CSV;
+  else if (!strcmp(name, "ndjson"))
+    *fmt = LSMI_RES_NDJSON;
+  else
+    return LSMI_ERR_INVALID;
+  return LSMI_OK;
+}
+
+typedef struct sort_ctx {
+  const lsmi_rows_t *rows;
+  lsmi_rescol_t col;
+  bool desc;
+} sort_ctx_t;
+
+static double value(const lsmi_rows_t *r, lsmi_rescol_t c, size_t i) {
+  switch (c) {
+  case LSMI_COL_INDEX: return (double)i;
+  case LSMI_COL_Y: return (double)r->y[i];
+  case LSMI_COL_R: return r->r[i];
+  case LSMI_COL_U1: return r->u1[i];
+  case LSMI_COL_U2: return r->u2[i];
+  case LSMI_COL_S: return r->s[i];
+  case LSMI_COL_I1: return r->i1[i];
+  case LSMI_COL_I2: return r->i2[i];
+  case LSMI_COL_I12: return r->i12[i];
+  case LSMI_COL_H1: return r->h1[i];
+  case LSMI_COL_H2: return r->h2[i];
+  default: return 0.0;
+  }
+}
+
+/* Orders by the column (NaN last either way), ties by index ascending. */
+static int cmp(const void *a, const void *b, void *arg) {
+  const sort_ctx_t *c = arg;
+  size_t i = *(const size_t *)a, j = *(const size_t *)b;
+  double x = value(c->rows, c->col, i), y = value(c->rows, c->col, j);
+  int xn = isnan(x), yn = isnan(y);
+  int r = 0;
+  if (xn || yn)
+    r = xn - yn;
+  else if (x != y)
+    r = ((x < y) != c->desc) ? -1 : 1;
+  if (r)
+    return r;
+  return i < j ? -1 : (i > j);
+}
+
+typedef struct sbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} sbuf_t;
+
+__attribute__((format(printf, 2, 3))) static void put(sbuf_t *b,
+                                                      const char *fmt, ...) {
+  if (b->oom)
+    return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->oom = 1;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap * 2 + (size_t)n + 1;
+    char *q = realloc(b->p, cap);
+    if (q == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
+}
+
+/* A JSON number, or null for a value JSON cannot hold. */
+static void put_num(sbuf_t *b, const char *key, double v, bool json) {
+  if (json) {
+    if (isfinite(v))
+      put(b, ",\"%s\":%.17g", key, v);
+    else
+      put(b, ",\"%s\":null", key);
+  } else {
+    put(b, ",%.17g", v);
+  }
+}
+
+static void put_row(sbuf_t *b, const lsmi_rows_t *r, size_t i,
+                    const char *split, bool json) {
+  if (json)
+    put(b, "{\"index\":%zu,\"split\":\"%s\",\"y\":%d", i, split, (int)r->y[i]);
+  else
+    put(b, "%zu,%s,%d", i, split, (int)r->y[i]);
+  for (int k = LSMI_COL_R; k < LSMI_COL_COUNT; k++)
+    put_num(b, col_names[k], value(r, (lsmi_rescol_t)k, i), json);
+  put(b, json ? "}" : "\n");
+}
+
+char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
+                          size_t *len, const char **content_type) {
+  size_t n = rows->n;
+  size_t start = q->offset < n ? q->offset : n;
+  size_t count = n - start < q->limit ? n - start : q->limit;
+  size_t *order = NULL;
+  if (!(q->sort == LSMI_COL_INDEX && !q->desc) && n > 0) {
+    order = malloc(n * sizeof *order);
+    if (order == NULL)
+      return NULL;
+    for (size_t i = 0; i < n; i++)
+      order[i] = i;
+    sort_ctx_t ctx = {rows, q->sort, q->desc};
+    qsort_r(order, n, sizeof *order, cmp, &ctx);
+  }
+  sbuf_t b = {malloc(4096 + count * 256), 0, 4096 + count * 256, 0};
+  if (b.p == NULL) {
+    free(order);
+    return NULL;
+  }
+  b.p[0] = '\0';
+  switch (q->format) {
+  case LSMI_RES_JSON:
+    *content_type = "application/json";
+    put(&b,
+        "{\"split\":\"%s\",\"sort\":\"%s%s\",\"total\":%zu,\"offset\":%zu,"
+        "\"limit\":%zu,\"rows\":[",
+        q->split, q->desc ? "-" : "", col_names[q->sort], n, q->offset,
+        q->limit);
+    break;
+  case LSMI_RES_CSV:
+    *content_type = "text/csv; charset=utf-8";
+    put(&b, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n");
+    break;
+  case LSMI_RES_NDJSON:
+    *content_type = "application/x-ndjson";
+    break;
+  }
+  for (size_t k = 0; k < count; k++) {
+    size_t i = order ? order[start + k] : start + k;
+    if (q->format == LSMI_RES_JSON && k)
+      put(&b, ",");
+    put_row(&b, rows, i, q->split, q->format != LSMI_RES_CSV);
+    if (q->format == LSMI_RES_NDJSON)
+      put(&b, "\n");
+  }
+  if (q->format == LSMI_RES_JSON)
+    put(&b, "]}");
+  free(order);
+  if (b.oom) {
+    free(b.p);
+    return NULL;
+  }
+  *len = b.len;
+  return b.p;
+}

@@ -1,0 +1,72 @@
+/*
+ * sched.h — the job scheduler: a bounded FIFO of queued jobs, the running
+ * set, the worker dispatch, timers and signals, all driven by the libuv
+ * loop thread.
+ *
+ * Owner and lock: the loop thread owns the queue and the running set. HTTP
+ * threads may append to the queue, remove a queued job, set a running job's
+ * cancel flag and read progress snapshots, each under sched.mu for a few
+ * instructions; fit threads write their own job's progress snapshot under
+ * sched.mu. Nobody calls the store or logs while holding sched.mu.
+ */
+#ifndef LSMI_SCHED_H
+#define LSMI_SCHED_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "lsmi.h"
+#include "store.h"
+
+typedef struct lsmi_sched lsmi_sched_t;
+
+/* Called on the loop thread when shutdown begins: stop the HTTP side. */
+typedef void (*lsmi_sched_stop_fn)(void *ctx);
+
+/* cfg, store and loop are borrowed and must outlive the scheduler. */
+int lsmi_sched_create(uv_loop_t *loop, const lsmi_config_t *cfg,
+                      lsmi_store_t *store, lsmi_sched_stop_fn on_stop,
+                      void *stop_ctx, lsmi_sched_t **out);
+/*
+ * Loop thread, before uv_run: installs the signal handlers, timers and the
+ * wake-up handle and queues every job the store has in state queued.
+ */
+int lsmi_sched_start(lsmi_sched_t *s);
+/* After uv_run returned. */
+void lsmi_sched_destroy(lsmi_sched_t *s);
+/* Loop thread: begin the graceful shutdown (what SIGTERM does). */
+void lsmi_sched_shutdown(lsmi_sched_t *s);
+
+/* ---- any thread ---- */
+
+/*
+ * Reserves a place in the queue for a job about to be stored: 0, or
+ * LSMI_ERR_LIMIT when the queue is full, LSMI_ERR_CANCELLED when draining.
+ * Every successful reserve is followed by submit or unreserve.
+ */
+int lsmi_sched_reserve(lsmi_sched_t *s);
+void lsmi_sched_unreserve(lsmi_sched_t *s);
+/* Queues a stored job (params copied) in the reserved place. */
+int lsmi_sched_submit(lsmi_sched_t *s, const char *id, const char *tenant,
+                      const char *dataset_id, const lsmi_params_t *params);
+
+enum {
+  LSMI_SCHED_UNKNOWN = 0, /* neither queued nor running here */
+  LSMI_SCHED_DEQUEUED,    /* was queued: removed (caller marks the store) */
+  LSMI_SCHED_SIGNALLED    /* is running: its cancel flag is set */
+};
+int lsmi_sched_cancel(lsmi_sched_t *s, const char *id);
+
+/*
+ * The live progress of a running job: true and *p filled when it runs here;
+ * *cancel_requested (may be NULL) tells whether a cancel is pending.
+ */
+bool lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
+                         bool *cancel_requested);
+void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running);
+/* Loop heartbeat recent and not draining. */
+bool lsmi_sched_ready(lsmi_sched_t *s);
+bool lsmi_sched_draining(lsmi_sched_t *s);
+
+#endif

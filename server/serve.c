@@ -1,0 +1,181 @@
+/*
+ * serve.c — `lsmi serve`: wires the configuration, the store, the scheduler
+ * and the HTTP server together, recovers interrupted jobs, and shuts down
+ * cleanly on SIGTERM / SIGINT.
+ *
+ * THREADS AND LOCKS (the one place that names them; STYLE rule 6)
+ *
+ *  - HTTP threads (libmicrohttpd's pool, --http-threads) parse and validate
+ *    requests, stream uploads into their own temp file, read and write the
+ *    store, and hand new jobs to the scheduler. They never run a fit and
+ *    never block on the loop thread.
+ *  - The loop thread (this thread, running uv_run) owns the shared state:
+ *    the job queue and running set (sched.c), the timers, the signal
+ *    handlers, and every job state transition after "queued".
+ *  - Worker threads (libuv's pool, one job each, at most --workers at once)
+ *    touch only their job's data: they read the dataset file, run lsmi_fit
+ *    (whose own threads report progress into the job's snapshot) and write
+ *    the job's result files. The completion runs back on the loop thread.
+ *
+ *  Locks, each guarding one structure with one owner:
+ *    sched.mu   — queue, running set, reservations, progress snapshots
+ *                 (owner: loop thread; sched.c)
+ *    store.mu   — the SQLite connection (owner: store.c; any thread)
+ *    metrics.mu — the counters (metrics.c; any thread)
+ *    stderr's stdio lock — one log line at a time (util.c)
+ *  Order: no code path holds two of them at once; each critical section
+ *  is a few statements that call nothing that locks. So there is no order
+ *  to get wrong, and that is the rule to keep.
+ *
+ *  A json_t never crosses threads: each is made, used and released by the
+ *  thread that made it. Jobs cross threads as plain C structs.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <uv.h>
+
+#include "config.h"
+#include <dirent.h>
+#include <unistd.h>
+#include "http.h"
+#include "sched.h"
+#include "serve.h"
+#include "store.h"
+#include "util.h"
+
+static const char *env_get(const char *name) { return getenv(name); }
+
+/* Creates dir (and its parent chain one level) if missing. */
+static int ensure_dir(const char *path) {
+  if (mkdir(path, 0750) == 0 || errno == EEXIST)
+    return 0;
+  return -1;
+}
+
+/* Removes leftovers of interrupted uploads and result writes. */
+static void clean_tmp(const char *data_dir) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/tmp", data_dir);
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *e;
+  int n = 0;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+      n++;
+  }
+  closedir(d);
+  if (n)
+    lsmi_util_log("cleanup", json_pack("{s:i, s:s}", "removed", n, "detail",
+                                       "partial uploads or result files of "
+                                       "an interrupted run"));
+}
+
+typedef struct serve_state {
+  lsmi_http_t *http;
+} serve_state_t;
+
+static void stop_http(void *ctx) {
+  serve_state_t *st = ctx;
+  lsmi_http_stop(st->http);
+  st->http = NULL;
+}
+
+int lsmi_serve_main(int argc, char **argv) {
+  lsmi_config_t cfg;
+  lsmi_error_t err = {0};
+  int rc = lsmi_config_parse(&cfg, argc, argv, env_get, stdout, &err);
+  if (rc == 1) {
+    lsmi_config_free(&cfg);
+    return 0;
+  }
+  if (rc == 0)
+    rc = lsmi_config_load_tokens(&cfg, env_get, &err);
+  if (rc) {
+    fprintf(stderr, "lsmi serve: %s\n", err.message);
+    lsmi_config_free(&cfg);
+    return 2;
+  }
+  lsmi_util_log_quiet_requests(cfg.quiet);
+  if (cfg.n_tokens == 0 && !lsmi_config_is_loopback(cfg.host)) {
+    fprintf(stderr,
+            "lsmi serve: refusing to listen on %s without tokens: set "
+            "--tokens-file or LSMI_TOKENS, or listen on 127.0.0.1\n",
+            cfg.listen);
+    lsmi_config_free(&cfg);
+    return 2;
+  }
+  signal(SIGPIPE, SIG_IGN);
+
+  char path[PATH_MAX];
+  const char *subdirs[] = {"", "/tmp", "/datasets", "/results"};
+  for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+    snprintf(path, sizeof path, "%s%s", cfg.data_dir, subdirs[i]);
+    if (ensure_dir(path)) {
+      fprintf(stderr, "lsmi serve: cannot create %s: %s\n", path,
+              strerror(errno));
+      lsmi_config_free(&cfg);
+      return 1;
+    }
+  }
+  clean_tmp(cfg.data_dir);
+
+  /* The pool size is read once, at the first uv_queue_work. */
+  char pool[16];
+  snprintf(pool, sizeof pool, "%d", cfg.workers);
+  setenv("UV_THREADPOOL_SIZE", pool, 1);
+
+  snprintf(path, sizeof path, "%s/lsmi.db", cfg.data_dir);
+  lsmi_store_t *store = NULL;
+  if (lsmi_store_open(path, &store, &err)) {
+    fprintf(stderr, "lsmi serve: %s\n", err.message);
+    lsmi_config_free(&cfg);
+    return 1;
+  }
+
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  serve_state_t st = {NULL};
+  lsmi_sched_t *sched = NULL;
+  int status = 1;
+  if (lsmi_sched_create(&loop, &cfg, store, stop_http, &st, &sched))
+    goto out;
+  if (lsmi_sched_start(sched)) {
+    fprintf(stderr, "lsmi serve: could not read the job queue from %s\n",
+            path);
+    lsmi_sched_shutdown(sched);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    goto out;
+  }
+  if (lsmi_http_start(&cfg, store, sched, &st.http, &err)) {
+    fprintf(stderr, "lsmi serve: %s\n", err.message);
+    lsmi_sched_shutdown(sched);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    goto out;
+  }
+  lsmi_util_log("start",
+                json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:b}", "version",
+                          LSMI_VERSION, "host", cfg.host, "port",
+                          lsmi_http_port(st.http), "data_dir", cfg.data_dir,
+                          "workers", cfg.workers, "queue_size",
+                          cfg.queue_size, "auth", cfg.n_tokens > 0));
+  uv_run(&loop, UV_RUN_DEFAULT);
+  status = 0;
+out:
+  lsmi_http_stop(st.http); /* no-op after a shutdown stopped it */
+  uv_loop_close(&loop);
+  lsmi_sched_destroy(sched);
+  lsmi_store_close(store);
+  lsmi_util_log("stop", json_pack("{s:i}", "status", status));
+  lsmi_config_free(&cfg);
+  return status;
+}

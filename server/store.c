@@ -1,0 +1,713 @@
+/*
+ * store.c — SQLite persistence of datasets, jobs and idempotency keys.
+ *
+ * One connection, opened in serialized mode and guarded by store.mu so that
+ * a check and the write that depends on it (idempotency key, dataset still
+ * there, no active jobs) happen in one transaction without another thread
+ * slipping in between. WAL journal with synchronous=FULL: a function that
+ * returned 0 has its change on disk, which is what "acknowledged" means in
+ * the durability promise.
+ */
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store.h"
+#include "util.h"
+
+struct lsmi_store {
+  sqlite3 *db;
+  pthread_mutex_t mu; /* store.mu: guards db; a leaf below no other lock */
+};
+
+static const char *state_names[LSMI_JOB_STATES] = {
+    "queued", "running", "succeeded", "failed", "cancelled"};
+
+const char *lsmi_job_state_name(int state) {
+  return (state >= 0 && state < LSMI_JOB_STATES) ? state_names[state]
+                                                  : "unknown";
+}
+
+int lsmi_job_state_parse(const char *name) {
+  for (int i = 0; name && i < LSMI_JOB_STATES; i++)
+    if (!strcmp(name, state_names[i]))
+      return i;
+  return -1;
+}
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS datasets("
+    " id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL,"
+    " format TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,"
+    " classes INTEGER NOT NULL, n_train INTEGER NOT NULL,"
+    " n_val INTEGER NOT NULL, d1 INTEGER NOT NULL, d2 INTEGER NOT NULL,"
+    " val_fraction REAL NOT NULL, created_at REAL NOT NULL);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS datasets_sha ON datasets(tenant, "
+    "sha256);"
+    "CREATE TABLE IF NOT EXISTS jobs("
+    " id TEXT PRIMARY KEY, tenant TEXT NOT NULL, dataset_id TEXT NOT NULL,"
+    " state TEXT NOT NULL, params TEXT NOT NULL, progress TEXT,"
+    " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"
+    " error TEXT, summary TEXT, timings TEXT,"
+    " attempts INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant);"
+    "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);"
+    "CREATE INDEX IF NOT EXISTS jobs_dataset ON jobs(dataset_id);"
+    "CREATE TABLE IF NOT EXISTS idempotency("
+    " tenant TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
+    " job_id TEXT NOT NULL, created_at REAL NOT NULL,"
+    " PRIMARY KEY(tenant, key));";
+
+int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
+  *out = NULL;
+  lsmi_store_t *s = calloc(1, sizeof *s);
+  if (s == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  pthread_mutex_init(&s->mu, NULL);
+  int rc = sqlite3_open_v2(path, &s->db,
+                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+                               SQLITE_OPEN_FULLMUTEX,
+                           NULL);
+  if (rc != SQLITE_OK)
+    goto fail;
+  sqlite3_busy_timeout(s->db, 5000);
+  rc = sqlite3_exec(s->db,
+                    "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;"
+                    "PRAGMA foreign_keys=ON;",
+                    NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    goto fail;
+  rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    goto fail;
+  *out = s;
+  return LSMI_OK;
+fail:
+  lsmi_error_set(err, LSMI_ERR_IO, "data-dir", "cannot open the store %s: %s",
+                 path, s->db ? sqlite3_errmsg(s->db) : "no memory");
+  lsmi_store_close(s);
+  return LSMI_ERR_IO;
+}
+
+void lsmi_store_close(lsmi_store_t *s) {
+  if (s == NULL)
+    return;
+  if (s->db)
+    sqlite3_close(s->db);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+/* Prepares sql or logs why not; NULL on failure. Called under store.mu. */
+static sqlite3_stmt *prep(lsmi_store_t *s, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    lsmi_util_log("store_error",
+                  json_pack("{s:s, s:s}", "sql", sql, "error",
+                            sqlite3_errmsg(s->db)));
+    return NULL;
+  }
+  return st;
+}
+
+static void log_step_error(lsmi_store_t *s, const char *where) {
+  lsmi_util_log("store_error", json_pack("{s:s, s:s}", "where", where, "error",
+                                         sqlite3_errmsg(s->db)));
+}
+
+bool lsmi_store_ping(lsmi_store_t *s) {
+  pthread_mutex_lock(&s->mu);
+  sqlite3_stmt *st = prep(s, "SELECT 1");
+  bool ok = st && sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return ok;
+}
+
+static void text(const char **p, sqlite3_stmt *st, int col) {
+  *p = (const char *)sqlite3_column_text(st, col);
+  if (*p == NULL)
+    *p = "";
+}
+
+static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col) {
+  const char *t;
+  text(&t, st, col);
+  snprintf(dst, size, "%s", t);
+}
+
+#define DS_COLS                                                               \
+  "id, tenant, name, format, sha256, bytes, classes, n_train, n_val, d1, "   \
+  "d2, val_fraction, created_at"
+
+static void read_dataset(sqlite3_stmt *st, lsmi_dataset_rec_t *r) {
+  memset(r, 0, sizeof *r);
+  copy_col(r->id, sizeof r->id, st, 0);
+  copy_col(r->tenant, sizeof r->tenant, st, 1);
+  copy_col(r->name, sizeof r->name, st, 2);
+  copy_col(r->format, sizeof r->format, st, 3);
+  copy_col(r->sha256, sizeof r->sha256, st, 4);
+  r->bytes = (uint64_t)sqlite3_column_int64(st, 5);
+  r->classes = sqlite3_column_int(st, 6);
+  r->n_train = (uint64_t)sqlite3_column_int64(st, 7);
+  r->n_val = (uint64_t)sqlite3_column_int64(st, 8);
+  r->d1 = (uint64_t)sqlite3_column_int64(st, 9);
+  r->d2 = (uint64_t)sqlite3_column_int64(st, 10);
+  r->val_fraction = sqlite3_column_double(st, 11);
+  r->created_at = sqlite3_column_double(st, 12);
+}
+
+/* Runs a one-row dataset query under the lock; FOUND / NOT_FOUND. */
+static int dataset_query(lsmi_store_t *s, const char *sql, const char *a,
+                         const char *b, lsmi_dataset_rec_t *rec) {
+  sqlite3_stmt *st = prep(s, sql);
+  if (st == NULL)
+    return LSMI_ERR_IO;
+  sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+  if (b)
+    sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, 2);
+  int rc = sqlite3_step(st);
+  int out = LSMI_STORE_NOT_FOUND;
+  if (rc == SQLITE_ROW) {
+    read_dataset(st, rec);
+    out = LSMI_STORE_FOUND;
+  } else if (rc != SQLITE_DONE) {
+    log_step_error(s, "dataset_query");
+    out = LSMI_ERR_IO;
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant,
+                           const char *id, lsmi_dataset_rec_t *rec) {
+  pthread_mutex_lock(&s->mu);
+  int rc = dataset_query(s,
+                         "SELECT " DS_COLS " FROM datasets WHERE id = ?1 AND "
+                         "(?2 IS NULL OR tenant = ?2)",
+                         id, tenant, rec);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
+                                const char *sha256, lsmi_dataset_rec_t *rec) {
+  pthread_mutex_lock(&s->mu);
+  int rc = dataset_query(s,
+                         "SELECT " DS_COLS " FROM datasets WHERE sha256 = ?1 "
+                         "AND tenant = ?2",
+                         sha256, tenant, rec);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
+                              lsmi_dataset_rec_t *existing) {
+  pthread_mutex_lock(&s->mu);
+  int out = dataset_query(s,
+                          "SELECT " DS_COLS " FROM datasets WHERE sha256 = ?1 "
+                          "AND tenant = ?2",
+                          r->sha256, r->tenant, existing);
+  if (out == LSMI_STORE_FOUND) {
+    out = LSMI_STORE_EXISTS;
+    goto done;
+  }
+  if (out < 0)
+    goto done;
+  sqlite3_stmt *st = prep(s, "INSERT INTO datasets (" DS_COLS ") VALUES "
+                             "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
+  if (st == NULL) {
+    out = LSMI_ERR_IO;
+    goto done;
+  }
+  sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, r->tenant, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, r->name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, r->format, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, r->sha256, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 6, (sqlite3_int64)r->bytes);
+  sqlite3_bind_int(st, 7, r->classes);
+  sqlite3_bind_int64(st, 8, (sqlite3_int64)r->n_train);
+  sqlite3_bind_int64(st, 9, (sqlite3_int64)r->n_val);
+  sqlite3_bind_int64(st, 10, (sqlite3_int64)r->d1);
+  sqlite3_bind_int64(st, 11, (sqlite3_int64)r->d2);
+  sqlite3_bind_double(st, 12, r->val_fraction);
+  sqlite3_bind_double(st, 13, r->created_at);
+  out = sqlite3_step(st) == SQLITE_DONE ? LSMI_OK : LSMI_ERR_IO;
+  if (out)
+    log_step_error(s, "dataset_insert");
+  sqlite3_finalize(st);
+done:
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+/* Runs a statement with up to three text binds; 0 or LSMI_ERR_IO. *changes
+ * (may be NULL) gets the number of rows changed. Called under store.mu. */
+static int exec3(lsmi_store_t *s, const char *sql, const char *a,
+                 const char *b, const char *c, int *changes) {
+  sqlite3_stmt *st = prep(s, sql);
+  if (st == NULL)
+    return LSMI_ERR_IO;
+  const char *v[3] = {a, b, c};
+  for (int i = 0; i < 3; i++)
+    if (v[i])
+      sqlite3_bind_text(st, i + 1, v[i], -1, SQLITE_STATIC);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    log_step_error(s, sql);
+    return LSMI_ERR_IO;
+  }
+  if (changes)
+    *changes = sqlite3_changes(s->db);
+  return LSMI_OK;
+}
+
+/* One integer from a query with up to two text binds; -1 on error. */
+static int64_t count2(lsmi_store_t *s, const char *sql, const char *a,
+                      const char *b) {
+  sqlite3_stmt *st = prep(s, sql);
+  if (st == NULL)
+    return -1;
+  if (a)
+    sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
+  if (b)
+    sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
+  int64_t n = -1;
+  if (sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
+                              const char *id) {
+  pthread_mutex_lock(&s->mu);
+  int out;
+  int64_t active = count2(s,
+                          "SELECT COUNT(*) FROM jobs WHERE dataset_id = ?1 AND "
+                          "state IN ('queued','running')",
+                          id, NULL);
+  if (active < 0) {
+    out = LSMI_ERR_IO;
+  } else if (active > 0) {
+    int64_t mine = count2(s,
+                          "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
+                          "tenant = ?2",
+                          id, tenant);
+    out = mine > 0 ? LSMI_STORE_CONFLICT : LSMI_STORE_NOT_FOUND;
+  } else {
+    int changes = 0;
+    out = exec3(s, "DELETE FROM datasets WHERE id = ?1 AND tenant = ?2", id,
+                tenant, NULL, &changes);
+    if (out == 0 && changes == 0)
+      out = LSMI_STORE_NOT_FOUND;
+  }
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+json_t *lsmi_store_dataset_json(const lsmi_dataset_rec_t *r) {
+  char created[40];
+  lsmi_util_iso8601(r->created_at, created, sizeof created);
+  return json_pack(
+      "{s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:{s:{s:I, s:I, s:I}, "
+      "s:{s:I, s:I, s:I}}, s:s}",
+      "id", r->id, "name", r->name, "format", r->format, "sha256", r->sha256,
+      "bytes", (json_int_t)r->bytes, "classes", r->classes, "val_fraction",
+      r->val_fraction, "splits", "train", "n", (json_int_t)r->n_train, "d1",
+      (json_int_t)r->d1, "d2", (json_int_t)r->d2, "val", "n",
+      (json_int_t)r->n_val, "d1", (json_int_t)r->d1, "d2", (json_int_t)r->d2,
+      "created_at", created);
+}
+
+int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
+                            int64_t offset, int64_t limit, json_t **page,
+                            int64_t *total) {
+  *page = json_array();
+  if (*page == NULL)
+    return LSMI_ERR_NOMEM;
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_OK;
+  *total = count2(s, "SELECT COUNT(*) FROM datasets WHERE tenant = ?1",
+                  tenant, NULL);
+  sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets WHERE "
+                             "tenant = ?1 ORDER BY rowid DESC LIMIT ?2 "
+                             "OFFSET ?3");
+  if (st == NULL || *total < 0) {
+    out = LSMI_ERR_IO;
+  } else {
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, limit);
+    sqlite3_bind_int64(st, 3, offset);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      lsmi_dataset_rec_t r;
+      read_dataset(st, &r);
+      json_array_append_new(*page, lsmi_store_dataset_json(&r));
+    }
+    if (rc != SQLITE_DONE)
+      out = LSMI_ERR_IO;
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+/* ---- jobs ---- */
+
+static int idem_check_locked(lsmi_store_t *s, const char *tenant,
+                             const char *key, const char *hash,
+                             char *existing_id) {
+  sqlite3_stmt *st = prep(s, "SELECT request_hash, job_id FROM idempotency "
+                             "WHERE tenant = ?1 AND key = ?2");
+  if (st == NULL)
+    return LSMI_ERR_IO;
+  sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
+  int out = LSMI_STORE_NOT_FOUND;
+  int rc = sqlite3_step(st);
+  if (rc == SQLITE_ROW) {
+    const char *h;
+    text(&h, st, 0);
+    copy_col(existing_id, 64, st, 1);
+    out = strcmp(h, hash) == 0 ? LSMI_STORE_REPLAY : LSMI_STORE_CONFLICT;
+  } else if (rc != SQLITE_DONE) {
+    out = LSMI_ERR_IO;
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant,
+                          const char *key, const char *req_hash,
+                          char *existing_id) {
+  pthread_mutex_lock(&s->mu);
+  int out = idem_check_locked(s, tenant, key, req_hash, existing_id);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *j,
+                          char *existing_id) {
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  if (out)
+    goto unlock;
+  if (j->idem_key) {
+    out = idem_check_locked(s, j->tenant, j->idem_key, j->req_hash,
+                            existing_id);
+    if (out != LSMI_STORE_NOT_FOUND)
+      goto rollback;
+  }
+  int64_t have = count2(s,
+                        "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
+                        "tenant = ?2",
+                        j->dataset_id, j->tenant);
+  if (have <= 0) {
+    out = have < 0 ? LSMI_ERR_IO : LSMI_STORE_NOT_FOUND;
+    goto rollback;
+  }
+  sqlite3_stmt *st = prep(s, "INSERT INTO jobs (id, tenant, dataset_id, "
+                             "state, params, progress, created_at) VALUES "
+                             "(?1, ?2, ?3, 'queued', ?4, ?5, ?6)");
+  if (st == NULL) {
+    out = LSMI_ERR_IO;
+    goto rollback;
+  }
+  sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, j->tenant, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, j->dataset_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, j->params_json, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, j->progress_json, -1, SQLITE_STATIC);
+  sqlite3_bind_double(st, 6, j->created_at);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE) {
+    log_step_error(s, "job_create");
+    out = LSMI_ERR_IO;
+    goto rollback;
+  }
+  if (j->idem_key) {
+    st = prep(s, "INSERT INTO idempotency (tenant, key, request_hash, job_id, "
+                 "created_at) VALUES (?1, ?2, ?3, ?4, ?5)");
+    if (st == NULL) {
+      out = LSMI_ERR_IO;
+      goto rollback;
+    }
+    sqlite3_bind_text(st, 1, j->tenant, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, j->idem_key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, j->req_hash, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, j->id, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 5, j->created_at);
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) {
+      out = LSMI_ERR_IO;
+      goto rollback;
+    }
+  }
+  out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out)
+    goto rollback;
+  goto unlock;
+rollback:
+  exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+unlock:
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+#define JOB_COLS                                                              \
+  "id, dataset_id, state, params, progress, created_at, started_at, "        \
+  "finished_at, error, summary, timings, attempts"
+
+/* A stored JSON text column as a value (null when NULL or unparsable). */
+static json_t *json_col(sqlite3_stmt *st, int col) {
+  const char *t = (const char *)sqlite3_column_text(st, col);
+  if (t == NULL)
+    return json_null();
+  json_t *v = json_loads(t, 0, NULL);
+  return v ? v : json_null();
+}
+
+static json_t *time_col(sqlite3_stmt *st, int col) {
+  if (sqlite3_column_type(st, col) == SQLITE_NULL)
+    return json_null();
+  char buf[40];
+  lsmi_util_iso8601(sqlite3_column_double(st, col), buf, sizeof buf);
+  return json_string(buf);
+}
+
+static json_t *read_job(sqlite3_stmt *st, int *state) {
+  const char *id, *ds, *stname;
+  text(&id, st, 0);
+  text(&ds, st, 1);
+  text(&stname, st, 2);
+  if (state)
+    *state = lsmi_job_state_parse(stname);
+  json_t *o = json_pack("{s:s, s:s, s:s}", "id", id, "dataset_id", ds,
+                        "state", stname);
+  if (o == NULL)
+    return NULL;
+  json_object_set_new(o, "params", json_col(st, 3));
+  json_object_set_new(o, "progress", json_col(st, 4));
+  json_object_set_new(o, "created_at", time_col(st, 5));
+  json_object_set_new(o, "started_at", time_col(st, 6));
+  json_object_set_new(o, "finished_at", time_col(st, 7));
+  json_object_set_new(o, "error", json_col(st, 8));
+  json_object_set_new(o, "summary", json_col(st, 9));
+  json_object_set_new(o, "timings", json_col(st, 10));
+  json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 11)));
+  return o;
+}
+
+json_t *lsmi_store_job_json(lsmi_store_t *s, const char *tenant,
+                            const char *id, int *state) {
+  pthread_mutex_lock(&s->mu);
+  json_t *o = NULL;
+  sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 "
+                             "AND (?2 IS NULL OR tenant = ?2)");
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    if (tenant)
+      sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
+    else
+      sqlite3_bind_null(st, 2);
+    if (sqlite3_step(st) == SQLITE_ROW)
+      o = read_job(st, state);
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return o;
+}
+
+int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
+                        int64_t offset, int64_t limit, json_t **page,
+                        int64_t *total) {
+  *page = json_array();
+  if (*page == NULL)
+    return LSMI_ERR_NOMEM;
+  const char *sname = state >= 0 ? lsmi_job_state_name(state) : NULL;
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_OK;
+  *total = count2(s,
+                  "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND "
+                  "(?2 IS NULL OR state = ?2)",
+                  tenant, sname);
+  sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE tenant = "
+                             "?1 AND (?2 IS NULL OR state = ?2) ORDER BY "
+                             "rowid DESC LIMIT ?3 OFFSET ?4");
+  if (st == NULL || *total < 0) {
+    out = LSMI_ERR_IO;
+  } else {
+    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
+    if (sname)
+      sqlite3_bind_text(st, 2, sname, -1, SQLITE_STATIC);
+    else
+      sqlite3_bind_null(st, 2);
+    sqlite3_bind_int64(st, 3, limit);
+    sqlite3_bind_int64(st, 4, offset);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+      json_array_append_new(*page, read_job(st, NULL));
+    if (rc != SQLITE_DONE)
+      out = LSMI_ERR_IO;
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_job_recover(lsmi_store_t *s, int *count) {
+  pthread_mutex_lock(&s->mu);
+  int changes = 0;
+  int out = exec3(s,
+                  "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
+                  NULL, NULL, NULL, &changes);
+  pthread_mutex_unlock(&s->mu);
+  if (count)
+    *count = changes;
+  return out;
+}
+
+int lsmi_store_job_each_queued(lsmi_store_t *s,
+                               void (*fn)(void *ctx, const lsmi_job_row_t *row),
+                               void *ctx) {
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_OK;
+  sqlite3_stmt *st = prep(s, "SELECT id, tenant, dataset_id, params FROM "
+                             "jobs WHERE state = 'queued' ORDER BY rowid");
+  if (st == NULL) {
+    out = LSMI_ERR_IO;
+  } else {
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+      lsmi_job_row_t row;
+      copy_col(row.id, sizeof row.id, st, 0);
+      copy_col(row.tenant, sizeof row.tenant, st, 1);
+      copy_col(row.dataset_id, sizeof row.dataset_id, st, 2);
+      const char *p;
+      text(&p, st, 3);
+      row.params_json = (char *)p;
+      fn(ctx, &row);
+    }
+    if (rc != SQLITE_DONE)
+      out = LSMI_ERR_IO;
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at) {
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_ERR_IO;
+  sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = 'running', started_at "
+                             "= ?2, attempts = attempts + 1, error = NULL "
+                             "WHERE id = ?1 AND state = 'queued'");
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, started_at);
+    if (sqlite3_step(st) == SQLITE_DONE)
+      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_STORE_NOT_FOUND;
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
+  if (t)
+    sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
+                          double finished_at, const char *error_json,
+                          const char *summary_json, const char *timings_json,
+                          const char *progress_json) {
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_ERR_IO;
+  sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = ?2, finished_at = ?3, "
+                             "error = ?4, summary = ?5, timings = ?6, "
+                             "progress = COALESCE(?7, progress) WHERE id = "
+                             "?1 AND state = 'running'");
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, lsmi_job_state_name(state), -1, SQLITE_STATIC);
+    if (state == LSMI_JOB_QUEUED)
+      sqlite3_bind_null(st, 3);
+    else
+      sqlite3_bind_double(st, 3, finished_at);
+    bind_opt_text(st, 4, error_json);
+    bind_opt_text(st, 5, summary_json);
+    bind_opt_text(st, 6, timings_json);
+    bind_opt_text(st, 7, progress_json);
+    if (sqlite3_step(st) == SQLITE_DONE)
+      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_STORE_NOT_FOUND;
+    else
+      log_step_error(s, "job_finish");
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
+                                 double finished_at) {
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_ERR_IO;
+  sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = 'cancelled', "
+                             "finished_at = ?2 WHERE id = ?1 AND state = "
+                             "'queued'");
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, finished_at);
+    if (sqlite3_step(st) == SQLITE_DONE)
+      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_STORE_NOT_FOUND;
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_job_progress(lsmi_store_t *s, const char *id,
+                            const char *progress_json) {
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s,
+                  "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = "
+                  "'running'",
+                  id, progress_json, NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_counts(lsmi_store_t *s, int64_t by_state[LSMI_JOB_STATES],
+                      int64_t *datasets) {
+  for (int i = 0; i < LSMI_JOB_STATES; i++)
+    by_state[i] = 0;
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_OK;
+  sqlite3_stmt *st = prep(s, "SELECT state, COUNT(*) FROM jobs GROUP BY "
+                             "state");
+  if (st) {
+    while (sqlite3_step(st) == SQLITE_ROW) {
+      int k = lsmi_job_state_parse((const char *)sqlite3_column_text(st, 0));
+      if (k >= 0)
+        by_state[k] = sqlite3_column_int64(st, 1);
+    }
+  } else {
+    out = LSMI_ERR_IO;
+  }
+  sqlite3_finalize(st);
+  *datasets = count2(s, "SELECT COUNT(*) FROM datasets", NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}

@@ -1,0 +1,150 @@
+/*
+ * store.h — the daemon's durable metadata: datasets, jobs and idempotency
+ * keys in one SQLite database (WAL journal, synchronous=FULL, so a commit
+ * that returned is on disk). Files (uploads, result columns) live beside it
+ * under the data directory; the store holds only their ids.
+ *
+ * Owner and lock: one connection guarded by store.mu. Any thread may call
+ * these functions; each takes store.mu for its whole statement or
+ * transaction and never calls out while holding it. json_t values returned
+ * are made on the calling thread and taken by it.
+ */
+#ifndef LSMI_STORE_H
+#define LSMI_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "lsmi.h"
+
+typedef struct lsmi_store lsmi_store_t;
+
+/* Outcomes beside 0 (done) and negative lsmi statuses (LSMI_ERR_IO). */
+enum {
+  LSMI_STORE_FOUND = 1,
+  LSMI_STORE_NOT_FOUND = 2,
+  LSMI_STORE_CONFLICT = 3, /* state or idempotency key forbids it */
+  LSMI_STORE_REPLAY = 4,   /* idempotency key seen with the same request */
+  LSMI_STORE_EXISTS = 5    /* same bytes already uploaded by this tenant */
+};
+
+typedef enum lsmi_job_state {
+  LSMI_JOB_QUEUED = 0,
+  LSMI_JOB_RUNNING,
+  LSMI_JOB_SUCCEEDED,
+  LSMI_JOB_FAILED,
+  LSMI_JOB_CANCELLED,
+  LSMI_JOB_STATES
+} lsmi_job_state_t;
+
+const char *lsmi_job_state_name(int state);
+/* -1 when `name` is no state. */
+int lsmi_job_state_parse(const char *name);
+
+int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err);
+void lsmi_store_close(lsmi_store_t *s);
+/* A trivial query; false when the database does not answer. */
+bool lsmi_store_ping(lsmi_store_t *s);
+
+typedef struct lsmi_dataset_rec {
+  char id[64];
+  char tenant[64];
+  char name[256];
+  char format[16];
+  char sha256[65];
+  uint64_t bytes;
+  int classes;
+  uint64_t n_train, n_val, d1, d2;
+  double val_fraction; /* used at upload when the file had no val split */
+  double created_at;
+} lsmi_dataset_rec_t;
+
+/*
+ * Inserts rec. When this tenant already has a dataset with the same sha256,
+ * fills *existing and returns LSMI_STORE_EXISTS instead.
+ */
+int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *rec,
+                              lsmi_dataset_rec_t *existing);
+/* tenant NULL: any tenant (the loop thread). FOUND or NOT_FOUND. */
+int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant,
+                           const char *id, lsmi_dataset_rec_t *rec);
+int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
+                                const char *sha256, lsmi_dataset_rec_t *rec);
+/* 0, NOT_FOUND, or CONFLICT when queued/running jobs still use it. */
+int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
+                              const char *id);
+/* A page of the tenant's datasets, newest first (*page: new array). */
+int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
+                            int64_t offset, int64_t limit, json_t **page,
+                            int64_t *total);
+/* The API object of a dataset. New ref. */
+json_t *lsmi_store_dataset_json(const lsmi_dataset_rec_t *rec);
+
+typedef struct lsmi_job_new {
+  const char *id, *tenant, *dataset_id;
+  const char *params_json;   /* every parameter, canonical JSON */
+  const char *progress_json; /* initial progress object */
+  double created_at;
+  const char *idem_key; /* NULL: none */
+  const char *req_hash; /* hash of the normalised request, with idem_key */
+} lsmi_job_new_t;
+
+/*
+ * Creates a queued job, in one transaction with its checks: 0 created;
+ * NOT_FOUND when the tenant has no such dataset; REPLAY (existing_id set)
+ * when the key was used with the same request; CONFLICT when the key was
+ * used with another request. existing_id: 64 bytes.
+ */
+int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *job,
+                          char *existing_id);
+/* The same idempotency check alone: NOT_FOUND, REPLAY or CONFLICT. */
+int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant,
+                          const char *key, const char *req_hash,
+                          char *existing_id);
+
+/*
+ * The API object of a job (tenant NULL: any), or NULL if there is none;
+ * *state (may be NULL) receives its state.
+ */
+json_t *lsmi_store_job_json(lsmi_store_t *s, const char *tenant,
+                            const char *id, int *state);
+int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
+                        int64_t offset, int64_t limit, json_t **page,
+                        int64_t *total);
+
+/* What the loop thread needs to run a job. params_json is malloc'd. */
+typedef struct lsmi_job_row {
+  char id[64], tenant[64], dataset_id[64];
+  char *params_json;
+} lsmi_job_row_t;
+
+/* Marks running jobs queued again (startup); *count receives how many. */
+int lsmi_store_job_recover(lsmi_store_t *s, int *count);
+/*
+ * Calls fn for every queued job, oldest first. The row is borrowed for the
+ * call (fn copies what it keeps).
+ */
+int lsmi_store_job_each_queued(lsmi_store_t *s,
+                               void (*fn)(void *ctx, const lsmi_job_row_t *row),
+                               void *ctx);
+/* queued -> running, attempts + 1. NOT_FOUND if it was not queued. */
+int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at);
+/*
+ * Final or requeue transition of a running job. The JSON texts may be NULL
+ * (stored as NULL). state QUEUED means requeue (finished_at ignored).
+ */
+int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
+                          double finished_at, const char *error_json,
+                          const char *summary_json, const char *timings_json,
+                          const char *progress_json);
+/* queued -> cancelled for the tenant's job; NOT_FOUND if not queued. */
+int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
+                                 double finished_at);
+int lsmi_store_job_progress(lsmi_store_t *s, const char *id,
+                            const char *progress_json);
+/* Jobs by state and the number of datasets, for /metrics. */
+int lsmi_store_counts(lsmi_store_t *s, int64_t by_state[LSMI_JOB_STATES],
+                      int64_t *datasets);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * util.c — time, ids, durable-file helpers and the JSON log line writer.
+ * Nothing here keeps state except the log's "quiet requests" switch, which
+ * is set once before any thread starts.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static int log_quiet_requests = 0;
+
+double lsmi_util_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+double lsmi_util_mono(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void lsmi_util_iso8601(double t, char *buf, size_t size) {
+  time_t secs = (time_t)t;
+  int ms = (int)((t - (double)secs) * 1000.0);
+  if (ms < 0)
+    ms = 0;
+  if (ms > 999)
+    ms = 999;
+  struct tm tm;
+  gmtime_r(&secs, &tm);
+  char base[32];
+  strftime(base, sizeof base, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf, size, "%s.%03dZ", base, ms);
+}
+
+void lsmi_util_hex(const unsigned char *in, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[in[i] >> 4];
+    out[2 * i + 1] = digits[in[i] & 15];
+  }
+  out[2 * n] = '\0';
+}
+
+int lsmi_util_random_id(const char *prefix, char *out, size_t size) {
+  unsigned char raw[10];
+  size_t got = 0;
+  while (got < sizeof raw) {
+    ssize_t r = getrandom(raw + got, sizeof raw - got, 0);
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    got += (size_t)r;
+  }
+  char hex[21];
+  lsmi_util_hex(raw, sizeof raw, hex);
+  int n = snprintf(out, size, "%s%s", prefix, hex);
+  return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
+int lsmi_util_fsync_dir(const char *dir) {
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -1;
+  int rc = fsync(fd);
+  close(fd);
+  return rc;
+}
+
+int lsmi_util_write_all(int fd, const void *buf, size_t len) {
+  const char *p = buf;
+  while (len > 0) {
+    ssize_t w = write(fd, p, len);
+    if (w < 0) {
+      if (errno == EINTR)
+        continue;
+      return -1;
+    }
+    p += w;
+    len -= (size_t)w;
+  }
+  return 0;
+}
+
+void lsmi_util_log_quiet_requests(int quiet) { log_quiet_requests = quiet; }
+int lsmi_util_log_requests_quiet(void) { return log_quiet_requests; }
+
+void lsmi_util_log(const char *event, json_t *fields) {
+  json_t *o = fields ? fields : json_object();
+  if (o == NULL)
+    return;
+  char ts[40];
+  lsmi_util_iso8601(lsmi_util_now(), ts, sizeof ts);
+  json_object_set_new(o, "ts", json_string(ts));
+  json_object_set_new(o, "event", json_string(event));
+  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  json_decref(o);
+  if (line == NULL)
+    return;
+  flockfile(stderr);
+  fputs(line, stderr);
+  fputc('\n', stderr);
+  fflush(stderr);
+  funlockfile(stderr);
+  free(line);
+}

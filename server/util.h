@@ -1,0 +1,45 @@
+/*
+ * util.h — small helpers the daemon's modules share: wall-clock time and
+ * RFC 3339 stamps, random object ids, durable file steps (fsync of a file
+ * and of its directory), and the structured JSON log.
+ */
+#ifndef LSMI_UTIL_H
+#define LSMI_UTIL_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Seconds since the epoch, with sub-second resolution (CLOCK_REALTIME). */
+double lsmi_util_now(void);
+/* Seconds of a monotonic clock, for durations. */
+double lsmi_util_mono(void);
+/* Writes t as "2026-11-27T10:55:06.123Z" into buf (at least 32 bytes). */
+void lsmi_util_iso8601(double t, char *buf, size_t size);
+
+/*
+ * Writes prefix + 20 random hex digits into out (size >= strlen(prefix)+21).
+ * Returns 0, or -1 when the kernel gave no random bytes.
+ */
+int lsmi_util_random_id(const char *prefix, char *out, size_t size);
+
+/* Lowercase hex of n bytes into out (2n+1 bytes). */
+void lsmi_util_hex(const unsigned char *in, size_t n, char *out);
+
+/* fsync() of the directory `dir`, so that a rename inside it is durable. */
+int lsmi_util_fsync_dir(const char *dir);
+
+/* Writes len bytes, retrying short writes and EINTR. 0 or -1 (errno set). */
+int lsmi_util_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * The structured log: one JSON object per line on stderr (or the file given
+ * to lsmi_util_log_open). lsmi_util_log takes the reference to `fields`
+ * (an object; may be NULL), adds "ts" and "event" and writes the line with
+ * one locked stdio call, so lines from different threads never interleave.
+ */
+void lsmi_util_log(const char *event, json_t *fields);
+/* Level filter: quiet = 1 silences per-request lines (tests, load runs). */
+void lsmi_util_log_quiet_requests(int quiet);
+int lsmi_util_log_requests_quiet(void);
+
+#endif

@@ -1,0 +1,6 @@
+# tests/server/server.mk — build facts of the daemon that the Makefile's
+# wildcards cannot see.
+#
+# server/openapi.c embeds proto/openapi.yaml with .incbin, which -MMD does
+# not track: editing the contract must rebuild the object.
+$(BUILD)/server/openapi.o: proto/openapi.yaml
