@@ -376,10 +376,14 @@ static int scan_labels(const lsmi__array_t *y, const lsmi_limits_t *lim,
       return lsmi_error_set(err, LSMI_ERR_DATA, y->key,
                             "%s has a non-integral label %g at row %llu",
                             y->key, v, (unsigned long long)i);
-    if (v < 0 || v >= (double)lim->max_classes)
-      return lsmi_error_set(err, v < 0 ? LSMI_ERR_DATA : LSMI_ERR_LIMIT,
-                            y->key,
-                            "%s has label %.0f at row %llu, outside [0, %llu)",
+    if (v < 0)
+      return lsmi_error_set(err, LSMI_ERR_DATA, y->key,
+                            "%s has a negative label %.0f at row %llu", y->key,
+                            v, (unsigned long long)i);
+    if (v >= (double)lim->max_classes)
+      return lsmi_error_set(err, LSMI_ERR_LIMIT, y->key,
+                            "%s has label %.0f at row %llu; at most %llu "
+                            "classes are allowed (max_classes)",
                             y->key, v, (unsigned long long)i,
                             (unsigned long long)lim->max_classes);
     if ((int64_t)v > *maxlab)

@@ -25,6 +25,7 @@
  * names="x1,x2,y,split")). Records are grouped by split into owned copies
  * and the fields become strided views of them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -316,8 +317,8 @@ int lsmi__npy_parse(const unsigned char *buf, size_t len, const char *key,
     return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
   memset(a, 0, sizeof *a);
   snprintf(a->key, sizeof a->key, "%s", key);
-  int dict;
-  size_t off;
+  int dict = -1;
+  size_t off = 0;
   int rc = npy_header(buf, len, key, lim, L, &dict, &off, err);
   int descr = rc ? -1 : dict_get(L, dict, "descr");
   int fo = rc ? -1 : dict_get(L, dict, "fortran_order");
@@ -419,8 +420,8 @@ int lsmi__read_npy(const unsigned char *buf, size_t len,
   lit_t *L = malloc(sizeof *L);
   if (!L)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  int dict;
-  size_t off;
+  int dict = -1;
+  size_t off = 0;
   int rc = npy_header(buf, len, key, lim, L, &dict, &off, err);
   int descr = rc ? -1 : dict_get(L, dict, "descr");
   int shape = rc ? -1 : dict_get(L, dict, "shape");
