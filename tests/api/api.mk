@@ -1,0 +1,12 @@
+# tests/api/api.mk — the API suite (the real daemon on free loopback ports,
+# driven over HTTP by Python's standard library). It runs on the plain and
+# on the ASan+UBSan build; under ASan, LeakSanitizer checks every clean
+# shutdown (test_clean_cycle: upload, fit, results, SIGTERM).
+#
+#   make api-load     wrk against status and results while two fits run
+#                     (tests/api/load.sh; not part of `make test`)
+SAN_TEST_SCRIPTS += tests/api/run.sh
+
+.PHONY: api-load
+api-load: $(BIN)
+	LSMI_BUILD=$(BUILD) tests/api/load.sh

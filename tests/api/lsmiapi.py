@@ -1,0 +1,231 @@
+"""lsmiapi.py — helpers the API tests share (Python 3 standard library only).
+
+Starts the real daemon ($LSMI_BUILD/lsmi serve) on a free loopback port with a
+temp data directory, talks HTTP to it with http.client, and stops it again.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+BUILD = os.environ.get("LSMI_BUILD", "build")
+LSMI = os.path.join(BUILD, "lsmi")
+ASAN = "address" in BUILD
+# Sanitizer builds are several times slower; scale every wait.
+SLOW = 6.0 if ASAN else 1.0
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Response:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode())
+
+    def header(self, name):
+        for k, v in self.headers:
+            if k.lower() == name.lower():
+                return v
+        return None
+
+
+class Daemon:
+    """One `lsmi serve` process. Use as a context manager."""
+
+    live = []
+
+    def __init__(self, data_dir=None, args=(), env=None, token=None):
+        self.tmp = None
+        if data_dir is None:
+            self.tmp = tempfile.mkdtemp(prefix="lsmi-api-")
+            data_dir = os.path.join(self.tmp, "data")
+        self.data_dir = data_dir
+        self.args = list(args)
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.token = token
+        self.proc = None
+        self.port = None
+        self.log_path = None
+
+    def start(self):
+        self.port = free_port()
+        self.log_path = os.path.join(os.path.dirname(self.data_dir),
+                                     "daemon-%d.log" % self.port)
+        self.log = open(self.log_path, "ab")
+        cmd = [LSMI, "serve", "--listen", "127.0.0.1:%d" % self.port,
+               "--data-dir", self.data_dir, "--quiet"] + self.args
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
+                                     env=self.env)
+        Daemon.live.append(self)
+        deadline = time.time() + 20 * SLOW
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("daemon exited with %d: %s" %
+                                   (self.proc.returncode, self.log_text()[-2000:]))
+            try:
+                if self.request("GET", "/healthz").status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("daemon did not come up")
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def request(self, method, path, body=None, headers=None, token=None,
+                timeout=30):
+        h = dict(headers or {})
+        tok = token if token is not None else self.token
+        if tok:
+            h["Authorization"] = "Bearer " + tok
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection("127.0.0.1", self.port,
+                                          timeout=timeout * SLOW)
+        try:
+            conn.request(method, path, body=body, headers=h)
+            r = conn.getresponse()
+            return Response(r.status, r.getheaders(), r.read())
+        finally:
+            conn.close()
+
+    def stop(self, sig=signal.SIGTERM, timeout=60):
+        """Stops the daemon; returns its exit status (-9 for kill -9)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout * SLOW)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        self.proc = None
+        self.log.close()
+        if self in Daemon.live:
+            Daemon.live.remove(self)
+        return rc
+
+    def kill9(self):
+        return self.stop(signal.SIGKILL)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- API helpers ----
+
+    def upload(self, data, query="", token=None):
+        return self.request("POST", "/v1/datasets" + query, body=data,
+                            headers={"Content-Type":
+                                     "application/octet-stream"},
+                            token=token)
+
+    def submit(self, dataset_id, params=None, key=None, token=None):
+        h = {"Idempotency-Key": key} if key else None
+        body = {"dataset_id": dataset_id}
+        if params is not None:
+            body["params"] = params
+        return self.request("POST", "/v1/jobs", body=body, headers=h,
+                            token=token)
+
+    def job(self, job_id, token=None):
+        r = self.request("GET", "/v1/jobs/" + job_id, token=token)
+        assert r.status == 200, (r.status, r.body)
+        return r.json()
+
+    def wait_job(self, job_id, states=("succeeded", "failed", "cancelled"),
+                 timeout=120, token=None):
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            j = self.job(job_id, token=token)
+            if j["state"] in states:
+                return j
+            time.sleep(0.05)
+        raise AssertionError("job %s stuck in %s" % (job_id, j["state"]))
+
+    def wait_progress(self, job_id, timeout=60):
+        """Waits until the job runs (and has had a moment to train).
+
+        The core reports an epoch only when every model of a family has
+        completed it, so with fewer threads than models the first report
+        can come late; "running" is what the tests need."""
+        deadline = time.time() + timeout * SLOW
+        while time.time() < deadline:
+            j = self.job(job_id)
+            if j["state"] == "running":
+                time.sleep(0.2 * SLOW)
+                return self.job(job_id)
+            assert j["state"] == "queued", j
+            time.sleep(0.02)
+        raise AssertionError("job %s never started" % job_id)
+
+
+def cleanup_all():
+    for d in list(Daemon.live):
+        try:
+            d.stop(signal.SIGKILL)
+        except Exception:
+            pass
+
+
+def synth(path, kind="gaussian", n=400, seed=0):
+    subprocess.run([LSMI, "synth", kind, "--out", path, "--n", str(n),
+                    "--seed", str(seed)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def json_dataset(n=200, seed=1):
+    """A small dataset in the JSON format, written by hand."""
+    import random
+    rnd = random.Random(seed)
+
+    def split(m):
+        y = [i % 2 for i in range(m)]
+        x1 = [[yy + rnd.gauss(0, 0.5), rnd.gauss(0, 0.5)] for yy in y]
+        x2 = [[yy + rnd.gauss(0, 0.5)] for yy in y]
+        return {"x1": x1, "x2": x2, "y": y}
+
+    return json.dumps({"train": split(int(n * 0.8)),
+                       "val": split(n - int(n * 0.8))}).encode()
+
+
+def assert_problem(r, status, field=None):
+    assert r.status == status, "expected %d, got %d: %r" % (status, r.status,
+                                                           r.body[:300])
+    ct = r.header("Content-Type") or ""
+    assert ct.startswith("application/problem+json"), ct
+    p = r.json()
+    for k in ("type", "title", "status", "detail"):
+        assert k in p, (k, p)
+    assert p["status"] == status, p
+    assert p["detail"], p
+    if field is not None:
+        assert p.get("field") == field, (field, p)
+    return p

@@ -1,0 +1,521 @@
+#!/usr/bin/env python3
+"""test_api.py — end-to-end tests of `lsmi serve` over real HTTP.
+
+Each test starts its own daemon(s) on a free loopback port with a temp data
+directory and stops them again. The last line is "N passed, N failed".
+Run one test: tests/api/test_api.py test_happy_path
+"""
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lsmiapi import (ASAN, LSMI, SLOW, Daemon, assert_problem,  # noqa: E402
+                     cleanup_all, json_dataset, synth)
+
+FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
+# Long enough to be caught running (and cancelled, or killed) mid-fit.
+LONG = {"epochs_discriminator": 10000, "epochs_entropy": 10000, "threads": 1}
+# A fit of a second or so: long enough to kill -9 in the middle.
+CRASH = {"epochs_discriminator": 60, "epochs_entropy": 60, "threads": 1,
+         "seed": 7}
+
+WORK = tempfile.mkdtemp(prefix="lsmi-api-work-")
+SMALL = synth(os.path.join(WORK, "small.npz"), n=400)
+BIG = synth(os.path.join(WORK, "big.npz"), n=2000, seed=3)
+
+
+def upload_ok(d, data=SMALL, **kw):
+    r = d.upload(data, **kw)
+    assert r.status in (200, 201), (r.status, r.body)
+    return r.json()
+
+
+def test_operations():
+    with Daemon() as d:
+        r = d.request("GET", "/healthz")
+        assert r.status == 200 and r.json()["status"] == "ok"
+        r = d.request("GET", "/readyz")
+        assert r.status == 200 and r.json()["ready"] is True, r.body
+        r = d.request("GET", "/v1/openapi.yaml")
+        assert r.status == 200 and r.body.startswith(b"openapi: 3.1")
+        with open(os.path.join(os.path.dirname(__file__), "..", "..",
+                               "proto", "openapi.yaml"), "rb") as f:
+            assert r.body == f.read(), "embedded spec differs from proto/"
+        upload_ok(d)
+        r = d.request("GET", "/metrics")
+        text = r.body.decode()
+        assert r.status == 200
+        for name in ("lsmi_http_requests_total{route=\"/v1/datasets\","
+                     "status=\"201\"}",
+                     "lsmi_http_request_duration_seconds_bucket",
+                     "lsmi_queue_depth", "lsmi_jobs{state=\"succeeded\"}",
+                     "lsmi_fit_seconds_sum", "lsmi_upload_bytes_total"):
+            assert name in text, name
+        r = d.request("GET", "/nope")
+        assert_problem(r, 404)
+        r = d.request("PUT", "/v1/jobs")
+        assert_problem(r, 405)
+        assert "POST" in (r.header("Allow") or "")
+
+
+def test_happy_path():
+    with Daemon() as d:
+        r = d.upload(SMALL, query="?name=demo")
+        assert r.status == 201, r.body
+        ds = r.json()
+        assert r.header("Location") == "/v1/datasets/" + ds["id"]
+        assert ds["name"] == "demo" and ds["format"] == "npz"
+        assert ds["classes"] == 2 and ds["bytes"] == len(SMALL)
+        assert ds["splits"]["train"] == {"n": 320, "d1": 2, "d2": 2}, ds
+        assert ds["splits"]["val"]["n"] == 80
+        assert len(ds["sha256"]) == 64
+        # The same bytes again: the same dataset.
+        r = d.upload(SMALL)
+        assert r.status == 200 and r.json()["id"] == ds["id"]
+        assert d.request("GET", "/v1/datasets/" + ds["id"]).json() == ds
+        lst = d.request("GET", "/v1/datasets").json()
+        assert lst["total"] == 1 and lst["datasets"][0]["id"] == ds["id"]
+        # Another format, detected from content.
+        js = upload_ok(d, json_dataset())
+        assert js["format"] == "json" and js["splits"]["train"]["d1"] == 2
+
+        r = d.submit(ds["id"], FAST)
+        assert r.status == 202, r.body
+        job = r.json()
+        assert r.header("Location") == "/v1/jobs/" + job["id"]
+        assert job["state"] in ("queued", "running", "succeeded")
+        assert job["params"]["hidden"] == 64 and job["params"]["prior"] == \
+            "uniform" and job["params"]["epochs_entropy"] == 2
+        assert len(job["params"]) == 15, job["params"]
+        job = d.wait_job(job["id"])
+        assert job["state"] == "succeeded", job
+        for split, n in (("train", 320), ("val", 80)):
+            s = job["summary"][split]
+            for k in ("R", "U1", "U2", "S", "I1", "I2", "I12", "n"):
+                assert k in s, (k, s)
+            assert s["n"] == n
+        assert job["progress"]["fraction"] == 1.0
+        assert job["started_at"] and job["finished_at"] and job["created_at"]
+        assert job["error"] is None
+
+        base = "/v1/jobs/%s/results" % job["id"]
+        page = d.request("GET", base).json()
+        assert page["total"] == 80 and page["offset"] == 0
+        assert len(page["rows"]) == 80
+        row = page["rows"][0]
+        for k in ("index", "y", "r", "u1", "u2", "s", "i1", "i2", "i12",
+                  "h1", "h2"):
+            assert k in row, k
+        assert [r_["index"] for r_ in page["rows"]] == list(range(80))
+        # Mean of s over the page = the summary's S.
+        mean_s = sum(r_["s"] for r_ in page["rows"]) / 80
+        assert abs(mean_s - job["summary"]["val"]["S"]) < 1e-9
+        # Pagination: pages concatenate to the whole, in a stable order.
+        rows = []
+        for off in range(0, 80, 30):
+            p = d.request("GET", base + "?limit=30&offset=%d&sort=-s" %
+                          off).json()
+            assert p["limit"] == 30 and p["offset"] == off
+            rows += p["rows"]
+        assert len(rows) == 80
+        s = [r_["s"] for r_ in rows]
+        assert s == sorted(s, reverse=True)
+        assert sorted(r_["index"] for r_ in rows) == list(range(80))
+        p2 = d.request("GET", base + "?sort=s&order=desc&limit=80").json()
+        assert [r_["index"] for r_ in p2["rows"]] == \
+            [r_["index"] for r_ in rows]
+        asc = d.request("GET", base + "?sort=u1&limit=80").json()["rows"]
+        u1 = [r_["u1"] for r_ in asc]
+        assert u1 == sorted(u1)
+        # Train split, CSV and NDJSON.
+        t = d.request("GET", base + "?split=train&limit=5").json()
+        assert t["total"] == 320 and len(t["rows"]) == 5
+        c = d.request("GET", base + "?format=csv&limit=10&offset=5")
+        assert c.header("Content-Type").startswith("text/csv")
+        assert c.header("X-Total-Count") == "80"
+        lines = list(csv.reader(io.StringIO(c.body.decode())))
+        assert lines[0] == ["index", "split", "y", "r", "u1", "u2", "s", "i1",
+                            "i2", "i12", "h1", "h2"]
+        assert len(lines) == 11 and lines[1][0] == "5" and lines[1][1] == "val"
+        assert float(lines[1][6]) == page["rows"][5]["s"]
+        nd = d.request("GET", base + "?format=ndjson&limit=3")
+        objs = [json.loads(x) for x in nd.body.decode().splitlines()]
+        assert len(objs) == 3 and objs[2]["index"] == 2
+        # Jobs list, filtered.
+        jl = d.request("GET", "/v1/jobs?state=succeeded").json()
+        assert jl["total"] == 1 and jl["jobs"][0]["id"] == job["id"]
+        assert d.request("GET", "/v1/jobs?state=running").json()["total"] == 0
+        # A finished job's dataset can be deleted; results stay.
+        assert d.request("DELETE", "/v1/datasets/" + js["id"]).status == 204
+        assert_problem(d.request("GET", "/v1/datasets/" + js["id"]), 404)
+        assert d.request("DELETE", "/v1/datasets/" + ds["id"]).status == 204
+        assert d.request("GET", base + "?limit=1").status == 200
+        assert d.stop() == 0
+
+
+def test_errors():
+    with Daemon(args=["--max-upload", "64K", "--max-body", "2K"]) as d:
+        ds = upload_ok(d)
+        # 400
+        assert_problem(d.request("POST", "/v1/jobs", body=b"{not json",
+                                 headers={"Content-Type":
+                                          "application/json"}), 400, "body")
+        assert_problem(d.upload(b""), 400, "body")
+        assert_problem(d.upload(b"PK\x03\x04 truncated zip"), 400)
+        assert_problem(d.request("GET", "/v1/jobs?limit=0"), 400, "limit")
+        assert_problem(d.request("GET", "/v1/jobs?offset=-1"), 400, "offset")
+        assert_problem(d.request("GET", "/v1/jobs?state=done"), 400, "state")
+        # 404
+        assert_problem(d.request("GET", "/v1/jobs/job_nope"), 404)
+        assert_problem(d.request("GET", "/v1/datasets/ds_nope"), 404)
+        assert_problem(d.request("DELETE", "/v1/jobs/job_nope"), 404)
+        assert_problem(d.request("GET", "/v1/jobs/job_nope/results"), 404)
+        assert_problem(d.request("GET", "/v1/jobs/../etc"), 404)
+        # 413: upload over --max-upload, body over --max-body
+        assert_problem(d.upload(os.urandom(100 * 1024)), 413, "body")
+        big = {"dataset_id": ds["id"], "params": {"seed": 1},
+               "pad": "x" * 4000}
+        assert_problem(d.request("POST", "/v1/jobs", body=big), 413, "body")
+        # 415: unknown format; job body not JSON
+        assert_problem(d.upload(b"\x00\x01\x02garbage" * 20), 415)
+        assert_problem(d.request("POST", "/v1/jobs", body=b"dataset_id=x",
+                                 headers={"Content-Type": "text/plain"}),
+                       415, "Content-Type")
+        # 422: params out of range / unknown / wrong type; unknown dataset;
+        # a file whose arrays do not fit
+        p = assert_problem(d.submit(ds["id"], {"epochs_entropy": 0}), 422,
+                           "params.epochs_entropy")
+        assert "epochs_entropy" in p["detail"]
+        assert_problem(d.submit(ds["id"], {"gamma": 1.5}), 422,
+                       "params.gamma")
+        assert_problem(d.submit(ds["id"], {"hidden": 2.5}), 422,
+                       "params.hidden")
+        assert_problem(d.submit(ds["id"], {"prior": "flat"}), 422,
+                       "params.prior")
+        assert_problem(d.submit(ds["id"], {"adjust": 1}), 422,
+                       "params.adjust")
+        assert_problem(d.submit(ds["id"], {"epochs": 3}), 422,
+                       "params.epochs")
+        assert_problem(d.submit("ds_missing", FAST), 422, "dataset_id")
+        assert_problem(d.request("POST", "/v1/jobs", body={"params": {}}),
+                       422, "dataset_id")
+        bad = json.loads(json_dataset())
+        bad["val"]["x2"] = bad["val"]["x2"][:-3]
+        assert_problem(d.upload(json.dumps(bad).encode()), 422)
+        # 409: results before success, cancelling a finished job,
+        # deleting a dataset in use
+        r = d.submit(ds["id"], LONG)
+        assert r.status == 202
+        jid = r.json()["id"]
+        assert_problem(d.request("GET", "/v1/jobs/%s/results" % jid), 409)
+        assert_problem(d.request("DELETE", "/v1/datasets/" + ds["id"]), 409)
+        assert d.request("DELETE", "/v1/jobs/" + jid).status == 202
+        d.wait_job(jid)
+        assert_problem(d.request("DELETE", "/v1/jobs/" + jid), 409)
+        assert_problem(d.request("GET", "/v1/jobs/%s/results" % jid), 409)
+        # results query parameters of a finished job
+        ok = d.submit(ds["id"], FAST).json()["id"]
+        d.wait_job(ok)
+        base = "/v1/jobs/%s/results" % ok
+        assert_problem(d.request("GET", base + "?split=test"), 400, "split")
+        assert_problem(d.request("GET", base + "?sort=zz"), 400, "sort")
+        assert_problem(d.request("GET", base + "?format=xml"), 400, "format")
+        assert_problem(d.request("GET", base + "?limit=100000"), 400, "limit")
+        assert d.stop() == 0
+
+
+def test_auth_and_tenants():
+    tokens = os.path.join(WORK, "tokens")
+    with open(tokens, "w") as f:
+        f.write("# token tenant\nalice-secret alice\n")
+    with Daemon(args=["--tokens-file", tokens],
+                env={"LSMI_TOKENS": "bob-secret=bob"}) as d:
+        # 401 without, or with a wrong token; open endpoints stay open
+        r = d.request("GET", "/v1/jobs")
+        assert_problem(r, 401, "Authorization")
+        assert (r.header("WWW-Authenticate") or "").startswith("Bearer")
+        assert_problem(d.request("GET", "/v1/jobs", token="nope"), 401)
+        assert_problem(d.upload(SMALL, token="nope"), 401)
+        assert d.request("GET", "/healthz").status == 200
+        assert d.request("GET", "/v1/openapi.yaml").status == 200
+        a = upload_ok(d, token="alice-secret")
+        ja = d.submit(a["id"], FAST, token="alice-secret").json()["id"]
+        d.wait_job(ja, token="alice-secret")
+        # bob sees none of it
+        for path in ("/v1/datasets/" + a["id"], "/v1/jobs/" + ja,
+                     "/v1/jobs/%s/results" % ja):
+            assert_problem(d.request("GET", path, token="bob-secret"), 404)
+        assert_problem(d.request("DELETE", "/v1/jobs/" + ja,
+                                 token="bob-secret"), 404)
+        assert_problem(d.request("DELETE", "/v1/datasets/" + a["id"],
+                                 token="bob-secret"), 404)
+        assert d.request("GET", "/v1/datasets",
+                         token="bob-secret").json()["total"] == 0
+        assert d.request("GET", "/v1/jobs",
+                         token="bob-secret").json()["total"] == 0
+        assert_problem(d.submit(a["id"], FAST, token="bob-secret"), 422,
+                       "dataset_id")
+        # the same bytes are bob's own dataset
+        r = d.upload(SMALL, token="bob-secret")
+        assert r.status == 201 and r.json()["id"] != a["id"]
+        assert d.request("GET", "/v1/jobs",
+                         token="alice-secret").json()["total"] == 1
+        assert d.stop() == 0
+
+
+def test_refuses_open_public_bind():
+    p = subprocess.run([LSMI, "serve", "--listen", "0.0.0.0:%d" % 1,
+                        "--data-dir", os.path.join(WORK, "refuse")],
+                       capture_output=True, env=dict(os.environ,
+                                                     LSMI_TOKENS=""))
+    assert p.returncode == 2, p
+    assert b"refusing" in p.stderr
+
+
+def test_config_help_and_precedence():
+    p = subprocess.run([LSMI, "serve", "--help"], capture_output=True)
+    assert p.returncode == 0
+    out = p.stdout.decode()
+    for flag, env in (("--listen", "LSMI_LISTEN"),
+                      ("--data-dir", "LSMI_DATA_DIR"),
+                      ("--workers", "LSMI_WORKERS"),
+                      ("--queue-size", "LSMI_QUEUE_SIZE"),
+                      ("--tokens-file", "LSMI_TOKENS_FILE"),
+                      ("--max-upload", "LSMI_MAX_UPLOAD"),
+                      ("--cors-origin", "LSMI_CORS_ORIGINS"),
+                      ("--max-body", "LSMI_MAX_BODY"),
+                      ("--max-rows", "LSMI_MAX_ROWS"),
+                      ("--shutdown-timeout", "LSMI_SHUTDOWN_TIMEOUT")):
+        assert flag in out and env in out, flag
+    assert "LSMI_TOKENS " in out and "127.0.0.1:8080" in out
+    p = subprocess.run([LSMI, "serve", "--workers", "many"],
+                       capture_output=True)
+    assert p.returncode == 2 and b"workers" in p.stderr
+    # The flag wins over the variable: LSMI_LISTEN points nowhere useful.
+    with Daemon(env={"LSMI_LISTEN": "127.0.0.1:1",
+                     "LSMI_MAX_UPLOAD": "1K"}) as d:
+        assert d.request("GET", "/healthz").status == 200
+        assert_problem(d.upload(SMALL), 413)   # the variable applies
+    with Daemon(args=["--max-upload", "1M"],
+                env={"LSMI_MAX_UPLOAD": "1K"}) as d:
+        assert d.upload(SMALL).status == 201   # the flag wins
+
+
+def test_cors():
+    with Daemon(args=["--cors-origin", "https://dash.example"]) as d:
+        r = d.request("OPTIONS", "/v1/jobs",
+                      headers={"Origin": "https://dash.example",
+                               "Access-Control-Request-Method": "POST"})
+        assert r.status == 204
+        assert r.header("Access-Control-Allow-Origin") == \
+            "https://dash.example"
+        assert "POST" in r.header("Access-Control-Allow-Methods")
+        assert "Idempotency-Key" in r.header("Access-Control-Allow-Headers")
+        r = d.request("GET", "/v1/jobs",
+                      headers={"Origin": "https://dash.example"})
+        assert r.header("Access-Control-Allow-Origin") == \
+            "https://dash.example"
+        r = d.request("GET", "/v1/jobs", headers={"Origin": "https://evil"})
+        assert r.header("Access-Control-Allow-Origin") is None
+
+
+def test_idempotency():
+    with Daemon() as d:
+        ds = upload_ok(d)
+        r1 = d.submit(ds["id"], FAST, key="k-1")
+        assert r1.status == 202
+        r2 = d.submit(ds["id"], FAST, key="k-1")
+        assert r2.status == 202 and r2.json()["id"] == r1.json()["id"]
+        assert r2.header("Idempotent-Replayed") == "true"
+        # Defaults filled in are the same request.
+        p = dict(FAST, hidden=64)
+        assert d.submit(ds["id"], p, key="k-1").json()["id"] == \
+            r1.json()["id"]
+        assert_problem(d.submit(ds["id"], dict(FAST, seed=5), key="k-1"),
+                       409, "Idempotency-Key")
+        r3 = d.submit(ds["id"], FAST, key="k-2")
+        assert r3.json()["id"] != r1.json()["id"]
+        assert d.request("GET", "/v1/jobs").json()["total"] == 2
+        d.wait_job(r1.json()["id"])
+        d.wait_job(r3.json()["id"])
+
+
+def test_cancel_running():
+    with Daemon() as d:
+        ds = upload_ok(d, BIG)
+        jid = d.submit(ds["id"], LONG).json()["id"]
+        j = d.wait_progress(jid)
+        assert j["state"] == "running" and j["started_at"]
+        assert j["progress"]["phase"] == "train"
+        assert 0 <= j["progress"]["fraction"] < 1
+        t0 = time.time()
+        r = d.request("DELETE", "/v1/jobs/" + jid)
+        assert r.status == 202, r.body
+        assert r.json()["cancel_requested"] is True or \
+            r.json()["state"] == "cancelled"
+        j = d.wait_job(jid, timeout=10)
+        assert j["state"] == "cancelled", j
+        assert time.time() - t0 < 5 * SLOW
+        assert j["summary"] is None
+        assert d.stop() == 0
+
+
+def test_queue_full():
+    with Daemon(args=["--workers", "1", "--queue-size", "1",
+                      "--retry-after", "7"]) as d:
+        ds = upload_ok(d, BIG)
+        a = d.submit(ds["id"], LONG).json()["id"]
+        d.wait_progress(a)
+        b = d.submit(ds["id"], LONG)
+        assert b.status == 202
+        r = d.submit(ds["id"], LONG)
+        assert_problem(r, 429)
+        assert r.header("Retry-After") == "7"
+        # Cancelling the queued one frees its place at once.
+        r = d.request("DELETE", "/v1/jobs/" + b.json()["id"])
+        assert r.status == 202 and r.json()["state"] == "cancelled", r.body
+        c = d.submit(ds["id"], FAST)
+        assert c.status == 202
+        assert d.request("DELETE", "/v1/jobs/" + a).status == 202
+        assert d.wait_job(c.json()["id"])["state"] == "succeeded"
+        assert d.job(a)["state"] == "cancelled"
+        assert d.stop() == 0
+
+
+def all_rows(d, jid):
+    out = {}
+    for split in ("train", "val"):
+        r = d.request("GET", "/v1/jobs/%s/results?split=%s&format=csv"
+                      "&limit=10000" % (jid, split))
+        assert r.status == 200, r.body
+        out[split] = r.body
+    return out
+
+
+def test_crash_during_fit():
+    tmp = tempfile.mkdtemp(prefix="lsmi-crash-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    ds = upload_ok(d, BIG)
+    done = d.submit(ds["id"], FAST).json()["id"]
+    d.wait_job(done)
+    before = all_rows(d, done)
+    jid = d.submit(ds["id"], CRASH).json()["id"]
+    queued = d.submit(ds["id"], dict(CRASH, seed=8)).json()["id"]
+    d.wait_progress(jid)
+    assert d.kill9() == -signal.SIGKILL
+    # Restart on the same directory: nothing acknowledged is lost.
+    d = Daemon(data_dir=data).start()
+    assert d.request("GET", "/v1/datasets/" + ds["id"]).status == 200
+    assert all_rows(d, done) == before
+    j = d.wait_job(jid)
+    assert j["state"] == "succeeded" and j["attempts"] == 2, j
+    assert d.wait_job(queued)["state"] == "succeeded"
+    crashed = all_rows(d, jid)
+    # An uninterrupted run of the same request gives the same bytes.
+    ref = d.submit(ds["id"], CRASH).json()["id"]
+    assert d.wait_job(ref)["state"] == "succeeded"
+    assert all_rows(d, ref) == crashed
+    assert d.job(ref)["summary"] == j["summary"]
+    assert d.stop() == 0
+
+
+def test_crash_during_upload():
+    tmp = tempfile.mkdtemp(prefix="lsmi-crash-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    ds = upload_ok(d)
+    # Half an upload, then kill -9.
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
+              b"\r\nContent-Type: application/octet-stream\r\n\r\n" %
+              len(BIG))
+    s.sendall(BIG[: len(BIG) // 2])
+    deadline = time.time() + 10 * SLOW
+    tmpdir = os.path.join(data, "tmp")
+    while time.time() < deadline and not os.listdir(tmpdir):
+        time.sleep(0.02)
+    assert os.listdir(tmpdir), "the upload never reached the temp dir"
+    d.kill9()
+    s.close()
+    d = Daemon(data_dir=data).start()
+    lst = d.request("GET", "/v1/datasets").json()
+    assert [x["id"] for x in lst["datasets"]] == [ds["id"]]
+    assert os.listdir(tmpdir) == [], os.listdir(tmpdir)
+    assert sorted(os.listdir(os.path.join(data, "datasets"))) == [ds["id"]]
+    # The whole file uploads fine afterwards.
+    assert d.upload(BIG).status == 201
+    assert d.stop() == 0
+
+
+def test_shutdown_requeues():
+    tmp = tempfile.mkdtemp(prefix="lsmi-term-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data, args=["--shutdown-timeout", "0"]).start()
+    ds = upload_ok(d, BIG)
+    jid = d.submit(ds["id"], CRASH).json()["id"]
+    d.wait_progress(jid)
+    assert d.stop() == 0
+    log = d.log_text()
+    assert '"requeued"' in log, log[-1500:]
+    d = Daemon(data_dir=data).start()
+    assert d.wait_job(jid)["state"] == "succeeded"
+    assert d.stop() == 0
+
+
+def test_clean_cycle():
+    """Upload, fit, results, SIGTERM: exit 0, and under ASan no leak."""
+    d = Daemon().start()
+    ds = upload_ok(d)
+    jid = d.submit(ds["id"], FAST).json()["id"]
+    d.wait_job(jid)
+    assert d.request("GET", "/v1/jobs/%s/results?sort=-r" % jid).status == 200
+    d.request("GET", "/metrics")
+    rc = d.stop()
+    log = d.log_text()
+    assert "LeakSanitizer" not in log and "AddressSanitizer" not in log, \
+        log[-3000:]
+    assert rc == 0, (rc, log[-2000:])
+    assert '"event":"stop"' in log
+
+
+def main(argv):
+    tests = [(n, f) for n, f in sorted(globals().items())
+             if n.startswith("test_") and callable(f)]
+    if len(argv) > 1:
+        tests = [(n, f) for n, f in tests if n in argv[1:]]
+    passed = failed = 0
+    try:
+        for name, fn in tests:
+            t0 = time.time()
+            try:
+                fn()
+                passed += 1
+                print("ok   %-32s %.1fs" % (name, time.time() - t0),
+                      flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL %s" % name, flush=True)
+                traceback.print_exc()
+                for dmn in list(Daemon.live):
+                    print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
+                cleanup_all()
+    finally:
+        cleanup_all()
+        shutil.rmtree(WORK, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
