@@ -226,6 +226,20 @@ int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
                             a->key, shp, lsmi__dtype_name(a->dtype),
                             a->data_len);
   }
+  /* A view may not show more elements than its bytes hold: a stride-0
+   * (expanded) tensor of a few bytes would otherwise become gigabytes of
+   * dataset. */
+  uint64_t numel = 1, bytes;
+  for (int i = 0; i < a->ndim; i++)
+    if (!lsmi__mul_u64(numel, a->shape[i], &numel))
+      numel = UINT64_MAX;
+  if (!lsmi__mul_u64(numel, lsmi__dtype_size(a->dtype), &bytes) ||
+      bytes > a->data_len)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, a->key,
+                          "%s with shape %s shows more elements than its %zu "
+                          "bytes hold (an expanded or overlapping view); save "
+                          "it with .contiguous()",
+                          a->key, shp, a->data_len);
   as->role[role] = *a;
   as->have[role] = true;
   return 0;

@@ -161,6 +161,7 @@ static const struct {
     {"bad_nan.pt", LSMI_ERR_DATA, "train_x2", "infinite value at row 7"},
     {"bad_label_big.pt", LSMI_ERR_LIMIT, "train_y", "label 50000 at row 3"},
     {"bad_view_oob.pt", LSMI_ERR_FORMAT, "train_x1", "shape (12, 9)"},
+    {"bad_expanded.pt", LSMI_ERR_UNSUPPORTED, "train_x1", "expanded"},
     /* safetensors */
     {"bad_truncated.safetensors", LSMI_ERR_FORMAT, "val_y", "truncated"},
     {"bad_header_len.safetensors", LSMI_ERR_FORMAT, NULL, "header says"},

@@ -77,7 +77,10 @@ def zip_bytes(members, method=zipfile.ZIP_STORED):
     b = io.BytesIO()
     with zipfile.ZipFile(b, 'w', method) as z:
         for name, data in members:
-            z.writestr(name, data)
+            # A fixed timestamp keeps regenerated fixtures byte-identical.
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = method
+            z.writestr(info, data)
     return b.getvalue()
 
 
@@ -344,6 +347,9 @@ def main():
     write('bad_nan.pt', torch_bytes({k: t(v) for k, v in dict(SHORT, train_x2=nanp).items()}))
     big = tr_y.copy(); big[3] = 50000
     write('bad_label_big.pt', torch_bytes({k: t(v) for k, v in dict(SHORT, train_y=big).items()}))
+    # An expanded view: 36 elements over a storage of one (stride 0).
+    write('bad_expanded.pt', torch_bytes(dict({k: t(v) for k, v in SHORT.items()},
+                                              train_x1=torch.ones(1).expand(N_TR, D1))))
     # A view that reaches past its storage (sizes edited in the pickle).
     def stretch(n, b):
         if n.endswith('data.pkl'):
