@@ -6,6 +6,7 @@
 #                               it takes under a minute (LSMI_BENCH_QUICK=1 in
 #                               the environment does the same for `make bench`)
 #   make bench BENCH_ARGS='--cases demo,n20k-d128-C10 --no-scaling'
+#   make bench BENCH_WORK=/var/tmp/lsmi-bench   keep the data out of build/
 #
 # The driver (tests/bench/bench.py, Python stdlib only) generates the data with
 # $(LSMI_SHARED)/reference/make_data.py (default ../shared beside the repo),
@@ -15,6 +16,8 @@
 
 BENCH_PEAK := $(BUILD)/tests/bench/sgemm_peak
 BENCH_ARGS ?=
+# Generated data (up to ~0.5 GB for the big case) is kept here between runs.
+BENCH_WORK ?= $(BUILD)/bench
 
 $(BENCH_PEAK): tests/bench/sgemm_peak.c $(BUILD)/server/blas.o
 	@mkdir -p $(dir $@)
@@ -27,8 +30,8 @@ bench-peak: $(BENCH_PEAK)
 
 bench: $(BIN) $(BENCH_PEAK)
 	$(PYTHON) tests/bench/bench.py --lsmi $(BIN) --peak $(BENCH_PEAK) \
-	  --work $(BUILD)/bench $(BENCH_ARGS)
+	  --work $(BENCH_WORK) $(BENCH_ARGS)
 
 bench-quick: $(BIN) $(BENCH_PEAK)
 	$(PYTHON) tests/bench/bench.py --quick --lsmi $(BIN) --peak $(BENCH_PEAK) \
-	  --work $(BUILD)/bench $(BENCH_ARGS)
+	  --work $(BENCH_WORK) $(BENCH_ARGS)
