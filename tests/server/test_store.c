@@ -1,0 +1,283 @@
+/*
+ * test_store.c — server/store.c on a temp SQLite file: datasets (duplicate
+ * bytes per tenant, tenant isolation, delete blocked by active jobs), jobs
+ * (idempotency replay and conflict, unknown dataset, the state machine,
+ * recovery of running jobs after a crash, counts) and reopening the file.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+
+typedef struct fx {
+  char dir[64];
+  char path[128];
+  lsmi_store_t *s;
+} fx_t;
+
+static int setup(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/lsmi-store-XXXXXX");
+  if (mkdtemp(f->dir) == NULL)
+    return -1;
+  snprintf(f->path, sizeof f->path, "%s/lsmi.db", f->dir);
+  lsmi_error_t err = {0};
+  if (lsmi_store_open(f->path, &f->s, &err))
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  lsmi_store_close(f->s);
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+  if (system(cmd) != 0)
+    return -1;
+  free(f);
+  return 0;
+}
+
+static lsmi_dataset_rec_t ds(const char *id, const char *tenant,
+                             const char *sha) {
+  lsmi_dataset_rec_t r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "%s", id);
+  snprintf(r.tenant, sizeof r.tenant, "%s", tenant);
+  snprintf(r.name, sizeof r.name, "name-%s", id);
+  snprintf(r.format, sizeof r.format, "npz");
+  snprintf(r.sha256, sizeof r.sha256, "%s", sha);
+  r.bytes = 100;
+  r.classes = 2;
+  r.n_train = 8;
+  r.n_val = 2;
+  r.d1 = 3;
+  r.d2 = 4;
+  r.val_fraction = 0.2;
+  r.created_at = 1.5e9;
+  return r;
+}
+
+static int new_job(lsmi_store_t *s, const char *id, const char *tenant,
+                   const char *dsid, const char *key, const char *hash,
+                   char *existing) {
+  lsmi_job_new_t j = {id, tenant, dsid, "{\"seed\":1}", "{\"phase\":\"queued\"}",
+                      2e9, key, hash};
+  return lsmi_store_job_create(s, &j, existing);
+}
+
+static void test_datasets(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), got, ex;
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &a, &ex), 0);
+  lsmi_dataset_rec_t dup = ds("ds_a2", "alice", "aaaa");
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &dup, &ex),
+                   LSMI_STORE_EXISTS);
+  assert_string_equal(ex.id, "ds_a");
+  lsmi_dataset_rec_t b = ds("ds_b", "bob", "aaaa"); /* other tenant: fine */
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &b, &ex), 0);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "alice", "ds_a", &got),
+                   LSMI_STORE_FOUND);
+  assert_memory_equal(&got, &a, sizeof got);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "bob", "ds_a", &got),
+                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(lsmi_store_dataset_get(f->s, NULL, "ds_a", &got),
+                   LSMI_STORE_FOUND);
+  assert_int_equal(lsmi_store_dataset_find_sha(f->s, "bob", "aaaa", &got),
+                   LSMI_STORE_FOUND);
+  assert_string_equal(got.id, "ds_b");
+  json_t *page = NULL;
+  int64_t total = 0;
+  assert_int_equal(lsmi_store_dataset_list(f->s, "alice", 0, 10, &page,
+                                           &total),
+                   0);
+  assert_int_equal(total, 1);
+  assert_int_equal(json_array_size(page), 1);
+  json_t *o = json_array_get(page, 0);
+  assert_string_equal(json_string_value(json_object_get(o, "id")), "ds_a");
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(json_object_get(o, "splits"), "val"),
+                       "n")),
+                   2);
+  json_decref(page);
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "bob", "ds_a"),
+                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"), 0);
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"),
+                   LSMI_STORE_NOT_FOUND);
+}
+
+static void test_jobs_and_idempotency(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &a, &ex), 0);
+  char existing[64] = "";
+  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1",
+                           existing),
+                   0);
+  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", "k", "h1",
+                           existing),
+                   LSMI_STORE_REPLAY);
+  assert_string_equal(existing, "job_1");
+  assert_int_equal(new_job(f->s, "job_3", "alice", "ds_a", "k", "h2",
+                           existing),
+                   LSMI_STORE_CONFLICT);
+  assert_int_equal(lsmi_store_idem_check(f->s, "alice", "k", "h1", existing),
+                   LSMI_STORE_REPLAY);
+  assert_int_equal(lsmi_store_idem_check(f->s, "bob", "k", "h1", existing),
+                   LSMI_STORE_NOT_FOUND);
+  /* bob cannot use alice's dataset; nothing is written on failure */
+  assert_int_equal(new_job(f->s, "job_4", "bob", "ds_a", "k", "h1", existing),
+                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(lsmi_store_idem_check(f->s, "bob", "k", "h1", existing),
+                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(new_job(f->s, "job_5", "alice", "ds_a", NULL, NULL,
+                           existing),
+                   0);
+
+  int state_ = -1;
+  json_t *j = lsmi_store_job_json(f->s, "alice", "job_1", &state_);
+  assert_non_null(j);
+  assert_int_equal(state_, LSMI_JOB_QUEUED);
+  assert_string_equal(json_string_value(json_object_get(j, "state")),
+                      "queued");
+  assert_true(json_is_null(json_object_get(j, "started_at")));
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_object_get(j, "params"), "seed")),
+                   1);
+  json_decref(j);
+  assert_null(lsmi_store_job_json(f->s, "bob", "job_1", NULL));
+
+  /* active jobs block deleting their dataset */
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"),
+                   LSMI_STORE_CONFLICT);
+
+  /* state machine */
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), 0);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9),
+                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9),
+                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(lsmi_store_job_progress(f->s, "job_1",
+                                           "{\"phase\":\"train\"}"),
+                   0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_5", 4e9), 0);
+
+  /* a crash: the running job is queued again, with its attempt counted */
+  int n = -1;
+  assert_int_equal(lsmi_store_job_recover(f->s, &n), 0);
+  assert_int_equal(n, 1);
+  j = lsmi_store_job_json(f->s, NULL, "job_1", &state_);
+  assert_int_equal(state_, LSMI_JOB_QUEUED);
+  assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
+  json_decref(j);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 5e9), 0);
+  assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_SUCCEEDED,
+                                         6e9, NULL, "{\"val\":{\"R\":1}}",
+                                         "{\"seconds_total\":1}", NULL),
+                   0);
+  assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_FAILED, 7e9,
+                                         NULL, NULL, NULL, NULL),
+                   LSMI_STORE_NOT_FOUND);
+  j = lsmi_store_job_json(f->s, "alice", "job_1", &state_);
+  assert_int_equal(state_, LSMI_JOB_SUCCEEDED);
+  assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
+  assert_true(json_is_object(json_object_get(j, "summary")));
+  assert_string_equal(json_string_value(json_object_get(
+                          json_object_get(j, "progress"), "phase")),
+                      "train");
+  json_decref(j);
+
+  int64_t by[LSMI_JOB_STATES], dsn = 0;
+  assert_int_equal(lsmi_store_counts(f->s, by, &dsn), 0);
+  assert_int_equal(by[LSMI_JOB_SUCCEEDED], 1);
+  assert_int_equal(by[LSMI_JOB_CANCELLED], 1);
+  assert_int_equal(by[LSMI_JOB_QUEUED], 0);
+  assert_int_equal(dsn, 1);
+
+  json_t *page = NULL;
+  int64_t total = 0;
+  assert_int_equal(lsmi_store_job_list(f->s, "alice", LSMI_JOB_CANCELLED, 0,
+                                       10, &page, &total),
+                   0);
+  assert_int_equal(total, 1);
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(page, 0), "id")),
+      "job_5");
+  json_decref(page);
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"), 0);
+}
+
+static void count_row(void *ctx, const lsmi_job_row_t *row) {
+  int *n = ctx;
+  assert_string_equal(row->tenant, "alice");
+  assert_string_equal(row->params_json, "{\"seed\":1}");
+  (*n)++;
+}
+
+static void test_reopen_keeps_everything(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &a, &ex), 0);
+  char existing[64];
+  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", NULL, NULL,
+                           existing),
+                   0);
+  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", NULL, NULL,
+                           existing),
+                   0);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_2", 3e9), 0);
+  lsmi_store_close(f->s);
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_store_open(f->path, &f->s, &err), 0);
+  assert_true(lsmi_store_ping(f->s));
+  int n = 0;
+  assert_int_equal(lsmi_store_job_recover(f->s, &n), 0);
+  assert_int_equal(n, 1);
+  n = 0;
+  assert_int_equal(lsmi_store_job_each_queued(f->s, count_row, &n), 0);
+  assert_int_equal(n, 2);
+}
+
+static void test_state_names(void **state) {
+  (void)state;
+  for (int i = 0; i < LSMI_JOB_STATES; i++)
+    assert_int_equal(lsmi_job_state_parse(lsmi_job_state_name(i)), i);
+  assert_int_equal(lsmi_job_state_parse("done"), -1);
+  assert_int_equal(lsmi_job_state_parse(NULL), -1);
+  assert_string_equal(lsmi_job_state_name(99), "unknown");
+}
+
+static void test_open_failure(void **state) {
+  (void)state;
+  lsmi_store_t *s = NULL;
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_store_open("/nonexistent/dir/x.db", &s, &err),
+                   LSMI_ERR_IO);
+  assert_null(s);
+  assert_string_equal(err.field, "data-dir");
+  lsmi_store_close(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_datasets, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_jobs_and_idempotency, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup,
+                                      teardown),
+      cmocka_unit_test(test_state_names),
+      cmocka_unit_test(test_open_failure),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
