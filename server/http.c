@@ -67,6 +67,10 @@ typedef struct hdr {
   const char *name, *value;
 } hdr_t;
 
+/* How far past --max-upload a body may run before the connection is
+ * dropped instead of being drained for a proper 413. */
+#define ABORT_SLACK ((uint64_t)16 << 20)
+
 static const char *ctype_json = "application/json";
 static const char *problem_type = "application/problem+json";
 
@@ -280,6 +284,12 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
   const char *name = arg(c, "name");
   if (name && strlen(name) > 200)
     return problem_h(h, c, r, 400, "name", "name is longer than 200 bytes");
+  if (name) { /* it is echoed in JSON: it must be UTF-8 */
+    json_t *t = json_string(name);
+    json_decref(t);
+    if (t == NULL)
+      return problem_h(h, c, r, 400, "name", "name is not valid UTF-8");
+  }
   double vf = 0.2;
   const char *vft = arg(c, "val_fraction");
   if (vft && *vft) {
@@ -792,6 +802,17 @@ static enum MHD_Result final_call(lsmi_http_t *h, struct MHD_Connection *c,
   }
 }
 
+/* Copies text for logs and problem bodies: bytes outside printable ASCII
+ * become '?', so that a hostile path cannot break a JSON log line. */
+static void printable(char *dst, size_t size, const char *src) {
+  size_t i = 0;
+  for (; src && src[i] && i + 1 < size; i++) {
+    unsigned char ch = (unsigned char)src[i];
+    dst[i] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
+  }
+  dst[i] = '\0';
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                                const char *url, const char *method,
                                const char *version, const char *upload_data,
@@ -805,8 +826,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
       return MHD_NO;
     r->fd = -1;
     r->t0 = lsmi_util_mono();
-    snprintf(r->method, sizeof r->method, "%s", method);
-    snprintf(r->path, sizeof r->path, "%s", url);
+    printable(r->method, sizeof r->method, method);
+    printable(r->path, sizeof r->path, url);
     r->route = lsmi_router_match(url, r->id);
     *con_cls = r;
     return first_call(h, c, r);
@@ -815,6 +836,9 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     if (!r->responded)
       consume(h, r, upload_data, *upload_data_size);
     *upload_data_size = 0;
+    /* A chunked body far past the limit: stop reading, drop the client. */
+    if (r->too_big && r->bytes > h->cfg->max_upload + ABORT_SLACK)
+      return MHD_NO;
     return MHD_YES;
   }
   if (r->responded)

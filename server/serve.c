@@ -80,6 +80,33 @@ static void clean_tmp(const char *data_dir) {
                                        "an interrupted run"));
 }
 
+/*
+ * Removes dataset files that have no row: an upload renamed into place whose
+ * row was never committed (a crash in between) was never acknowledged.
+ */
+static void sweep_datasets(const char *data_dir, lsmi_store_t *store) {
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s/datasets", data_dir);
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return;
+  struct dirent *e;
+  int n = 0;
+  while ((e = readdir(d))) {
+    if (e->d_name[0] == '.')
+      continue;
+    lsmi_dataset_rec_t rec;
+    if (lsmi_store_dataset_get(store, NULL, e->d_name, &rec) ==
+            LSMI_STORE_NOT_FOUND &&
+        unlinkat(dirfd(d), e->d_name, 0) == 0)
+      n++;
+  }
+  closedir(d);
+  if (n)
+    lsmi_util_log("cleanup", json_pack("{s:i, s:s}", "removed", n, "detail",
+                                       "dataset files never acknowledged"));
+}
+
 typedef struct serve_state {
   lsmi_http_t *http;
 } serve_state_t;
@@ -141,6 +168,8 @@ int lsmi_serve_main(int argc, char **argv) {
     lsmi_config_free(&cfg);
     return 1;
   }
+
+  sweep_datasets(cfg.data_dir, store);
 
   uv_loop_t loop;
   uv_loop_init(&loop);

@@ -63,6 +63,8 @@ def test_operations():
             assert name in text, name
         r = d.request("GET", "/nope")
         assert_problem(r, 404)
+        assert_problem(d.request("GET", "/v1/jobs/%FF%00x"), 404)
+        assert_problem(d.request("GET", "/v1/" + "a" * 3000), 404)
         r = d.request("PUT", "/v1/jobs")
         assert_problem(r, 405)
         assert "POST" in (r.header("Allow") or "")
@@ -209,6 +211,7 @@ def test_errors():
         assert_problem(d.submit("ds_missing", FAST), 422, "dataset_id")
         assert_problem(d.request("POST", "/v1/jobs", body={"params": {}}),
                        422, "dataset_id")
+        assert_problem(d.upload(SMALL, query="?name=%FF%FE"), 400, "name")
         bad = json.loads(json_dataset())
         bad["val"]["x2"] = bad["val"]["x2"][:-3]
         assert_problem(d.upload(json.dumps(bad).encode()), 422)
@@ -448,6 +451,9 @@ def test_crash_during_upload():
     assert os.listdir(tmpdir), "the upload never reached the temp dir"
     d.kill9()
     s.close()
+    # An upload renamed into place whose row was never committed.
+    with open(os.path.join(data, "datasets", "ds_orphan"), "wb") as f:
+        f.write(SMALL)
     d = Daemon(data_dir=data).start()
     lst = d.request("GET", "/v1/datasets").json()
     assert [x["id"] for x in lst["datasets"]] == [ds["id"]]
