@@ -10,3 +10,9 @@ SAN_TEST_SCRIPTS += tests/api/run.sh
 .PHONY: api-load
 api-load: $(BIN)
 	LSMI_BUILD=$(BUILD) tests/api/load.sh
+
+#   make api-valgrind valgrind's leak check over a full upload-fit-results-
+#                     shutdown cycle (tests/api/valgrind.sh)
+.PHONY: api-valgrind
+api-valgrind: $(BIN)
+	LSMI_BUILD=$(BUILD) tests/api/valgrind.sh
