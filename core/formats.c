@@ -394,7 +394,7 @@ static int scan_labels(const lsmi__array_t *y, const lsmi_limits_t *lim,
       return lsmi_error_set(err, LSMI_ERR_DATA, y->key,
                             "%s has a negative label %.0f at row %llu", y->key,
                             v, (unsigned long long)i);
-    if (v >= (double)lim->max_classes)
+    if (v >= (double)lim->max_classes || v >= 2147483647.0)
       return lsmi_error_set(err, LSMI_ERR_LIMIT, y->key,
                             "%s has label %.0f at row %llu; at most %llu "
                             "classes are allowed (max_classes)",
@@ -516,38 +516,48 @@ int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
 int lsmi__split_val(const lsmi_dataset_t *ds, double val_fraction,
                     uint64_t seed, lsmi_dataset_t **out, lsmi_error_t *err) {
   *out = NULL;
-  size_t n = ds->train.n, d = ds->d1 + ds->d2;
+  size_t n = ds->train.n, d = ds->d1 + ds->d2, C = (size_t)ds->classes;
   unsigned char *to_val = calloc(n ? n : 1, 1);
   size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-  if (!to_val || !idx) {
+  size_t *start = calloc(C + 1, sizeof *start);
+  if (!to_val || !idx || !start) {
     free(to_val);
     free(idx);
+    free(start);
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
-  /* Per class, in class order: shuffle that class's rows with the split
-   * stream and send the first round(fraction * count) of them to val,
-   * keeping at least one row in train. */
+  /* Group the rows by class (a counting sort, rows in file order within a
+   * class), then per class, in class order: shuffle that class's rows with
+   * the split stream and send the first round(fraction * count) of them to
+   * val, keeping at least one row in train. */
+  for (size_t i = 0; i < n; i++)
+    start[ds->train.y[i] + 1]++;
+  for (size_t c = 0; c < C; c++)
+    start[c + 1] += start[c];
+  for (size_t i = 0; i < n; i++)
+    idx[start[ds->train.y[i]]++] = i;
+  for (size_t c = C; c > 0; c--)
+    start[c] = start[c - 1];
+  start[0] = 0;
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, seed, LSMI_STREAM_SPLIT);
   size_t n_val = 0;
-  for (int c = 0; c < ds->classes; c++) {
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++)
-      if (ds->train.y[i] == c)
-        idx[m++] = i;
+  for (size_t c = 0; c < C; c++) {
+    size_t *cls = idx + start[c], m = start[c + 1] - start[c];
     for (size_t i = m; i > 1; i--) {
       size_t j = (size_t)lsmi_rng_below(&rng, i);
-      size_t t = idx[i - 1];
-      idx[i - 1] = idx[j];
-      idx[j] = t;
+      size_t t = cls[i - 1];
+      cls[i - 1] = cls[j];
+      cls[j] = t;
     }
     size_t k = (size_t)floor(val_fraction * (double)m + 0.5);
     if (m > 0 && k >= m)
       k = m - 1;
     for (size_t i = 0; i < k; i++)
-      to_val[idx[i]] = 1;
+      to_val[cls[i]] = 1;
     n_val += k;
   }
+  free(start);
   free(idx);
   if (n_val == 0) {
     free(to_val);

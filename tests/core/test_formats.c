@@ -69,6 +69,7 @@ static const struct {
     {"good_views.pt", LSMI_FORMAT_PT},
     {"good_half.pt", LSMI_FORMAT_PT},
     {"good_param.pt", LSMI_FORMAT_PT},
+    {"good_bigendian.pt", LSMI_FORMAT_PT},
     {"good.safetensors", LSMI_FORMAT_SAFETENSORS},
     {"good_f16.safetensors", LSMI_FORMAT_SAFETENSORS},
     {"good.csv", LSMI_FORMAT_CSV},

@@ -231,6 +231,18 @@ def main():
     torch.save({k: torch.nn.Parameter(t(v), requires_grad=False) if v.dtype == np.float32 else t(v)
                 for k, v in SHORT.items()}, path('good_param.pt'))
 
+    # A big-endian torch file (what torch.save writes on s390x): the
+    # byteorder record says "big" and every storage is byte-swapped.
+    widths = {'0': 4, '1': 4, '2': 8, '3': 4, '4': 4, '5': 8}  # SHORT's order
+    def swap(n, b):
+        key = n.rsplit('/', 1)[-1]
+        if '/data/' in n and key in widths:
+            return np.frombuffer(b, '<u%d' % widths[key]).astype('>u%d' % widths[key]).tobytes()
+        return b
+    be = rezip(open(path('good.pt'), 'rb').read(), swap)
+    src = zipfile.ZipFile(io.BytesIO(be))
+    write('good_bigendian.pt', zip_bytes([(i.filename, src.read(i.filename)) for i in src.infolist()] +
+                                         [('good/byteorder', b'big')]))
     write('good.safetensors', st_of(SHORT))
     write('good_f16.safetensors', st_of({k: (v.astype(np.float16) if v.dtype == np.float32
                                              else v.astype(np.int32)) for k, v in REF.items()}))
