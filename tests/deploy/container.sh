@@ -75,7 +75,7 @@ uid=$(run "$img" id -u 2>/dev/null)
 [ -n "$uid" ] && [ "$uid" != 0 ] && ok "runs as non-root (uid $uid)" || bad "runs as non-root (uid '$uid')"
 
 pkgs=$(run "$img" dpkg-query -W -f '${Package}\n' 2>/dev/null)
-extra=$(echo "$pkgs" | grep -E -- '-dev$|^gcc|^cpp|^make$|^curl$|^pkg-config$' | tr '\n' ' ')
+extra=$(echo "$pkgs" | grep -E -- '-dev$|^(gcc|cpp|g\+\+)(-[0-9]+)?$|^make$|^curl$|^pkg-config$' | tr '\n' ' ')
 [ -n "$pkgs" ] && [ -z "$extra" ] && ok "no compiler, -dev package or curl in the runtime image" \
   || bad "no compiler, -dev package or curl in the runtime image: $extra"
 
