@@ -286,6 +286,23 @@ undocumented = sorted(v for v in read_vars if v not in env_vars_in(man))
 check("doc/lsmi.1 documents every LSMI_* variable the code reads",
       not undocumented, "missing: " + ", ".join(undocumented))
 known("deploy/README.md", env_vars_in(read("deploy/README.md")))
+man_text = man.replace("\\-", "-")
+if help_text:
+    flags = sorted(set(re.findall(r"^\s+--([a-z][a-z0-9-]*)", help_text, re.M)))
+    missing = [f for f in flags if f"--{f}" not in man_text]
+    check("doc/lsmi.1 documents every flag of `lsmi serve --help`",
+          flags and not missing, "missing: " + ", ".join(missing))
+if BIN:
+    try:
+        r = subprocess.run([BIN, "fit", "--help"], capture_output=True,
+                           text=True, timeout=20)
+        flags = sorted(set(re.findall(r"^\s+--([a-z][a-z0-9-]*)", r.stdout, re.M)))
+        missing = [f for f in flags if f"--{f}" not in man_text]
+        check("doc/lsmi.1 documents every flag of `lsmi fit --help`",
+              r.returncode == 0 and flags and not missing,
+              "missing: " + ", ".join(missing))
+    except (OSError, subprocess.TimeoutExpired) as e:
+        check("`lsmi fit --help` runs", False, str(e))
 
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
