@@ -99,11 +99,18 @@ typedef struct pv {
   size_t n, cap;
   lsmi__dtype_t dtype; /* V_GLOBAL of a storage class, V_STORAGE, V_TENSOR */
   uint64_t numel;      /* V_STORAGE */
-  struct pv *storage;  /* V_TENSOR */
-  uint64_t offset;     /* V_TENSOR, elements */
+  struct tensor *tn;   /* V_TENSOR */
+} pv_t;
+
+/* Kept apart from pv_t so that the many small values of a pickle stay
+ * small: a hostile data.pkl of one-byte opcodes costs at most about 80
+ * bytes per byte. */
+typedef struct tensor {
+  pv_t *storage;
+  uint64_t offset; /* elements */
   int ndim;
   uint64_t shape[LSMI__MAX_NDIM], stride[LSMI__MAX_NDIM];
-} pv_t;
+} tensor_t;
 
 typedef struct vm {
   arena_t arena;
@@ -304,11 +311,14 @@ static int rebuild_tensor(vm_t *m, pv_t *args) {
                           "a tensor has %zu dimensions; at most 2 are "
                           "meaningful",
                           size->n);
-  pv_t *t = new_value(m, V_TENSOR);
-  if (!t)
+  pv_t *v = new_value(m, V_TENSOR);
+  tensor_t *t = arena_alloc(&m->arena, sizeof *t);
+  if (!v || !t)
     return nomem(m);
+  memset(t, 0, sizeof *t);
+  v->tn = t;
   t->storage = args->items[0];
-  t->dtype = t->storage->dtype;
+  v->dtype = t->storage->dtype;
   t->offset = (uint64_t)args->items[1]->i;
   t->ndim = (int)size->n;
   for (size_t k = 0; k < size->n; k++) {
@@ -321,7 +331,7 @@ static int rebuild_tensor(vm_t *m, pv_t *args) {
     t->shape[k] = (uint64_t)size->items[k]->i;
     t->stride[k] = (uint64_t)stride->items[k]->i;
   }
-  return push(m, t);
+  return push(m, v);
 }
 
 static int reduce(vm_t *m) {
@@ -757,15 +767,15 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
     /* The storage's bytes, once per storage key. */
     const loaded_t *st = NULL;
     for (size_t c = 0; c < ncache; c++)
-      if (strcmp(cache[c].key, v->storage->s) == 0)
+      if (strcmp(cache[c].key, v->tn->storage->s) == 0)
         st = &cache[c];
     if (!st) {
-      snprintf(name, sizeof name, "%sdata/%s", prefix, v->storage->s);
+      snprintf(name, sizeof name, "%sdata/%s", prefix, v->tn->storage->s);
       const lsmi__zip_entry_t *e = lsmi__zip_find(&z, name);
       if (!e) {
         rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
                             "storage %s of %s is missing from the archive",
-                            v->storage->s, k->s);
+                            v->tn->storage->s, k->s);
         break;
       }
       loaded_t *l = &cache[ncache];
@@ -774,17 +784,17 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
         rc = lsmi__arrays_own(as, owned, err);
       if (rc)
         break;
-      l->key = v->storage->s;
+      l->key = v->tn->storage->s;
       st = &cache[ncache++];
     }
     size_t es = lsmi__dtype_size(v->dtype);
     uint64_t need;
-    if (!lsmi__mul_u64(v->storage->numel, es, &need) || need > st->len) {
+    if (!lsmi__mul_u64(v->tn->storage->numel, es, &need) || need > st->len) {
       rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
                           "storage %s of %s declares %llu elements but holds "
                           "%zu bytes",
-                          v->storage->s, k->s,
-                          (unsigned long long)v->storage->numel, st->len);
+                          v->tn->storage->s, k->s,
+                          (unsigned long long)v->tn->storage->numel, st->len);
       break;
     }
     lsmi__array_t a;
@@ -792,17 +802,17 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
     snprintf(a.key, sizeof a.key, "%s", k->s);
     a.dtype = v->dtype;
     a.big_endian = big;
-    a.ndim = v->ndim;
+    a.ndim = v->tn->ndim;
     a.data = st->data;
     a.data_len = (size_t)need;
-    if (!lsmi__mul_u64(v->offset, es, &a.offset)) {
+    if (!lsmi__mul_u64(v->tn->offset, es, &a.offset)) {
       rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
                           "%s: storage offset overflows", k->s);
       break;
     }
-    for (int d = 0; d < v->ndim; d++) {
-      a.shape[d] = v->shape[d];
-      if (!lsmi__mul_u64(v->stride[d], es, &a.stride[d])) {
+    for (int d = 0; d < v->tn->ndim; d++) {
+      a.shape[d] = v->tn->shape[d];
+      if (!lsmi__mul_u64(v->tn->stride[d], es, &a.stride[d])) {
         rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
                             "%s: strides overflow", k->s);
         break;
