@@ -14,8 +14,10 @@
 #include <cmocka.h>
 
 #include <cblas.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "blas.h"
 
@@ -373,6 +375,51 @@ static void test_setup_off(void **state) {
   unsetenv("LSMI_BLAS_CORETYPE");
 }
 
+/*
+ * End to end, through the real binary of this build ($LSMI_BUILD/lsmi, as
+ * tests/run.sh sets it): the re-exec happens and the start-up log line
+ * names the kernels in use. Skipped when the binary is not there.
+ */
+static char *run_lsmi(const char *env) {
+  const char *build = getenv("LSMI_BUILD");
+  char bin[512], cmd[1024];
+  snprintf(bin, sizeof bin, "%s/lsmi", build ? build : "build");
+  if (access(bin, X_OK) != 0)
+    return NULL;
+  snprintf(cmd, sizeof cmd,
+           "env -u OPENBLAS_CORETYPE -u OPENBLAS_NUM_THREADS -u "
+           "LSMI_BLAS_CORETYPE -u LSMI_BLAS_STAGE %s %s version 2>&1",
+           env, bin);
+  FILE *f = popen(cmd, "r");
+  assert_non_null(f);
+  static char out[8192];
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  out[n] = '\0';
+  assert_int_equal(pclose(f), 0);
+  return out;
+}
+
+static void test_binary_reexec(void **state) {
+  (void)state;
+  char *out = run_lsmi("");
+  if (out == NULL)
+    skip();
+  assert_non_null(strstr(out, "\"verified\":true"));
+  assert_non_null(strstr(out, "lsmi "));
+
+  if (lsmi_blas_cpu_tier(lsmi_blas_cpu_features()) >= LSMI_BLAS_TIER_AVX2) {
+    out = run_lsmi("LSMI_BLAS_CORETYPE=Haswell");
+    assert_non_null(strstr(out, "\"corename\":\"Haswell\",\"source\":\"operator\""));
+  }
+  out = run_lsmi("LSMI_BLAS_CORETYPE=Prescott");
+  assert_non_null(strstr(out, "\"corename\":\"Prescott\",\"source\":\"operator\""));
+  out = run_lsmi("LSMI_BLAS_CORETYPE=off");
+  assert_non_null(strstr(out, "\"source\":\"off\""));
+  out = run_lsmi("LSMI_BLAS_CORETYPE=NoSuchCore");
+  assert_non_null(strstr(out, "\"level\":\"warn\""));
+  assert_non_null(strstr(out, "\"verified\":true"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cpu_tier),
@@ -391,6 +438,7 @@ int main(void) {
       cmocka_unit_test(test_verify_catches_wrong_kernels),
       cmocka_unit_test(test_verify_survives_sigill),
       cmocka_unit_test(test_setup_off),
+      cmocka_unit_test(test_binary_reexec),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
