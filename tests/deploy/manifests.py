@@ -13,6 +13,7 @@ Prints one line per check and "N passed, N failed" last.
 import glob
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -154,6 +155,16 @@ try:
 except yaml.YAMLError as e:
     compose = {}
     check("docker-compose.yml parses as YAML", False, str(e))
+# docker-compose (Debian's, v1.29), where installed, checks the schema.
+if shutil.which("docker-compose"):
+    r = subprocess.run(["docker-compose", "-f",
+                        os.path.join(ROOT, "deploy", "docker-compose.yml"),
+                        "config", "-q"], capture_output=True, text=True,
+                       timeout=60)
+    check("`docker-compose config` accepts docker-compose.yml",
+          r.returncode == 0, r.stderr.strip())
+else:
+    print("skip `docker-compose config` (no docker-compose here)")
 svc = (compose.get("services") or {}).get("lsmi") or {}
 check("compose: service lsmi", bool(svc))
 cenv = svc.get("environment") or {}
@@ -215,6 +226,21 @@ if kust:
              glob.glob(os.path.join(ROOT, "deploy", "k8s", "*.yaml"))}
     check("k8s: kustomization lists every manifest",
           listed == files - {"kustomization.yaml"}, sorted(listed))
+# kubectl, where installed, renders the kustomization offline.
+if shutil.which("kubectl"):
+    try:
+        r = subprocess.run(["kubectl", "kustomize",
+                            os.path.join(ROOT, "deploy", "k8s")],
+                           capture_output=True, text=True, timeout=60)
+        kinds = sorted(d.get("kind") for d in yaml.safe_load_all(r.stdout) if d) \
+            if r.returncode == 0 else r.stderr.strip()
+        check("`kubectl kustomize deploy/k8s` renders the four objects",
+              kinds == ["Deployment", "PersistentVolumeClaim", "Secret",
+                        "Service"], kinds)
+    except (OSError, subprocess.TimeoutExpired, yaml.YAMLError) as e:
+        check("`kubectl kustomize deploy/k8s` runs", False, str(e))
+else:
+    print("skip `kubectl kustomize` (no kubectl here)")
 dep = (by_kind.get("Deployment") or [{}])[0]
 pod = ((dep.get("spec") or {}).get("template") or {}).get("spec") or {}
 ctr = (pod.get("containers") or [{}])[0]
