@@ -11,12 +11,16 @@
 #
 # The daemon binds 0.0.0.0:8080 here, and it refuses a non-loopback address
 # unless bearer tokens are configured: give LSMI_TOKENS or mount a tokens file
-# and point LSMI_TOKENS_FILE at it (deploy/README.md). /healthz and /readyz
-# answer without a token, so the HEALTHCHECK and orchestrator probes work.
+# and point LSMI_TOKENS_FILE at it (deploy/README.md). Without either, the
+# entrypoint (deploy/docker-entrypoint.sh) generates one random token into
+# the volume on first start (`docker exec CONTAINER cat /var/lib/lsmi/tokens`),
+# so a bare `docker run` is up and still closed. /healthz and /readyz answer
+# without a token, so the HEALTHCHECK and orchestrator probes work.
 #
-# PID 1 is `lsmi serve` itself (exec-form CMD, no shell in between): it
-# handles SIGTERM by refusing new work, requeueing running jobs and closing
-# the store, and it starts no child processes, so nothing needs reaping.
+# PID 1 is `lsmi serve` itself: the exec-form entrypoint script ends in
+# `exec "$@"`, so the daemon replaces it and gets SIGTERM directly; it
+# handles it by refusing new work, requeueing running jobs and closing the
+# store, and it starts no child processes, so nothing needs reaping.
 
 FROM debian:bookworm-slim AS build
 WORKDIR /src
@@ -37,6 +41,7 @@ RUN apt-get update -q \
       --no-create-home --shell /usr/sbin/nologin lsmi \
  && install -d -o lsmi -g lsmi -m 0750 /var/lib/lsmi
 COPY --from=build /src/build/lsmi /usr/local/bin/lsmi
+COPY deploy/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
 
 ENV LSMI_LISTEN=0.0.0.0:8080 \
     LSMI_DATA_DIR=/var/lib/lsmi
@@ -49,4 +54,5 @@ STOPSIGNAL SIGTERM
 # The probe reads LSMI_LISTEN, so it follows a changed port.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=15s --retries=3 \
   CMD ["lsmi", "probe", "--timeout", "4", "/healthz"]
+ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]
 CMD ["lsmi", "serve"]

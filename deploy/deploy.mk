@@ -24,6 +24,7 @@ install-extra:
 uninstall-extra:
 	rm -f $(DESTDIR)$(MAN1DIR)/lsmi.1 $(DESTDIR)$(UNITDIR)/lsmi.service
 
-TEST_SCRIPTS += tests/deploy/probe.sh tests/deploy/manifests.sh \
+TEST_SCRIPTS += tests/deploy/probe.sh tests/deploy/entrypoint.sh \
+                tests/deploy/manifests.sh \
                 tests/deploy/install.sh tests/deploy/tour.sh \
                 tests/deploy/container.sh

@@ -6,12 +6,14 @@
 # the top of the tree, or $CONTAINER_SMOKE): it installs podman if needed,
 # makes the debian:bookworm-slim base image locally, builds the image, and
 # checks that the container answers /healthz on its published port and that
-# its HEALTHCHECK (`lsmi probe`) reports healthy. The image binds 0.0.0.0, so
-# the daemon wants tokens: the container gets them through LSMI_TOKENS.
-# Then, on the image it built: its size (printed), a non-root user, no
-# compiler or -dev package, a refusal to serve an open API on 0.0.0.0, PID 1
-# being `lsmi serve` with a clean exit on SIGTERM (`podman stop`), and a
-# dataset surviving a restart on the data volume.
+# its HEALTHCHECK (`lsmi probe`) reports healthy. It runs the image bare, as a
+# newcomer would: the image binds 0.0.0.0, where the daemon wants tokens, so
+# the entrypoint generates one. Then, on the image it built: its size
+# (printed), a non-root user, no compiler or -dev package; the daemon's own
+# refusal of an open API on 0.0.0.0 (entrypoint bypassed); the generated token
+# guarding the API; and with LSMI_TOKENS, PID 1 being `lsmi serve` with a
+# clean exit on SIGTERM (`podman stop`) and a dataset surviving a restart on
+# the data volume.
 #
 # Needs root (it may apt-get install podman); takes minutes the first time.
 # Last line: "N passed, N failed".
@@ -48,8 +50,7 @@ trap cleanup EXIT INT TERM
 
 TOKEN="smoke-$$-$RANDOM$RANDOM"
 start=$(date +%s)
-if SERVE_ARGS="env LSMI_TOKENS=$TOKEN=smoke lsmi serve" RUN_ARGS="lsmi version" \
-   timeout 2400 bash "$tool" "$root" 8080 /healthz >"$tmp/smoke.log" 2>&1; then
+if env -u SERVE_ARGS RUN_ARGS="lsmi version" timeout 2400 bash "$tool" "$root" 8080 /healthz >"$tmp/smoke.log" 2>&1; then
   ok "container-smoke: image builds, answers /healthz, HEALTHCHECK healthy ($(( $(date +%s) - start ))s)"
 else
   bad "container-smoke"
@@ -79,20 +80,15 @@ extra=$(echo "$pkgs" | grep -E -- '-dev$|^(gcc|cpp|g\+\+)(-[0-9]+)?$|^make$|^cur
 [ -n "$pkgs" ] && [ -z "$extra" ] && ok "no compiler, -dev package or curl in the runtime image" \
   || bad "no compiler, -dev package or curl in the runtime image: $extra"
 
-# Secure default: no tokens on 0.0.0.0 is refused, with a reason.
+# The daemon itself (entrypoint bypassed) refuses an open API on 0.0.0.0.
 names="lsmi-open-$$"
-timeout 30 podman run --rm --no-healthcheck --name "lsmi-open-$$" "$img" >"$tmp/open.log" 2>&1
+timeout 30 podman run --rm --no-healthcheck --name "lsmi-open-$$" --entrypoint lsmi "$img" serve \
+  >"$tmp/open.log" 2>&1
 orc=$?
-[ "$orc" -ne 0 ] && [ "$orc" -ne 124 ] && ok "without tokens the image refuses to serve 0.0.0.0 (exit $orc)" \
-  || { bad "without tokens the image refuses to serve 0.0.0.0 (exit $orc)"; tail -n 5 "$tmp/open.log"; }
+[ "$orc" -ne 0 ] && [ "$orc" -ne 124 ] && ok "without tokens the daemon refuses to serve 0.0.0.0 (exit $orc)" \
+  || { bad "without tokens the daemon refuses to serve 0.0.0.0 (exit $orc)"; tail -n 5 "$tmp/open.log"; }
 
-# PID 1, SIGTERM and the data volume.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-name="lsmi-test-$$"
-names="$names $name"
-podman volume create "lsmi-test-$$" >/dev/null
-podman run -d --name "$name" -p "127.0.0.1:$port:8080" -e "LSMI_TOKENS=$TOKEN=smoke" \
-  -v "lsmi-test-$$:/var/lib/lsmi" "$img" >/dev/null
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() {
   for _ in $(seq 60); do
     curl -fsS -m 2 "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && return 0
@@ -100,6 +96,33 @@ wait_ready() {
   done
   return 1
 }
+
+# A bare run: the entrypoint's generated token guards the API.
+port=$(free_port)
+gen="lsmi-gen-$$"
+names="$names $gen"
+podman run -d --name "$gen" -p "127.0.0.1:$port:8080" "$img" >/dev/null
+wait_ready && ok "bare run ready on /readyz" || bad "bare run ready on /readyz"
+gtoken=$(podman exec "$gen" cat /var/lib/lsmi/tokens 2>/dev/null | cut -d' ' -f1)
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v1/datasets")
+gcode=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $gtoken" "http://127.0.0.1:$port/v1/datasets")
+[ -n "$gtoken" ] && [ "$code" = 401 ] && [ "$gcode" = 200 ] \
+  && ok "bare run: generated token in the volume (401 without, 200 with)" \
+  || bad "bare run: generated token in the volume (401 without: $code, 200 with: $gcode)"
+if [ -n "$gtoken" ] && podman logs "$gen" 2>&1 | grep -q "$gtoken"; then
+  bad "bare run: the token is not in the logs"
+else
+  ok "bare run: the token is not in the logs"
+fi
+podman rm -f -t 5 "$gen" >/dev/null 2>&1
+
+# With LSMI_TOKENS: PID 1, SIGTERM and the data volume.
+port=$(free_port)
+name="lsmi-test-$$"
+names="$names $name"
+podman volume create "lsmi-test-$$" >/dev/null
+podman run -d --name "$name" -p "127.0.0.1:$port:8080" -e "LSMI_TOKENS=$TOKEN=smoke" \
+  -v "lsmi-test-$$:/var/lib/lsmi" "$img" >/dev/null
 wait_ready && ok "container ready on /readyz" || bad "container ready on /readyz"
 pid1=$(podman exec "$name" cat /proc/1/cmdline 2>/dev/null | tr '\0' ' ')
 case "$pid1" in

@@ -143,8 +143,15 @@ check("Dockerfile: HEALTHCHECK runs `lsmi probe` (exec form) on /healthz",
 cmd = last("CMD") or ""
 check("Dockerfile: CMD is exec-form `lsmi serve`",
       cmd == '["lsmi", "serve"]', cmd)
-check("Dockerfile: no ENTRYPOINT shell wrapper",
-      last("ENTRYPOINT") is None or last("ENTRYPOINT").startswith("["))
+ep = last("ENTRYPOINT")
+entry = read("deploy/docker-entrypoint.sh")
+check("Dockerfile: ENTRYPOINT is exec-form and the script ends in exec \"$@\"",
+      ep is None or (ep.startswith("[") and
+                     entry.rstrip().splitlines()[-1] == 'exec "$@"'), ep)
+check("entrypoint: installed from deploy/ and executable",
+      "COPY deploy/docker-entrypoint.sh" in dockerfile and
+      os.access(os.path.join(ROOT, "deploy", "docker-entrypoint.sh"), os.X_OK))
+known("deploy/docker-entrypoint.sh", env_vars_in(entry))
 known("Dockerfile", env_vars_in(dockerfile))
 
 # --------------------------------------------------------------------------
