@@ -30,7 +30,8 @@ static const opt_t opts[] = {
     {"data-dir", "LSMI_DATA_DIR", OPT_STR, C(data_dir), 0, "./lsmi-data",
      "directory of the SQLite store, datasets and results"},
     {"workers", "LSMI_WORKERS", OPT_INT, C(workers), 0, "2",
-     "jobs that run at the same time"},
+     "jobs that run at the same time; a job with threads 0 gets "
+     "cores / workers threads"},
     {"queue-size", "LSMI_QUEUE_SIZE", OPT_INT, C(queue_size), 0, "64",
      "queued jobs accepted before POST /v1/jobs answers 429"},
     {"http-threads", "LSMI_HTTP_THREADS", OPT_INT, C(http_threads), 0, "4",

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "codec.h"
 #include "metrics.h"
@@ -290,8 +291,16 @@ static void work(uv_work_t *req) {
                                 NULL, &j->err);
   if (j->status)
     goto out;
+  /* threads 0: share the cores among the workers rather than have every
+   * running fit take all of them (the results do not depend on it). */
+  lsmi_params_t p = j->params;
+  if (p.threads == 0) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long share = cores / (cfg->workers > 0 ? cfg->workers : 1);
+    p.threads = share < 1 ? 1 : (int)share;
+  }
   lsmi_fit_hooks_t hooks = {on_progress, j, &j->cancel};
-  j->status = lsmi_fit(ds, &j->params, &hooks, &j->res, &j->err);
+  j->status = lsmi_fit(ds, &p, &hooks, &j->res, &j->err);
   if (j->status)
     goto out;
   j->status = lsmi_resfile_write(cfg->data_dir, j->id, "train",
