@@ -25,7 +25,9 @@ Discriminator and KNIFE rates divide by the thread CPU seconds lsmi reports
 rates per thread, comparable with the single-thread peak. The evaluation rate
 divides by its wall time and the threads that ran it.
 
-The ratio is the reference's own total (its `seconds.total`: data loading,
+Runs shorter than 2 s (lsmi) and the demo's reference runs are repeated three
+times and the fastest kept: on a shared machine the fastest run is the one
+least disturbed. The ratio is the reference's own total (its `seconds.total`: data loading,
 training, evaluation, without the Python/torch start-up) of the faster of its
 1- and 2-thread runs, over lsmi's whole process wall time (start-up and file
 reading included): conservative for lsmi.
@@ -51,7 +53,7 @@ BATCH = 32
 # ref: 'full' = at the same epochs at 1 and 2 threads; a number = the expected
 # reference seconds at 1 thread (used by --quick to skip long runs).
 CASES = [
-    dict(name='demo', n=2000, dim=0, C=2, epochs=(30, 30), ref_expect=5),
+    dict(name='demo', n=2000, dim=0, C=2, epochs=(30, 30), ref_expect=5, ref_repeat=3),
     dict(name='n20k-d10-C2', n=20000, dim=10, C=2, epochs=(30, 30), ref_expect=45),
     dict(name='n20k-d128-C10', n=20000, dim=128, C=10, epochs=(30, 30), ref_expect=90),
     # The big case: lsmi at the full 30+30 epochs (the acceptance run), and
@@ -178,6 +180,19 @@ class Bench:
         return path
 
     def lsmi(self, path, threads, ed, ee):
+        """One lsmi fit; runs under 2 s are repeated (3 in all) and the fastest kept."""
+        best = None
+        for _ in range(3):
+            r = self.lsmi_once(path, threads, ed, ee)
+            if r is None:
+                return best
+            if best is None or r['wall'] < best['wall']:
+                best = r
+            if r['wall'] >= 2.0:
+                break
+        return best
+
+    def lsmi_once(self, path, threads, ed, ee):
         cmd = [self.a.lsmi, 'fit', path, '--threads', str(threads), '--seed', '1', '--json', '--quiet',
                '--epochs-discriminator', str(ed), '--epochs-entropy', str(ee)]
         log('  lsmi: ' + ' '.join(cmd[2:]))
@@ -206,7 +221,18 @@ class Bench:
         log(f'    {r.wall:.2f} s, {r.rss_mib:.0f} MiB, load {r.load_before[0]:.2f}')
         return res
 
-    def ref(self, path, threads, ed, ee):
+    def ref(self, path, threads, ed, ee, repeat=1):
+        """The reference; with repeat > 1 the fastest of that many runs."""
+        best = None
+        for _ in range(repeat):
+            r = self.ref_once(path, threads, ed, ee)
+            if 'skipped' in r:
+                return best or r
+            if best is None or r['total'] < best['total']:
+                best = r
+        return best
+
+    def ref_once(self, path, threads, ed, ee):
         cmd = [self.ref_python, os.path.join(self.ref_dir, 'torch_ref.py'), '--data', path,
                '--seed', '1', '--threads', str(threads), '--epochs-disc', str(ed), '--epochs-ent', str(ee)]
         log(f'  reference: --threads {threads} --epochs {ed}/{ee}')
@@ -247,6 +273,8 @@ def rates(res, fl):
 def fmt_s(x):
     if x is None:
         return '–'
+    if x < 1:
+        return f'{x * 1000:.0f} ms'
     return f'{x:.2f} s' if x < 10 else f'{x:.0f} s' if x < 1000 else f'{x / 60:.1f} min'
 
 
@@ -333,7 +361,7 @@ def main():
             elif a.quick and (c['ref_expect'] > 60 or t != 1):
                 row['ref'][t] = dict(skipped='skipped (quick mode)')
             else:
-                row['ref'][t] = b.ref(path, t, ed, ee)
+                row['ref'][t] = b.ref(path, t, ed, ee, repeat=c.get('ref_repeat', 1))
         if 'full_epochs' in c and not a.no_full and not a.quick:
             fed, fee = c['full_epochs']
             if a.full_epochs:
