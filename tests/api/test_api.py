@@ -479,6 +479,77 @@ def test_shutdown_requeues():
     assert d.stop() == 0
 
 
+def raw(d, data, read=True):
+    """Sends raw bytes on a fresh connection; returns what came back."""
+    s = socket.create_connection(("127.0.0.1", d.port), timeout=5 * SLOW)
+    try:
+        s.sendall(data)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while read:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+    except OSError:
+        return b""
+    finally:
+        s.close()
+
+
+def test_hostile_requests():
+    """Malformed HTTP, odd methods, hostile bodies: answers, never a crash."""
+    import random
+    rnd = random.Random(5)
+    with Daemon(args=["--max-upload", "256K", "--max-body", "4K"]) as d:
+        ds = upload_ok(d)
+        cases = [
+            b"GARBAGE\r\n\r\n",
+            b"GET / HTTP/1.1\r\n" + b"X: " + b"y" * 100000 + b"\r\n\r\n",
+            b"GET /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+            b"BREW /v1/jobs HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /v1/jobs HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\n{\"a\":\r\n0\r\n\r\n",
+            b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: "
+            b"chunked\r\n\r\n" + b"10000\r\n" + b"\x00" * 65536 + b"\r\n"
+            + b"10000\r\n" + b"\x01" * 65536 + b"\r\n" * 1
+            + b"10000\r\n" + b"\x02" * 65536 + b"\r\n"
+            + b"10000\r\n" + b"\x03" * 65536 + b"\r\n"
+            + b"10000\r\n" + b"\x04" * 65536 + b"\r\n0\r\n\r\n",
+            b"GET /v1/jobs?limit=%zz&offset=%%% HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /v1/jobs/\xff\xfe/results HTTP/1.1\r\nHost: x\r\n\r\n",
+        ]
+        for c in cases:
+            raw(d, c)
+        # chunked upload over --max-upload: drained, then 413
+        body = raw(d, cases[5])
+        assert b" 413 " in body.split(b"\r\n", 1)[0], body[:200]
+        bodies = [b"", b"{}", b"[]", b"null", b"1e999", b'"x"',
+                  b'{"dataset_id": null}', b'{"dataset_id": "' + b"a" * 300 +
+                  b'"}', b'{"dataset_id": "x", "params": []}',
+                  b'{"dataset_id": "x", "params": {"seed": 1e300}}',
+                  b'{"dataset_id": "x", "params": {"seed": -0.0}}',
+                  b'\xff\xfe{', b'{"dataset_id": "\\u0000"}']
+        for b in bodies:
+            r = d.request("POST", "/v1/jobs", body=b,
+                          headers={"Content-Type": "application/json"})
+            assert r.status in (400, 422), (b, r.status, r.body)
+            assert_problem(r, r.status)
+        for _ in range(30):
+            blob = bytes(rnd.getrandbits(8) for _ in range(rnd.randint(1, 3000)))
+            r = d.upload(blob)
+            assert r.status in (400, 413, 415, 422), (r.status, r.body)
+        for q in ("?limit=1e3", "?offset=99999999999999999999999",
+                  "?sort=--s", "?sort=", "?split=", "?format=", "?order=up"):
+            r = d.request("GET", "/v1/datasets" + q)
+            assert r.status in (200, 400), (q, r.status)
+        assert d.request("GET", "/healthz").status == 200
+        assert d.request("GET", "/v1/datasets/" + ds["id"]).status == 200
+        assert d.stop() == 0
+
+
 def test_clean_cycle():
     """Upload, fit, results, SIGTERM: exit 0, and under ASan no leak."""
     d = Daemon().start()
