@@ -9,7 +9,14 @@
 
 #include "config.h"
 
-typedef enum opt_kind { OPT_STR, OPT_INT, OPT_SIZE, OPT_U64, OPT_BOOL } opt_kind_t;
+typedef enum opt_kind {
+  OPT_STR,
+  OPT_INT,
+  OPT_SIZE,
+  OPT_U64,
+  OPT_BOOL,
+  OPT_DOUBLE
+} opt_kind_t;
 
 typedef struct opt {
   const char *flag; /* without "--" */
@@ -66,6 +73,8 @@ static const opt_t opts[] = {
      "zip members of a .npz / .pt"},
     {"max-decompressed", "LSMI_MAX_DECOMPRESSED", OPT_SIZE,
      L(max_decompressed_bytes), NULL, "bytes inflated from one zip file"},
+    {"max-ratio", "LSMI_MAX_RATIO", OPT_DOUBLE, L(max_ratio), NULL,
+     "inflated / compressed size of one zip member (zip bombs)"},
     {"max-header", "LSMI_MAX_HEADER", OPT_SIZE, L(max_header_bytes), NULL,
      "bytes of an npy / safetensors / pickle header"},
     {"min-rows-per-class", "LSMI_MIN_ROWS_PER_CLASS", OPT_U64,
@@ -154,6 +163,17 @@ static int apply(lsmi_config_t *cfg, const opt_t *o, const char *val,
                             val);
     *(uint64_t *)p = u;
     return 0;
+  case OPT_DOUBLE: {
+    char *end = NULL;
+    errno = 0;
+    double d = strtod(val, &end);
+    if (errno || end == val || *end || !(d >= 1.0) || d > 1e12)
+      return lsmi_error_set(err, LSMI_ERR_INVALID, o->flag,
+                            "%s: --%s wants a number >= 1, got '%s'", source,
+                            o->flag, val);
+    *(double *)p = d;
+    return 0;
+  }
   case OPT_BOOL:
     if (!strcmp(val, "1") || !strcmp(val, "true") || !strcmp(val, "yes"))
       *(bool *)p = true;
@@ -268,6 +288,10 @@ void lsmi_config_help(FILE *out) {
     char def[64];
     if (o->def)
       snprintf(def, sizeof def, "%s", o->def[0] ? o->def : "(none)");
+    else if (o->kind == OPT_DOUBLE)
+      snprintf(def, sizeof def, "%g",
+               *(const double *)(const void *)((const char *)&lim +
+                                               o->limits_offset));
     else
       snprintf(def, sizeof def, "%llu",
                (unsigned long long)*(const uint64_t *)(const void *)(

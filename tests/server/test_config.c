@@ -63,7 +63,8 @@ static void test_env_and_flags(void **state) {
   lsmi_error_t err = {0};
   const char *env[] = {"LSMI_WORKERS", "3", "LSMI_MAX_UPLOAD", "2M",
                        "LSMI_DATA_DIR", "/env/dir", "LSMI_QUIET", "yes",
-                       "LSMI_MAX_ROWS", "77", NULL};
+                       "LSMI_MAX_ROWS", "77", "LSMI_MAX_RATIO", "12.5",
+                       NULL};
   const char *argv[] = {"serve", "--workers", "5", "--listen=[::1]:9",
                         "--max-body", "1K"};
   assert_int_equal(parse(&cfg, env, 6, argv, &err), 0);
@@ -73,6 +74,7 @@ static void test_env_and_flags(void **state) {
   assert_true(cfg.quiet);
   assert_true(cfg.max_body == 1024);
   assert_true(cfg.limits.max_rows == 77);
+  assert_true(cfg.limits.max_ratio == 12.5);
   assert_string_equal(cfg.host, "::1");
   assert_int_equal(cfg.port, 9);
   assert_true(lsmi_config_is_loopback(cfg.host));
@@ -111,6 +113,10 @@ static void test_bad_values(void **state) {
   const char *a8[] = {"serve"};
   assert_int_equal(parse(&cfg, env, 1, a8, &err), LSMI_ERR_INVALID);
   assert_string_equal(err.field, "queue-size");
+  lsmi_config_free(&cfg);
+  const char *a10[] = {"serve", "--max-ratio", "0.5"};
+  assert_int_equal(parse(&cfg, NULL, 3, a10, &err), LSMI_ERR_INVALID);
+  assert_string_equal(err.field, "max-ratio");
   lsmi_config_free(&cfg);
   const char *a9[] = {"serve", "--help"};
   assert_int_equal(parse(&cfg, NULL, 2, a9, &err), 1);
