@@ -23,9 +23,12 @@
  *    store.mu   — the SQLite connection (owner: store.c; any thread)
  *    metrics.mu — the counters (metrics.c; any thread)
  *    stderr's stdio lock — one log line at a time (util.c)
- *  Order: no code path holds two of them at once; each critical section
- *  is a few statements that call nothing that locks. So there is no order
- *  to get wrong, and that is the rule to keep.
+ *  Order: the daemon's own code never holds two of them at once; each
+ *  critical section is a few statements that call nothing that locks. The
+ *  one nesting comes from the core: lsmi_fit calls the progress callback
+ *  while holding its fit.lock, and the callback takes sched.mu. So the
+ *  order is fit.lock -> sched.mu, and nothing may call into a fit while
+ *  holding sched.mu (setting the atomic cancel flag takes no lock).
  *
  *  A json_t never crosses threads: each is made, used and released by the
  *  thread that made it. Jobs cross threads as plain C structs.
