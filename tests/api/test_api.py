@@ -417,8 +417,12 @@ def test_crash_during_fit():
     queued = d.submit(ds["id"], dict(CRASH, seed=8)).json()["id"]
     d.wait_progress(jid)
     assert d.kill9() == -signal.SIGKILL
+    # What a kill during a result write leaves: a temp file, never renamed.
+    with open(os.path.join(data, "tmp", jid + ".val.Xy12Ab"), "wb") as f:
+        f.write(b"LSMIRES1 half a file")
     # Restart on the same directory: nothing acknowledged is lost.
     d = Daemon(data_dir=data).start()
+    assert os.listdir(os.path.join(data, "tmp")) == []
     assert d.request("GET", "/v1/datasets/" + ds["id"]).status == 200
     assert all_rows(d, done) == before
     j = d.wait_job(jid)
