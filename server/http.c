@@ -909,7 +909,9 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
   const char *host = cfg->host;
   if (!strcmp(host, "localhost"))
     host = "127.0.0.1";
-  unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
+  /* AUTO: epoll where there is one, so no select() limit on descriptors. */
+  unsigned flags =
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
   if (strchr(host, ':')) {
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)&ss;
     a6->sin6_family = AF_INET6;
