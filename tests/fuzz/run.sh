@@ -12,6 +12,12 @@ readers="npz npy pt safetensors csv json"
 passed=0
 failed=0
 mkdir -p "$dir"
+# Several `make test` runs may share this tree: one at a time builds and
+# fuzzes, the others wait (a rebuilt harness must not replace a running one).
+if command -v flock >/dev/null 2>&1; then
+  exec 9>"$dir/.lock"
+  flock 9
+fi
 if ! make --no-print-directory -s fuzz-build >"$dir/build.log" 2>&1; then
   cat "$dir/build.log"
   echo "fuzz: could not build the harnesses (clang and libclang-rt-14-dev?)"
@@ -32,14 +38,14 @@ for r in $readers; do
     -artifact_prefix="$dir/artifacts/$r-" "$corpus" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
-  cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1)
+  cov=$(grep -ao 'cov: [0-9]*' "$log" | tail -n 1)
   if [ "$rc" -eq 0 ]; then
     passed=$((passed + 1))
     echo "fuzz_$r: ok, ${execs:-?} executions in ${seconds}s, $cov"
   else
     failed=$((failed + 1))
     echo "fuzz_$r: FAILED (exit $rc) after ${execs:-?} executions; log $log:"
-    grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -n 10
+    grep -aE 'ERROR|SUMMARY|Test unit written' "$log" | head -n 10
   fi
 done
 echo "fuzz: $passed passed, $failed failed"
