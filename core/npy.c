@@ -133,11 +133,8 @@ static int parse_value(lit_t *L, int depth) {
     return parse_seq(L, N_LIST, ']', depth);
   if (c == '\'' || c == '"') {
     const char *s = ++L->p;
-    while (L->p < L->end && *L->p != c) {
-      if (*L->p == '\\')
-        L->p++;
-      L->p++;
-    }
+    while (L->p < L->end && *L->p != c)
+      L->p += (*L->p == '\\' && L->end - L->p > 1) ? 2 : 1;
     if (L->p >= L->end)
       return -1;
     int id = new_node(L, N_STR);
@@ -568,7 +565,7 @@ int lsmi__read_npy(const unsigned char *buf, size_t len,
   for (int s = 0; s < 2; s++) {
     if (count[s] == 0)
       continue;
-    unsigned char *copy = malloc((size_t)(count[s] * itemsize));
+    unsigned char *copy = malloc(itemsize ? (size_t)(count[s] * itemsize) : 1);
     if (!copy)
       return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
     rc = lsmi__arrays_own(as, copy, err);

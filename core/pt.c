@@ -158,6 +158,8 @@ static bool grow(vm_t *m, void **items, size_t *cap, size_t need,
     return false;
   if (*cap)
     memcpy(p, *items, *cap * elem);
+  /* The arena does not zero: the memo relies on unset slots being NULL. */
+  memset((char *)p + *cap * elem, 0, (nc - *cap) * elem);
   *items = p;
   *cap = nc;
   return true;

@@ -155,6 +155,7 @@ static const struct {
     {"bad_reduce.pt", LSMI_ERR_UNSUPPORTED, "data.pkl",
      "unsupported pickle global posix.system"},
     {"bad_build.pt", LSMI_ERR_UNSUPPORTED, "data.pkl", "(BUILD)"},
+    {"bad_memo.pt", LSMI_ERR_FORMAT, "data.pkl", "unset index"},
     {"bad_no_storage.pt", LSMI_ERR_FORMAT, "train_x2", "missing"},
     {"bad_short_storage.pt", LSMI_ERR_FORMAT, "train_x1", "storage 0"},
     {"bad_not_tensor.pt", LSMI_ERR_UNSUPPORTED, "train_x2", "not a tensor"},

@@ -348,6 +348,10 @@ def main():
         def __reduce__(self):
             return (os.system, ('true',))
     write('bad_reduce.pt', torch_bytes({'train_x1': Evil()}))
+    # A memo get of a slot never put (after a put far beyond it).
+    memo = (b'\x80\x02}q\x00(X\x2c\x01\x00\x00' + b'k' * 300 +
+            b'q\xc8h\x64u.')
+    write('bad_memo.pt', zip_bytes([('archive/data.pkl', memo), ('archive/version', b'3\n')]))
     write('bad_build.pt', zip_bytes([('archive/data.pkl', b'\x80\x02}q\x00X\x01\x00\x00\x00a}b.'),
                                      ('archive/version', b'3\n')]))
     write('bad_no_storage.pt', rezip(gp, lambda n, b: None if n.endswith('/data/1') else b))
