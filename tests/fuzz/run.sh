@@ -34,7 +34,7 @@ for r in $readers; do
      "$corpus/" 2>/dev/null
   log="$dir/fuzz_$r.log"
   "$dir/fuzz_$r" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -max_len=65536 -print_final_stats=1 \
+    -max_len=65536 -print_final_stats=1 -dict="tests/fuzz/$r.dict" \
     -artifact_prefix="$dir/artifacts/$r-" "$corpus" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -n 1)
