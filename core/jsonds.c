@@ -7,7 +7,8 @@
  * ("val" optional; the flat keys train_x1 ... val_y at the top level are
  * accepted too). Parsed with jansson, duplicate keys rejected; every row
  * must have the width of the first, every value must be a number. Because
- * a parsed JSON tree costs several times the text, JSON input is capped at
+ * a parsed JSON tree costs up to about 20 times the text (some 40 bytes
+ * per number written as two characters), JSON input is capped at
  * LSMI_JSON_MAX_BYTES whatever max_file_bytes says; larger datasets belong
  * in .npz. The numbers are copied into float64 buffers owned by the
  * arrays, so the assembly sees them like any other array.
@@ -19,7 +20,7 @@
 
 #include "dsio.h"
 
-#define LSMI_JSON_MAX_BYTES ((uint64_t)256 << 20)
+#define LSMI_JSON_MAX_BYTES ((uint64_t)64 << 20)
 
 static int read_matrix(json_t *v, const char *key, bool labels,
                        const lsmi_limits_t *lim, lsmi__arrays_t *as, int role,
