@@ -187,8 +187,8 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
                         d1 == 0 ? "x1_*" : "x2_*", d1 == 0 ? 1 : 2,
                         d1 == 0 ? 1 : 2);
   if (!rc && (d1 > lim->max_dims || d2 > lim->max_dims))
-    rc = lsmi_error_set(err, LSMI_ERR_LIMIT, d1 > lim->max_dims ? "x1_*"
-                                                                : "x2_*",
+    rc = lsmi_error_set(err, LSMI_ERR_LIMIT,
+                        d1 > lim->max_dims ? "x1_*" : "x2_*",
                         "CSV has %zu + %zu feature columns; the limit is %llu "
                         "each",
                         d1, d2, (unsigned long long)lim->max_dims);
@@ -312,7 +312,9 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
       lsmi__array_t a;
       memset(&a, 0, sizeof a);
       snprintf(a.key, sizeof a.key, "%s_%s", s ? "val" : "train",
-               q == 0 ? "x1" : q == 1 ? "x2" : "y");
+               q == 0   ? "x1"
+               : q == 1 ? "x2"
+                        : "y");
       a.dtype = LSMI__DT_F64;
       a.ndim = q == 2 ? 1 : 2;
       a.shape[0] = blk[s].n;
@@ -326,7 +328,7 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
     }
   }
   if (!rc && !blk[0].v)
-    rc = lsmi_error_set(err, LSMI_ERR_SHAPE, "train_y",
-                        "CSV has no train rows");
+    rc =
+        lsmi_error_set(err, LSMI_ERR_SHAPE, "train_y", "CSV has no train rows");
   return rc;
 }

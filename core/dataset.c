@@ -23,8 +23,7 @@
 #include "zip.h"
 
 lsmi_dataset_t *lsmi_dataset_create(size_t n_train, size_t n_val, size_t d1,
-                                    size_t d2, int classes,
-                                    lsmi_error_t *err) {
+                                    size_t d2, int classes, lsmi_error_t *err) {
   size_t d, cells_t, cells_v, bx_t, bx_v, by_t, by_v;
   if (__builtin_add_overflow(d1, d2, &d) ||
       __builtin_mul_overflow(n_train, d, &cells_t) ||
@@ -75,14 +74,14 @@ void lsmi_dataset_destroy(lsmi_dataset_t *ds) {
 }
 
 void lsmi_limits_default(lsmi_limits_t *lim) {
-  lim->max_file_bytes = (uint64_t)4 << 30;          /* 4 GiB */
-  lim->max_rows = 10000000;                          /* 10 M per split */
+  lim->max_file_bytes = (uint64_t)4 << 30; /* 4 GiB */
+  lim->max_rows = 10000000;                /* 10 M per split */
   lim->max_dims = 65536;
   lim->max_classes = 10000;
   lim->max_members = 1024;
-  lim->max_decompressed_bytes = (uint64_t)8 << 30;  /* 8 GiB */
+  lim->max_decompressed_bytes = (uint64_t)8 << 30; /* 8 GiB */
   lim->max_ratio = 200.0;
-  lim->max_header_bytes = (uint64_t)1 << 20;        /* 1 MiB */
+  lim->max_header_bytes = (uint64_t)1 << 20; /* 1 MiB */
   lim->min_rows_per_class = 2;
 }
 
@@ -113,8 +112,8 @@ static int validate_split(const lsmi_dataset_t *ds, const lsmi_split_t *s,
     if (y < 0 || y >= ds->classes) {
       snprintf(key, sizeof key, "%s_y", name);
       return lsmi_error_set(err, LSMI_ERR_DATA, key,
-                            "%s has label %d at row %zu, outside [0, %d)",
-                            key, (int)y, i, ds->classes);
+                            "%s has label %d at row %zu, outside [0, %d)", key,
+                            (int)y, i, ds->classes);
     }
     if (counts)
       counts[y]++;
@@ -127,8 +126,8 @@ int lsmi_dataset_validate(const lsmi_dataset_t *ds, const lsmi_limits_t *lim,
   if (!ds || !lim)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "", "no dataset or limits");
   if (ds->d1 == 0 || ds->d2 == 0)
-    return lsmi_error_set(err, LSMI_ERR_SHAPE, ds->d1 == 0 ? "train_x1"
-                                                           : "train_x2",
+    return lsmi_error_set(err, LSMI_ERR_SHAPE,
+                          ds->d1 == 0 ? "train_x1" : "train_x2",
                           "each modality needs at least one feature column "
                           "(d1 = %zu, d2 = %zu)",
                           ds->d1, ds->d2);

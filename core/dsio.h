@@ -60,15 +60,15 @@ typedef enum lsmi__dtype {
  * negative (no format we read can express a negative one).
  */
 typedef struct lsmi__array {
-  char key[64];        /* the name the file gave it, for errors */
+  char key[64]; /* the name the file gave it, for errors */
   lsmi__dtype_t dtype;
-  bool big_endian;     /* byte order of the stored elements */
+  bool big_endian; /* byte order of the stored elements */
   int ndim;
   uint64_t shape[LSMI__MAX_NDIM];
   uint64_t stride[LSMI__MAX_NDIM]; /* bytes */
   uint64_t offset;                 /* bytes */
-  const unsigned char *data; /* borrowed */
-  size_t data_len;           /* bytes available at data */
+  const unsigned char *data;       /* borrowed */
+  size_t data_len;                 /* bytes available at data */
 } lsmi__array_t;
 
 #define LSMI__MAX_OWNED 64

@@ -150,7 +150,7 @@ size_t lsmi__dtype_size(lsmi__dtype_t dt) {
 
 const char *lsmi__dtype_name(lsmi__dtype_t dt) {
   static const char *const n[] = {
-      "bool",  "uint8",  "int8",    "uint16",  "int16",   "uint32", "int32",
+      "bool",   "uint8", "int8",    "uint16",   "int16",   "uint32", "int32",
       "uint64", "int64", "float16", "bfloat16", "float32", "float64"};
   return (unsigned)dt < sizeof n / sizeof n[0] ? n[dt] : "?";
 }
@@ -362,8 +362,7 @@ static int missing(const lsmi__arrays_t *as, int r, lsmi_error_t *err,
 }
 
 /* Checks one split's three arrays against each other. */
-static int check_split(const lsmi__arrays_t *as, int base,
-                       lsmi_error_t *err) {
+static int check_split(const lsmi__arrays_t *as, int base, lsmi_error_t *err) {
   const lsmi__array_t *x1 = &as->role[base], *x2 = &as->role[base + 1],
                       *y = &as->role[base + 2];
   char shp[160], shp1[160];
@@ -422,13 +421,12 @@ static int fill_features(const lsmi__array_t *a, float *x, size_t ld,
     for (uint64_t j = 0; j < d; j++) {
       if (!isfinite(row[j])) {
         double v = lsmi__array_get(a, base + j * cs);
-        return lsmi_error_set(
-            err, LSMI_ERR_DATA, a->key,
-            "%s has %s at row %llu, column %llu", a->key,
-            isnan(v)   ? "a NaN"
-            : isinf(v) ? "an infinite value"
-                       : "a value outside the float32 range",
-            (unsigned long long)i, (unsigned long long)j);
+        return lsmi_error_set(err, LSMI_ERR_DATA, a->key,
+                              "%s has %s at row %llu, column %llu", a->key,
+                              isnan(v)   ? "a NaN"
+                              : isinf(v) ? "an infinite value"
+                                         : "a value outside the float32 range",
+                              (unsigned long long)i, (unsigned long long)j);
       }
     }
   }
@@ -480,16 +478,16 @@ int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
   if (rc)
     return rc;
   if (rows_of(tx1) == 0)
-    return lsmi_error_set(err, LSMI_ERR_SHAPE, tx1->key,
-                          "%s has no rows", tx1->key);
+    return lsmi_error_set(err, LSMI_ERR_SHAPE, tx1->key, "%s has no rows",
+                          tx1->key);
   if (d1 == 0 || d2 == 0)
     return lsmi_error_set(err, LSMI_ERR_SHAPE, d1 == 0 ? tx1->key : tx2->key,
                           "%s has no feature columns",
                           d1 == 0 ? tx1->key : tx2->key);
   size_t n_val = val ? (size_t)rows_of(&as->role[3]) : 0;
   lsmi_dataset_t *ds =
-      lsmi_dataset_create((size_t)rows_of(tx1), n_val, (size_t)d1,
-                          (size_t)d2, (int)(maxlab + 1), err);
+      lsmi_dataset_create((size_t)rows_of(tx1), n_val, (size_t)d1, (size_t)d2,
+                          (int)(maxlab + 1), err);
   if (!ds)
     return err ? err->status : LSMI_ERR_NOMEM;
   size_t d = (size_t)(d1 + d2);
@@ -717,10 +715,9 @@ int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
   uint64_t size = (uint64_t)st.st_size;
   if (size > lim->max_file_bytes || (uint64_t)(size_t)size != size) {
     close(fd);
-    return lsmi_error_set(err, LSMI_ERR_LIMIT, "",
-                          "%s has %llu bytes; the limit is %llu", path,
-                          (unsigned long long)size,
-                          (unsigned long long)lim->max_file_bytes);
+    return lsmi_error_set(
+        err, LSMI_ERR_LIMIT, "", "%s has %llu bytes; the limit is %llu", path,
+        (unsigned long long)size, (unsigned long long)lim->max_file_bytes);
   }
   if (size == 0) {
     close(fd);
@@ -735,8 +732,7 @@ int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
     return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot map %s: %s", path,
                           strerror(errno));
   int rc = lsmi__dataset_read_buffer(map, (size_t)size, LSMI_FORMAT_UNKNOWN,
-                                     lim, val_fraction, seed, out, format,
-                                     err);
+                                     lim, val_fraction, seed, out, format, err);
   munmap(map, (size_t)size);
   return rc;
 }

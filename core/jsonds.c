@@ -26,8 +26,7 @@ static int read_matrix(json_t *v, const char *key, bool labels,
                        const lsmi_limits_t *lim, lsmi__arrays_t *as, int role,
                        lsmi_error_t *err) {
   if (!json_is_array(v))
-    return lsmi_error_set(err, LSMI_ERR_FORMAT, key, "%s is not an array",
-                          key);
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, key, "%s is not an array", key);
   size_t n = json_array_size(v), d = 1;
   if (n > lim->max_rows)
     return lsmi_error_set(err, LSMI_ERR_LIMIT, key,
@@ -51,9 +50,8 @@ static int read_matrix(json_t *v, const char *key, bool labels,
     json_t *row = json_array_get(v, i);
     if (!json_is_array(row) || json_array_size(row) != d)
       return lsmi_error_set(err, LSMI_ERR_SHAPE, key,
-                            "%s row %zu has %zu values; row 0 has %zu", key,
-                            i, json_is_array(row) ? json_array_size(row) : 0,
-                            d);
+                            "%s row %zu has %zu values; row 0 has %zu", key, i,
+                            json_is_array(row) ? json_array_size(row) : 0, d);
   }
   double *x = malloc((n * d > 0 ? n * d : 1) * sizeof *x);
   if (!x)
@@ -74,8 +72,8 @@ static int read_matrix(json_t *v, const char *key, bool labels,
       json_t *c = json_array_get(row, j);
       if (!json_is_number(c))
         return lsmi_error_set(err, LSMI_ERR_DATA, key,
-                              "%s row %zu, column %zu is not a number", key,
-                              i, j);
+                              "%s row %zu, column %zu is not a number", key, i,
+                              j);
       x[i * d + j] = json_number_value(c);
     }
   }
@@ -101,8 +99,8 @@ int lsmi__read_json(const unsigned char *buf, size_t len,
                           "larger ones as .npz",
                           (unsigned long long)LSMI_JSON_MAX_BYTES);
   json_error_t jerr;
-  json_t *root = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES,
-                            &jerr);
+  json_t *root =
+      json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!root)
     return lsmi_error_set(err, LSMI_ERR_FORMAT, "",
                           "invalid JSON at line %d, column %d: %s", jerr.line,

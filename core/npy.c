@@ -43,7 +43,7 @@ typedef struct node {
   int type;
   const char *s; /* N_STR: text (escapes not decoded), len bytes */
   size_t len;
-  long long i;   /* N_INT, N_BOOL */
+  long long i;     /* N_INT, N_BOOL */
   int first, next; /* children (dict: key, value, key, value ...) */
   int count;
 } node_t;
@@ -186,7 +186,8 @@ static int parse_value(lit_t *L, int depth) {
 }
 
 static bool str_is(const node_t *n, const char *s) {
-  return n->type == N_STR && n->len == strlen(s) && memcmp(n->s, s, n->len) == 0;
+  return n->type == N_STR && n->len == strlen(s) &&
+         memcmp(n->s, s, n->len) == 0;
 }
 
 static int dict_get(const lit_t *L, int dict, const char *key) {
@@ -228,8 +229,8 @@ static int parse_descr(const node_t *n, const char *key, lsmi__dtype_t *dt,
 }
 
 /* Fills shape from a tuple node, with the element count checked. */
-static int parse_shape(const lit_t *L, int t, const char *key,
-                       lsmi__array_t *a, uint64_t *numel, lsmi_error_t *err) {
+static int parse_shape(const lit_t *L, int t, const char *key, lsmi__array_t *a,
+                       uint64_t *numel, lsmi_error_t *err) {
   if (t < 0 || L->n[t].type != N_TUPLE)
     return lsmi_error_set(err, LSMI_ERR_FORMAT, key,
                           "%s: .npy header has no shape tuple", key);
@@ -321,8 +322,7 @@ int lsmi__npy_parse(const unsigned char *buf, size_t len, const char *key,
   int fo = rc ? -1 : dict_get(L, dict, "fortran_order");
   int shape = rc ? -1 : dict_get(L, dict, "shape");
   uint64_t numel = 0;
-  if (!rc && (descr < 0 || fo < 0 || shape < 0 ||
-              L->n[fo].type != N_BOOL))
+  if (!rc && (descr < 0 || fo < 0 || shape < 0 || L->n[fo].type != N_BOOL))
     rc = lsmi_error_set(err, LSMI_ERR_FORMAT, key,
                         "%s: .npy header lacks descr, fortran_order or shape",
                         key);
@@ -436,8 +436,7 @@ int lsmi__read_npy(const unsigned char *buf, size_t len,
                   {"y", 0, 0, 0, 0, 0},
                   {"split", 0, 0, 0, 0, 0}};
   uint64_t itemsize = 0;
-  for (int k = rc ? -1 : L->n[descr].first; k >= 0 && !rc;
-       k = L->n[k].next) {
+  for (int k = rc ? -1 : L->n[descr].first; k >= 0 && !rc; k = L->n[k].next) {
     const node_t *t = &L->n[k];
     int nm = t->first, ty = nm >= 0 ? L->n[nm].next : -1,
         sh = ty >= 0 ? L->n[ty].next : -1;
@@ -479,8 +478,7 @@ int lsmi__read_npy(const unsigned char *buf, size_t len,
       unsigned long long sz = dl > 2 ? strtoull(d + 2, &end, 10) : 0;
       if (dl < 3 || *end != '\0' || sz > lim->max_header_bytes) {
         rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, fname,
-                            "field %s has an unsupported dtype '%s'", fname,
-                            d);
+                            "field %s has an unsupported dtype '%s'", fname, d);
         break;
       }
       fsize = sz;
@@ -576,8 +574,7 @@ int lsmi__read_npy(const unsigned char *buf, size_t len,
       int which =
           f[3].found && lsmi__array_get(&sp, i * itemsize + f[3].off) != 0;
       if (which == s)
-        memcpy(copy + (k++) * itemsize, recs + i * itemsize,
-               (size_t)itemsize);
+        memcpy(copy + (k++) * itemsize, recs + i * itemsize, (size_t)itemsize);
     }
     for (int q = 0; q < 3 && !rc; q++) {
       lsmi__array_t a;

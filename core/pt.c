@@ -92,10 +92,10 @@ enum { G_REBUILD_TENSOR, G_REBUILD_PARAMETER, G_ORDERED_DICT, G_STORAGE };
 
 typedef struct pv {
   int t;
-  int64_t i;           /* V_BOOL, V_INT; V_GLOBAL: which G_ */
-  const char *s;       /* V_STR (NUL-terminated copy), V_STORAGE: key */
-  size_t len;          /* V_STR */
-  struct pv **items;   /* V_TUPLE, V_LIST, V_DICT */
+  int64_t i;         /* V_BOOL, V_INT; V_GLOBAL: which G_ */
+  const char *s;     /* V_STR (NUL-terminated copy), V_STORAGE: key */
+  size_t len;        /* V_STR */
+  struct pv **items; /* V_TUPLE, V_LIST, V_DICT */
   size_t n, cap;
   lsmi__dtype_t dtype; /* V_GLOBAL of a storage class, V_STORAGE, V_TENSOR */
   uint64_t numel;      /* V_STORAGE */
@@ -146,8 +146,7 @@ static pv_t *new_value(vm_t *m, int t) {
 
 /* Grows a dynamic array held in the arena (the old block stays until the
  * arena goes: at most twice the final size in total). */
-static bool grow(vm_t *m, void **items, size_t *cap, size_t need,
-                 size_t elem) {
+static bool grow(vm_t *m, void **items, size_t *cap, size_t need, size_t elem) {
   if (need <= *cap)
     return true;
   size_t nc = *cap ? *cap * 2 : 8;
@@ -230,15 +229,15 @@ static const struct {
   const char *name;
   lsmi__dtype_t dt;
 } storages[] = {
-    {"FloatStorage", LSMI__DT_F32},  {"DoubleStorage", LSMI__DT_F64},
-    {"HalfStorage", LSMI__DT_F16},   {"BFloat16Storage", LSMI__DT_BF16},
-    {"LongStorage", LSMI__DT_I64},   {"IntStorage", LSMI__DT_I32},
-    {"ShortStorage", LSMI__DT_I16},  {"CharStorage", LSMI__DT_I8},
-    {"ByteStorage", LSMI__DT_U8},    {"BoolStorage", LSMI__DT_BOOL}};
+    {"FloatStorage", LSMI__DT_F32}, {"DoubleStorage", LSMI__DT_F64},
+    {"HalfStorage", LSMI__DT_F16},  {"BFloat16Storage", LSMI__DT_BF16},
+    {"LongStorage", LSMI__DT_I64},  {"IntStorage", LSMI__DT_I32},
+    {"ShortStorage", LSMI__DT_I16}, {"CharStorage", LSMI__DT_I8},
+    {"ByteStorage", LSMI__DT_U8},   {"BoolStorage", LSMI__DT_BOOL}};
 
 /* The allow-list: anything else is refused by its name. */
-static pv_t *find_global(vm_t *m, const char *mod, size_t ml,
-                         const char *name, size_t nl) {
+static pv_t *find_global(vm_t *m, const char *mod, size_t ml, const char *name,
+                         size_t nl) {
 #define IS(s, l, lit) ((l) == sizeof(lit) - 1 && memcmp((s), (lit), (l)) == 0)
   pv_t *g = NULL;
   if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_tensor_v2")) {
@@ -274,8 +273,8 @@ static pv_t *find_global(vm_t *m, const char *mod, size_t ml,
 #undef IS
 }
 
-static int refuse_global(vm_t *m, const char *mod, size_t ml,
-                         const char *name, size_t nl) {
+static int refuse_global(vm_t *m, const char *mod, size_t ml, const char *name,
+                         size_t nl) {
   int a = ml > 100 ? 100 : (int)ml, b = nl > 100 ? 100 : (int)nl;
   return lsmi_error_set(m->err, LSMI_ERR_UNSUPPORTED, "data.pkl",
                         "unsupported pickle global %.*s.%.*s: only tensors "
@@ -463,8 +462,7 @@ static int run(vm_t *m, pv_t **result) {
     case 0x86: /* TUPLE2 */
     case 0x87: /* TUPLE3 */ {
       size_t n = (size_t)(op - 0x84);
-      if (m->sp < n ||
-          (m->nmarks && m->sp - n < m->marks[m->nmarks - 1]))
+      if (m->sp < n || (m->nmarks && m->sp - n < m->marks[m->nmarks - 1]))
         return malformed(m, "TUPLEn on a short stack");
       pv_t *v = new_value(m, V_TUPLE);
       if (!v)
@@ -507,7 +505,7 @@ static int run(vm_t *m, pv_t **result) {
     case 'U':  /* SHORT_BINSTRING */
     case 'T':  /* BINSTRING */
     case 'B':  /* BINBYTES */
-    case 'C':  /* SHORT_BINBYTES */ {
+    case 'C': /* SHORT_BINBYTES */ {
       size_t lb = (op == 0x8c || op == 'U' || op == 'C') ? 1
                   : op == 0x8d                           ? 8
                                                          : 4;
@@ -641,15 +639,18 @@ static int run(vm_t *m, pv_t **result) {
       static const struct {
         unsigned char op;
         const char *name;
-      } known[] = {{'i', "INST"},  {'o', "OBJ"},      {0x81, "NEWOBJ"},
-                   {0x92, "NEWOBJ_EX"}, {'b', "BUILD"}, {'P', "PERSID"},
-                   {'I', "INT"},   {'L', "LONG"},     {'F', "FLOAT"},
-                   {'S', "STRING"}, {'V', "UNICODE"}, {'g', "GET"},
-                   {'p', "PUT"},   {0x82, "EXT1"},    {0x83, "EXT2"},
-                   {0x84, "EXT4"}, {0x8b, "LONG4"},   {0x96, "BYTEARRAY8"},
+      } known[] = {{'i', "INST"},         {'o', "OBJ"},
+                   {0x81, "NEWOBJ"},      {0x92, "NEWOBJ_EX"},
+                   {'b', "BUILD"},        {'P', "PERSID"},
+                   {'I', "INT"},          {'L', "LONG"},
+                   {'F', "FLOAT"},        {'S', "STRING"},
+                   {'V', "UNICODE"},      {'g', "GET"},
+                   {'p', "PUT"},          {0x82, "EXT1"},
+                   {0x83, "EXT2"},        {0x84, "EXT4"},
+                   {0x8b, "LONG4"},       {0x96, "BYTEARRAY8"},
                    {0x97, "NEXT_BUFFER"}, {0x98, "READONLY_BUFFER"},
-                   {0x8f, "EMPTY_SET"}, {0x90, "ADDITEMS"},
-                   {0x91, "FROZENSET"}, {'1', "POP_MARK"},
+                   {0x8f, "EMPTY_SET"},   {0x90, "ADDITEMS"},
+                   {0x91, "FROZENSET"},   {'1', "POP_MARK"},
                    {0x8e, "BINBYTES8"}};
       const char *name = "unknown";
       for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
@@ -762,8 +763,8 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
     if (role < 0)
       continue;
     if (v->t != V_TENSOR) {
-      rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, k->s,
-                          "%s is not a tensor", k->s);
+      rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, k->s, "%s is not a tensor",
+                          k->s);
       break;
     }
     /* The storage's bytes, once per storage key. */
@@ -815,8 +816,8 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
     for (int d = 0; d < v->tn->ndim; d++) {
       a.shape[d] = v->tn->shape[d];
       if (!lsmi__mul_u64(v->tn->stride[d], es, &a.stride[d])) {
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
-                            "%s: strides overflow", k->s);
+        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s, "%s: strides overflow",
+                            k->s);
         break;
       }
     }

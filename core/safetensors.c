@@ -19,24 +19,21 @@
 static const struct {
   const char *name;
   lsmi__dtype_t dt;
-} dtypes[] = {{"F64", LSMI__DT_F64},   {"F32", LSMI__DT_F32},
-              {"F16", LSMI__DT_F16},   {"BF16", LSMI__DT_BF16},
-              {"I64", LSMI__DT_I64},   {"I32", LSMI__DT_I32},
-              {"I16", LSMI__DT_I16},   {"I8", LSMI__DT_I8},
-              {"U64", LSMI__DT_U64},   {"U32", LSMI__DT_U32},
-              {"U16", LSMI__DT_U16},   {"U8", LSMI__DT_U8},
-              {"BOOL", LSMI__DT_BOOL}};
+} dtypes[] = {
+    {"F64", LSMI__DT_F64},   {"F32", LSMI__DT_F32}, {"F16", LSMI__DT_F16},
+    {"BF16", LSMI__DT_BF16}, {"I64", LSMI__DT_I64}, {"I32", LSMI__DT_I32},
+    {"I16", LSMI__DT_I16},   {"I8", LSMI__DT_I8},   {"U64", LSMI__DT_U64},
+    {"U32", LSMI__DT_U32},   {"U16", LSMI__DT_U16}, {"U8", LSMI__DT_U8},
+    {"BOOL", LSMI__DT_BOOL}};
 
-static int read_tensor(const char *key, json_t *info,
-                       const unsigned char *data, uint64_t dlen,
-                       const lsmi_limits_t *lim, lsmi__arrays_t *as,
-                       int role, lsmi_error_t *err) {
+static int read_tensor(const char *key, json_t *info, const unsigned char *data,
+                       uint64_t dlen, const lsmi_limits_t *lim,
+                       lsmi__arrays_t *as, int role, lsmi_error_t *err) {
   json_t *dt = json_object_get(info, "dtype");
   json_t *shape = json_object_get(info, "shape");
   json_t *offs = json_object_get(info, "data_offsets");
   if (!json_is_string(dt) || !json_is_array(shape) || !json_is_array(offs) ||
-      json_array_size(offs) != 2 ||
-      !json_is_integer(json_array_get(offs, 0)) ||
+      json_array_size(offs) != 2 || !json_is_integer(json_array_get(offs, 0)) ||
       !json_is_integer(json_array_get(offs, 1)))
     return lsmi_error_set(err, LSMI_ERR_FORMAT, key,
                           "safetensors header entry %s lacks dtype, shape or "

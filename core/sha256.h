@@ -10,9 +10,9 @@
 
 typedef struct lsmi_sha256 {
   uint32_t h[8];
-  uint64_t bytes;          /* message length so far */
-  unsigned char buf[64];   /* pending partial block */
-  size_t fill;             /* bytes in buf */
+  uint64_t bytes;        /* message length so far */
+  unsigned char buf[64]; /* pending partial block */
+  size_t fill;           /* bytes in buf */
 } lsmi_sha256_t;
 
 void lsmi_sha256_init(lsmi_sha256_t *s);

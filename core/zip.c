@@ -51,8 +51,8 @@ static long long find_eocd(const unsigned char *buf, size_t len) {
 /* Reads the Zip64 extra field (id 1) of a central header into the fields
  * that were saturated. */
 static int zip64_extra(const unsigned char *x, size_t xlen, uint64_t *usize,
-                       uint64_t *csize, uint64_t *off, bool need_u,
-                       bool need_c, bool need_o, lsmi_error_t *err) {
+                       uint64_t *csize, uint64_t *off, bool need_u, bool need_c,
+                       bool need_o, lsmi_error_t *err) {
   size_t p = 0;
   while (p + 4 <= xlen) {
     uint16_t id = lsmi__le16(x + p), sz = lsmi__le16(x + p + 2);
@@ -111,10 +111,9 @@ int lsmi__zip_open(lsmi__zip_t *z, const unsigned char *buf, size_t len,
     cd_off = lsmi__le64(e64 + 48);
   }
   if (entries > lim->max_members)
-    return lsmi_error_set(err, LSMI_ERR_LIMIT, "",
-                          "zip file has %llu members; the limit is %llu",
-                          (unsigned long long)entries,
-                          (unsigned long long)lim->max_members);
+    return lsmi_error_set(
+        err, LSMI_ERR_LIMIT, "", "zip file has %llu members; the limit is %llu",
+        (unsigned long long)entries, (unsigned long long)lim->max_members);
   if (cd_off > len || cd_size > len - cd_off)
     return bad(err, "central directory out of bounds");
   if (entries > cd_size / 46)
@@ -156,8 +155,8 @@ int lsmi__zip_open(lsmi__zip_t *z, const unsigned char *buf, size_t len,
                             "malformed zip file: local header of %s is out of "
                             "bounds or damaged",
                             en->name);
-    uint64_t data = loff + 30 + lsmi__le16(buf + loff + 26) +
-                    lsmi__le16(buf + loff + 28);
+    uint64_t data =
+        loff + 30 + lsmi__le16(buf + loff + 26) + lsmi__le16(buf + loff + 28);
     if (data > len || en->csize > len - data)
       return lsmi_error_set(err, LSMI_ERR_FORMAT, en->name,
                             "malformed zip file: data of %s runs past the end "
@@ -295,8 +294,8 @@ int lsmi__zip_read(lsmi__zip_t *z, const lsmi__zip_entry_t *e,
           err, LSMI_ERR_LIMIT, e->name,
           "zip member %s inflates %llu bytes to %llu, a ratio above the "
           "limit %g (zip bomb?)",
-          e->name, (unsigned long long)e->csize,
-          (unsigned long long)e->usize, lim->max_ratio);
+          e->name, (unsigned long long)e->csize, (unsigned long long)e->usize,
+          lim->max_ratio);
     if ((uint64_t)(size_t)e->usize != e->usize)
       return lsmi_error_set(err, LSMI_ERR_LIMIT, e->name,
                             "zip member %s is too large", e->name);

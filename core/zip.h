@@ -19,13 +19,13 @@
 #include "lsmi.h"
 
 typedef struct lsmi__zip_entry {
-  char *name;          /* NUL-terminated copy of the member name */
-  uint16_t method;     /* 0 stored, 8 deflate */
+  char *name;      /* NUL-terminated copy of the member name */
+  uint16_t method; /* 0 stored, 8 deflate */
   uint16_t flags;
   uint32_t crc;
-  uint64_t csize;      /* compressed bytes */
-  uint64_t usize;      /* uncompressed bytes */
-  uint64_t data_off;   /* offset of the member's data in the buffer */
+  uint64_t csize;    /* compressed bytes */
+  uint64_t usize;    /* uncompressed bytes */
+  uint64_t data_off; /* offset of the member's data in the buffer */
 } lsmi__zip_entry_t;
 
 typedef struct lsmi__zip {
@@ -44,8 +44,7 @@ int lsmi__zip_open(lsmi__zip_t *z, const unsigned char *buf, size_t len,
 void lsmi__zip_close(lsmi__zip_t *z);
 
 /* The entry called `name`, or NULL. */
-const lsmi__zip_entry_t *lsmi__zip_find(const lsmi__zip_t *z,
-                                        const char *name);
+const lsmi__zip_entry_t *lsmi__zip_find(const lsmi__zip_t *z, const char *name);
 
 /*
  * The content of entry e, CRC-checked. A stored member is returned in place

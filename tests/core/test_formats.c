@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <math.h>
@@ -26,8 +27,7 @@
 
 /* The hash of the fixture dataset (12 + 6 rows, d1 = 3, d2 = 2, 3 classes),
  * pinned so that a change of the canonical form is a visible decision. */
-static const char *const FIXTURE_HASH =
-    "10ee361af0fb8b3e";
+static const char *const FIXTURE_HASH = "10ee361af0fb8b3e";
 
 static void hex(const unsigned char *h, size_t n, char *out) {
   for (size_t i = 0; i < n; i++)
@@ -225,10 +225,9 @@ static void test_bad_files(void **state) {
  * beyond) fails cleanly or reads: never crashes, never leaks. */
 static void test_every_prefix(void **state) {
   (void)state;
-  static const char *const files[] = {"good.npz", "good_deflate.npz",
-                                      "good.pt", "good_views.pt",
-                                      "good.safetensors", "good_bundle.npy",
-                                      "good.csv", "good.json"};
+  static const char *const files[] = {
+      "good.npz",         "good_deflate.npz", "good.pt",  "good_views.pt",
+      "good.safetensors", "good_bundle.npy",  "good.csv", "good.json"};
   for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
     char path[256];
     snprintf(path, sizeof path, DATA "%s", files[f]);
@@ -262,9 +261,8 @@ static void test_val_fraction_split(void **state) {
   (void)state;
   lsmi_dataset_t *a = NULL, *b = NULL, *c = NULL;
   lsmi_error_t err;
-  assert_int_equal(read_file(DATA "good_trainonly.npz", NULL, 0.25, 7, &a,
-                             NULL, &err),
-                   0);
+  assert_int_equal(
+      read_file(DATA "good_trainonly.npz", NULL, 0.25, 7, &a, NULL, &err), 0);
   assert_int_equal(a->train.n, 9);
   assert_int_equal(a->val.n, 3);
   /* Stratified: one row of each class (4 per class x 0.25) went to val. */
@@ -275,9 +273,8 @@ static void test_val_fraction_split(void **state) {
   assert_int_equal(seen[1], 1);
   assert_int_equal(seen[2], 1);
   /* The same seed from another format gives the same split. */
-  assert_int_equal(read_file(DATA "good_trainonly.csv", NULL, 0.25, 7, &b,
-                             NULL, &err),
-                   0);
+  assert_int_equal(
+      read_file(DATA "good_trainonly.csv", NULL, 0.25, 7, &b, NULL, &err), 0);
   unsigned char ha[32], hb[32], hc[32];
   lsmi_dataset_hash(a, ha);
   lsmi_dataset_hash(b, hb);
@@ -285,9 +282,9 @@ static void test_val_fraction_split(void **state) {
   /* Some other seed picks other rows. */
   int differ = 0;
   for (uint64_t seed = 8; seed < 16 && !differ; seed++) {
-    assert_int_equal(read_file(DATA "good_trainonly.npz", NULL, 0.25, seed,
-                               &c, NULL, &err),
-                     0);
+    assert_int_equal(
+        read_file(DATA "good_trainonly.npz", NULL, 0.25, seed, &c, NULL, &err),
+        0);
     lsmi_dataset_hash(c, hc);
     differ = memcmp(ha, hc, 32) != 0;
     lsmi_dataset_destroy(c);
@@ -296,8 +293,7 @@ static void test_val_fraction_split(void **state) {
   lsmi_dataset_destroy(a);
   lsmi_dataset_destroy(b);
   /* A file with a val split ignores val_fraction. */
-  assert_int_equal(read_file(DATA "good.npz", NULL, 0.5, 1, &a, NULL, &err),
-                   0);
+  assert_int_equal(read_file(DATA "good.npz", NULL, 0.5, 1, &a, NULL, &err), 0);
   assert_int_equal(a->val.n, 6);
   lsmi_dataset_destroy(a);
 }
@@ -306,9 +302,9 @@ static void test_val_fraction_errors(void **state) {
   (void)state;
   lsmi_dataset_t *ds = NULL;
   lsmi_error_t err;
-  assert_int_equal(read_file(DATA "good_trainonly.npz", NULL, 0, 0, &ds,
-                             NULL, &err),
-                   LSMI_ERR_MISSING);
+  assert_int_equal(
+      read_file(DATA "good_trainonly.npz", NULL, 0, 0, &ds, NULL, &err),
+      LSMI_ERR_MISSING);
   assert_non_null(strstr(err.message, "val_fraction"));
   assert_int_equal(read_file(DATA "good.npz", NULL, 1.5, 0, &ds, NULL, &err),
                    LSMI_ERR_INVALID);
@@ -316,9 +312,9 @@ static void test_val_fraction_errors(void **state) {
   assert_int_equal(read_file(DATA "good.npz", NULL, NAN, 0, &ds, NULL, &err),
                    LSMI_ERR_INVALID);
   /* 1% of 4 rows per class rounds to no val rows at all. */
-  assert_int_equal(read_file(DATA "good_trainonly.npz", NULL, 0.01, 0, &ds,
-                             NULL, &err),
-                   LSMI_ERR_INVALID);
+  assert_int_equal(
+      read_file(DATA "good_trainonly.npz", NULL, 0.01, 0, &ds, NULL, &err),
+      LSMI_ERR_INVALID);
   assert_null(ds);
 }
 
@@ -342,8 +338,8 @@ static void test_limits(void **state) {
       {"good.pt", offsetof(lsmi_limits_t, max_header_bytes), 64, "data.pkl"},
       {"good.safetensors", offsetof(lsmi_limits_t, max_header_bytes), 64,
        "header"},
-      {"good_deflate.npz", offsetof(lsmi_limits_t, max_decompressed_bytes),
-       400, "max_decompressed_bytes"},
+      {"good_deflate.npz", offsetof(lsmi_limits_t, max_decompressed_bytes), 400,
+       "max_decompressed_bytes"},
       {"good.npz", offsetof(lsmi_limits_t, max_classes), 2, "max_classes"},
       {"good.npz", offsetof(lsmi_limits_t, min_rows_per_class), 5,
        "needs at least 5"},
@@ -428,8 +424,7 @@ static void test_write_npz_roundtrip(void **state) {
   (void)state;
   lsmi_dataset_t *a = NULL, *b = NULL;
   lsmi_error_t err;
-  assert_int_equal(read_file(DATA "good_views.pt", NULL, 0, 0, &a, NULL,
-                             &err),
+  assert_int_equal(read_file(DATA "good_views.pt", NULL, 0, 0, &a, NULL, &err),
                    0);
   char dir[] = "/tmp/lsmi-npz-XXXXXX";
   assert_non_null(mkdtemp(dir));
@@ -445,8 +440,8 @@ static void test_write_npz_roundtrip(void **state) {
   assert_memory_equal(ha, hb, 32);
   lsmi_dataset_destroy(b);
   /* Without val rows the written file reads as train-only. */
-  lsmi_dataset_t *t = lsmi_dataset_create(a->train.n, 0, a->d1, a->d2,
-                                          a->classes, &err);
+  lsmi_dataset_t *t =
+      lsmi_dataset_create(a->train.n, 0, a->d1, a->d2, a->classes, &err);
   memcpy(t->train.x, a->train.x, a->train.n * 5 * sizeof(float));
   memcpy(t->train.y, a->train.y, a->train.n * sizeof(int32_t));
   assert_int_equal(lsmi_dataset_write_npz(t, path, &err), 0);
@@ -485,9 +480,9 @@ static void test_detect(void **state) {
       {"", 0, LSMI_FORMAT_UNKNOWN},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-    assert_int_equal(lsmi_format_detect((const unsigned char *)cases[i].head,
-                                        cases[i].len),
-                     cases[i].fmt);
+    assert_int_equal(
+        lsmi_format_detect((const unsigned char *)cases[i].head, cases[i].len),
+        cases[i].fmt);
   /* A torch zip is told from an npz by its first member's name. */
   FILE *f = fopen(DATA "good.pt", "rb");
   assert_non_null(f);
@@ -498,8 +493,7 @@ static void test_detect(void **state) {
   assert_string_equal(lsmi_format_name(LSMI_FORMAT_NPZ), "npz");
   assert_string_equal(lsmi_format_name(LSMI_FORMAT_NPY), "npy");
   assert_string_equal(lsmi_format_name(LSMI_FORMAT_PT), "pt");
-  assert_string_equal(lsmi_format_name(LSMI_FORMAT_SAFETENSORS),
-                      "safetensors");
+  assert_string_equal(lsmi_format_name(LSMI_FORMAT_SAFETENSORS), "safetensors");
   assert_string_equal(lsmi_format_name(LSMI_FORMAT_CSV), "csv");
   assert_string_equal(lsmi_format_name(LSMI_FORMAT_JSON), "json");
   assert_string_equal(lsmi_format_name(LSMI_FORMAT_UNKNOWN), "unknown");
