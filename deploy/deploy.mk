@@ -27,4 +27,4 @@ uninstall-extra:
 TEST_SCRIPTS += tests/deploy/probe.sh tests/deploy/entrypoint.sh \
                 tests/deploy/manifests.sh \
                 tests/deploy/install.sh tests/deploy/tour.sh \
-                tests/deploy/container.sh
+                tests/deploy/container.sh tests/deploy/systemd.sh
