@@ -42,8 +42,10 @@ fi
 tmp=$(mktemp -d)
 names=""
 cleanup() {
-  for n in $names; do podman rm -f -t 0 "$n" >/dev/null 2>&1; done
+  for n in $names; do podman rm -f -v -t 0 "$n" >/dev/null 2>&1; done
   podman volume rm -f "lsmi-test-$$" >/dev/null 2>&1
+  # The smoke tool's container leaves its anonymous /var/lib/lsmi volume.
+  podman volume prune -f >/dev/null 2>&1
   rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -114,7 +116,7 @@ if [ -n "$gtoken" ] && podman logs "$gen" 2>&1 | grep -q "$gtoken"; then
 else
   ok "bare run: the token is not in the logs"
 fi
-podman rm -f -t 5 "$gen" >/dev/null 2>&1
+podman rm -f -v -t 5 "$gen" >/dev/null 2>&1
 
 # With LSMI_TOKENS: PID 1, SIGTERM and the data volume.
 port=$(free_port)
