@@ -288,7 +288,7 @@ static int file_sink(void *ctx, const unsigned char *p, size_t len) {
 
 /* The .npy v1.0 header: magic, version, length, a dict literal padded with
  * spaces to a multiple of 64 bytes and ended by a newline. */
-static void npy_header(member_t *m) {
+static void write_npy_header(member_t *m) {
   char dict[96];
   int k;
   if (m->d)
@@ -351,7 +351,7 @@ int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
     m.d_all = d;
     m.c0 = i % 3 == 1 ? ds->d1 : 0;
     m.d = i % 3 == 0 ? ds->d1 : i % 3 == 1 ? ds->d2 : 0;
-    npy_header(&m);
+    write_npy_header(&m);
     crc_ctx_t c = {crc32(0L, Z_NULL, 0), 0};
     emit(&m, crc_sink, &c);
     rc = lsmi__zipw_begin(&w, names[i], (uint32_t)c.crc, c.size);

@@ -236,40 +236,33 @@ static const struct {
     {"ByteStorage", LSMI__DT_U8},   {"BoolStorage", LSMI__DT_BOOL}};
 
 /* The allow-list: anything else is refused by its name. */
-static pv_t *find_global(vm_t *m, const char *mod, size_t ml, const char *name,
-                         size_t nl) {
+static bool allowed_global(const char *mod, size_t ml, const char *name,
+                           size_t nl, int64_t *kind, lsmi__dtype_t *dt) {
 #define IS(s, l, lit) ((l) == sizeof(lit) - 1 && memcmp((s), (lit), (l)) == 0)
-  pv_t *g = NULL;
+  *dt = LSMI__DT_U8;
   if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_tensor_v2")) {
-    g = new_value(m, V_GLOBAL);
-    if (g)
-      g->i = G_REBUILD_TENSOR;
-  } else if (IS(mod, ml, "torch._utils") &&
-             IS(name, nl, "_rebuild_parameter")) {
-    g = new_value(m, V_GLOBAL);
-    if (g)
-      g->i = G_REBUILD_PARAMETER;
-  } else if (IS(mod, ml, "collections") && IS(name, nl, "OrderedDict")) {
-    g = new_value(m, V_GLOBAL);
-    if (g)
-      g->i = G_ORDERED_DICT;
-  } else if (IS(mod, ml, "torch")) {
+    *kind = G_REBUILD_TENSOR;
+    return true;
+  }
+  if (IS(mod, ml, "torch._utils") && IS(name, nl, "_rebuild_parameter")) {
+    *kind = G_REBUILD_PARAMETER;
+    return true;
+  }
+  if (IS(mod, ml, "collections") && IS(name, nl, "OrderedDict")) {
+    *kind = G_ORDERED_DICT;
+    return true;
+  }
+  if (IS(mod, ml, "torch")) {
     for (size_t k = 0; k < sizeof storages / sizeof storages[0]; k++) {
       if (nl == strlen(storages[k].name) &&
           memcmp(name, storages[k].name, nl) == 0) {
-        g = new_value(m, V_GLOBAL);
-        if (g) {
-          g->i = G_STORAGE;
-          g->dtype = storages[k].dt;
-        }
-        return g;
+        *kind = G_STORAGE;
+        *dt = storages[k].dt;
+        return true;
       }
     }
-    return NULL;
-  } else {
-    return NULL;
   }
-  return g;
+  return false;
 #undef IS
 }
 
@@ -280,6 +273,20 @@ static int refuse_global(vm_t *m, const char *mod, size_t ml, const char *name,
                         "unsupported pickle global %.*s.%.*s: only tensors "
                         "saved by torch.save in a dict are accepted",
                         a, mod, b, name);
+}
+
+static int push_global(vm_t *m, const char *mod, size_t ml, const char *name,
+                       size_t nl) {
+  int64_t kind;
+  lsmi__dtype_t dt;
+  if (!allowed_global(mod, ml, name, nl, &kind, &dt))
+    return refuse_global(m, mod, ml, name, nl);
+  pv_t *g = new_value(m, V_GLOBAL);
+  if (!g)
+    return nomem(m);
+  g->i = kind;
+  g->dtype = dt;
+  return push(m, g);
 }
 
 static bool is_uint(const pv_t *v) { return v && v->t == V_INT && v->i >= 0; }
@@ -571,22 +578,15 @@ static int run(vm_t *m, pv_t **result) {
       if (!nl2)
         return malformed(m, "truncated GLOBAL");
       m->p = nl2 + 1;
-      pv_t *g = find_global(m, (const char *)mod, (size_t)(nl1 - mod),
-                            (const char *)name, (size_t)(nl2 - name));
-      if (!g)
-        return refuse_global(m, (const char *)mod, (size_t)(nl1 - mod),
-                             (const char *)name, (size_t)(nl2 - name));
-      rc = push(m, g);
+      rc = push_global(m, (const char *)mod, (size_t)(nl1 - mod),
+                       (const char *)name, (size_t)(nl2 - name));
       break;
     }
     case 0x93: /* STACK_GLOBAL */ {
       pv_t *name = pop(m), *mod = pop(m);
       if (!name || !mod || name->t != V_STR || mod->t != V_STR)
         return malformed(m, "STACK_GLOBAL without two strings");
-      pv_t *g = find_global(m, mod->s, mod->len, name->s, name->len);
-      if (!g)
-        return refuse_global(m, mod->s, mod->len, name->s, name->len);
-      rc = push(m, g);
+      rc = push_global(m, mod->s, mod->len, name->s, name->len);
       break;
     }
     case 'Q': /* BINPERSID */
