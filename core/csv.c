@@ -14,12 +14,15 @@
  * UTF-8 byte order mark and blank lines are skipped. Every data row must
  * have as many fields as the header.
  *
+ * Numbers are parsed with strtod in the C locale.
+ *
  * One pass: each row's numbers go into a growing float64 block per split,
  * rows laid out as [x1..., x2..., y], and the arrays handed to the
  * assembly are strided views of those blocks. Errors name the line and
  * column.
  */
 #include <ctype.h>
+#include <locale.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,8 +202,14 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
   size_t w = d1 + d2 + 1; /* doubles per stored row */
   block_t blk[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
   double *row = malloc(w * sizeof *row);
-  if (!row) {
+  /* Numbers are read in the C locale whatever the process's locale is, so
+   * that "1.5" never depends on LC_NUMERIC. */
+  locale_t cloc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+  if (!row || cloc == (locale_t)0) {
+    free(row);
     free(kind);
+    if (cloc != (locale_t)0)
+      freelocale(cloc);
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
   while (!rc && c.p < c.end) {
@@ -245,7 +254,7 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
       }
       const char *what = k == C_Y ? "y" : k == C_X1 ? "x1" : "x2";
       char *end;
-      double v = strtod(f, &end);
+      double v = strtod_l(f, &end, cloc);
       if (too_long || f[0] == '\0' || *end != '\0') {
         rc = lsmi_error_set(err, LSMI_ERR_DATA, what,
                             "CSV line %zu, column %zu (%s): \"%.32s\" is not "
@@ -299,6 +308,7 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
   }
   free(row);
   free(kind);
+  freelocale(cloc);
   for (int s = 0; s < 2; s++) {
     if (blk[s].v && rc)
       free(blk[s].v);
