@@ -135,7 +135,10 @@ class Daemon:
         return self.start()
 
     def __exit__(self, *exc):
-        self.stop()
+        rc = self.stop()
+        if exc[0] is not None:
+            print("--- daemon (exit %s) log tail:\n%s" %
+                  (rc, self.log_text()[-3000:]))
 
     # ---- API helpers ----
 
