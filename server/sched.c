@@ -425,32 +425,37 @@ static void fail_now(lsmi_sched_t *s, job_t *j, int status, const char *msg) {
 
 static void dispatch(lsmi_sched_t *s) {
   while (!atomic_load(&s->draining)) {
+    /* Queue to running set in one step, so that a cancel always finds the
+     * job in one of the two (a cancel before the work starts is seen by
+     * work() at its first check). */
     pthread_mutex_lock(&s->mu);
     job_t *j = NULL;
     if (s->running < s->cfg->workers && s->q_head) {
       j = s->q_head;
       q_unlink(s, j);
+      run_add(s, j);
     }
     pthread_mutex_unlock(&s->mu);
     if (j == NULL)
       return;
     /* The store decides: a job cancelled meanwhile is no longer queued. */
-    if (lsmi_store_job_start(s->store, j->id, lsmi_util_now()) != LSMI_OK) {
-      free(j);
-      continue;
-    }
     lsmi_dataset_rec_t rec;
-    if (lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec) !=
-        LSMI_STORE_FOUND) {
+    int st = lsmi_store_job_start(s->store, j->id, lsmi_util_now());
+    if (st == LSMI_OK &&
+        lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec) !=
+            LSMI_STORE_FOUND) {
       fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
+      st = LSMI_STORE_NOT_FOUND;
+    }
+    if (st != LSMI_OK) {
+      pthread_mutex_lock(&s->mu);
+      run_unlink(s, j);
+      pthread_mutex_unlock(&s->mu);
       free(j);
       continue;
     }
     j->ds_val_fraction = rec.val_fraction;
     j->work.data = j;
-    pthread_mutex_lock(&s->mu);
-    run_add(s, j);
-    pthread_mutex_unlock(&s->mu);
     log_transition(j, "running", NULL);
     int rc = uv_queue_work(s->loop, &j->work, work, work_done);
     if (rc) { /* cannot happen with a live loop; fail the job visibly */
