@@ -80,7 +80,7 @@ void lsmi_limits_default(lsmi_limits_t *lim) {
   lim->max_classes = 10000;
   lim->max_members = 1024;
   lim->max_decompressed_bytes = (uint64_t)8 << 30; /* 8 GiB */
-  lim->max_ratio = 200.0;
+  lim->max_ratio = 1000.0; /* deflate tops out near 1032:1; see zip.c */
   lim->max_header_bytes = (uint64_t)1 << 20; /* 1 MiB */
   lim->min_rows_per_class = 2;
 }
