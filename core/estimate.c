@@ -47,22 +47,22 @@ typedef struct fit fit_t;
 
 /* One model: everything its training and evaluation touch. */
 typedef struct task {
-  int id;          /* MLP1 .. KNIFE2 */
+  int id; /* MLP1 .. KNIFE2 */
   bool is_knife;
-  size_t col;      /* first feature column of its input */
-  int din;         /* input width */
-  double cost;     /* flops per epoch, for ordering and progress */
+  size_t col;  /* first feature column of its input */
+  int din;     /* input width */
+  double cost; /* flops per epoch, for ordering and progress */
   int epochs;
-  float *block;    /* one allocation: params | grads | m | v | work */
+  float *block; /* one allocation: params | grads | m | v | work */
   size_t nparams;
   float *params, *grads, *m, *v;
-  float *acts;     /* MLP activations (max(B, eval block) rows) */
-  float *scratch;  /* MLP backward / KNIFE scratch */
-  float *dlogits;  /* (B, C) */
-  float *xb;       /* (B, din) gathered batch */
-  int32_t *yb;     /* (B) */
-  uint32_t *perm;  /* (n_train) */
-  int eval_block;  /* rows per evaluation block */
+  float *acts;    /* MLP activations (max(B, eval block) rows) */
+  float *scratch; /* MLP backward / KNIFE scratch */
+  float *dlogits; /* (B, C) */
+  float *xb;      /* (B, din) gathered batch */
+  int32_t *yb;    /* (B) */
+  uint32_t *perm; /* (n_train) */
+  int eval_block; /* rows per evaluation block */
   lsmi_mlp_t mlp, dmlp;
   lsmi_knife_t knife, dknife;
   lsmi_adam_t adam;
@@ -76,10 +76,10 @@ struct fit {
   const lsmi_params_t *p;
   const lsmi_fit_hooks_t *hooks;
   task_t tasks[N_MODELS];
-  int order[N_MODELS];  /* task ids by decreasing cost */
-  atomic_int next;      /* next index into order */
-  atomic_int stop;      /* set on failure or cancel: every task stops */
-  bool evaluating;      /* which pass the pool runs */
+  int order[N_MODELS];       /* task ids by decreasing cost */
+  atomic_int next;           /* next index into order */
+  atomic_int stop;           /* set on failure or cancel: every task stops */
+  bool evaluating;           /* which pass the pool runs */
   lsmi_rows_t *eval_rows[2]; /* train, val */
   /* Guarded by lock: per-model completed epochs and progress reporting. */
   pthread_mutex_t lock;
@@ -187,7 +187,7 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
   t->id = id;
   t->is_knife = id >= KNIFE1;
   t->col = (id == MLP2 || id == KNIFE2) ? ds->d1 : 0;
-  size_t din = id == MLP12 ? ds->d1 + ds->d2
+  size_t din = id == MLP12                    ? ds->d1 + ds->d2
                : (id == MLP2 || id == KNIFE2) ? ds->d2
                                               : ds->d1;
   t->din = (int)din;
@@ -200,8 +200,8 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
     /* Evaluation blocks are capped so that large d stays within memory;
      * the scratch has a fixed part (K·d² for the factors) and a part that
      * grows with the rows. */
-    size_t per_row = lsmi_knife_nscratch(t->din, K, 1) -
-                     lsmi_knife_nscratch(t->din, K, 0);
+    size_t per_row =
+        lsmi_knife_nscratch(t->din, K, 1) - lsmi_knife_nscratch(t->din, K, 0);
     size_t rows = per_row ? EVAL_SCRATCH_FLOATS / per_row : EVAL_BLOCK;
     t->eval_block = (int)(rows < 1 ? 1 : rows > EVAL_BLOCK ? EVAL_BLOCK : rows);
   } else {
@@ -210,9 +210,8 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
     t->eval_block = EVAL_BLOCK;
   }
   int rows = B > t->eval_block ? B : t->eval_block;
-  size_t nscratch =
-      t->is_knife ? lsmi_knife_nscratch(t->din, K, rows)
-                  : lsmi_mlp_nscratch(H, B);
+  size_t nscratch = t->is_knife ? lsmi_knife_nscratch(t->din, K, rows)
+                                : lsmi_mlp_nscratch(H, B);
   size_t nacts = t->is_knife ? 0 : lsmi_mlp_nacts(H, C, rows);
   size_t ndl = t->is_knife ? 0 : (size_t)B * (size_t)C;
   size_t nxb = (size_t)B * din;
@@ -334,9 +333,9 @@ static void task_eval(fit_t *f, task_t *t) {
   for (int sp = 0; sp < 2; sp++) {
     const lsmi_split_t *s = splits[sp];
     lsmi_rows_t *rows = f->eval_rows[sp];
-    double *out = t->id == MLP1    ? rows->i1
-                  : t->id == MLP2  ? rows->i2
-                  : t->id == MLP12 ? rows->i12
+    double *out = t->id == MLP1     ? rows->i1
+                  : t->id == MLP2   ? rows->i2
+                  : t->id == MLP12  ? rows->i12
                   : t->id == KNIFE1 ? rows->h1
                                     : rows->h2;
     for (size_t b0 = 0; b0 < s->n; b0 += (size_t)t->eval_block) {
@@ -345,8 +344,8 @@ static void task_eval(fit_t *f, task_t *t) {
         return;
       }
       size_t left = s->n - b0;
-      int B = (int)(left < (size_t)t->eval_block ? left
-                                                 : (size_t)t->eval_block);
+      int B =
+          (int)(left < (size_t)t->eval_block ? left : (size_t)t->eval_block);
       const float *x = s->x + b0 * ldx + t->col;
       if (t->is_knife) {
         lsmi_knife_logpdf(&t->knife, out + b0, t->scratch, x, ldx, B);
@@ -421,7 +420,7 @@ static int rows_alloc(lsmi_rows_t *r, size_t n) {
   size_t m = n ? n : 1;
   r->n = n;
   r->y = calloc(m, sizeof *r->y);
-  double **cols[] = {&r->r, &r->u1, &r->u2, &r->s, &r->i1,
+  double **cols[] = {&r->r,  &r->u1,  &r->u2, &r->s, &r->i1,
                      &r->i2, &r->i12, &r->h1, &r->h2};
   for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
     *cols[i] = calloc(m, sizeof(double));
@@ -467,9 +466,8 @@ static void finish_split(const lsmi_params_t *p, const double *log_prior,
   }
   lsmi_decompose(s->n, rows->i1, rows->i2, rows->i12, rows->h1, rows->h2,
                  rows->r, rows->u1, rows->u2, rows->s);
-  sum->shift = p->adjust
-                   ? lsmi_adjust(s->n, rows->r, rows->u1, rows->u2, rows->s)
-                   : 0.0;
+  sum->shift =
+      p->adjust ? lsmi_adjust(s->n, rows->r, rows->u1, rows->u2, rows->s) : 0.0;
   lsmi_summarize(rows, sum);
 }
 
@@ -491,8 +489,7 @@ static int check_dataset(const lsmi_dataset_t *ds, lsmi_error_t *err) {
                           "the dataset has %d classes", ds->classes);
   if (ds->train.n > UINT32_MAX)
     return lsmi_error_set(err, LSMI_ERR_LIMIT, "train",
-                          "train has %zu rows, more than 2^32-1",
-                          ds->train.n);
+                          "train has %zu rows, more than 2^32-1", ds->train.n);
   const lsmi_split_t *splits[2] = {&ds->train, &ds->val};
   for (int sp = 0; sp < 2; sp++)
     for (size_t k = 0; k < splits[sp]->n; k++)
@@ -572,8 +569,8 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   }
   /* Costliest first, so that the longest task never starts last. */
   for (int i = 1; i < N_MODELS; i++)
-    for (int j = i; j > 0 && f->tasks[f->order[j]].cost >
-                                 f->tasks[f->order[j - 1]].cost;
+    for (int j = i;
+         j > 0 && f->tasks[f->order[j]].cost > f->tasks[f->order[j - 1]].cost;
          j--) {
       int tmp = f->order[j];
       f->order[j] = f->order[j - 1];

@@ -41,19 +41,19 @@ extern "C" {
  * X(name, value, http_status, message). The HTTP column is what the daemon
  * answers when a request fails with that status; the core ignores it.
  */
-#define LSMI_STATUS_MAP(X)                                                    \
-  X(OK, 0, 200, "success")                                                    \
-  X(ERR_NOMEM, -1, 503, "out of memory")                                      \
-  X(ERR_INVALID, -2, 422, "invalid parameter")                                \
-  X(ERR_IO, -3, 500, "input/output error")                                    \
-  X(ERR_FORMAT, -4, 400, "malformed file")                                    \
-  X(ERR_UNSUPPORTED, -5, 415, "unsupported format or feature")                \
-  X(ERR_SHAPE, -6, 422, "array shape does not fit")                           \
-  X(ERR_DATA, -7, 422, "invalid data value")                                  \
-  X(ERR_LIMIT, -8, 413, "limit exceeded")                                     \
-  X(ERR_MISSING, -9, 422, "required key missing")                             \
-  X(ERR_DIVERGED, -10, 422, "training diverged (non-finite loss)")            \
-  X(ERR_CANCELLED, -11, 409, "cancelled")                                     \
+#define LSMI_STATUS_MAP(X)                                                     \
+  X(OK, 0, 200, "success")                                                     \
+  X(ERR_NOMEM, -1, 503, "out of memory")                                       \
+  X(ERR_INVALID, -2, 422, "invalid parameter")                                 \
+  X(ERR_IO, -3, 500, "input/output error")                                     \
+  X(ERR_FORMAT, -4, 400, "malformed file")                                     \
+  X(ERR_UNSUPPORTED, -5, 415, "unsupported format or feature")                 \
+  X(ERR_SHAPE, -6, 422, "array shape does not fit")                            \
+  X(ERR_DATA, -7, 422, "invalid data value")                                   \
+  X(ERR_LIMIT, -8, 413, "limit exceeded")                                      \
+  X(ERR_MISSING, -9, 422, "required key missing")                              \
+  X(ERR_DIVERGED, -10, 422, "training diverged (non-finite loss)")             \
+  X(ERR_CANCELLED, -11, 409, "cancelled")                                      \
   X(ERR_THREAD, -12, 500, "could not start a thread")
 
 typedef enum lsmi_status {
@@ -84,8 +84,7 @@ typedef struct lsmi_error {
  * message, and returns status, so that `return lsmi_error_set(...)` works.
  */
 int lsmi_error_set(lsmi_error_t *err, int status, const char *field,
-                   const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* ------------------------------------------------------------------------ */
 /* Parameters                                                               */
@@ -193,9 +192,9 @@ void lsmi_dataset_destroy(lsmi_dataset_t *ds);
  * checked against them before it is multiplied or allocated.
  */
 typedef struct lsmi_limits {
-  uint64_t max_file_bytes;         /* whole input file */
-  uint64_t max_rows;               /* per split */
-  uint64_t max_dims;               /* d1, d2 each */
+  uint64_t max_file_bytes; /* whole input file */
+  uint64_t max_rows;       /* per split */
+  uint64_t max_dims;       /* d1, d2 each */
   uint64_t max_classes;
   uint64_t max_members;            /* zip members (.npz, .pt) */
   uint64_t max_decompressed_bytes; /* sum over inflated zip members */
@@ -336,11 +335,11 @@ typedef struct lsmi_summary {
 typedef struct lsmi_result {
   lsmi_rows_t train, val;
   lsmi_summary_t train_summary, val_summary;
-  int threads;           /* threads actually used */
-  double seconds_train;  /* wall time of the parallel training */
-  double seconds_disc;   /* sum over the three MLPs' thread times */
-  double seconds_ent;    /* sum over the two KNIFEs' thread times */
-  double seconds_eval;   /* wall time of the evaluation pass */
+  int threads;                /* threads actually used */
+  double seconds_train;       /* wall time of the parallel training */
+  double seconds_disc;        /* sum over the three MLPs' thread times */
+  double seconds_ent;         /* sum over the two KNIFEs' thread times */
+  double seconds_eval;        /* wall time of the evaluation pass */
   double disc_loss, ent_loss; /* last epoch's mean losses */
 } lsmi_result_t;
 

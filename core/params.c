@@ -43,8 +43,8 @@ static const lsmi_param_desc_t table[] = {
      "hidden width H of the three MLP discriminators"},
     {"epochs_discriminator", LSMI_PARAM_INT, OFF(epochs_discriminator), 1,
      10000, false, "training epochs of the discriminators"},
-    {"lr_discriminator", LSMI_PARAM_DOUBLE, OFF(lr_discriminator), 0, 10,
-     true, "Adam learning rate of the discriminators"},
+    {"lr_discriminator", LSMI_PARAM_DOUBLE, OFF(lr_discriminator), 0, 10, true,
+     "Adam learning rate of the discriminators"},
     {"step_discriminator", LSMI_PARAM_INT, OFF(step_discriminator), 1, 10000,
      false, "StepLR step (epochs) of the discriminators"},
     {"gamma", LSMI_PARAM_DOUBLE, OFF(gamma), 0, 1, true,
@@ -114,8 +114,8 @@ static double get_field(const lsmi_params_t *p, const lsmi_param_desc_t *d) {
 static int check_range(const lsmi_param_desc_t *d, double v,
                        lsmi_error_t *err) {
   if (isnan(v))
-    return lsmi_error_set(err, LSMI_ERR_INVALID, d->name,
-                          "%s must be a number", d->name);
+    return lsmi_error_set(err, LSMI_ERR_INVALID, d->name, "%s must be a number",
+                          d->name);
   bool integral = d->type != LSMI_PARAM_DOUBLE;
   if (integral && v != floor(v))
     return lsmi_error_set(err, LSMI_ERR_INVALID, d->name,

@@ -9,11 +9,10 @@
 #ifndef LSMI_SIMD_H
 #define LSMI_SIMD_H
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&      \
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) &&         \
     !defined(__SANITIZE_ADDRESS__)
-#define LSMI_VECTOR_CLONES                                                    \
-  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",          \
-                               "default")))
+#define LSMI_VECTOR_CLONES                                                     \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define LSMI_VECTOR_CLONES
 #endif

@@ -10,8 +10,8 @@
 
 const char *lsmi_status_name(int status) {
   switch (status) {
-#define X(name, value, http, msg)                                             \
-  case (value):                                                               \
+#define X(name, value, http, msg)                                              \
+  case (value):                                                                \
     return #name;
     LSMI_STATUS_MAP(X)
 #undef X
@@ -22,8 +22,8 @@ const char *lsmi_status_name(int status) {
 
 const char *lsmi_status_message(int status) {
   switch (status) {
-#define X(name, value, http, msg)                                             \
-  case (value):                                                               \
+#define X(name, value, http, msg)                                              \
+  case (value):                                                                \
     return msg;
     LSMI_STATUS_MAP(X)
 #undef X
@@ -34,8 +34,8 @@ const char *lsmi_status_message(int status) {
 
 int lsmi_status_http(int status) {
   switch (status) {
-#define X(name, value, http, msg)                                             \
-  case (value):                                                               \
+#define X(name, value, http, msg)                                              \
+  case (value):                                                                \
     return http;
     LSMI_STATUS_MAP(X)
 #undef X

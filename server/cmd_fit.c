@@ -52,8 +52,7 @@ static void fit_usage(FILE *out) {
       snprintf(defv, sizeof defv, "uniform");
     else if (t[i].type == LSMI_PARAM_BOOL)
       snprintf(defv, sizeof defv, "%s",
-               lsmi_params_get_number(&def, t[i].name) != 0 ? "true"
-                                                             : "false");
+               lsmi_params_get_number(&def, t[i].name) != 0 ? "true" : "false");
     else
       snprintf(defv, sizeof defv, "%g",
                lsmi_params_get_number(&def, t[i].name));
@@ -63,8 +62,7 @@ static void fit_usage(FILE *out) {
 
 static int on_progress(void *ctx, const lsmi_progress_t *p) {
   (void)ctx;
-  if (p->phase == LSMI_PHASE_TRAIN && p->disc_epoch == 0 &&
-      p->ent_epoch == 0) {
+  if (p->phase == LSMI_PHASE_TRAIN && p->disc_epoch == 0 && p->ent_epoch == 0) {
     fprintf(stderr, "lsmi: training 3 discriminators and 2 KNIFE kernels\n");
     return 0;
   }
@@ -94,9 +92,10 @@ static int write_rows(FILE *f, bool json, const char *split,
                    r->u2[k], r->s[k], r->i1[k], r->i2[k], r->i12[k], r->h1[k],
                    r->h2[k]);
     else
-      rc = fprintf(f, "%zu,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n",
-                   k, split, r->y[k], r->r[k], r->u1[k], r->u2[k], r->s[k],
-                   r->i1[k], r->i2[k], r->i12[k], r->h1[k], r->h2[k]);
+      rc =
+          fprintf(f, "%zu,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n",
+                  k, split, r->y[k], r->r[k], r->u1[k], r->u2[k], r->s[k],
+                  r->i1[k], r->i2[k], r->i12[k], r->h1[k], r->h2[k]);
     if (rc < 0)
       return -1;
     *first = false;
@@ -244,11 +243,10 @@ int lsmi_fit_main(int argc, char **argv) {
   lsmi_limits_default(&lim);
   lsmi_dataset_t *ds = NULL;
   lsmi_format_t fmt = LSMI_FORMAT_UNKNOWN;
-  if (lsmi_dataset_read(file, &lim, p.val_fraction, p.seed, &ds, &fmt,
-                        &err) != LSMI_OK) {
+  if (lsmi_dataset_read(file, &lim, p.val_fraction, p.seed, &ds, &fmt, &err) !=
+      LSMI_OK) {
     if (err.field[0])
-      fprintf(stderr, "lsmi fit: %s: %s [%s]\n", file, err.message,
-              err.field);
+      fprintf(stderr, "lsmi fit: %s: %s [%s]\n", file, err.message, err.field);
     else
       fprintf(stderr, "lsmi fit: %s: %s\n", file, err.message);
     return 1;
@@ -257,8 +255,8 @@ int lsmi_fit_main(int argc, char **argv) {
     fprintf(stderr,
             "lsmi: %s (%s): train %zu, val %zu rows, d1 %zu, d2 %zu, "
             "%d classes\n",
-            file, lsmi_format_name(fmt), ds->train.n, ds->val.n, ds->d1,
-            ds->d2, ds->classes);
+            file, lsmi_format_name(fmt), ds->train.n, ds->val.n, ds->d1, ds->d2,
+            ds->classes);
   lsmi_fit_hooks_t hooks = {.progress = quiet ? NULL : on_progress};
   lsmi_result_t *res = NULL;
   int st = lsmi_fit(ds, &p, &hooks, &res, &err);

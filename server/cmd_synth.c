@@ -11,17 +11,16 @@
 #include "lsmi.h"
 
 static void synth_usage(FILE *out) {
-  fprintf(out,
-          "usage: lsmi synth KIND --out FILE.npz [--n N] [--seed S]\n"
-          "\n"
-          "KIND: gaussian    the reference demo: x1 = onehot(y) + u,\n"
-          "                  x2 = onehot(y) + 0.5 u + sqrt(0.75) v,\n"
-          "                  u, v ~ N(0, 0.25 I), 2 classes\n"
-          "      redundancy  x1 and x2 both carry y\n"
-          "      uniqueness  only x1 carries y\n"
-          "      synergy     y = b1 XOR b2; x1 carries b1, x2 carries b2\n"
-          "--n N     samples, 80%% train and 20%% val [2000]\n"
-          "--seed S  seed [0]\n");
+  fprintf(out, "usage: lsmi synth KIND --out FILE.npz [--n N] [--seed S]\n"
+               "\n"
+               "KIND: gaussian    the reference demo: x1 = onehot(y) + u,\n"
+               "                  x2 = onehot(y) + 0.5 u + sqrt(0.75) v,\n"
+               "                  u, v ~ N(0, 0.25 I), 2 classes\n"
+               "      redundancy  x1 and x2 both carry y\n"
+               "      uniqueness  only x1 carries y\n"
+               "      synergy     y = b1 XOR b2; x1 carries b1, x2 carries b2\n"
+               "--n N     samples, 80%% train and 20%% val [2000]\n"
+               "--seed S  seed [0]\n");
 }
 
 static int parse_u64(const char *text, unsigned long long *out) {
@@ -54,8 +53,7 @@ int lsmi_synth_main(int argc, char **argv) {
       if (!has_value)
         goto missing;
       if (parse_u64(argv[++i], &n) != 0) {
-        fprintf(stderr, "lsmi synth: --n must be a count, got '%s'\n",
-                argv[i]);
+        fprintf(stderr, "lsmi synth: --n must be a count, got '%s'\n", argv[i]);
         return 2;
       }
     } else if (!strcmp(a, "--seed")) {

@@ -15,7 +15,8 @@
 #include "lsmi.h"
 
 /* cmocka's assert_float_equal compares in float; these checks need double. */
-#define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+#define assert_close(a, b, tol)                                                \
+  assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
 #define N_MAX 64
 
@@ -47,18 +48,24 @@ static void test_fixture_cases(void **state) {
     double *i1 = fixture_doubles(c, "i1", NULL);
     double *i2 = fixture_doubles(c, "i2", NULL);
     double *i12 = fixture_doubles(c, "i12", NULL);
-    json_t *raw = json_object_get(c, "raw"), *adj = json_object_get(c, "adjusted");
-    double *want[8] = {fixture_doubles(raw, "r", NULL), fixture_doubles(raw, "u1", NULL),
-                       fixture_doubles(raw, "u2", NULL), fixture_doubles(raw, "s", NULL),
-                       fixture_doubles(adj, "r", NULL), fixture_doubles(adj, "u1", NULL),
-                       fixture_doubles(adj, "u2", NULL), fixture_doubles(adj, "s", NULL)};
+    json_t *raw = json_object_get(c, "raw"),
+           *adj = json_object_get(c, "adjusted");
+    double *want[8] = {
+        fixture_doubles(raw, "r", NULL),  fixture_doubles(raw, "u1", NULL),
+        fixture_doubles(raw, "u2", NULL), fixture_doubles(raw, "s", NULL),
+        fixture_doubles(adj, "r", NULL),  fixture_doubles(adj, "u1", NULL),
+        fixture_doubles(adj, "u2", NULL), fixture_doubles(adj, "s", NULL)};
     assert_true(n > 0 && n <= N_MAX);
     double r[N_MAX], u1[N_MAX], u2[N_MAX], s[N_MAX];
     lsmi_decompose(n, i1, i2, i12, h1, h2, r, u1, u2, s);
-    assert_int_equal(fixture_check_d("raw r", r, want[0], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(fixture_check_d("raw u1", u1, want[1], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(fixture_check_d("raw u2", u2, want[2], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(fixture_check_d("raw s", s, want[3], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("raw r", r, want[0], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("raw u1", u1, want[1], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("raw u2", u2, want[2], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("raw s", s, want[3], n, 1e-12, 1e-12, NULL), 0);
     check_identities(n, i1, i2, i12, r, u1, u2, s);
     double a = lsmi_adjust(n, r, u1, u2, s);
     double want_shift = fixture_number(c, "shift");
@@ -69,10 +76,14 @@ static void test_fixture_cases(void **state) {
       branches_seen |= 2;
     else
       branches_seen |= 4;
-    assert_int_equal(fixture_check_d("adj r", r, want[4], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(fixture_check_d("adj u1", u1, want[5], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(fixture_check_d("adj u2", u2, want[6], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(fixture_check_d("adj s", s, want[7], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("adj r", r, want[4], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("adj u1", u1, want[5], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("adj u2", u2, want[6], n, 1e-12, 1e-12, NULL), 0);
+    assert_int_equal(
+        fixture_check_d("adj s", s, want[7], n, 1e-12, 1e-12, NULL), 0);
     check_identities(n, i1, i2, i12, r, u1, u2, s);
     free(h1), free(h2), free(i1), free(i2), free(i12);
     for (int i = 0; i < 8; i++)
@@ -88,13 +99,13 @@ static void test_adjust_rule(void **state) {
   struct {
     double r, u1, u2, s, shift;
   } cases[] = {
-      {-0.3, 0.5, 0.2, 0.1, 0.3},   /* r < 0: a = -min(r, s) = 0.3 */
-      {0.2, 0.5, 0.4, -0.6, 0.6},   /* s < 0 and more negative than r */
-      {-0.1, 0.5, 0.4, -0.6, 0.6},  /* both negative: the smaller wins */
-      {0.2, -0.1, 0.4, 0.3, -0.1},  /* u1 < 0: a = min(u1, u2) */
-      {0.2, 0.1, -0.25, 0.3, -0.25},/* u2 < 0 */
-      {0.2, 0.1, 0.3, 0.3, 0.0},    /* nothing negative */
-      {-0.2, -0.1, 0.3, 0.3, 0.2},  /* r branch wins over the u branch */
+      {-0.3, 0.5, 0.2, 0.1, 0.3},    /* r < 0: a = -min(r, s) = 0.3 */
+      {0.2, 0.5, 0.4, -0.6, 0.6},    /* s < 0 and more negative than r */
+      {-0.1, 0.5, 0.4, -0.6, 0.6},   /* both negative: the smaller wins */
+      {0.2, -0.1, 0.4, 0.3, -0.1},   /* u1 < 0: a = min(u1, u2) */
+      {0.2, 0.1, -0.25, 0.3, -0.25}, /* u2 < 0 */
+      {0.2, 0.1, 0.3, 0.3, 0.0},     /* nothing negative */
+      {-0.2, -0.1, 0.3, 0.3, 0.2},   /* r branch wins over the u branch */
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     double r = cases[i].r, u1 = cases[i].u1, u2 = cases[i].u2, s = cases[i].s;
@@ -106,8 +117,8 @@ static void test_adjust_rule(void **state) {
     assert_close(u2, cases[i].u2 - a, 1e-15);
   }
   /* Means, not single values, decide: one negative r among positives. */
-  double r[3] = {-0.5, 0.4, 0.4}, u1[3] = {0.1, 0.1, 0.1}, u2[3] = {0.1, 0.1, 0.1},
-         s[3] = {0.1, 0.1, 0.1};
+  double r[3] = {-0.5, 0.4, 0.4}, u1[3] = {0.1, 0.1, 0.1},
+         u2[3] = {0.1, 0.1, 0.1}, s[3] = {0.1, 0.1, 0.1};
   assert_close(lsmi_adjust(3, r, u1, u2, s), 0.0, 0.0);
   assert_close(r[0], -0.5, 0.0);
 }
@@ -117,9 +128,17 @@ static void test_summarize(void **state) {
   double v[4][3] = {{1, 2, 3}, {0, 0, 3}, {1, 1, 1}, {-1, 0, 1}};
   double z[3] = {0, 0, 0};
   int32_t y[3] = {0, 1, 0};
-  lsmi_rows_t rows = {.n = 3, .y = y, .r = v[0], .u1 = v[1], .u2 = v[2],
-                      .s = v[3], .i1 = v[0], .i2 = v[1], .i12 = v[2],
-                      .h1 = z, .h2 = v[3]};
+  lsmi_rows_t rows = {.n = 3,
+                      .y = y,
+                      .r = v[0],
+                      .u1 = v[1],
+                      .u2 = v[2],
+                      .s = v[3],
+                      .i1 = v[0],
+                      .i2 = v[1],
+                      .i12 = v[2],
+                      .h1 = z,
+                      .h2 = v[3]};
   lsmi_summary_t sum = {.shift = 0.25};
   lsmi_summarize(&rows, &sum);
   assert_int_equal(sum.n, 3);

@@ -82,7 +82,7 @@ static void check_rows(const lsmi_rows_t *r, const lsmi_split_t *s) {
   assert_int_equal(r->n, s->n);
   for (size_t k = 0; k < r->n; k++) {
     assert_int_equal(r->y[k], s->y[k]);
-    double vals[] = {r->r[k], r->u1[k], r->u2[k], r->s[k], r->i1[k],
+    double vals[] = {r->r[k],  r->u1[k],  r->u2[k], r->s[k], r->i1[k],
                      r->i2[k], r->i12[k], r->h1[k], r->h2[k]};
     for (size_t j = 0; j < 9; j++)
       assert_true(isfinite(vals[j]));

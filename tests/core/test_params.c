@@ -2,11 +2,11 @@
  * test_params.c — defaults, ranges and the setters of lsmi_params_t: every
  * invalid value is rejected with an error that names the field.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <math.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -14,7 +14,8 @@
 #include "lsmi.h"
 
 /* cmocka's assert_float_equal compares in float; these checks need double. */
-#define assert_close(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+#define assert_close(a, b, tol)                                                \
+  assert_true(fabs((double)(a) - (double)(b)) <= (tol))
 
 static void test_defaults(void **state) {
   (void)state;
@@ -95,7 +96,8 @@ static void test_accepts(void **state) {
   assert_int_equal(lsmi_params_set_number(&p, "lr_entropy", 5e-4, NULL), 0);
   assert_close(p.lr_entropy, 5e-4, 0);
   assert_int_equal(lsmi_params_set_number(&p, "val_fraction", 0.2, NULL), 0);
-  assert_int_equal(lsmi_params_set_number(&p, "prior", 1, NULL), LSMI_ERR_INVALID);
+  assert_int_equal(lsmi_params_set_number(&p, "prior", 1, NULL),
+                   LSMI_ERR_INVALID);
   assert_int_equal(lsmi_params_validate(&p, NULL), LSMI_OK);
   /* validate catches a field set behind the setters' back */
   p.batch_size = -4;
@@ -113,8 +115,9 @@ static void test_status_table(void **state) {
   assert_int_equal(lsmi_status_http(-999), 500);
   assert_string_equal(lsmi_status_name(-999), "UNKNOWN");
   lsmi_error_t err;
-  assert_int_equal(lsmi_error_set(&err, LSMI_ERR_SHAPE, "train_x1", "got %d", 3),
-                   LSMI_ERR_SHAPE);
+  assert_int_equal(
+      lsmi_error_set(&err, LSMI_ERR_SHAPE, "train_x1", "got %d", 3),
+      LSMI_ERR_SHAPE);
   assert_string_equal(err.field, "train_x1");
   assert_string_equal(err.message, "got 3");
   assert_int_equal(lsmi_error_set(NULL, LSMI_ERR_IO, NULL, "x"), LSMI_ERR_IO);
