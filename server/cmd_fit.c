@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,11 +173,15 @@ static void print_summary(const lsmi_result_t *res, const lsmi_dataset_t *ds,
   printf("%-6s %8s %9s %9s %9s %9s %9s %9s %9s %9s\n", "split", "n", "R", "U1",
          "U2", "S", "I1", "I2", "I12", "shift");
   const lsmi_summary_t *s[2] = {&res->train_summary, &res->val_summary};
+  /* A mean the adjustment pinned to zero may come out as -1e-17. */
+#define SHOW(v) (fabs(v) < 5e-5 ? 0.0 : (v))
   const char *names[2] = {"train", "val"};
   for (int i = 0; i < 2; i++)
     printf("%-6s %8zu %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f %9.4f\n",
-           names[i], s[i]->n, s[i]->R, s[i]->U1, s[i]->U2, s[i]->S, s[i]->I1,
-           s[i]->I2, s[i]->I12, s[i]->shift);
+           names[i], s[i]->n, SHOW(s[i]->R), SHOW(s[i]->U1), SHOW(s[i]->U2),
+           SHOW(s[i]->S), SHOW(s[i]->I1), SHOW(s[i]->I2), SHOW(s[i]->I12),
+           SHOW(s[i]->shift));
+#undef SHOW
   printf("seconds: train %.3f (cpu: discriminators %.3f, entropy %.3f), "
          "evaluate %.3f, threads %d\n",
          res->seconds_train, res->seconds_disc, res->seconds_ent,
