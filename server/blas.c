@@ -84,8 +84,8 @@ static void log_line(const char *level, const char *msg, const char *extra_key,
   clock_gettime(CLOCK_REALTIME, &now);
   gmtime_r(&now.tv_sec, &tm);
   strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  snprintf(buf, sizeof buf, "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"blas\"",
-           ts, level);
+  snprintf(buf, sizeof buf,
+           "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"blas\"", ts, level);
   json_field(buf, sizeof buf, "msg", msg);
   json_field(buf, sizeof buf, "corename", openblas_get_corename());
   json_field(buf, sizeof buf, "source", g_source);
@@ -119,9 +119,11 @@ unsigned lsmi_blas_cpu_features(void) {
 }
 
 int lsmi_blas_cpu_tier(unsigned f) {
-  const unsigned avx2 = LSMI_BLAS_CPU_AVX | LSMI_BLAS_CPU_AVX2 | LSMI_BLAS_CPU_FMA;
-  const unsigned avx512 = avx2 | LSMI_BLAS_CPU_AVX512F | LSMI_BLAS_CPU_AVX512BW |
-                          LSMI_BLAS_CPU_AVX512VL | LSMI_BLAS_CPU_AVX512DQ;
+  const unsigned avx2 =
+      LSMI_BLAS_CPU_AVX | LSMI_BLAS_CPU_AVX2 | LSMI_BLAS_CPU_FMA;
+  const unsigned avx512 = avx2 | LSMI_BLAS_CPU_AVX512F |
+                          LSMI_BLAS_CPU_AVX512BW | LSMI_BLAS_CPU_AVX512VL |
+                          LSMI_BLAS_CPU_AVX512DQ;
   if ((f & avx512) == avx512)
     return LSMI_BLAS_TIER_AVX512;
   if ((f & avx2) == avx2)
@@ -140,15 +142,15 @@ static const struct {
   const char *name;
   int tier;
 } core_tiers[] = {
-    {"Unknown", 0},     {"Katmai", 0},       {"Coppermine", 0},
-    {"Northwood", 0},   {"Prescott", 0},     {"Banias", 0},
-    {"Atom", 0},        {"Core2", 0},        {"Penryn", 0},
-    {"Dunnington", 0},  {"Nehalem", 0},      {"Athlon", 0},
-    {"Opteron", 0},     {"Opteron_SSE3", 0}, {"Barcelona", 0},
-    {"Nano", 0},        {"Bobcat", 0},       {"Sandybridge", 1},
-    {"Bulldozer", 1},   {"Piledriver", 1},   {"Steamroller", 1},
-    {"Excavator", 1},   {"Haswell", 2},      {"Zen", 2},
-    {"SkylakeX", 3},    {"Cooperlake", 3},   {"SapphireRapids", 3},
+    {"Unknown", 0},    {"Katmai", 0},       {"Coppermine", 0},
+    {"Northwood", 0},  {"Prescott", 0},     {"Banias", 0},
+    {"Atom", 0},       {"Core2", 0},        {"Penryn", 0},
+    {"Dunnington", 0}, {"Nehalem", 0},      {"Athlon", 0},
+    {"Opteron", 0},    {"Opteron_SSE3", 0}, {"Barcelona", 0},
+    {"Nano", 0},       {"Bobcat", 0},       {"Sandybridge", 1},
+    {"Bulldozer", 1},  {"Piledriver", 1},   {"Steamroller", 1},
+    {"Excavator", 1},  {"Haswell", 2},      {"Zen", 2},
+    {"SkylakeX", 3},   {"Cooperlake", 3},   {"SapphireRapids", 3},
 };
 
 int lsmi_blas_core_tier(const char *corename) {
@@ -209,7 +211,8 @@ static void decide_kernels(int cpu, int have, const char *corename,
       keep(out, "operator", false, "LSMI_BLAS_CORETYPE already in effect");
       return;
     }
-    reexec_to(out, want, "operator", "LSMI_BLAS_CORETYPE asks for other kernels");
+    reexec_to(out, want, "operator",
+              "LSMI_BLAS_CORETYPE asks for other kernels");
     return;
   }
 
@@ -292,9 +295,8 @@ void lsmi_blas_decide_fallback(bool verified, const char *corename,
 /* ---- verification ------------------------------------------------------ */
 
 static void openblas_sgemm(bool trans_a, bool trans_b, int m, int n, int k,
-                           float alpha, const float *a, int lda,
-                           const float *b, int ldb, float beta, float *c,
-                           int ldc) {
+                           float alpha, const float *a, int lda, const float *b,
+                           int ldb, float beta, float *c, int ldc) {
   cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
               trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
               ldb, beta, c, ldc);
@@ -334,8 +336,9 @@ typedef struct gemm_case {
 
 /*
  * Small shapes take OpenBLAS's small-matrix path, the 64x40x400 one (over
- * the 100^3 bound of that path) its blocked path, k beyond one panel; odd sizes exercise the edge kernels, and the
- * transposes are the ones backpropagation uses.
+ * the 100^3 bound of that path) its blocked path, k beyond one panel; odd sizes
+ * exercise the edge kernels, and the transposes are the ones backpropagation
+ * uses.
  */
 static const gemm_case_t gemm_cases[] = {
     {false, false, 7, 5, 9, 1.0f, 0.0f},
@@ -537,8 +540,8 @@ void lsmi_blas_setup(int argc, char **argv) {
   if ((strcmp(stage, "auto") == 0 || strcmp(stage, "operator") == 0) &&
       env.openblas_coretype != NULL &&
       strcasecmp(env.openblas_coretype, core) != 0)
-    log_line("warn", "OpenBLAS did not take the requested kernels",
-             "requested", env.openblas_coretype);
+    log_line("warn", "OpenBLAS did not take the requested kernels", "requested",
+             env.openblas_coretype);
 
   char why[256];
   g_verified = lsmi_blas_verify(NULL, why, sizeof why);

@@ -50,8 +50,8 @@ static double rate(int m, int n, int k, double budget) {
   fill(c, nc);
   double flops = 2.0 * m * n * k, best = 0.0, round = budget / 5.0;
   /* Warm-up: page in the buffers and OpenBLAS's own work space. */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k,
-              b, n, 0.0f, c, n);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1.0f, a, k, b,
+              n, 0.0f, c, n);
   for (int r = 0; r < 5; r++) {
     long reps = 0;
     double t0 = now(), t;

@@ -23,8 +23,8 @@
 
 #define SSE 0u
 #define AVX2 (LSMI_BLAS_CPU_AVX | LSMI_BLAS_CPU_AVX2 | LSMI_BLAS_CPU_FMA)
-#define AVX512                                                                \
-  (AVX2 | LSMI_BLAS_CPU_AVX512F | LSMI_BLAS_CPU_AVX512BW |                    \
+#define AVX512                                                                 \
+  (AVX2 | LSMI_BLAS_CPU_AVX512F | LSMI_BLAS_CPU_AVX512BW |                     \
    LSMI_BLAS_CPU_AVX512VL | LSMI_BLAS_CPU_AVX512DQ)
 
 /* The decision with OPENBLAS_NUM_THREADS=1 already set, so that only the
@@ -273,10 +273,9 @@ static float naive_sdot(int n, const float *x, const float *y) {
 }
 
 /* Right except one element of the larger products: a tail-kernel bug. */
-static void off_by_one_sgemm(bool ta, bool tb, int m, int n, int k,
-                             float alpha, const float *a, int lda,
-                             const float *b, int ldb, float beta, float *c,
-                             int ldc) {
+static void off_by_one_sgemm(bool ta, bool tb, int m, int n, int k, float alpha,
+                             const float *a, int lda, const float *b, int ldb,
+                             float beta, float *c, int ldc) {
   naive_sgemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   if (m > 60)
     c[(m - 1) * ldc + (n - 1)] += 1.0f / 1024.0f;
@@ -409,10 +408,12 @@ static void test_binary_reexec(void **state) {
 
   if (lsmi_blas_cpu_tier(lsmi_blas_cpu_features()) >= LSMI_BLAS_TIER_AVX2) {
     out = run_lsmi("LSMI_BLAS_CORETYPE=Haswell");
-    assert_non_null(strstr(out, "\"corename\":\"Haswell\",\"source\":\"operator\""));
+    assert_non_null(
+        strstr(out, "\"corename\":\"Haswell\",\"source\":\"operator\""));
   }
   out = run_lsmi("LSMI_BLAS_CORETYPE=Prescott");
-  assert_non_null(strstr(out, "\"corename\":\"Prescott\",\"source\":\"operator\""));
+  assert_non_null(
+      strstr(out, "\"corename\":\"Prescott\",\"source\":\"operator\""));
   out = run_lsmi("LSMI_BLAS_CORETYPE=off");
   assert_non_null(strstr(out, "\"source\":\"off\""));
   out = run_lsmi("LSMI_BLAS_CORETYPE=NoSuchCore");
