@@ -39,11 +39,15 @@ import argparse
 import json
 import os
 import re
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 
 H = 64
 K = 5
@@ -54,8 +58,8 @@ BATCH = 32
 # reference seconds at 1 thread (used by --quick to skip long runs).
 CASES = [
     dict(name='demo', n=2000, dim=0, C=2, epochs=(30, 30), ref_expect=5, ref_repeat=3),
-    dict(name='n20k-d10-C2', n=20000, dim=10, C=2, epochs=(30, 30), ref_expect=45),
-    dict(name='n20k-d128-C10', n=20000, dim=128, C=10, epochs=(30, 30), ref_expect=90),
+    dict(name='n20k-d10-C2', n=20000, dim=10, C=2, epochs=(30, 30), ref_expect=45, service=True),
+    dict(name='n20k-d128-C10', n=20000, dim=128, C=10, epochs=(30, 30), ref_expect=90, service=True),
     # The big case: lsmi at the full 30+30 epochs (the acceptance run), and
     # both sides at reduced epochs for the ratio.
     # The reference needs ~55 s per (disc + KNIFE) epoch here at 1 thread, so
@@ -257,6 +261,69 @@ class Bench:
         return j
 
 
+# --------------------------------------------------------------------------- service
+def http(method, url, body=None, headers=None, timeout=600):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, json.loads(r.read() or b'null')
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode(errors='replace')
+
+
+def service_fit(lsmi, path, threads, ed, ee, work):
+    """One fit through `lsmi serve`: POST /v1/jobs to the job seen finished."""
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        port = s.getsockname()[1]
+    data_dir = tempfile.mkdtemp(prefix='svc-', dir=work)
+    base = f'http://127.0.0.1:{port}'
+    err = open(os.path.join(data_dir, 'serve.log'), 'wb')
+    p = subprocess.Popen([lsmi, 'serve', '--listen', f'127.0.0.1:{port}', '--data-dir', data_dir,
+                          '--workers', '1'], stdout=err, stderr=err)
+    out = dict(skipped='service did not start')
+    try:
+        for _ in range(200):
+            try:
+                if http('GET', base + '/healthz', timeout=2)[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.05)
+        else:
+            return out
+        with open(path, 'rb') as f:
+            st, ds = http('POST', base + '/v1/datasets?name=bench', f.read(),
+                          {'Content-Type': 'application/octet-stream'})
+        if st not in (200, 201):
+            return dict(skipped=f'upload failed: {st} {str(ds)[:200]}')
+        params = dict(seed=1, threads=threads, epochs_discriminator=ed, epochs_entropy=ee)
+        t0 = time.perf_counter()
+        st, job = http('POST', base + '/v1/jobs', json.dumps(dict(dataset_id=ds['id'], params=params)).encode(),
+                       {'Content-Type': 'application/json'})
+        if st != 202:
+            return dict(skipped=f'job refused: {st} {str(job)[:200]}')
+        while True:
+            st, job = http('GET', f'{base}/v1/jobs/{job["id"]}')
+            if st == 200 and job.get('state') in ('succeeded', 'failed', 'cancelled'):
+                break
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+        if job['state'] != 'succeeded':
+            return dict(skipped=f'job {job["state"]}: {job.get("error")}')
+        out = dict(wall=wall, timings=job.get('timings'))
+    finally:
+        p.send_signal(signal.SIGTERM)
+        try:
+            _, _, ru = os.wait4(p.pid, 0)
+            p.returncode = 0
+            out['rss_mib'] = ru.ru_maxrss / 1024.0
+        except ChildProcessError:
+            pass
+        err.close()
+    return out
+
+
 def rates(res, fl):
     """GFLOP/s per phase: per thread for training, per eval thread for evaluation."""
     out = {}
@@ -304,6 +371,7 @@ def main():
     ap.add_argument('--no-full', action='store_true', help='skip the full-epoch run of the big case')
     ap.add_argument('--full-epochs', default='', help='D,E: epochs of that run (default 30,30)')
     ap.add_argument('--no-scaling', action='store_true')
+    ap.add_argument('--no-service', action='store_true', help='skip the fit through lsmi serve')
     ap.add_argument('--scale-epochs', type=int, default=3)
     ap.add_argument('--threads', type=int, default=2, help='lsmi threads for the main column')
     ap.add_argument('--timeout', type=float, default=1800, help='per lsmi run, seconds')
@@ -370,6 +438,11 @@ def main():
             row['full_epochs'] = [fed, fee]
             if row['full']:
                 row['full_rates'] = rates(row['full'], flops(n_tr, n_va, d, d, c['C'], fed, fee))
+        if c.get('service') and not a.no_service:
+            log(f'  service: the same fit through POST /v1/jobs')
+            row['service'] = service_fit(a.lsmi, path, a.threads, ed, ee, a.work)
+            if 'wall' in row['service']:
+                log(f'    {row["service"]["wall"]:.2f} s')
         results['cases'].append(row)
 
     if not a.no_scaling:
@@ -427,6 +500,15 @@ def checks(res, peak):
         e = c['rates']['ent']
         out.append(f'KNIFE at d=128: {e:.1f} GFLOP/s per thread = {100 * e / peak:.0f}% of the sgemm peak '
                    f'(target ≥ 40%): {"met" if e >= 0.4 * peak else "NOT met"}')
+    for c in res['cases']:
+        sv, l2 = c.get('service'), c.get('lsmi')
+        if sv and l2 and 'wall' in sv:
+            x = sv['wall'] / l2['wall'] - 1
+            out.append(f'{c["name"]} through `POST /v1/jobs` (job queued to seen finished): {fmt_s(sv["wall"])} '
+                       f'against {fmt_s(l2["wall"])} for `lsmi fit`, {100 * x:+.0f}% (target ≤ +10%): '
+                       f'{"met" if x <= 0.10 else "NOT met"}; daemon peak RSS {sv.get("rss_mib", 0):.0f} MiB')
+        elif sv:
+            out.append(f'{c["name"]} through the service: {sv.get("skipped")}')
     over = [c['name'] for c in res['cases'] if c.get('lsmi') and c['lsmi']['rss_mib'] > 4 * c['data_mib'] + 100]
     out.append('peak RSS within 4 × float32 data + 100 MB: ' + ('all cases' if not over else 'NOT in ' + ', '.join(over)))
     return out
