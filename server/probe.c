@@ -41,8 +41,8 @@ static void probe_usage(FILE *out) {
         "\n"
         "  URL        http://HOST[:PORT][/PATH]; IPv6 hosts in brackets\n"
         "  /PATH      that path on the address of LSMI_LISTEN\n"
-        "  (nothing)  /healthz on the address of LSMI_LISTEN (default "
-        PROBE_DEFAULT_LISTEN "),\n"
+        "  (nothing)  /healthz on the address of LSMI_LISTEN "
+        "(default " PROBE_DEFAULT_LISTEN "),\n"
         "             a wildcard host (0.0.0.0, ::) replaced by loopback\n"
         "  --timeout  seconds for the whole exchange (default 5)\n",
         out);
