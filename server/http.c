@@ -48,6 +48,7 @@ typedef struct req {
   const char *tenant; /* borrowed from the config, or "default" */
   char method[16];
   char path[256];
+  char request_id[72]; /* X-Request-Id: the client's, or a new one */
   int status;
   size_t resp_bytes;
   bool responded; /* answered on the first call: discard any body */
@@ -85,7 +86,7 @@ static void add_cors(lsmi_http_t *h, struct MHD_Connection *c,
     MHD_add_response_header(resp, "Vary", "Origin");
     MHD_add_response_header(resp, "Access-Control-Expose-Headers",
                             "Location, Retry-After, X-Total-Count, "
-                            "Idempotent-Replayed");
+                            "Idempotent-Replayed, X-Request-Id");
   }
 }
 
@@ -108,6 +109,8 @@ static enum MHD_Result send_body(lsmi_http_t *h, struct MHD_Connection *c,
   if (ctype)
     MHD_add_response_header(resp, "Content-Type", ctype);
   MHD_add_response_header(resp, "Cache-Control", "no-store");
+  if (r->request_id[0])
+    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
   for (const hdr_t *x = hdrs; x && x->name; x++)
     MHD_add_response_header(resp, x->name, x->value);
   add_cors(h, c, resp);
@@ -829,6 +832,12 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     printable(r->method, sizeof r->method, method);
     printable(r->path, sizeof r->path, url);
     r->route = lsmi_router_match(url, r->id);
+    const char *rid =
+        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+    if (rid && *rid && strlen(rid) < 64)
+      printable(r->request_id, sizeof r->request_id, rid);
+    else
+      lsmi_util_random_id("req_", r->request_id, sizeof r->request_id);
     *con_cls = r;
     return first_call(h, c, r);
   }
@@ -870,8 +879,9 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                   &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
                   peer, sizeof peer);
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s}",
-                          "method", r->method, "path", r->path, "route",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s}",
+                          "request_id", r->request_id, "method", r->method,
+                          "path", r->path, "route",
                           lsmi_router_name(r->route), "status", status, "ms",
                           secs * 1e3, "bytes", (json_int_t)r->resp_bytes,
                           "tenant", r->tenant ? r->tenant : "", "peer", peer);

@@ -63,6 +63,9 @@ def test_operations():
             assert name in text, name
         r = d.request("GET", "/nope")
         assert_problem(r, 404)
+        assert (r.header("X-Request-Id") or "").startswith("req_")
+        r = d.request("GET", "/healthz", headers={"X-Request-Id": "abc-1"})
+        assert r.header("X-Request-Id") == "abc-1"
         assert_problem(d.request("GET", "/v1/jobs/%FF%00x"), 404)
         assert_problem(d.request("GET", "/v1/" + "a" * 3000), 404)
         r = d.request("PUT", "/v1/jobs")
