@@ -171,7 +171,7 @@ class Daemon:
             time.sleep(0.05)
         raise AssertionError("job %s stuck in %s" % (job_id, j["state"]))
 
-    def wait_progress(self, job_id, timeout=60):
+    def wait_progress(self, job_id, timeout=60, settle=0.2):
         """Waits until the job runs (and has had a moment to train).
 
         The core reports an epoch only when every model of a family has
@@ -181,7 +181,7 @@ class Daemon:
         while time.time() < deadline:
             j = self.job(job_id)
             if j["state"] == "running":
-                time.sleep(0.2 * SLOW)
+                time.sleep(settle * SLOW)
                 return self.job(job_id)
             assert j["state"] == "queued", j
             time.sleep(0.02)

@@ -26,7 +26,7 @@ FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
 # Long enough to be caught running (and cancelled, or killed) mid-fit.
 LONG = {"epochs_discriminator": 10000, "epochs_entropy": 10000, "threads": 1}
 # A fit of a second or so: long enough to kill -9 in the middle.
-CRASH = {"epochs_discriminator": 60, "epochs_entropy": 60, "threads": 1,
+CRASH = {"epochs_discriminator": 120, "epochs_entropy": 120, "threads": 1,
          "seed": 7}
 
 WORK = tempfile.mkdtemp(prefix="lsmi-api-work-")
@@ -418,7 +418,7 @@ def test_crash_during_fit():
     before = all_rows(d, done)
     jid = d.submit(ds["id"], CRASH).json()["id"]
     queued = d.submit(ds["id"], dict(CRASH, seed=8)).json()["id"]
-    d.wait_progress(jid)
+    d.wait_progress(jid, settle=0.02)
     assert d.kill9() == -signal.SIGKILL
     # What a kill during a result write leaves: a temp file, never renamed.
     with open(os.path.join(data, "tmp", jid + ".val.Xy12Ab"), "wb") as f:
@@ -477,7 +477,7 @@ def test_shutdown_requeues():
     d = Daemon(data_dir=data, args=["--shutdown-timeout", "0"]).start()
     ds = upload_ok(d, BIG)
     jid = d.submit(ds["id"], CRASH).json()["id"]
-    d.wait_progress(jid)
+    d.wait_progress(jid, settle=0.02)
     assert d.stop() == 0
     log = d.log_text()
     assert '"requeued"' in log, log[-1500:]
