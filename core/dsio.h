@@ -98,9 +98,11 @@ void lsmi__arrays_free(lsmi__arrays_t *as);
 
 /*
  * Checks `a` (shape against the limits: dim 0 against max_rows, dim 1
- * against max_dims; rank at most 2; every element inside data_len, all in
- * overflow-safe arithmetic) and stores it in the slot of `role`. A second
- * array for the same role is a FORMAT error naming both keys.
+ * against max_dims; rank at most 2; every element inside data_len and no
+ * more elements than data_len holds, so no expanded view; all in
+ * overflow-safe arithmetic) and stores it in the slot of `role`. A role
+ * of -1 is ignored. A second array for the same role is a FORMAT error
+ * naming both keys.
  */
 int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
                      const lsmi_limits_t *lim, lsmi_error_t *err);
