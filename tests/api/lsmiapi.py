@@ -19,6 +19,16 @@ ASAN = "address" in BUILD
 SLOW = 6.0 if ASAN else 1.0
 
 
+# Every daemon's temp data directory lives under this one, which
+# remove_session() deletes when the suite ends.
+SESSION = tempfile.mkdtemp(prefix="lsmi-api-")
+
+
+def remove_session():
+    import shutil
+    shutil.rmtree(SESSION, ignore_errors=True)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -51,7 +61,7 @@ class Daemon:
     def __init__(self, data_dir=None, args=(), env=None, token=None):
         self.tmp = None
         if data_dir is None:
-            self.tmp = tempfile.mkdtemp(prefix="lsmi-api-")
+            self.tmp = tempfile.mkdtemp(prefix="daemon-", dir=SESSION)
             data_dir = os.path.join(self.tmp, "data")
         self.data_dir = data_dir
         self.args = list(args)

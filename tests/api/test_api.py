@@ -20,7 +20,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lsmiapi import (ASAN, LSMI, SLOW, Daemon, assert_problem,  # noqa: E402
-                     cleanup_all, json_dataset, synth)
+                     cleanup_all, json_dataset, remove_session, synth)
 
 FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
 # Long enough to be caught running (and cancelled, or killed) mid-fit.
@@ -598,6 +598,7 @@ def main(argv):
     finally:
         cleanup_all()
         shutil.rmtree(WORK, ignore_errors=True)
+        remove_session()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
