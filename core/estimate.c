@@ -139,12 +139,13 @@ static double train_fraction_locked(const fit_t *f) {
   return f->total_cost > 0 ? TRAIN_SHARE * done / f->total_cost : 0.0;
 }
 
-/* A model finished epoch `epoch` (0-based): report the family epochs that
- * every model of the family has now completed. */
+/* A model finished epoch `epoch` (0-based): report, every time, so that a
+ * caller sees progress after each model epoch even when the models run one
+ * after another on one thread; the family epochs reported are the ones
+ * every model of the family has completed. */
 static void epoch_done(fit_t *f, task_t *t, int epoch) {
   pthread_mutex_lock(&f->lock);
   f->done_epochs[t->id] = epoch + 1;
-  bool changed = false;
   int lo_d = f->done_epochs[MLP1];
   if (f->done_epochs[MLP2] < lo_d)
     lo_d = f->done_epochs[MLP2];
@@ -155,7 +156,6 @@ static void epoch_done(fit_t *f, task_t *t, int epoch) {
     f->disc_loss = f->tasks[MLP1].loss_hist[lo_d - 1] +
                    f->tasks[MLP2].loss_hist[lo_d - 1] +
                    f->tasks[MLP12].loss_hist[lo_d - 1];
-    changed = true;
   }
   int lo_e = f->done_epochs[KNIFE1] < f->done_epochs[KNIFE2]
                  ? f->done_epochs[KNIFE1]
@@ -164,10 +164,8 @@ static void epoch_done(fit_t *f, task_t *t, int epoch) {
     f->ent_reported = lo_e;
     f->ent_loss = f->tasks[KNIFE1].loss_hist[lo_e - 1] +
                   f->tasks[KNIFE2].loss_hist[lo_e - 1];
-    changed = true;
   }
-  if (changed)
-    report_locked(f, train_fraction_locked(f));
+  report_locked(f, train_fraction_locked(f));
   pthread_mutex_unlock(&f->lock);
 }
 

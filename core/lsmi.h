@@ -304,9 +304,10 @@ typedef struct lsmi_progress {
 } lsmi_progress_t;
 
 /*
- * Called at the end of every family epoch and at phase changes, from the
- * fit's threads but never concurrently. Must be quick; returns nonzero to
- * cancel the fit.
+ * Called at the start, at the end of every epoch of every model (so at
+ * least once per epoch even when the models run one after another) and at
+ * phase changes, from the fit's threads but never concurrently. Must be
+ * quick; returns nonzero to cancel the fit.
  */
 typedef int (*lsmi_progress_fn)(void *ctx, const lsmi_progress_t *p);
 

@@ -197,6 +197,15 @@ static void test_progress(void **state) {
   assert_true(log.last_fraction == 1.0);
   assert_true(log.calls >= 4 + 2);
   lsmi_result_destroy(res);
+  /* On one thread the models train one after another; every model epoch
+   * still reports: start + 3x4 + 2x3 model epochs + evaluate + done. */
+  p.threads = 1;
+  progress_log_t one = {.monotone = true};
+  hooks.ctx = &one;
+  assert_int_equal(lsmi_fit(ds, &p, &hooks, &res, NULL), LSMI_OK);
+  assert_int_equal(one.calls, 1 + 12 + 6 + 2);
+  assert_true(one.monotone);
+  lsmi_result_destroy(res);
   lsmi_dataset_destroy(ds);
 }
 
