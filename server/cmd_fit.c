@@ -61,9 +61,22 @@ static void fit_usage(FILE *out) {
   }
 }
 
+/* What the last progress line showed; the core reports after every model
+ * epoch, the command prints a line when a family epoch or the phase moves. */
+typedef struct shown {
+  lsmi_phase_t phase;
+  int disc_epoch, ent_epoch;
+  bool any;
+} shown_t;
+
 static int on_progress(void *ctx, const lsmi_progress_t *p) {
-  (void)ctx;
-  if (p->phase == LSMI_PHASE_TRAIN && p->disc_epoch == 0 && p->ent_epoch == 0) {
+  shown_t *last = ctx;
+  if (last->any && p->phase == last->phase &&
+      p->disc_epoch == last->disc_epoch && p->ent_epoch == last->ent_epoch)
+    return 0;
+  bool first = !last->any;
+  *last = (shown_t){p->phase, p->disc_epoch, p->ent_epoch, true};
+  if (p->phase == LSMI_PHASE_TRAIN && first) {
     fprintf(stderr, "lsmi: training 3 discriminators and 2 KNIFE kernels\n");
     return 0;
   }
@@ -262,7 +275,9 @@ int lsmi_fit_main(int argc, char **argv) {
             "%d classes\n",
             file, lsmi_format_name(fmt), ds->train.n, ds->val.n, ds->d1, ds->d2,
             ds->classes);
-  lsmi_fit_hooks_t hooks = {.progress = quiet ? NULL : on_progress};
+  shown_t shown = {0};
+  lsmi_fit_hooks_t hooks = {.progress = quiet ? NULL : on_progress,
+                            .ctx = &shown};
   lsmi_result_t *res = NULL;
   int st = lsmi_fit(ds, &p, &hooks, &res, &err);
   if (st != LSMI_OK) {
