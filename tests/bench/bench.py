@@ -5,7 +5,7 @@ time goes.
 For each case it generates the data with the reference's make_data.py, runs
 `lsmi fit FILE --threads 2` (and --threads 1) and the reference torch_ref.py at
 --threads 1 and 2, and reports wall time and peak resident memory of each
-process (getrusage of the child), the ratio of the faster reference run to lsmi,
+process (GNU time's %M, else getrusage of the child), the ratio of the faster reference run to lsmi,
 and lsmi's achieved FLOP rate per phase against the single-thread sgemm peak
 measured by sgemm_peak on the same kernels. Then a scaling table: lsmi's cost
 per epoch as n, d and C grow.
@@ -39,6 +39,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -92,15 +93,36 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
+# Peak RSS comes from GNU time when it is there: Linux keeps a process's
+# high-water RSS across execve, and a child forked from this (large) Python
+# process starts with the parent's pages mapped, so wait4's ru_maxrss would
+# report the driver's size for small fits. GNU time forks from a small process.
+GNU_TIME = '/usr/bin/time' if os.access('/usr/bin/time', os.X_OK) else None
+
+
+def timed(cmd, rss_file):
+    return [GNU_TIME, '-f', '%M', '-o', rss_file] + cmd if GNU_TIME else cmd
+
+
+def read_rss_mib(rss_file, fallback_kib):
+    try:
+        with open(rss_file) as f:
+            return int(f.read().split()[-1]) / 1024.0
+    except (OSError, ValueError, IndexError):
+        return fallback_kib / 1024.0
+
+
 class Run:
     """One child process: wall seconds, peak RSS (MiB), stdout, rc, load."""
 
     def __init__(self, cmd, env=None, timeout=None):
         self.cmd = cmd
         self.load_before = loadavg()
+        rss_fd, rss_file = tempfile.mkstemp(prefix='rss-')
+        os.close(rss_fd)
         with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
             t0 = time.perf_counter()
-            p = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
+            p = subprocess.Popen(timed(cmd, rss_file), stdout=out, stderr=err, env=env)
             timer = None
             self.timed_out = False
             if timeout:
@@ -115,7 +137,8 @@ class Run:
                 timer.cancel()
             p.returncode = os.waitstatus_to_exitcode(status)
             self.rc = p.returncode
-            self.rss_mib = ru.ru_maxrss / 1024.0
+            self.rss_mib = read_rss_mib(rss_file, ru.ru_maxrss)
+            os.unlink(rss_file)
             self.cpu = ru.ru_utime + ru.ru_stime
             out.seek(0)
             err.seek(0)
@@ -279,8 +302,9 @@ def service_fit(lsmi, path, threads, ed, ee, work):
     data_dir = tempfile.mkdtemp(prefix='svc-', dir=work)
     base = f'http://127.0.0.1:{port}'
     err = open(os.path.join(data_dir, 'serve.log'), 'wb')
-    p = subprocess.Popen([lsmi, 'serve', '--listen', f'127.0.0.1:{port}', '--data-dir', data_dir,
-                          '--workers', '1'], stdout=err, stderr=err)
+    rss_file = os.path.join(data_dir, 'rss')
+    p = subprocess.Popen(timed([lsmi, 'serve', '--listen', f'127.0.0.1:{port}', '--data-dir', data_dir,
+                                '--workers', '1'], rss_file), stdout=err, stderr=err)
     out = dict(skipped='service did not start')
     try:
         for _ in range(200):
@@ -313,14 +337,22 @@ def service_fit(lsmi, path, threads, ed, ee, work):
             return dict(skipped=f'job {job["state"]}: {job.get("error")}')
         out = dict(wall=wall, timings=job.get('timings'))
     finally:
-        p.send_signal(signal.SIGTERM)
+        # SIGTERM to the daemon itself (GNU time, its parent, would just die).
+        pid = p.pid
         try:
+            with open(f'/proc/{p.pid}/task/{p.pid}/children') as f:
+                pid = int(f.read().split()[0]) if GNU_TIME else p.pid
+        except (OSError, ValueError, IndexError):
+            pass
+        try:
+            os.kill(pid, signal.SIGTERM)
             _, _, ru = os.wait4(p.pid, 0)
             p.returncode = 0
-            out['rss_mib'] = ru.ru_maxrss / 1024.0
-        except ChildProcessError:
+            out['rss_mib'] = read_rss_mib(rss_file, ru.ru_maxrss)
+        except (ChildProcessError, ProcessLookupError):
             pass
         err.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
     return out
 
 
