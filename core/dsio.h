@@ -78,6 +78,7 @@ typedef struct lsmi__arrays {
   bool have[LSMI__ROLES];
   void *owned[LSMI__MAX_OWNED];
   size_t n_owned;
+  char seen[160]; /* "a, b, c": the keys a file holds, for MISSING errors */
 } lsmi__arrays_t;
 
 /* Canonical short names: "train_x1" ... "val_y". */
@@ -95,6 +96,9 @@ void lsmi__arrays_init(lsmi__arrays_t *as);
  * freed then too). */
 int lsmi__arrays_own(lsmi__arrays_t *as, void *p, lsmi_error_t *err);
 void lsmi__arrays_free(lsmi__arrays_t *as);
+/* Notes that the file holds `key` (as far as the message buffer allows), so
+ * that a missing-key error can say what the file has instead. */
+void lsmi__arrays_seen(lsmi__arrays_t *as, const char *key);
 
 /*
  * Checks `a` (shape against the limits: dim 0 against max_rows, dim 1

@@ -122,6 +122,19 @@ int lsmi__arrays_own(lsmi__arrays_t *as, void *p, lsmi_error_t *err) {
   return 0;
 }
 
+void lsmi__arrays_seen(lsmi__arrays_t *as, const char *key) {
+  size_t have = strlen(as->seen), room = sizeof as->seen - have;
+  if (have >= 3 && strcmp(as->seen + have - 3, "...") == 0)
+    return;
+  size_t need = strlen(key) + (have ? 2 : 0);
+  if (need + 4 > room) {
+    if (room > 4)
+      snprintf(as->seen + have, room, "%s...", have ? ", " : "");
+    return;
+  }
+  snprintf(as->seen + have, room, "%s%s", have ? ", " : "", key);
+}
+
 void lsmi__arrays_free(lsmi__arrays_t *as) {
   for (size_t i = 0; i < as->n_owned; i++)
     free(as->owned[i]);
@@ -355,10 +368,10 @@ static uint64_t colstride_of(const lsmi__array_t *a) {
 
 static int missing(const lsmi__arrays_t *as, int r, lsmi_error_t *err,
                    const char *why) {
-  (void)as;
   return lsmi_error_set(err, LSMI_ERR_MISSING, lsmi__role_names[r],
-                        "missing key %s (or %s)%s", lsmi__role_names[r],
-                        reference_names[r], why);
+                        "missing key %s (or %s)%s%s%s", lsmi__role_names[r],
+                        reference_names[r], why,
+                        as->seen[0] ? "; the file holds " : "", as->seen);
 }
 
 /* Checks one split's three arrays against each other. */

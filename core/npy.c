@@ -380,6 +380,7 @@ int lsmi__read_npz(const unsigned char *buf, size_t len,
     char key[64];
     memcpy(key, e->name, nl - 4);
     key[nl - 4] = '\0';
+    lsmi__arrays_seen(as, key);
     int role = lsmi__key_role(key);
     if (role < 0)
       continue;

@@ -759,6 +759,7 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
     pv_t *k = top->items[i], *v = top->items[i + 1];
     if (k->t != V_STR)
       continue;
+    lsmi__arrays_seen(as, k->s);
     int role = lsmi__key_role(k->s);
     if (role < 0)
       continue;

@@ -129,6 +129,8 @@ int lsmi__read_safetensors(const unsigned char *buf, size_t len,
   json_t *info;
   int rc = 0;
   json_object_foreach(h, key, info) {
+    if (strcmp(key, "__metadata__") != 0)
+      lsmi__arrays_seen(as, key);
     int role = lsmi__key_role(key);
     if (role < 0)
       continue;

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dsio.h"
 #include "lsmi.h"
 #include "sha256.h"
 
@@ -119,7 +120,9 @@ static const struct {
     {"bad_member_magic.npz", LSMI_ERR_FORMAT, "train_x2", "bad magic"},
     {"bad_rows.npz", LSMI_ERR_SHAPE, "train_x2", "train_x2 has shape (11, 2)"},
     {"bad_dims.npz", LSMI_ERR_SHAPE, "val_x1", "val_x1 has shape (6, 2)"},
-    {"bad_missing.npz", LSMI_ERR_MISSING, "train_y", "missing key train_y"},
+    {"bad_missing.npz", LSMI_ERR_MISSING, "train_y",
+     "missing key train_y (or train_targets); the file holds train_x1, "
+     "train_x2, val_x1"},
     {"bad_val_partial.npz", LSMI_ERR_MISSING, "val_x2", "val_x2"},
     {"bad_nan.npz", LSMI_ERR_DATA, "train_x1", "NaN at row 4, column 1"},
     {"bad_f32_range.npz", LSMI_ERR_DATA, "val_x2", "float32 range at row 2"},
@@ -500,6 +503,25 @@ static void test_detect(void **state) {
   assert_string_equal(lsmi_format_name((lsmi_format_t)99), "unknown");
 }
 
+/* The list of keys a file holds, for missing-key errors, stays bounded. */
+static void test_seen_keys(void **state) {
+  (void)state;
+  lsmi__arrays_t as;
+  lsmi__arrays_init(&as);
+  lsmi__arrays_seen(&as, "arr_0");
+  lsmi__arrays_seen(&as, "arr_1");
+  assert_string_equal(as.seen, "arr_0, arr_1");
+  char key[40];
+  for (int i = 2; i < 100; i++) {
+    snprintf(key, sizeof key, "a_rather_long_key_name_%d", i);
+    lsmi__arrays_seen(&as, key);
+  }
+  size_t n = strlen(as.seen);
+  assert_true(n < sizeof as.seen);
+  assert_string_equal(as.seen + n - 3, "...");
+  lsmi__arrays_free(&as);
+}
+
 /* ---- SHA-256 against FIPS 180-4 examples ---- */
 
 static void test_sha256(void **state) {
@@ -557,6 +579,7 @@ int main(void) {
       cmocka_unit_test(test_validate),
       cmocka_unit_test(test_write_npz_roundtrip),
       cmocka_unit_test(test_detect),
+      cmocka_unit_test(test_seen_keys),
       cmocka_unit_test(test_sha256),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
