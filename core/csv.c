@@ -131,7 +131,7 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
   size_t ncols = 0, cap = 0;
   unsigned char *kind = NULL;
   size_t d1 = 0, d2 = 0;
-  bool have_y = false, have_split = false;
+  bool have_y = false, have_split = false, other_sep = false;
   char f[256];
   bool too_long;
   int more = 1, rc = 0;
@@ -158,6 +158,8 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
       kind = nk;
     }
     trim(f);
+    if (strpbrk(f, ";\t"))
+      other_sep = true;
     unsigned char k = C_IGNORE;
     if (strcmp(f, "y") == 0) {
       k = C_Y;
@@ -182,7 +184,10 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
   }
   if (!rc && !have_y)
     rc = lsmi_error_set(err, LSMI_ERR_MISSING, "y",
-                        "CSV header has no y column (labels)");
+                        "CSV header has no y column (labels)%s",
+                        other_sep ? "; fields must be separated by commas, "
+                                    "not semicolons or tabs"
+                                  : "");
   if (!rc && (d1 == 0 || d2 == 0))
     rc = lsmi_error_set(err, LSMI_ERR_MISSING, d1 == 0 ? "x1_*" : "x2_*",
                         "CSV header has no %s feature columns (named x%d_0, "

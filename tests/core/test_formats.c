@@ -182,6 +182,7 @@ static const struct {
     {"bad_nan.csv", LSMI_ERR_DATA, "x1", "line 7"},
     {"bad_ragged.csv", LSMI_ERR_FORMAT, NULL, "line 5"},
     {"bad_noy.csv", LSMI_ERR_MISSING, "y", "no y column"},
+    {"bad_semicolon.csv", LSMI_ERR_MISSING, "y", "separated by commas"},
     {"bad_quote.csv", LSMI_ERR_FORMAT, NULL, "unterminated quote"},
     {"bad_label.csv", LSMI_ERR_DATA, "train_y", "1.5 at row 1"},
     {"bad_split.csv", LSMI_ERR_DATA, "split", "holdout"},

@@ -402,6 +402,7 @@ def main():
     write('bad_quote.csv', csv_text(extra=lambda L: L[:-1] + [L[-1] + ',"unterminated']))
     write('bad_label.csv', b'split,y,x1_0,x2_0\ntrain,0,1,2\ntrain,1.5,1,2\ntrain,1,1,2\n')
     write('bad_split.csv', b'split,y,x1_0,x2_0\ntrain,0,1,2\ntest,1,1,2\nholdout,1,1,2\n')
+    write('bad_semicolon.csv', b'split;y;x1_0;x2_0\ntrain;0;1;2\n')
     write('bad_text.csv', b'split,y,x1_0,x2_0\ntrain,0,1,2\ntrain,1,abc,2\n')
 
     # ---------------- bad: json ----------------
