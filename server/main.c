@@ -11,7 +11,6 @@
 #include "lsmi.h"
 #include "probe.h"
 #include "serve.h"
-#include "serve.h"
 
 static void usage(FILE *out) {
   fprintf(out,
@@ -23,8 +22,6 @@ static void usage(FILE *out) {
           "  synth KIND --out FILE.npz [--n N] [--seed S]\n"
           "                  write a demo dataset (gaussian, redundancy,\n"
           "                  uniqueness, synergy)\n"
-          "  serve [--listen HOST:PORT] [--data-dir DIR] ...\n"
-          "                  run the HTTP daemon (see `lsmi serve --help`)\n"
           "  serve [--listen HOST:PORT] [--data-dir DIR] ...\n"
           "                  run the HTTP daemon (see `lsmi serve --help`)\n"
           "  version         print the version\n"
@@ -52,8 +49,6 @@ int main(int argc, char **argv) {
     return lsmi_fit_main(argc - 1, argv + 1);
   if (strcmp(cmd, "synth") == 0)
     return lsmi_synth_main(argc - 1, argv + 1);
-  if (strcmp(cmd, "serve") == 0)
-    return lsmi_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "serve") == 0)
     return lsmi_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
