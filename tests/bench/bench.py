@@ -400,6 +400,8 @@ def main():
     ap.add_argument('--cases', default='', help='comma-separated case names (default: all)')
     ap.add_argument('--no-ref', action='store_true', help='lsmi only')
     ap.add_argument('--ref-threads', default='1,2')
+    ap.add_argument('--reuse-ref', default='', help='results.json of an earlier run: take the reference '
+                    'numbers from it (same cases and epochs) instead of running the reference again')
     ap.add_argument('--no-full', action='store_true', help='skip the full-epoch run of the big case')
     ap.add_argument('--full-epochs', default='', help='D,E: epochs of that run (default 30,30)')
     ap.add_argument('--no-scaling', action='store_true')
@@ -425,6 +427,14 @@ def main():
     elif a.quick:
         cases = [c for c in CASES if c['n'] <= 20000]
     ref_threads = [int(t) for t in a.ref_threads.split(',') if t]
+    reuse = {}
+    if a.reuse_ref:
+        with open(a.reuse_ref) as f:
+            old = json.load(f)
+        for c in old['cases']:
+            for t, r in c['ref'].items():
+                if r and 'total' in r:
+                    reuse[(c['name'], tuple(c['epochs']), int(t))] = dict(r, reused_from=old['machine'])
     if a.data_only:
         for c in cases:
             b.data(c['n'], c['dim'], c['C'])
@@ -454,7 +464,10 @@ def main():
         row['data_mib'] = (n_tr + n_va) * (2 * d * 4 + 4) / 2 ** 20
         row['ref'] = {}
         for t in ref_threads:
-            if a.no_ref:
+            if (c['name'], (ed, ee), t) in reuse:
+                row['ref'][t] = reuse[(c['name'], (ed, ee), t)]
+                log(f'  reference --threads {t}: {row["ref"][t]["total"]:.2f} s, from {a.reuse_ref}')
+            elif a.no_ref:
                 row['ref'][t] = dict(skipped='not run (--no-ref)')
             elif t in c.get('ref_skip', {}):
                 row['ref'][t] = dict(skipped=c['ref_skip'][t])
