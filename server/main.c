@@ -25,7 +25,7 @@ static void usage(FILE *out) {
           "  serve [--listen HOST:PORT] [--data-dir DIR] ...\n"
           "                  run the HTTP daemon (see `lsmi serve --help`)\n"
           "  probe [URL | /PATH]\n"
-          "                  exit 0 when the daemon answers 2xx (health checks)\n"
+          "                  exit 0 when the daemon answers 2xx\n"
           "  version         print the version\n"
           "\n"
           "`lsmi COMMAND --help` describes each command.\n");
