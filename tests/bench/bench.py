@@ -485,7 +485,12 @@ def main():
                 row['full_rates'] = rates(row['full'], flops(n_tr, n_va, d, d, c['C'], fed, fee))
         if c.get('service') and not a.no_service:
             log(f'  service: the same fit through POST /v1/jobs')
-            row['service'] = service_fit(a.lsmi, path, a.threads, ed, ee, a.work)
+            for _ in range(3):  # like lsmi fit: short runs three times, the fastest kept
+                sv = service_fit(a.lsmi, path, a.threads, ed, ee, a.work)
+                if 'wall' not in sv or 'wall' not in row.get('service', {}) or sv['wall'] < row['service']['wall']:
+                    row['service'] = sv if 'wall' in sv or 'service' not in row else row['service']
+                if 'wall' not in sv or sv['wall'] >= 2.0:
+                    break
             if 'wall' in row['service']:
                 log(f'    {row["service"]["wall"]:.2f} s')
         results['cases'].append(row)
