@@ -30,25 +30,35 @@ void lsmi_adam_init(lsmi_adam_t *a, size_t n, float *m, float *v) {
   a->eps = 1e-8;
 }
 
-LSMI_VECTOR_CLONES
-void lsmi_adam_step(lsmi_adam_t *a, float *params, const float *grads,
-                    double lr) {
+void lsmi_adam_begin(lsmi_adam_t *a, double lr) {
   a->t++;
   double bc1 = 1.0 - pow(a->beta1, (double)a->t);
   double bc2 = 1.0 - pow(a->beta2, (double)a->t);
-  float step_size = (float)(lr / bc1);
-  float bc2_sqrt = (float)sqrt(bc2);
+  a->step_size = (float)(lr / bc1);
+  a->bc2_sqrt = (float)sqrt(bc2);
+}
+
+LSMI_VECTOR_CLONES
+void lsmi_adam_update(lsmi_adam_t *a, float *params, const float *grads,
+                      size_t off, size_t count) {
+  float step_size = a->step_size, bc2_sqrt = a->bc2_sqrt;
   float b1 = (float)a->beta1, b2 = (float)a->beta2;
   float one_b1 = (float)(1.0 - a->beta1), one_b2 = (float)(1.0 - a->beta2);
   float eps = (float)a->eps;
-  float *m = a->m, *v = a->v;
-  for (size_t i = 0; i < a->n; i++) {
-    float g = grads[i];
-    m[i] = b1 * m[i] + one_b1 * g;
-    v[i] = b2 * v[i] + one_b2 * g * g;
+  float *m = a->m + off, *v = a->v + off, *p = params + off;
+  const float *g = grads + off;
+  for (size_t i = 0; i < count; i++) {
+    m[i] = b1 * m[i] + one_b1 * g[i];
+    v[i] = b2 * v[i] + one_b2 * g[i] * g[i];
     float denom = sqrtf(v[i]) / bc2_sqrt + eps;
-    params[i] -= step_size * (m[i] / denom);
+    p[i] -= step_size * (m[i] / denom);
   }
+}
+
+void lsmi_adam_step(lsmi_adam_t *a, float *params, const float *grads,
+                    double lr) {
+  lsmi_adam_begin(a, lr);
+  lsmi_adam_update(a, params, grads, 0, a->n);
 }
 
 double lsmi_step_lr(double lr0, double gamma, int step, int epoch) {

@@ -307,7 +307,11 @@ static void task_train(fit_t *f, task_t *t) {
         atomic_store(&f->stop, 1);
         return;
       }
-      lsmi_adam_step(&t->adam, t->params, t->grads, lr);
+      lsmi_adam_begin(&t->adam, lr);
+      if (t->is_knife)
+        lsmi_knife_adam_update(&t->knife, &t->dknife, &t->adam);
+      else
+        lsmi_adam_update(&t->adam, t->params, t->grads, 0, t->nparams);
       loss_sum += loss * B;
     }
     t->loss_hist[epoch] = n ? loss_sum / (double)n : 0.0;

@@ -106,9 +106,8 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
  */
 size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
-  return 2 * knife_round(KK * dd) +
-         2 * knife_round(KK) + knife_round(BB * KK) + knife_round(BB) +
-         knife_round(BB * dd) + knife_round(KK * BB * dd);
+  return 2 * knife_round(KK * dd) + 2 * knife_round(KK) + knife_round(BB * KK) +
+         knife_round(BB) + knife_round(BB * dd) + knife_round(KK * BB * dd);
 }
 
 /*
@@ -169,8 +168,8 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
     knife_center(k, w, Z, x, ldx, B, c);
     // Z (B, d) = A (B, d) · (I + L_c)^T (d, d) in place, i.e. z = a + L_c a
     // for every row; unit diagonal, strictly lower part of tri_c.
-    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasUnit,
-                B, d, 1.0f, k->tri + (size_t)c * dd * dd, d, Z, d);
+    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasUnit, B,
+                d, 1.0f, k->tri + (size_t)c * dd * dd, d, Z, d);
     float base = w->logdet[c] + w->lsw[c];
     for (int n = 0; n < B; n++) {
       const float *zn = Z + (size_t)n * dd;
@@ -299,4 +298,17 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
     }
   }
   return loss;
+}
+
+void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
+                            lsmi_adam_t *a) {
+  size_t dd = (size_t)k->d, KK = (size_t)k->K;
+  float *p = k->means;          /* the parameter block starts with means */
+  const float *g = grad->means; /* and so does the gradient block */
+  size_t tri0 = 2 * KK * dd;    /* means (K, d) | logvar (K, d) | tri ... */
+  lsmi_adam_update(a, p, g, 0, tri0);
+  for (size_t c = 0; c < KK; c++)
+    for (size_t i = 1; i < dd; i++) /* row i: columns 0 .. i-1 */
+      lsmi_adam_update(a, p, g, tri0 + (c * dd + i) * dd, i);
+  lsmi_adam_update(a, p, g, tri0 + KK * dd * dd, KK); /* weigh (K) */
 }

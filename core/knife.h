@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 
+#include "adam.h"
 #include "rng.h"
 
 typedef struct lsmi_knife {
@@ -48,5 +49,16 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                 float *scratch, const float *x, size_t ldx,
                                 int B);
+
+/*
+ * Applies the Adam step begun last (lsmi_adam_begin) to the parameters that
+ * enter the density: means, logvar, the strictly lower triangle of tri and
+ * weigh. The diagonal and upper triangle of tri never get a gradient, so
+ * Adam would leave them exactly as they are; skipping them halves the
+ * optimizer's work at large d and gives the same bits. k views the parameter
+ * block, grad the gradient block; a's moments span the whole block.
+ */
+void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
+                            lsmi_adam_t *a);
 
 #endif
