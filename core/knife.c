@@ -193,6 +193,29 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
   }
 }
 
+/* Rows of dTri per product in knife_lower_product. */
+#define LOWER_BLOCK 64
+
+/*
+ * dtri (d, d) = strictly_lower(dZ^T A) for dZ, A (B, d). Only the strictly
+ * lower triangle is wanted, so row block [i0, i1) is one product over
+ * columns [0, i1) only: about half the work of the full d×d product for
+ * large d, in products still large enough for the BLAS to run at speed.
+ * The diagonal and everything above it are then set to 0.
+ */
+static void knife_lower_product(float *dtri, const float *dZ, const float *A,
+                                int d, int B) {
+  size_t dd = (size_t)d;
+  for (int i0 = 0; i0 < d; i0 += LOWER_BLOCK) {
+    int i1 = i0 + LOWER_BLOCK < d ? i0 + LOWER_BLOCK : d;
+    // dtri[i0:i1, 0:i1] (i1 - i0, i1) = dZ[:, i0:i1]^T A[:, 0:i1]
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1 - i0, i1, B, 1.0f,
+                dZ + i0, d, A, d, 0.0f, dtri + (size_t)i0 * dd, d);
+  }
+  for (int i = 0; i < d; i++)
+    memset(dtri + (size_t)i * dd + i, 0, (size_t)(d - i) * sizeof(float));
+}
+
 static double knife_log_norm(int d) {
   return -0.5 * (double)d * log(2.0 * M_PI);
 }
@@ -262,10 +285,7 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
     }
     // dL_c = strictly_lower(Σ_n dz_n a_n^T) = strictly_lower(dZ^T A).
     knife_center(k, &w, w.A, x, ldx, B, c);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, d, B, 1.0f, dZ, d,
-                w.A, d, 0.0f, dtri, d);
-    for (int i = 0; i < d; i++)
-      memset(dtri + (size_t)i * dd + i, 0, (size_t)(d - i) * sizeof(float));
+    knife_lower_product(dtri, dZ, w.A, d, B);
     // da_n = (I + L_c)^T dz_n, i.e. dA (B, d) = dZ (B, d) · (I + L_c), in
     // place over a copy of dZ (A is not needed any more).
     memcpy(w.A, dZ, (size_t)B * dd * sizeof(float));
