@@ -945,11 +945,13 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
   h->store = store;
   h->sched = sched;
   h->d = MHD_start_daemon(
-      flags, 0, NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR, &ss,
+      flags, 0, NULL, NULL, handler, h,
+      /* First, so that libmicrohttpd's own messages about the options that
+       * follow go to our JSON log too. */
+      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_SOCK_ADDR, &ss,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
       MHD_OPTION_NOTIFY_COMPLETED, completed, h,
-      MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
       MHD_OPTION_END);
   if (h->d == NULL) {
