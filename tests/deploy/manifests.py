@@ -325,6 +325,22 @@ if help_text:
     missing = [f for f in flags if f"--{f}" not in man_text]
     check("doc/lsmi.1 documents every flag of `lsmi serve --help`",
           flags and not missing, "missing: " + ", ".join(missing))
+
+    def norm(v):
+        v = v.strip().strip("()")
+        m = re.fullmatch(r"(\d+)([KMGT])", v)
+        if m:
+            return str(int(m.group(1)) << (10 * "KMGT".index(m.group(2)) + 10))
+        return v
+    help_def = {f: norm(d) for f, d in re.findall(
+        r"^\s+--([a-z][a-z0-9-]*)\s+LSMI_[A-Z0-9_]+\s+(\S+)", help_text, re.M)}
+    man_def = {f: norm(d) for f, d in re.findall(
+        r"^\.BI? --([a-z][a-z0-9-]*)[^\n]*\n\.RB \( *LSMI_[A-Z0-9_]+ *,\n"
+        r"default ([^)\n]+)\)", man_text, re.M)}
+    wrong = [f"--{f}: man {man_def.get(f)}, code {d}"
+             for f, d in sorted(help_def.items()) if man_def.get(f) != d]
+    check("doc/lsmi.1 gives the defaults of `lsmi serve --help`",
+          help_def and not wrong, "; ".join(wrong))
 if BIN:
     try:
         r = subprocess.run([BIN, "fit", "--help"], capture_output=True,
