@@ -4,18 +4,16 @@
  *
  * Order of events in lsmi_blas_setup(), which main() calls before anything
  * else (no thread, no open socket, no output yet):
- *   1. openblas_set_num_threads(1), so that every later BLAS call (the
- *      verification included) runs on the calling thread;
+ *   1. openblas_set_num_threads(1) and stop OpenBLAS's own thread pool, so
+ *      that every later BLAS call (the verification included) runs on the
+ *      calling thread and no idle pool thread competes with lsmi's;
  *   2. read and clear the LSMI_BLAS_STAGE marker (set only by a re-exec of
  *      ours; its presence forbids another re-exec, so there is no loop);
  *   3. decide from the CPU features, OpenBLAS's choice and the environment;
- *      on REEXEC, set OPENBLAS_CORETYPE (if the kernels change),
- *      OPENBLAS_NUM_THREADS=1 (if unset) and the marker, and execv
- *      /proc/self/exe with the same argv (the new image loads OpenBLAS
- *      afresh and comes back here at step 1). One exec serves both: the
- *      thread count matters as much as the kernels, because OpenBLAS starts
- *      its pool when it loads and idle pool threads spin on sched_yield
- *      beside lsmi's own (on 2 cores that halved a demo fit's speed);
+ *      on REEXEC, set OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS=1 (if unset)
+ *      and the marker, and execv /proc/self/exe with the same argv (the new
+ *      image loads OpenBLAS afresh and comes back here at step 1). The
+ *      thread pool alone is no reason to re-exec: step 1 stops it in place;
  *   4. verify the kernels in use on exact products; if they fail, re-exec
  *      once more with the generic Prescott kernels.
  * Only this file's few statics remember the outcome; they are written in
@@ -263,17 +261,12 @@ void lsmi_blas_decide(unsigned cpu_features, const char *corename,
                  lsmi_blas_core_tier(corename), corename, env, out);
 
   /* OpenBLAS starts its thread pool when it loads, from
-   * OPENBLAS_NUM_THREADS; an operator's own value is kept (the calls still
-   * run on one thread, see lsmi_blas_setup). */
-  if (!is_set(env->openblas_num_threads)) {
+   * OPENBLAS_NUM_THREADS. A re-exec for the kernels sets it to 1 on the way
+   * (an operator's own value is kept); no re-exec is made for the threads
+   * alone, because lsmi_blas_setup stops the pool in place for less than
+   * the exec costs (about 9 ms of a 60 ms demo fit). */
+  if (!is_set(env->openblas_num_threads) && out->action == LSMI_BLAS_REEXEC)
     out->set_threads = true;
-    if (out->action == LSMI_BLAS_KEEP) {
-      out->action = LSMI_BLAS_REEXEC;
-      out->stage = out->source;
-      if (!out->warn)
-        out->reason = "OpenBLAS must not start threads of its own";
-    }
-  }
 }
 
 void lsmi_blas_decide_fallback(bool verified, const char *corename,
@@ -507,10 +500,21 @@ static void reexec(char **argv, const lsmi_blas_decision_t *d) {
   log_line("warn", "re-exec failed; kernels kept", "error", strerror(e));
 }
 
+/*
+ * OpenBLAS's pthreads build exports the function that its fork handler uses
+ * to stop the pool; with one thread set, the pool is never needed again.
+ * Weak, so that a build of OpenBLAS without it (OpenMP, serial) still links.
+ */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
 void lsmi_blas_setup(int argc, char **argv) {
   (void)argc;
-  /* Whatever happens below, BLAS calls run on the calling thread. */
+  /* Whatever happens below, BLAS calls run on the calling thread, and the
+   * pool OpenBLAS started when it loaded is stopped: idle, its threads spin
+   * on sched_yield beside lsmi's own for a while. */
   openblas_set_num_threads(1);
+  if (blas_thread_shutdown_ != NULL)
+    blas_thread_shutdown_();
 
   char stage[16] = "";
   const char *st = getenv(STAGE_ENV);

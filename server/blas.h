@@ -123,10 +123,9 @@ typedef struct lsmi_blas_decision {
 
 /*
  * The kernel choice, from the CPU's feature bits, the core OpenBLAS loaded
- * (`corename`, borrowed) and the environment (borrowed), and whether
- * OpenBLAS's thread pool must be sized to one (OPENBLAS_NUM_THREADS unset).
- * Both go into one re-exec. Never re-executes twice: a set stage always
- * gives KEEP. Fills *out.
+ * (`corename`, borrowed) and the environment (borrowed); a re-exec for the
+ * kernels also sizes OpenBLAS's pool to one (OPENBLAS_NUM_THREADS unset).
+ * Never re-executes twice: a set stage always gives KEEP. Fills *out.
  */
 void lsmi_blas_decide(unsigned cpu_features, const char *corename,
                       const lsmi_blas_env_t *env, lsmi_blas_decision_t *out);

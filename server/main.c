@@ -2,9 +2,7 @@
  * main.c — the `lsmi` binary: dispatches to its subcommands.
  */
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "blas.h"
 #include "cmd.h"
@@ -35,10 +33,11 @@ int main(int argc, char **argv) {
   /* The health probe uses no BLAS: no re-exec, no log line, every 30 s. */
   if (argc >= 2 && strcmp(argv[1], "probe") == 0)
     return lsmi_probe_main(argc - 1, argv + 1);
-  /* Before anything else: one re-exec, if needed, gives OpenBLAS better
-   * kernels and no thread pool of its own (server/blas.h). */
+  /* Before anything else: one re-exec, only if needed, gives OpenBLAS
+   * better kernels; its own thread pool is stopped (server/blas.h). */
   lsmi_blas_setup(argc, argv);
-  fprintf(stderr, "{\"level\":\"info\",\"event\":\"blas\",\"corename\":\"%s\","
+  fprintf(stderr,
+          "{\"level\":\"info\",\"event\":\"blas\",\"corename\":\"%s\","
           "\"source\":\"%s\",\"verified\":%s,\"blas_threads\":1}\n",
           lsmi_blas_corename(), lsmi_blas_source(),
           lsmi_blas_verified() ? "true" : "false");

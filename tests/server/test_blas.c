@@ -5,6 +5,7 @@
  * against the real OpenBLAS and against fake kernels that are wrong, return
  * NaN or raise SIGILL.
  */
+#include <dirent.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -180,50 +181,59 @@ static void test_stage_stops_loops(void **state) {
   assert_int_equal(d.action, LSMI_BLAS_KEEP);
 }
 
-/* OpenBLAS's own pool: one re-exec sets OPENBLAS_NUM_THREADS=1 when unset. */
+/* OpenBLAS's own pool: never a re-exec of its own; a re-exec for the
+ * kernels sets OPENBLAS_NUM_THREADS=1 on the way when it is unset. */
 static void test_threads(void **state) {
   (void)state;
   lsmi_blas_env_t env = {0};
   lsmi_blas_decision_t d;
-  /* Good kernels, no thread setting: re-exec for the threads only. */
+  /* Good kernels, no thread setting: no exec (setup stops the pool). */
   lsmi_blas_decide(AVX512, "Cooperlake", &env, &d);
-  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
-  assert_true(d.set_threads);
-  assert_string_equal(d.coretype, "");
+  assert_int_equal(d.action, LSMI_BLAS_KEEP);
+  assert_false(d.set_threads);
   assert_string_equal(d.source, "openblas");
-  assert_string_equal(d.stage, "openblas");
 
-  /* Both at once: one exec. */
+  /* Kernels to change: the one exec also sets the threads. */
   lsmi_blas_decide(AVX512, "Prescott", &env, &d);
   assert_int_equal(d.action, LSMI_BLAS_REEXEC);
   assert_true(d.set_threads);
   assert_string_equal(d.coretype, "SkylakeX");
   assert_string_equal(d.stage, "auto");
 
-  /* off leaves the kernels alone but not the thread budget. */
+  /* off leaves the kernels alone, and so no exec. */
   env.lsmi_coretype = "off";
   lsmi_blas_decide(AVX512, "Prescott", &env, &d);
-  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
-  assert_string_equal(d.coretype, "");
-  assert_string_equal(d.stage, "off");
+  assert_int_equal(d.action, LSMI_BLAS_KEEP);
+  assert_string_equal(d.source, "off");
 
-  /* A refused operator choice still warns when re-executing for threads. */
+  /* A refused operator choice warns and keeps. */
   env.lsmi_coretype = "NoSuchCore";
   lsmi_blas_decide(AVX512, "Cooperlake", &env, &d);
-  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
+  assert_int_equal(d.action, LSMI_BLAS_KEEP);
   assert_true(d.warn);
-  assert_string_equal(d.coretype, "");
 
-  /* An operator's own value is kept; so is a set stage. */
+  /* An operator's own thread count is kept on a re-exec. */
   env.lsmi_coretype = NULL;
   env.openblas_num_threads = "4";
-  lsmi_blas_decide(AVX512, "Cooperlake", &env, &d);
-  assert_int_equal(d.action, LSMI_BLAS_KEEP);
+  lsmi_blas_decide(AVX512, "Prescott", &env, &d);
+  assert_int_equal(d.action, LSMI_BLAS_REEXEC);
+  assert_false(d.set_threads);
   env.openblas_num_threads = NULL;
   env.stage = "off";
   lsmi_blas_decide(AVX512, "Prescott", &env, &d);
   assert_int_equal(d.action, LSMI_BLAS_KEEP);
   assert_string_equal(d.source, "off");
+}
+
+/* Threads of this process, from /proc/self/task. */
+static int thread_count(void) {
+  DIR *dir = opendir("/proc/self/task");
+  assert_non_null(dir);
+  int n = 0;
+  for (struct dirent *e; (e = readdir(dir)) != NULL;)
+    n += e->d_name[0] != '.';
+  closedir(dir);
+  return n;
 }
 
 static void test_fallback_decision(void **state) {
@@ -367,6 +377,8 @@ static void test_setup_off(void **state) {
   char *argv[] = {arg0, NULL};
   lsmi_blas_setup(1, argv);
   assert_int_equal(openblas_get_num_threads(), 1);
+  /* OpenBLAS's pool, started when the test binary loaded, is gone. */
+  assert_int_equal(thread_count(), 1);
   assert_true(lsmi_blas_verified());
   assert_string_equal(lsmi_blas_source(), "off");
   assert_non_null(lsmi_blas_corename());
