@@ -185,9 +185,12 @@ void lsmi_mlp_forward(const lsmi_mlp_t *m, lsmi_mlp_acts_t *a, const float *x,
 
 /*
  * log Σ_c exp(l_c) of one row of logits (C), as max + log Σ_c exp(l_c - max)
- * with the sum in double: subtracting the maximum keeps every exponent <= 0,
+ * with the exponentials in float (as PyTorch's float32 log_softmax) and
+ * their sum in double. Subtracting the maximum keeps every exponent <= 0,
  * so nothing overflows, and the largest term is exactly 1, so the logarithm
- * is finite. A NaN logit gives NaN (the fit's divergence check relies on it).
+ * is finite. A NaN logit gives NaN (the fit's divergence check relies on
+ * it). lsmi_ce_forward_backward repeats exactly these operations, so its
+ * loss is -log_softmax_at to the bit.
  */
 static double row_logsumexp(const float *l, int C) {
   float mx = l[0];
@@ -196,7 +199,7 @@ static double row_logsumexp(const float *l, int C) {
       mx = l[c];
   double s = 0.0;
   for (int c = 0; c < C; c++)
-    s += exp((double)l[c] - (double)mx);
+    s += (double)expf(l[c] - mx);
   return (double)mx + log(s);
 }
 
@@ -211,14 +214,24 @@ double lsmi_ce_forward_backward(float *dlogits, const float *logits,
     float *dl = dlogits + (size_t)r * (size_t)C;     // (C)
     int yr = y[r];
     assert(yr >= 0 && yr < C);
-    double lse = row_logsumexp(l, C);
-    /* loss_b = -log softmax(l)_y = lse - l_y */
-    loss += lse - (double)l[yr];
-    /* dL/dl_c = (softmax(l)_c - [c == y]) / B, with softmax = exp(l - lse) */
+    /* One pass of exponentials, e_c = exp(l_c - max) (float, as PyTorch),
+     * kept in dl, summed in double; see row_logsumexp for why the maximum
+     * is subtracted. A NaN logit makes the loss NaN. */
+    float mx = l[0];
+    for (int c = 1; c < C; c++)
+      if (l[c] > mx)
+        mx = l[c];
+    double sum = 0.0;
     for (int c = 0; c < C; c++) {
-      double p = exp((double)l[c] - lse);
-      dl[c] = (float)((p - (c == yr ? 1.0 : 0.0)) * invB);
+      dl[c] = expf(l[c] - mx);
+      sum += (double)dl[c];
     }
+    /* loss_b = -log softmax(l)_y = max + log Σ e - l_y */
+    loss += (double)mx + log(sum) - (double)l[yr];
+    /* dL/dl_c = (softmax(l)_c - [c == y]) / B, softmax_c = e_c / Σ e */
+    double scale = invB / sum;
+    for (int c = 0; c < C; c++)
+      dl[c] = (float)((double)dl[c] * scale - (c == yr ? invB : 0.0));
   }
   return loss * invB;
 }
