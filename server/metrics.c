@@ -4,18 +4,18 @@
  * a request records once, a scrape copies everything out.
  */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "metrics.h"
+#include "util.h"
 
-static const int codes[] = {200, 201, 202, 204, 400, 401, 404, 405, 409,
-                            413, 415, 422, 429, 500, 503, 0 /* other */};
+static const int codes[] = {200, 201, 202, 204, 400, 401, 404, 405,
+                            409, 413, 415, 422, 429, 500, 503, 0 /* other */};
 #define N_CODES (sizeof codes / sizeof codes[0])
-static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                 0.1,   0.25,   0.5,   1,    2.5,   5,   10};
+static const double buckets[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                 0.25,  0.5,    1,     2.5,  5,     10};
 #define N_BUCKETS (sizeof buckets / sizeof buckets[0])
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* metrics.mu */
@@ -56,46 +56,13 @@ void lsmi_metrics_upload_bytes(uint64_t n) {
 }
 
 void lsmi_metrics_fit(double seconds, const char *outcome) {
-  size_t k = !strcmp(outcome, "succeeded") ? 0 : !strcmp(outcome, "failed") ? 1 : 2;
+  size_t k = !strcmp(outcome, "succeeded") ? 0
+             : !strcmp(outcome, "failed")  ? 1
+                                           : 2;
   pthread_mutex_lock(&mu);
   fit_sum += seconds;
   fit_count[k]++;
   pthread_mutex_unlock(&mu);
-}
-
-/* A growable string for the exposition text. */
-typedef struct buf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} buf_t;
-
-__attribute__((format(printf, 2, 3))) static void put(buf_t *b,
-                                                      const char *fmt, ...) {
-  if (b->oom)
-    return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->oom = 1;
-      return;
-    }
-    if ((size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap * 2 + (size_t)n;
-    char *q = realloc(b->p, cap);
-    if (q == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->p = q;
-    b->cap = cap;
-  }
 }
 
 char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
@@ -111,11 +78,12 @@ char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
   memcpy(fc, fit_count, sizeof fc);
   pthread_mutex_unlock(&mu);
 
-  buf_t b = {malloc(4096), 0, 4096, 0};
-  if (b.p == NULL)
+  lsmi_strbuf_t b;
+  lsmi_strbuf_init(&b, 4096);
+  if (b.oom)
     return NULL;
-  b.p[0] = '\0';
-  put(&b, "# HELP lsmi_http_requests_total HTTP requests by route and status.\n"
+  lsmi_strbuf_printf(
+      &b, "# HELP lsmi_http_requests_total HTTP requests by route and status.\n"
           "# TYPE lsmi_http_requests_total counter\n");
   for (int r = 0; r < LSMI_ROUTE_COUNT; r++)
     for (size_t c = 0; c < N_CODES; c++)
@@ -125,42 +93,47 @@ char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
           snprintf(code, sizeof code, "%d", codes[c]);
         else
           snprintf(code, sizeof code, "other");
-        put(&b, "lsmi_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+        lsmi_strbuf_printf(
+            &b, "lsmi_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
             lsmi_router_name((lsmi_route_t)r), code,
             (unsigned long long)req[r][c]);
       }
-  put(&b, "# HELP lsmi_http_request_duration_seconds Request latency.\n"
+  lsmi_strbuf_printf(
+      &b, "# HELP lsmi_http_request_duration_seconds Request latency.\n"
           "# TYPE lsmi_http_request_duration_seconds histogram\n");
   uint64_t cum = 0;
   for (size_t i = 0; i < N_BUCKETS; i++) {
     cum += le[i];
-    put(&b, "lsmi_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+    lsmi_strbuf_printf(
+        &b, "lsmi_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
         buckets[i], (unsigned long long)cum);
   }
-  put(&b,
+  lsmi_strbuf_printf(
+      &b,
       "lsmi_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
       "lsmi_http_request_duration_seconds_sum %.6f\n"
       "lsmi_http_request_duration_seconds_count %llu\n",
       (unsigned long long)count, sum, (unsigned long long)count);
-  put(&b,
-      "# HELP lsmi_queue_depth Jobs waiting for a worker.\n"
-      "# TYPE lsmi_queue_depth gauge\nlsmi_queue_depth %lld\n"
-      "# HELP lsmi_jobs_running Jobs on a worker now.\n"
-      "# TYPE lsmi_jobs_running gauge\nlsmi_jobs_running %lld\n"
-      "# HELP lsmi_workers Configured worker slots.\n"
-      "# TYPE lsmi_workers gauge\nlsmi_workers %lld\n"
-      "# HELP lsmi_datasets Stored datasets.\n"
-      "# TYPE lsmi_datasets gauge\nlsmi_datasets %lld\n",
-      (long long)g->queue_depth, (long long)g->running,
-      (long long)g->workers, (long long)g->datasets);
+  lsmi_strbuf_printf(&b,
+                     "# HELP lsmi_queue_depth Jobs waiting for a worker.\n"
+                     "# TYPE lsmi_queue_depth gauge\nlsmi_queue_depth %lld\n"
+                     "# HELP lsmi_jobs_running Jobs on a worker now.\n"
+                     "# TYPE lsmi_jobs_running gauge\nlsmi_jobs_running %lld\n"
+                     "# HELP lsmi_workers Configured worker slots.\n"
+                     "# TYPE lsmi_workers gauge\nlsmi_workers %lld\n"
+                     "# HELP lsmi_datasets Stored datasets.\n"
+                     "# TYPE lsmi_datasets gauge\nlsmi_datasets %lld\n",
+                     (long long)g->queue_depth, (long long)g->running,
+                     (long long)g->workers, (long long)g->datasets);
   static const char *states[5] = {"queued", "running", "succeeded", "failed",
                                   "cancelled"};
-  put(&b, "# HELP lsmi_jobs Jobs in the store by state.\n"
-          "# TYPE lsmi_jobs gauge\n");
+  lsmi_strbuf_printf(&b, "# HELP lsmi_jobs Jobs in the store by state.\n"
+                         "# TYPE lsmi_jobs gauge\n");
   for (int i = 0; i < 5; i++)
-    put(&b, "lsmi_jobs{state=\"%s\"} %lld\n", states[i],
-        (long long)g->jobs_by_state[i]);
-  put(&b,
+    lsmi_strbuf_printf(&b, "lsmi_jobs{state=\"%s\"} %lld\n", states[i],
+                       (long long)g->jobs_by_state[i]);
+  lsmi_strbuf_printf(
+      &b,
       "# HELP lsmi_fit_seconds Wall time of finished fits.\n"
       "# TYPE lsmi_fit_seconds summary\n"
       "lsmi_fit_seconds_sum %.6f\nlsmi_fit_seconds_count %llu\n"

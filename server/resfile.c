@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,8 +50,8 @@ int lsmi_resfile_write(const char *data_dir, const char *job_id,
   snprintf(dir, sizeof dir, "%s/results", data_dir);
   int fd = mkstemp(tmp);
   if (fd < 0)
-    return lsmi_error_set(err, LSMI_ERR_IO, "results",
-                          "cannot create %s: %s", tmp, strerror(errno));
+    return lsmi_error_set(err, LSMI_ERR_IO, "results", "cannot create %s: %s",
+                          tmp, strerror(errno));
   uint64_t n = rows->n;
   int bad = lsmi_util_write_all(fd, magic, sizeof magic) ||
             lsmi_util_write_all(fd, &n, sizeof n);
@@ -92,8 +91,7 @@ void lsmi_resfile_rows_free(lsmi_rows_t *rows) {
 }
 
 int lsmi_resfile_read(const char *data_dir, const char *job_id,
-                      const char *split, lsmi_rows_t *rows,
-                      lsmi_error_t *err) {
+                      const char *split, lsmi_rows_t *rows, lsmi_error_t *err) {
   memset(rows, 0, sizeof *rows);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/results/%s.%s", data_dir, job_id, split);
@@ -130,8 +128,8 @@ int lsmi_resfile_read(const char *data_dir, const char *job_id,
       if (r < 0 && errno == EINTR)
         continue;
       free(block);
-      st = lsmi_error_set(err, LSMI_ERR_IO, "results", "short read of %s",
-                          path);
+      st =
+          lsmi_error_set(err, LSMI_ERR_IO, "results", "short read of %s", path);
       goto out;
     }
     got += (size_t)r;
@@ -139,7 +137,7 @@ int lsmi_resfile_read(const char *data_dir, const char *job_id,
   rows->n = (size_t)n;
   rows->y = (int32_t *)(void *)block;
   double *d = (double *)(void *)(block + y_bytes(rows->n));
-  double **c[9] = {&rows->r,  &rows->u1, &rows->u2, &rows->s, &rows->i1,
+  double **c[9] = {&rows->r,  &rows->u1,  &rows->u2, &rows->s, &rows->i1,
                    &rows->i2, &rows->i12, &rows->h1, &rows->h2};
   for (int k = 0; k < 9; k++)
     *c[k] = d + (size_t)k * rows->n;
@@ -202,18 +200,30 @@ typedef struct sort_ctx {
 
 static double value(const lsmi_rows_t *r, lsmi_rescol_t c, size_t i) {
   switch (c) {
-  case LSMI_COL_INDEX: return (double)i;
-  case LSMI_COL_Y: return (double)r->y[i];
-  case LSMI_COL_R: return r->r[i];
-  case LSMI_COL_U1: return r->u1[i];
-  case LSMI_COL_U2: return r->u2[i];
-  case LSMI_COL_S: return r->s[i];
-  case LSMI_COL_I1: return r->i1[i];
-  case LSMI_COL_I2: return r->i2[i];
-  case LSMI_COL_I12: return r->i12[i];
-  case LSMI_COL_H1: return r->h1[i];
-  case LSMI_COL_H2: return r->h2[i];
-  default: return 0.0;
+  case LSMI_COL_INDEX:
+    return (double)i;
+  case LSMI_COL_Y:
+    return (double)r->y[i];
+  case LSMI_COL_R:
+    return r->r[i];
+  case LSMI_COL_U1:
+    return r->u1[i];
+  case LSMI_COL_U2:
+    return r->u2[i];
+  case LSMI_COL_S:
+    return r->s[i];
+  case LSMI_COL_I1:
+    return r->i1[i];
+  case LSMI_COL_I2:
+    return r->i2[i];
+  case LSMI_COL_I12:
+    return r->i12[i];
+  case LSMI_COL_H1:
+    return r->h1[i];
+  case LSMI_COL_H2:
+    return r->h2[i];
+  default:
+    return 0.0;
   }
 }
 
@@ -233,61 +243,28 @@ static int cmp(const void *a, const void *b, void *arg) {
   return i < j ? -1 : (i > j);
 }
 
-typedef struct sbuf {
-  char *p;
-  size_t len, cap;
-  int oom;
-} sbuf_t;
-
-__attribute__((format(printf, 2, 3))) static void put(sbuf_t *b,
-                                                      const char *fmt, ...) {
-  if (b->oom)
-    return;
-  for (;;) {
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-      b->oom = 1;
-      return;
-    }
-    if ((size_t)n < b->cap - b->len) {
-      b->len += (size_t)n;
-      return;
-    }
-    size_t cap = b->cap * 2 + (size_t)n + 1;
-    char *q = realloc(b->p, cap);
-    if (q == NULL) {
-      b->oom = 1;
-      return;
-    }
-    b->p = q;
-    b->cap = cap;
-  }
-}
-
 /* A JSON number, or null for a value JSON cannot hold. */
-static void put_num(sbuf_t *b, const char *key, double v, bool json) {
+static void put_num(lsmi_strbuf_t *b, const char *key, double v, bool json) {
   if (json) {
     if (isfinite(v))
-      put(b, ",\"%s\":%.17g", key, v);
+      lsmi_strbuf_printf(b, ",\"%s\":%.17g", key, v);
     else
-      put(b, ",\"%s\":null", key);
+      lsmi_strbuf_printf(b, ",\"%s\":null", key);
   } else {
-    put(b, ",%.17g", v);
+    lsmi_strbuf_printf(b, ",%.17g", v);
   }
 }
 
-static void put_row(sbuf_t *b, const lsmi_rows_t *r, size_t i,
+static void put_row(lsmi_strbuf_t *b, const lsmi_rows_t *r, size_t i,
                     const char *split, bool json) {
   if (json)
-    put(b, "{\"index\":%zu,\"split\":\"%s\",\"y\":%d", i, split, (int)r->y[i]);
+    lsmi_strbuf_printf(b, "{\"index\":%zu,\"split\":\"%s\",\"y\":%d", i, split,
+                       (int)r->y[i]);
   else
-    put(b, "%zu,%s,%d", i, split, (int)r->y[i]);
+    lsmi_strbuf_printf(b, "%zu,%s,%d", i, split, (int)r->y[i]);
   for (int k = LSMI_COL_R; k < LSMI_COL_COUNT; k++)
     put_num(b, col_names[k], value(r, (lsmi_rescol_t)k, i), json);
-  put(b, json ? "}" : "\n");
+  lsmi_strbuf_printf(b, json ? "}" : "\n");
 }
 
 char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
@@ -305,16 +282,18 @@ char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
     sort_ctx_t ctx = {rows, q->sort, q->desc};
     qsort_r(order, n, sizeof *order, cmp, &ctx);
   }
-  sbuf_t b = {malloc(4096 + count * 256), 0, 4096 + count * 256, 0};
-  if (b.p == NULL) {
+  lsmi_strbuf_t b;
+  lsmi_strbuf_init(&b, 4096 + count * 256);
+  if (b.oom) {
+    free(b.p);
     free(order);
     return NULL;
   }
-  b.p[0] = '\0';
   switch (q->format) {
   case LSMI_RES_JSON:
     *content_type = "application/json";
-    put(&b,
+    lsmi_strbuf_printf(
+        &b,
         "{\"split\":\"%s\",\"sort\":\"%s%s\",\"total\":%zu,\"offset\":%zu,"
         "\"limit\":%zu,\"rows\":[",
         q->split, q->desc ? "-" : "", col_names[q->sort], n, q->offset,
@@ -322,7 +301,7 @@ char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
     break;
   case LSMI_RES_CSV:
     *content_type = "text/csv; charset=utf-8";
-    put(&b, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n");
+    lsmi_strbuf_printf(&b, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n");
     break;
   case LSMI_RES_NDJSON:
     *content_type = "application/x-ndjson";
@@ -331,13 +310,13 @@ char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
   for (size_t k = 0; k < count; k++) {
     size_t i = order ? order[start + k] : start + k;
     if (q->format == LSMI_RES_JSON && k)
-      put(&b, ",");
+      lsmi_strbuf_printf(&b, ",");
     put_row(&b, rows, i, q->split, q->format != LSMI_RES_CSV);
     if (q->format == LSMI_RES_NDJSON)
-      put(&b, "\n");
+      lsmi_strbuf_printf(&b, "\n");
   }
   if (q->format == LSMI_RES_JSON)
-    put(&b, "]}");
+    lsmi_strbuf_printf(&b, "]}");
   free(order);
   if (b.oom) {
     free(b.p);

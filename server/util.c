@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,4 +115,40 @@ void lsmi_util_log(const char *event, json_t *fields) {
   fflush(stderr);
   funlockfile(stderr);
   free(line);
+}
+
+void lsmi_strbuf_init(lsmi_strbuf_t *b, size_t cap) {
+  b->p = malloc(cap ? cap : 1);
+  b->len = 0;
+  b->cap = cap ? cap : 1;
+  b->oom = b->p == NULL;
+  if (b->p)
+    b->p[0] = '\0';
+}
+
+void lsmi_strbuf_printf(lsmi_strbuf_t *b, const char *fmt, ...) {
+  if (b->oom)
+    return;
+  for (;;) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+      b->oom = 1;
+      return;
+    }
+    if ((size_t)n < b->cap - b->len) {
+      b->len += (size_t)n;
+      return;
+    }
+    size_t cap = b->cap * 2 + (size_t)n + 1;
+    char *q = realloc(b->p, cap);
+    if (q == NULL) {
+      b->oom = 1;
+      return;
+    }
+    b->p = q;
+    b->cap = cap;
+  }
 }

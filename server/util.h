@@ -32,6 +32,23 @@ int lsmi_util_fsync_dir(const char *dir);
 int lsmi_util_write_all(int fd, const void *buf, size_t len);
 
 /*
+ * A growable string for text built piece by piece (the metrics exposition,
+ * pages of results). Start with lsmi_strbuf_init; lsmi_strbuf_printf appends
+ * and grows the buffer; after an allocation failure `oom` is set and every
+ * later append is a no-op. The caller owns `p` and frees it.
+ */
+typedef struct lsmi_strbuf {
+  char *p;
+  size_t len, cap;
+  int oom;
+} lsmi_strbuf_t;
+
+/* Allocates `cap` bytes (an empty string); oom is set when that fails. */
+void lsmi_strbuf_init(lsmi_strbuf_t *b, size_t cap);
+void lsmi_strbuf_printf(lsmi_strbuf_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*
  * The structured log: one JSON object per line on stderr (or the file given
  * to lsmi_util_log_open). lsmi_util_log takes the reference to `fields`
  * (an object; may be NULL), adds "ts" and "event" and writes the line with
