@@ -341,6 +341,14 @@ if help_text:
              for f, d in sorted(help_def.items()) if man_def.get(f) != d]
     check("doc/lsmi.1 gives the defaults of `lsmi serve --help`",
           help_def and not wrong, "; ".join(wrong))
+    # The README's configuration table: | `--flag` | `LSMI_X` | `default` | ...
+    readme_def = {f: norm(d) for f, d in re.findall(
+        r"^\| `--([a-z][a-z0-9-]*)` \| `LSMI_[A-Z0-9_]+` \| `?([^`|]+?)`? \|",
+        read("README.md"), re.M)}
+    wrong = [f"--{f}: README {readme_def.get(f)}, code {d}"
+             for f, d in sorted(help_def.items()) if readme_def.get(f) != d]
+    check("README's configuration table gives every flag and default of "
+          "`lsmi serve --help`", help_def and not wrong, "; ".join(wrong))
 if BIN:
     try:
         r = subprocess.run([BIN, "fit", "--help"], capture_output=True,
