@@ -192,12 +192,13 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
   t->epochs = t->is_knife ? p->epochs_entropy : p->epochs_discriminator;
   double dd = (double)din;
   if (t->is_knife) {
-    /* forward: K sgemms B·d·d plus O(K·d) per row; backward twice that. */
+    /* Per row: K d×d products forward, twice that backward (counted dense;
+     * only the ordering of tasks and the progress fraction use it). */
     t->cost = (double)n * K * (6.0 * dd * dd + 20.0 * dd);
     t->nparams = lsmi_knife_nparams(t->din, K);
-    /* Evaluation blocks are capped so that large d stays within memory;
-     * the scratch has a fixed part (K·d² for the factors) and a part that
-     * grows with the rows. */
+    /* Evaluation blocks are capped so that large d stays within memory:
+     * the scratch has a small part fixed per call and a part that grows
+     * with the rows. */
     size_t per_row =
         lsmi_knife_nscratch(t->din, K, 1) - lsmi_knife_nscratch(t->din, K, 0);
     size_t rows = per_row ? EVAL_SCRATCH_FLOATS / per_row : EVAL_BLOCK;
