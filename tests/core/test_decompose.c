@@ -14,9 +14,7 @@
 #include "fixture.h"
 #include "lsmi.h"
 
-/* cmocka's assert_float_equal compares in float; these checks need double. */
-#define assert_close(a, b, tol)                                                \
-  assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+#include "check.h"
 
 #define N_MAX 64
 
@@ -58,14 +56,15 @@ static void test_fixture_cases(void **state) {
     assert_true(n > 0 && n <= N_MAX);
     double r[N_MAX], u1[N_MAX], u2[N_MAX], s[N_MAX];
     lsmi_decompose(n, i1, i2, i12, h1, h2, r, u1, u2, s);
-    assert_int_equal(
-        fixture_check_d("raw r", r, want[0], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(
-        fixture_check_d("raw u1", u1, want[1], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(
-        fixture_check_d("raw u2", u2, want[2], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(
-        fixture_check_d("raw s", s, want[3], n, 1e-12, 1e-12, NULL), 0);
+    double *cols[4] = {r, u1, u2, s};
+    static const char *const raw_names[4] = {"raw r", "raw u1", "raw u2",
+                                             "raw s"};
+    static const char *const adj_names[4] = {"adj r", "adj u1", "adj u2",
+                                             "adj s"};
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(fixture_check_d(raw_names[k], cols[k], want[k], n, 1e-12,
+                                       1e-12, NULL),
+                       0);
     check_identities(n, i1, i2, i12, r, u1, u2, s);
     double a = lsmi_adjust(n, r, u1, u2, s);
     double want_shift = fixture_number(c, "shift");
@@ -76,14 +75,10 @@ static void test_fixture_cases(void **state) {
       branches_seen |= 2;
     else
       branches_seen |= 4;
-    assert_int_equal(
-        fixture_check_d("adj r", r, want[4], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(
-        fixture_check_d("adj u1", u1, want[5], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(
-        fixture_check_d("adj u2", u2, want[6], n, 1e-12, 1e-12, NULL), 0);
-    assert_int_equal(
-        fixture_check_d("adj s", s, want[7], n, 1e-12, 1e-12, NULL), 0);
+    for (int k = 0; k < 4; k++)
+      assert_int_equal(fixture_check_d(adj_names[k], cols[k], want[4 + k], n,
+                                       1e-12, 1e-12, NULL),
+                       0);
     check_identities(n, i1, i2, i12, r, u1, u2, s);
     free(h1), free(h2), free(i1), free(i2), free(i12);
     for (int i = 0; i < 8; i++)

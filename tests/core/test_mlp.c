@@ -21,13 +21,7 @@
 #include "mlp.h"
 #include "rng.h"
 
-/* |a - b| <= tol in double, printing both values on failure. */
-#define assert_close(a, b, tol)                                                \
-  do {                                                                         \
-    double a_ = (a), b_ = (b), t_ = (tol);                                     \
-    if (!(fabs(a_ - b_) <= t_))                                                \
-      fail_msg("%s = %.17g, want %s = %.17g (tol %.3g)", #a, a_, #b, b_, t_);  \
-  } while (0)
+#include "check.h"
 
 /* ------------------------------------------------------------------------ */
 /* A small harness: one MLP with its gradient, activations and scratch.     */

@@ -13,9 +13,7 @@
 
 #include "lsmi.h"
 
-/* cmocka's assert_float_equal compares in float; these checks need double. */
-#define assert_close(a, b, tol)                                                \
-  assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+#include "check.h"
 
 static void test_defaults(void **state) {
   (void)state;
