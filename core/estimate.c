@@ -419,33 +419,36 @@ static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
 /* Results                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* The nine double columns of rows, so that allocation and release list
+ * them once. */
+enum { N_COLUMNS = 9 };
+static void rows_columns(lsmi_rows_t *r, double **cols[N_COLUMNS]) {
+  double **all[N_COLUMNS] = {&r->r,  &r->u1,  &r->u2, &r->s, &r->i1,
+                             &r->i2, &r->i12, &r->h1, &r->h2};
+  memcpy(cols, all, sizeof all);
+}
+
 static int rows_alloc(lsmi_rows_t *r, size_t n) {
   size_t m = n ? n : 1;
+  double **cols[N_COLUMNS];
+  rows_columns(r, cols);
   r->n = n;
   r->y = calloc(m, sizeof *r->y);
-  double **cols[] = {&r->r,  &r->u1,  &r->u2, &r->s, &r->i1,
-                     &r->i2, &r->i12, &r->h1, &r->h2};
-  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+  int st = r->y ? LSMI_OK : LSMI_ERR_NOMEM;
+  for (int i = 0; i < N_COLUMNS; i++) {
     *cols[i] = calloc(m, sizeof(double));
-  if (!r->y)
-    return LSMI_ERR_NOMEM;
-  for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
-    if (!*cols[i])
-      return LSMI_ERR_NOMEM;
-  return LSMI_OK;
+    if (*cols[i] == NULL)
+      st = LSMI_ERR_NOMEM;
+  }
+  return st;
 }
 
 static void rows_free(lsmi_rows_t *r) {
+  double **cols[N_COLUMNS];
+  rows_columns(r, cols);
   free(r->y);
-  free(r->r);
-  free(r->u1);
-  free(r->u2);
-  free(r->s);
-  free(r->i1);
-  free(r->i2);
-  free(r->i12);
-  free(r->h1);
-  free(r->h2);
+  for (int i = 0; i < N_COLUMNS; i++)
+    free(*cols[i]);
 }
 
 void lsmi_result_destroy(lsmi_result_t *res) {
