@@ -37,6 +37,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,13 +45,13 @@
 #include <uv.h>
 
 #include "config.h"
-#include <dirent.h>
-#include <unistd.h>
 #include "http.h"
 #include "sched.h"
 #include "serve.h"
 #include "store.h"
 #include "util.h"
+#include <dirent.h>
+#include <unistd.h>
 
 static const char *env_get(const char *name) { return getenv(name); }
 
@@ -61,35 +62,15 @@ static int ensure_dir(const char *path) {
   return -1;
 }
 
-/* Removes leftovers of interrupted uploads and result writes. */
-static void clean_tmp(const char *data_dir) {
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/tmp", data_dir);
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  int n = 0;
-  while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
-      continue;
-    if (unlinkat(dirfd(d), e->d_name, 0) == 0)
-      n++;
-  }
-  closedir(d);
-  if (n)
-    lsmi_util_log("cleanup", json_pack("{s:i, s:s}", "removed", n, "detail",
-                                       "partial uploads or result files of "
-                                       "an interrupted run"));
-}
-
 /*
- * Removes dataset files that have no row: an upload renamed into place whose
- * row was never committed (a crash in between) was never acknowledged.
+ * Removes the entries of DATA_DIR/sub for which doomed(store, name) says so
+ * (every entry when doomed is NULL) and logs how many went, with `why`.
  */
-static void sweep_datasets(const char *data_dir, lsmi_store_t *store) {
+static void sweep_dir(const char *data_dir, const char *sub,
+                      bool (*doomed)(lsmi_store_t *, const char *),
+                      lsmi_store_t *store, const char *why) {
   char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/datasets", data_dir);
+  snprintf(dir, sizeof dir, "%s/%s", data_dir, sub);
   DIR *d = opendir(dir);
   if (d == NULL)
     return;
@@ -98,16 +79,34 @@ static void sweep_datasets(const char *data_dir, lsmi_store_t *store) {
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.')
       continue;
-    lsmi_dataset_rec_t rec;
-    if (lsmi_store_dataset_get(store, NULL, e->d_name, &rec) ==
-            LSMI_STORE_NOT_FOUND &&
+    if ((doomed == NULL || doomed(store, e->d_name)) &&
         unlinkat(dirfd(d), e->d_name, 0) == 0)
       n++;
   }
   closedir(d);
   if (n)
-    lsmi_util_log("cleanup", json_pack("{s:i, s:s}", "removed", n, "detail",
-                                       "dataset files never acknowledged"));
+    lsmi_util_log("cleanup",
+                  json_pack("{s:i, s:s}", "removed", n, "detail", why));
+}
+
+/* A dataset file with no row: an upload renamed into place whose row was
+ * never committed (a crash in between) was never acknowledged. */
+static bool dataset_unacknowledged(lsmi_store_t *store, const char *name) {
+  lsmi_dataset_rec_t rec;
+  return lsmi_store_dataset_get(store, NULL, name, &rec) ==
+         LSMI_STORE_NOT_FOUND;
+}
+
+/* Removes leftovers of interrupted uploads and result writes. */
+static void clean_tmp(const char *data_dir) {
+  sweep_dir(data_dir, "tmp", NULL, NULL,
+            "partial uploads or result files of an interrupted run");
+}
+
+/* Removes dataset files that were never acknowledged. */
+static void sweep_datasets(const char *data_dir, lsmi_store_t *store) {
+  sweep_dir(data_dir, "datasets", dataset_unacknowledged, store,
+            "dataset files never acknowledged");
 }
 
 typedef struct serve_state {
@@ -182,8 +181,7 @@ int lsmi_serve_main(int argc, char **argv) {
   if (lsmi_sched_create(&loop, &cfg, store, stop_http, &st, &sched))
     goto out;
   if (lsmi_sched_start(sched)) {
-    fprintf(stderr, "lsmi serve: could not read the job queue from %s\n",
-            path);
+    fprintf(stderr, "lsmi serve: could not read the job queue from %s\n", path);
     lsmi_sched_shutdown(sched);
     uv_run(&loop, UV_RUN_DEFAULT);
     goto out;
@@ -198,8 +196,8 @@ int lsmi_serve_main(int argc, char **argv) {
                 json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:b}", "version",
                           LSMI_VERSION, "host", cfg.host, "port",
                           lsmi_http_port(st.http), "data_dir", cfg.data_dir,
-                          "workers", cfg.workers, "queue_size",
-                          cfg.queue_size, "auth", cfg.n_tokens > 0));
+                          "workers", cfg.workers, "queue_size", cfg.queue_size,
+                          "auth", cfg.n_tokens > 0));
   uv_run(&loop, UV_RUN_DEFAULT);
   status = 0;
 out:
