@@ -1,0 +1,20 @@
+/*
+ * gemm_impl.h — the implementations behind lsmi_gemm (internal to gemm*.c
+ * and their tests). Each computes the whole of gemm.h's contract for any
+ * arguments lsmi_gemm accepts with M, N > 0.
+ */
+#ifndef LSMI_GEMM_IMPL_H
+#define LSMI_GEMM_IMPL_H
+
+#include "gemm.h"
+
+void lsmi_gemm_generic(const lsmi_gemm_t *g);
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LSMI_GEMM_HAVE_AVX512 1
+void lsmi_gemm_avx512(const lsmi_gemm_t *g);
+/* 1 when the CPU and the OS support AVX-512F (zmm state enabled). */
+int lsmi_gemm_avx512_supported(void);
+#endif
+
+#endif
