@@ -1,4 +1,217 @@
-/* placeholder until the AVX-512 kernel lands */
+/*
+ * gemm_avx512.c — the AVX-512 implementation of lsmi_gemm (gemm.h).
+ *
+ * C is cut into tiles of MR rows by NV vectors of 16 columns. A tile lives in
+ * MR·NV zmm accumulators for its whole k loop: every k loads one row of B
+ * (NV vectors) and broadcasts one element of A per tile row, so each element
+ * of A and B is read once per tile and C is written once, after the
+ * epilogue, with masked stores for the ragged right edge. Nothing is packed:
+ * at these sizes (K of 2 to a few hundred, operands in L1 or L2) packing
+ * would cost more than it saves, and A's strides make the transposed
+ * operands of the backward passes free.
+ *
+ * The tile shapes keep 24 accumulators (6×4, 8×3, 12×2 vectors; 12×1 for
+ * a single vector) so that at one fused multiply-add per cycle and a latency
+ * of 4 cycles the FMA unit never waits; the row tails use smaller tiles of
+ * the same code. Each shape is one instantiation of tile_kernel with
+ * constant MR and NV, so the compiler unrolls every loop over rows and
+ * vectors and keeps the accumulators in registers.
+ *
+ * Triangular forms (gemm.h) cost nothing in the loops: a tile's k range is
+ * cut to where some row of it is nonzero, and the few k where only some rows
+ * are (the tile's diagonal block) run with a per-row test. For a strictly
+ * lower C, a tile's columns end where its last row's do.
+ */
 #include "gemm_impl.h"
-void lsmi_gemm_avx512(const lsmi_gemm_t *g) { lsmi_gemm_generic(g); }
-int lsmi_gemm_avx512_supported(void) { return 0; }
+
+#ifdef LSMI_GEMM_HAVE_AVX512
+
+#include <immintrin.h>
+#include <stdint.h>
+
+#define TARGET __attribute__((target("avx512f")))
+#define INLINE static inline __attribute__((always_inline)) TARGET
+
+#if defined(__clang__)
+#define UNROLL _Pragma("unroll")
+#else
+#define UNROLL _Pragma("GCC unroll 32")
+#endif
+
+/* Lanes [0, w) of a 16-lane vector, w in [0, 16]. */
+INLINE __mmask16 lanes(int w) {
+  return w >= 16  ? (__mmask16)0xFFFF
+         : w <= 0 ? (__mmask16)0
+                  : (__mmask16)((1u << w) - 1u);
+}
+
+/*
+ * One tile: rows [i0, i0 + MR), columns [j0, j0 + w) with 16 (NV - 1) < w
+ * <= 16 NV. MR and NV are constants at every call, so everything below
+ * unrolls.
+ */
+INLINE void tile_kernel(const lsmi_gemm_t *g, int i0, int j0, int w,
+                        const int MR, const int NV) {
+  __m512 acc[12][4];
+  UNROLL for (int r = 0; r < MR; r++) UNROLL for (int v = 0; v < NV; v++)
+      acc[r][v] = _mm512_setzero_ps();
+  __mmask16 mlast = lanes(w - 16 * (NV - 1));
+  const float *arow[12];
+  UNROLL for (int r = 0; r < MR; r++) arow[r] =
+      g->a + (size_t)(i0 + r) * g->rsa;
+  const size_t csa = g->csa, ldb = g->ldb;
+  const float *bj = g->b + j0;
+  int K = g->K;
+
+  /* k ranges: [kd0, kd1) is the diagonal block, where row r takes part only
+   * if A(i0 + r, k) is inside the triangle; [kf0, kf1) and [kg0, kg1) are
+   * where every row does. */
+  int kf0 = 0, kf1 = K, kd0 = 0, kd1 = 0, kg0 = 0, kg1 = 0;
+  if (g->tri == LSMI_GEMM_A_STRICT_LOWER) {
+    kf1 = i0 < K ? i0 : K;
+    kd0 = kf1;
+    kd1 = i0 + MR - 1 < K ? i0 + MR - 1 : K;
+  } else if (g->tri == LSMI_GEMM_A_STRICT_UPPER) {
+    kf0 = kf1 = 0;
+    kd0 = i0 + 1 < K ? i0 + 1 : K;
+    kd1 = i0 + MR < K ? i0 + MR : K;
+    kg0 = kd1;
+    kg1 = K;
+  }
+
+#define LOAD_B(k)                                                              \
+  __m512 b[4];                                                                 \
+  {                                                                            \
+    const float *bk = bj + (size_t)(k) * ldb;                                  \
+    UNROLL for (int v = 0; v < NV - 1; v++) b[v] =                             \
+        _mm512_loadu_ps(bk + 16 * v);                                          \
+    b[NV - 1] = _mm512_maskz_loadu_ps(mlast, bk + 16 * (NV - 1));              \
+  }
+#define FMA_ROW(r, k)                                                          \
+  {                                                                            \
+    __m512 a = _mm512_set1_ps(arow[r][(size_t)(k) * csa]);                     \
+    UNROLL for (int v = 0; v < NV; v++) acc[r][v] =                            \
+        _mm512_fmadd_ps(a, b[v], acc[r][v]);                                   \
+  }
+
+  for (int k = kf0; k < kf1; k++) {
+    LOAD_B(k);
+    UNROLL for (int r = 0; r < MR; r++) FMA_ROW(r, k);
+  }
+  for (int k = kd0; k < kd1; k++) {
+    LOAD_B(k);
+    UNROLL for (int r = 0; r < MR; r++) {
+      int on = g->tri == LSMI_GEMM_A_STRICT_LOWER ? k < i0 + r : k > i0 + r;
+      if (on)
+        FMA_ROW(r, k);
+    }
+  }
+  for (int k = kg0; k < kg1; k++) {
+    LOAD_B(k);
+    UNROLL for (int r = 0; r < MR; r++) FMA_ROW(r, k);
+  }
+#undef LOAD_B
+#undef FMA_ROW
+
+  /* Epilogue and store, row by row, with the column mask of each vector. */
+  const __m512 zero = _mm512_setzero_ps();
+  UNROLL for (int r = 0; r < MR; r++) {
+    int i = i0 + r;
+    float *c = g->c + (size_t)i * g->ldc + j0;
+    int wr = w;
+    if (g->tri == LSMI_GEMM_C_STRICT_LOWER)
+      wr = i - j0 < w ? i - j0 : w; /* columns j < i only */
+    UNROLL for (int v = 0; v < NV; v++) {
+      __mmask16 m = lanes(wr - 16 * v);
+      __m512 x = acc[r][v];
+      if (g->accumulate)
+        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, c + 16 * v));
+      if (g->bias)
+        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, g->bias + j0 + 16 * v));
+      if (g->relu)
+        x = _mm512_max_ps(zero, x); /* the second operand wins on NaN */
+      if (g->mask) {
+        __m512 h = _mm512_maskz_loadu_ps(
+            m, g->mask + (size_t)i * g->ldm + (size_t)j0 + 16 * (size_t)v);
+        x = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(h, zero, _CMP_GT_OQ), x);
+      }
+      _mm512_mask_storeu_ps(c + 16 * v, m, x);
+    }
+  }
+}
+
+/* The instantiations: one function per (MR, NV), each compiled with
+ * constant shapes. */
+#define TILE(MR, NV)                                                           \
+  static TARGET void tile_##MR##x##NV(const lsmi_gemm_t *g, int i0, int j0,   \
+                                      int w) {                                 \
+    tile_kernel(g, i0, j0, w, MR, NV);                                         \
+  }
+#define TILES(NV)                                                              \
+  TILE(12, NV) TILE(8, NV) TILE(6, NV) TILE(4, NV) TILE(2, NV) TILE(1, NV)
+TILES(1)
+TILES(2)
+TILES(3)
+TILES(4)
+
+typedef void (*tile_fn)(const lsmi_gemm_t *, int, int, int);
+
+/* Tile heights by vectors per tile (index NV - 1): the tallest first, then
+ * the tails, 0-terminated. */
+static const int heights[4][6] = {{12, 8, 4, 2, 1, 0},
+                                  {12, 8, 4, 2, 1, 0},
+                                  {8, 4, 2, 1, 0, 0},
+                                  {6, 4, 2, 1, 0, 0}};
+
+static tile_fn tile_for(int mr, int nv) {
+#define CASE(MR)                                                               \
+  case MR:                                                                     \
+    return nv == 1   ? tile_##MR##x1                                           \
+           : nv == 2 ? tile_##MR##x2                                           \
+           : nv == 3 ? tile_##MR##x3                                           \
+                     : tile_##MR##x4;
+  switch (mr) {
+    CASE(12)
+    CASE(8)
+    CASE(6)
+    CASE(4)
+    CASE(2)
+  default:
+    CASE(1)
+  }
+#undef CASE
+}
+
+TARGET void lsmi_gemm_avx512(const lsmi_gemm_t *g) {
+  const int M = g->M, N = g->N;
+  const int lowerC = g->tri == LSMI_GEMM_C_STRICT_LOWER;
+  for (int j0 = 0; j0 < N; j0 += 64) {
+    int w = N - j0 < 64 ? N - j0 : 64;
+    int nv = (w + 15) / 16;
+    const int *hs = heights[nv - 1];
+    int i0 = 0;
+    for (int h = 0; hs[h] && i0 < M; h++) {
+      tile_fn fn = tile_for(hs[h], nv);
+      for (; i0 + hs[h] <= M; i0 += hs[h]) {
+        if (!lowerC) {
+          fn(g, i0, j0, w);
+          continue;
+        }
+        /* With C strictly lower, the tile's last row i0 + MR - 1 has the
+         * most columns, i0 + MR - 1 of them: cut the block there. */
+        int wt = i0 + hs[h] - 1 - j0;
+        if (wt <= 0)
+          continue;
+        wt = wt < w ? wt : w;
+        tile_for(hs[h], (wt + 15) / 16)(g, i0, j0, wt);
+      }
+    }
+  }
+}
+
+int lsmi_gemm_avx512_supported(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+#endif

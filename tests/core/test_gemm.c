@@ -1,0 +1,235 @@
+/*
+ * test_gemm.c — the small products (core/gemm.c, core/gemm_avx512.c): every
+ * implementation the CPU can run, against a plain double-precision loop,
+ * over shapes that cross every tile edge (rows 1..32 across the tile heights,
+ * columns 1..130 across vector and block edges, K of 0 to 70), with
+ * row-major and transposed A, every epilogue and every triangular form.
+ * Entries that the contract says are never written must keep their
+ * sentinel; entries it says are never read are filled with NaN, so reading
+ * one would show.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm.h"
+#include "gemm_impl.h"
+#include "rng.h"
+
+#include "check.h"
+
+static const char *const impl_names[] = {"generic", "avx512"};
+
+/* A(i, k) as the contract reads it, or 0 outside the triangular form. */
+static double a_at(const lsmi_gemm_t *g, int i, int k) {
+  if (g->tri == LSMI_GEMM_A_STRICT_LOWER && k >= i)
+    return 0.0;
+  if (g->tri == LSMI_GEMM_A_STRICT_UPPER && k <= i)
+    return 0.0;
+  return (double)g->a[(size_t)i * g->rsa + (size_t)k * g->csa];
+}
+
+static int c_written(const lsmi_gemm_t *g, int i, int j) {
+  return g->tri != LSMI_GEMM_C_STRICT_LOWER || j < i;
+}
+
+typedef struct shape {
+  int M, N, K;
+  int transA; /* A given as the transpose of a row-major (K, M) matrix */
+  int accumulate, bias, relu, mask, tri;
+} shape_t;
+
+/* Runs one shape on the current implementation and checks every entry of
+ * the output buffer, written or not. */
+static void check_shape(const shape_t *s, lsmi_rng_t *rng) {
+  int M = s->M, N = s->N, K = s->K;
+  size_t lda = (size_t)(s->transA ? M : K) + 3; /* padded strides */
+  size_t ldb = (size_t)N + 5, ldc = (size_t)N + 2, ldm = (size_t)N + 1;
+  size_t na = (size_t)(s->transA ? K : M) * lda + 1;
+  size_t nb = (size_t)K * ldb + 1, nc = (size_t)M * ldc + 1;
+  float *a = malloc(na * sizeof(float)), *b = malloc(nb * sizeof(float));
+  float *c = malloc(nc * sizeof(float)), *c0 = malloc(nc * sizeof(float));
+  float *bias = malloc(((size_t)N + 1) * sizeof(float));
+  float *mask = malloc(((size_t)M * ldm + 1) * sizeof(float));
+  assert_true(a && b && c && c0 && bias && mask);
+  /* Padding and every entry outside the triangular form are NaN: the
+   * result would be NaN if any were read. */
+  for (size_t i = 0; i < na; i++)
+    a[i] = NAN;
+  for (size_t i = 0; i < nb; i++)
+    b[i] = NAN;
+  lsmi_gemm_t g = {
+      .M = M,
+      .N = N,
+      .K = K,
+      .a = a,
+      .rsa = s->transA ? 1 : lda,
+      .csa = s->transA ? lda : 1,
+      .b = b,
+      .ldb = ldb,
+      .c = c,
+      .ldc = ldc,
+      .accumulate = s->accumulate,
+      .bias = s->bias ? bias : NULL,
+      .relu = s->relu,
+      .mask = s->mask ? mask : NULL,
+      .ldm = ldm,
+      .tri = s->tri,
+  };
+  for (int i = 0; i < M; i++)
+    for (int k = 0; k < K; k++) {
+      int zero = (s->tri == LSMI_GEMM_A_STRICT_LOWER && k >= i) ||
+                 (s->tri == LSMI_GEMM_A_STRICT_UPPER && k <= i);
+      a[(size_t)i * g.rsa + (size_t)k * g.csa] =
+          zero ? NAN : (float)lsmi_rng_normal(rng);
+    }
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < N; j++)
+      b[(size_t)k * ldb + (size_t)j] = (float)lsmi_rng_normal(rng);
+  for (int j = 0; j < N; j++)
+    bias[j] = (float)lsmi_rng_normal(rng);
+  for (size_t i = 0; i < (size_t)M * ldm; i++)
+    mask[i] = lsmi_rng_uniform(rng) < 0.3 ? 0.0f : (float)lsmi_rng_uniform(rng);
+  for (size_t i = 0; i < nc; i++)
+    c0[i] = (float)lsmi_rng_normal(rng);
+  memcpy(c, c0, nc * sizeof(float));
+
+  lsmi_gemm(&g);
+
+  for (int i = 0; i < M; i++)
+    for (size_t j = 0; j < ldc; j++) {
+      size_t at = (size_t)i * ldc + j;
+      if (j >= (size_t)N || !c_written(&g, i, (int)j)) {
+        if (memcmp(&c[at], &c0[at], sizeof(float)) != 0)
+          fail_msg("%s M=%d N=%d K=%d tri=%d: C(%d,%zu) written (%g, was %g)",
+                   lsmi_gemm_name(), M, N, K, s->tri, i, j, (double)c[at],
+                   (double)c0[at]);
+        continue;
+      }
+      double want = s->accumulate ? (double)c0[at] : 0.0, mag = fabs(want);
+      for (int k = 0; k < K; k++) {
+        double t = a_at(&g, i, k) * (double)b[(size_t)k * ldb + j];
+        want += t;
+        mag += fabs(t);
+      }
+      if (s->bias) {
+        want += (double)bias[j];
+        mag += fabs((double)bias[j]);
+      }
+      if (s->relu && want < 0.0)
+        want = 0.0;
+      if (s->mask && !(mask[(size_t)i * ldm + j] > 0.0f))
+        want = 0.0;
+      /* float sums of K + 2 terms: a few ulp of the sum of magnitudes. */
+      double tol = 4.0 * (K + 2) * 6e-8 * mag + 1e-30;
+      if (!(fabs((double)c[at] - want) <= tol))
+        fail_msg("%s M=%d N=%d K=%d transA=%d acc=%d bias=%d relu=%d mask=%d "
+                 "tri=%d: C(%d,%zu) = %.9g, want %.9g",
+                 lsmi_gemm_name(), M, N, K, s->transA, s->accumulate, s->bias,
+                 s->relu, s->mask, s->tri, i, j, (double)c[at], want);
+    }
+  free(a);
+  free(b);
+  free(c);
+  free(c0);
+  free(bias);
+  free(mask);
+}
+
+static const int Ms[] = {1, 2, 3, 5, 7, 8, 12, 13, 25, 32};
+static const int Ns[] = {1, 15, 16, 17, 32, 33, 48, 64, 65, 130};
+static const int Ks[] = {0, 1, 7, 32, 70};
+
+static void run_all(const char *name, int tri, int square) {
+  if (lsmi_gemm_select(name) != 0) {
+    /* Not runnable on this CPU: say so rather than pass silently. */
+    print_message("[ SKIPPED  ] %s: this CPU cannot run it\n", name);
+    return;
+  }
+  assert_string_equal(lsmi_gemm_name(), name);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 7, (uint64_t)tri);
+  for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
+    for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
+      for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
+        shape_t s = {.M = Ms[mi], .N = Ns[ni], .K = Ks[ki], .tri = tri};
+        /* The triangular forms are used square (A: K = M; C: N = M) but
+         * hold for any shape; test both. */
+        if (square && tri == LSMI_GEMM_C_STRICT_LOWER)
+          s.N = s.M;
+        else if (square && tri != LSMI_GEMM_FULL)
+          s.K = s.M;
+        int variants = tri == LSMI_GEMM_C_STRICT_LOWER ? 4 : 16;
+        for (int v = 0; v < variants; v++) {
+          s.transA = v & 1;
+          s.accumulate = (v >> 1) & 1;
+          s.bias = (v >> 2) & 1;
+          s.relu = (v >> 2) & 1;
+          s.mask = (v >> 3) & 1;
+          check_shape(&s, &rng);
+        }
+      }
+}
+
+static void test_full(void **state) {
+  (void)state;
+  for (size_t i = 0; i < 2; i++)
+    run_all(impl_names[i], LSMI_GEMM_FULL, 0);
+}
+
+static void test_triangular(void **state) {
+  (void)state;
+  for (size_t i = 0; i < 2; i++)
+    for (int sq = 0; sq < 2; sq++) {
+      run_all(impl_names[i], LSMI_GEMM_A_STRICT_LOWER, sq);
+      run_all(impl_names[i], LSMI_GEMM_A_STRICT_UPPER, sq);
+      run_all(impl_names[i], LSMI_GEMM_C_STRICT_LOWER, sq);
+    }
+}
+
+/* ReLU keeps a NaN (as torch.relu does), and the mask zeroes it. */
+static void test_nan_epilogue(void **state) {
+  (void)state;
+  for (size_t i = 0; i < 2; i++) {
+    if (lsmi_gemm_select(impl_names[i]) != 0)
+      continue;
+    float a[2] = {NAN, -1.0f}, b[1] = {1.0f}, c[2], h[2] = {1.0f, 1.0f};
+    lsmi_gemm_t g = {.M = 2, .N = 1, .K = 1, .a = a, .rsa = 1, .csa = 1,
+                     .b = b, .ldb = 1, .c = c, .ldc = 1, .relu = 1};
+    lsmi_gemm(&g);
+    assert_true(isnan(c[0]));
+    assert_true(c[1] == 0.0f);
+    h[0] = 0.0f;
+    g.relu = 0;
+    g.mask = h;
+    g.ldm = 1;
+    lsmi_gemm(&g);
+    assert_true(c[0] == 0.0f && !signbit(c[0]));
+    assert_true(c[1] == -1.0f);
+  }
+}
+
+static void test_select(void **state) {
+  (void)state;
+  assert_int_equal(lsmi_gemm_select("no-such"), -1);
+  assert_int_equal(lsmi_gemm_select("generic"), 0);
+  assert_string_equal(lsmi_gemm_name(), "generic");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_full),
+      cmocka_unit_test(test_triangular),
+      cmocka_unit_test(test_nan_epilogue),
+      cmocka_unit_test(test_select),
+  };
+  return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
+}
