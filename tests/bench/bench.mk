@@ -35,3 +35,16 @@ bench: $(BIN) $(BENCH_PEAK)
 bench-quick: $(BIN) $(BENCH_PEAK)
 	$(PYTHON) tests/bench/bench.py --quick --lsmi $(BIN) --peak $(BENCH_PEAK) \
 	  --work $(BENCH_WORK) $(BENCH_ARGS)
+
+# knife_step: microseconds per KNIFE training step (loss+backward, Adam) and
+# per 1024-row logpdf block, thread CPU time (`make bench-knife`).
+BENCH_KNIFE := $(BUILD)/tests/bench/knife_step
+
+$(BENCH_KNIFE): tests/bench/knife_step.c $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(LIB) $(CORE_LIBS) $(LDFLAGS)
+
+.PHONY: bench-knife
+bench-knife: $(BENCH_KNIFE)
+	$(BENCH_KNIFE)
