@@ -14,11 +14,20 @@
  * the joint training would. No task reads another's data, so the results do
  * not depend on the thread count or on scheduling.
  *
- * Threads: lsmi_fit runs min(threads, 5) pool threads that take tasks in
- * order of decreasing cost from an atomic counter. The only shared mutable
- * state is `progress_state` (one mutex, `fit.lock`, held briefly at the end
- * of each model epoch) and the atomic stop flag. The caller's progress
- * callback runs under that mutex, so it is never called concurrently.
+ * Threads: lsmi_fit runs min(threads, 5) pool threads. In training, a task
+ * is taken one epoch at a time: a free thread takes the task with the most
+ * work left that no other thread holds (its measured CPU seconds per epoch
+ * times the epochs left), trains one epoch and gives it back. Three equal
+ * discriminators on two threads thus share both cores to the end instead of
+ * leaving one core alone with the third; and since a task carries all its
+ * state (parameters, moments, its own copy of its shuffle stream, the next
+ * epoch), which thread runs an epoch changes nothing in the result.
+ * `fit.sched` guards the take and give-back (held for a few instructions
+ * per model epoch); its unlock/lock pair is also what hands a task's data
+ * from one thread to the next. `fit.lock` guards the progress state and is
+ * held briefly at the end of each model epoch, never together with
+ * `fit.sched`. The caller's progress callback runs under `fit.lock`, so it is
+ * never called concurrently. The stop flag is atomic.
  *
  * The evaluation pass runs the five models over both splits in blocks of
  * rows through the same pool, then decomposes in double precision.
@@ -53,7 +62,11 @@ typedef struct task {
   int din;     /* input width */
   double cost; /* flops per epoch, for ordering and progress */
   int epochs;
-  float *block; /* one allocation: params | grads | m | v | work */
+  int next_epoch;       /* training: the epoch to run next */
+  bool running;         /* training: held by a thread (fit.sched) */
+  double epoch_seconds; /* CPU seconds of its last epoch, 0 before one */
+  lsmi_rng_t shuffle;   /* its copy of its family's shuffle stream */
+  float *block;         /* one allocation: params | grads | m | v | work */
   size_t nparams;
   float *params, *grads, *m, *v;
   float *acts;    /* MLP activations (max(B, eval block) rows) */
@@ -77,7 +90,8 @@ struct fit {
   const lsmi_fit_hooks_t *hooks;
   task_t tasks[N_MODELS];
   int order[N_MODELS];       /* task ids by decreasing cost */
-  atomic_int next;           /* next index into order */
+  atomic_int next;           /* evaluation: next index into order */
+  pthread_mutex_t sched;     /* training: who holds which task */
   atomic_int stop;           /* set on failure or cancel: every task stops */
   bool evaluating;           /* which pass the pool runs */
   lsmi_rows_t *eval_rows[2]; /* train, val */
@@ -233,6 +247,9 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
   t->dlogits = q, q += ndl;
   t->xb = q;
 
+  lsmi_rng_seed(&t->shuffle, p->seed,
+                t->is_knife ? LSMI_STREAM_SHUFFLE_ENT
+                            : LSMI_STREAM_SHUFFLE_DISC);
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, p->seed, (uint64_t)(LSMI_STREAM_MLP1 + id));
   if (t->is_knife) {
@@ -259,7 +276,9 @@ static void task_free(task_t *t) {
 /* Training                                                                 */
 /* ------------------------------------------------------------------------ */
 
-static void task_train(fit_t *f, task_t *t) {
+/* Trains epoch t->next_epoch of t and advances it; on failure or cancel sets
+ * t->status (and the stop flag) instead. */
+static void task_train_epoch(fit_t *f, task_t *t) {
   const lsmi_split_t *tr = &f->ds->train;
   const lsmi_params_t *p = f->p;
   size_t ldx = f->ds->d1 + f->ds->d2;
@@ -268,56 +287,52 @@ static void task_train(fit_t *f, task_t *t) {
   int C = f->ds->classes;
   double lr0 = t->is_knife ? p->lr_entropy : p->lr_discriminator;
   int step = t->is_knife ? p->step_entropy : p->step_discriminator;
-  lsmi_rng_t shuffle;
-  lsmi_rng_seed(&shuffle, p->seed,
-                t->is_knife ? LSMI_STREAM_SHUFFLE_ENT
-                            : LSMI_STREAM_SHUFFLE_DISC);
   lsmi_mlp_acts_t acts;
   if (!t->is_knife)
     lsmi_mlp_acts_bind(&acts, t->acts, p->hidden, C, p->batch_size);
 
-  for (int epoch = 0; epoch < t->epochs; epoch++) {
-    double lr = lsmi_step_lr(lr0, p->gamma, step, epoch);
-    lsmi_rng_permutation(&shuffle, t->perm, n);
-    double loss_sum = 0.0;
-    for (size_t b0 = 0; b0 < n; b0 += (size_t)p->batch_size) {
-      if (should_stop(f)) {
-        t->status = LSMI_ERR_CANCELLED;
-        return;
-      }
-      int B = (int)(n - b0 < (size_t)p->batch_size ? n - b0
-                                                   : (size_t)p->batch_size);
-      for (int i = 0; i < B; i++) {
-        size_t row = t->perm[b0 + (size_t)i];
-        memcpy(t->xb + (size_t)i * din, tr->x + row * ldx + t->col,
-               din * sizeof(float));
-        t->yb[i] = tr->y[row];
-      }
-      double loss;
-      if (t->is_knife) {
-        loss = lsmi_knife_loss_backward(&t->knife, &t->dknife, t->scratch,
-                                        t->xb, din, B);
-      } else {
-        lsmi_mlp_forward(&t->mlp, &acts, t->xb, din, B);
-        loss = lsmi_ce_forward_backward(t->dlogits, acts.logits, t->yb, B, C);
-        lsmi_mlp_backward(&t->mlp, &t->dmlp, t->scratch, &acts, t->dlogits,
-                          t->xb, din, B);
-      }
-      if (!isfinite(loss)) {
-        t->status = LSMI_ERR_DIVERGED;
-        atomic_store(&f->stop, 1);
-        return;
-      }
-      lsmi_adam_begin(&t->adam, lr);
-      if (t->is_knife)
-        lsmi_knife_adam_update(&t->knife, &t->dknife, &t->adam);
-      else
-        lsmi_adam_update(&t->adam, t->params, t->grads, 0, t->nparams);
-      loss_sum += loss * B;
+  int epoch = t->next_epoch;
+  double lr = lsmi_step_lr(lr0, p->gamma, step, epoch);
+  lsmi_rng_permutation(&t->shuffle, t->perm, n);
+  double loss_sum = 0.0;
+  for (size_t b0 = 0; b0 < n; b0 += (size_t)p->batch_size) {
+    if (should_stop(f)) {
+      t->status = LSMI_ERR_CANCELLED;
+      return;
     }
-    t->loss_hist[epoch] = n ? loss_sum / (double)n : 0.0;
-    epoch_done(f, t, epoch);
+    int B =
+        (int)(n - b0 < (size_t)p->batch_size ? n - b0 : (size_t)p->batch_size);
+    for (int i = 0; i < B; i++) {
+      size_t row = t->perm[b0 + (size_t)i];
+      memcpy(t->xb + (size_t)i * din, tr->x + row * ldx + t->col,
+             din * sizeof(float));
+      t->yb[i] = tr->y[row];
+    }
+    double loss;
+    if (t->is_knife) {
+      loss = lsmi_knife_loss_backward(&t->knife, &t->dknife, t->scratch, t->xb,
+                                      din, B);
+    } else {
+      lsmi_mlp_forward(&t->mlp, &acts, t->xb, din, B);
+      loss = lsmi_ce_forward_backward(t->dlogits, acts.logits, t->yb, B, C);
+      lsmi_mlp_backward(&t->mlp, &t->dmlp, t->scratch, &acts, t->dlogits, t->xb,
+                        din, B);
+    }
+    if (!isfinite(loss)) {
+      t->status = LSMI_ERR_DIVERGED;
+      atomic_store(&f->stop, 1);
+      return;
+    }
+    lsmi_adam_begin(&t->adam, lr);
+    if (t->is_knife)
+      lsmi_knife_adam_update(&t->knife, &t->dknife, &t->adam);
+    else
+      lsmi_adam_update(&t->adam, t->params, t->grads, 0, t->nparams);
+    loss_sum += loss * B;
   }
+  t->loss_hist[epoch] = n ? loss_sum / (double)n : 0.0;
+  t->next_epoch = epoch + 1;
+  epoch_done(f, t, epoch);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -367,18 +382,80 @@ static void task_eval(fit_t *f, task_t *t) {
 /* The pool                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* CPU seconds of work t has left: its measured epoch time, or before its
+ * first epoch the flop estimate at a nominal 20 GFLOP/s, times the epochs
+ * left. Only the order of these numbers matters. */
+static double work_left(const task_t *t) {
+  double per_epoch = t->epoch_seconds > 0 ? t->epoch_seconds : t->cost / 2e10;
+  return per_epoch * (t->epochs - t->next_epoch);
+}
+
+/* The free task with the most work left, preferring prev on a near tie
+ * (within one of its epochs) so that a thread keeps its caches warm when
+ * switching gains nothing; NULL when every task is finished or held.
+ * fit.sched must be held. */
+static task_t *take_task_locked(fit_t *f, const task_t *prev) {
+  task_t *best = NULL;
+  double best_left = 0.0;
+  for (int i = 0; i < N_MODELS; i++) {
+    task_t *t = &f->tasks[f->order[i]];
+    if (t->running || t->next_epoch >= t->epochs || t->status != LSMI_OK)
+      continue;
+    double left = work_left(t);
+    if (t == prev)
+      left += t->epoch_seconds;
+    if (best == NULL || left > best_left) {
+      best = t;
+      best_left = left;
+    }
+  }
+  if (best)
+    best->running = true;
+  return best;
+}
+
+/* Training: one model epoch at a time until no task is left that another
+ * thread does not hold. A thread that finds none can stop: a held task
+ * only ever continues on the thread that gives it back, which is free then
+ * to take it again. */
+static void pool_train(fit_t *f) {
+  task_t *t = NULL;
+  for (;;) {
+    pthread_mutex_lock(&f->sched);
+    t = take_task_locked(f, t);
+    pthread_mutex_unlock(&f->sched);
+    if (t == NULL || should_stop(f)) {
+      if (t) {
+        pthread_mutex_lock(&f->sched);
+        t->running = false;
+        pthread_mutex_unlock(&f->sched);
+      }
+      return;
+    }
+    double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
+    task_train_epoch(f, t);
+    double dt = now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    pthread_mutex_lock(&f->sched);
+    t->thread_seconds += dt;
+    t->epoch_seconds = dt;
+    t->running = false;
+    pthread_mutex_unlock(&f->sched);
+  }
+}
+
 static void *pool_main(void *arg) {
   fit_t *f = arg;
+  if (!f->evaluating) {
+    pool_train(f);
+    return NULL;
+  }
   for (;;) {
     int k = atomic_fetch_add(&f->next, 1);
     if (k >= N_MODELS)
       break;
     task_t *t = &f->tasks[f->order[k]];
     double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
-    if (f->evaluating)
-      task_eval(f, t);
-    else
-      task_train(f, t);
+    task_eval(f, t);
     t->thread_seconds += now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
   }
   return NULL;
@@ -566,6 +643,7 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   f->hooks = hooks;
   f->phase = LSMI_PHASE_TRAIN;
   pthread_mutex_init(&f->lock, NULL);
+  pthread_mutex_init(&f->sched, NULL);
   for (int i = 0; i < N_MODELS; i++) {
     st = task_setup(f, &f->tasks[i], i, err);
     if (st)
@@ -632,8 +710,10 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     st = lsmi_error_set(err, LSMI_ERR_CANCELLED, "", "the fit was cancelled");
 
 done:
-  if (f->ds)
+  if (f->ds) {
     pthread_mutex_destroy(&f->lock);
+    pthread_mutex_destroy(&f->sched);
+  }
   for (int i = 0; i < N_MODELS; i++)
     task_free(&f->tasks[i]);
   free(f);

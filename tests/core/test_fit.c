@@ -63,10 +63,18 @@ static void test_deterministic(void **state) {
   lsmi_result_t *a = fit(ds, &p), *b = fit(ds, &p);
   assert_true(rows_identical(&a->train, &b->train));
   assert_true(rows_identical(&a->val, &b->val));
-  /* Every model is one single-threaded task: one thread gives the same. */
+  /* Every model is one single-threaded task, whichever thread runs each of
+   * its epochs: one, three or five threads give the same. */
   p.threads = 1;
   lsmi_result_t *c = fit(ds, &p);
   assert_true(rows_identical(&a->val, &c->val));
+  for (int threads = 3; threads <= 5; threads += 2) {
+    p.threads = threads;
+    lsmi_result_t *e = fit(ds, &p);
+    assert_true(rows_identical(&a->train, &e->train));
+    assert_true(rows_identical(&a->val, &e->val));
+    lsmi_result_destroy(e);
+  }
   /* Another seed gives other numbers. */
   p.seed = 6;
   lsmi_result_t *d = fit(ds, &p);
