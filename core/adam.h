@@ -13,7 +13,8 @@ typedef struct lsmi_adam {
   long t;       /* steps taken */
   double beta1, beta2, eps;
   /* Constants of the step begun last (lsmi_adam_begin). */
-  float step_size, bc2_sqrt;
+  float step_size;
+  float bc2_rsqrt; /* 1 / sqrt(1 - β2^t), rounded once (see adam.c) */
 } lsmi_adam_t;
 
 /* Binds m and v (borrowed, n floats each; zeroed here), betas .9/.999,
