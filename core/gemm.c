@@ -10,12 +10,21 @@
  *
  * The AVX-512 one (gemm_avx512.c) keeps a tile of up to 6 rows by 64
  * columns in 24 vector registers for the whole k loop and stores it once.
+ *
+ * Where the CPU has no AVX-512, the "blas" one hands the bulk of every
+ * product to the BLAS (whose kernels lsmi checked at start-up, see
+ * server/blas.h): full products whole, triangular ones in blocks of 64 rows
+ * whose rectangular part goes to cblas_sgemm and whose diagonal block, about
+ * 64×64/2 of each block's work, to the portable loops; the epilogue follows
+ * in those loops too.
  */
 #include "gemm.h"
 #include "gemm_impl.h"
 #include "simd.h"
 
 #include <assert.h>
+#include <cblas.h>
+#include <stdint.h>
 #include <string.h>
 
 /* The k range of row i of A under the triangular form tri, within [0, K). */
@@ -56,6 +65,116 @@ static void gemm_row(const lsmi_gemm_t *g, int i, int n) {
   }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Through the BLAS                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Rows per block of the triangular forms. */
+#define TRI_BLOCK 64
+
+/* c[i, j0:j1) += Σ_{k in [k0, k1)} A(i, k) B(k, j0:j1), plain loops. */
+LSMI_VECTOR_CLONES
+static void add_row_product(const lsmi_gemm_t *g, int i, int k0, int k1, int j0,
+                            int j1) {
+  float *c = g->c + (size_t)i * g->ldc;
+  const float *arow = g->a + (size_t)i * g->rsa;
+  for (int k = k0; k < k1; k++) {
+    float aik = arow[(size_t)k * g->csa];
+    const float *b = g->b + (size_t)k * g->ldb;
+    for (int j = j0; j < j1; j++)
+      c[j] += aik * b[j];
+  }
+}
+
+/* bias, relu and mask on rows [0, M), as gemm_row does. */
+LSMI_VECTOR_CLONES
+static void epilogue_rows(const lsmi_gemm_t *g) {
+  int n = g->N;
+  for (int i = 0; i < g->M; i++) {
+    float *c = g->c + (size_t)i * g->ldc;
+    if (g->bias)
+      for (int j = 0; j < n; j++)
+        c[j] += g->bias[j];
+    if (g->relu)
+      for (int j = 0; j < n; j++)
+        c[j] = c[j] < 0.0f ? 0.0f : c[j];
+    if (g->mask) {
+      const float *m = g->mask + (size_t)i * g->ldm;
+      for (int j = 0; j < n; j++)
+        c[j] = m[j] > 0.0f ? c[j] : 0.0f;
+    }
+  }
+}
+
+/* C[i0:i0+m, j0:j0+n) += A[i0:, k0:k0+k) B[k0:k0+k, j0:j0+n) by sgemm. */
+static void blas_block(const lsmi_gemm_t *g, int i0, int m, int j0, int n,
+                       int k0, int k) {
+  if (m <= 0 || n <= 0 || k <= 0)
+    return;
+  const float *a = g->a + (size_t)i0 * g->rsa + (size_t)k0 * g->csa;
+  int row_major = g->csa == 1;
+  cblas_sgemm(CblasRowMajor, row_major ? CblasNoTrans : CblasTrans,
+              CblasNoTrans, m, n, k, 1.0f, a,
+              (int)(row_major ? g->rsa : g->csa),
+              g->b + (size_t)k0 * g->ldb + j0, (int)g->ldb, 1.0f,
+              g->c + (size_t)i0 * g->ldc + j0, (int)g->ldc);
+}
+
+void lsmi_gemm_blas(const lsmi_gemm_t *g) {
+  const int M = g->M, N = g->N, K = g->K;
+  /* The BLAS wants one unit stride in A and leading dimensions that fit an
+   * int and cover the rows; anything else takes the portable loops. */
+  size_t ld = g->csa == 1 ? g->rsa : g->csa;
+  size_t need = g->csa == 1 ? (size_t)K : (size_t)M;
+  if ((g->csa != 1 && g->rsa != 1) || ld < (need ? need : 1) ||
+      ld > INT32_MAX || g->ldb > INT32_MAX || g->ldc > INT32_MAX ||
+      g->ldb < (size_t)N || g->ldc < (size_t)N) {
+    lsmi_gemm_generic(g);
+    return;
+  }
+  const int lowerC = g->tri == LSMI_GEMM_C_STRICT_LOWER;
+  if (!g->accumulate)
+    for (int i = 0; i < M; i++) {
+      int n = lowerC ? (i < N ? i : N) : N;
+      memset(g->c + (size_t)i * g->ldc, 0, (size_t)n * sizeof(float));
+    }
+  switch (g->tri) {
+  case LSMI_GEMM_FULL:
+    blas_block(g, 0, M, 0, N, 0, K);
+    break;
+  case LSMI_GEMM_A_STRICT_LOWER: /* row i: k < i */
+    for (int i0 = 0; i0 < M; i0 += TRI_BLOCK) {
+      int i1 = i0 + TRI_BLOCK < M ? i0 + TRI_BLOCK : M;
+      blas_block(g, i0, i1 - i0, 0, N, 0, i0 < K ? i0 : K);
+      for (int i = i0 + 1; i < i1; i++)
+        add_row_product(g, i, i0 < K ? i0 : K, i < K ? i : K, 0, N);
+    }
+    break;
+  case LSMI_GEMM_A_STRICT_UPPER: /* row i: k > i */
+    for (int i0 = 0; i0 < M; i0 += TRI_BLOCK) {
+      int i1 = i0 + TRI_BLOCK < M ? i0 + TRI_BLOCK : M;
+      for (int i = i0; i < i1; i++)
+        add_row_product(g, i, i + 1 < K ? i + 1 : K, i1 < K ? i1 : K, 0, N);
+      blas_block(g, i0, i1 - i0, 0, N, i1, K - i1);
+    }
+    break;
+  default: /* LSMI_GEMM_C_STRICT_LOWER: row i, j < i */
+    for (int i0 = 0; i0 < M; i0 += TRI_BLOCK) {
+      int i1 = i0 + TRI_BLOCK < M ? i0 + TRI_BLOCK : M;
+      blas_block(g, i0, i1 - i0, 0, i0 < N ? i0 : N, 0, K);
+      for (int i = i0 + 1; i < i1; i++)
+        add_row_product(g, i, 0, K, i0 < N ? i0 : N, i < N ? i : N);
+    }
+    return; /* no epilogue with a triangular C */
+  }
+  if (g->bias || g->relu || g->mask)
+    epilogue_rows(g);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Plain loops                                                              */
+/* ------------------------------------------------------------------------ */
+
 void lsmi_gemm_generic(const lsmi_gemm_t *g) {
   for (int i = 0; i < g->M; i++) {
     int n = g->N;
@@ -81,6 +200,7 @@ static const gemm_impl_t impls[] = {
 #ifdef LSMI_GEMM_HAVE_AVX512
     {"avx512", lsmi_gemm_avx512, lsmi_gemm_avx512_supported},
 #endif
+    {"blas", lsmi_gemm_blas, always},
     {"generic", lsmi_gemm_generic, always},
 };
 

@@ -31,8 +31,8 @@
  * With C_STRICT_LOWER the epilogue must be plain (accumulate allowed).
  *
  * The sums run in float. Which implementation runs is chosen once per
- * process from the CPU (an AVX-512 kernel with fused multiply-adds, or a
- * portable loop that the compiler vectorises); results agree to rounding,
+ * process from the CPU (an AVX-512 kernel with fused multiply-adds, or the
+ * BLAS with portable loops for the rest); results agree to rounding,
  * not to the bit, across implementations, and are bit-identical from call
  * to call within one.
  */
@@ -68,10 +68,11 @@ typedef struct lsmi_gemm {
  * 0, or of the old C when accumulating). */
 void lsmi_gemm(const lsmi_gemm_t *g);
 
-/* The implementations by name, for tests and benchmarks: "generic" (plain
- * loops, every CPU) and "avx512" (where the CPU has AVX-512F). The first
- * lsmi_gemm call picks the fastest the CPU supports; lsmi_gemm_select forces
- * one for the rest of the process. Returns 0, or -1 (nothing changed) when
+/* The implementations by name, for tests and benchmarks: "avx512" (where
+ * the CPU has AVX-512F), "blas" (cblas_sgemm for the bulk of each product,
+ * every CPU) and "generic" (plain loops, every CPU). The first lsmi_gemm call
+ * picks the first of these the CPU supports; lsmi_gemm_select forces one for
+ * the rest of the process. Returns 0, or -1 (nothing changed) when
  * the name is unknown or the CPU cannot run it. Not thread-safe: call it
  * before any thread multiplies. */
 int lsmi_gemm_select(const char *name);

@@ -9,6 +9,8 @@
 #include "gemm.h"
 
 void lsmi_gemm_generic(const lsmi_gemm_t *g);
+/* cblas_sgemm for the bulk, the portable loops for the rest. */
+void lsmi_gemm_blas(const lsmi_gemm_t *g);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LSMI_GEMM_HAVE_AVX512 1

@@ -26,7 +26,8 @@
 
 #include "check.h"
 
-static const char *const impl_names[] = {"generic", "avx512"};
+static const char *const impl_names[] = {"generic", "blas", "avx512"};
+#define N_IMPLS (sizeof impl_names / sizeof impl_names[0])
 
 /* A(i, k) as the contract reads it, or 0 outside the triangular form. */
 static double a_at(const lsmi_gemm_t *g, int i, int k) {
@@ -148,6 +149,31 @@ static const int Ms[] = {1, 2, 3, 5, 7, 8, 12, 13, 25, 32};
 static const int Ns[] = {1, 15, 16, 17, 32, 33, 48, 64, 65, 130};
 static const int Ks[] = {0, 1, 7, 32, 70};
 
+/* Taller shapes for the triangular forms, whose BLAS path works in blocks
+ * of 64 rows. */
+static const int tall_Ms[] = {70, 130};
+static const int tall_Ns[] = {1, 17, 64, 130};
+
+static void run_shape(int tri, int square, int M, int N, int K,
+                      lsmi_rng_t *rng) {
+  shape_t s = {.M = M, .N = N, .K = K, .tri = tri};
+  /* The triangular forms are used square (A: K = M; C: N = M) but hold for
+   * any shape; test both. */
+  if (square && tri == LSMI_GEMM_C_STRICT_LOWER)
+    s.N = s.M;
+  else if (square && tri != LSMI_GEMM_FULL)
+    s.K = s.M;
+  int variants = tri == LSMI_GEMM_C_STRICT_LOWER ? 4 : 16;
+  for (int v = 0; v < variants; v++) {
+    s.transA = v & 1;
+    s.accumulate = (v >> 1) & 1;
+    s.bias = (v >> 2) & 1;
+    s.relu = (v >> 2) & 1;
+    s.mask = (v >> 3) & 1;
+    check_shape(&s, rng);
+  }
+}
+
 static void run_all(const char *name, int tri, int square) {
   if (lsmi_gemm_select(name) != 0) {
     /* Not runnable on this CPU: say so rather than pass silently. */
@@ -159,35 +185,23 @@ static void run_all(const char *name, int tri, int square) {
   lsmi_rng_seed(&rng, 7, (uint64_t)tri);
   for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
     for (size_t ni = 0; ni < sizeof Ns / sizeof Ns[0]; ni++)
-      for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++) {
-        shape_t s = {.M = Ms[mi], .N = Ns[ni], .K = Ks[ki], .tri = tri};
-        /* The triangular forms are used square (A: K = M; C: N = M) but
-         * hold for any shape; test both. */
-        if (square && tri == LSMI_GEMM_C_STRICT_LOWER)
-          s.N = s.M;
-        else if (square && tri != LSMI_GEMM_FULL)
-          s.K = s.M;
-        int variants = tri == LSMI_GEMM_C_STRICT_LOWER ? 4 : 16;
-        for (int v = 0; v < variants; v++) {
-          s.transA = v & 1;
-          s.accumulate = (v >> 1) & 1;
-          s.bias = (v >> 2) & 1;
-          s.relu = (v >> 2) & 1;
-          s.mask = (v >> 3) & 1;
-          check_shape(&s, &rng);
-        }
-      }
+      for (size_t ki = 0; ki < sizeof Ks / sizeof Ks[0]; ki++)
+        run_shape(tri, square, Ms[mi], Ns[ni], Ks[ki], &rng);
+  if (tri != LSMI_GEMM_FULL)
+    for (size_t mi = 0; mi < sizeof tall_Ms / sizeof tall_Ms[0]; mi++)
+      for (size_t ni = 0; ni < sizeof tall_Ns / sizeof tall_Ns[0]; ni++)
+        run_shape(tri, square, tall_Ms[mi], tall_Ns[ni], 70, &rng);
 }
 
 static void test_full(void **state) {
   (void)state;
-  for (size_t i = 0; i < 2; i++)
+  for (size_t i = 0; i < N_IMPLS; i++)
     run_all(impl_names[i], LSMI_GEMM_FULL, 0);
 }
 
 static void test_triangular(void **state) {
   (void)state;
-  for (size_t i = 0; i < 2; i++)
+  for (size_t i = 0; i < N_IMPLS; i++)
     for (int sq = 0; sq < 2; sq++) {
       run_all(impl_names[i], LSMI_GEMM_A_STRICT_LOWER, sq);
       run_all(impl_names[i], LSMI_GEMM_A_STRICT_UPPER, sq);
@@ -198,12 +212,21 @@ static void test_triangular(void **state) {
 /* ReLU keeps a NaN (as torch.relu does), and the mask zeroes it. */
 static void test_nan_epilogue(void **state) {
   (void)state;
-  for (size_t i = 0; i < 2; i++) {
+  for (size_t i = 0; i < N_IMPLS; i++) {
     if (lsmi_gemm_select(impl_names[i]) != 0)
       continue;
     float a[2] = {NAN, -1.0f}, b[1] = {1.0f}, c[2], h[2] = {1.0f, 1.0f};
-    lsmi_gemm_t g = {.M = 2, .N = 1, .K = 1, .a = a, .rsa = 1, .csa = 1,
-                     .b = b, .ldb = 1, .c = c, .ldc = 1, .relu = 1};
+    lsmi_gemm_t g = {.M = 2,
+                     .N = 1,
+                     .K = 1,
+                     .a = a,
+                     .rsa = 1,
+                     .csa = 1,
+                     .b = b,
+                     .ldb = 1,
+                     .c = c,
+                     .ldc = 1,
+                     .relu = 1};
     lsmi_gemm(&g);
     assert_true(isnan(c[0]));
     assert_true(c[1] == 0.0f);
