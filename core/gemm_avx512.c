@@ -40,9 +40,8 @@
 
 /* Lanes [0, w) of a 16-lane vector, w in [0, 16]. */
 INLINE __mmask16 lanes(int w) {
-  return w >= 16  ? (__mmask16)0xFFFF
-         : w <= 0 ? (__mmask16)0
-                  : (__mmask16)((1u << w) - 1u);
+  unsigned m = w >= 16 ? 0xFFFFu : w <= 0 ? 0u : (1u << w) - 1u;
+  return (__mmask16)m;
 }
 
 /*
