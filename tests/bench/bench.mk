@@ -36,6 +36,19 @@ bench-quick: $(BIN) $(BENCH_PEAK)
 	$(PYTHON) tests/bench/bench.py --quick --lsmi $(BIN) --peak $(BENCH_PEAK) \
 	  --work $(BENCH_WORK) $(BENCH_ARGS)
 
+# mlp_step: microseconds per discriminator training step and its phases
+# (forward, cross-entropy, backward, Adam) on the shapes of the cases.
+BENCH_MLP_STEP := $(BUILD)/tests/bench/mlp_step
+
+$(BENCH_MLP_STEP): tests/bench/mlp_step.c $(LIB) $(BUILD)/server/blas.o
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(LDFLAGS)
+
+.PHONY: bench-mlp-step
+bench-mlp-step: $(BENCH_MLP_STEP)
+	$(BENCH_MLP_STEP)
+
 # knife_step: microseconds per KNIFE training step (loss+backward, Adam) and
 # per 1024-row logpdf block, thread CPU time (`make bench-knife`).
 BENCH_KNIFE := $(BUILD)/tests/bench/knife_step
