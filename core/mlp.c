@@ -2,10 +2,26 @@
  * mlp.c — the discriminator MLP: forward, cross-entropy and backward.
  *
  * Linear(in,H) – ReLU – Linear(H,H) – ReLU – Linear(H,C) with PyTorch's
- * layout and numerics: a Linear layer computes y = x W^T + b with W stored
- * (out, in) row-major, and is initialised from U(-1/sqrt(fan_in),
- * 1/sqrt(fan_in)) for both W and b. Every matrix product goes through
- * cblas_sgemm; bias, ReLU and the reductions are plain loops.
+ * numerics: a Linear layer computes y = x W^T + b, and is initialised from
+ * U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for both W and b.
+ *
+ * Every matrix product is one lsmi_gemm call (gemm.h) with the bias, ReLU
+ * or ReLU-mask epilogue folded in, eight per training step. At a batch of
+ * 32 and 64-wide layers a BLAS call spends as long deciding and packing as
+ * multiplying; lsmi_gemm keeps the output tile in registers instead. Its
+ * right operand must be row-major along the output columns, while its left
+ * operand may be read with any strides, so the transposed operands of the
+ * backward pass (dout^T, x^T) cost nothing. That fixes the weight layouts:
+ *   W1 is stored transposed, (in, H): the forward product reads W1^T and the
+ *      backward needs no dx, so the gradient dW1^T = x^T dh1 lands in the
+ *      same layout with the 64-wide side as the vector side;
+ *   W2 is stored (out, in) as PyTorch stores it, for dh1 = dh2 W2, and the
+ *      forward pass transposes it into the activation block (a 64×64 copy,
+ *      a few percent of a step) for h2 = h1 W2^T;
+ *   W3 is stored (C, H), so that dW3 = dlogits^T h2 and dh2 = dlogits W3
+ *      have the 64-wide side as the vector side; the forward pass transposes
+ *      it (C × 64 floats) like W2.
+ * All activations and their gradients are batch-major, (B, width).
  *
  * Nothing here allocates: the caller owns the parameter, gradient,
  * activation and scratch blocks (sizes from lsmi_mlp_nparams, lsmi_mlp_nacts
@@ -18,16 +34,16 @@
  * ReLU gradient is 0 at a pre-activation of exactly 0, as here.
  */
 #include "mlp.h"
+#include "gemm.h"
 #include "simd.h"
 
 #include <assert.h>
-#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
 size_t lsmi_mlp_nparams(int in, int hidden, int classes) {
   size_t IN = (size_t)in, H = (size_t)hidden, C = (size_t)classes;
-  return H * IN + H + H * H + H + C * H + C;
+  return IN * H + H + H * H + H + C * H + C;
 }
 
 void lsmi_mlp_bind(lsmi_mlp_t *m, float *block, int in, int hidden,
@@ -36,12 +52,12 @@ void lsmi_mlp_bind(lsmi_mlp_t *m, float *block, int in, int hidden,
   m->in = in;
   m->hidden = hidden;
   m->classes = classes;
-  m->W1 = block;          // (H, in)
-  m->b1 = m->W1 + H * IN; // (H)
-  m->W2 = m->b1 + H;      // (H, H)
-  m->b2 = m->W2 + H * H;  // (H)
-  m->W3 = m->b2 + H;      // (C, H)
-  m->b3 = m->W3 + C * H;  // (C)
+  m->W1t = block;          // (in, H)
+  m->b1 = m->W1t + IN * H; // (H)
+  m->W2 = m->b1 + H;       // (H, H)
+  m->b2 = m->W2 + H * H;   // (H)
+  m->W3 = m->b2 + H;       // (C, H)
+  m->b3 = m->W3 + C * H;   // (C)
 }
 
 /* Fills p (n) from U(-bound, bound), as torch.nn.init.uniform_: from + (to -
@@ -55,7 +71,12 @@ void lsmi_mlp_init(lsmi_mlp_t *m, lsmi_rng_t *rng) {
   size_t IN = (size_t)m->in, H = (size_t)m->hidden, C = (size_t)m->classes;
   double bound1 = 1.0 / sqrt((double)IN); /* fan_in of layer 1 is in */
   double bound2 = 1.0 / sqrt((double)H);  /* layers 2 and 3 take H inputs */
-  uniform_fill(m->W1, H * IN, bound1, rng);
+  /* W1 is drawn in PyTorch's (H, in) row-major order and stored
+   * transposed, so that each weight gets the value PyTorch's would. */
+  for (size_t o = 0; o < H; o++)
+    for (size_t i = 0; i < IN; i++)
+      m->W1t[i * H + o] =
+          (float)(-bound1 + 2.0 * bound1 * lsmi_rng_uniform(rng));
   uniform_fill(m->b1, H, bound1, rng);
   uniform_fill(m->W2, H * H, bound2, rng);
   uniform_fill(m->b2, H, bound2, rng);
@@ -63,19 +84,36 @@ void lsmi_mlp_init(lsmi_mlp_t *m, lsmi_rng_t *rng) {
   uniform_fill(m->b3, C, bound2, rng);
 }
 
+void lsmi_mlp_set_W1(lsmi_mlp_t *m, const float *W1) {
+  size_t IN = (size_t)m->in, H = (size_t)m->hidden;
+  for (size_t o = 0; o < H; o++)
+    for (size_t i = 0; i < IN; i++)
+      m->W1t[i * H + o] = W1[o * IN + i];
+}
+
+void lsmi_mlp_get_W1(const lsmi_mlp_t *m, float *W1) {
+  size_t IN = (size_t)m->in, H = (size_t)m->hidden;
+  for (size_t o = 0; o < H; o++)
+    for (size_t i = 0; i < IN; i++)
+      W1[o * IN + i] = m->W1t[i * H + o];
+}
+
 size_t lsmi_mlp_nacts(int hidden, int classes, int max_batch) {
   size_t H = (size_t)hidden, C = (size_t)classes, B = (size_t)max_batch;
-  return B * H + B * H + B * C;
+  return B * H + B * H + B * C + H * H + H * C;
 }
 
 void lsmi_mlp_acts_bind(lsmi_mlp_acts_t *a, float *block, int hidden,
                         int classes, int max_batch) {
-  size_t H = (size_t)hidden, B = (size_t)max_batch;
-  (void)classes;
+  size_t H = (size_t)hidden, C = (size_t)classes, B = (size_t)max_batch;
   a->max_batch = max_batch;
-  a->h1 = block;             // (B, H)
-  a->h2 = a->h1 + B * H;     // (B, H)
-  a->logits = a->h2 + B * H; // (B, C)
+  a->hidden = hidden;
+  a->classes = classes;
+  a->h1 = block;              // (B, H)
+  a->h2 = a->h1 + B * H;      // (B, H)
+  a->logits = a->h2 + B * H;  // (B, C)
+  a->W2t = a->logits + B * C; // (H, H)
+  a->W3t = a->W2t + H * H;    // (H, C)
 }
 
 size_t lsmi_mlp_nscratch(int hidden, int max_batch) {
@@ -86,29 +124,35 @@ size_t lsmi_mlp_nscratch(int hidden, int max_batch) {
 /* Kernels                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* out (B, OC) += b, then ReLU if relu (NaN kept, as torch.relu keeps it). */
-LSMI_VECTOR_CLONES
-static void bias_relu(float *out, const float *b, int B, int OC, int relu) {
-  for (int r = 0; r < B; r++) {
-    float *o = out + (size_t)r * (size_t)OC;
-    for (int j = 0; j < OC; j++) {
-      float v = o[j] + b[j];
-      o[j] = (relu && v < 0.0f) ? 0.0f : v;
-    }
-  }
-}
-
 /*
- * out = inp W^T + b, optionally followed by ReLU. The ReLU keeps a NaN (as
- * torch.relu does) so that a diverged model shows up as a NaN loss.
- * out (B, OC), inp (B, IC) with row stride ldi, W (OC, IC), b (OC).
+ * dst (C, R) = src^T for src (R, C), both row-major and dense. The copy
+ * goes through 4×4 blocks held in a local array: reading four rows and
+ * writing four rows at a time keeps both sides in whole cache lines, and
+ * the fixed-size block is what the compiler turns into shuffles (measured
+ * 2-4× faster than a plain double loop or larger blocks at 64×64).
  */
-static void linear_forward(float *out, const float *inp, size_t ldi,
-                           const float *W, const float *b, int B, int IC,
-                           int OC, int relu) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, B, OC, IC, 1.0f, inp,
-              (int)ldi, W, IC, 0.0f, out, OC);
-  bias_relu(out, b, B, OC, relu);
+LSMI_VECTOR_CLONES
+static void transpose(float *restrict dst, const float *restrict src, int R,
+                      int C) {
+  const size_t ldd = (size_t)R, lds = (size_t)C;
+  int R4 = R & ~3, C4 = C & ~3;
+  for (int i0 = 0; i0 < R4; i0 += 4) {
+    for (int j0 = 0; j0 < C4; j0 += 4) {
+      float t[4][4];
+      for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+          t[j][i] = src[(size_t)(i0 + i) * lds + (size_t)(j0 + j)];
+      for (int j = 0; j < 4; j++)
+        for (int i = 0; i < 4; i++)
+          dst[(size_t)(j0 + j) * ldd + (size_t)(i0 + i)] = t[j][i];
+    }
+    for (int i = i0; i < i0 + 4; i++) /* the columns left of C4 */
+      for (int j = C4; j < C; j++)
+        dst[(size_t)j * ldd + (size_t)i] = src[(size_t)i * lds + (size_t)j];
+  }
+  for (int i = R4; i < R; i++) /* the rows below R4 */
+    for (int j = 0; j < C; j++)
+      dst[(size_t)j * ldd + (size_t)i] = src[(size_t)i * lds + (size_t)j];
 }
 
 /*
@@ -134,37 +178,6 @@ static void bias_grad(float *db, const float *dout, int B, int OC) {
   }
 }
 
-/*
- * Backward of out = inp W^T + b for the parameters, OVERWRITING dW and db:
- *   dW (OC, IC) = dout^T · inp        (dL/dW_oi = Σ_b dout_bo inp_bi)
- *   db (OC)     = Σ_b dout_b          (dL/db_o  = Σ_b dout_bo)
- * and, when dinp is not NULL, the input gradient, also overwritten:
- *   dinp (B, IC) = dout · W            (dL/dinp_bi = Σ_o dout_bo W_oi)
- * dout (B, OC), inp (B, IC) with row stride ldi.
- */
-static void linear_backward(float *dinp, float *dW, float *db,
-                            const float *dout, const float *inp, size_t ldi,
-                            const float *W, int B, int IC, int OC) {
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, B, 1.0f, dout,
-              OC, inp, (int)ldi, 0.0f, dW, IC);
-  bias_grad(db, dout, B, OC);
-  if (dinp)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, IC, OC, 1.0f,
-                dout, OC, W, IC, 0.0f, dinp, IC);
-}
-
-/*
- * ReLU backward in place, with the mask taken from the post-ReLU output h:
- *   dh_bj *= [h_bj > 0]               (d relu(z)/dz = 1 if z > 0 else 0)
- * dh (B, H), h (B, H).
- */
-LSMI_VECTOR_CLONES
-static void relu_backward(float *dh, const float *h, size_t n) {
-  for (size_t i = 0; i < n; i++)
-    if (!(h[i] > 0.0f))
-      dh[i] = 0.0f;
-}
-
 /* ------------------------------------------------------------------------ */
 /* Public passes                                                            */
 /* ------------------------------------------------------------------------ */
@@ -173,14 +186,53 @@ void lsmi_mlp_forward(const lsmi_mlp_t *m, lsmi_mlp_acts_t *a, const float *x,
                       size_t ldx, int B) {
   int IN = m->in, H = m->hidden, C = m->classes;
   assert(B <= a->max_batch && ldx >= (size_t)IN);
+  assert(a->hidden == H && a->classes == C);
   if (B <= 0)
     return;
-  /* h1 (B, H) = relu(x W1^T + b1) */
-  linear_forward(a->h1, x, ldx, m->W1, m->b1, B, IN, H, 1);
-  /* h2 (B, H) = relu(h1 W2^T + b2) */
-  linear_forward(a->h2, a->h1, (size_t)H, m->W2, m->b2, B, H, H, 1);
-  /* logits (B, C) = h2 W3^T + b3 */
-  linear_forward(a->logits, a->h2, (size_t)H, m->W3, m->b3, B, H, C, 0);
+  const size_t h = (size_t)H, c = (size_t)C;
+  /* h1 (B, H) = relu(x W1^T + b1): W1 is stored transposed, (in, H), which
+   * is the row-major right operand this product needs. */
+  lsmi_gemm(&(lsmi_gemm_t){.M = B,
+                           .N = H,
+                           .K = IN,
+                           .a = x,
+                           .rsa = ldx,
+                           .csa = 1,
+                           .b = m->W1t,
+                           .ldb = h,
+                           .c = a->h1,
+                           .ldc = h,
+                           .bias = m->b1,
+                           .relu = 1});
+  /* h2 (B, H) = relu(h1 W2^T + b2): the product reads W2^T (in, out) row by
+   * row, the backward pass W2 (out, in); W2 is stored as PyTorch stores it
+   * and transposed here, once per step, into the activation block. */
+  transpose(a->W2t, m->W2, H, H); // (H, H)
+  lsmi_gemm(&(lsmi_gemm_t){.M = B,
+                           .N = H,
+                           .K = H,
+                           .a = a->h1,
+                           .rsa = h,
+                           .csa = 1,
+                           .b = a->W2t,
+                           .ldb = h,
+                           .c = a->h2,
+                           .ldc = h,
+                           .bias = m->b2,
+                           .relu = 1});
+  /* logits (B, C) = h2 W3^T + b3, likewise with W3^T (H, C) */
+  transpose(a->W3t, m->W3, C, H); // (H, C)
+  lsmi_gemm(&(lsmi_gemm_t){.M = B,
+                           .N = C,
+                           .K = H,
+                           .a = a->h2,
+                           .rsa = h,
+                           .csa = 1,
+                           .b = a->W3t,
+                           .ldb = c,
+                           .c = a->logits,
+                           .ldc = c,
+                           .bias = m->b3});
 }
 
 /*
@@ -254,26 +306,79 @@ void lsmi_mlp_backward(const lsmi_mlp_t *m, lsmi_mlp_t *grad, float *scratch,
   assert(B <= a->max_batch && ldx >= (size_t)IN);
   if (B <= 0) {
     /* An empty batch has a zero gradient; keep the OVERWRITE contract. */
-    size_t hI = (size_t)H * (size_t)IN, hH = (size_t)H * (size_t)H;
-    size_t cH = (size_t)C * (size_t)H;
-    memset(grad->W1, 0, hI * sizeof(float));
-    memset(grad->b1, 0, (size_t)H * sizeof(float));
-    memset(grad->W2, 0, hH * sizeof(float));
-    memset(grad->b2, 0, (size_t)H * sizeof(float));
-    memset(grad->W3, 0, cH * sizeof(float));
-    memset(grad->b3, 0, (size_t)C * sizeof(float));
+    memset(grad->W1t, 0, lsmi_mlp_nparams(IN, H, C) * sizeof(float));
     return;
   }
-  float *dh1 = scratch;                         // (B, H)
-  float *dh2 = scratch + (size_t)B * (size_t)H; // (B, H)
-  /* logits = h2 W3^T + b3 */
-  linear_backward(dh2, grad->W3, grad->b3, dlogits, a->h2, (size_t)H, m->W3, B,
-                  H, C);
-  /* h2 = relu(h1 W2^T + b2) */
-  relu_backward(dh2, a->h2, (size_t)B * (size_t)H);
-  linear_backward(dh1, grad->W2, grad->b2, dh2, a->h1, (size_t)H, m->W2, B, H,
-                  H);
-  /* h1 = relu(x W1^T + b1); the input gradient is not needed */
-  relu_backward(dh1, a->h1, (size_t)B * (size_t)H);
-  linear_backward(NULL, grad->W1, grad->b1, dh1, x, ldx, m->W1, B, IN, H);
+  const size_t h = (size_t)H, c = (size_t)C;
+  float *dh1 = scratch;                 // (B, H)
+  float *dh2 = scratch + (size_t)B * h; // (B, H)
+  /* Layer 3, logits = h2 W3^T + b3:
+   *   dW3 (C, H) = dlogits^T h2       (dL/dW3_ch = Σ_b dl_bc h2_bh)
+   *   db3 (C)    = Σ_b dlogits_b
+   *   dh2 (B, H) = (dlogits W3) ⊙ [h2 > 0]   (ReLU backward, mask h2) */
+  lsmi_gemm(&(lsmi_gemm_t){.M = C,
+                           .N = H,
+                           .K = B,
+                           .a = dlogits,
+                           .rsa = 1,
+                           .csa = c,
+                           .b = a->h2,
+                           .ldb = h,
+                           .c = grad->W3,
+                           .ldc = h});
+  bias_grad(grad->b3, dlogits, B, C);
+  lsmi_gemm(&(lsmi_gemm_t){.M = B,
+                           .N = H,
+                           .K = C,
+                           .a = dlogits,
+                           .rsa = c,
+                           .csa = 1,
+                           .b = m->W3,
+                           .ldb = h,
+                           .c = dh2,
+                           .ldc = h,
+                           .mask = a->h2,
+                           .ldm = h});
+  /* Layer 2, h2 = relu(h1 W2^T + b2), dh2 already through the ReLU:
+   *   dW2 (H, H) = dh2^T h1           (dL/dW2_oi = Σ_b dh2_bo h1_bi)
+   *   db2 (H)    = Σ_b dh2_b
+   *   dh1 (B, H) = (dh2 W2) ⊙ [h1 > 0] */
+  lsmi_gemm(&(lsmi_gemm_t){.M = H,
+                           .N = H,
+                           .K = B,
+                           .a = dh2,
+                           .rsa = 1,
+                           .csa = h,
+                           .b = a->h1,
+                           .ldb = h,
+                           .c = grad->W2,
+                           .ldc = h});
+  bias_grad(grad->b2, dh2, B, H);
+  lsmi_gemm(&(lsmi_gemm_t){.M = B,
+                           .N = H,
+                           .K = H,
+                           .a = dh2,
+                           .rsa = h,
+                           .csa = 1,
+                           .b = m->W2,
+                           .ldb = h,
+                           .c = dh1,
+                           .ldc = h,
+                           .mask = a->h1,
+                           .ldm = h});
+  /* Layer 1, h1 = relu(x W1^T + b1); the input gradient is not needed:
+   *   dW1^T (in, H) = x^T dh1         (dL/dW1_hi = Σ_b dh1_bh x_bi), in the
+   *                                    transposed layout W1 is stored in
+   *   db1 (H)       = Σ_b dh1_b */
+  lsmi_gemm(&(lsmi_gemm_t){.M = IN,
+                           .N = H,
+                           .K = B,
+                           .a = x,
+                           .rsa = 1,
+                           .csa = ldx,
+                           .b = dh1,
+                           .ldb = h,
+                           .c = grad->W1t,
+                           .ldc = h});
+  bias_grad(grad->b1, dh1, B, H);
 }

@@ -95,7 +95,7 @@ typedef struct group {
 /* The six parameter groups of n, in block order. */
 static void net_groups(net_t *n, group_t gr[6]) {
   size_t in = (size_t)n->in, H = (size_t)n->H, C = (size_t)n->C;
-  gr[0] = (group_t){"W1", n->m.W1, n->g.W1, H * in};
+  gr[0] = (group_t){"W1", n->m.W1t, n->g.W1t, H * in}; /* stored (in, H) */
   gr[1] = (group_t){"b1", n->m.b1, n->g.b1, H};
   gr[2] = (group_t){"W2", n->m.W2, n->g.W2, H * H};
   gr[3] = (group_t){"b2", n->m.b2, n->g.b2, H};
@@ -123,9 +123,10 @@ static void net_randomize(net_t *n, uint64_t seed) {
 
 static void test_layout(void **state) {
   (void)state;
-  /* W1 15 | b1 5 | W2 25 | b2 5 | W3 10 | b3 2 */
+  /* W1t 15 | b1 5 | W2 25 | b2 5 | W3 10 | b3 2 */
   assert_int_equal(lsmi_mlp_nparams(3, 5, 2), 62);
-  assert_int_equal(lsmi_mlp_nacts(5, 2, 4), 4 * (5 + 5 + 2));
+  /* h1, h2, logits for 4 rows | W2t 25 | W3t 10 */
+  assert_int_equal(lsmi_mlp_nacts(5, 2, 4), 4 * (5 + 5 + 2) + 25 + 10);
   assert_int_equal(lsmi_mlp_nscratch(5, 4), 2 * 5 * 4);
   float block[62];
   lsmi_mlp_t m;
@@ -133,19 +134,31 @@ static void test_layout(void **state) {
   assert_int_equal(m.in, 3);
   assert_int_equal(m.hidden, 5);
   assert_int_equal(m.classes, 2);
-  assert_ptr_equal(m.W1, block);
+  assert_ptr_equal(m.W1t, block);
   assert_ptr_equal(m.b1, block + 15);
   assert_ptr_equal(m.W2, block + 20);
   assert_ptr_equal(m.b2, block + 45);
   assert_ptr_equal(m.W3, block + 50);
   assert_ptr_equal(m.b3, block + 60);
-  float acts[48];
+  float acts[83];
   lsmi_mlp_acts_t a;
   lsmi_mlp_acts_bind(&a, acts, 5, 2, 4);
   assert_int_equal(a.max_batch, 4);
   assert_ptr_equal(a.h1, acts);
   assert_ptr_equal(a.h2, acts + 20);
   assert_ptr_equal(a.logits, acts + 40);
+  assert_ptr_equal(a.W2t, acts + 48);
+  assert_ptr_equal(a.W3t, acts + 73);
+  /* W1 round-trips between PyTorch's (H, in) and the stored (in, H). */
+  float W1[15], back[15];
+  for (int i = 0; i < 15; i++)
+    W1[i] = (float)i;
+  lsmi_mlp_set_W1(&m, W1);
+  for (int o = 0; o < 5; o++)
+    for (int i = 0; i < 3; i++)
+      assert_true(m.W1t[i * 5 + o] == W1[o * 3 + i]);
+  lsmi_mlp_get_W1(&m, back);
+  assert_memory_equal(W1, back, sizeof W1);
 }
 
 static void test_init_torch_default(void **state) {
@@ -160,21 +173,25 @@ static void test_init_torch_default(void **state) {
   lsmi_rng_seed(&rng, 7, LSMI_STREAM_MLP1);
   lsmi_rng_seed(&ref, 7, LSMI_STREAM_MLP1);
   lsmi_mlp_init(&m, &rng);
-  /* Draw order W1, b1, W2, b2, W3, b3 = block order; bound 1/sqrt(fan_in). */
+  /* Draw order W1, b1, W2, b2, W3, b3, each in PyTorch's row-major
+   * (out, in) order; bound 1/sqrt(fan_in). W1's draw k = o * in + i lands
+   * at W1t[i * H + o]; everything after W1 is in block order. */
   double b_in = 1.0 / sqrt((double)in), b_h = 1.0 / sqrt((double)H);
-  size_t end1 = (size_t)(H * in + H);
-  for (size_t i = 0; i < np; i++) {
-    double bound = i < end1 ? b_in : b_h;
+  size_t nW1 = (size_t)(H * in), end1 = nW1 + (size_t)H;
+  for (size_t k = 0; k < np; k++) {
+    size_t at = k < nW1 ? (k % (size_t)in) * (size_t)H + k / (size_t)in : k;
+    double bound = k < end1 ? b_in : b_h;
     float want = (float)(-bound + 2.0 * bound * lsmi_rng_uniform(&ref));
-    if (block[i] != want)
-      fail_msg("init[%zu]: got %.9g want %.9g", i, block[i], want);
-    assert_true(fabs((double)block[i]) <= bound);
+    if (block[at] != want)
+      fail_msg("init draw %zu (block[%zu]): got %.9g want %.9g", k, at,
+               block[at], want);
+    assert_true(fabs((double)block[at]) <= bound);
   }
   /* The draws fill the range, not a corner of it. */
   float lo = 1, hi = -1;
-  for (size_t i = 0; i < (size_t)(H * in); i++) {
-    lo = fminf(lo, m.W1[i]);
-    hi = fmaxf(hi, m.W1[i]);
+  for (size_t i = 0; i < nW1; i++) {
+    lo = fminf(lo, m.W1t[i]);
+    hi = fmaxf(hi, m.W1t[i]);
   }
   assert_true(lo < -0.9 * b_in && hi > 0.9 * b_in);
   /* The generator advanced by exactly np draws. */
@@ -365,11 +382,18 @@ static void test_fixture_parity(void **state) {
       float *p = fixture_floats(c, gr[k].name, &cnt);
       assert_non_null(p);
       assert_int_equal(cnt, gr[k].n);
-      memcpy(gr[k].p, p, cnt * sizeof(float));
+      if (k == 0) /* the fixture's W1 is PyTorch's (H, in) */
+        lsmi_mlp_set_W1(&n->m, p);
+      else
+        memcpy(gr[k].p, p, cnt * sizeof(float));
       free(p);
     }
+    /* The gradient of W1 in PyTorch's layout, to compare with grad_W1. */
+    float *dW1 = malloc(gr[0].n * sizeof(float));
+    assert_non_null(dW1);
 
     double loss = net_grad(n);
+    lsmi_mlp_get_W1(&n->g, dW1);
     char what[64];
     double *want = fixture_doubles(c, "logits", &cnt);
     assert_non_null(want);
@@ -401,9 +425,11 @@ static void test_fixture_parity(void **state) {
       assert_non_null(want);
       assert_int_equal(cnt, gr[k].n);
       snprintf(what, sizeof what, "case%zu.%s", ci, key);
-      bad += fixture_check_f(what, gr[k].dp, want, cnt, rtol, atol, &st_grad);
+      bad += fixture_check_f(what, k == 0 ? dW1 : gr[k].dp, want, cnt, rtol,
+                             atol, &st_grad);
       free(want);
     }
+    free(dW1);
     net_free(n);
   }
   printf("mlp.json parity: max rel err logits %.2e, loss %.2e, "
