@@ -20,6 +20,7 @@
  */
 #include "gemm.h"
 #include "gemm_impl.h"
+#include "lsmi.h"
 #include "simd.h"
 
 #include <assert.h>
@@ -232,6 +233,12 @@ int lsmi_gemm_select(const char *name) {
 }
 
 const char *lsmi_gemm_name(void) { return pick()->name; }
+
+const char *lsmi_kernels_name(void) { return lsmi_gemm_name(); }
+
+int lsmi_kernels_select(const char *name) {
+  return lsmi_gemm_select(name) == 0 ? LSMI_OK : LSMI_ERR_INVALID;
+}
 
 void lsmi_gemm(const lsmi_gemm_t *g) {
   assert(g->M >= 0 && g->N >= 0 && g->K >= 0);

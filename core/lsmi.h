@@ -356,6 +356,18 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
              lsmi_error_t *err);
 void lsmi_result_destroy(lsmi_result_t *res);
 
+/*
+ * The kernels of the training and evaluation products: "avx512" (lsmi's own
+ * register-tiled kernels, where the CPU has AVX-512F), "blas" (the BLAS for
+ * the bulk of each product, plain loops for the rest) or "generic" (plain
+ * loops). The best the CPU runs is chosen at the first product;
+ * lsmi_kernels_select forces one for the rest of the process and must be
+ * called before any fit starts. Returns LSMI_OK, or LSMI_ERR_INVALID (nothing
+ * changed) for an unknown name or one this CPU cannot run.
+ */
+const char *lsmi_kernels_name(void);
+int lsmi_kernels_select(const char *name);
+
 /* ------------------------------------------------------------------------ */
 /* Decomposition (exposed for tests and for callers with their own parts)   */
 /* ------------------------------------------------------------------------ */

@@ -2,6 +2,7 @@
  * main.c — the `lsmi` binary: dispatches to its subcommands.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "blas.h"
@@ -36,10 +37,19 @@ int main(int argc, char **argv) {
   /* Before anything else: one re-exec, only if needed, gives OpenBLAS
    * better kernels; its own thread pool is stopped (server/blas.h). */
   lsmi_blas_setup(argc, argv);
+  /* The products' kernels: the best the CPU runs, or the operator's. */
+  const char *kernels = getenv("LSMI_KERNELS");
+  if (kernels && *kernels && strcmp(kernels, "auto") != 0 &&
+      lsmi_kernels_select(kernels) != LSMI_OK)
+    fprintf(stderr,
+            "{\"level\":\"warn\",\"event\":\"kernels\",\"msg\":\"LSMI_KERNELS "
+            "names no kernels this CPU runs (avx512, blas, generic); "
+            "ignored\"}\n");
   fprintf(stderr,
-          "{\"level\":\"info\",\"event\":\"blas\",\"corename\":\"%s\","
-          "\"source\":\"%s\",\"verified\":%s,\"blas_threads\":1}\n",
-          lsmi_blas_corename(), lsmi_blas_source(),
+          "{\"level\":\"info\",\"event\":\"blas\",\"kernels\":\"%s\","
+          "\"corename\":\"%s\",\"source\":\"%s\",\"verified\":%s,"
+          "\"blas_threads\":1}\n",
+          lsmi_kernels_name(), lsmi_blas_corename(), lsmi_blas_source(),
           lsmi_blas_verified() ? "true" : "false");
   if (argc < 2) {
     usage(stderr);
