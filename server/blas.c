@@ -507,14 +507,18 @@ static void reexec(char **argv, const lsmi_blas_decision_t *d) {
  */
 extern int blas_thread_shutdown_(void) __attribute__((weak));
 
-void lsmi_blas_setup(int argc, char **argv) {
-  (void)argc;
-  /* Whatever happens below, BLAS calls run on the calling thread, and the
-   * pool OpenBLAS started when it loaded is stopped: idle, its threads spin
-   * on sched_yield beside lsmi's own for a while. */
+void lsmi_blas_pin(void) {
+  /* BLAS calls run on the calling thread, and the pool OpenBLAS started when
+   * it loaded is stopped: idle, its threads spin on sched_yield beside
+   * lsmi's own for a while. */
   openblas_set_num_threads(1);
   if (blas_thread_shutdown_ != NULL)
     blas_thread_shutdown_();
+}
+
+void lsmi_blas_setup(int argc, char **argv) {
+  (void)argc;
+  lsmi_blas_pin();
 
   char stage[16] = "";
   const char *st = getenv(STAGE_ENV);

@@ -48,6 +48,14 @@
  */
 void lsmi_blas_setup(int argc, char **argv);
 
+/*
+ * Step 1 of lsmi_blas_setup alone: OpenBLAS pinned to the calling thread and
+ * its pool stopped, nothing chosen, checked or re-executed. For a process
+ * whose products do not go through the BLAS (lsmi_kernels_name() is not
+ * "blas"), where the kernels OpenBLAS picked do not matter.
+ */
+void lsmi_blas_pin(void);
+
 /* OpenBLAS's name for the kernels in use ("SkylakeX", ...); static string. */
 const char *lsmi_blas_corename(void);
 

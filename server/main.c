@@ -1,6 +1,7 @@
 /*
  * main.c — the `lsmi` binary: dispatches to its subcommands.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,23 +35,35 @@ int main(int argc, char **argv) {
   /* The health probe uses no BLAS: no re-exec, no log line, every 30 s. */
   if (argc >= 2 && strcmp(argv[1], "probe") == 0)
     return lsmi_probe_main(argc - 1, argv + 1);
-  /* Before anything else: one re-exec, only if needed, gives OpenBLAS
-   * better kernels; its own thread pool is stopped (server/blas.h). */
-  lsmi_blas_setup(argc, argv);
-  /* The products' kernels: the best the CPU runs, or the operator's. */
+  /* Before anything else, the kernels of the products: the best the CPU
+   * runs, or the operator's (LSMI_KERNELS). Only if they go through the
+   * BLAS are OpenBLAS's kernels chosen and checked, which may re-exec once
+   * (server/blas.h); otherwise it is only kept off the cores. */
   const char *kernels = getenv("LSMI_KERNELS");
-  if (kernels && *kernels && strcmp(kernels, "auto") != 0 &&
-      lsmi_kernels_select(kernels) != LSMI_OK)
+  bool bad_kernels = kernels && *kernels && strcmp(kernels, "auto") != 0 &&
+                     lsmi_kernels_select(kernels) != LSMI_OK;
+  bool blas_used = strcmp(lsmi_kernels_name(), "blas") == 0;
+  if (blas_used)
+    lsmi_blas_setup(argc, argv);
+  else
+    lsmi_blas_pin();
+  if (bad_kernels)
     fprintf(stderr,
             "{\"level\":\"warn\",\"event\":\"kernels\",\"msg\":\"LSMI_KERNELS "
             "names no kernels this CPU runs (avx512, blas, generic); "
             "ignored\"}\n");
-  fprintf(stderr,
-          "{\"level\":\"info\",\"event\":\"blas\",\"kernels\":\"%s\","
-          "\"corename\":\"%s\",\"source\":\"%s\",\"verified\":%s,"
-          "\"blas_threads\":1}\n",
-          lsmi_kernels_name(), lsmi_blas_corename(), lsmi_blas_source(),
-          lsmi_blas_verified() ? "true" : "false");
+  if (blas_used)
+    fprintf(stderr,
+            "{\"level\":\"info\",\"event\":\"blas\",\"kernels\":\"blas\","
+            "\"corename\":\"%s\",\"source\":\"%s\",\"verified\":%s,"
+            "\"blas_threads\":1}\n",
+            lsmi_blas_corename(), lsmi_blas_source(),
+            lsmi_blas_verified() ? "true" : "false");
+  else
+    fprintf(stderr,
+            "{\"level\":\"info\",\"event\":\"blas\",\"kernels\":\"%s\","
+            "\"corename\":\"%s\",\"used\":false,\"blas_threads\":1}\n",
+            lsmi_kernels_name(), lsmi_blas_corename());
   if (argc < 2) {
     usage(stderr);
     return 2;
