@@ -241,8 +241,9 @@ void lsmi_mlp_forward(const lsmi_mlp_t *m, lsmi_mlp_acts_t *a, const float *x,
  * their sum in double. Subtracting the maximum keeps every exponent <= 0,
  * so nothing overflows, and the largest term is exactly 1, so the logarithm
  * is finite. A NaN logit gives NaN (the fit's divergence check relies on
- * it). lsmi_ce_forward_backward repeats exactly these operations, so its
- * loss is -log_softmax_at to the bit.
+ * it). lsmi_ce_forward_backward repeats these operations, except that it
+ * takes one logarithm of a product of up to 16 rows' sums rather than one
+ * per row, so its loss is -log_softmax_at to double rounding.
  */
 static double row_logsumexp(const float *l, int C) {
   float mx = l[0];
@@ -259,7 +260,13 @@ double lsmi_ce_forward_backward(float *dlogits, const float *logits,
                                 const int32_t *y, int B, int C) {
   if (B <= 0)
     return 0.0;
-  double loss = 0.0;
+  /* Σ_b log Σ_c e_bc is taken as the logarithm of products of 16 rows'
+   * sums: a logarithm costs as much as the rest of a row at C = 2, and each
+   * sum lies in [1, C] (the largest term is exactly 1), so a product of 16
+   * stays below C^16, far inside double's range for any int C. A NaN sum
+   * makes the product, and so the loss, NaN. */
+  enum { ROWS_PER_LOG = 16 };
+  double loss = 0.0, prod = 1.0;
   double invB = 1.0 / (double)B;
   for (int r = 0; r < B; r++) {
     const float *l = logits + (size_t)r * (size_t)C; // (C)
@@ -268,7 +275,7 @@ double lsmi_ce_forward_backward(float *dlogits, const float *logits,
     assert(yr >= 0 && yr < C);
     /* One pass of exponentials, e_c = exp(l_c - max) (float, as PyTorch),
      * kept in dl, summed in double; see row_logsumexp for why the maximum
-     * is subtracted. A NaN logit makes the loss NaN. */
+     * is subtracted. */
     float mx = l[0];
     for (int c = 1; c < C; c++)
       if (l[c] > mx)
@@ -278,8 +285,14 @@ double lsmi_ce_forward_backward(float *dlogits, const float *logits,
       dl[c] = expf(l[c] - mx);
       sum += (double)dl[c];
     }
-    /* loss_b = -log softmax(l)_y = max + log Σ e - l_y */
-    loss += (double)mx + log(sum) - (double)l[yr];
+    /* loss_b = -log softmax(l)_y = max + log Σ e - l_y, the logarithm
+     * deferred to the product */
+    loss += (double)mx - (double)l[yr];
+    prod *= sum;
+    if (r % ROWS_PER_LOG == ROWS_PER_LOG - 1 || r == B - 1) {
+      loss += log(prod);
+      prod = 1.0;
+    }
     /* dL/dl_c = (softmax(l)_c - [c == y]) / B, softmax_c = e_c / Σ e */
     double scale = invB / sum;
     for (int c = 0; c < C; c++)
