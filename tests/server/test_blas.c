@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "lsmi.h"
 
 #define SSE 0u
 #define AVX2 (LSMI_BLAS_CPU_AVX | LSMI_BLAS_CPU_AVX2 | LSMI_BLAS_CPU_FMA)
@@ -388,8 +389,10 @@ static void test_setup_off(void **state) {
 
 /*
  * End to end, through the real binary of this build ($LSMI_BUILD/lsmi, as
- * tests/run.sh sets it): the re-exec happens and the start-up log line
- * names the kernels in use. Skipped when the binary is not there.
+ * tests/run.sh sets it): with the products on the BLAS (LSMI_KERNELS=blas)
+ * the re-exec happens and the start-up log line names the kernels in use;
+ * with lsmi's own kernels OpenBLAS is left as it loaded. Skipped when the
+ * binary is not there.
  */
 static char *run_lsmi(const char *env) {
   const char *build = getenv("LSMI_BUILD");
@@ -399,7 +402,8 @@ static char *run_lsmi(const char *env) {
     return NULL;
   snprintf(cmd, sizeof cmd,
            "env -u OPENBLAS_CORETYPE -u OPENBLAS_NUM_THREADS -u "
-           "LSMI_BLAS_CORETYPE -u LSMI_BLAS_STAGE %s %s version 2>&1",
+           "LSMI_BLAS_CORETYPE -u LSMI_BLAS_STAGE -u LSMI_KERNELS %s %s "
+           "version 2>&1",
            env, bin);
   FILE *f = popen(cmd, "r");
   assert_non_null(f);
@@ -412,25 +416,37 @@ static char *run_lsmi(const char *env) {
 
 static void test_binary_reexec(void **state) {
   (void)state;
-  char *out = run_lsmi("");
+  char *out = run_lsmi("LSMI_KERNELS=blas");
   if (out == NULL)
     skip();
+  assert_non_null(strstr(out, "\"kernels\":\"blas\""));
   assert_non_null(strstr(out, "\"verified\":true"));
   assert_non_null(strstr(out, "lsmi "));
 
   if (lsmi_blas_cpu_tier(lsmi_blas_cpu_features()) >= LSMI_BLAS_TIER_AVX2) {
-    out = run_lsmi("LSMI_BLAS_CORETYPE=Haswell");
+    out = run_lsmi("LSMI_KERNELS=blas LSMI_BLAS_CORETYPE=Haswell");
     assert_non_null(
         strstr(out, "\"corename\":\"Haswell\",\"source\":\"operator\""));
   }
-  out = run_lsmi("LSMI_BLAS_CORETYPE=Prescott");
+  out = run_lsmi("LSMI_KERNELS=blas LSMI_BLAS_CORETYPE=Prescott");
   assert_non_null(
       strstr(out, "\"corename\":\"Prescott\",\"source\":\"operator\""));
-  out = run_lsmi("LSMI_BLAS_CORETYPE=off");
+  out = run_lsmi("LSMI_KERNELS=blas LSMI_BLAS_CORETYPE=off");
   assert_non_null(strstr(out, "\"source\":\"off\""));
-  out = run_lsmi("LSMI_BLAS_CORETYPE=NoSuchCore");
+  out = run_lsmi("LSMI_KERNELS=blas LSMI_BLAS_CORETYPE=NoSuchCore");
   assert_non_null(strstr(out, "\"level\":\"warn\""));
   assert_non_null(strstr(out, "\"verified\":true"));
+
+  /* On lsmi's own kernels, OpenBLAS computes nothing: no re-exec even when
+   * one is asked for, and the log says the BLAS is unused. */
+  out = run_lsmi("LSMI_KERNELS=generic LSMI_BLAS_CORETYPE=Prescott");
+  assert_non_null(strstr(out, "\"kernels\":\"generic\""));
+  assert_non_null(strstr(out, "\"used\":false"));
+  assert_null(strstr(out, "\"corename\":\"Prescott\""));
+  /* An unknown name is refused with a warning, the best kernels kept. */
+  out = run_lsmi("LSMI_KERNELS=nonesuch");
+  assert_non_null(strstr(out, "\"event\":\"kernels\""));
+  assert_non_null(strstr(out, lsmi_kernels_name()));
 }
 
 int main(void) {
