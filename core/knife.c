@@ -9,34 +9,221 @@
  *   c_k = -½‖z_k‖² + Σ_j log(|s_kj| + 1e-8) + log_softmax(weigh)_k
  *   log p(x) = -d/2 log 2π + logsumexp_k c_k
  *
- * How the work is laid out. A batch of B rows is one triangular product per
- * component in the forward, Z_k = A_k (I + L_k)^T, done in place by
- * cblas_strmm with a unit diagonal straight from tri_k (the BLAS reads only
- * its strictly lower triangle, so no masked copy is made, and a triangular
- * product is half the work of a full one); the backward adds one full
- * product dTri_k = dZ_k^T A_k (masked to the strictly lower triangle) and
- * one more triangular one, dA_k = dZ_k (I + L_k). Nothing is ever computed
- * per sample through a matrix, and nothing is allocated: every buffer is a
- * view into the caller's scratch.
+ * How the work is laid out. The batch is kept feature-major: X^T (d, B), so
+ * that every elementwise step (centering, ‖z‖², the logsumexp over the
+ * components, the softmax weights) runs across the batch, B rows to a
+ * vector, whatever d is; at d = 2 a whole component is a handful of vector
+ * operations. The products go through lsmi_gemm (gemm.h), which reads the
+ * triangular factor in place:
+ *
+ *   forward   Z_k^T (d, B) = A_k^T + L_k A_k^T       one strictly lower
+ *             product, accumulated onto a copy of A_k^T
+ *   backward  P_k (d, d) = dZ_k^T A_k                one product, only on
+ *             and below the diagonal
+ *
+ * and that is all: the backward needs no dA_k = dZ_k (I + L_k). What the
+ * means and logvar gradients need of dA_k are two sums over the batch, and
+ * both reduce to O(d²) work on quantities already at hand:
+ *   Σ_n da_n            = (I + L_k)^T u,           u = Σ_n dz_n
+ *   Σ_n da_nj a_nj      = P_jj + Σ_{i>j} L_ij P_ij
+ * (da_n = (I + L_k)^T dz_n, and P_ij = Σ_n dz_ni a_nj, whose strictly lower
+ * part is dL_k itself). u and the diagonal of P come out of the same call
+ * as dL_k: the product is taken with two leading zero rows in dZ^T and a
+ * leading column of ones in A, which shifts the "strictly lower" cut one
+ * place right and puts u in the first column (see knife_backward).
+ *
+ * Nothing is allocated: every buffer is a view into the caller's scratch.
  *
  * Numerics follow the float32 PyTorch reference: everything up to and
  * including the logsumexp (with max-subtraction) is float, the result is
  * widened to double before the constant -d/2 log 2π is added, and the loss
  * is accumulated in double. The few per-component sums over the batch that
  * feed the weigh and logdet gradients are kept in double because the weigh
- * gradient is a difference of nearly equal terms.
+ * gradient is a difference of nearly equal terms. The exponentials,
+ * logarithms and tanh are this file's own (knife_expf and friends), written
+ * so that the loops calling them vectorise; they are computed in double and
+ * rounded once, which makes them faithful to within an ulp of libm's, and
+ * they keep libm's infinities and NaNs (a diverged fit still shows as NaN).
  */
 #include "knife.h"
+#include "gemm.h"
 #include "simd.h"
 
 #include <assert.h>
-#include <cblas.h>
+#include <float.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise functions                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * libm's expf, logf and tanhf are calls the compiler cannot vectorise, and
+ * at small d they are most of a training step (B K exponentials forward,
+ * the softmax weights backward). These are branch-free, so a loop of them
+ * vectorises; each works in double, where a short polynomial is accurate to
+ * about 1e-10, and rounds to float once at the end: the result is the
+ * correctly rounded one except within ~1e-3 ulp of a tie, i.e. within one
+ * ulp of libm's. Special values are selected explicitly.
+ */
+
+static inline uint64_t knife_bits(double x) {
+  uint64_t u;
+  memcpy(&u, &x, sizeof u);
+  return u;
+}
+
+static inline double knife_double(uint64_t u) {
+  double x;
+  memcpy(&x, &u, sizeof x);
+  return x;
+}
+
+/*
+ * e^x in double for x in [-104, 89] (or NaN, which propagates), to a
+ * relative 3e-10: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor
+ * polynomial of degree 8 (remainder r^9/9! < 2e-10), times 2^n built in the
+ * exponent field. n is rounded with the 1.5·2^52 shift, which leaves it in
+ * the low bits of t without an integer conversion.
+ */
+static inline double knife_exp_core(double x) {
+  const double shift = 0x1.8p52;
+  double t = x * 0x1.71547652b82fep0 + shift; /* x / ln2 + shift */
+  double n = t - shift;
+  double r = x - n * 0x1.62e42fefa39efp-1; /* x - n ln2 */
+  double p =
+      1.0 +
+      r * (1.0 +
+           r * (1.0 / 2 +
+                r * (1.0 / 6 +
+                     r * (1.0 / 24 +
+                          r * (1.0 / 120 +
+                               r * (1.0 / 720 +
+                                    r * (1.0 / 5040 + r * (1.0 / 40320))))))));
+  /* The bits of t are those of shift plus n; shift's low 12 bits are 0, so
+   * shifting by 52 leaves n + 1023 in the exponent field. */
+  double scale = knife_double((knife_bits(t) + 1023u) << 52);
+  return p * scale;
+}
+
+/*
+ * c ? a : b, through the bits. The plain conditional is no good here: the
+ * compiler sinks the computation of a value that one arm does not need
+ * into a branch, and then, since a float conversion may raise an exception
+ * (-ftrapping-math, the default), it cannot turn the branch back into a
+ * vector select, and the whole loop stays scalar.
+ */
+static inline float knife_select(int c, float a, float b) {
+  uint32_t m = 0u - (uint32_t)(c != 0), ua, ub;
+  memcpy(&ua, &a, sizeof ua);
+  memcpy(&ub, &b, sizeof ub);
+  uint32_t u = (ua & m) | (ub & ~m);
+  float r;
+  memcpy(&r, &u, sizeof r);
+  return r;
+}
+
+/* expf(x): 0 below -104 (e^-104 rounds to 0 in float), +inf above 89
+ * (e^89 > FLT_MAX), NaN for NaN (every comparison with it is false, and the
+ * polynomial propagates it). Out there knife_exp_core computes garbage,
+ * which the selects replace; in between, the float rounding of the double
+ * result handles the subnormal range and the overflow. */
+static inline float knife_expf(float x) {
+  float y = (float)knife_exp_core((double)x);
+  y = knife_select(x > 89.0f, INFINITY, y);
+  return knife_select(x < -104.0f, 0.0f, y);
+}
+
+/*
+ * logf(x): x = 2^e m with m in [√½, √2), log m = 2 atanh(f), f = (m-1)/(m+1),
+ * |f| <= 0.172, by the series to f^11 (remainder below 1e-10 relative). x is
+ * widened first, so float subnormals are normal doubles. 0 gives -inf,
+ * negative numbers and NaN give NaN, +inf gives +inf.
+ */
+static inline float knife_logf(float xf) {
+  double x = (double)xf;
+  uint64_t u = knife_bits(x);
+  uint64_t tmp = u - 0x3FE6A09E667F3BCDu; /* the bits of √½ */
+  int64_t e = (int64_t)tmp >> 52;
+  double m = knife_double(u - ((uint64_t)e << 52));
+  double f = (m - 1.0) / (m + 1.0), f2 = f * f;
+  double s =
+      1.0 +
+      f2 * (1.0 / 3 +
+            f2 * (1.0 / 5 + f2 * (1.0 / 7 + f2 * (1.0 / 9 + f2 * (1.0 / 11)))));
+  /* e is in [-150, 129] for a positive float: converted through 32 bits,
+   * which AVX2 can do in vectors and 64 bits it cannot. */
+  double r = (double)(int32_t)e * 0x1.62e42fefa39efp-1 + 2.0 * f * s;
+  float y = (float)r;
+  y = knife_select(xf == INFINITY, INFINITY, y);
+  y = knife_select(xf == 0.0f, -INFINITY, y);
+  return knife_select(xf >= 0.0f, y, NAN); /* negative or NaN */
+}
+
+/*
+ * tanhf(x): for |x| < 1/16 the odd series to x^9 (remainder below 1e-14
+ * relative); above, 1 - 2/(e^{2|x|} + 1) with the sign of x, where the
+ * subtraction loses at most a factor 16 of the exponential's 3e-10. |x| is
+ * capped at 20, where tanh is 1 in float; NaN passes through.
+ */
+static inline float knife_tanhf(float xf) {
+  double x = (double)xf, x2 = x * x;
+  double small =
+      x + x * x2 *
+              (-1.0 / 3 +
+               x2 * (2.0 / 15 + x2 * (-17.0 / 315 + x2 * (62.0 / 2835))));
+  float ax = fabsf(xf);
+  ax = knife_select(ax > 20.0f, 20.0f, ax);
+  double e = knife_exp_core(2.0 * (double)ax);
+  double big = copysign(1.0 - 2.0 / (e + 1.0), x);
+  return knife_select(fabsf(xf) < 0.0625f, (float)small, (float)big);
+}
+
+/* The loops of the functions above over n floats, for the tests (which
+ * compare them with libm): out may be x. */
+LSMI_VECTOR_CLONES
+void lsmi_knife_vexpf(float *out, const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = knife_expf(x[i]);
+}
+LSMI_VECTOR_CLONES
+void lsmi_knife_vlogf(float *out, const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = knife_logf(x[i]);
+}
+LSMI_VECTOR_CLONES
+void lsmi_knife_vtanhf(float *out, const float *x, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    out[i] = knife_tanhf(x[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Blocks and scratch                                                       */
+/* ------------------------------------------------------------------------ */
 
 /* Offsets are rounded up to 16 floats (64 bytes) so every view starts on a
  * cache line when scratch does. */
 static size_t knife_round(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Rows per pass of lsmi_knife_logpdf: a (d, CHUNK) block of z stays in
+ * the L1/L2 caches while the product streams the factor through it. */
+#define KNIFE_CHUNK 64
+
+/* Columns per block of the pass over the backward product: one vector of
+ * the type below. */
+#define KNIFE_COLS 16
+
+/* Sixteen floats as one value (a GCC/Clang vector extension): the compiler
+ * keeps it in one AVX-512 register, or two or four narrower ones, where an
+ * array of sixteen would be unrolled into scalars. Loads and stores go
+ * through memcpy, so no alignment is assumed; the values never cross a
+ * function call (that would tie the ABI to the vector width). */
+typedef float knife_v16
+    __attribute__((vector_size(KNIFE_COLS * sizeof(float))));
+typedef int32_t knife_v16i
+    __attribute__((vector_size(KNIFE_COLS * sizeof(int32_t))));
 
 /* Views into scratch; see lsmi_knife_nscratch for the sizes. */
 typedef struct knife_scratch {
@@ -44,30 +231,35 @@ typedef struct knife_scratch {
   float *th;     // (K, d) tanh(logvar)
   float *logdet; // (K) Σ_j log(|s_kj| + 1e-8)
   float *lsw;    // (K) log_softmax(weigh)
-  float *c;      // (B, K) c_nk; in the backward g_nk = -softmax_k(c_n) / B
-  float *lse;    // (B) logsumexp_k c
-  float *A;      // (B, d) a_k of one component; reused for dA_k
-  float *Z;      // (K, B, d) z_k of every component (backward) or (B, d)
+  float *cmax;   // (B) max_k c_nk
+  float *sum;    // (B) Σ_k exp(c_nk - cmax_n)
+  float *lse;    // (B) logsumexp_k c_nk
+  float *C;      // (K, B) c_nk, then exp(c_nk - cmax_n), then g_nk
+  float *xt;     // (d, B) x^T
+  float *A;      // (d, B) a_k^T (forward) or (B, d + 1) [1 | a_k] (backward)
+  float *W;      // (d + 2, d + 1) the backward product
+  float *r;      // (d) Σ_{i>j} L_ij P_ij
+  float *v;      // (d) Σ_{i>j} L_ij u_i
+  float *Z;      // (K, d + 2, B) two zero rows, then z_k^T, then dz_k^T
 } knife_scratch_t;
 
 static void knife_scratch_bind(knife_scratch_t *w, float *scratch, int d, int K,
                                int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
   float *p = scratch;
-  w->s = p;
-  p += knife_round(KK * dd);
-  w->th = p;
-  p += knife_round(KK * dd);
-  w->logdet = p;
-  p += knife_round(KK);
-  w->lsw = p;
-  p += knife_round(KK);
-  w->c = p;
-  p += knife_round(BB * KK);
-  w->lse = p;
-  p += knife_round(BB);
-  w->A = p;
-  p += knife_round(BB * dd);
+  w->s = p, p += knife_round(KK * dd);
+  w->th = p, p += knife_round(KK * dd);
+  w->logdet = p, p += knife_round(KK);
+  w->lsw = p, p += knife_round(KK);
+  w->cmax = p, p += knife_round(BB);
+  w->sum = p, p += knife_round(BB);
+  w->lse = p, p += knife_round(BB);
+  w->C = p, p += knife_round(KK * BB);
+  w->xt = p, p += knife_round(dd * BB);
+  w->A = p, p += knife_round((dd + 1) * BB);
+  w->W = p, p += knife_round((dd + 2) * (dd + 1));
+  w->r = p, p += knife_round(dd);
+  w->v = p, p += knife_round(dd);
   w->Z = p;
 }
 
@@ -101,33 +293,47 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
 }
 
 /*
- * s, tanh (K d each) | logdet, lsw (K each) | c (B K) | lse (B)
- * | A (B d) | Z (K B d), each rounded up to 16 floats. logpdf uses only the
- * first B d floats of Z; the backward keeps z_k of all K components there.
+ * s, tanh (K d each) | logdet, lsw (K each) | cmax, sum, lse (B each)
+ * | C (K B) | x^T (d B) | A ((d + 1) B) | W ((d + 2)(d + 1)) | r, v (d each)
+ * | Z (K (d + 2) B), each rounded up to 16 floats. logpdf uses one
+ * component's slice of Z; the backward keeps z_k of all K components there.
  */
 size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
-  return 2 * knife_round(KK * dd) + 2 * knife_round(KK) + knife_round(BB * KK) +
-         knife_round(BB) + knife_round(BB * dd) + knife_round(KK * BB * dd);
+  return 2 * knife_round(KK * dd) + 2 * knife_round(KK) + 3 * knife_round(BB) +
+         knife_round(KK * BB) + knife_round(dd * BB) +
+         knife_round((dd + 1) * BB) + knife_round((dd + 2) * (dd + 1)) +
+         2 * knife_round(dd) + KK * (dd + 2) * BB;
 }
+
+/* ------------------------------------------------------------------------ */
+/* Forward                                                                  */
+/* ------------------------------------------------------------------------ */
 
 /*
  * Everything that depends on the parameters only: s, tanh(logvar), logdet
  * and log_softmax(weigh). In float, as the reference.
  */
+LSMI_VECTOR_CLONES
 static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
   int d = k->d, K = k->K;
-  size_t dd = (size_t)d;
+  size_t Kd = (size_t)K * (size_t)d;
+  float *restrict th = w->th, *restrict s = w->s;
+  const float *restrict lv = k->logvar;
+  for (size_t i = 0; i < Kd; i++) {
+    th[i] = knife_tanhf(lv[i]);
+    s[i] = knife_expf(th[i]);
+  }
+  /* log(|s| + 1e-8) into r, then summed per component in order. r is free
+   * until the backward. */
+  float *restrict ls = w->r;
   for (int c = 0; c < K; c++) {
-    const float *lv = k->logvar + (size_t)c * dd; // (d)
-    float *s = w->s + (size_t)c * dd;             // (d)
-    float *th = w->th + (size_t)c * dd;           // (d)
+    const float *sc = s + (size_t)c * (size_t)d; // (d)
+    for (int j = 0; j < d; j++)
+      ls[j] = knife_logf(fabsf(sc[j]) + 1e-8f);
     float logdet = 0.0f;
-    for (int j = 0; j < d; j++) {
-      th[j] = tanhf(lv[j]);
-      s[j] = expf(th[j]);
-      logdet += logf(fabsf(s[j]) + 1e-8f);
-    }
+    for (int j = 0; j < d; j++)
+      logdet += ls[j];
     w->logdet[c] = logdet;
   }
   float wmax = k->weigh[0];
@@ -135,103 +341,106 @@ static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
     wmax = fmaxf(wmax, k->weigh[c]);
   float wsum = 0.0f;
   for (int c = 0; c < K; c++)
-    wsum += expf(k->weigh[c] - wmax);
-  float wlse = wmax + logf(wsum);
+    wsum += knife_expf(k->weigh[c] - wmax);
+  float wlse = wmax + knife_logf(wsum);
   for (int c = 0; c < K; c++)
     w->lsw[c] = k->weigh[c] - wlse;
 }
 
-/* a (B, d) = (x - means_c) ⊙ s_c for component c. */
-static void knife_center(const lsmi_knife_t *k, const knife_scratch_t *w,
-                         float *a, const float *x, size_t ldx, int B, int c) {
-  size_t dd = (size_t)k->d;
-  const float *m = k->means + (size_t)c * dd; // (d)
-  const float *s = w->s + (size_t)c * dd;     // (d)
-  for (int n = 0; n < B; n++) {
-    const float *xn = x + (size_t)n * ldx;
-    float *an = a + (size_t)n * dd;
-    for (size_t j = 0; j < dd; j++)
-      an[j] = (xn[j] - m[j]) * s[j];
-  }
-}
-
 /*
- * ‖v‖² of n floats in 16 partial sums, added in a fixed order at the end: a
- * loop the compiler can vectorise (a single running sum forces one add at a
- * time) whose result does not depend on which vector width ran it.
+ * Forward of B rows of x into w->C (K, B) and w->lse (B); w->C then holds
+ * e_nk = exp(c_nk - cmax_n) and w->sum their sums over k, which the
+ * backward turns into the softmax weights without another exponential.
+ * With keep_z, z_k^T of every component is kept in w->Z (K, d + 2, B), rows
+ * 2.. of each slice, rows 0 and 1 zeroed; otherwise one slice is reused.
  */
 LSMI_VECTOR_CLONES
-static float sum_squares(const float *v, size_t n) {
-  enum { LANES = 16 };
-  float acc[LANES] = {0};
-  size_t j = 0;
-  for (; j + LANES <= n; j += LANES)
-    for (size_t l = 0; l < LANES; l++)
-      acc[l] += v[j + l] * v[j + l];
-  for (size_t l = 0; j < n; j++, l++)
-    acc[l] += v[j] * v[j];
-  for (size_t h = LANES / 2; h > 0; h /= 2)
-    for (size_t l = 0; l < h; l++)
-      acc[l] += acc[l + h];
-  return acc[0];
-}
-
-/*
- * Forward of B rows into w->c (B, K) and w->lse (B). With keep_z, z_k of
- * every component is kept in w->Z (K, B, d) for the backward; otherwise
- * w->Z holds one component at a time.
- */
 static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
                           const float *x, size_t ldx, int B, int keep_z) {
   int d = k->d, K = k->K;
-  size_t dd = (size_t)d, KK = (size_t)K;
+  size_t dd = (size_t)d, BB = (size_t)B;
+  float *restrict xt = w->xt; // (d, B)
+  for (size_t n = 0; n < BB; n++)
+    for (size_t j = 0; j < dd; j++)
+      xt[j * BB + n] = x[n * ldx + j];
+
   for (int c = 0; c < K; c++) {
-    float *Z = w->Z + (keep_z ? (size_t)c * (size_t)B * dd : 0); // (B, d)
-    knife_center(k, w, Z, x, ldx, B, c);
-    // Z (B, d) = A (B, d) · (I + L_c)^T (d, d) in place, i.e. z = a + L_c a
-    // for every row; unit diagonal, strictly lower part of tri_c.
-    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasUnit, B,
-                d, 1.0f, k->tri + (size_t)c * dd * dd, d, Z, d);
+    float *restrict Zs = w->Z + (keep_z ? (size_t)c * (dd + 2) * BB : 0);
+    float *restrict Z = Zs + 2 * BB;            // (d, B)
+    float *restrict A = w->A;                   // (d, B)
+    const float *m = k->means + (size_t)c * dd; // (d)
+    const float *s = w->s + (size_t)c * dd;     // (d)
+    memset(Zs, 0, 2 * BB * sizeof(float));
+    // a^T (d, B) = (x^T - means_c) ⊙ s_c, into A and, as the start of the
+    // accumulation, into Z.
+    for (size_t j = 0; j < dd; j++) {
+      float mj = m[j], sj = s[j];
+      for (size_t n = 0; n < BB; n++) {
+        float a = (xt[j * BB + n] - mj) * sj;
+        A[j * BB + n] = a;
+        Z[j * BB + n] = a;
+      }
+    }
+    // Z (d, B) += L_c (d, d) · A (d, B): z = a + L_c a for every row, the
+    // factor read in place, strictly lower.
+    lsmi_gemm(&(lsmi_gemm_t){.M = d,
+                             .N = B,
+                             .K = d,
+                             .a = k->tri + (size_t)c * dd * dd,
+                             .rsa = dd,
+                             .csa = 1,
+                             .b = A,
+                             .ldb = BB,
+                             .c = Z,
+                             .ldc = BB,
+                             .accumulate = 1,
+                             .tri = LSMI_GEMM_A_STRICT_LOWER});
+    // c_nk = -½‖z_n‖² + logdet_k + lsw_k: sums of squares down the columns,
+    // four rows at a time to shorten the chain of dependent additions.
+    float *restrict q = w->C + (size_t)c * BB; // (B)
+    for (size_t n = 0; n < BB; n++)
+      q[n] = 0.0f;
+    size_t j = 0;
+    for (; j + 4 <= dd; j += 4) {
+      const float *z0 = Z + j * BB, *z1 = z0 + BB, *z2 = z1 + BB, *z3 = z2 + BB;
+      for (size_t n = 0; n < BB; n++)
+        q[n] +=
+            (z0[n] * z0[n] + z1[n] * z1[n]) + (z2[n] * z2[n] + z3[n] * z3[n]);
+    }
+    for (; j < dd; j++)
+      for (size_t n = 0; n < BB; n++)
+        q[n] += Z[j * BB + n] * Z[j * BB + n];
     float base = w->logdet[c] + w->lsw[c];
-    for (int n = 0; n < B; n++)
-      w->c[(size_t)n * KK + (size_t)c] =
-          -0.5f * sum_squares(Z + (size_t)n * dd, dd) + base;
+    for (size_t n = 0; n < BB; n++)
+      q[n] = -0.5f * q[n] + base;
   }
-  for (int n = 0; n < B; n++) {
-    const float *cn = w->c + (size_t)n * KK; // (K)
-    float cmax = cn[0];
-    for (int c = 1; c < K; c++)
-      cmax = fmaxf(cmax, cn[c]);
-    float sum = 0.0f;
-    for (int c = 0; c < K; c++)
-      sum += expf(cn[c] - cmax);
-    /* All c = -inf (‖z‖² overflowed float) gives -inf as torch.logsumexp
-     * does, rather than the NaN of -inf - -inf. */
-    w->lse[n] = isfinite(cmax) ? cmax + logf(sum) : cmax;
-  }
-}
 
-/* Rows of dTri per product in knife_lower_product. */
-#define LOWER_BLOCK 64
-
-/*
- * dtri (d, d) = strictly_lower(dZ^T A) for dZ, A (B, d). Only the strictly
- * lower triangle is wanted, so row block [i0, i1) is one product over
- * columns [0, i1) only: about half the work of the full d×d product for
- * large d, in products still large enough for the BLAS to run at speed.
- * The diagonal and everything above it are then set to 0.
- */
-static void knife_lower_product(float *dtri, const float *dZ, const float *A,
-                                int d, int B) {
-  size_t dd = (size_t)d;
-  for (int i0 = 0; i0 < d; i0 += LOWER_BLOCK) {
-    int i1 = i0 + LOWER_BLOCK < d ? i0 + LOWER_BLOCK : d;
-    // dtri[i0:i1, 0:i1] (i1 - i0, i1) = dZ[:, i0:i1]^T A[:, 0:i1]
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, i1 - i0, i1, B, 1.0f,
-                dZ + i0, d, A, d, 0.0f, dtri + (size_t)i0 * dd, d);
+  // logsumexp over k, across the batch. The max has fmaxf's semantics (a
+  // NaN loses to a number) spelled as a select, so that it vectorises.
+  float *restrict cmax = w->cmax, *restrict sum = w->sum,
+                  *restrict lse = w->lse;
+  for (size_t n = 0; n < BB; n++)
+    cmax[n] = w->C[n];
+  for (int c = 1; c < K; c++) {
+    const float *cc = w->C + (size_t)c * BB;
+    for (size_t n = 0; n < BB; n++)
+      cmax[n] =
+          knife_select(cc[n] > cmax[n] || cmax[n] != cmax[n], cc[n], cmax[n]);
   }
-  for (int i = 0; i < d; i++)
-    memset(dtri + (size_t)i * dd + i, 0, (size_t)(d - i) * sizeof(float));
+  for (size_t n = 0; n < BB; n++)
+    sum[n] = 0.0f;
+  for (int c = 0; c < K; c++) {
+    float *cc = w->C + (size_t)c * BB;
+    for (size_t n = 0; n < BB; n++) {
+      cc[n] = knife_expf(cc[n] - cmax[n]);
+      sum[n] += cc[n];
+    }
+  }
+  /* All c = -inf (‖z‖² overflowed float) gives -inf as torch.logsumexp
+   * does, rather than the NaN of -inf - -inf. */
+  for (size_t n = 0; n < BB; n++)
+    lse[n] = knife_select(fabsf(cmax[n]) <= FLT_MAX,
+                          cmax[n] + knife_logf(sum[n]), cmax[n]);
 }
 
 static double knife_log_norm(int d) {
@@ -243,13 +452,137 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
   assert(B >= 0 && ldx >= (size_t)k->d);
   if (B == 0)
     return;
+  int chunk = B < KNIFE_CHUNK ? B : KNIFE_CHUNK;
   knife_scratch_t w;
-  knife_scratch_bind(&w, scratch, k->d, k->K, B);
+  knife_scratch_bind(&w, scratch, k->d, k->K, chunk);
   knife_prepare(k, &w);
-  knife_forward(k, &w, x, ldx, B, 0);
   double norm = knife_log_norm(k->d);
-  for (int n = 0; n < B; n++)
-    logp[n] = (double)w.lse[n] + norm;
+  for (int n0 = 0; n0 < B; n0 += chunk) {
+    int b = B - n0 < chunk ? B - n0 : chunk;
+    knife_forward(k, &w, x + (size_t)n0 * ldx, ldx, b, 0);
+    for (int n = 0; n < b; n++)
+      logp[n0 + n] = (double)w.lse[n] + norm;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Backward                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The gradient of component c, given g_n = dloss/dc_nc (B) in w->C and z_c^T
+ * in its slice of w->Z: dtri_c, dmeans_c and dlogvar_c (dweigh is done by
+ * the caller). G = Σ_n g_n.
+ */
+LSMI_VECTOR_CLONES
+static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                     knife_scratch_t *w, const float *x,
+                                     size_t ldx, int B, int c, double G) {
+  int d = k->d;
+  size_t dd = (size_t)d, BB = (size_t)B, d1 = dd + 1;
+  const float *g = w->C + (size_t)c * BB;        // (B)
+  float *Zs = w->Z + (size_t)c * (dd + 2) * BB;  // (d + 2, B)
+  const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
+  const float *m = k->means + (size_t)c * dd;    // (d)
+  const float *s = w->s + (size_t)c * dd;        // (d)
+  const float *th = w->th + (size_t)c * dd;      // (d)
+  float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
+  float *dm = grad->means + (size_t)c * dd;      // (d)
+  float *dlv = grad->logvar + (size_t)c * dd;    // (d)
+
+  // A' (B, d + 1) = -g_n [1 | a_n]: a_n = (x_n - means_c) ⊙ s_c straight
+  // from the rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into
+  // the rows of A' rather than scaled into z: dz_ni a_nj = z_ni (-g_n a_nj).
+  float *restrict Ap = w->A;
+  for (size_t n = 0; n < BB; n++) {
+    const float *xn = x + n * ldx;
+    float *an = Ap + n * d1;
+    float gn = -g[n];
+    an[0] = gn;
+    for (size_t j = 0; j < dd; j++)
+      an[1 + j] = gn * ((xn[j] - m[j]) * s[j]);
+  }
+  // W (d + 2, d + 1) = Zs (d + 2, B) · A' (B, d + 1), strictly lower. Row
+  // i + 2 of Zs is z^T row i, so row i + 2 of W keeps the columns
+  // j' < i + 2 of that row: W[i + 2][0] = Σ_n dz_ni = u_i and
+  // W[i + 2][1 + j] = Σ_n dz_ni a_nj = P_ij for j <= i, the diagonal
+  // included. Rows 0 and 1 of W are never read.
+  float *restrict W = w->W;
+  lsmi_gemm(&(lsmi_gemm_t){.M = d + 2,
+                           .N = d + 1,
+                           .K = B,
+                           .a = Zs,
+                           .rsa = BB,
+                           .csa = 1,
+                           .b = Ap,
+                           .ldb = d1,
+                           .c = W,
+                           .ldc = d1,
+                           .tri = LSMI_GEMM_C_STRICT_LOWER});
+  // dL_c = strictly_lower(P), zero on and above the diagonal, and the
+  // column sums r_j = Σ_{i>j} L_ij P_ij and v_j = Σ_{i>j} L_ij u_i, each
+  // summed in row order. One pass down the rows, KNIFE_COLS columns at a
+  // time, writing every element of dL_c once: the vector that holds the
+  // diagonal is masked to its strictly lower lanes (the lanes beyond hold
+  // whatever W held: the product does not write there); the columns past
+  // the last whole vector (all of them when d < 16) go one at a time.
+  float *restrict r = w->r, *restrict v = w->v;
+  const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
+                           8, 9, 10, 11, 12, 13, 14, 15};
+  size_t jv = dd - dd % KNIFE_COLS; /* columns in whole vectors */
+  for (size_t j = 0; j < dd; j++)
+    r[j] = v[j] = 0.0f;
+  for (size_t i = 0; i < dd; i++) {
+    const float *Pi = W + (i + 2) * d1 + 1, *Li = L + i * dd;
+    float *ti = dtri + i * dd, ui = W[(i + 2) * d1];
+    knife_v16 p, l, rv, vv;
+    size_t j = 0;
+    for (; j + KNIFE_COLS <= i; j += KNIFE_COLS) {
+      memcpy(&p, Pi + j, sizeof p);
+      memcpy(&l, Li + j, sizeof l);
+      memcpy(&rv, r + j, sizeof rv);
+      memcpy(&vv, v + j, sizeof vv);
+      memcpy(ti + j, &p, sizeof p);
+      rv += l * p;
+      vv += l * ui;
+      memcpy(r + j, &rv, sizeof rv);
+      memcpy(v + j, &vv, sizeof vv);
+    }
+    if (j < jv) {                              /* the vector of the diagonal */
+      knife_v16i on = lane < (int32_t)(i - j); /* -1 in lanes j + l < i */
+      memcpy(&p, Pi + j, sizeof p);
+      memcpy(&l, Li + j, sizeof l);
+      memcpy(&rv, r + j, sizeof rv);
+      memcpy(&vv, v + j, sizeof vv);
+      p = (knife_v16)((knife_v16i)p & on);
+      memcpy(ti + j, &p, sizeof p);
+      rv += (knife_v16)((knife_v16i)(l * p) & on);
+      vv += (knife_v16)((knife_v16i)(l * ui) & on);
+      memcpy(r + j, &rv, sizeof rv);
+      memcpy(v + j, &vv, sizeof vv);
+      for (j += KNIFE_COLS; j < jv; j += KNIFE_COLS)
+        memcpy(ti + j, &(knife_v16){0}, sizeof p);
+    }
+    for (; j < dd; j++) {
+      if (j < i) {
+        ti[j] = Pi[j];
+        r[j] += Li[j] * Pi[j];
+        v[j] += Li[j] * ui;
+      } else {
+        ti[j] = 0.0f;
+      }
+    }
+  }
+  for (size_t j = 0; j < dd; j++) {
+    const float *Wj = W + (j + 2) * d1;
+    // Σ_n da_n = (I + L_c)^T u;  dmeans = -Σ_n da ⊙ s   (a = (x - means) ⊙ s)
+    dm[j] = -(Wj[0] + v[j]) * s[j];
+    // Σ_n da_nj (x_nj - means_j) = (P_jj + r_j) / s_j, and
+    // ds = that + G_c / (|s| + 1e-8)   (logdet term; s > 0)
+    float ds = (Wj[1 + j] + r[j]) / s[j] + (float)(G / ((double)s[j] + 1e-8));
+    // dlogvar = ds ⊙ s ⊙ (1 - tanh²(logvar))   (s = exp(tanh(logvar)))
+    dlv[j] = ds * s[j] * (1.0f - th[j] * th[j]);
+  }
 }
 
 double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
@@ -258,7 +591,7 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   assert(B > 0 && ldx >= (size_t)k->d);
   assert(grad->d == k->d && grad->K == k->K);
   int d = k->d, K = k->K;
-  size_t dd = (size_t)d, KK = (size_t)K;
+  size_t BB = (size_t)B;
   knife_scratch_t w;
   knife_scratch_bind(&w, scratch, d, K, B);
   knife_prepare(k, &w);
@@ -270,70 +603,29 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
     loss -= (double)w.lse[n] + norm;
   loss /= (double)B;
 
-  // g (B, K) = dloss/dc = -(1/B) softmax_k(c_n), written over c.
+  // g (K, B) = dloss/dc = -(1/B) softmax_k(c_n) = -(1/B) e_nk / Σ_k e_nk,
+  // written over e.
   float invB = 1.0f / (float)B;
-  for (int n = 0; n < B; n++) {
-    float *cn = w.c + (size_t)n * KK;
-    for (int c = 0; c < K; c++)
-      cn[c] = -invB * expf(cn[c] - w.lse[n]);
+  for (int c = 0; c < K; c++) {
+    float *gc = w.C + (size_t)c * BB;
+    for (size_t n = 0; n < BB; n++)
+      gc[n] = -invB * (gc[n] / w.sum[n]);
   }
 
   // G_c = Σ_n g_nc is dloss/dlogdet_c and dloss/dlog_softmax(weigh)_c.
   // Σ_c G_c is -1 in exact arithmetic; it is summed from the same g rather
   // than assumed, so that dweigh sums to zero up to rounding as it should.
   double Gsum = 0.0;
-  for (size_t i = 0; i < (size_t)B * KK; i++)
-    Gsum += (double)w.c[i];
+  for (size_t i = 0; i < (size_t)K * BB; i++)
+    Gsum += (double)w.C[i];
 
   for (int c = 0; c < K; c++) {
-    float *dZ = w.Z + (size_t)c * (size_t)B * dd;  // (B, d), z_c then dz_c
-    float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
-    float *dm = grad->means + (size_t)c * dd;      // (d)
-    float *dlv = grad->logvar + (size_t)c * dd;    // (d)
-    const float *m = k->means + (size_t)c * dd;    // (d)
-    const float *s = w.s + (size_t)c * dd;         // (d)
-    const float *th = w.th + (size_t)c * dd;       // (d)
-
-    // dz_n = g_nc · (-z_n)   (c = -½‖z‖² + …), in place over z.
-    for (int n = 0; n < B; n++) {
-      float g = w.c[(size_t)n * KK + (size_t)c];
-      float *zn = dZ + (size_t)n * dd;
-      for (size_t j = 0; j < dd; j++)
-        zn[j] = -g * zn[j];
-    }
-    // dL_c = strictly_lower(Σ_n dz_n a_n^T) = strictly_lower(dZ^T A).
-    knife_center(k, &w, w.A, x, ldx, B, c);
-    knife_lower_product(dtri, dZ, w.A, d, B);
-    // da_n = (I + L_c)^T dz_n, i.e. dA (B, d) = dZ (B, d) · (I + L_c), in
-    // place over a copy of dZ (A is not needed any more).
-    memcpy(w.A, dZ, (size_t)B * dd * sizeof(float));
-    cblas_strmm(CblasRowMajor, CblasRight, CblasLower, CblasNoTrans, CblasUnit,
-                B, d, 1.0f, k->tri + (size_t)c * dd * dd, d, w.A, d);
-    // Column sums over the batch: Σ_n da_n and Σ_n da_n ⊙ (x_n - means_c),
-    // accumulated in dm and dlv before they are turned into gradients.
-    memset(dm, 0, dd * sizeof(float));
-    memset(dlv, 0, dd * sizeof(float));
-    for (int n = 0; n < B; n++) {
-      const float *xn = x + (size_t)n * ldx;
-      const float *dan = w.A + (size_t)n * dd;
-      for (size_t j = 0; j < dd; j++) {
-        dm[j] += dan[j];
-        dlv[j] += dan[j] * (xn[j] - m[j]);
-      }
-    }
     double G = 0.0;
-    for (int n = 0; n < B; n++)
-      G += (double)w.c[(size_t)n * KK + (size_t)c];
+    for (size_t n = 0; n < BB; n++)
+      G += (double)w.C[(size_t)c * BB + n];
     // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
     grad->weigh[c] = (float)(G - exp((double)w.lsw[c]) * Gsum);
-    for (size_t j = 0; j < dd; j++) {
-      // dmeans = -Σ_n da ⊙ s   (a = (x - means) ⊙ s)
-      dm[j] = -dm[j] * s[j];
-      // ds = Σ_n da ⊙ (x - means) + G_c / (|s| + 1e-8)   (logdet term; s > 0)
-      float ds = dlv[j] + (float)(G / ((double)s[j] + 1e-8));
-      // dlogvar = ds ⊙ s ⊙ (1 - tanh²(logvar))   (s = exp(tanh(logvar)))
-      dlv[j] = ds * s[j] * (1.0f - th[j] * th[j]);
-    }
+    knife_backward_component(k, grad, &w, x, ldx, B, c, G);
   }
   return loss;
 }

@@ -7,8 +7,8 @@
  *   z_k = (I + L_k) ((x - means_k) ⊙ s_k)
  *   log p(x) = -d/2 log 2π + logsumexp_k(-½‖z_k‖² + Σ_j log(|s_kj| + 1e-8)
  *                                        + log_softmax(weigh)_k)
- * All K components of a batch are computed with one (B,d)·(d,d) product per
- * component (cblas_strmm, triangular, in place), never per sample.
+ * A batch is computed with one triangular product per component forward
+ * and one backward (lsmi_gemm, the factor read in place), never per sample.
  *
  * Block layout (lsmi_knife_nparams floats):
  *   means (K, d) | logvar (K, d) | tri (K, d, d) | weigh (K)
@@ -60,5 +60,12 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
  */
 void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
                             lsmi_adam_t *a);
+
+/* The kernel's own expf, logf and tanhf (branch-free, so that the loops
+ * calling them vectorise) over n floats; out may be x. Exposed for the tests
+ * that hold them against libm. */
+void lsmi_knife_vexpf(float *out, const float *x, size_t n);
+void lsmi_knife_vlogf(float *out, const float *x, size_t n);
+void lsmi_knife_vtanhf(float *out, const float *x, size_t n);
 
 #endif
