@@ -12,6 +12,7 @@
  *
  * Fixtures are read through tests/fixture.h ($LSMI_SHARED, else ../shared).
  */
+#include <float.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +26,7 @@
 #include <jansson.h>
 
 #include "fixture.h"
+#include "gemm.h"
 #include "knife.h"
 #include "rng.h"
 
@@ -211,6 +213,15 @@ static void test_gradcheck_d7(void **state) {
 static void test_gradcheck_d16(void **state) {
   (void)state;
   gradcheck_d(16);
+}
+/* 17 and 33: whole 16-column vectors of the backward pass and a tail. */
+static void test_gradcheck_d17(void **state) {
+  (void)state;
+  gradcheck_d(17);
+}
+static void test_gradcheck_d33(void **state) {
+  (void)state;
+  gradcheck_d(33);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -511,20 +522,329 @@ static void test_large_x_finite(void **state) {
   fk_destroy(&f);
 }
 
+/* ------------------------------------------------------------------------ */
+/* 4. An independent reference in double, at larger d                       */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * The loss and every gradient element by the textbook formulas, per sample,
+ * in double: z = a + L a, the backward through da = dz + L^T dz. Nothing is
+ * shared with the kernel's layout (feature-major batch, one product
+ * backward), so this checks the reformulation at sizes where finite
+ * differences of every element would take minutes.
+ */
+static double reference(const lsmi_knife_t *k, const float *x, size_t ldx,
+                        int B, double *gm, double *glv, double *gt,
+                        double *gw) {
+  int d = k->d, K = k->K;
+  size_t dd = (size_t)d, KK = (size_t)K;
+  double *s = malloc(KK * dd * sizeof(double));
+  double *th = malloc(KK * dd * sizeof(double));
+  double *a = malloc(KK * dd * sizeof(double));
+  double *z = malloc(KK * dd * sizeof(double));
+  double *dz = malloc(dd * sizeof(double)), *da = malloc(dd * sizeof(double));
+  double *c = malloc(KK * sizeof(double)),
+         *logdet = malloc(KK * sizeof(double));
+  double *lsw = malloc(KK * sizeof(double)), *G = calloc(KK, sizeof(double));
+  assert_true(s && th && a && z && dz && da && c && logdet && lsw && G);
+  memset(gm, 0, KK * dd * sizeof(double));
+  memset(glv, 0, KK * dd * sizeof(double));
+  memset(gt, 0, KK * dd * dd * sizeof(double));
+  double wmax = -INFINITY, wsum = 0.0;
+  for (int q = 0; q < K; q++)
+    wmax = fmax(wmax, (double)k->weigh[q]);
+  for (int q = 0; q < K; q++)
+    wsum += exp((double)k->weigh[q] - wmax);
+  for (int q = 0; q < K; q++) {
+    lsw[q] = (double)k->weigh[q] - wmax - log(wsum);
+    logdet[q] = 0.0;
+    for (size_t j = 0; j < dd; j++) {
+      th[q * dd + j] = tanh((double)k->logvar[q * dd + j]);
+      s[q * dd + j] = exp(th[q * dd + j]);
+      logdet[q] += log(s[q * dd + j] + 1e-8);
+    }
+  }
+  double loss = 0.0;
+  for (int n = 0; n < B; n++) {
+    const float *xn = x + (size_t)n * ldx;
+    double cmax = -INFINITY;
+    for (int q = 0; q < K; q++) {
+      const float *L = k->tri + (size_t)q * dd * dd;
+      double *aq = a + (size_t)q * dd, *zq = z + (size_t)q * dd, sq = 0.0;
+      for (size_t j = 0; j < dd; j++)
+        aq[j] = ((double)xn[j] - (double)k->means[q * dd + j]) * s[q * dd + j];
+      for (size_t i = 0; i < dd; i++) {
+        zq[i] = aq[i];
+        for (size_t j = 0; j < i; j++)
+          zq[i] += (double)L[i * dd + j] * aq[j];
+        sq += zq[i] * zq[i];
+      }
+      c[q] = -0.5 * sq + logdet[q] + lsw[q];
+      cmax = fmax(cmax, c[q]);
+    }
+    double sum = 0.0;
+    for (int q = 0; q < K; q++)
+      sum += exp(c[q] - cmax);
+    double lse = cmax + log(sum);
+    loss -= lse - 0.5 * (double)d * log(2.0 * M_PI);
+    for (int q = 0; q < K; q++) {
+      const float *L = k->tri + (size_t)q * dd * dd;
+      double g = -exp(c[q] - lse) / (double)B;
+      const double *aq = a + (size_t)q * dd, *zq = z + (size_t)q * dd;
+      G[q] += g;
+      for (size_t i = 0; i < dd; i++)
+        dz[i] = -g * zq[i];
+      for (size_t i = 0; i < dd; i++)
+        for (size_t j = 0; j < i; j++)
+          gt[(size_t)q * dd * dd + i * dd + j] += dz[i] * aq[j];
+      for (size_t j = 0; j < dd; j++) {
+        da[j] = dz[j];
+        for (size_t i = j + 1; i < dd; i++)
+          da[j] += (double)L[i * dd + j] * dz[i];
+        gm[q * dd + j] -= da[j] * s[q * dd + j];
+        glv[q * dd + j] +=
+            da[j] * ((double)xn[j] - (double)k->means[q * dd + j]);
+      }
+    }
+  }
+  double Gsum = 0.0;
+  for (int q = 0; q < K; q++)
+    Gsum += G[q];
+  for (int q = 0; q < K; q++) {
+    gw[q] = G[q] - exp(lsw[q]) * Gsum;
+    for (size_t j = 0; j < dd; j++) {
+      double sj = s[q * dd + j], t = th[q * dd + j];
+      double ds = glv[q * dd + j] + G[q] / (sj + 1e-8);
+      glv[q * dd + j] = ds * sj * (1.0 - t * t);
+    }
+  }
+  free(s), free(th), free(a), free(z), free(dz), free(da), free(c);
+  free(logdet), free(lsw), free(G);
+  return loss / (double)B;
+}
+
+/* Elements of a group off by more than tol = 1e-5 max|ref| + 1e-4 |ref|;
+ * on and above the diagonal of tri the kernel must give exactly 0. */
+static size_t ref_check(const char *what, int d, const float *got,
+                        const double *ref, size_t n, int is_tri) {
+  double scale = 0.0, worst = 0.0;
+  for (size_t i = 0; i < n; i++)
+    scale = fmax(scale, fabs(ref[i]));
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t row = (i / (size_t)d) % (size_t)d, col = i % (size_t)d;
+    if (is_tri && col >= row) {
+      if (got[i] != 0.0f) {
+        if (bad++ < 5)
+          printf("FAIL %s d=%d [%zu]: %.9g above the diagonal\n", what, d, i,
+                 (double)got[i]);
+      }
+      continue;
+    }
+    double tol = 1e-5 * scale + 1e-4 * fabs(ref[i]);
+    double err = fabs((double)got[i] - ref[i]);
+    worst = fmax(worst, err / tol);
+    if (!(err <= tol) && bad++ < 5)
+      printf("FAIL %s d=%d [%zu]: kernel %.9g reference %.9g\n", what, d, i,
+             (double)got[i], ref[i]);
+  }
+  printf("reference %-6s d=%-3d worst |k-r|/tol %.3f\n", what, d, worst);
+  return bad;
+}
+
+static void reference_d(int d) {
+  enum { K = 5, B = 32 };
+  size_t ldx = (size_t)d + 1, Kd = (size_t)K * (size_t)d;
+  fixture_knife_t f;
+  fk_create(&f, d, K, B);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 4000u + (uint64_t)d, 9);
+  lsmi_knife_init(&f.k, &rng);
+  for (int c = 0; c < K; c++)
+    f.k.weigh[c] = (float)(1.0 + 0.5 * lsmi_rng_normal(&rng));
+  /* tri scaled so that ‖z‖² stays moderate at large d: the components
+   * then share the rows, and every gradient group is exercised. */
+  for (size_t i = 0; i < Kd * (size_t)d; i++)
+    f.k.tri[i] *= (float)(1.0 / sqrt((double)d));
+  float *x = make_x(&rng, B, d, ldx, 1.0);
+  for (int n = 0; n < B; n++)
+    for (int j = 0; j < d; j++)
+      x[(size_t)n * ldx + (size_t)j] =
+          f.k.means[(size_t)(n % K) * (size_t)d + (size_t)j] +
+          0.5f * x[(size_t)n * ldx + (size_t)j];
+  double *gm = malloc(Kd * sizeof(double)), *glv = malloc(Kd * sizeof(double));
+  double *gt = malloc(Kd * (size_t)d * sizeof(double)), gw[K];
+  assert_true(gm && glv && gt);
+  double lref = reference(&f.k, x, ldx, B, gm, glv, gt, gw);
+  double loss = lsmi_knife_loss_backward(&f.k, &f.g, f.scratch, x, ldx, B);
+  assert_true(fabs(loss - lref) <= 1e-5 * fabs(lref));
+  double *lp = malloc(B * sizeof(double));
+  assert_non_null(lp);
+  lsmi_knife_logpdf(&f.k, lp, f.scratch, x, ldx, B);
+  double nll = 0.0;
+  for (int n = 0; n < B; n++)
+    nll -= lp[n] / B;
+  assert_true(fabs(nll - lref) <= 1e-5 * fabs(lref));
+  size_t bad = 0;
+  bad += ref_check("means", d, f.g.means, gm, Kd, 0);
+  bad += ref_check("logvar", d, f.g.logvar, glv, Kd, 0);
+  bad += ref_check("tri", d, f.g.tri, gt, Kd * (size_t)d, 1);
+  bad += ref_check("weigh", d, f.g.weigh, gw, K, 0);
+  assert_int_equal(bad, 0);
+  free(lp), free(gm), free(glv), free(gt), free(x);
+  fk_destroy(&f);
+}
+
+/* d across the vector and tile sizes of the kernel and of gemm. */
+static void test_reference(void **state) {
+  (void)state;
+  static const int ds[] = {1, 2, 3, 7, 15, 16, 17, 33, 64, 100, 130};
+  for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+    reference_d(ds[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 5. Every test again on the portable gemm                                 */
+/* ------------------------------------------------------------------------ */
+
+/* The gemm in use before a test forced the portable one. */
+static char gemm_before[32];
+
+static int use_generic_gemm(void **state) {
+  (void)state;
+  snprintf(gemm_before, sizeof gemm_before, "%s", lsmi_gemm_name());
+  return lsmi_gemm_select("generic");
+}
+
+static int restore_gemm(void **state) {
+  (void)state;
+  return lsmi_gemm_select(gemm_before);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 6. The kernel's expf, logf and tanhf against libm                        */
+/* ------------------------------------------------------------------------ */
+
+/* Distance in ulps between two floats of the same sign (a large number when
+ * the signs differ, 0 for equal values, and for two NaNs). */
+static int64_t ulps(float a, float b) {
+  if (isnan(a) || isnan(b))
+    return isnan(a) && isnan(b) ? 0 : INT64_MAX;
+  if (a == b)
+    return 0;
+  int32_t ia, ib;
+  memcpy(&ia, &a, sizeof ia);
+  memcpy(&ib, &b, sizeof ib);
+  if ((ia < 0) != (ib < 0))
+    return INT64_MAX;
+  return llabs((int64_t)ia - (int64_t)ib);
+}
+
+typedef void (*vfun_t)(float *, const float *, size_t);
+
+/* The reference: libm in double, rounded to float (correctly rounded but
+ * for the rare double rounding; libm's float functions are themselves off
+ * by an ulp here and there). */
+static float exp_ref(float x) { return (float)exp((double)x); }
+static float log_ref(float x) { return (float)log((double)x); }
+static float tanh_ref(float x) { return (float)tanh((double)x); }
+
+/* Every 257th float bit pattern (all exponents, both signs, NaNs included)
+ * and the edges: both zeros, infinities, the overflow and underflow
+ * thresholds, the smallest subnormal, the switch points of the kernel's
+ * formulas. At most 1 ulp from the reference, and NaN exactly where it is
+ * NaN. */
+static void check_vfun(const char *name, vfun_t f, float (*ref)(float)) {
+  enum { CHUNK = 4096 };
+  static const float edges[] = {
+      0.0f,        -0.0f,     INFINITY, -INFINITY,   NAN,
+      88.72283f,   88.72284f, 89.0f,    -87.33654f,  -103.97208f,
+      -103.97209f, -104.0f,   1.0f,     0x1p-149f,   0x1p-126f,
+      FLT_MAX,     -FLT_MAX,  0.0625f,  -0.0625f,    0.062499996f,
+      20.0f,       9.01f,     1e-30f,   0.70710677f, 1.4142135f};
+  float in[CHUNK], out[CHUNK];
+  int64_t worst = 0;
+  long checked = 0;
+  float worst_x = 0.0f;
+  uint64_t bits = 0;
+  int edge_pass = 1;
+  while (bits <= 0xFFFFFFFFu) {
+    size_t n = 0;
+    if (edge_pass) {
+      for (; n < sizeof edges / sizeof edges[0]; n++)
+        in[n] = edges[n];
+      edge_pass = 0;
+    } else {
+      for (; n < CHUNK && bits <= 0xFFFFFFFFu; n++, bits += 257) {
+        uint32_t u = (uint32_t)bits;
+        memcpy(&in[n], &u, sizeof u);
+      }
+    }
+    f(out, in, n);
+    for (size_t i = 0; i < n; i++) {
+      int64_t e = ulps(out[i], ref(in[i]));
+      checked++;
+      if (e > worst) {
+        worst = e;
+        worst_x = in[i];
+      }
+    }
+  }
+  float at;
+  f(&at, &worst_x, 1);
+  printf("%s: %ld values, worst %lld ulp (at %.9g: %.9g, libm %.9g)\n", name,
+         checked, (long long)worst, (double)worst_x, (double)at,
+         (double)ref(worst_x));
+  assert_true(worst <= 1);
+}
+
+static void test_expf(void **state) {
+  (void)state;
+  check_vfun("expf", lsmi_knife_vexpf, exp_ref);
+}
+static void test_logf(void **state) {
+  (void)state;
+  check_vfun("logf", lsmi_knife_vlogf, log_ref);
+}
+static void test_tanhf(void **state) {
+  (void)state;
+  check_vfun("tanhf", lsmi_knife_vtanhf, tanh_ref);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_nparams_bind),
       cmocka_unit_test(test_init),
+      cmocka_unit_test(test_expf),
+      cmocka_unit_test(test_logf),
+      cmocka_unit_test(test_tanhf),
       cmocka_unit_test(test_gradcheck_d1),
       cmocka_unit_test(test_gradcheck_d3),
       cmocka_unit_test(test_gradcheck_d7),
       cmocka_unit_test(test_gradcheck_d16),
+      cmocka_unit_test(test_gradcheck_d17),
+      cmocka_unit_test(test_gradcheck_d33),
       cmocka_unit_test(test_fixture_parity),
+      cmocka_unit_test(test_reference),
       cmocka_unit_test(test_logpdf_matches_loss),
       cmocka_unit_test(test_rows_independent),
       cmocka_unit_test(test_grad_overwritten),
       cmocka_unit_test(test_large_x_finite),
       cmocka_unit_test(test_adam_lower_triangle),
   };
-  return cmocka_run_group_tests_name("knife", tests, NULL, NULL);
+  /* The same on the portable gemm: the products must not depend on which
+   * implementation runs them. */
+  const struct CMUnitTest generic[] = {
+      cmocka_unit_test(test_gradcheck_d1),
+      cmocka_unit_test(test_gradcheck_d7),
+      cmocka_unit_test(test_gradcheck_d17),
+      cmocka_unit_test(test_fixture_parity),
+      cmocka_unit_test(test_reference),
+      cmocka_unit_test(test_grad_overwritten),
+      cmocka_unit_test(test_large_x_finite),
+  };
+  int failed = cmocka_run_group_tests_name("knife", tests, NULL, NULL);
+  failed += cmocka_run_group_tests_name("knife on the generic gemm", generic,
+                                        use_generic_gemm, restore_gemm);
+  return failed;
 }
