@@ -21,6 +21,9 @@
  * cut to where some row of it is nonzero, and the few k where only some rows
  * are (the tile's diagonal block) run with a per-row test. For a strictly
  * lower C, a tile's columns end where its last row's do.
+ *
+ * Products with at most four columns take dot products along k instead
+ * (narrow_rows), so that the lanes of a vector are not mostly idle.
  */
 #include "gemm_impl.h"
 
@@ -81,14 +84,14 @@ INLINE void tile_kernel(const lsmi_gemm_t *g, int i0, int j0, int w,
 #define LOAD_B(k)                                                              \
   __m512 b[4];                                                                 \
   {                                                                            \
-    const float *bk = bj + (size_t)(k) * ldb;                                  \
+    const float *bk = bj + (size_t)(k)*ldb;                                    \
     UNROLL for (int v = 0; v < NV - 1; v++) b[v] =                             \
         _mm512_loadu_ps(bk + 16 * v);                                          \
     b[NV - 1] = _mm512_maskz_loadu_ps(mlast, bk + 16 * (NV - 1));              \
   }
 #define FMA_ROW(r, k)                                                          \
   {                                                                            \
-    __m512 a = _mm512_set1_ps(arow[r][(size_t)(k) * csa]);                     \
+    __m512 a = _mm512_set1_ps(arow[r][(size_t)(k)*csa]);                       \
     UNROLL for (int v = 0; v < NV; v++) acc[r][v] =                            \
         _mm512_fmadd_ps(a, b[v], acc[r][v]);                                   \
   }
@@ -130,8 +133,8 @@ INLINE void tile_kernel(const lsmi_gemm_t *g, int i0, int j0, int w,
       if (g->relu)
         x = _mm512_max_ps(zero, x); /* the second operand wins on NaN */
       if (g->mask) {
-        __m512 h = _mm512_maskz_loadu_ps(
-            m, g->mask + (size_t)i * g->ldm + (size_t)j0 + 16 * (size_t)v);
+        __m512 h = _mm512_maskz_loadu_ps(m, g->mask + (size_t)i * g->ldm +
+                                                (size_t)j0 + 16 * (size_t)v);
         x = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(h, zero, _CMP_GT_OQ), x);
       }
       _mm512_mask_storeu_ps(c + 16 * v, m, x);
@@ -142,7 +145,7 @@ INLINE void tile_kernel(const lsmi_gemm_t *g, int i0, int j0, int w,
 /* The instantiations: one function per (MR, NV), each compiled with
  * constant shapes. */
 #define TILE(MR, NV)                                                           \
-  static TARGET void tile_##MR##x##NV(const lsmi_gemm_t *g, int i0, int j0,   \
+  static TARGET void tile_##MR##x##NV(const lsmi_gemm_t *g, int i0, int j0,    \
                                       int w) {                                 \
     tile_kernel(g, i0, j0, w, MR, NV);                                         \
   }
@@ -181,17 +184,92 @@ static tile_fn tile_for(int mr, int nv) {
 #undef CASE
 }
 
+/* Widest and longest B for narrow_rows, which copies B transposed to the
+ * stack. */
+#define NARROW_N 4
+#define NARROW_K 512
+
+/*
+ * A product with at most NARROW_N columns (the logits of a two-class
+ * discriminator) wastes most of a tile's lanes. With A row-major, each
+ * output is instead a dot product along k: B's columns are copied to the
+ * stack contiguous along k (zero-padded to whole vectors), every row of A is
+ * read in vectors, and each of its N sums is reduced across lanes at the
+ * end.
+ */
+INLINE void narrow_kernel(const lsmi_gemm_t *g, const int N) {
+  const int M = g->M, K = g->K;
+  const int kp = (K + 15) & ~15; /* padded length of a column */
+  float bt[NARROW_N * NARROW_K] __attribute__((aligned(64)));
+  for (int j = 0; j < N; j++) {
+    for (int k = 0; k < K; k++)
+      bt[j * kp + k] = g->b[(size_t)k * g->ldb + (size_t)j];
+    for (int k = K; k < kp; k++)
+      bt[j * kp + k] = 0.0f;
+  }
+  for (int i = 0; i < M; i++) {
+    const float *ar = g->a + (size_t)i * g->rsa;
+    __m512 acc[NARROW_N];
+    UNROLL for (int j = 0; j < N; j++) acc[j] = _mm512_setzero_ps();
+    for (int k0 = 0; k0 < K; k0 += 16) {
+      __m512 av = _mm512_maskz_loadu_ps(lanes(K - k0), ar + k0);
+      UNROLL for (int j = 0; j < N; j++) acc[j] =
+          _mm512_fmadd_ps(av, _mm512_load_ps(bt + j * kp + k0), acc[j]);
+    }
+    float *c = g->c + (size_t)i * g->ldc;
+    UNROLL for (int j = 0; j < N; j++) {
+      float v = _mm512_reduce_add_ps(acc[j]);
+      if (g->accumulate)
+        v += c[j];
+      if (g->bias)
+        v += g->bias[j];
+      if (g->relu)
+        v = v < 0.0f ? 0.0f : v; /* a NaN is kept */
+      if (g->mask)
+        v = g->mask[(size_t)i * g->ldm + (size_t)j] > 0.0f ? v : 0.0f;
+      c[j] = v;
+    }
+  }
+}
+
+/* One instantiation per width, so the accumulators stay in registers. */
+static TARGET void narrow_rows(const lsmi_gemm_t *g) {
+  switch (g->N) {
+  case 1:
+    narrow_kernel(g, 1);
+    break;
+  case 2:
+    narrow_kernel(g, 2);
+    break;
+  case 3:
+    narrow_kernel(g, 3);
+    break;
+  default:
+    narrow_kernel(g, 4);
+    break;
+  }
+}
+
 TARGET void lsmi_gemm_avx512(const lsmi_gemm_t *g) {
   const int M = g->M, N = g->N;
+  if (N <= NARROW_N && g->csa == 1 && g->K >= 16 && g->K <= NARROW_K &&
+      g->tri == LSMI_GEMM_FULL) {
+    narrow_rows(g);
+    return;
+  }
   const int lowerC = g->tri == LSMI_GEMM_C_STRICT_LOWER;
   for (int j0 = 0; j0 < N; j0 += 64) {
     int w = N - j0 < 64 ? N - j0 : 64;
     int nv = (w + 15) / 16;
     const int *hs = heights[nv - 1];
-    int i0 = 0;
+    /* Six-row tiles would leave two rows of a 32-row batch to a tile of 8
+     * accumulators: end with two 4-row tiles instead. */
+    int i0 = 0, tall_end = M;
+    if (hs[0] == 6 && M % 6 == 2 && M >= 8)
+      tall_end = M - 8;
     for (int h = 0; hs[h] && i0 < M; h++) {
       tile_fn fn = tile_for(hs[h], nv);
-      for (; i0 + hs[h] <= M; i0 += hs[h]) {
+      for (; i0 + hs[h] <= (h == 0 ? tall_end : M); i0 += hs[h]) {
         if (!lowerC) {
           fn(g, i0, j0, w);
           continue;

@@ -146,7 +146,7 @@ static void check_shape(const shape_t *s, lsmi_rng_t *rng) {
 }
 
 static const int Ms[] = {1, 2, 3, 5, 7, 8, 12, 13, 25, 32};
-static const int Ns[] = {1, 15, 16, 17, 32, 33, 48, 64, 65, 130};
+static const int Ns[] = {1, 2, 15, 16, 17, 32, 33, 48, 64, 65, 130};
 static const int Ks[] = {0, 1, 7, 32, 70};
 
 /* Taller shapes for the triangular forms, whose BLAS path works in blocks
