@@ -630,6 +630,21 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   return loss;
 }
 
+/* Adam ranges are merged across a gap of at most this many skipped floats
+ * (the diagonal and upper part of a row of tri): below it one more call
+ * costs more than stepping the skipped floats. */
+#define KNIFE_ADAM_GAP 32
+
+/*
+ * Adam over means and logvar, the strictly lower triangle of tri, and weigh.
+ * Row i of tri_c is [0, i); the diagonal and upper part of row i - 1, the
+ * d - i + 1 floats between, are stepped along with it when there are at most
+ * KNIFE_ADAM_GAP of them (the rows near the bottom; all rows at small d).
+ * That leaves them bit for bit as they are: their gradient is exactly 0 at
+ * every step (loss_backward writes 0 there, whatever the rest holds), so
+ * their moments, zeroed by lsmi_adam_init, stay exactly 0, and Adam moves
+ * a parameter with m = 0 by step_size · 0 / (0 + eps) = 0.
+ */
 void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
                             lsmi_adam_t *a) {
   size_t dd = (size_t)k->d, KK = (size_t)k->K;
@@ -637,8 +652,18 @@ void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
   const float *g = grad->means; /* and so does the gradient block */
   size_t tri0 = 2 * KK * dd;    /* means (K, d) | logvar (K, d) | tri ... */
   lsmi_adam_update(a, p, g, 0, tri0);
-  for (size_t c = 0; c < KK; c++)
-    for (size_t i = 1; i < dd; i++) /* row i: columns 0 .. i-1 */
-      lsmi_adam_update(a, p, g, tri0 + (c * dd + i) * dd, i);
+  for (size_t c = 0; c < KK; c++) {
+    size_t row0 = tri0 + c * dd * dd; /* tri_c[0][0] */
+    size_t i = 1;
+    while (i < dd) {
+      /* Rows [i, i1) in one range: from row i's start to row i1-1's end. */
+      size_t i1 = i + 1;
+      while (i1 < dd && dd - i1 + 1 <= KNIFE_ADAM_GAP)
+        i1++;
+      size_t off = row0 + i * dd, end = row0 + (i1 - 1) * dd + (i1 - 1);
+      lsmi_adam_update(a, p, g, off, end - off);
+      i = i1;
+    }
+  }
   lsmi_adam_update(a, p, g, tri0 + KK * dd * dd, KK); /* weigh (K) */
 }

@@ -54,9 +54,11 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
  * Applies the Adam step begun last (lsmi_adam_begin) to the parameters that
  * enter the density: means, logvar, the strictly lower triangle of tri and
  * weigh. The diagonal and upper triangle of tri never get a gradient, so
- * Adam would leave them exactly as they are; skipping them halves the
- * optimizer's work at large d and gives the same bits. k views the parameter
- * block, grad the gradient block; a's moments span the whole block.
+ * Adam leaves them exactly as they are: most are skipped (half the work at
+ * large d), the few between the longer rows are stepped in the same call
+ * as their neighbours and stay put to the bit. k views the parameter
+ * block, grad the gradient block; a's moments span the whole block and
+ * must have been zero where the gradient is (lsmi_adam_init zeroes them).
  */
 void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
                             lsmi_adam_t *a);

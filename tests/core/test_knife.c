@@ -486,6 +486,50 @@ static void test_adam_lower_triangle(void **state) {
   fk_destroy(&c);
 }
 
+/* The diagonal and upper triangle of tri stay as they are to the bit, also
+ * where the update steps them along with a neighbouring row (d = 40: the
+ * bottom rows are merged, the top ones are not), whatever they hold. */
+static void test_adam_upper_untouched(void **state) {
+  (void)state;
+  enum { D = 40, K = 2, B = 7, STEPS = 4 };
+  fixture_knife_t f;
+  fk_create(&f, D, K, B);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 23, 2);
+  lsmi_knife_init(&f.k, &rng);
+  static const float odd[] = {-0.0f, 0.0f, 1e30f, -3.5f, NAN, INFINITY};
+  size_t Kdd = (size_t)K * D * D, np = lsmi_knife_nparams(D, K);
+  for (size_t i = 0; i < Kdd; i++)
+    if (i % D >= (i / D) % D)
+      f.k.tri[i] = odd[i % 6];
+  float *before = malloc(np * sizeof(float));
+  float *m = calloc(np, sizeof(float)), *v = calloc(np, sizeof(float));
+  assert_true(before && m && v);
+  memcpy(before, f.params, np * sizeof(float));
+  lsmi_adam_t adam;
+  lsmi_adam_init(&adam, np, m, v);
+  float *x = make_x(&rng, B, D, D, 1.0);
+  for (int step = 0; step < STEPS; step++) {
+    double loss = lsmi_knife_loss_backward(&f.k, &f.g, f.scratch, x, D, B);
+    assert_true(isfinite(loss));
+    lsmi_adam_begin(&adam, 1e-2);
+    lsmi_knife_adam_update(&f.k, &f.g, &adam);
+  }
+  size_t moved = 0;
+  for (size_t i = 0; i < Kdd; i++) {
+    size_t row = (i / D) % D, col = i % D;
+    if (col >= row)
+      assert_memory_equal(&f.k.tri[i],
+                          &before[(size_t)(f.k.tri - f.params) + i],
+                          sizeof(float));
+    else
+      moved += f.k.tri[i] != before[(size_t)(f.k.tri - f.params) + i];
+  }
+  assert_true(moved > Kdd / 4); /* and the lower triangle did move */
+  free(before), free(m), free(v), free(x);
+  fk_destroy(&f);
+}
+
 static void test_large_x_finite(void **state) {
   (void)state;
   int d = 16, K = 5, B = 4;
@@ -831,6 +875,7 @@ int main(void) {
       cmocka_unit_test(test_grad_overwritten),
       cmocka_unit_test(test_large_x_finite),
       cmocka_unit_test(test_adam_lower_triangle),
+      cmocka_unit_test(test_adam_upper_untouched),
   };
   /* The same on the portable gemm: the products must not depend on which
    * implementation runs them. */
