@@ -585,6 +585,22 @@ static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
   }
 }
 
+/*
+ * Σ v in double, in four interleaved partial sums added in a fixed order:
+ * the same value at every call, and a quarter of the chain of dependent
+ * additions of a single running sum.
+ */
+static double knife_sum(const float *v, size_t n) {
+  double acc[4] = {0.0, 0.0, 0.0, 0.0};
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (size_t l = 0; l < 4; l++)
+      acc[l] += (double)v[i + l];
+  for (size_t l = 0; i < n; i++, l++)
+    acc[l] += (double)v[i];
+  return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
 double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                 float *scratch, const float *x, size_t ldx,
                                 int B) {
@@ -616,13 +632,11 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   // Σ_c G_c is -1 in exact arithmetic; it is summed from the same g rather
   // than assumed, so that dweigh sums to zero up to rounding as it should.
   double Gsum = 0.0;
-  for (size_t i = 0; i < (size_t)K * BB; i++)
-    Gsum += (double)w.C[i];
+  for (int c = 0; c < K; c++)
+    Gsum += knife_sum(w.C + (size_t)c * BB, BB);
 
   for (int c = 0; c < K; c++) {
-    double G = 0.0;
-    for (size_t n = 0; n < BB; n++)
-      G += (double)w.C[(size_t)c * BB + n];
+    double G = knife_sum(w.C + (size_t)c * BB, BB);
     // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
     grad->weigh[c] = (float)(G - exp((double)w.lsw[c]) * Gsum);
     knife_backward_component(k, grad, &w, x, ldx, B, c, G);
