@@ -185,6 +185,20 @@ void lsmi_gemm_generic(const lsmi_gemm_t *g) {
   }
 }
 
+/* In 8×8 blocks, so that both the reads and the writes of a block stay in
+ * a few cache lines. */
+void lsmi_transpose_generic(float *dst, size_t ldd, const float *src,
+                            size_t lds, int R, int C) {
+  enum { T = 8 };
+  for (int i0 = 0; i0 < R; i0 += T)
+    for (int j0 = 0; j0 < C; j0 += T) {
+      int i1 = i0 + T < R ? i0 + T : R, j1 = j0 + T < C ? j0 + T : C;
+      for (int j = j0; j < j1; j++)
+        for (int i = i0; i < i1; i++)
+          dst[(size_t)j * ldd + (size_t)i] = src[(size_t)i * lds + (size_t)j];
+    }
+}
+
 /* ------------------------------------------------------------------------ */
 /* Choice of implementation                                                 */
 /* ------------------------------------------------------------------------ */
@@ -192,6 +206,8 @@ void lsmi_gemm_generic(const lsmi_gemm_t *g) {
 typedef struct gemm_impl {
   const char *name;
   void (*run)(const lsmi_gemm_t *g);
+  void (*transpose)(float *dst, size_t ldd, const float *src, size_t lds, int R,
+                    int C);
   int (*supported)(void);
 } gemm_impl_t;
 
@@ -199,10 +215,11 @@ static int always(void) { return 1; }
 
 static const gemm_impl_t impls[] = {
 #ifdef LSMI_GEMM_HAVE_AVX512
-    {"avx512", lsmi_gemm_avx512, lsmi_gemm_avx512_supported},
+    {"avx512", lsmi_gemm_avx512, lsmi_transpose_avx512,
+     lsmi_gemm_avx512_supported},
 #endif
-    {"blas", lsmi_gemm_blas, always},
-    {"generic", lsmi_gemm_generic, always},
+    {"blas", lsmi_gemm_blas, lsmi_transpose_generic, always},
+    {"generic", lsmi_gemm_generic, lsmi_transpose_generic, always},
 };
 
 /* The implementation in use, NULL until the first call. Threads that race
@@ -238,6 +255,12 @@ const char *lsmi_kernels_name(void) { return lsmi_gemm_name(); }
 
 int lsmi_kernels_select(const char *name) {
   return lsmi_gemm_select(name) == 0 ? LSMI_OK : LSMI_ERR_INVALID;
+}
+
+void lsmi_transpose(float *dst, size_t ldd, const float *src, size_t lds, int R,
+                    int C) {
+  if (R > 0 && C > 0)
+    pick()->transpose(dst, ldd, src, lds, R, C);
 }
 
 void lsmi_gemm(const lsmi_gemm_t *g) {

@@ -68,6 +68,15 @@ typedef struct lsmi_gemm {
  * 0, or of the old C when accumulating). */
 void lsmi_gemm(const lsmi_gemm_t *g);
 
+/*
+ * dst (C, R) = src^T for src (R, C): dst[j * ldd + i] = src[i * lds + j].
+ * The training steps keep a transposed copy of some weights, refreshed
+ * every step; this does it in 16×16 register blocks where the CPU can.
+ * dst and src must not overlap.
+ */
+void lsmi_transpose(float *dst, size_t ldd, const float *src, size_t lds, int R,
+                    int C);
+
 /* The implementations by name, for tests and benchmarks: "avx512" (where
  * the CPU has AVX-512F), "blas" (cblas_sgemm for the bulk of each product,
  * every CPU) and "generic" (plain loops, every CPU). The first lsmi_gemm call

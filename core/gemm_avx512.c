@@ -286,6 +286,54 @@ TARGET void lsmi_gemm_avx512(const lsmi_gemm_t *g) {
   }
 }
 
+/* ------------------------------------------------------------------------ */
+/* Transpose                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* The 16×16 block in r, transposed in place: pairs of rows interleaved by
+ * 32-bit elements, then by 64-bit pairs, then the 128-bit quarters of four
+ * rows exchanged twice. */
+INLINE void transpose16(__m512 r[16]) {
+  __m512 t[16], u[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int h = 0; h < 16; h += 8)
+    for (int i = 0; i < 4; i++) {
+      t[h + i] = _mm512_shuffle_f32x4(u[h + i], u[h + i + 4], 0x88);
+      t[h + i + 4] = _mm512_shuffle_f32x4(u[h + i], u[h + i + 4], 0xdd);
+    }
+  for (int i = 0; i < 8; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+  }
+}
+
+TARGET void lsmi_transpose_avx512(float *dst, size_t ldd, const float *src,
+                                  size_t lds, int R, int C) {
+  for (int i0 = 0; i0 < R; i0 += 16)
+    for (int j0 = 0; j0 < C; j0 += 16) {
+      int nr = R - i0 < 16 ? R - i0 : 16, nc = C - j0 < 16 ? C - j0 : 16;
+      __mmask16 mc = lanes(nc), mr = lanes(nr);
+      __m512 r[16];
+      for (int i = 0; i < 16; i++)
+        r[i] = i < nr ? _mm512_maskz_loadu_ps(mc, src + (size_t)(i0 + i) * lds +
+                                                      (size_t)j0)
+                      : _mm512_setzero_ps();
+      transpose16(r);
+      for (int j = 0; j < nc; j++)
+        _mm512_mask_storeu_ps(dst + (size_t)(j0 + j) * ldd + (size_t)i0, mr,
+                              r[j]);
+    }
+}
+
 int lsmi_gemm_avx512_supported(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f");

@@ -9,12 +9,16 @@
 #include "gemm.h"
 
 void lsmi_gemm_generic(const lsmi_gemm_t *g);
+void lsmi_transpose_generic(float *dst, size_t ldd, const float *src,
+                            size_t lds, int R, int C);
 /* cblas_sgemm for the bulk, the portable loops for the rest. */
 void lsmi_gemm_blas(const lsmi_gemm_t *g);
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #define LSMI_GEMM_HAVE_AVX512 1
 void lsmi_gemm_avx512(const lsmi_gemm_t *g);
+void lsmi_transpose_avx512(float *dst, size_t ldd, const float *src, size_t lds,
+                           int R, int C);
 /* 1 when the CPU and the OS support AVX-512F (zmm state enabled). */
 int lsmi_gemm_avx512_supported(void);
 #endif
