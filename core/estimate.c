@@ -54,9 +54,11 @@ enum { N_MODELS = 5, MLP1 = 0, MLP2, MLP12, KNIFE1, KNIFE2 };
 
 typedef struct fit fit_t;
 
-/* One model: everything its training and evaluation touch. */
+/* One model: everything its training and evaluation touch. Each starts on
+ * a cache line of its own: a task's Adam counters are written every step,
+ * and the neighbouring task, read every step too, may be on another core. */
 typedef struct task {
-  int id; /* MLP1 .. KNIFE2 */
+  _Alignas(64) int id; /* MLP1 .. KNIFE2 */
   bool is_knife;
   size_t col;  /* first feature column of its input */
   int din;     /* input width */
@@ -626,7 +628,12 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   if (st)
     return st;
   double *log_prior = calloc((size_t)ds->classes, sizeof *log_prior);
-  fit_t *f = calloc(1, sizeof *f);
+  /* fit_t holds the cache-line-aligned tasks: calloc's alignment is not
+   * enough. */
+  size_t fsize = (sizeof(fit_t) + 63) & ~(size_t)63;
+  fit_t *f = aligned_alloc(64, fsize);
+  if (f)
+    memset(f, 0, fsize);
   lsmi_result_t *res = calloc(1, sizeof *res);
   if (!log_prior || !f || !res) {
     free(log_prior);
