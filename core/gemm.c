@@ -38,41 +38,6 @@ static void k_range(int tri, int i, int K, int *k0, int *k1) {
     *k0 = i + 1 < K ? i + 1 : K;
 }
 
-LSMI_VECTOR_CLONES
-static void gemm_row(const lsmi_gemm_t *g, int i, int n) {
-  float *c = g->c + (size_t)i * g->ldc;
-  if (!g->accumulate)
-    for (int j = 0; j < n; j++)
-      c[j] = 0.0f;
-  int k0, k1;
-  k_range(g->tri, i, g->K, &k0, &k1);
-  const float *arow = g->a + (size_t)i * g->rsa;
-  for (int k = k0; k < k1; k++) {
-    float aik = arow[(size_t)k * g->csa];
-    const float *b = g->b + (size_t)k * g->ldb;
-    for (int j = 0; j < n; j++)
-      c[j] += aik * b[j];
-  }
-  if (g->bias)
-    for (int j = 0; j < n; j++)
-      c[j] += g->bias[j];
-  if (g->relu)
-    for (int j = 0; j < n; j++)
-      c[j] = c[j] < 0.0f ? 0.0f : c[j];
-  if (g->mask) {
-    const float *m = g->mask + (size_t)i * g->ldm;
-    for (int j = 0; j < n; j++)
-      c[j] = m[j] > 0.0f ? c[j] : 0.0f;
-  }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Through the BLAS                                                         */
-/* ------------------------------------------------------------------------ */
-
-/* Rows per block of the triangular forms. */
-#define TRI_BLOCK 64
-
 /* c[i, j0:j1) += Σ_{k in [k0, k1)} A(i, k) B(k, j0:j1), plain loops. */
 LSMI_VECTOR_CLONES
 static void add_row_product(const lsmi_gemm_t *g, int i, int k0, int k1, int j0,
@@ -87,25 +52,39 @@ static void add_row_product(const lsmi_gemm_t *g, int i, int k0, int k1, int j0,
   }
 }
 
-/* bias, relu and mask on rows [0, M), as gemm_row does. */
+/* bias, relu and mask on c[i, 0:n). */
 LSMI_VECTOR_CLONES
-static void epilogue_rows(const lsmi_gemm_t *g) {
-  int n = g->N;
-  for (int i = 0; i < g->M; i++) {
-    float *c = g->c + (size_t)i * g->ldc;
-    if (g->bias)
-      for (int j = 0; j < n; j++)
-        c[j] += g->bias[j];
-    if (g->relu)
-      for (int j = 0; j < n; j++)
-        c[j] = c[j] < 0.0f ? 0.0f : c[j];
-    if (g->mask) {
-      const float *m = g->mask + (size_t)i * g->ldm;
-      for (int j = 0; j < n; j++)
-        c[j] = m[j] > 0.0f ? c[j] : 0.0f;
-    }
+static void epilogue_row(const lsmi_gemm_t *g, int i, int n) {
+  float *c = g->c + (size_t)i * g->ldc;
+  if (g->bias)
+    for (int j = 0; j < n; j++)
+      c[j] += g->bias[j];
+  if (g->relu)
+    for (int j = 0; j < n; j++)
+      c[j] = c[j] < 0.0f ? 0.0f : c[j];
+  if (g->mask) {
+    const float *m = g->mask + (size_t)i * g->ldm;
+    for (int j = 0; j < n; j++)
+      c[j] = m[j] > 0.0f ? c[j] : 0.0f;
   }
 }
+
+/* Row i of C, its first n columns, whole. */
+static void gemm_row(const lsmi_gemm_t *g, int i, int n) {
+  if (!g->accumulate)
+    memset(g->c + (size_t)i * g->ldc, 0, (size_t)n * sizeof(float));
+  int k0, k1;
+  k_range(g->tri, i, g->K, &k0, &k1);
+  add_row_product(g, i, k0, k1, 0, n);
+  epilogue_row(g, i, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Through the BLAS                                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Rows per block of the triangular forms. */
+#define TRI_BLOCK 64
 
 /* C[i0:i0+m, j0:j0+n) += A[i0:, k0:k0+k) B[k0:k0+k, j0:j0+n) by sgemm. */
 static void blas_block(const lsmi_gemm_t *g, int i0, int m, int j0, int n,
@@ -169,7 +148,8 @@ void lsmi_gemm_blas(const lsmi_gemm_t *g) {
     return; /* no epilogue with a triangular C */
   }
   if (g->bias || g->relu || g->mask)
-    epilogue_rows(g);
+    for (int i = 0; i < M; i++)
+      epilogue_row(g, i, N);
 }
 
 /* ------------------------------------------------------------------------ */
