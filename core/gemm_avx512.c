@@ -29,7 +29,9 @@
 
 #ifdef LSMI_GEMM_HAVE_AVX512
 
+#include <assert.h>
 #include <immintrin.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TARGET __attribute__((target("avx512f")))
@@ -143,20 +145,25 @@ INLINE void tile_kernel(const lsmi_gemm_t *g, int i0, int j0, int w,
 }
 
 /* The instantiations: one function per (MR, NV), each compiled with
- * constant shapes. */
+ * constant shapes, for the heights below and, for a strictly lower C, the
+ * narrower tiles of the same heights. (12×3, 12×4 and 8×4 would need more
+ * than the 32 vector registers and are never used.) */
 #define TILE(MR, NV)                                                           \
   static TARGET void tile_##MR##x##NV(const lsmi_gemm_t *g, int i0, int j0,    \
                                       int w) {                                 \
     tile_kernel(g, i0, j0, w, MR, NV);                                         \
   }
-#define TILES(NV)                                                              \
-  TILE(12, NV) TILE(8, NV) TILE(6, NV) TILE(4, NV) TILE(2, NV) TILE(1, NV)
-TILES(1)
-TILES(2)
-TILES(3)
-TILES(4)
+#define TILES_UP_TO_8(NV)                                                      \
+  TILE(8, NV) TILE(6, NV) TILE(4, NV) TILE(2, NV) TILE(1, NV)
+TILE(12, 1)
+TILE(12, 2)
+TILES_UP_TO_8(1)
+TILES_UP_TO_8(2)
+TILES_UP_TO_8(3)
+TILE(6, 4)
+TILE(4, 4) TILE(2, 4) TILE(1, 4)
 
-typedef void (*tile_fn)(const lsmi_gemm_t *, int, int, int);
+    typedef void (*tile_fn)(const lsmi_gemm_t *, int, int, int);
 
 /* Tile heights by vectors per tile (index NV - 1): the tallest first, then
  * the tails, 0-terminated. */
@@ -165,23 +172,20 @@ static const int heights[4][6] = {{12, 8, 4, 2, 1, 0},
                                   {8, 4, 2, 1, 0, 0},
                                   {6, 4, 2, 1, 0, 0}};
 
+/* tiles[MR][NV - 1]; NULL where no tile of that shape is ever asked for. */
+static const tile_fn tiles[13][4] = {
+    [1] = {tile_1x1, tile_1x2, tile_1x3, tile_1x4},
+    [2] = {tile_2x1, tile_2x2, tile_2x3, tile_2x4},
+    [4] = {tile_4x1, tile_4x2, tile_4x3, tile_4x4},
+    [6] = {tile_6x1, tile_6x2, tile_6x3, tile_6x4},
+    [8] = {tile_8x1, tile_8x2, tile_8x3, NULL},
+    [12] = {tile_12x1, tile_12x2, NULL, NULL},
+};
+
 static tile_fn tile_for(int mr, int nv) {
-#define CASE(MR)                                                               \
-  case MR:                                                                     \
-    return nv == 1   ? tile_##MR##x1                                           \
-           : nv == 2 ? tile_##MR##x2                                           \
-           : nv == 3 ? tile_##MR##x3                                           \
-                     : tile_##MR##x4;
-  switch (mr) {
-    CASE(12)
-    CASE(8)
-    CASE(6)
-    CASE(4)
-    CASE(2)
-  default:
-    CASE(1)
-  }
-#undef CASE
+  tile_fn fn = tiles[mr][nv - 1];
+  assert(fn != NULL);
+  return fn;
 }
 
 /* Widest and longest B for narrow_rows, which copies B transposed to the

@@ -152,7 +152,7 @@ static const int Ks[] = {0, 1, 7, 32, 70};
 /* Taller shapes for the triangular forms, whose BLAS path works in blocks
  * of 64 rows. */
 static const int tall_Ms[] = {70, 130};
-static const int tall_Ns[] = {1, 17, 64, 130};
+static const int tall_Ns[] = {1, 17, 48, 64, 130};
 
 static void run_shape(int tri, int square, int M, int N, int K,
                       lsmi_rng_t *rng) {
