@@ -16,7 +16,12 @@ Adam are left out), H hidden units, K KNIFE components, B-independent:
   MLP training per row     2 (2 in H + 3 H H + 3 H C)   (forward, dW, dX but
                                                          no dX of the input)
   KNIFE forward per row    K 2 d^2     (one dense (B x d)(d x d) per component)
-  KNIFE training per row   3 K 2 d^2   (forward, dz through L^T, dL)
+  KNIFE training per row   3 K 2 d^2   (forward, dz through L^T, dL: dense,
+                                        as the reference computes them)
+  KNIFE executed per row   K 2 (d(d-1)/2 + (d+2)(d+1)/2)   (what lsmi does:
+                                        one strictly lower product forward,
+                                        one backward; the targets line
+                                        reports this rate too)
   discriminators = epochs_d n_train sum over in in (d1, d2, d1+d2)
   KNIFE          = epochs_e n_train (both modalities)
   evaluation     = (n_train + n_val) (three MLP forwards + two KNIFE forwards)
@@ -179,11 +184,19 @@ def knife_fwd(d):
     return K * 2.0 * d * d
 
 
+def knife_train_executed(d):
+    """Flops lsmi's KNIFE step executes per row: the strictly lower forward
+    product (d(d-1)/2 multiply-adds a component) and the one backward
+    product, strictly lower in (d+2) x (d+1) (about (d+2)(d+1)/2)."""
+    return K * 2.0 * (d * (d - 1) / 2 + (d + 2) * (d + 1) / 2)
+
+
 def flops(n_train, n_val, d1, d2, C, ed, ee):
     ins = (d1, d2, d1 + d2)
     return dict(
         disc=ed * n_train * sum(mlp_train(i, C) for i in ins),
         ent=ee * n_train * 3.0 * (knife_fwd(d1) + knife_fwd(d2)),
+        ent_executed=ee * n_train * (knife_train_executed(d1) + knife_train_executed(d2)),
         eval=(n_train + n_val) * (sum(mlp_fwd(i, C) for i in ins) + knife_fwd(d1) + knife_fwd(d2)),
     )
 
@@ -381,6 +394,7 @@ def rates(res, fl):
         out['disc'] = fl['disc'] / res['disc_cpu'] * 1e-9
     if res.get('ent_cpu'):
         out['ent'] = fl['ent'] / res['ent_cpu'] * 1e-9
+        out['ent_executed'] = fl['ent_executed'] / res['ent_cpu'] * 1e-9
     if res.get('eval'):
         t = min(res.get('threads_used') or res['threads'], 5)
         out['eval'] = fl['eval'] / (res['eval'] * t) * 1e-9
@@ -587,8 +601,10 @@ def checks(res, peak):
     c = by.get('n20k-d128-C10')
     if c and peak and c.get('rates', {}).get('ent'):
         e = c['rates']['ent']
-        out.append(f'KNIFE at d=128: {e:.1f} GFLOP/s per thread = {100 * e / peak:.0f}% of the sgemm peak '
-                   f'(target ≥ 40%): {"met" if e >= 0.4 * peak else "NOT met"}')
+        x = c['rates'].get('ent_executed', 0.0)
+        out.append(f'KNIFE at d=128: {e:.1f} GFLOP/s per thread dense-equivalent = {100 * e / peak:.0f}% of the '
+                   f'sgemm peak (target ≥ 40%): {"met" if e >= 0.4 * peak else "NOT met"}; on the flops lsmi '
+                   f'executes {x:.1f} GFLOP/s = {100 * x / peak:.0f}%')
     for c in res['cases']:
         sv, l2 = c.get('service'), c.get('lsmi')
         if sv and l2 and 'wall' in sv:
