@@ -10,8 +10,9 @@
  * its own, in a loop that repeats only that phase, so the split adds up to
  * roughly the whole step.
  *
- * It runs lsmi_blas_setup() first, as the lsmi binary does, so that any
- * BLAS call is timed on the kernels lsmi would use.
+ * It runs lsmi_blas_setup() first, as the lsmi binary does when its
+ * kernels are "blas", so that with --gemm blas the BLAS calls are timed on
+ * the OpenBLAS kernels lsmi would use.
  *
  * Output: one line per shape,
  *   in=2 C=2 H=64 B=32 gemm=avx512: step 6.10 us (forward 1.9, ce 0.2,
