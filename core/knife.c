@@ -40,7 +40,7 @@
  * is accumulated in double. The few per-component sums over the batch that
  * feed the weigh and logdet gradients are kept in double because the weigh
  * gradient is a difference of nearly equal terms. The exponentials,
- * logarithms and tanh are this file's own (knife_expf and friends), written
+ * logarithms and tanh are lsmi's own (lsmi_vm_expf and friends, vmath.h), written
  * so that the loops calling them vectorise; they are computed in double and
  * rounded once, which makes them faithful to within an ulp of libm's, and
  * they keep libm's infinities and NaNs (a diverged fit still shows as NaN).
@@ -48,6 +48,7 @@
 #include "knife.h"
 #include "gemm.h"
 #include "simd.h"
+#include "vmath.h"
 
 #include <assert.h>
 #include <float.h>
@@ -59,144 +60,22 @@
 /* Elementwise functions                                                    */
 /* ------------------------------------------------------------------------ */
 
-/*
- * libm's expf, logf and tanhf are calls the compiler cannot vectorise, and
- * at small d they are most of a training step (B K exponentials forward,
- * the softmax weights backward). These are branch-free, so a loop of them
- * vectorises; each works in double, where a short polynomial is accurate to
- * about 1e-10, and rounds to float once at the end: the result is the
- * correctly rounded one except within ~1e-3 ulp of a tie, i.e. within one
- * ulp of libm's. Special values are selected explicitly.
- */
-
-static inline uint64_t knife_bits(double x) {
-  uint64_t u;
-  memcpy(&u, &x, sizeof u);
-  return u;
-}
-
-static inline double knife_double(uint64_t u) {
-  double x;
-  memcpy(&x, &u, sizeof x);
-  return x;
-}
-
-/*
- * e^x in double for x in [-104, 89] (or NaN, which propagates), to a
- * relative 3e-10: x = n ln2 + r with |r| <= ln2/2, e^r by its Taylor
- * polynomial of degree 8 (remainder r^9/9! < 2e-10), times 2^n built in the
- * exponent field. n is rounded with the 1.5·2^52 shift, which leaves it in
- * the low bits of t without an integer conversion.
- */
-static inline double knife_exp_core(double x) {
-  const double shift = 0x1.8p52;
-  double t = x * 0x1.71547652b82fep0 + shift; /* x / ln2 + shift */
-  double n = t - shift;
-  double r = x - n * 0x1.62e42fefa39efp-1; /* x - n ln2 */
-  double p =
-      1.0 +
-      r * (1.0 +
-           r * (1.0 / 2 +
-                r * (1.0 / 6 +
-                     r * (1.0 / 24 +
-                          r * (1.0 / 120 +
-                               r * (1.0 / 720 +
-                                    r * (1.0 / 5040 + r * (1.0 / 40320))))))));
-  /* The bits of t are those of shift plus n; shift's low 12 bits are 0, so
-   * shifting by 52 leaves n + 1023 in the exponent field. */
-  double scale = knife_double((knife_bits(t) + 1023u) << 52);
-  return p * scale;
-}
-
-/*
- * c ? a : b, through the bits. The plain conditional is no good here: the
- * compiler sinks the computation of a value that one arm does not need
- * into a branch, and then, since a float conversion may raise an exception
- * (-ftrapping-math, the default), it cannot turn the branch back into a
- * vector select, and the whole loop stays scalar.
- */
-static inline float knife_select(int c, float a, float b) {
-  uint32_t m = 0u - (uint32_t)(c != 0), ua, ub;
-  memcpy(&ua, &a, sizeof ua);
-  memcpy(&ub, &b, sizeof ub);
-  uint32_t u = (ua & m) | (ub & ~m);
-  float r;
-  memcpy(&r, &u, sizeof r);
-  return r;
-}
-
-/* expf(x): 0 below -104 (e^-104 rounds to 0 in float), +inf above 89
- * (e^89 > FLT_MAX), NaN for NaN (every comparison with it is false, and the
- * polynomial propagates it). Out there knife_exp_core computes garbage,
- * which the selects replace; in between, the float rounding of the double
- * result handles the subnormal range and the overflow. */
-static inline float knife_expf(float x) {
-  float y = (float)knife_exp_core((double)x);
-  y = knife_select(x > 89.0f, INFINITY, y);
-  return knife_select(x < -104.0f, 0.0f, y);
-}
-
-/*
- * logf(x): x = 2^e m with m in [√½, √2), log m = 2 atanh(f), f = (m-1)/(m+1),
- * |f| <= 0.172, by the series to f^11 (remainder below 1e-10 relative). x is
- * widened first, so float subnormals are normal doubles. 0 gives -inf,
- * negative numbers and NaN give NaN, +inf gives +inf.
- */
-static inline float knife_logf(float xf) {
-  double x = (double)xf;
-  uint64_t u = knife_bits(x);
-  uint64_t tmp = u - 0x3FE6A09E667F3BCDu; /* the bits of √½ */
-  int64_t e = (int64_t)tmp >> 52;
-  double m = knife_double(u - ((uint64_t)e << 52));
-  double f = (m - 1.0) / (m + 1.0), f2 = f * f;
-  double s =
-      1.0 +
-      f2 * (1.0 / 3 +
-            f2 * (1.0 / 5 + f2 * (1.0 / 7 + f2 * (1.0 / 9 + f2 * (1.0 / 11)))));
-  /* e is in [-150, 129] for a positive float: converted through 32 bits,
-   * which AVX2 can do in vectors and 64 bits it cannot. */
-  double r = (double)(int32_t)e * 0x1.62e42fefa39efp-1 + 2.0 * f * s;
-  float y = (float)r;
-  y = knife_select(xf == INFINITY, INFINITY, y);
-  y = knife_select(xf == 0.0f, -INFINITY, y);
-  return knife_select(xf >= 0.0f, y, NAN); /* negative or NaN */
-}
-
-/*
- * tanhf(x): for |x| < 1/16 the odd series to x^9 (remainder below 1e-14
- * relative); above, 1 - 2/(e^{2|x|} + 1) with the sign of x, where the
- * subtraction loses at most a factor 16 of the exponential's 3e-10. |x| is
- * capped at 20, where tanh is 1 in float; NaN passes through.
- */
-static inline float knife_tanhf(float xf) {
-  double x = (double)xf, x2 = x * x;
-  double small =
-      x + x * x2 *
-              (-1.0 / 3 +
-               x2 * (2.0 / 15 + x2 * (-17.0 / 315 + x2 * (62.0 / 2835))));
-  float ax = fabsf(xf);
-  ax = knife_select(ax > 20.0f, 20.0f, ax);
-  double e = knife_exp_core(2.0 * (double)ax);
-  double big = copysign(1.0 - 2.0 / (e + 1.0), x);
-  return knife_select(fabsf(xf) < 0.0625f, (float)small, (float)big);
-}
-
 /* The loops of the functions above over n floats, for the tests (which
  * compare them with libm): out may be x. */
 LSMI_VECTOR_CLONES
 void lsmi_knife_vexpf(float *out, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++)
-    out[i] = knife_expf(x[i]);
+    out[i] = lsmi_vm_expf(x[i]);
 }
 LSMI_VECTOR_CLONES
 void lsmi_knife_vlogf(float *out, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++)
-    out[i] = knife_logf(x[i]);
+    out[i] = lsmi_vm_logf(x[i]);
 }
 LSMI_VECTOR_CLONES
 void lsmi_knife_vtanhf(float *out, const float *x, size_t n) {
   for (size_t i = 0; i < n; i++)
-    out[i] = knife_tanhf(x[i]);
+    out[i] = lsmi_vm_tanhf(x[i]);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -321,8 +200,8 @@ static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
   float *restrict th = w->th, *restrict s = w->s;
   const float *restrict lv = k->logvar;
   for (size_t i = 0; i < Kd; i++) {
-    th[i] = knife_tanhf(lv[i]);
-    s[i] = knife_expf(th[i]);
+    th[i] = lsmi_vm_tanhf(lv[i]);
+    s[i] = lsmi_vm_expf(th[i]);
   }
   /* log(|s| + 1e-8) into r, then summed per component in order. r is free
    * until the backward. */
@@ -330,7 +209,7 @@ static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
   for (int c = 0; c < K; c++) {
     const float *sc = s + (size_t)c * (size_t)d; // (d)
     for (int j = 0; j < d; j++)
-      ls[j] = knife_logf(fabsf(sc[j]) + 1e-8f);
+      ls[j] = lsmi_vm_logf(fabsf(sc[j]) + 1e-8f);
     float logdet = 0.0f;
     for (int j = 0; j < d; j++)
       logdet += ls[j];
@@ -341,8 +220,8 @@ static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
     wmax = fmaxf(wmax, k->weigh[c]);
   float wsum = 0.0f;
   for (int c = 0; c < K; c++)
-    wsum += knife_expf(k->weigh[c] - wmax);
-  float wlse = wmax + knife_logf(wsum);
+    wsum += lsmi_vm_expf(k->weigh[c] - wmax);
+  float wlse = wmax + lsmi_vm_logf(wsum);
   for (int c = 0; c < K; c++)
     w->lsw[c] = k->weigh[c] - wlse;
 }
@@ -425,22 +304,22 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
     const float *cc = w->C + (size_t)c * BB;
     for (size_t n = 0; n < BB; n++)
       cmax[n] =
-          knife_select(cc[n] > cmax[n] || cmax[n] != cmax[n], cc[n], cmax[n]);
+          lsmi_vm_select(cc[n] > cmax[n] || cmax[n] != cmax[n], cc[n], cmax[n]);
   }
   for (size_t n = 0; n < BB; n++)
     sum[n] = 0.0f;
   for (int c = 0; c < K; c++) {
     float *cc = w->C + (size_t)c * BB;
     for (size_t n = 0; n < BB; n++) {
-      cc[n] = knife_expf(cc[n] - cmax[n]);
+      cc[n] = lsmi_vm_expf(cc[n] - cmax[n]);
       sum[n] += cc[n];
     }
   }
   /* All c = -inf (‖z‖² overflowed float) gives -inf as torch.logsumexp
    * does, rather than the NaN of -inf - -inf. */
   for (size_t n = 0; n < BB; n++)
-    lse[n] = knife_select(fabsf(cmax[n]) <= FLT_MAX,
-                          cmax[n] + knife_logf(sum[n]), cmax[n]);
+    lse[n] = lsmi_vm_select(fabsf(cmax[n]) <= FLT_MAX,
+                          cmax[n] + lsmi_vm_logf(sum[n]), cmax[n]);
 }
 
 static double knife_log_norm(int d) {
