@@ -36,6 +36,7 @@
 #include "mlp.h"
 #include "gemm.h"
 #include "simd.h"
+#include "vmath.h"
 
 #include <assert.h>
 #include <math.h>
@@ -214,14 +215,50 @@ void lsmi_mlp_forward(const lsmi_mlp_t *m, lsmi_mlp_acts_t *a, const float *x,
  * takes one logarithm of a product of up to 16 rows' sums rather than one
  * per row, so its loss is -log_softmax_at to double rounding.
  */
-static double row_logsumexp(const float *l, int C) {
+/* e[c] = exp(l[c] - mx) for n logits, in float, with lsmi_vm_expf: a loop
+ * that vectorises (libm's expf is a call per element, and the exponentials
+ * are most of the cross-entropy at many classes). e may be l. */
+LSMI_VECTOR_CLONES
+static void exp_shifted(float *e, const float *l, float mx, int n) {
+  for (int c = 0; c < n; c++)
+    e[c] = lsmi_vm_expf(l[c] - mx);
+}
+
+static float row_max(const float *l, int C) {
   float mx = l[0];
   for (int c = 1; c < C; c++)
     if (l[c] > mx)
       mx = l[c];
+  return mx;
+}
+
+/* Σ_c e[c] in double, in four interleaved partial sums added at the end:
+ * four times the throughput of one running sum, in an order fixed by n
+ * alone, so the loss and log_softmax_at add the same terms alike. */
+static double sum_double(const float *e, int n) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int c = 0;
+  for (; c + 4 <= n; c += 4) {
+    s0 += (double)e[c];
+    s1 += (double)e[c + 1];
+    s2 += (double)e[c + 2];
+    s3 += (double)e[c + 3];
+  }
+  for (; c < n; c++)
+    s0 += (double)e[c];
+  return (s0 + s1) + (s2 + s3);
+}
+
+static double row_logsumexp(const float *l, int C) {
+  enum { CHUNK = 64 };
+  float e[CHUNK];
+  float mx = row_max(l, C);
   double s = 0.0;
-  for (int c = 0; c < C; c++)
-    s += (double)expf(l[c] - mx);
+  for (int c0 = 0; c0 < C; c0 += CHUNK) {
+    int n = C - c0 < CHUNK ? C - c0 : CHUNK;
+    exp_shifted(e, l + c0, mx, n);
+    s += sum_double(e, n);
+  }
   return (double)mx + log(s);
 }
 
@@ -237,35 +274,38 @@ double lsmi_ce_forward_backward(float *dlogits, const float *logits,
   enum { ROWS_PER_LOG = 16 };
   double loss = 0.0, prod = 1.0;
   double invB = 1.0 / (double)B;
+  const size_t BC = (size_t)B * (size_t)C;
+  /* The exponentials e_bc = exp(l_bc - max_b) (float, as PyTorch) of the
+   * whole batch in one vectorised call, over the shifted logits kept in
+   * dlogits; see row_logsumexp for why the maximum is subtracted. loss_b =
+   * -log softmax(l_b)_y = max_b + log Σ_c e_bc - l_by, the logarithm
+   * deferred to the product. */
   for (int r = 0; r < B; r++) {
     const float *l = logits + (size_t)r * (size_t)C; // (C)
     float *dl = dlogits + (size_t)r * (size_t)C;     // (C)
+    assert(y[r] >= 0 && y[r] < C);
+    float mx = row_max(l, C);
+    for (int c = 0; c < C; c++)
+      dl[c] = l[c] - mx;
+    loss += (double)mx - (double)l[y[r]];
+  }
+  exp_shifted(dlogits, dlogits, 0.0f, (int)BC);
+  for (int r = 0; r < B; r++) {
+    float *dl = dlogits + (size_t)r * (size_t)C; // (C), e_bc
     int yr = y[r];
-    assert(yr >= 0 && yr < C);
-    /* One pass of exponentials, e_c = exp(l_c - max) (float, as PyTorch),
-     * kept in dl, summed in double; see row_logsumexp for why the maximum
-     * is subtracted. */
-    float mx = l[0];
-    for (int c = 1; c < C; c++)
-      if (l[c] > mx)
-        mx = l[c];
-    double sum = 0.0;
-    for (int c = 0; c < C; c++) {
-      dl[c] = expf(l[c] - mx);
-      sum += (double)dl[c];
-    }
-    /* loss_b = -log softmax(l)_y = max + log Σ e - l_y, the logarithm
-     * deferred to the product */
-    loss += (double)mx - (double)l[yr];
+    double sum = sum_double(dl, C);
     prod *= sum;
     if (r % ROWS_PER_LOG == ROWS_PER_LOG - 1 || r == B - 1) {
       loss += log(prod);
       prod = 1.0;
     }
-    /* dL/dl_c = (softmax(l)_c - [c == y]) / B, softmax_c = e_c / Σ e */
+    /* dL/dl_c = (softmax(l)_c - [c == y]) / B, softmax_c = e_c / Σ e; the
+     * one-hot term taken from e_y before the loop, which then vectorises */
     double scale = invB / sum;
+    float dly = (float)((double)dl[yr] * scale - invB);
     for (int c = 0; c < C; c++)
-      dl[c] = (float)((double)dl[c] * scale - (c == yr ? invB : 0.0));
+      dl[c] = (float)((double)dl[c] * scale);
+    dl[yr] = dly;
   }
   return loss * invB;
 }
