@@ -61,3 +61,16 @@ $(BENCH_KNIFE): tests/bench/knife_step.c $(LIB)
 .PHONY: bench-knife
 bench-knife: $(BENCH_KNIFE)
 	$(BENCH_KNIFE)
+
+# gemm_shapes: GFLOP/s of lsmi_gemm on the products of a training step, for
+# each kernel set this CPU runs (`make bench-gemm`).
+BENCH_GEMM := $(BUILD)/tests/bench/gemm_shapes
+
+$(BENCH_GEMM): tests/bench/gemm_shapes.c $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC      $@")
+	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(LIB) $(CORE_LIBS) $(LDFLAGS)
+
+.PHONY: bench-gemm
+bench-gemm: $(BENCH_GEMM)
+	$(BENCH_GEMM)
