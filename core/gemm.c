@@ -13,10 +13,9 @@
  *
  * Where the CPU has no AVX-512, the "blas" one hands the bulk of every
  * product to the BLAS (whose kernels lsmi checked at start-up, see
- * server/blas.h): full products whole, triangular ones in blocks of 64 rows
- * whose rectangular part goes to cblas_sgemm and whose diagonal block, about
- * 64×64/2 of each block's work, to the portable loops; the epilogue follows
- * in those loops too.
+ * server/blas.h): full products whole, triangular ones in blocks of 8 rows
+ * whose rectangular part goes to cblas_sgemm and whose small diagonal block
+ * to the portable loops; the epilogue follows in those loops too.
  */
 #include "gemm.h"
 #include "gemm_impl.h"
@@ -83,8 +82,11 @@ static void gemm_row(const lsmi_gemm_t *g, int i, int n) {
 /* Through the BLAS                                                         */
 /* ------------------------------------------------------------------------ */
 
-/* Rows per block of the triangular forms. */
-#define TRI_BLOCK 64
+/* Rows per block of the triangular forms. The loops do about a block's
+ * height over the matrix's of the work, and narrower blocks mean more,
+ * smaller BLAS calls; at d=128 (tests/bench/gemm_shapes) 8 rows ran the
+ * KNIFE products at 60 and 32 GFLOP/s, 64 rows at 14 and 18. */
+#define TRI_BLOCK 8
 
 /* C[i0:i0+m, j0:j0+n) += A[i0:, k0:k0+k) B[k0:k0+k, j0:j0+n) by sgemm. */
 static void blas_block(const lsmi_gemm_t *g, int i0, int m, int j0, int n,

@@ -150,7 +150,7 @@ static const int Ns[] = {1, 2, 15, 16, 17, 32, 33, 48, 64, 65, 130};
 static const int Ks[] = {0, 1, 7, 32, 70};
 
 /* Taller shapes for the triangular forms, whose BLAS path works in blocks
- * of 64 rows. */
+ * of rows (8 now; the shapes also cross 64, should that change). */
 static const int tall_Ms[] = {70, 130};
 static const int tall_Ns[] = {1, 17, 48, 64, 130};
 
