@@ -19,10 +19,12 @@ BENCH_ARGS ?=
 # Generated data (up to ~0.5 GB for the big case) is kept here between runs.
 BENCH_WORK ?= $(BUILD)/bench
 
-$(BENCH_PEAK): tests/bench/sgemm_peak.c $(BUILD)/server/blas.o
+# Every benchmark binary is one source file, linked with the core and with
+# server/blas.o (the OpenBLAS set-up lsmi itself runs).
+$(BUILD)/tests/bench/%: tests/bench/%.c $(LIB) $(BUILD)/server/blas.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(CORE_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(LDFLAGS)
 
 .PHONY: bench bench-quick bench-peak
 bench-peak: $(BENCH_PEAK)
@@ -40,11 +42,6 @@ bench-quick: $(BIN) $(BENCH_PEAK)
 # (forward, cross-entropy, backward, Adam) on the shapes of the cases.
 BENCH_MLP_STEP := $(BUILD)/tests/bench/mlp_step
 
-$(BENCH_MLP_STEP): tests/bench/mlp_step.c $(LIB) $(BUILD)/server/blas.o
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(LDFLAGS)
-
 .PHONY: bench-mlp-step
 bench-mlp-step: $(BENCH_MLP_STEP)
 	$(BENCH_MLP_STEP)
@@ -53,11 +50,6 @@ bench-mlp-step: $(BENCH_MLP_STEP)
 # per 1024-row logpdf block, thread CPU time (`make bench-knife`).
 BENCH_KNIFE := $(BUILD)/tests/bench/knife_step
 
-$(BENCH_KNIFE): tests/bench/knife_step.c $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(LIB) $(CORE_LIBS) $(LDFLAGS)
-
 .PHONY: bench-knife
 bench-knife: $(BENCH_KNIFE)
 	$(BENCH_KNIFE)
@@ -65,11 +57,6 @@ bench-knife: $(BENCH_KNIFE)
 # gemm_shapes: GFLOP/s of lsmi_gemm on the products of a training step, for
 # each kernel set this CPU runs (`make bench-gemm`).
 BENCH_GEMM := $(BUILD)/tests/bench/gemm_shapes
-
-$(BENCH_GEMM): tests/bench/gemm_shapes.c $(LIB)
-	@mkdir -p $(dir $@)
-	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(LIB) $(CORE_LIBS) $(LDFLAGS)
 
 .PHONY: bench-gemm
 bench-gemm: $(BENCH_GEMM)
