@@ -91,7 +91,7 @@ struct fit {
   const lsmi_params_t *p;
   const lsmi_fit_hooks_t *hooks;
   task_t tasks[N_MODELS];
-  int order[N_MODELS];       /* task ids by decreasing cost */
+  int order[N_MODELS];       /* task ids by decreasing cost (evaluation) */
   atomic_int next;           /* evaluation: next index into order */
   pthread_mutex_t sched;     /* training: who holds which task */
   atomic_int stop;           /* set on failure or cancel: every task stops */
@@ -400,7 +400,7 @@ static task_t *take_task_locked(fit_t *f, const task_t *prev) {
   task_t *best = NULL;
   double best_left = 0.0;
   for (int i = 0; i < N_MODELS; i++) {
-    task_t *t = &f->tasks[f->order[i]];
+    task_t *t = &f->tasks[i];
     if (t->running || t->next_epoch >= t->epochs || t->status != LSMI_OK)
       continue;
     double left = work_left(t);
@@ -658,7 +658,8 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     f->total_cost += f->tasks[i].cost * f->tasks[i].epochs;
     f->order[i] = i;
   }
-  /* Costliest first, so that the longest task never starts last. */
+  /* Costliest first: the evaluation pass takes the tasks in this order, so
+   * that the longest never starts last (training picks by work left). */
   for (int i = 1; i < N_MODELS; i++)
     for (int j = i;
          j > 0 && f->tasks[f->order[j]].cost > f->tasks[f->order[j - 1]].cost;
