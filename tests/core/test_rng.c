@@ -77,8 +77,44 @@ static void test_moments(void **state) {
     assert_true(labs(below[k] - n / 5) < n / 100);
 }
 
+/*
+ * lsmi_rng_below skips working out the rejection limit for most draws; it
+ * must take exactly the draws, and give exactly the values, of the plain
+ * rule "draw until v < UINT64_MAX - UINT64_MAX % n, return v % n", run here
+ * on a copy of the stream. The n near 2^64 put most draws past the shortcut
+ * (into the test against the limit, and into rejections).
+ */
+static void test_below_matches_plain_rejection(void **state) {
+  (void)state;
+  const uint64_t ns[] = {1,
+                         2,
+                         5,
+                         1600,
+                         (uint64_t)1 << 32,
+                         ((uint64_t)1 << 63) + 1,
+                         UINT64_MAX / 3 * 2,
+                         UINT64_MAX - 1,
+                         UINT64_MAX};
+  lsmi_rng_t a, b;
+  lsmi_rng_seed(&a, 11, 4);
+  lsmi_rng_seed(&b, 11, 4);
+  long rejected = 0;
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    uint64_t n = ns[k], limit = UINT64_MAX - UINT64_MAX % n;
+    for (int i = 0; i < 20000; i++) {
+      uint64_t got = lsmi_rng_below(&a, n), v;
+      while ((v = lsmi_rng_next(&b)) >= limit)
+        rejected++;
+      assert_true(got == v % n);
+    }
+  }
+  assert_memory_equal(a.s, b.s, sizeof a.s); /* the same draws taken */
+  assert_true(rejected > 0); /* n = 2^63 + 1 rejects about half */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_below_matches_plain_rejection),
       cmocka_unit_test(test_reproducible),
       cmocka_unit_test(test_permutation),
       cmocka_unit_test(test_moments),
