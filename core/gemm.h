@@ -30,6 +30,20 @@
  *                             written; the rest of C is left untouched
  * With C_STRICT_LOWER the epilogue must be plain (accumulate allowed).
  *
+ * skip_zero_lines says that A may hold whole lines of exact zeros: the
+ * post-ReLU activations of a batch have a zero column for every unit that
+ * no row of the batch fires (in a trained discriminator 10-30% of the units
+ * of a batch of 32), and their masked gradients have the same zero columns,
+ * or zero rows when read transposed. The AVX-512 kernel then leaves those k
+ * out of its sums (A row-major) or stores the epilogue of 0 for those rows
+ * (A transposed) after one pass over A to find them. The terms left out are
+ * exact zeros, and adding an exact zero changes no sum (the sums start at
+ * +0 and so never hold -0), so the result is bit for bit the one without
+ * the hint whenever B is finite; a NaN in A counts as nonzero. An infinite
+ * or NaN B(k, j) facing a zero line is skipped rather than turned into the
+ * NaN of 0 · inf. Ignored with a triangular form and by the other
+ * implementations.
+ *
  * The sums run in float. Which implementation runs is chosen once per
  * process from the CPU (an AVX-512 kernel with fused multiply-adds, or the
  * BLAS with portable loops for the rest); results agree to rounding,
@@ -61,7 +75,8 @@ typedef struct lsmi_gemm {
   int relu;          /* after the bias */
   const float *mask; /* (M, N) with row stride ldm, or NULL */
   size_t ldm;
-  int tri; /* LSMI_GEMM_FULL or one of the triangular forms */
+  int tri;             /* LSMI_GEMM_FULL or one of the triangular forms */
+  int skip_zero_lines; /* a hint: A may have whole zero rows or columns */
 } lsmi_gemm_t;
 
 /* Computes g (see above). M, N or K of 0 is allowed (K = 0: C = epilogue of

@@ -240,6 +240,131 @@ static void test_nan_epilogue(void **state) {
   }
 }
 
+/*
+ * skip_zero_lines: with whole zero lines in A (columns of a row-major A,
+ * rows of a transposed one), from none to all of them, and with a NaN in a
+ * live line, every implementation gives bit for bit the result it gives
+ * without the hint (which test_full checks against the double loop), for
+ * every epilogue. On the AVX-512 kernel an infinite B(k, j) facing a zero
+ * column is skipped, as gemm.h says, where the dense sum makes it NaN.
+ */
+static void skip_case(int M, int N, int K, int transA, int dead, int variant,
+                      int nan_at, lsmi_rng_t *rng) {
+  size_t lda = (size_t)(transA ? M : K) + 1, ldb = (size_t)N + 3;
+  size_t ldc = (size_t)N, na = (size_t)(transA ? K : M) * lda + 1;
+  float *a = calloc(na, sizeof(float)), *b = calloc((size_t)K * ldb + 1, 4);
+  float *c1 = calloc((size_t)M * ldc + 1, 4),
+        *c2 = calloc((size_t)M * ldc + 1, 4);
+  float *bias = calloc((size_t)N + 1, 4),
+        *mask = calloc((size_t)M * ldc + 1, 4);
+  assert_true(a && b && c1 && c2 && bias && mask);
+  lsmi_gemm_t g = {.M = M,
+                   .N = N,
+                   .K = K,
+                   .a = a,
+                   .rsa = transA ? 1 : lda,
+                   .csa = transA ? lda : 1,
+                   .b = b,
+                   .ldb = ldb,
+                   .c = c1,
+                   .ldc = ldc,
+                   .accumulate = variant & 1,
+                   .bias = variant & 2 ? bias : NULL,
+                   .relu = (variant >> 1) & 1,
+                   .mask = variant & 4 ? mask : NULL,
+                   .ldm = ldc};
+  /* the lines that can be zero: columns k (row-major) or rows i */
+  int lines = transA ? M : K;
+  for (int i = 0; i < M; i++)
+    for (int k = 0; k < K; k++) {
+      int line = transA ? i : k;
+      /* every 3rd line of the first `dead` (spread) is kept dead */
+      int is_dead = (line * 7) % (lines ? lines : 1) < dead;
+      float v =
+          lsmi_rng_uniform(rng) < 0.4 ? 0.0f : (float)lsmi_rng_normal(rng);
+      a[(size_t)i * g.rsa + (size_t)k * g.csa] = is_dead ? 0.0f : v;
+    }
+  if (nan_at >= 0 && M > 0 && K > 0)
+    a[(size_t)(nan_at % M) * g.rsa + (size_t)(nan_at % K) * g.csa] = NAN;
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < N; j++)
+      b[(size_t)k * ldb + (size_t)j] = (float)lsmi_rng_normal(rng);
+  for (int j = 0; j < N; j++)
+    bias[j] = (float)lsmi_rng_normal(rng);
+  for (size_t i = 0; i < (size_t)M * ldc; i++) {
+    mask[i] = lsmi_rng_uniform(rng) < 0.3 ? 0.0f : 1.0f;
+    c1[i] = c2[i] = (float)lsmi_rng_normal(rng);
+  }
+  lsmi_gemm(&g);
+  g.c = c2;
+  g.skip_zero_lines = 1;
+  lsmi_gemm(&g);
+  if (memcmp(c1, c2, (size_t)M * ldc * sizeof(float)) != 0)
+    fail_msg("%s M=%d N=%d K=%d transA=%d dead=%d variant=%d nan=%d: the "
+             "hint changed the result",
+             lsmi_gemm_name(), M, N, K, transA, dead, variant, nan_at);
+  free(a);
+  free(b);
+  free(c1);
+  free(c2);
+  free(bias);
+  free(mask);
+}
+
+static void test_skip_zero_lines(void **state) {
+  (void)state;
+  static const int sM[] = {1, 7, 32, 64, 130};
+  static const int sN[] = {2, 10, 64, 70};
+  static const int sK[] = {0, 5, 32, 64, 130};
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 21, 3);
+  for (size_t i = 0; i < N_IMPLS; i++) {
+    if (lsmi_gemm_select(impl_names[i]) != 0)
+      continue;
+    for (size_t mi = 0; mi < sizeof sM / sizeof sM[0]; mi++)
+      for (size_t ni = 0; ni < sizeof sN / sizeof sN[0]; ni++)
+        for (size_t ki = 0; ki < sizeof sK / sizeof sK[0]; ki++)
+          for (int tr = 0; tr < 2; tr++) {
+            int lines = tr ? sM[mi] : sK[ki];
+            int deads[] = {0, 1, lines / 8, lines / 2, lines};
+            for (int d = 0; d < 5; d++)
+              for (int v = 0; v < 8; v += 3)
+                skip_case(sM[mi], sN[ni], sK[ki], tr, deads[d], v,
+                          d == 2 ? (int)(mi * 5 + ki) : -1, &rng);
+          }
+  }
+  /* An infinite B(k, j) facing a dead column of A: skipped by the kernel
+   * (a finite result, that of B(k, j) = 0), NaN in the dense sum. */
+  if (lsmi_gemm_select("avx512") != 0) {
+    print_message("[ SKIPPED  ] avx512: this CPU cannot run it\n");
+    return;
+  }
+  enum { M = 32, N = 64, K = 64 };
+  static float a[M * K], b[K * N], c[M * N];
+  for (int i = 0; i < M; i++)
+    for (int k = 0; k < K; k++)
+      a[i * K + k] = k < 16 ? 0.0f : (float)lsmi_rng_normal(&rng);
+  for (int k = 0; k < K; k++)
+    for (int j = 0; j < N; j++)
+      b[k * N + j] = k == 3 ? INFINITY : (float)lsmi_rng_normal(&rng);
+  lsmi_gemm_t g = {.M = M,
+                   .N = N,
+                   .K = K,
+                   .a = a,
+                   .rsa = K,
+                   .csa = 1,
+                   .b = b,
+                   .ldb = N,
+                   .c = c,
+                   .ldc = N};
+  lsmi_gemm(&g);
+  assert_true(isnan(c[0]));
+  g.skip_zero_lines = 1;
+  lsmi_gemm(&g);
+  for (int i = 0; i < M * N; i++)
+    assert_true(isfinite(c[i]));
+}
+
 /* Every implementation's transpose against the definition, over shapes
  * crossing the 16×16 blocks, with padded strides left untouched. */
 static void test_transpose(void **state) {
@@ -285,9 +410,12 @@ static void test_select(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),         cmocka_unit_test(test_triangular),
-      cmocka_unit_test(test_nan_epilogue), cmocka_unit_test(test_transpose),
+      cmocka_unit_test(test_full),
+      cmocka_unit_test(test_triangular),
+      cmocka_unit_test(test_nan_epilogue),
+      cmocka_unit_test(test_transpose),
       cmocka_unit_test(test_select),
+      cmocka_unit_test(test_skip_zero_lines),
   };
   return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
 }
