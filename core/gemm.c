@@ -245,6 +245,32 @@ void lsmi_transpose(float *dst, size_t ldd, const float *src, size_t lds, int R,
     pick()->transpose(dst, ldd, src, lds, R, C);
 }
 
+/* The live columns (gemm.h) with plain loops: the bits of each column ORed
+ * down the rows. */
+static int live_generic(const float *p, size_t ld, int rows, int cols,
+                        int *list) {
+  int n = 0;
+  for (int j = 0; j < cols; j++) {
+    uint32_t bits = 0;
+    for (int i = 0; i < rows && bits == 0; i++) {
+      uint32_t u;
+      memcpy(&u, p + (size_t)i * ld + (size_t)j, sizeof u);
+      bits |= u;
+    }
+    if (bits)
+      list[n++] = j;
+  }
+  return n;
+}
+
+int lsmi_gemm_live(const float *p, size_t ld, int rows, int cols, int *list) {
+#ifdef LSMI_GEMM_HAVE_AVX512
+  if (pick()->run == lsmi_gemm_avx512)
+    return lsmi_gemm_live_avx512(p, ld, rows, cols, list);
+#endif
+  return live_generic(p, ld, rows, cols, list);
+}
+
 void lsmi_gemm(const lsmi_gemm_t *g) {
   assert(g->M >= 0 && g->N >= 0 && g->K >= 0);
   assert(g->tri != LSMI_GEMM_C_STRICT_LOWER ||

@@ -30,19 +30,21 @@
  *                             written; the rest of C is left untouched
  * With C_STRICT_LOWER the epilogue must be plain (accumulate allowed).
  *
- * skip_zero_lines says that A may hold whole lines of exact zeros: the
+ * live_k and live_rows say which lines of A may hold a nonzero: the
  * post-ReLU activations of a batch have a zero column for every unit that
- * no row of the batch fires (in a trained discriminator 10-30% of the units
- * of a batch of 32), and their masked gradients have the same zero columns,
- * or zero rows when read transposed. The AVX-512 kernel then leaves those k
- * out of its sums (A row-major) or stores the epilogue of 0 for those rows
- * (A transposed) after one pass over A to find them. The terms left out are
+ * no row of the batch fires (in a trained discriminator 10-30% of the 64
+ * units of a batch of 32), and the gradients masked by them the same zero
+ * columns, which are zero rows when read transposed. With live_k (nlive_k
+ * ascending k) the sums run over those k only: the caller guarantees
+ * A(i, k) = 0 for every other k. With live_rows (nlive_rows ascending
+ * rows) the other rows of A are zero throughout and their rows of C get the
+ * epilogue of 0. lsmi_gemm_live finds such a list. The terms left out are
  * exact zeros, and adding an exact zero changes no sum (the sums start at
  * +0 and so never hold -0), so the result is bit for bit the one without
- * the hint whenever B is finite; a NaN in A counts as nonzero. An infinite
- * or NaN B(k, j) facing a zero line is skipped rather than turned into the
- * NaN of 0 · inf. Ignored with a triangular form and by the other
- * implementations.
+ * the lists whenever B is finite (an infinite or NaN B(k, j) facing a zero
+ * line is skipped rather than turned into the NaN of 0 · inf). Only the
+ * AVX-512 kernel uses them, and only for a full product; the others sum the
+ * zeros.
  *
  * The sums run in float. Which implementation runs is chosen once per
  * process from the CPU (an AVX-512 kernel with fused multiply-adds, or the
@@ -75,13 +77,24 @@ typedef struct lsmi_gemm {
   int relu;          /* after the bias */
   const float *mask; /* (M, N) with row stride ldm, or NULL */
   size_t ldm;
-  int tri;             /* LSMI_GEMM_FULL or one of the triangular forms */
-  int skip_zero_lines; /* a hint: A may have whole zero rows or columns */
+  int tri;           /* LSMI_GEMM_FULL or one of the triangular forms */
+  const int *live_k; /* NULL, or the k that may hold a nonzero (see above) */
+  int nlive_k;
+  const int *live_rows; /* NULL, or the rows of A that may hold a nonzero */
+  int nlive_rows;
 } lsmi_gemm_t;
 
 /* Computes g (see above). M, N or K of 0 is allowed (K = 0: C = epilogue of
  * 0, or of the old C when accumulating). */
 void lsmi_gemm(const lsmi_gemm_t *g);
+
+/*
+ * The columns of the rows×cols matrix at p (row stride ld) that are not
+ * zero in every row, ascending, into list (room for cols entries); returns
+ * how many. "Not zero" is any bit set: a NaN and -0 count as live, which
+ * only costs a line that could have been skipped.
+ */
+int lsmi_gemm_live(const float *p, size_t ld, int rows, int cols, int *list);
 
 /*
  * dst (C, R) = src^T for src (R, C): dst[j * ldd + i] = src[i * lds + j].

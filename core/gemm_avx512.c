@@ -25,12 +25,11 @@
  * Products with at most four columns take dot products along k instead
  * (narrow_rows), so that the lanes of a vector are not mostly idle.
  *
- * With skip_zero_lines (gemm.h), one pass ORs the bits of A down its rows
- * (or columns) to find the lines that are zero throughout; when at least an
- * eighth are, the tiles sum over a list of the live k, or the dead rows get
- * only their epilogue. The pass costs about 0.05 µs at 32×64, the list a
- * few percent of a tile's speed; 16 dead columns in 64 took a 32×64×64
- * product from 2.49 to 2.02 µs.
+ * With lists of A's live lines (gemm.h), the tiles sum over the live k
+ * only, and the dead rows get only their epilogue; lsmi_gemm_live finds the
+ * lists with one pass that ORs the bits of a matrix down its rows (about
+ * 0.05 µs at 32×64). 16 dead columns in 64 took a 32×64×64 product from
+ * 2.49 to 2.02 µs.
  */
 #include "gemm_impl.h"
 
@@ -325,19 +324,11 @@ static TARGET void tiles_over(const lsmi_gemm_t *g, const int *rowlist,
   }
 }
 
-/* Longest k, and most rows, whose lines skip_zero_lines looks for. */
-#define SKIP_MAX 1024
-/* The lines are skipped only when at least 1/SKIP_WORTH of them are zero:
- * a tile's k loop over a list runs a little slower than over a range, and
- * one skipped line in 64 does not make up for it. */
-#define SKIP_WORTH 8
-
 /*
  * live[b] bit l: column 16 b + l of the nrows×ncols matrix at p (row stride
- * ld) is not zero in every row. "Not zero" is any bit set, so a NaN and also
- * -0 (sign bit) count as live: a line kept that could have been skipped
- * costs time only. Four blocks of 16 columns at a time, ORed down the rows
- * in registers.
+ * ld) is not zero in every row ("not zero": any bit set, so a NaN and also
+ * -0 count). Four blocks of 16 columns at a time, ORed down the rows in
+ * registers.
  */
 INLINE void live_columns(const float *p, size_t ld, int nrows, int ncols,
                          uint16_t *live) {
@@ -358,58 +349,23 @@ INLINE void live_columns(const float *p, size_t ld, int nrows, int ncols,
   }
 }
 
-/* The live columns of n (live_columns) */
-static int count_live(const uint16_t *live, int n) {
-  int c = 0;
-  for (int b = 0; b < (n + 15) / 16; b++)
-    c += __builtin_popcount(live[b]);
-  return c;
+TARGET int lsmi_gemm_live_avx512(const float *p, size_t ld, int rows, int cols,
+                                 int *list) {
+  int n = 0;
+  for (int c0 = 0; c0 < cols; c0 += 1024) {
+    uint16_t live[64];
+    int w = cols - c0 < 1024 ? cols - c0 : 1024;
+    live_columns(p + c0, ld, rows, w, live);
+    for (int b = 0; b < (w + 15) / 16; b++)
+      for (unsigned m = live[b]; m; m &= m - 1)
+        list[n++] = c0 + 16 * b + __builtin_ctz(m);
+  }
+  return n;
 }
 
-/*
- * The product of g, with skip_zero_lines, without the lines of A that are
- * zero throughout (gemm.h): with A row-major, the k whose column is zero in
- * every row are left out of every tile's sum; with A transposed, the rows
- * that are zero for every k get no multiply-adds, only the store of their
- * epilogue of 0. Returns 0, having done nothing, when A has too few such
- * lines or the shape is neither of these.
- */
-static TARGET int skip_zero_lines(const lsmi_gemm_t *g) {
-  const int M = g->M, K = g->K;
-  const float *a = g->a;
-  uint16_t live[SKIP_MAX / 16];
-  int list[SKIP_MAX], nlist = 0;
-  if (g->csa == 1 && K <= SKIP_MAX) {
-    live_columns(a, g->rsa, M, K, live);
-    if (count_live(live, K) > K - K / SKIP_WORTH)
-      return 0;
-    for (int b = 0; b < (K + 15) / 16; b++)
-      for (unsigned m = live[b]; m; m &= m - 1)
-        list[nlist++] = 16 * b + __builtin_ctz(m);
-    tiles_over(g, NULL, M, list, nlist);
-    return 1;
-  }
-  if (g->rsa == 1 && M <= SKIP_MAX) {
-    /* row i of A is column i of the (K, M) matrix at a */
-    live_columns(a, g->csa, K, M, live);
-    int nlive = count_live(live, M);
-    if (M - nlive < M / SKIP_WORTH || nlive == M)
-      return 0;
-    /* the live rows from the front of the list, the dead from the back */
-    int ndead = 0;
-    for (int i = 0; i < M; i++) {
-      if (live[i / 16] >> (i % 16) & 1u)
-        list[nlist++] = i;
-      else
-        list[M - 1 - ndead++] = i;
-    }
-    static const int no_k[1];
-    tiles_over(g, list, nlist, NULL, 0);
-    tiles_over(g, list + nlist, ndead, no_k, 0);
-    return 1;
-  }
-  return 0;
-}
+/* Most rows whose dead ones a product lists on the stack; beyond, the dead
+ * rows get their multiply-adds (of zeros) like the live ones. */
+#define DEAD_ROWS_MAX 1024
 
 TARGET void lsmi_gemm_avx512(const lsmi_gemm_t *g) {
   if (g->N <= NARROW_N && g->csa == 1 && g->K >= 16 && g->K <= NARROW_K &&
@@ -417,9 +373,25 @@ TARGET void lsmi_gemm_avx512(const lsmi_gemm_t *g) {
     narrow_rows(g);
     return;
   }
-  if (g->skip_zero_lines && g->tri == LSMI_GEMM_FULL && skip_zero_lines(g))
+  if (g->tri != LSMI_GEMM_FULL) {
+    tiles_over(g, NULL, g->M, NULL, 0);
     return;
-  tiles_over(g, NULL, g->M, NULL, 0);
+  }
+  if (g->live_rows && g->M <= DEAD_ROWS_MAX) {
+    /* the live rows as listed, then the dead ones with an empty k list */
+    int dead[DEAD_ROWS_MAX], ndead = 0;
+    for (int i = 0, l = 0; i < g->M; i++) {
+      if (l < g->nlive_rows && g->live_rows[l] == i)
+        l++;
+      else
+        dead[ndead++] = i;
+    }
+    static const int no_k[1];
+    tiles_over(g, g->live_rows, g->nlive_rows, g->live_k, g->nlive_k);
+    tiles_over(g, dead, ndead, no_k, 0);
+    return;
+  }
+  tiles_over(g, NULL, g->M, g->live_k, g->nlive_k);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -19,6 +19,8 @@ void lsmi_gemm_blas(const lsmi_gemm_t *g);
 void lsmi_gemm_avx512(const lsmi_gemm_t *g);
 void lsmi_transpose_avx512(float *dst, size_t ldd, const float *src, size_t lds,
                            int R, int C);
+int lsmi_gemm_live_avx512(const float *p, size_t ld, int rows, int cols,
+                          int *list);
 /* 1 when the CPU and the OS support AVX-512F (zmm state enabled). */
 int lsmi_gemm_avx512_supported(void);
 #endif

@@ -240,24 +240,33 @@ static void test_nan_epilogue(void **state) {
   }
 }
 
+/* Whether the float at p has any bit set (a NaN and -0 do). */
+static int any_bits(const float *p) {
+  uint32_t u;
+  memcpy(&u, p, sizeof u);
+  return u != 0;
+}
+
 /*
- * skip_zero_lines: with whole zero lines in A (columns of a row-major A,
- * rows of a transposed one), from none to all of them, and with a NaN in a
- * live line, every implementation gives bit for bit the result it gives
- * without the hint (which test_full checks against the double loop), for
- * every epilogue. On the AVX-512 kernel an infinite B(k, j) facing a zero
- * column is skipped, as gemm.h says, where the dense sum makes it NaN.
+ * Live lists (gemm.h): with whole zero lines in A, from none to all of
+ * them, and a NaN in a live line, every implementation gives bit for bit
+ * the result it gives without the lists (which test_full checks against
+ * the double loop), for every epilogue, with the live k, the live rows or
+ * both listed; the lists here come from the definition, element by element.
  */
-static void skip_case(int M, int N, int K, int transA, int dead, int variant,
+static void live_case(int M, int N, int K, int transA, int dead, int variant,
                       int nan_at, lsmi_rng_t *rng) {
   size_t lda = (size_t)(transA ? M : K) + 1, ldb = (size_t)N + 3;
   size_t ldc = (size_t)N, na = (size_t)(transA ? K : M) * lda + 1;
-  float *a = calloc(na, sizeof(float)), *b = calloc((size_t)K * ldb + 1, 4);
-  float *c1 = calloc((size_t)M * ldc + 1, 4),
-        *c2 = calloc((size_t)M * ldc + 1, 4);
-  float *bias = calloc((size_t)N + 1, 4),
-        *mask = calloc((size_t)M * ldc + 1, 4);
-  assert_true(a && b && c1 && c2 && bias && mask);
+  size_t nc = (size_t)M * ldc + 1;
+  float *a = calloc(na, sizeof(float));
+  float *b = calloc((size_t)K * ldb + 1, sizeof(float));
+  float *c1 = calloc(nc, sizeof(float)), *c2 = calloc(nc, sizeof(float));
+  float *bias = calloc((size_t)N + 1, sizeof(float));
+  float *mask = calloc(nc, sizeof(float));
+  int *live_k = calloc((size_t)K + 1, sizeof(int));
+  int *live_rows = calloc((size_t)M + 1, sizeof(int));
+  assert_true(a && b && c1 && c2 && bias && mask && live_k && live_rows);
   lsmi_gemm_t g = {.M = M,
                    .N = N,
                    .K = K,
@@ -273,12 +282,12 @@ static void skip_case(int M, int N, int K, int transA, int dead, int variant,
                    .relu = (variant >> 1) & 1,
                    .mask = variant & 4 ? mask : NULL,
                    .ldm = ldc};
-  /* the lines that can be zero: columns k (row-major) or rows i */
+  /* `dead` of the lines that can be zero (the columns k of a row-major A,
+   * the rows of a transposed one) are zero, spread over the range */
   int lines = transA ? M : K;
   for (int i = 0; i < M; i++)
     for (int k = 0; k < K; k++) {
       int line = transA ? i : k;
-      /* every 3rd line of the first `dead` (spread) is kept dead */
       int is_dead = (line * 7) % (lines ? lines : 1) < dead;
       float v =
           lsmi_rng_uniform(rng) < 0.4 ? 0.0f : (float)lsmi_rng_normal(rng);
@@ -295,23 +304,48 @@ static void skip_case(int M, int N, int K, int transA, int dead, int variant,
     mask[i] = lsmi_rng_uniform(rng) < 0.3 ? 0.0f : 1.0f;
     c1[i] = c2[i] = (float)lsmi_rng_normal(rng);
   }
+  int nk = 0, nrows = 0;
+  for (int k = 0; k < K; k++)
+    for (int i = 0; i < M; i++)
+      if (any_bits(&a[(size_t)i * g.rsa + (size_t)k * g.csa])) {
+        live_k[nk++] = k;
+        break;
+      }
+  for (int i = 0; i < M; i++)
+    for (int k = 0; k < K; k++)
+      if (any_bits(&a[(size_t)i * g.rsa + (size_t)k * g.csa])) {
+        live_rows[nrows++] = i;
+        break;
+      }
   lsmi_gemm(&g);
   g.c = c2;
-  g.skip_zero_lines = 1;
-  lsmi_gemm(&g);
-  if (memcmp(c1, c2, (size_t)M * ldc * sizeof(float)) != 0)
-    fail_msg("%s M=%d N=%d K=%d transA=%d dead=%d variant=%d nan=%d: the "
-             "hint changed the result",
-             lsmi_gemm_name(), M, N, K, transA, dead, variant, nan_at);
+  for (int lists = 1; lists <= 3; lists++) {
+    g.live_k = lists & 1 ? live_k : NULL;
+    g.nlive_k = nk;
+    g.live_rows = lists & 2 ? live_rows : NULL;
+    g.nlive_rows = nrows;
+    float *old = malloc(nc * sizeof(float));
+    assert_non_null(old);
+    memcpy(old, c2, nc * sizeof(float));
+    lsmi_gemm(&g);
+    if (memcmp(c1, c2, (size_t)M * ldc * sizeof(float)) != 0)
+      fail_msg("%s M=%d N=%d K=%d transA=%d dead=%d variant=%d nan=%d "
+               "lists=%d: the lists changed the result",
+               lsmi_gemm_name(), M, N, K, transA, dead, variant, nan_at, lists);
+    memcpy(c2, old, nc * sizeof(float));
+    free(old);
+  }
   free(a);
   free(b);
   free(c1);
   free(c2);
   free(bias);
   free(mask);
+  free(live_k);
+  free(live_rows);
 }
 
-static void test_skip_zero_lines(void **state) {
+static void test_live_lists(void **state) {
   (void)state;
   static const int sM[] = {1, 7, 32, 64, 130};
   static const int sN[] = {2, 10, 64, 70};
@@ -329,18 +363,19 @@ static void test_skip_zero_lines(void **state) {
             int deads[] = {0, 1, lines / 8, lines / 2, lines};
             for (int d = 0; d < 5; d++)
               for (int v = 0; v < 8; v += 3)
-                skip_case(sM[mi], sN[ni], sK[ki], tr, deads[d], v,
+                live_case(sM[mi], sN[ni], sK[ki], tr, deads[d], v,
                           d == 2 ? (int)(mi * 5 + ki) : -1, &rng);
           }
   }
-  /* An infinite B(k, j) facing a dead column of A: skipped by the kernel
-   * (a finite result, that of B(k, j) = 0), NaN in the dense sum. */
+  /* An infinite B(k, j) facing a dead column of A: left out of the sums by
+   * the AVX-512 kernel (finite results), NaN in the dense sum. */
   if (lsmi_gemm_select("avx512") != 0) {
     print_message("[ SKIPPED  ] avx512: this CPU cannot run it\n");
     return;
   }
   enum { M = 32, N = 64, K = 64 };
   static float a[M * K], b[K * N], c[M * N];
+  static int live[K];
   for (int i = 0; i < M; i++)
     for (int k = 0; k < K; k++)
       a[i * K + k] = k < 16 ? 0.0f : (float)lsmi_rng_normal(&rng);
@@ -359,10 +394,59 @@ static void test_skip_zero_lines(void **state) {
                    .ldc = N};
   lsmi_gemm(&g);
   assert_true(isnan(c[0]));
-  g.skip_zero_lines = 1;
+  g.nlive_k = lsmi_gemm_live(a, K, M, K, live);
+  assert_int_equal(g.nlive_k, K - 16);
+  g.live_k = live;
   lsmi_gemm(&g);
   for (int i = 0; i < M * N; i++)
     assert_true(isfinite(c[i]));
+}
+
+/* lsmi_gemm_live against the definition, on every implementation: zero
+ * columns spread over widths that cross the 16- and 64-column blocks, a
+ * column whose only nonzero is -0 or NaN (live), strided rows. */
+static void test_live_columns(void **state) {
+  (void)state;
+  static const int rows_[] = {1, 3, 32, 129};
+  static const int cols_[] = {1, 15, 16, 17, 64, 65, 130, 1100};
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 5, 8);
+  for (size_t im = 0; im < N_IMPLS; im++) {
+    if (lsmi_gemm_select(impl_names[im]) != 0)
+      continue;
+    for (size_t ri = 0; ri < sizeof rows_ / sizeof rows_[0]; ri++)
+      for (size_t ci = 0; ci < sizeof cols_ / sizeof cols_[0]; ci++) {
+        int R = rows_[ri], C = cols_[ci];
+        size_t ld = (size_t)C + 2;
+        float *p = calloc((size_t)R * ld, sizeof(float));
+        int *got = calloc((size_t)C, sizeof(int));
+        int *want = calloc((size_t)C, sizeof(int));
+        assert_true(p && got && want);
+        for (int i = 0; i < R; i++)
+          for (int j = 0; j < C; j++)
+            if (j % 3 != 0 && lsmi_rng_uniform(&rng) < 0.5)
+              p[(size_t)i * ld + (size_t)j] = (float)lsmi_rng_normal(&rng);
+        p[(size_t)(R - 1) * ld + (size_t)(C - 1)] = -0.0f;
+        if (C > 3)
+          p[(size_t)(R / 2) * ld + 3] = NAN;
+        /* the padding past each row is never read: make it live */
+        for (int i = 0; i < R; i++)
+          p[(size_t)i * ld + (size_t)C] = 1.0f;
+        int nw = 0;
+        for (int j = 0; j < C; j++)
+          for (int i = 0; i < R; i++)
+            if (any_bits(&p[(size_t)i * ld + (size_t)j])) {
+              want[nw++] = j;
+              break;
+            }
+        int ng = lsmi_gemm_live(p, ld, R, C, got);
+        assert_int_equal(ng, nw);
+        assert_memory_equal(got, want, (size_t)nw * sizeof(int));
+        free(p);
+        free(got);
+        free(want);
+      }
+  }
 }
 
 /* Every implementation's transpose against the definition, over shapes
@@ -410,12 +494,10 @@ static void test_select(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),
-      cmocka_unit_test(test_triangular),
-      cmocka_unit_test(test_nan_epilogue),
-      cmocka_unit_test(test_transpose),
-      cmocka_unit_test(test_select),
-      cmocka_unit_test(test_skip_zero_lines),
+      cmocka_unit_test(test_full),         cmocka_unit_test(test_triangular),
+      cmocka_unit_test(test_nan_epilogue), cmocka_unit_test(test_transpose),
+      cmocka_unit_test(test_select),       cmocka_unit_test(test_live_lists),
+      cmocka_unit_test(test_live_columns),
   };
   return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
 }
