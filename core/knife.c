@@ -30,7 +30,18 @@
  * part is dL_k itself). u and the diagonal of P come out of the same call
  * as dL_k: the product is taken with two leading zero rows in dZ^T and a
  * leading column of ones in A, which shifts the "strictly lower" cut one
- * place right and puts u in the first column (see knife_backward).
+ * place right and puts u in the first column (see knife_backward_product).
+ *
+ * Small d. At d <= KNIFE_SMALL_D (8) lsmi_gemm is not called: there each
+ * call costs more in dispatch and tile set-up than its few hundred flops.
+ * The products are written out instead, for a d that is a compile-time
+ * constant (one inlined copy per d, knife_forward_small and
+ * knife_backward_small): the forward keeps 16 rows of a_k and z_k in
+ * vector registers, z_i = a_i + Σ_{j<i} L_ij a_j, and sums ‖z‖² there; the
+ * backward takes u and P as d (d + 3) / 2 dot products over the batch, 16
+ * rows at a time in vector accumulators. The two paths sum in different
+ * orders, so they agree to float rounding, not to the bit; each gives the
+ * same bits at every call.
  *
  * Nothing is allocated: every buffer is a view into the caller's scratch.
  *
@@ -40,10 +51,11 @@
  * is accumulated in double. The few per-component sums over the batch that
  * feed the weigh and logdet gradients are kept in double because the weigh
  * gradient is a difference of nearly equal terms. The exponentials,
- * logarithms and tanh are lsmi's own (lsmi_vm_expf and friends, vmath.h), written
- * so that the loops calling them vectorise; they are computed in double and
- * rounded once, which makes them faithful to within an ulp of libm's, and
- * they keep libm's infinities and NaNs (a diverged fit still shows as NaN).
+ * logarithms and tanh are lsmi's own (lsmi_vm_expf and friends, vmath.h),
+ * written so that the loops calling them vectorise; they are computed in
+ * double and rounded once, which makes them faithful to within an ulp of
+ * libm's, and they keep libm's infinities and NaNs (a diverged fit still
+ * shows as NaN).
  */
 #include "knife.h"
 #include "gemm.h"
@@ -93,6 +105,10 @@ static size_t knife_round(size_t n) { return (n + 15) & ~(size_t)15; }
 /* Columns per block of the pass over the backward product: one vector of
  * the type below. */
 #define KNIFE_COLS 16
+
+/* Up to this d the products are written out (knife_forward_small,
+ * knife_backward_small) instead of going through lsmi_gemm. */
+#define KNIFE_SMALL_D 8
 
 /* Sixteen floats as one value (a GCC/Clang vector extension): the compiler
  * keeps it in one AVX-512 register, or two or four narrower ones, where an
@@ -175,7 +191,8 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
  * s, tanh (K d each) | logdet, lsw (K each) | cmax, sum, lse (B each)
  * | C (K B) | x^T (d B) | A ((d + 1) B) | W ((d + 2)(d + 1)) | r, v (d each)
  * | Z (K (d + 2) B), each rounded up to 16 floats. logpdf uses one
- * component's slice of Z; the backward keeps z_k of all K components there.
+ * component's slice of Z; the backward keeps z_k of all K components there
+ * (at d <= KNIFE_SMALL_D in K (d, B) slices, and A is not used).
  */
 size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
@@ -189,31 +206,50 @@ size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
 /* Forward                                                                  */
 /* ------------------------------------------------------------------------ */
 
+/* Floats per pass of knife_prepare, a multiple of 16. */
+#define KNIFE_PREP 64
+
 /*
  * Everything that depends on the parameters only: s, tanh(logvar), logdet
- * and log_softmax(weigh). In float, as the reference.
+ * and log_softmax(weigh). In float, as the reference. The functions run
+ * over all K d values, KNIFE_PREP at a time through a copy on the stack
+ * padded with zeros to whole vectors of 16: at small d a loop per
+ * component, or over the K d values as they are, would be mostly scalar
+ * remainder, each element of which costs as much as a vector. tanh and exp
+ * run in one loop and log in another: all three in one loop measured 3%
+ * slower at d = 128. The logarithms are then summed per component in
+ * order.
  */
 LSMI_VECTOR_CLONES
 static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
   int d = k->d, K = k->K;
   size_t Kd = (size_t)K * (size_t)d;
-  float *restrict th = w->th, *restrict s = w->s;
-  const float *restrict lv = k->logvar;
-  for (size_t i = 0; i < Kd; i++) {
-    th[i] = lsmi_vm_tanhf(lv[i]);
-    s[i] = lsmi_vm_expf(th[i]);
-  }
-  /* log(|s| + 1e-8) into r, then summed per component in order. r is free
-   * until the backward. */
-  float *restrict ls = w->r;
-  for (int c = 0; c < K; c++) {
-    const float *sc = s + (size_t)c * (size_t)d; // (d)
-    for (int j = 0; j < d; j++)
-      ls[j] = lsmi_vm_logf(fabsf(sc[j]) + 1e-8f);
-    float logdet = 0.0f;
-    for (int j = 0; j < d; j++)
-      logdet += ls[j];
-    w->logdet[c] = logdet;
+  float lv[KNIFE_PREP], th[KNIFE_PREP], s[KNIFE_PREP], ls[KNIFE_PREP];
+  float logdet = 0.0f;
+  int comp = 0, j = 0;
+  for (size_t i0 = 0; i0 < Kd; i0 += KNIFE_PREP) {
+    size_t n = Kd - i0 < KNIFE_PREP ? Kd - i0 : KNIFE_PREP;
+    size_t n16 = (n + 15) & ~(size_t)15;
+    memcpy(lv, k->logvar + i0, n * sizeof(float));
+    memset(lv + n, 0, (n16 - n) * sizeof(float));
+    for (size_t v = 0; v < n16; v += 16)
+      for (size_t i = v; i < v + 16; i++) {
+        th[i] = lsmi_vm_tanhf(lv[i]);
+        s[i] = lsmi_vm_expf(th[i]);
+      }
+    for (size_t v = 0; v < n16; v += 16)
+      for (size_t i = v; i < v + 16; i++)
+        ls[i] = lsmi_vm_logf(fabsf(s[i]) + 1e-8f); // log(|s| + 1e-8)
+    memcpy(w->th + i0, th, n * sizeof(float));
+    memcpy(w->s + i0, s, n * sizeof(float));
+    for (size_t i = 0; i < n; i++) {
+      logdet += ls[i];
+      if (++j == d) {
+        w->logdet[comp++] = logdet;
+        logdet = 0.0f;
+        j = 0;
+      }
+    }
   }
   float wmax = k->weigh[0];
   for (int c = 1; c < K; c++)
@@ -227,22 +263,16 @@ static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
 }
 
 /*
- * Forward of B rows of x into w->C (K, B) and w->lse (B); w->C then holds
- * e_nk = exp(c_nk - cmax_n) and w->sum their sums over k, which the
- * backward turns into the softmax weights without another exponential.
- * With keep_z, z_k^T of every component is kept in w->Z (K, d + 2, B), rows
- * 2.. of each slice, rows 0 and 1 zeroed; otherwise one slice is reused.
+ * c_nk of every component into w->C (K, B), from x^T in w->xt, through
+ * lsmi_gemm; with keep_z, z_k^T into w->Z (K, d + 2, B), rows 2.. of each
+ * slice, rows 0 and 1 zeroed (the backward's product needs them so).
  */
-LSMI_VECTOR_CLONES
-static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
-                          const float *x, size_t ldx, int B, int keep_z) {
-  int d = k->d, K = k->K;
-  size_t dd = (size_t)d, BB = (size_t)B;
-  float *restrict xt = w->xt; // (d, B)
-  for (size_t n = 0; n < BB; n++)
-    for (size_t j = 0; j < dd; j++)
-      xt[j * BB + n] = x[n * ldx + j];
-
+static inline __attribute__((always_inline)) void
+knife_forward_products(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
+                       int keep_z) {
+  int d = k->d, K = k->K, B = (int)BB;
+  size_t dd = (size_t)d;
+  const float *restrict xt = w->xt; // (d, B)
   for (int c = 0; c < K; c++) {
     float *restrict Zs = w->Z + (keep_z ? (size_t)c * (dd + 2) * BB : 0);
     float *restrict Z = Zs + 2 * BB;            // (d, B)
@@ -293,6 +323,139 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
     for (size_t n = 0; n < BB; n++)
       q[n] = -0.5f * q[n] + base;
   }
+}
+
+/* Unrolls a loop over the d <= KNIFE_SMALL_D features: left to itself GCC
+ * judges some of them too big to unroll, and then keeps the vectors of a
+ * and z on the stack. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define KNIFE_UNROLL _Pragma("GCC unroll 8")
+#else
+#define KNIFE_UNROLL
+#endif
+
+/*
+ * 16 rows of knife_forward_small: x^T rows at xs (stride xst); c to qs,
+ * and z^T rows to zs (stride zst) unless zs is NULL.
+ */
+static inline __attribute__((always_inline)) void
+knife_forward_block(const float *L, const float *m, const float *s, float base,
+                    const float *xs, size_t xst, float *zs, size_t zst,
+                    float *qs, const int D) {
+  knife_v16 a[KNIFE_SMALL_D], sq = {0};
+  KNIFE_UNROLL
+  for (int j = 0; j < D; j++) {
+    memcpy(&a[j], xs + (size_t)j * xst, sizeof a[j]);
+    a[j] = (a[j] - m[j]) * s[j];
+  }
+  KNIFE_UNROLL
+  for (int i = 0; i < D; i++) {
+    knife_v16 z = a[i];
+    KNIFE_UNROLL
+    for (int j = 0; j < i; j++)
+      z += L[i * D + j] * a[j];
+    sq += z * z;
+    if (zs)
+      memcpy(zs + (size_t)i * zst, &z, sizeof z);
+  }
+  sq = -0.5f * sq + base;
+  memcpy(qs, &sq, sizeof sq);
+}
+
+/*
+ * The same at d = D <= KNIFE_SMALL_D, with D a constant (each call site in
+ * knife_forward_small_any passes a literal, and the function is inlined
+ * there): the
+ * loops over the d features unroll, and 16 rows of a and z at a time stay
+ * in registers, the batch the vector dimension. z = a + L a is written
+ * out as z_i = a_i + Σ_{j<i} L_ij a_j, which at this size costs less than
+ * one call of lsmi_gemm. With keep_z, z_k^T goes to w->Z (K, d, B), one
+ * compact slice per component (the backward at small d needs no zero rows).
+ * The rows past the last 16 go through zero-padded copies.
+ */
+static inline __attribute__((always_inline)) void
+knife_forward_small(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
+                    int keep_z, const int D) {
+  const size_t dd = (size_t)D;
+  const float *xt = w->xt; // (d, B)
+  for (int c = 0; c < k->K; c++) {
+    const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
+    const float *m = k->means + (size_t)c * dd;    // (d)
+    const float *s = w->s + (size_t)c * dd;        // (d)
+    float *q = w->C + (size_t)c * BB;              // (B)
+    float *Z = w->Z + (size_t)c * dd * BB;         // (d, B)
+    float base = w->logdet[c] + w->lsw[c];
+    size_t n0 = 0;
+    for (; n0 + KNIFE_COLS <= BB; n0 += KNIFE_COLS)
+      knife_forward_block(L, m, s, base, xt + n0, BB, keep_z ? Z + n0 : NULL,
+                          BB, q + n0, D);
+    if (n0 < BB) {
+      size_t nn = BB - n0;
+      float tx[KNIFE_SMALL_D * KNIFE_COLS] = {0}; // (d, 16)
+      float tz[KNIFE_SMALL_D * KNIFE_COLS], tq[KNIFE_COLS];
+      for (size_t j = 0; j < dd; j++)
+        memcpy(tx + j * KNIFE_COLS, xt + j * BB + n0, nn * sizeof(float));
+      knife_forward_block(L, m, s, base, tx, KNIFE_COLS, tz, KNIFE_COLS, tq, D);
+      memcpy(q + n0, tq, nn * sizeof(float));
+      for (size_t i = 0; keep_z && i < dd; i++)
+        memcpy(Z + i * BB + n0, tz + i * KNIFE_COLS, nn * sizeof(float));
+    }
+  }
+}
+
+/* knife_forward_small for the d of k (<= KNIFE_SMALL_D). */
+LSMI_VECTOR_CLONES
+static void knife_forward_small_any(const lsmi_knife_t *k, knife_scratch_t *w,
+                                    size_t BB, int keep_z) {
+  switch (k->d) {
+  case 1:
+    knife_forward_small(k, w, BB, keep_z, 1);
+    break;
+  case 2:
+    knife_forward_small(k, w, BB, keep_z, 2);
+    break;
+  case 3:
+    knife_forward_small(k, w, BB, keep_z, 3);
+    break;
+  case 4:
+    knife_forward_small(k, w, BB, keep_z, 4);
+    break;
+  case 5:
+    knife_forward_small(k, w, BB, keep_z, 5);
+    break;
+  case 6:
+    knife_forward_small(k, w, BB, keep_z, 6);
+    break;
+  case 7:
+    knife_forward_small(k, w, BB, keep_z, 7);
+    break;
+  case 8:
+    knife_forward_small(k, w, BB, keep_z, 8);
+    break;
+  }
+}
+
+/*
+ * Forward of B rows of x into w->C (K, B) and w->lse (B); w->C then holds
+ * e_nk = exp(c_nk - cmax_n) and w->sum their sums over k, which the
+ * backward turns into the softmax weights without another exponential.
+ * With keep_z, z_k^T of every component is kept in w->Z for the backward
+ * (see knife_forward_products and knife_forward_small for the layouts).
+ */
+LSMI_VECTOR_CLONES
+static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
+                          const float *x, size_t ldx, int B, int keep_z) {
+  int d = k->d, K = k->K;
+  size_t dd = (size_t)d, BB = (size_t)B;
+  float *restrict xt = w->xt; // (d, B)
+  for (size_t n = 0; n < BB; n++)
+    for (size_t j = 0; j < dd; j++)
+      xt[j * BB + n] = x[n * ldx + j];
+
+  if (d <= KNIFE_SMALL_D)
+    knife_forward_small_any(k, w, BB, keep_z);
+  else
+    knife_forward_products(k, w, BB, keep_z);
 
   // logsumexp over k, across the batch. The max has fmaxf's semantics (a
   // NaN loses to a number) spelled as a select, so that it vectorises.
@@ -319,7 +482,7 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
    * does, rather than the NaN of -inf - -inf. */
   for (size_t n = 0; n < BB; n++)
     lse[n] = lsmi_vm_select(fabsf(cmax[n]) <= FLT_MAX,
-                          cmax[n] + lsmi_vm_logf(sum[n]), cmax[n]);
+                            cmax[n] + lsmi_vm_logf(sum[n]), cmax[n]);
 }
 
 static double knife_log_norm(int d) {
@@ -349,25 +512,21 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 /* ------------------------------------------------------------------------ */
 
 /*
- * The gradient of component c, given g_n = dloss/dc_nc (B) in w->C and z_c^T
- * in its slice of w->Z: dtri_c, dmeans_c and dlogvar_c (dweigh is done by
- * the caller). G = Σ_n g_n.
+ * The sums over the batch that the gradient of component c needs, given
+ * g_n = dloss/dc_nc (B) in w->C and z_c^T in its slice of w->Z (d + 2, B),
+ * into W (d + 2, d + 1): W[i + 2][0] = u_i = Σ_n dz_ni and
+ * W[i + 2][1 + j] = P_ij = Σ_n dz_ni a_nj for j <= i. Rows 0 and 1 and
+ * the columns past the diagonal are not written.
  */
-LSMI_VECTOR_CLONES
-static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
-                                     knife_scratch_t *w, const float *x,
-                                     size_t ldx, int B, int c, double G) {
+static inline __attribute__((always_inline)) void
+knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
+                       const float *x, size_t ldx, int B, int c) {
   int d = k->d;
   size_t dd = (size_t)d, BB = (size_t)B, d1 = dd + 1;
-  const float *g = w->C + (size_t)c * BB;        // (B)
-  float *Zs = w->Z + (size_t)c * (dd + 2) * BB;  // (d + 2, B)
-  const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
-  const float *m = k->means + (size_t)c * dd;    // (d)
-  const float *s = w->s + (size_t)c * dd;        // (d)
-  const float *th = w->th + (size_t)c * dd;      // (d)
-  float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
-  float *dm = grad->means + (size_t)c * dd;      // (d)
-  float *dlv = grad->logvar + (size_t)c * dd;    // (d)
+  const float *g = w->C + (size_t)c * BB;       // (B)
+  float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
+  const float *m = k->means + (size_t)c * dd;   // (d)
+  const float *s = w->s + (size_t)c * dd;       // (d)
 
   // A' (B, d + 1) = -g_n [1 | a_n]: a_n = (x_n - means_c) ⊙ s_c straight
   // from the rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into
@@ -386,7 +545,6 @@ static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
   // j' < i + 2 of that row: W[i + 2][0] = Σ_n dz_ni = u_i and
   // W[i + 2][1 + j] = Σ_n dz_ni a_nj = P_ij for j <= i, the diagonal
   // included. Rows 0 and 1 of W are never read.
-  float *restrict W = w->W;
   lsmi_gemm(&(lsmi_gemm_t){.M = d + 2,
                            .N = d + 1,
                            .K = B,
@@ -395,9 +553,168 @@ static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
                            .csa = 1,
                            .b = Ap,
                            .ldb = d1,
-                           .c = W,
+                           .c = w->W,
                            .ldc = d1,
                            .tri = LSMI_GEMM_C_STRICT_LOWER});
+}
+
+/* The sum of the 16 lanes of v, in a fixed tree (the same bits whatever
+ * registers hold the vector). */
+static inline __attribute__((always_inline)) float
+knife_hsum(const knife_v16 *v) {
+  typedef float v8 __attribute__((vector_size(8 * sizeof(float))));
+  typedef float v4 __attribute__((vector_size(4 * sizeof(float))));
+  v8 lo, hi;
+  memcpy(&lo, v, sizeof lo);
+  memcpy(&hi, (const char *)v + sizeof lo, sizeof hi);
+  lo += hi;
+  v4 a, b;
+  memcpy(&a, &lo, sizeof a);
+  memcpy(&b, (const char *)&lo + sizeof a, sizeof b);
+  a += b;
+  return (a[0] + a[2]) + (a[1] + a[3]);
+}
+
+/*
+ * 16 rows of knife_backward_small into the accumulators u (d) and P
+ * (d (d + 1) / 2): g at gs, x^T rows at xs (stride xst), z^T rows at zs
+ * (stride zst); with keep, a is zeroed in the lanes that keep does not
+ * hold (the rows past the batch, where a = -means s would turn the zero
+ * dz into a NaN should means be infinite).
+ */
+static inline __attribute__((always_inline)) void
+knife_backward_block(knife_v16 *u, knife_v16 *P, const float *m, const float *s,
+                     const float *gs, const float *xs, size_t xst,
+                     const float *zs, size_t zst, const knife_v16i *keep,
+                     const int D) {
+  knife_v16 gn, a[KNIFE_SMALL_D];
+  memcpy(&gn, gs, sizeof gn);
+  gn = -gn; // dz_n = -g_n z_n
+  KNIFE_UNROLL
+  for (int j = 0; j < D; j++) {
+    memcpy(&a[j], xs + (size_t)j * xst, sizeof a[j]);
+    a[j] = (a[j] - m[j]) * s[j];
+    if (keep)
+      a[j] = (knife_v16)((knife_v16i)a[j] & *keep);
+  }
+  KNIFE_UNROLL
+  for (int i = 0; i < D; i++) {
+    knife_v16 dz;
+    memcpy(&dz, zs + (size_t)i * zst, sizeof dz);
+    dz *= gn;
+    u[i] += dz;
+    KNIFE_UNROLL
+    for (int j = 0; j <= i; j++)
+      P[i * (i + 1) / 2 + j] += dz * a[j];
+  }
+}
+
+/*
+ * knife_backward_product at d = D <= KNIFE_SMALL_D (a constant, as in
+ * knife_forward_small), z_c^T in the compact slice (d, B) of w->Z: the
+ * d (d + 3) / 2 sums are dot products over the batch, taken 16 rows at a
+ * time in vector accumulators, each reduced to a float at the end. a_n is
+ * computed again from x^T in w->xt, by the forward's expression.
+ */
+static inline __attribute__((always_inline)) void
+knife_backward_small(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
+                     int c, const int D) {
+  enum { NP = KNIFE_SMALL_D * (KNIFE_SMALL_D + 1) / 2 };
+  const size_t dd = (size_t)D, d1 = dd + 1;
+  const float *g = w->C + (size_t)c * BB;      // (B)
+  const float *Z = w->Z + (size_t)c * dd * BB; // (d, B)
+  const float *xt = w->xt;                     // (d, B)
+  const float *m = k->means + (size_t)c * dd;  // (d)
+  const float *s = w->s + (size_t)c * dd;      // (d)
+  knife_v16 u[KNIFE_SMALL_D], P[NP];           // P_ij at i (i + 1) / 2 + j
+  KNIFE_UNROLL
+  for (int i = 0; i < D; i++)
+    u[i] = (knife_v16){0};
+  KNIFE_UNROLL
+  for (int t = 0; t < D * (D + 1) / 2; t++)
+    P[t] = (knife_v16){0};
+  size_t n0 = 0;
+  for (; n0 + KNIFE_COLS <= BB; n0 += KNIFE_COLS)
+    knife_backward_block(u, P, m, s, g + n0, xt + n0, BB, Z + n0, BB, NULL, D);
+  if (n0 < BB) {
+    size_t nn = BB - n0;
+    const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
+                             8, 9, 10, 11, 12, 13, 14, 15};
+    knife_v16i keep = lane < (int32_t)nn;
+    float tg[KNIFE_COLS] = {0};                 // (16)
+    float tx[KNIFE_SMALL_D * KNIFE_COLS] = {0}; // (d, 16)
+    float tz[KNIFE_SMALL_D * KNIFE_COLS] = {0}; // (d, 16)
+    memcpy(tg, g + n0, nn * sizeof(float));
+    for (size_t j = 0; j < dd; j++) {
+      memcpy(tx + j * KNIFE_COLS, xt + j * BB + n0, nn * sizeof(float));
+      memcpy(tz + j * KNIFE_COLS, Z + j * BB + n0, nn * sizeof(float));
+    }
+    knife_backward_block(u, P, m, s, tg, tx, KNIFE_COLS, tz, KNIFE_COLS, &keep,
+                         D);
+  }
+  float *W = w->W; // (d + 2, d + 1)
+  for (int i = 0; i < D; i++) {
+    float *Wi = W + ((size_t)i + 2) * d1;
+    Wi[0] = knife_hsum(&u[i]);
+    for (int j = 0; j <= i; j++)
+      Wi[1 + j] = knife_hsum(&P[i * (i + 1) / 2 + j]);
+  }
+}
+
+/* knife_backward_product or, at small d, knife_backward_small. */
+LSMI_VECTOR_CLONES
+static void knife_backward_sums(const lsmi_knife_t *k, knife_scratch_t *w,
+                                const float *x, size_t ldx, int B, int c) {
+  size_t BB = (size_t)B;
+  switch (k->d <= KNIFE_SMALL_D ? k->d : 0) {
+  case 1:
+    knife_backward_small(k, w, BB, c, 1);
+    break;
+  case 2:
+    knife_backward_small(k, w, BB, c, 2);
+    break;
+  case 3:
+    knife_backward_small(k, w, BB, c, 3);
+    break;
+  case 4:
+    knife_backward_small(k, w, BB, c, 4);
+    break;
+  case 5:
+    knife_backward_small(k, w, BB, c, 5);
+    break;
+  case 6:
+    knife_backward_small(k, w, BB, c, 6);
+    break;
+  case 7:
+    knife_backward_small(k, w, BB, c, 7);
+    break;
+  case 8:
+    knife_backward_small(k, w, BB, c, 8);
+    break;
+  default:
+    knife_backward_product(k, w, x, ldx, B, c);
+    break;
+  }
+}
+
+/*
+ * The gradient of component c from the sums in w->W (knife_backward_sums):
+ * dtri_c, dmeans_c and dlogvar_c (dweigh is done by the caller).
+ * G = Σ_n g_n.
+ */
+LSMI_VECTOR_CLONES
+static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                     knife_scratch_t *w, int c, double G) {
+  int d = k->d;
+  size_t dd = (size_t)d, d1 = dd + 1;
+  const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
+  const float *s = w->s + (size_t)c * dd;        // (d)
+  const float *th = w->th + (size_t)c * dd;      // (d)
+  float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
+  float *dm = grad->means + (size_t)c * dd;      // (d)
+  float *dlv = grad->logvar + (size_t)c * dd;    // (d)
+  const float *restrict W = w->W;                // (d + 2, d + 1)
+
   // dL_c = strictly_lower(P), zero on and above the diagonal, and the
   // column sums r_j = Σ_{i>j} L_ij P_ij and v_j = Σ_{i>j} L_ij u_i, each
   // summed in row order. One pass down the rows, KNIFE_COLS columns at a
@@ -518,7 +835,8 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
     double G = knife_sum(w.C + (size_t)c * BB, BB);
     // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
     grad->weigh[c] = (float)(G - exp((double)w.lsw[c]) * Gsum);
-    knife_backward_component(k, grad, &w, x, ldx, B, c, G);
+    knife_backward_sums(k, &w, x, ldx, B, c);
+    knife_backward_component(k, grad, &w, c, G);
   }
   return loss;
 }
@@ -547,6 +865,13 @@ void lsmi_knife_adam_update(const lsmi_knife_t *k, const lsmi_knife_t *grad,
   float *p = k->means;          /* the parameter block starts with means */
   const float *g = grad->means; /* and so does the gradient block */
   size_t tri0 = 2 * KK * dd;    /* means (K, d) | logvar (K, d) | tri ... */
+  /* The widest gap is row 0 of a factor with the last diagonal before it,
+   * d + 1 floats: when that is within KNIFE_ADAM_GAP the whole block is one
+   * range (one call in place of K + 2, most of a d = 2 step's update). */
+  if (dd + 1 <= KNIFE_ADAM_GAP) {
+    lsmi_adam_update(a, p, g, 0, lsmi_knife_nparams(k->d, k->K));
+    return;
+  }
   lsmi_adam_update(a, p, g, 0, tri0);
   for (size_t c = 0; c < KK; c++) {
     size_t row0 = tri0 + c * dd * dd; /* tri_c[0][0] */

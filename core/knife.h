@@ -8,7 +8,8 @@
  *   log p(x) = -d/2 log 2π + logsumexp_k(-½‖z_k‖² + Σ_j log(|s_kj| + 1e-8)
  *                                        + log_softmax(weigh)_k)
  * A batch is computed with one triangular product per component forward
- * and one backward (lsmi_gemm, the factor read in place), never per sample.
+ * and one backward (lsmi_gemm, the factor read in place; written out at
+ * d <= 8), never per sample.
  *
  * Block layout (lsmi_knife_nparams floats):
  *   means (K, d) | logvar (K, d) | tri (K, d, d) | weigh (K)

@@ -153,7 +153,8 @@ static void check_group(fixture_knife_t *f, const char *op, float *param,
 
 static void gradcheck_d(int d) {
   static const int Ks[] = {1, 5};
-  static const int Bs[] = {1, 4, 13};
+  /* 21: one whole block of 16 rows and a tail (the small-d path). */
+  static const int Bs[] = {1, 4, 13, 21};
   gc_stats_t st = {0, 0, 0.0};
   for (size_t ik = 0; ik < sizeof Ks / sizeof Ks[0]; ik++) {
     for (size_t ib = 0; ib < sizeof Bs / sizeof Bs[0]; ib++) {
@@ -202,13 +203,31 @@ static void test_gradcheck_d1(void **state) {
   (void)state;
   gradcheck_d(1);
 }
+static void test_gradcheck_d2(void **state) {
+  (void)state;
+  gradcheck_d(2);
+}
 static void test_gradcheck_d3(void **state) {
   (void)state;
   gradcheck_d(3);
 }
+static void test_gradcheck_d5(void **state) {
+  (void)state;
+  gradcheck_d(5);
+}
 static void test_gradcheck_d7(void **state) {
   (void)state;
   gradcheck_d(7);
+}
+/* 8 and 9: the last d of the written-out products and the first through
+ * lsmi_gemm. */
+static void test_gradcheck_d8(void **state) {
+  (void)state;
+  gradcheck_d(8);
+}
+static void test_gradcheck_d9(void **state) {
+  (void)state;
+  gradcheck_d(9);
 }
 static void test_gradcheck_d16(void **state) {
   (void)state;
@@ -415,11 +434,12 @@ static void test_rows_independent(void **state) {
   fk_destroy(&f);
 }
 
-/* The gradient block is overwritten, whatever it held before. */
-static void test_grad_overwritten(void **state) {
-  (void)state;
-  int d = 6, K = 5, B = 8;
-  size_t ldx = 6;
+/* The gradient block is overwritten, whatever it held before, and nothing
+ * in scratch is read before it is written (at d = 6 the written-out
+ * products, at 12 lsmi_gemm; B = 21 has a partial block of 16 rows). */
+static void grad_overwritten_d(int d) {
+  int K = 5, B = 21;
+  size_t ldx = (size_t)d;
   fixture_knife_t f;
   fk_create(&f, d, K, B);
   lsmi_rng_t rng;
@@ -438,11 +458,17 @@ static void test_grad_overwritten(void **state) {
   for (size_t i = 0; i < lsmi_knife_nscratch(d, K, B); i++)
     f.scratch[i] = NAN;
   double l2 = lsmi_knife_loss_backward(&f.k, &f.g, f.scratch, x, ldx, B);
-  assert_true(l1 == l2);
+  assert_true(isfinite(l1) && l1 == l2);
   assert_memory_equal(first, f.grads, np * sizeof(float));
   free(first);
   free(x);
   fk_destroy(&f);
+}
+
+static void test_grad_overwritten(void **state) {
+  (void)state;
+  grad_overwritten_d(6);
+  grad_overwritten_d(12);
 }
 
 /* Adam over the lower triangle only moves the parameters exactly as a whole
@@ -488,10 +514,10 @@ static void test_adam_lower_triangle(void **state) {
 
 /* The diagonal and upper triangle of tri stay as they are to the bit, also
  * where the update steps them along with a neighbouring row (d = 40: the
- * bottom rows are merged, the top ones are not), whatever they hold. */
-static void test_adam_upper_untouched(void **state) {
-  (void)state;
-  enum { D = 40, K = 2, B = 7, STEPS = 4 };
+ * bottom rows are merged, the top ones are not; d = 5: the whole block is
+ * one range), whatever they hold. */
+static void adam_upper_untouched_d(const int D) {
+  enum { K = 2, B = 7, STEPS = 4 };
   fixture_knife_t f;
   fk_create(&f, D, K, B);
   lsmi_rng_t rng;
@@ -528,6 +554,12 @@ static void test_adam_upper_untouched(void **state) {
   assert_true(moved > Kdd / 4); /* and the lower triangle did move */
   free(before), free(m), free(v), free(x);
   fk_destroy(&f);
+}
+
+static void test_adam_upper_untouched(void **state) {
+  (void)state;
+  adam_upper_untouched_d(40);
+  adam_upper_untouched_d(5);
 }
 
 static void test_large_x_finite(void **state) {
@@ -748,7 +780,133 @@ static void test_reference(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* 5. Every test again on the portable gemm                                 */
+/* 5. The written-out products at small d against lsmi_gemm's               */
+/* ------------------------------------------------------------------------ */
+
+/* Elements of a group where the kernel at small d and at big differ by more
+ * than float rounding: 2e-5 max|big| + 2e-5 |big|. */
+static size_t small_check(const char *what, int d, int B, const float *small,
+                          const float *big, size_t n) {
+  double scale = 0.0;
+  for (size_t i = 0; i < n; i++)
+    scale = fmax(scale, fabs((double)big[i]));
+  size_t bad = 0;
+  for (size_t i = 0; i < n; i++) {
+    double tol = 2e-5 * scale + 2e-5 * fabs((double)big[i]);
+    if (!(fabs((double)small[i] - (double)big[i]) <= tol) && bad++ < 5)
+      printf("FAIL %s d=%d B=%d [%zu]: small d %.9g, general %.9g\n", what, d,
+             B, i, (double)small[i], (double)big[i]);
+  }
+  return bad;
+}
+
+/*
+ * A model at d <= 8 (the written-out products) is the same density as one
+ * at D = 11 (lsmi_gemm) whose D - d extra features are 0 in x and in every
+ * component's means, logvar 0 (s = 1, log(1 + 1e-8) = 0 in float) and no
+ * weight in tri below the diagonal: there a = 0 and z = 0 exactly, so c_k
+ * is the same up to the order of the sums, and log p differs by
+ * -(D - d)/2 log 2π. So the loss, logpdf and the gradients of the shared
+ * parameters of the two must agree to float rounding, for batches with
+ * whole blocks of 16 rows, a partial block, both, and (logpdf) more than
+ * one chunk; a row beyond the float range gives -inf on both.
+ */
+static void small_vs_general(int d, int B) {
+  enum { D = 11, K = 5 };
+  size_t dd = (size_t)d, ldx = dd + 2;
+  fixture_knife_t fs, fb;
+  fk_create(&fs, d, K, B);
+  fk_create(&fb, D, K, B);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 7000u + (uint64_t)(d * 100 + B), 3);
+  lsmi_knife_init(&fs.k, &rng);
+  for (int c = 0; c < K; c++)
+    fs.k.weigh[c] = (float)(1.0 + 0.5 * lsmi_rng_normal(&rng));
+  memset(fb.params, 0, lsmi_knife_nparams(D, K) * sizeof(float));
+  for (size_t c = 0; c < K; c++) {
+    for (size_t j = 0; j < dd; j++) {
+      fb.k.means[c * D + j] = fs.k.means[c * dd + j];
+      fb.k.logvar[c * D + j] = fs.k.logvar[c * dd + j];
+    }
+    for (size_t i = 0; i < D; i++)
+      for (size_t j = 0; j < D; j++) {
+        float *t = &fb.k.tri[(c * D + i) * D + j];
+        if (j >= i)
+          *t = 7.5f; /* on and above the diagonal: must not enter */
+        else if (i < dd)
+          *t = fs.k.tri[(c * dd + i) * dd + j];
+      }
+    fb.k.weigh[c] = fs.k.weigh[c];
+  }
+  float *xs = make_x(&rng, B, d, ldx, 1.0);
+  float *xb = calloc((size_t)B * D, sizeof(float));
+  assert_non_null(xb);
+  for (int n = 0; n < B; n++)
+    for (size_t j = 0; j < dd; j++) {
+      float *xn = xs + (size_t)n * ldx + j;
+      *xn = fs.k.means[(size_t)(n % K) * dd + j] + 0.5f * *xn;
+      xb[(size_t)n * D + j] = *xn;
+    }
+
+  double extra = -0.5 * (double)(D - d) * log(2.0 * M_PI);
+  double ls = lsmi_knife_loss_backward(&fs.k, &fs.g, fs.scratch, xs, ldx, B);
+  double lb = lsmi_knife_loss_backward(&fb.k, &fb.g, fb.scratch, xb, D, B);
+  assert_true(isfinite(ls));
+  assert_true(fabs((ls - extra) - lb) <= 1e-6 * fabs(lb));
+  size_t Kd = (size_t)K * dd, bad = 0;
+  float *gb = malloc(Kd * dd * sizeof(float));
+  assert_non_null(gb);
+  for (size_t c = 0; c < K; c++)
+    for (size_t j = 0; j < dd; j++)
+      gb[c * dd + j] = fb.g.means[c * D + j];
+  bad += small_check("means", d, B, fs.g.means, gb, Kd);
+  for (size_t c = 0; c < K; c++)
+    for (size_t j = 0; j < dd; j++)
+      gb[c * dd + j] = fb.g.logvar[c * D + j];
+  bad += small_check("logvar", d, B, fs.g.logvar, gb, Kd);
+  for (size_t c = 0; c < K; c++)
+    for (size_t i = 0; i < dd; i++)
+      for (size_t j = 0; j < dd; j++) {
+        gb[(c * dd + i) * dd + j] = fb.g.tri[(c * D + i) * D + j];
+        if (j >= i && fs.g.tri[(c * dd + i) * dd + j] != 0.0f && bad++ < 5)
+          printf("FAIL tri d=%d [%zu][%zu][%zu] not 0 above the diagonal\n", d,
+                 c, i, j);
+      }
+  bad += small_check("tri", d, B, fs.g.tri, gb, Kd * dd);
+  bad += small_check("weigh", d, B, fs.g.weigh, fb.g.weigh, K);
+  assert_int_equal(bad, 0);
+
+  /* logpdf through the evaluation's chunks. */
+  double *ps = malloc((size_t)B * sizeof(double));
+  double *pb = malloc((size_t)B * sizeof(double));
+  assert_true(ps && pb);
+  lsmi_knife_logpdf(&fs.k, ps, fs.scratch, xs, ldx, B);
+  lsmi_knife_logpdf(&fb.k, pb, fb.scratch, xb, D, B);
+  for (int n = 0; n < B; n++)
+    assert_true(fabs((ps[n] + extra) - pb[n]) <= 1e-5 * fabs(pb[n]) + 1e-5);
+  /* Beyond the float range: -inf on both paths. */
+  for (size_t j = 0; j < dd; j++)
+    xs[j] = xb[j] = 1e30f;
+  lsmi_knife_logpdf(&fs.k, ps, fs.scratch, xs, ldx, 1);
+  lsmi_knife_logpdf(&fb.k, pb, fb.scratch, xb, D, 1);
+  assert_true(isinf(ps[0]) && ps[0] < 0.0);
+  assert_true(isinf(pb[0]) && pb[0] < 0.0);
+  free(ps), free(pb), free(gb), free(xs), free(xb);
+  fk_destroy(&fs);
+  fk_destroy(&fb);
+}
+
+static void test_small_d_matches_general(void **state) {
+  (void)state;
+  static const int ds[] = {1, 2, 3, 5, 8};
+  static const int Bs[] = {1, 13, 32, 45, 150};
+  for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+    for (size_t b = 0; b < sizeof Bs / sizeof Bs[0]; b++)
+      small_vs_general(ds[i], Bs[b]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 6. Every test again on the portable gemm                                 */
 /* ------------------------------------------------------------------------ */
 
 /* The gemm in use before a test forced the portable one. */
@@ -766,7 +924,7 @@ static int restore_gemm(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* 6. The kernel's expf, logf and tanhf against libm                        */
+/* 7. The kernel's expf, logf and tanhf against libm                        */
 /* ------------------------------------------------------------------------ */
 
 /* Distance in ulps between two floats of the same sign (a large number when
@@ -863,13 +1021,18 @@ int main(void) {
       cmocka_unit_test(test_logf),
       cmocka_unit_test(test_tanhf),
       cmocka_unit_test(test_gradcheck_d1),
+      cmocka_unit_test(test_gradcheck_d2),
       cmocka_unit_test(test_gradcheck_d3),
+      cmocka_unit_test(test_gradcheck_d5),
       cmocka_unit_test(test_gradcheck_d7),
+      cmocka_unit_test(test_gradcheck_d8),
+      cmocka_unit_test(test_gradcheck_d9),
       cmocka_unit_test(test_gradcheck_d16),
       cmocka_unit_test(test_gradcheck_d17),
       cmocka_unit_test(test_gradcheck_d33),
       cmocka_unit_test(test_fixture_parity),
       cmocka_unit_test(test_reference),
+      cmocka_unit_test(test_small_d_matches_general),
       cmocka_unit_test(test_logpdf_matches_loss),
       cmocka_unit_test(test_rows_independent),
       cmocka_unit_test(test_grad_overwritten),
@@ -881,10 +1044,11 @@ int main(void) {
    * implementation runs them. */
   const struct CMUnitTest generic[] = {
       cmocka_unit_test(test_gradcheck_d1),
-      cmocka_unit_test(test_gradcheck_d7),
+      cmocka_unit_test(test_gradcheck_d9),
       cmocka_unit_test(test_gradcheck_d17),
       cmocka_unit_test(test_fixture_parity),
       cmocka_unit_test(test_reference),
+      cmocka_unit_test(test_small_d_matches_general),
       cmocka_unit_test(test_grad_overwritten),
       cmocka_unit_test(test_large_x_finite),
   };
