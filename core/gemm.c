@@ -12,18 +12,20 @@
  * columns in 24 vector registers for the whole k loop and stores it once.
  *
  * Where the CPU has no AVX-512, the "blas" one hands the bulk of every
- * product to the BLAS (whose kernels lsmi checked at start-up, see
- * server/blas.h): full products whole, triangular ones in blocks of 8 rows
- * whose rectangular part goes to cblas_sgemm and whose small diagonal block
- * to the portable loops; the epilogue follows in those loops too.
+ * product to OpenBLAS, opened when this path is first chosen (openblas.h;
+ * its kernels lsmi checked at start-up, see server/blas.h): full products
+ * whole, triangular ones in blocks of 8 rows whose rectangular part goes to
+ * cblas_sgemm and whose small diagonal block to the portable loops; the
+ * epilogue follows in those loops too.
  */
 #include "gemm.h"
 #include "gemm_impl.h"
 #include "lsmi.h"
 #include "simd.h"
 
+#include "openblas.h"
+
 #include <assert.h>
-#include <cblas.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -95,11 +97,12 @@ static void blas_block(const lsmi_gemm_t *g, int i0, int m, int j0, int n,
     return;
   const float *a = g->a + (size_t)i0 * g->rsa + (size_t)k0 * g->csa;
   int row_major = g->csa == 1;
-  cblas_sgemm(CblasRowMajor, row_major ? CblasNoTrans : CblasTrans,
-              CblasNoTrans, m, n, k, 1.0f, a,
-              (int)(row_major ? g->rsa : g->csa),
-              g->b + (size_t)k0 * g->ldb + j0, (int)g->ldb, 1.0f,
-              g->c + (size_t)i0 * g->ldc + j0, (int)g->ldc);
+  /* loaded: the blas implementation is chosen only if it loads */
+  lsmi_openblas()->sgemm(CblasRowMajor, row_major ? CblasNoTrans : CblasTrans,
+                         CblasNoTrans, m, n, k, 1.0f, a,
+                         (int)(row_major ? g->rsa : g->csa),
+                         g->b + (size_t)k0 * g->ldb + j0, (int)g->ldb, 1.0f,
+                         g->c + (size_t)i0 * g->ldc + j0, (int)g->ldc);
 }
 
 void lsmi_gemm_blas(const lsmi_gemm_t *g) {
@@ -195,12 +198,15 @@ typedef struct gemm_impl {
 
 static int always(void) { return 1; }
 
+/* The BLAS path runs where OpenBLAS loads (openblas.h): asking opens it. */
+static int blas_loads(void) { return lsmi_openblas() != NULL; }
+
 static const gemm_impl_t impls[] = {
 #ifdef LSMI_GEMM_HAVE_AVX512
     {"avx512", lsmi_gemm_avx512, lsmi_transpose_avx512,
      lsmi_gemm_avx512_supported},
 #endif
-    {"blas", lsmi_gemm_blas, lsmi_transpose_generic, always},
+    {"blas", lsmi_gemm_blas, lsmi_transpose_generic, blas_loads},
     {"generic", lsmi_gemm_generic, lsmi_transpose_generic, always},
 };
 

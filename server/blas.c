@@ -4,15 +4,16 @@
  *
  * Order of events in lsmi_blas_setup(), which main() calls before anything
  * else (no thread, no open socket, no output yet):
- *   1. openblas_set_num_threads(1) and stop OpenBLAS's own thread pool, so
- *      that every later BLAS call (the verification included) runs on the
- *      calling thread and no idle pool thread competes with lsmi's;
+ *   1. open OpenBLAS (core/openblas.h: only now, and only for the "blas"
+ *      kernels), which sets it to one thread and stops its own thread pool,
+ *      so that every later BLAS call (the verification included) runs on
+ *      the calling thread and no idle pool thread competes with lsmi's;
  *   2. read and clear the LSMI_BLAS_STAGE marker (set only by a re-exec of
  *      ours; its presence forbids another re-exec, so there is no loop);
  *   3. decide from the CPU features, OpenBLAS's choice and the environment;
  *      on REEXEC, set OPENBLAS_CORETYPE, OPENBLAS_NUM_THREADS=1 (if unset)
  *      and the marker, and execv /proc/self/exe with the same argv (the new
- *      image loads OpenBLAS afresh and comes back here at step 1). The
+ *      image opens OpenBLAS afresh and comes back here at step 1). The
  *      thread pool alone is no reason to re-exec: step 1 stops it in place;
  *   4. verify the kernels in use on exact products; if they fail, re-exec
  *      once more with the generic Prescott kernels.
@@ -21,8 +22,8 @@
  * afterwards.
  */
 #include "blas.h"
+#include "openblas.h"
 
-#include <cblas.h>
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -85,7 +86,7 @@ static void log_line(const char *level, const char *msg, const char *extra_key,
   snprintf(buf, sizeof buf,
            "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"blas\"", ts, level);
   json_field(buf, sizeof buf, "msg", msg);
-  json_field(buf, sizeof buf, "corename", openblas_get_corename());
+  json_field(buf, sizeof buf, "corename", lsmi_blas_corename());
   json_field(buf, sizeof buf, "source", g_source);
   if (extra_key != NULL)
     json_field(buf, sizeof buf, extra_key, extra);
@@ -290,13 +291,13 @@ void lsmi_blas_decide_fallback(bool verified, const char *corename,
 static void openblas_sgemm(bool trans_a, bool trans_b, int m, int n, int k,
                            float alpha, const float *a, int lda, const float *b,
                            int ldb, float beta, float *c, int ldc) {
-  cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
-              trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a, lda, b,
-              ldb, beta, c, ldc);
+  lsmi_openblas()->sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                         trans_b ? CblasTrans : CblasNoTrans, m, n, k, alpha, a,
+                         lda, b, ldb, beta, c, ldc);
 }
 
 static float openblas_sdot(int n, const float *x, const float *y) {
-  return cblas_sdot(n, x, 1, y, 1);
+  return lsmi_openblas()->sdot(n, x, 1, y, 1);
 }
 
 static const lsmi_blas_kernels_t openblas_kernels = {openblas_sgemm,
@@ -500,24 +501,28 @@ static void reexec(char **argv, const lsmi_blas_decision_t *d) {
   log_line("warn", "re-exec failed; kernels kept", "error", strerror(e));
 }
 
-/*
- * OpenBLAS's pthreads build exports the function that its fork handler uses
- * to stop the pool; with one thread set, the pool is never needed again.
- * Weak, so that a build of OpenBLAS without it (OpenMP, serial) still links.
- */
-extern int blas_thread_shutdown_(void) __attribute__((weak));
-
 void lsmi_blas_pin(void) {
   /* BLAS calls run on the calling thread, and the pool OpenBLAS started when
-   * it loaded is stopped: idle, its threads spin on sched_yield beside
-   * lsmi's own for a while. */
-  openblas_set_num_threads(1);
-  if (blas_thread_shutdown_ != NULL)
-    blas_thread_shutdown_();
+   * it loaded is stopped (its pthreads build's fork handler has the entry
+   * for that): idle, its threads spin on sched_yield beside lsmi's own for
+   * a while. lsmi_openblas() does the same as it loads the library; a
+   * library that is not loaded has nothing to pin. */
+  if (!lsmi_openblas_loaded())
+    return;
+  const lsmi_openblas_t *ob = lsmi_openblas();
+  ob->set_num_threads(1);
+  if (ob->thread_shutdown != NULL)
+    ob->thread_shutdown();
 }
 
 void lsmi_blas_setup(int argc, char **argv) {
   (void)argc;
+  if (lsmi_openblas() == NULL) {
+    g_source = "none";
+    log_line("error", "OpenBLAS could not be loaded", "detail",
+             lsmi_openblas_error());
+    return;
+  }
   lsmi_blas_pin();
 
   char stage[16] = "";
@@ -532,7 +537,7 @@ void lsmi_blas_setup(int argc, char **argv) {
       .lsmi_coretype = getenv("LSMI_BLAS_CORETYPE"),
       .stage = stage[0] != '\0' ? stage : NULL,
   };
-  const char *core = openblas_get_corename();
+  const char *core = lsmi_blas_corename();
   lsmi_blas_decision_t d;
   lsmi_blas_decide(lsmi_blas_cpu_features(), core, &env, &d);
   if (d.warn)
@@ -563,7 +568,9 @@ void lsmi_blas_setup(int argc, char **argv) {
   }
 }
 
-const char *lsmi_blas_corename(void) { return openblas_get_corename(); }
+const char *lsmi_blas_corename(void) {
+  return lsmi_openblas_loaded() ? lsmi_openblas()->get_corename() : "none";
+}
 
 const char *lsmi_blas_source(void) { return g_source; }
 

@@ -7,9 +7,11 @@
  * generic SSE3 ("Prescott") kernels, 5-7 times slower than the AVX-512
  * ("SkylakeX") or AVX2 ("Haswell") ones the CPU could run. The only way to
  * change the choice is the OPENBLAS_CORETYPE environment variable, read when
- * the library loads; so lsmi_blas_setup() decides, sets the variable and
- * re-executes the binary (/proc/self/exe) with the same arguments before any
- * other work is done. It then checks the kernels in use on products whose
+ * the library loads. lsmi opens the library only when its products go
+ * through it (the "blas" kernels, core/openblas.h; with lsmi's own kernels
+ * it is never loaded); then lsmi_blas_setup() opens it, decides, and if the
+ * choice must change sets the variable and re-executes the binary
+ * (/proc/self/exe) with the same arguments before any other work is done. It then checks the kernels in use on products whose
  * exact results are known, and falls back to the generic kernels once if
  * they compute wrong numbers or raise SIGILL.
  *
@@ -49,21 +51,23 @@
 void lsmi_blas_setup(int argc, char **argv);
 
 /*
- * Step 1 of lsmi_blas_setup alone: OpenBLAS pinned to the calling thread and
- * its pool stopped, nothing chosen, checked or re-executed. For a process
- * whose products do not go through the BLAS (lsmi_kernels_name() is not
- * "blas"), where the kernels OpenBLAS picked do not matter.
+ * Step 1 of lsmi_blas_setup alone, if OpenBLAS is loaded: pinned to the
+ * calling thread and its pool stopped (again: opening it does both), nothing
+ * chosen, checked or re-executed. Does nothing, and loads nothing, when the
+ * library is not loaded.
  */
 void lsmi_blas_pin(void);
 
-/* OpenBLAS's name for the kernels in use ("SkylakeX", ...); static string. */
+/* OpenBLAS's name for the kernels in use ("SkylakeX", ...), or "none" while
+ * the library is not loaded; static string. Never loads it. */
 const char *lsmi_blas_corename(void);
 
 /*
  * Who chose those kernels: "openblas" (the library's own choice), "auto"
  * (lsmi replaced a weaker choice), "operator" (LSMI_BLAS_CORETYPE),
- * "environment" (OPENBLAS_CORETYPE set by the user), "off", or "fallback"
- * (a choice failed verification). Static string.
+ * "environment" (OPENBLAS_CORETYPE set by the user), "off", "fallback"
+ * (a choice failed verification), or "none" (the library could not be
+ * opened). Static string.
  */
 const char *lsmi_blas_source(void);
 

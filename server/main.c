@@ -37,16 +37,14 @@ int main(int argc, char **argv) {
     return lsmi_probe_main(argc - 1, argv + 1);
   /* Before anything else, the kernels of the products: the best the CPU
    * runs, or the operator's (LSMI_KERNELS). Only if they go through the
-   * BLAS are OpenBLAS's kernels chosen and checked, which may re-exec once
-   * (server/blas.h); otherwise it is only kept off the cores. */
+   * BLAS is OpenBLAS opened, its kernels chosen and checked, which may
+   * re-exec once (server/blas.h); otherwise it is never loaded. */
   const char *kernels = getenv("LSMI_KERNELS");
   bool bad_kernels = kernels && *kernels && strcmp(kernels, "auto") != 0 &&
                      lsmi_kernels_select(kernels) != LSMI_OK;
   bool blas_used = strcmp(lsmi_kernels_name(), "blas") == 0;
   if (blas_used)
     lsmi_blas_setup(argc, argv);
-  else
-    lsmi_blas_pin();
   if (bad_kernels)
     fprintf(stderr,
             "{\"level\":\"warn\",\"event\":\"kernels\",\"msg\":\"LSMI_KERNELS "
@@ -62,8 +60,8 @@ int main(int argc, char **argv) {
   else
     fprintf(stderr,
             "{\"level\":\"info\",\"event\":\"blas\",\"kernels\":\"%s\","
-            "\"corename\":\"%s\",\"used\":false,\"blas_threads\":1}\n",
-            lsmi_kernels_name(), lsmi_blas_corename());
+            "\"used\":false,\"loaded\":false}\n",
+            lsmi_kernels_name());
   if (argc < 2) {
     usage(stderr);
     return 2;

@@ -19,12 +19,13 @@ BENCH_ARGS ?=
 # Generated data (up to ~0.5 GB for the big case) is kept here between runs.
 BENCH_WORK ?= $(BUILD)/bench
 
-# Every benchmark binary is one source file, linked with the core and with
-# server/blas.o (the OpenBLAS set-up lsmi itself runs).
+# Every benchmark binary is one source file, linked with the core, with
+# server/blas.o (the OpenBLAS set-up lsmi itself runs) and with OpenBLAS
+# itself (sgemm_peak calls it directly).
 $(BUILD)/tests/bench/%: tests/bench/%.c $(LIB) $(BUILD)/server/blas.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(OPENBLAS_LIBS) $(LDFLAGS)
 
 .PHONY: bench bench-quick bench-peak
 bench-peak: $(BENCH_PEAK)
