@@ -365,11 +365,10 @@ knife_forward_block(const float *L, const float *m, const float *s, float base,
 /*
  * The same at d = D <= KNIFE_SMALL_D, with D a constant (each call site in
  * knife_forward_small_any passes a literal, and the function is inlined
- * there): the
- * loops over the d features unroll, and 16 rows of a and z at a time stay
- * in registers, the batch the vector dimension. z = a + L a is written
- * out as z_i = a_i + Σ_{j<i} L_ij a_j, which at this size costs less than
- * one call of lsmi_gemm. With keep_z, z_k^T goes to w->Z (K, d, B), one
+ * there): the loops over the d features unroll, and 16 rows of a and z at
+ * a time stay in registers, the batch the vector dimension. z = a + L a is
+ * written out as z_i = a_i + Σ_{j<i} L_ij a_j, which at this size costs less
+ * than one call of lsmi_gemm. With keep_z, z_k^T goes to w->Z (K, d, B), one
  * compact slice per component (the backward at small d needs no zero rows).
  * The rows past the last 16 go through zero-padded copies.
  */
