@@ -37,10 +37,12 @@ against the faster of the reference's 1- and 2-thread runs:
   own totals     the reference's `seconds.total` (data loading, training,
                  evaluation; no Python/torch start-up) over lsmi's
                  `seconds.total` (file reading, training, evaluation; no
-                 process start-up). The targets are judged on this one.
+                 process start-up).
   process walls  both whole processes, start-up to exit, as a user waits
-                 for them (Python and torch start-up, loading OpenBLAS and
-                 writing nothing in both).
+                 for them (Python and torch start-up, the dynamic loader,
+                 and writing nothing in both). The issue timed the
+                 reference this way ("the demo takes about 4.5 s").
+The speed targets are judged on both, and each verdict printed.
 
 Python stdlib only; the reference and make_data.py run under /usr/bin/python3
 (Debian's torch and numpy), or $LSMI_REF_PYTHON.
@@ -590,8 +592,10 @@ def checks(res, peak):
         r = c and ratio_of(c)
         if r is not None:
             w = ratio_of(c, 'wall')
-            out.append(f'{name}: {r:.0f}× faster than the faster reference run, own totals '
-                       f'({w:.0f}× process walls) (target ≥ {want}×): {"met" if r >= want else "NOT met"}')
+            verdict = lambda x: 'met' if x is not None and x >= want else 'NOT met'
+            out.append(f'{name}: {r:.0f}× faster than the faster reference run on own totals, '
+                       f'{w:.0f}× on process walls (target ≥ {want}×): {verdict(r)} on own totals, '
+                       f'{verdict(w)} on process walls')
     c = by.get('n100k-d256-C10')
     if c and c.get('full'):
         f = c['full']
