@@ -10,13 +10,16 @@
  * last call, so an error found mid-body (too large, disk full) is remembered
  * and answered at the end. Per-request state lives in a req_t that the
  * completion callback logs, counts and frees.
+ *
+ * libmicrohttpd is opened when the daemon starts (mhd.h) and called through
+ * mhd, set once before the daemon exists: every other call here runs on
+ * one of its threads, after.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,11 +30,15 @@
 #include "codec.h"
 #include "http.h"
 #include "metrics.h"
+#include "mhd.h"
 #include "openapi.h"
 #include "resfile.h"
 #include "router.h"
 #include "sha256.h"
 #include "util.h"
+
+/* libmicrohttpd's entry points (mhd.h), set by lsmi_http_start. */
+static const lsmi_mhd_t *mhd;
 
 struct lsmi_http {
   const lsmi_config_t *cfg;
@@ -80,13 +87,13 @@ static const char *problem_type = "application/problem+json";
 static void add_cors(lsmi_http_t *h, struct MHD_Connection *c,
                      struct MHD_Response *resp) {
   const char *origin =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
+      mhd->lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
   if (origin && lsmi_config_origin_allowed(h->cfg, origin)) {
-    MHD_add_response_header(resp, "Access-Control-Allow-Origin", origin);
-    MHD_add_response_header(resp, "Vary", "Origin");
-    MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-                            "Location, Retry-After, X-Total-Count, "
-                            "Idempotent-Replayed, X-Request-Id");
+    mhd->add_response_header(resp, "Access-Control-Allow-Origin", origin);
+    mhd->add_response_header(resp, "Vary", "Origin");
+    mhd->add_response_header(resp, "Access-Control-Expose-Headers",
+                             "Location, Retry-After, X-Total-Count, "
+                             "Idempotent-Replayed, X-Request-Id");
   }
 }
 
@@ -99,7 +106,7 @@ static enum MHD_Result send_body(lsmi_http_t *h, struct MHD_Connection *c,
                                  req_t *r, int status, const char *ctype,
                                  char *body, size_t len, bool persistent,
                                  const hdr_t *hdrs) {
-  struct MHD_Response *resp = MHD_create_response_from_buffer(
+  struct MHD_Response *resp = mhd->create_response_from_buffer(
       len, body, persistent ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
   if (resp == NULL) {
     if (!persistent)
@@ -107,15 +114,15 @@ static enum MHD_Result send_body(lsmi_http_t *h, struct MHD_Connection *c,
     return MHD_NO;
   }
   if (ctype)
-    MHD_add_response_header(resp, "Content-Type", ctype);
-  MHD_add_response_header(resp, "Cache-Control", "no-store");
+    mhd->add_response_header(resp, "Content-Type", ctype);
+  mhd->add_response_header(resp, "Cache-Control", "no-store");
   if (r->request_id[0])
-    MHD_add_response_header(resp, "X-Request-Id", r->request_id);
+    mhd->add_response_header(resp, "X-Request-Id", r->request_id);
   for (const hdr_t *x = hdrs; x && x->name; x++)
-    MHD_add_response_header(resp, x->name, x->value);
+    mhd->add_response_header(resp, x->name, x->value);
   add_cors(h, c, resp);
-  enum MHD_Result ok = MHD_queue_response(c, (unsigned)status, resp);
-  MHD_destroy_response(resp);
+  enum MHD_Result ok = mhd->queue_response(c, (unsigned)status, resp);
+  mhd->destroy_response(resp);
   r->status = status;
   r->resp_bytes = len;
   r->responded = true;
@@ -166,8 +173,8 @@ static enum MHD_Result problem_h(lsmi_http_t *h, struct MHD_Connection *c,
 /* A core error as a problem: status from the table, field from err. */
 static enum MHD_Result problem_err(lsmi_http_t *h, struct MHD_Connection *c,
                                    req_t *r, int st, const lsmi_error_t *err) {
-  const char *msg = err && err->message[0] ? err->message
-                                           : lsmi_status_message(st);
+  const char *msg =
+      err && err->message[0] ? err->message : lsmi_status_message(st);
   return problem_hdrs(h, c, r, lsmi_status_http(st), err ? err->field : NULL,
                       NULL, msg);
 }
@@ -175,7 +182,7 @@ static enum MHD_Result problem_err(lsmi_http_t *h, struct MHD_Connection *c,
 /* ---- query parameters ---- */
 
 static const char *arg(struct MHD_Connection *c, const char *name) {
-  return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+  return mhd->lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
 }
 
 /* Parses an optional non-negative integer query parameter; -1 if bad. */
@@ -198,11 +205,10 @@ static int arg_u64(struct MHD_Connection *c, const char *name, uint64_t def,
 
 /* offset and limit of a list or page; answers 400 itself when bad. */
 static bool page_args(lsmi_http_t *h, struct MHD_Connection *c, req_t *r,
-                      uint64_t *offset, uint64_t *limit,
-                      enum MHD_Result *res) {
+                      uint64_t *offset, uint64_t *limit, enum MHD_Result *res) {
   if (arg_u64(c, "offset", 0, offset) || *offset > INT64_MAX) {
-    *res = problem_h(h, c, r, 400, "offset",
-                     "offset must be a whole number >= 0");
+    *res =
+        problem_h(h, c, r, 400, "offset", "offset must be a whole number >= 0");
     return false;
   }
   if (arg_u64(c, "limit", 100, limit) || *limit < 1 ||
@@ -367,10 +373,10 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
   snprintf(loc, sizeof loc, "/v1/datasets/%s", rec.id);
   hdr_t hd[] = {{"Location", loc}, {NULL, NULL}};
   if (st == LSMI_OK)
-    lsmi_util_log("dataset", json_pack("{s:s, s:s, s:s, s:I}", "dataset",
-                                       rec.id, "tenant", rec.tenant, "format",
-                                       rec.format, "bytes",
-                                       (json_int_t)rec.bytes));
+    lsmi_util_log("dataset",
+                  json_pack("{s:s, s:s, s:s, s:I}", "dataset", rec.id, "tenant",
+                            rec.tenant, "format", rec.format, "bytes",
+                            (json_int_t)rec.bytes));
   return send_json(h, c, r, st == LSMI_OK ? 201 : 200,
                    lsmi_store_dataset_json(&rec), NULL, hd);
 }
@@ -465,7 +471,7 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
   if (st)
     return problem_err(h, c, r, st, &err);
   const char *key =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
+      mhd->lookup_connection_value(c, MHD_HEADER_KIND, "Idempotency-Key");
   if (key && (strlen(key) == 0 || strlen(key) > 200))
     return problem_h(h, c, r, 400, "Idempotency-Key",
                      "Idempotency-Key must have 1 to 200 characters");
@@ -500,7 +506,8 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
   params_json = pj ? json_dumps(pj, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(pj);
   json_t *pg = lsmi_codec_progress(NULL, &params);
-  progress_json = pg ? json_dumps(pg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  progress_json =
+      pg ? json_dumps(pg, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
   json_decref(pg);
   enum MHD_Result res;
   if (!params_json || !progress_json ||
@@ -509,9 +516,9 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
     res = problem_h(h, c, r, 503, NULL, "out of memory");
     goto out;
   }
-  lsmi_job_new_t nj = {id,           r->tenant,        dataset_id,
-                       params_json,  progress_json,    lsmi_util_now(),
-                       key,          hash};
+  lsmi_job_new_t nj = {id,          r->tenant,     dataset_id,
+                       params_json, progress_json, lsmi_util_now(),
+                       key,         hash};
   st = lsmi_store_job_create(h->store, &nj, existing);
   if (st != LSMI_OK) {
     lsmi_sched_unreserve(h->sched);
@@ -523,16 +530,16 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
                       "request (job %s)",
                       existing);
     else if (st == LSMI_STORE_NOT_FOUND)
-      res = problem_h(h, c, r, 422, "dataset_id", "no dataset '%s'",
-                      dataset_id);
+      res =
+          problem_h(h, c, r, 422, "dataset_id", "no dataset '%s'", dataset_id);
     else
       res = problem_h(h, c, r, 500, NULL, "the store failed");
     goto out;
   }
   lsmi_sched_submit(h->sched, id, r->tenant, dataset_id, &params);
-  lsmi_util_log("job", json_pack("{s:s, s:s, s:s, s:s}", "job", id, "tenant",
-                                 r->tenant, "dataset", dataset_id, "state",
-                                 "queued"));
+  lsmi_util_log("job",
+                json_pack("{s:s, s:s, s:s, s:s}", "job", id, "tenant",
+                          r->tenant, "dataset", dataset_id, "state", "queued"));
   res = send_job(h, c, r, 202, r->tenant, id, false);
 out:
   free(params_json);
@@ -588,9 +595,8 @@ static enum MHD_Result job_item(lsmi_http_t *h, struct MHD_Connection *c,
     /* Queued (or about to be): the store decides who wins the race. */
     int st = lsmi_store_job_cancel_queued(h->store, r->id, lsmi_util_now());
     if (st == LSMI_OK)
-      lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id,
-                                     "tenant", r->tenant, "state",
-                                     "cancelled"));
+      lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id, "tenant",
+                                     r->tenant, "state", "cancelled"));
     else /* it started meanwhile: stop it */
       lsmi_sched_cancel(h->sched, r->id);
   }
@@ -651,7 +657,7 @@ static enum MHD_Result get_results(lsmi_http_t *h, struct MHD_Connection *c,
 
 static const char *bearer(struct MHD_Connection *c) {
   const char *a =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
+      mhd->lookup_connection_value(c, MHD_HEADER_KIND, "Authorization");
   if (a == NULL || strncasecmp(a, "Bearer ", 7) != 0)
     return NULL;
   a += 7;
@@ -702,7 +708,7 @@ static enum MHD_Result first_call(lsmi_http_t *h, struct MHD_Connection *c,
   if (lsmi_sched_draining(h->sched) && strcmp(r->method, "GET"))
     return problem_h(h, c, r, 503, NULL, "the daemon is shutting down");
   const char *cl =
-      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
+      mhd->lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
   unsigned long long clen = cl ? strtoull(cl, NULL, 10) : 0;
   if (r->route == LSMI_ROUTE_DATASETS && !strcmp(r->method, "POST")) {
     if (clen > h->cfg->max_upload)
@@ -720,7 +726,7 @@ static enum MHD_Result first_call(lsmi_http_t *h, struct MHD_Connection *c,
     lsmi_sha256_init(&r->sha);
   } else if (r->route == LSMI_ROUTE_JOBS && !strcmp(r->method, "POST")) {
     const char *ct =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+        mhd->lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
     if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
       return problem_h(h, c, r, 415, "Content-Type",
                        "POST /v1/jobs takes application/json, got %s",
@@ -786,8 +792,8 @@ static enum MHD_Result final_call(lsmi_http_t *h, struct MHD_Connection *c,
   case LSMI_ROUTE_OPENAPI: {
     size_t len = 0;
     const char *text = lsmi_openapi_text(&len);
-    return send_body(h, c, r, 200, "application/yaml", (char *)text, len,
-                     true, NULL);
+    return send_body(h, c, r, 200, "application/yaml", (char *)text, len, true,
+                     NULL);
   }
   case LSMI_ROUTE_DATASETS:
     return post ? finish_upload(h, c, r) : list_datasets(h, c, r);
@@ -833,7 +839,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     printable(r->path, sizeof r->path, url);
     r->route = lsmi_router_match(url, r->id);
     const char *rid =
-        MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
+        mhd->lookup_connection_value(c, MHD_HEADER_KIND, "X-Request-Id");
     if (rid && *rid && strlen(rid) < 64)
       printable(r->request_id, sizeof r->request_id, rid);
     else
@@ -867,28 +873,30 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
   lsmi_metrics_request(r->route, status, secs);
   if (!lsmi_util_log_requests_quiet() || status >= 500) {
     const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        mhd->get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char peer[INET6_ADDRSTRLEN] = "";
     if (ci && ci->client_addr) {
       const struct sockaddr *sa = ci->client_addr;
       if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
+        inet_ntop(AF_INET,
+                  &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
                   peer, sizeof peer);
       else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6,
                   &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
                   peer, sizeof peer);
     }
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s}",
-                          "request_id", r->request_id, "method", r->method,
-                          "path", r->path, "route",
-                          lsmi_router_name(r->route), "status", status, "ms",
-                          secs * 1e3, "bytes", (json_int_t)r->resp_bytes,
-                          "tenant", r->tenant ? r->tenant : "", "peer", peer);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s}", "request_id",
+                  r->request_id, "method", r->method, "path", r->path, "route",
+                  lsmi_router_name(r->route), "status", status, "ms",
+                  secs * 1e3, "bytes", (json_int_t)r->resp_bytes, "tenant",
+                  r->tenant ? r->tenant : "", "peer", peer);
     if (o && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
       json_object_set_new(o, "terminated", json_integer((json_int_t)toe));
     if (o && r->bytes)
-      json_object_set_new(o, "upload_bytes", json_integer((json_int_t)r->bytes));
+      json_object_set_new(o, "upload_bytes",
+                          json_integer((json_int_t)r->bytes));
     lsmi_util_log("request", o);
   }
   if (r->fd >= 0)
@@ -911,8 +919,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap) {
 }
 
 int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
-                    lsmi_sched_t *sched, lsmi_http_t **out,
-                    lsmi_error_t *err) {
+                    lsmi_sched_t *sched, lsmi_http_t **out, lsmi_error_t *err) {
   *out = NULL;
   struct sockaddr_storage ss;
   memset(&ss, 0, sizeof ss);
@@ -938,13 +945,16 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
       return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
                             "--listen: '%s' is not an IPv4 address", host);
   }
+  if (mhd == NULL && (mhd = lsmi_mhd()) == NULL)
+    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot load libmicrohttpd: %s",
+                          lsmi_mhd_error());
   lsmi_http_t *h = calloc(1, sizeof *h);
   if (h == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   h->cfg = cfg;
   h->store = store;
   h->sched = sched;
-  h->d = MHD_start_daemon(
+  h->d = mhd->start_daemon(
       flags, 0, NULL, NULL, handler, h,
       /* First, so that libmicrohttpd's own messages about the options that
        * follow go to our JSON log too. */
@@ -952,8 +962,7 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
       MHD_OPTION_NOTIFY_COMPLETED, completed, h,
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-      MHD_OPTION_END);
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
   if (h->d == NULL) {
     free(h);
     return lsmi_error_set(err, LSMI_ERR_IO, "listen",
@@ -962,7 +971,7 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
                           cfg->listen);
   }
   const union MHD_DaemonInfo *di =
-      MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+      mhd->get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   h->port = di ? (int)di->port : cfg->port;
   *out = h;
   return LSMI_OK;
@@ -974,6 +983,6 @@ void lsmi_http_stop(lsmi_http_t *h) {
   if (h == NULL)
     return;
   if (h->d)
-    MHD_stop_daemon(h->d);
+    mhd->stop_daemon(h->d);
   free(h);
 }
