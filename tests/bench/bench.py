@@ -31,8 +31,9 @@ rates per thread, comparable with the single-thread peak. The evaluation rate
 divides by its wall time and the threads that ran it.
 
 Runs shorter than 2 s (lsmi) and the demo's reference runs are repeated three
-times and the fastest kept: on a shared machine the fastest run is the one
-least disturbed. Two ratios compare the same scope on both sides, each time
+times, lsmi runs under 0.5 s seven times, and the fastest kept: on a shared
+machine the fastest run is the one least disturbed, and a 30 ms run is
+disturbed by a spell of load that a 3 s one averages out. Two ratios compare the same scope on both sides, each time
 against the faster of the reference's 1- and 2-thread runs:
   own totals     the reference's `seconds.total` (data loading, training,
                  evaluation; no Python/torch start-up) over lsmi's
@@ -227,15 +228,16 @@ class Bench:
         return path
 
     def lsmi(self, path, threads, ed, ee):
-        """One lsmi fit; runs under 2 s are repeated (3 in all) and the fastest kept."""
+        """One lsmi fit; runs under 2 s are repeated (3 in all, 7 under 0.5 s)
+        and the fastest kept."""
         best = None
-        for _ in range(3):
+        for i in range(7):
             r = self.lsmi_once(path, threads, ed, ee)
             if r is None:
                 return best
             if best is None or r['wall'] < best['wall']:
                 best = r
-            if r['wall'] >= 2.0:
+            if r['wall'] >= 2.0 or (r['wall'] >= 0.5 and i >= 2):
                 break
         return best
 
