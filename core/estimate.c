@@ -242,9 +242,8 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
   size_t np = round16(t->nparams);
   size_t total = 4 * np + round16(nacts) + round16(nscratch) + round16(ndl) +
                  round16(nxb);
-  /* calloc rather than aligned_alloc and memset: a large block comes as
-   * fresh zero pages, touched only where used (the evaluation's part is
-   * mostly never touched at small n). */
+  /* calloc, aligned by hand, rather than aligned_alloc and memset: a large
+   * block comes as fresh zero pages that are touched only where used. */
   t->alloc = calloc(total + 15, sizeof(float));
   t->block = t->alloc ? (float *)(((uintptr_t)t->alloc + 63) & ~(uintptr_t)63)
                       : NULL;

@@ -501,20 +501,6 @@ static void reexec(char **argv, const lsmi_blas_decision_t *d) {
   log_line("warn", "re-exec failed; kernels kept", "error", strerror(e));
 }
 
-void lsmi_blas_pin(void) {
-  /* BLAS calls run on the calling thread, and the pool OpenBLAS started when
-   * it loaded is stopped (its pthreads build's fork handler has the entry
-   * for that): idle, its threads spin on sched_yield beside lsmi's own for
-   * a while. lsmi_openblas() does the same as it loads the library; a
-   * library that is not loaded has nothing to pin. */
-  if (!lsmi_openblas_loaded())
-    return;
-  const lsmi_openblas_t *ob = lsmi_openblas();
-  ob->set_num_threads(1);
-  if (ob->thread_shutdown != NULL)
-    ob->thread_shutdown();
-}
-
 void lsmi_blas_setup(int argc, char **argv) {
   (void)argc;
   if (lsmi_openblas() == NULL) {
@@ -523,7 +509,7 @@ void lsmi_blas_setup(int argc, char **argv) {
              lsmi_openblas_error());
     return;
   }
-  lsmi_blas_pin();
+  /* (opening it pinned it to one thread and stopped its pool: step 1) */
 
   char stage[16] = "";
   const char *st = getenv(STAGE_ENV);

@@ -50,14 +50,6 @@
  */
 void lsmi_blas_setup(int argc, char **argv);
 
-/*
- * Step 1 of lsmi_blas_setup alone, if OpenBLAS is loaded: pinned to the
- * calling thread and its pool stopped (again: opening it does both), nothing
- * chosen, checked or re-executed. Does nothing, and loads nothing, when the
- * library is not loaded.
- */
-void lsmi_blas_pin(void);
-
 /* OpenBLAS's name for the kernels in use ("SkylakeX", ...), or "none" while
  * the library is not loaded; static string. Never loads it. */
 const char *lsmi_blas_corename(void);
