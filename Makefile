@@ -114,7 +114,7 @@ $(BUILD)/tests/server/%: tests/server/%.c $(SERVER_LIB_OBJS) $(LIB)
 	@$(if $(Q),echo "  TEST    $@")
 	$(Q)$(CC) $(ALL_CFLAGS) -iquote tests -o $@ $< $(SERVER_LIB_OBJS) $(LIB) $(CMOCKA_LIBS) $(SERVER_LIBS) $(CORE_LIBS) $(LDFLAGS)
 
--include $(sort $(wildcard tests/*/*.mk deploy/*.mk))
+-include $(sort $(wildcard tests/*/*.mk bench/*.mk deploy/*.mk))
 
 # `make test` builds this tree and its sanitizer twin, writes each one's list
 # of suites ($(BUILD)/suites: "BUILD_DIR EXECUTABLE" per line) and runs them

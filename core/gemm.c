@@ -86,7 +86,7 @@ static void gemm_row(const lsmi_gemm_t *g, int i, int n) {
 
 /* Rows per block of the triangular forms. The loops do about a block's
  * height over the matrix's of the work, and narrower blocks mean more,
- * smaller BLAS calls; at d=128 (tests/bench/gemm_shapes) 8 rows ran the
+ * smaller BLAS calls; at d=128 (bench/gemm_shapes) 8 rows ran the
  * KNIFE products at 60 and 32 GFLOP/s, 64 rows at 14 and 18. */
 #define TRI_BLOCK 8
 

@@ -1,6 +1,6 @@
 /*
  * sgemm_peak.c — the single-thread sgemm rate this machine reaches, the
- * yardstick the benchmark driver (tests/bench/bench.py) holds lsmi's phases
+ * yardstick the benchmark driver (bench/bench.py) holds lsmi's phases
  * against.
  *
  * It runs lsmi_blas_setup() first, exactly as the lsmi binary does, so the

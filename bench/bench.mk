@@ -1,4 +1,4 @@
-# tests/bench/bench.mk — the benchmark suite (not part of `make test`).
+# bench/bench.mk — the benchmark suite (not part of `make test`).
 #
 #   make bench                  every case, lsmi against the PyTorch reference,
 #                               and the scaling table (about 20-30 minutes)
@@ -8,21 +8,21 @@
 #   make bench BENCH_ARGS='--cases demo,n20k-d128-C10 --no-scaling'
 #   make bench BENCH_WORK=/var/tmp/lsmi-bench   keep the data out of build/
 #
-# The driver (tests/bench/bench.py, Python stdlib only) generates the data with
+# The driver (bench/bench.py, Python stdlib only) generates the data with
 # $(LSMI_SHARED)/reference/make_data.py (default ../shared beside the repo),
 # runs build/lsmi and the reference, and writes a markdown table to stdout and
 # to $(BUILD)/bench/results.md (raw numbers in results.json). sgemm_peak is the
 # single-thread sgemm yardstick, on the kernels lsmi itself would choose.
 
-BENCH_PEAK := $(BUILD)/tests/bench/sgemm_peak
+BENCH_PEAK := $(BUILD)/bench/sgemm_peak
 BENCH_ARGS ?=
 # Generated data (up to ~0.5 GB for the big case) is kept here between runs.
-BENCH_WORK ?= $(BUILD)/bench
+BENCH_WORK ?= $(BUILD)/bench-work
 
 # Every benchmark binary is one source file, linked with the core, with
 # server/blas.o (the OpenBLAS set-up lsmi itself runs) and with OpenBLAS
 # itself (sgemm_peak calls it directly).
-$(BUILD)/tests/bench/%: tests/bench/%.c $(LIB) $(BUILD)/server/blas.o
+$(BUILD)/bench/%: bench/%.c $(LIB) $(BUILD)/server/blas.o
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
 	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(OPENBLAS_LIBS) $(LDFLAGS)
@@ -32,16 +32,16 @@ bench-peak: $(BENCH_PEAK)
 	$(BENCH_PEAK)
 
 bench: $(BIN) $(BENCH_PEAK)
-	$(PYTHON) tests/bench/bench.py --lsmi $(BIN) --peak $(BENCH_PEAK) \
+	$(PYTHON) bench/bench.py --lsmi $(BIN) --peak $(BENCH_PEAK) \
 	  --work $(BENCH_WORK) $(BENCH_ARGS)
 
 bench-quick: $(BIN) $(BENCH_PEAK)
-	$(PYTHON) tests/bench/bench.py --quick --lsmi $(BIN) --peak $(BENCH_PEAK) \
+	$(PYTHON) bench/bench.py --quick --lsmi $(BIN) --peak $(BENCH_PEAK) \
 	  --work $(BENCH_WORK) $(BENCH_ARGS)
 
 # mlp_step: microseconds per discriminator training step and its phases
 # (forward, cross-entropy, backward, Adam) on the shapes of the cases.
-BENCH_MLP_STEP := $(BUILD)/tests/bench/mlp_step
+BENCH_MLP_STEP := $(BUILD)/bench/mlp_step
 
 .PHONY: bench-mlp-step
 bench-mlp-step: $(BENCH_MLP_STEP)
@@ -49,7 +49,7 @@ bench-mlp-step: $(BENCH_MLP_STEP)
 
 # knife_step: microseconds per KNIFE training step (loss+backward, Adam) and
 # per 1024-row logpdf block, thread CPU time (`make bench-knife`).
-BENCH_KNIFE := $(BUILD)/tests/bench/knife_step
+BENCH_KNIFE := $(BUILD)/bench/knife_step
 
 .PHONY: bench-knife
 bench-knife: $(BENCH_KNIFE)
@@ -57,7 +57,7 @@ bench-knife: $(BENCH_KNIFE)
 
 # gemm_shapes: GFLOP/s of lsmi_gemm on the products of a training step, for
 # each kernel set this CPU runs (`make bench-gemm`).
-BENCH_GEMM := $(BUILD)/tests/bench/gemm_shapes
+BENCH_GEMM := $(BUILD)/bench/gemm_shapes
 
 .PHONY: bench-gemm
 bench-gemm: $(BENCH_GEMM)

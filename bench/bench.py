@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""tests/bench/bench.py — lsmi against the PyTorch reference, and where lsmi's
+"""bench/bench.py — lsmi against the PyTorch reference, and where lsmi's
 time goes.
 
 For each case it generates the data with the reference's make_data.py, runs
@@ -662,7 +662,7 @@ def markdown(res, peak, a):
              'data, training and evaluation (`seconds.total` of the reference and of lsmi); the process wall adds '
              'start-up (Python and torch; the dynamic loader and OpenBLAS) and exit. The ratio column compares '
              'both the same way. GFLOP/s count matrix-product flops only '
-             '(formulas in tests/bench/bench.py) over lsmi\'s thread CPU seconds per phase, 2-thread run; '
+             '(formulas in bench/bench.py) over lsmi\'s thread CPU seconds per phase, 2-thread run; '
              'KNIFE products are counted dense, as the reference computes them, while lsmi\'s triangular '
              'products do about 2/3 of that work in training and 1/2 in evaluation, so those rates are '
              'dense-equivalent and can pass the sgemm peak.')
