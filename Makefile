@@ -1,15 +1,21 @@
 # Makefile — builds the lsmi core library, the `lsmi` binary and the tests.
 #
 #   make                  build/lsmi
-#   make test             warnings-as-errors build, every test suite, then the
-#                         ASan+UBSan build of the unit and API tests
+#   make check            the fast loop: build, unit tests and API tests on
+#                         the plain build (under a minute on 2 cores)
+#   make test             the full suite: warnings-as-errors build, every test
+#                         suite (unit, API, fuzzers, deploy, container,
+#                         systemd, README tour, the tree standing alone), then
+#                         the ASan+UBSan build of the unit and API tests
 #   make SANITIZER=address  the same targets in build-address/ with
 #                         -fsanitize=address,undefined
 #   make install          PREFIX (default /usr/local) and DESTDIR honoured
 #   make V=1              show the full compiler command lines
+#   make JOBS=N           parallel jobs of check and test (default: all cores)
 #
-# Sub-makefiles (tests/*/*.mk, deploy/*.mk) add their own targets and append
-# to TEST_BINS / TEST_SCRIPTS; this file stays the one place for flags.
+# Sub-makefiles (tests/*/*.mk, bench/*.mk, deploy/*.mk) add their own
+# targets and append to TEST_BINS / TEST_SCRIPTS / CHECK_SCRIPTS; this file
+# stays the one place for flags.
 
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
@@ -83,9 +89,10 @@ SERVER_TESTS := $(SERVER_TEST_SRCS:%.c=$(BUILD)/%)
 # Suites that `make test` runs: cmocka binaries, and commands (scripts that
 # print "N passed, N failed" as their last such line).
 TEST_BINS := $(CORE_TESTS) $(SERVER_TESTS)
-TEST_SCRIPTS :=
+TEST_SCRIPTS := tests/standalone.sh
+CHECK_SCRIPTS :=
 
-.PHONY: all lsmi lib suites test clean install uninstall format
+.PHONY: all lsmi lib suites check-suites check test clean install uninstall format
 all: $(BIN)
 lsmi: $(BIN)
 lib: $(LIB)
@@ -118,19 +125,35 @@ $(BUILD)/tests/server/%: tests/server/%.c $(SERVER_LIB_OBJS) $(LIB)
 
 # `make test` builds this tree and its sanitizer twin, writes each one's list
 # of suites ($(BUILD)/suites: "BUILD_DIR EXECUTABLE" per line) and runs them
-# all through tests/run.sh, whose last line is "lsmi: N passed, N failed".
-# TEST_SCRIPTS run on the plain build only; SAN_TEST_SCRIPTS on both.
+# all through tests/run.sh, whose last line is "lsmi: N passed, N failed,
+# N skipped". TEST_SCRIPTS run on the plain build only; SAN_TEST_SCRIPTS on
+# both. `make check` runs the unit binaries and CHECK_SCRIPTS of the plain
+# build, TEST_JOBS suites at a time.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+SUB_MAKE = $(MAKE) --no-print-directory -j$(JOBS)
+
 suites: $(BIN) $(TEST_BINS) $(TEST_EXTRA_DEPS)
 	$(Q)rm -f $(BUILD)/suites
 	$(Q)for t in $(TEST_BINS) $(SAN_TEST_SCRIPTS) $(if $(SANITIZER),,$(TEST_SCRIPTS)); do \
 	  echo "$(BUILD) $$t" >> $(BUILD)/suites; done
 
+check-suites: $(BIN) $(TEST_BINS)
+	$(Q)rm -f $(BUILD)/check-suites
+	$(Q)for t in $(TEST_BINS) $(CHECK_SCRIPTS); do \
+	  echo "$(BUILD) $$t" >> $(BUILD)/check-suites; done
+
+check:
+	$(Q)$(SUB_MAKE) check-suites
+	$(Q)TEST_JOBS=$(JOBS) tests/run.sh $(BUILD)/check-suites
+
 ifeq ($(SANITIZER),)
-test: suites
-	$(Q)$(MAKE) --no-print-directory SANITIZER=address suites
+test:
+	$(Q)$(SUB_MAKE) suites
+	$(Q)$(SUB_MAKE) SANITIZER=address suites
 	$(Q)tests/run.sh $(BUILD)/suites build-address/suites
 else
-test: suites
+test:
+	$(Q)$(SUB_MAKE) suites
 	$(Q)tests/run.sh $(BUILD)/suites
 endif
 

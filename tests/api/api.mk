@@ -16,3 +16,6 @@ api-load: $(BIN)
 .PHONY: api-valgrind
 api-valgrind: $(BIN)
 	LSMI_BUILD=$(BUILD) tests/api/valgrind.sh
+
+# The API suite is part of the fast loop too.
+CHECK_SCRIPTS += tests/api/run.sh

@@ -52,8 +52,15 @@ def test_operations():
                                "proto", "openapi.yaml"), "rb") as f:
             assert r.body == f.read(), "embedded spec differs from proto/"
         upload_ok(d)
-        r = d.request("GET", "/metrics")
-        text = r.body.decode()
+        # A request is counted when libmicrohttpd reports it complete, which
+        # may come a moment after the client has read the whole response:
+        # wait for the upload's count rather than race it.
+        for _ in range(50):
+            r = d.request("GET", "/metrics")
+            text = r.body.decode()
+            if 'route="/v1/datasets",status="201"' in text:
+                break
+            time.sleep(0.02)
         assert r.status == 200
         for name in ("lsmi_http_requests_total{route=\"/v1/datasets\","
                      "status=\"201\"}",

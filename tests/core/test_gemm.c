@@ -26,9 +26,6 @@
 
 #include "check.h"
 
-static const char *const impl_names[] = {"generic", "blas", "avx512"};
-#define N_IMPLS (sizeof impl_names / sizeof impl_names[0])
-
 /* A(i, k) as the contract reads it, or 0 outside the triangular form. */
 static double a_at(const lsmi_gemm_t *g, int i, int k) {
   if (g->tri == LSMI_GEMM_A_STRICT_LOWER && k >= i)
@@ -174,13 +171,19 @@ static void run_shape(int tri, int square, int M, int N, int K,
   }
 }
 
-static void run_all(const char *name, int tri, int square) {
+/* Selects the implementation a test was registered for (its state, see
+ * PER_IMPL); one this CPU cannot run is a skipped test, never a pass. */
+static const char *select_impl(void **state) {
+  const char *name = *state;
   if (lsmi_gemm_select(name) != 0) {
-    /* Not runnable on this CPU: say so rather than pass silently. */
-    print_message("[ SKIPPED  ] %s: this CPU cannot run it\n", name);
-    return;
+    print_message("%s: this CPU cannot run it\n", name);
+    skip();
   }
   assert_string_equal(lsmi_gemm_name(), name);
+  return name;
+}
+
+static void run_all(int tri, int square) {
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, 7, (uint64_t)tri);
   for (size_t mi = 0; mi < sizeof Ms / sizeof Ms[0]; mi++)
@@ -194,50 +197,44 @@ static void run_all(const char *name, int tri, int square) {
 }
 
 static void test_full(void **state) {
-  (void)state;
-  for (size_t i = 0; i < N_IMPLS; i++)
-    run_all(impl_names[i], LSMI_GEMM_FULL, 0);
+  select_impl(state);
+  run_all(LSMI_GEMM_FULL, 0);
 }
 
 static void test_triangular(void **state) {
-  (void)state;
-  for (size_t i = 0; i < N_IMPLS; i++)
-    for (int sq = 0; sq < 2; sq++) {
-      run_all(impl_names[i], LSMI_GEMM_A_STRICT_LOWER, sq);
-      run_all(impl_names[i], LSMI_GEMM_A_STRICT_UPPER, sq);
-      run_all(impl_names[i], LSMI_GEMM_C_STRICT_LOWER, sq);
-    }
+  select_impl(state);
+  for (int sq = 0; sq < 2; sq++) {
+    run_all(LSMI_GEMM_A_STRICT_LOWER, sq);
+    run_all(LSMI_GEMM_A_STRICT_UPPER, sq);
+    run_all(LSMI_GEMM_C_STRICT_LOWER, sq);
+  }
 }
 
 /* ReLU keeps a NaN (as torch.relu does), and the mask zeroes it. */
 static void test_nan_epilogue(void **state) {
-  (void)state;
-  for (size_t i = 0; i < N_IMPLS; i++) {
-    if (lsmi_gemm_select(impl_names[i]) != 0)
-      continue;
-    float a[2] = {NAN, -1.0f}, b[1] = {1.0f}, c[2], h[2] = {1.0f, 1.0f};
-    lsmi_gemm_t g = {.M = 2,
-                     .N = 1,
-                     .K = 1,
-                     .a = a,
-                     .rsa = 1,
-                     .csa = 1,
-                     .b = b,
-                     .ldb = 1,
-                     .c = c,
-                     .ldc = 1,
-                     .relu = 1};
-    lsmi_gemm(&g);
-    assert_true(isnan(c[0]));
-    assert_true(c[1] == 0.0f);
-    h[0] = 0.0f;
-    g.relu = 0;
-    g.mask = h;
-    g.ldm = 1;
-    lsmi_gemm(&g);
-    assert_true(c[0] == 0.0f && !signbit(c[0]));
-    assert_true(c[1] == -1.0f);
-  }
+  select_impl(state);
+  float a[2] = {NAN, -1.0f}, b[1] = {1.0f}, c[2], h[2] = {1.0f, 1.0f};
+  lsmi_gemm_t g = {.M = 2,
+                   .N = 1,
+                   .K = 1,
+                   .a = a,
+                   .rsa = 1,
+                   .csa = 1,
+                   .b = b,
+                   .ldb = 1,
+                   .c = c,
+                   .ldc = 1,
+                   .relu = 1};
+  lsmi_gemm(&g);
+  assert_true(isnan(c[0]));
+  assert_true(c[1] == 0.0f);
+  h[0] = 0.0f;
+  g.relu = 0;
+  g.mask = h;
+  g.ldm = 1;
+  lsmi_gemm(&g);
+  assert_true(c[0] == 0.0f && !signbit(c[0]));
+  assert_true(c[1] == -1.0f);
 }
 
 /* Whether the float at p has any bit set (a NaN and -0 do). */
@@ -346,33 +343,31 @@ static void live_case(int M, int N, int K, int transA, int dead, int variant,
 }
 
 static void test_live_lists(void **state) {
-  (void)state;
   static const int sM[] = {1, 7, 32, 64, 130};
   static const int sN[] = {2, 10, 64, 70};
   static const int sK[] = {0, 5, 32, 64, 130};
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, 21, 3);
-  for (size_t i = 0; i < N_IMPLS; i++) {
-    if (lsmi_gemm_select(impl_names[i]) != 0)
-      continue;
-    for (size_t mi = 0; mi < sizeof sM / sizeof sM[0]; mi++)
-      for (size_t ni = 0; ni < sizeof sN / sizeof sN[0]; ni++)
-        for (size_t ki = 0; ki < sizeof sK / sizeof sK[0]; ki++)
-          for (int tr = 0; tr < 2; tr++) {
-            int lines = tr ? sM[mi] : sK[ki];
-            int deads[] = {0, 1, lines / 8, lines / 2, lines};
-            for (int d = 0; d < 5; d++)
-              for (int v = 0; v < 8; v += 3)
-                live_case(sM[mi], sN[ni], sK[ki], tr, deads[d], v,
-                          d == 2 ? (int)(mi * 5 + ki) : -1, &rng);
-          }
-  }
-  /* An infinite B(k, j) facing a dead column of A: left out of the sums by
-   * the AVX-512 kernel (finite results), NaN in the dense sum. */
-  if (lsmi_gemm_select("avx512") != 0) {
-    print_message("[ SKIPPED  ] avx512: this CPU cannot run it\n");
-    return;
-  }
+  select_impl(state);
+  for (size_t mi = 0; mi < sizeof sM / sizeof sM[0]; mi++)
+    for (size_t ni = 0; ni < sizeof sN / sizeof sN[0]; ni++)
+      for (size_t ki = 0; ki < sizeof sK / sizeof sK[0]; ki++)
+        for (int tr = 0; tr < 2; tr++) {
+          int lines = tr ? sM[mi] : sK[ki];
+          int deads[] = {0, 1, lines / 8, lines / 2, lines};
+          for (int d = 0; d < 5; d++)
+            for (int v = 0; v < 8; v += 3)
+              live_case(sM[mi], sN[ni], sK[ki], tr, deads[d], v,
+                        d == 2 ? (int)(mi * 5 + ki) : -1, &rng);
+        }
+}
+
+/* An infinite B(k, j) facing a dead column of A: left out of the sums by
+ * the AVX-512 kernel (finite results), NaN in the dense sum. */
+static void test_live_skips_inf(void **state) {
+  select_impl(state);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 21, 4);
   enum { M = 32, N = 64, K = 64 };
   static float a[M * K], b[K * N], c[M * N];
   static int live[K];
@@ -406,83 +401,74 @@ static void test_live_lists(void **state) {
  * columns spread over widths that cross the 16- and 64-column blocks, a
  * column whose only nonzero is -0 or NaN (live), strided rows. */
 static void test_live_columns(void **state) {
-  (void)state;
   static const int rows_[] = {1, 3, 32, 129};
   static const int cols_[] = {1, 15, 16, 17, 64, 65, 130, 1100};
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, 5, 8);
-  for (size_t im = 0; im < N_IMPLS; im++) {
-    if (lsmi_gemm_select(impl_names[im]) != 0)
-      continue;
-    for (size_t ri = 0; ri < sizeof rows_ / sizeof rows_[0]; ri++)
-      for (size_t ci = 0; ci < sizeof cols_ / sizeof cols_[0]; ci++) {
-        int R = rows_[ri], C = cols_[ci];
-        size_t ld = (size_t)C + 2;
-        float *p = calloc((size_t)R * ld, sizeof(float));
-        int *got = calloc((size_t)C, sizeof(int));
-        int *want = calloc((size_t)C, sizeof(int));
-        assert_true(p && got && want);
-        for (int i = 0; i < R; i++)
-          for (int j = 0; j < C; j++)
-            if (j % 3 != 0 && lsmi_rng_uniform(&rng) < 0.5)
-              p[(size_t)i * ld + (size_t)j] = (float)lsmi_rng_normal(&rng);
-        p[(size_t)(R - 1) * ld + (size_t)(C - 1)] = -0.0f;
-        if (C > 3)
-          p[(size_t)(R / 2) * ld + 3] = NAN;
-        /* the padding past each row is never read: make it live */
-        for (int i = 0; i < R; i++)
-          p[(size_t)i * ld + (size_t)C] = 1.0f;
-        int nw = 0;
+  select_impl(state);
+  for (size_t ri = 0; ri < sizeof rows_ / sizeof rows_[0]; ri++)
+    for (size_t ci = 0; ci < sizeof cols_ / sizeof cols_[0]; ci++) {
+      int R = rows_[ri], C = cols_[ci];
+      size_t ld = (size_t)C + 2;
+      float *p = calloc((size_t)R * ld, sizeof(float));
+      int *got = calloc((size_t)C, sizeof(int));
+      int *want = calloc((size_t)C, sizeof(int));
+      assert_true(p && got && want);
+      for (int i = 0; i < R; i++)
         for (int j = 0; j < C; j++)
-          for (int i = 0; i < R; i++)
-            if (any_bits(&p[(size_t)i * ld + (size_t)j])) {
-              want[nw++] = j;
-              break;
-            }
-        int ng = lsmi_gemm_live(p, ld, R, C, got);
-        assert_int_equal(ng, nw);
-        assert_memory_equal(got, want, (size_t)nw * sizeof(int));
-        free(p);
-        free(got);
-        free(want);
-      }
-  }
+          if (j % 3 != 0 && lsmi_rng_uniform(&rng) < 0.5)
+            p[(size_t)i * ld + (size_t)j] = (float)lsmi_rng_normal(&rng);
+      p[(size_t)(R - 1) * ld + (size_t)(C - 1)] = -0.0f;
+      if (C > 3)
+        p[(size_t)(R / 2) * ld + 3] = NAN;
+      /* the padding past each row is never read: make it live */
+      for (int i = 0; i < R; i++)
+        p[(size_t)i * ld + (size_t)C] = 1.0f;
+      int nw = 0;
+      for (int j = 0; j < C; j++)
+        for (int i = 0; i < R; i++)
+          if (any_bits(&p[(size_t)i * ld + (size_t)j])) {
+            want[nw++] = j;
+            break;
+          }
+      int ng = lsmi_gemm_live(p, ld, R, C, got);
+      assert_int_equal(ng, nw);
+      assert_memory_equal(got, want, (size_t)nw * sizeof(int));
+      free(p);
+      free(got);
+      free(want);
+    }
 }
 
 /* Every implementation's transpose against the definition, over shapes
  * crossing the 16×16 blocks, with padded strides left untouched. */
 static void test_transpose(void **state) {
-  (void)state;
   static const int sizes[] = {1, 2, 15, 16, 17, 31, 33, 64, 70};
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, 9, 1);
-  for (size_t k = 0; k < N_IMPLS; k++) {
-    if (lsmi_gemm_select(impl_names[k]) != 0)
-      continue;
-    for (size_t a = 0; a < sizeof sizes / sizeof sizes[0]; a++)
-      for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; b++) {
-        int R = sizes[a], C = sizes[b];
-        size_t lds = (size_t)C + 3, ldd = (size_t)R + 5;
-        float *src = malloc((size_t)R * lds * sizeof(float));
-        float *dst = malloc((size_t)C * ldd * sizeof(float));
-        assert_true(src && dst);
-        for (size_t i = 0; i < (size_t)R * lds; i++)
-          src[i] = (float)lsmi_rng_normal(&rng);
-        for (size_t i = 0; i < (size_t)C * ldd; i++)
-          dst[i] = -7.0f;
-        lsmi_transpose(dst, ldd, src, lds, R, C);
-        for (int j = 0; j < C; j++)
-          for (size_t i = 0; i < ldd; i++) {
-            float want = i < (size_t)R ? src[i * lds + (size_t)j] : -7.0f;
-            if (dst[(size_t)j * ldd + i] != want)
-              fail_msg("%s transpose %dx%d: dst(%d,%zu) = %g, want %g",
-                       impl_names[k], R, C, j, i,
-                       (double)dst[(size_t)j * ldd + i], (double)want);
-          }
-        free(src);
-        free(dst);
-      }
-  }
+  const char *impl = select_impl(state);
+  for (size_t a = 0; a < sizeof sizes / sizeof sizes[0]; a++)
+    for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; b++) {
+      int R = sizes[a], C = sizes[b];
+      size_t lds = (size_t)C + 3, ldd = (size_t)R + 5;
+      float *src = malloc((size_t)R * lds * sizeof(float));
+      float *dst = malloc((size_t)C * ldd * sizeof(float));
+      assert_true(src && dst);
+      for (size_t i = 0; i < (size_t)R * lds; i++)
+        src[i] = (float)lsmi_rng_normal(&rng);
+      for (size_t i = 0; i < (size_t)C * ldd; i++)
+        dst[i] = -7.0f;
+      lsmi_transpose(dst, ldd, src, lds, R, C);
+      for (int j = 0; j < C; j++)
+        for (size_t i = 0; i < ldd; i++) {
+          float want = i < (size_t)R ? src[i * lds + (size_t)j] : -7.0f;
+          if (dst[(size_t)j * ldd + i] != want)
+            fail_msg("%s transpose %dx%d: dst(%d,%zu) = %g, want %g", impl, R,
+                     C, j, i, (double)dst[(size_t)j * ldd + i], (double)want);
+        }
+      free(src);
+      free(dst);
+    }
 }
 
 static void test_select(void **state) {
@@ -492,12 +478,23 @@ static void test_select(void **state) {
   assert_string_equal(lsmi_gemm_name(), "generic");
 }
 
+/* One test per implementation, named "test/impl", with the name as its
+ * state: the implementations this CPU cannot run show as skipped. */
+#define ONE_IMPL(f, impl)                                                      \
+  { #f "/" impl, f, NULL, NULL, (void *)(impl) }
+#define PER_IMPL(f)                                                            \
+  ONE_IMPL(f, "generic"), ONE_IMPL(f, "blas"), ONE_IMPL(f, "avx512")
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_full),         cmocka_unit_test(test_triangular),
-      cmocka_unit_test(test_nan_epilogue), cmocka_unit_test(test_transpose),
-      cmocka_unit_test(test_select),       cmocka_unit_test(test_live_lists),
-      cmocka_unit_test(test_live_columns),
+      PER_IMPL(test_full),
+      PER_IMPL(test_triangular),
+      PER_IMPL(test_nan_epilogue),
+      PER_IMPL(test_transpose),
+      PER_IMPL(test_live_lists),
+      PER_IMPL(test_live_columns),
+      ONE_IMPL(test_live_skips_inf, "avx512"),
+      cmocka_unit_test(test_select),
   };
   return cmocka_run_group_tests_name("gemm", tests, NULL, NULL);
 }
