@@ -36,34 +36,56 @@ SAN_FLAGS := -fsanitize=$(SANITIZER),undefined -fno-omit-frame-pointer \
              -fno-sanitize-recover=undefined
 endif
 
-CORE_PKGS := openblas zlib jansson
+# The rooms of the tree and what each may use (the boundaries are the
+# include paths each is compiled with, and tests/layout.sh):
+#   common/  small helpers every room shares: lazy dlopen, durable file
+#            writes, SHA-256; C11 + POSIX only
+#   core/    the estimator library (public header core/lsmi.h): C11, libm,
+#            pthreads; OpenBLAS's headers only (it is opened at run time)
+#   io/      every dataset file format (public header io/lsmi_io.h): core's
+#            public header, zlib, jansson
+#   server/  `lsmi serve`: core, io, libmicrohttpd, jansson, libuv, SQLite
+#   cli/     the `lsmi` binary's commands and main(): everything above
+# liblsmi.a is core + common and links alone (-lm -lpthread -ldl);
+# liblsmi_io.a adds the readers.
+CORE_PKGS := openblas
+IO_PKGS := zlib jansson
 SERVER_PKGS := libmicrohttpd jansson libuv sqlite3
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wvla
-# The library and the daemon also build with -Wconversion: silent float/double
-# narrowing is a numerics bug waiting to happen.
+# The libraries and the daemon also build with -Wconversion: silent
+# float/double narrowing is a numerics bug waiting to happen.
 STRICT := -Wconversion -Wno-sign-conversion
 
 # -O3 vectorises the elementwise loops (Adam, ReLU masks); -fno-math-errno
 # lets sqrtf vectorise too. Never -ffast-math: the NaN checks must work.
 OPT ?= -O3 -g
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno $(WARN) -MMD -MP $(SAN_FLAGS)
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1) 2>/dev/null)
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1) 2>/dev/null)
+
 # -iquote, not -I: a project header such as server/sched.h must never stand
-# in for the system's <sched.h>.
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(OPT) -fno-math-errno $(WARN) -MMD -MP $(SAN_FLAGS) \
-               -iquote core -iquote server
-# User CFLAGS / LDFLAGS come last so that they win.
-ALL_CFLAGS = $(BASE_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
-PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(CORE_PKGS) $(SERVER_PKGS) cmocka 2>/dev/null)
-# OpenBLAS is not linked: core/openblas.c opens it when the "blas" kernels
-# need it (never, on a CPU with AVX-512F). Its headers still come from
-# CORE_PKGS; the benchmarks that call it directly link OPENBLAS_LIBS.
-CORE_LIBS := $(shell $(PKG_CONFIG) --libs $(filter-out openblas,$(CORE_PKGS)) 2>/dev/null) -ldl -lpthread -lm
-OPENBLAS_LIBS := $(shell $(PKG_CONFIG) --libs openblas 2>/dev/null)
-# libmicrohttpd is not linked into the binary: server/mhd.c opens it when
-# the daemon starts (with GnuTLS it cost every command ~1.3 ms to load).
-SERVER_LIBS := $(shell $(PKG_CONFIG) --libs $(filter-out libmicrohttpd,$(SERVER_PKGS)) 2>/dev/null)
-CMOCKA_LIBS := $(shell $(PKG_CONFIG) --libs cmocka 2>/dev/null)
+# in for the system's <sched.h>. The libraries export only what their
+# public headers mark LSMI_API.
+LIB_VIS := -fvisibility=hidden
+COMMON_FLAGS := -iquote common $(LIB_VIS)
+CORE_FLAGS := -iquote core -iquote common $(LIB_VIS) $(call pkg_cflags,$(CORE_PKGS))
+IO_FLAGS := -iquote io -iquote core -iquote common $(LIB_VIS) $(call pkg_cflags,$(IO_PKGS))
+SERVER_FLAGS := -iquote server -iquote io -iquote core -iquote common \
+                $(call pkg_cflags,$(SERVER_PKGS) $(IO_PKGS))
+CLI_FLAGS := -iquote cli $(SERVER_FLAGS)
+TEST_FLAGS := -iquote tests $(call pkg_cflags,cmocka jansson)
+
+# OpenBLAS is not linked: core/blas.c opens it when the "blas" kernels need
+# it (never, on a CPU with AVX-512F); the benchmarks that call it directly
+# link OPENBLAS_LIBS. libmicrohttpd is not linked either: server/mhd.c opens
+# it when the daemon starts, so that no other command pays for loading it.
+CORE_LIBS := -ldl -lpthread -lm
+IO_LIBS := $(call pkg_libs,$(IO_PKGS))
+SERVER_LIBS := $(call pkg_libs,$(filter-out libmicrohttpd,$(SERVER_PKGS)))
+OPENBLAS_LIBS := $(call pkg_libs,openblas)
+CMOCKA_LIBS := $(call pkg_libs,cmocka)
 
 ifeq ($(V),1)
 Q :=
@@ -71,55 +93,92 @@ else
 Q := @
 endif
 
-CORE_SRCS := $(sort $(wildcard core/*.c))
-SERVER_SRCS := $(sort $(wildcard server/*.c))
-CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
-SERVER_OBJS := $(SERVER_SRCS:%.c=$(BUILD)/%.o)
-# Everything of the binary except main(), for the server unit tests.
-SERVER_LIB_OBJS := $(filter-out $(BUILD)/server/main.o,$(SERVER_OBJS))
+objs = $(patsubst %.c,$(BUILD)/%.o,$(sort $(wildcard $(1)/*.c)))
+COMMON_OBJS := $(call objs,common)
+CORE_OBJS := $(call objs,core)
+IO_OBJS := $(call objs,io)
+SERVER_OBJS := $(call objs,server)
+CLI_OBJS := $(call objs,cli)
+ALL_OBJS := $(COMMON_OBJS) $(CORE_OBJS) $(IO_OBJS) $(SERVER_OBJS) $(CLI_OBJS)
+# Everything of the binary but main(), for the cli unit tests.
+CLI_LIB_OBJS := $(filter-out $(BUILD)/cli/main.o,$(CLI_OBJS))
 
 LIB := $(BUILD)/liblsmi.a
+IO_LIB := $(BUILD)/liblsmi_io.a
 BIN := $(BUILD)/lsmi
 
-CORE_TEST_SRCS := $(sort $(wildcard tests/core/test_*.c))
-SERVER_TEST_SRCS := $(sort $(wildcard tests/server/test_*.c))
-CORE_TESTS := $(CORE_TEST_SRCS:%.c=$(BUILD)/%)
-SERVER_TESTS := $(SERVER_TEST_SRCS:%.c=$(BUILD)/%)
+# Unit tests mirror the sources: tests/ROOM/test_*.c, one binary each.
+tests_of = $(patsubst %.c,$(BUILD)/%,$(sort $(wildcard tests/$(1)/test_*.c)))
+COMMON_TESTS := $(call tests_of,common)
+CORE_TESTS := $(call tests_of,core)
+IO_TESTS := $(call tests_of,io)
+SERVER_TESTS := $(call tests_of,server)
+CLI_TESTS := $(call tests_of,cli)
 
-# Suites that `make test` runs: cmocka binaries, and commands (scripts that
-# print "N passed, N failed" as their last such line).
-TEST_BINS := $(CORE_TESTS) $(SERVER_TESTS)
-TEST_SCRIPTS := tests/standalone.sh
-CHECK_SCRIPTS :=
+# Suites that `make test` runs: cmocka binaries, and commands (scripts whose
+# last result line is "N passed, N failed[, N skipped]").
+TEST_BINS := $(COMMON_TESTS) $(CORE_TESTS) $(IO_TESTS) $(SERVER_TESTS) $(CLI_TESTS)
+TEST_SCRIPTS := tests/standalone.sh tests/layout.sh
+CHECK_SCRIPTS := tests/layout.sh
 
 .PHONY: all lsmi lib suites check-suites check test clean install uninstall format
 all: $(BIN)
 lsmi: $(BIN)
-lib: $(LIB)
+lib: $(LIB) $(IO_LIB)
 
+$(BUILD)/common/%.o: ROOM_FLAGS = $(COMMON_FLAGS)
+$(BUILD)/core/%.o: ROOM_FLAGS = $(CORE_FLAGS)
+$(BUILD)/io/%.o: ROOM_FLAGS = $(IO_FLAGS)
+$(BUILD)/server/%.o: ROOM_FLAGS = $(SERVER_FLAGS)
+$(BUILD)/cli/%.o: ROOM_FLAGS = $(CLI_FLAGS)
+
+# User CFLAGS / LDFLAGS come last so that they win.
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -c -o $@ $<
+	$(Q)$(CC) $(BASE_CFLAGS) $(ROOM_FLAGS) $(STRICT) $(CFLAGS) -c -o $@ $<
 
-$(LIB): $(CORE_OBJS)
+$(LIB): $(CORE_OBJS) $(COMMON_OBJS)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
 
-$(BIN): $(SERVER_OBJS) $(LIB)
-	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -o $@ $(SERVER_OBJS) $(LIB) $(SERVER_LIBS) $(CORE_LIBS) $(LDFLAGS)
+$(IO_LIB): $(IO_OBJS)
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
-# Test sources may #include the .c under test; they are not held to -Wconversion.
+$(BIN): $(CLI_OBJS) $(SERVER_OBJS) $(IO_LIB) $(LIB)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $(CLI_OBJS) $(SERVER_OBJS) $(IO_LIB) $(LIB) \
+	  $(SERVER_LIBS) $(IO_LIBS) $(CORE_LIBS) $(LDFLAGS)
+
+# Test sources may #include the .c under test; they are not held to
+# -Wconversion. Each room's tests see that room's headers.
+test_link = $(Q)$(CC) $(BASE_CFLAGS) $(1) $(TEST_FLAGS) $(CFLAGS) -o $@ $< $(2) \
+  $(CMOCKA_LIBS) $(call pkg_libs,jansson) $(CORE_LIBS) $(LDFLAGS)
+$(BUILD)/tests/common/%: tests/common/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(call test_link,$(COMMON_FLAGS),$(LIB))
+
 $(BUILD)/tests/core/%: tests/core/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -iquote tests -o $@ $< $(LIB) $(CMOCKA_LIBS) $(CORE_LIBS) $(LDFLAGS)
+	$(call test_link,$(CORE_FLAGS),$(LIB))
 
-$(BUILD)/tests/server/%: tests/server/%.c $(SERVER_LIB_OBJS) $(LIB)
+$(BUILD)/tests/io/%: tests/io/%.c $(IO_LIB) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  TEST    $@")
-	$(Q)$(CC) $(ALL_CFLAGS) -iquote tests -o $@ $< $(SERVER_LIB_OBJS) $(LIB) $(CMOCKA_LIBS) $(SERVER_LIBS) $(CORE_LIBS) $(LDFLAGS)
+	$(call test_link,$(IO_FLAGS),$(IO_LIB) $(LIB) $(IO_LIBS))
+
+$(BUILD)/tests/server/%: tests/server/%.c $(SERVER_OBJS) $(IO_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(call test_link,$(SERVER_FLAGS),$(SERVER_OBJS) $(IO_LIB) $(LIB) $(SERVER_LIBS) $(IO_LIBS))
+
+$(BUILD)/tests/cli/%: tests/cli/%.c $(CLI_LIB_OBJS) $(SERVER_OBJS) $(IO_LIB) $(LIB)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TEST    $@")
+	$(call test_link,$(CLI_FLAGS),$(CLI_LIB_OBJS) $(SERVER_OBJS) $(IO_LIB) $(LIB) $(SERVER_LIBS) $(IO_LIBS))
 
 -include $(sort $(wildcard tests/*/*.mk bench/*.mk deploy/*.mk))
 
@@ -168,6 +227,6 @@ uninstall: uninstall-extra
 	rm -f $(DESTDIR)$(BINDIR)/lsmi
 
 format:
-	clang-format -i core/*.c core/*.h server/*.c server/*.h tests/*/*.c
+	clang-format -i common/*.[ch] core/*.[ch] io/*.[ch] server/*.[ch] cli/*.[ch] tests/*/*.c
 
--include $(CORE_OBJS:.o=.d) $(SERVER_OBJS:.o=.d)
+-include $(ALL_OBJS:.o=.d)

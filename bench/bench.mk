@@ -19,13 +19,13 @@ BENCH_ARGS ?=
 # Generated data (up to ~0.5 GB for the big case) is kept here between runs.
 BENCH_WORK ?= $(BUILD)/bench-work
 
-# Every benchmark binary is one source file, linked with the core, with
-# server/blas.o (the OpenBLAS set-up lsmi itself runs) and with OpenBLAS
-# itself (sgemm_peak calls it directly).
-$(BUILD)/bench/%: bench/%.c $(LIB) $(BUILD)/server/blas.o
+# Every benchmark binary is one source file, linked with the core (which
+# holds the OpenBLAS set-up lsmi itself runs) and with OpenBLAS itself
+# (sgemm_peak calls it directly).
+$(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $@")
-	$(Q)$(CC) $(ALL_CFLAGS) $(STRICT) -o $@ $< $(BUILD)/server/blas.o $(LIB) $(CORE_LIBS) $(OPENBLAS_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(BASE_CFLAGS) $(CORE_FLAGS) $(STRICT) $(CFLAGS) -o $@ $< $(LIB) $(CORE_LIBS) $(OPENBLAS_LIBS) $(LDFLAGS)
 
 .PHONY: bench bench-quick bench-peak
 bench-peak: $(BENCH_PEAK)

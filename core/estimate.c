@@ -34,6 +34,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -119,8 +120,7 @@ static double now_seconds(clockid_t clock) {
 static bool should_stop(fit_t *f) {
   if (atomic_load_explicit(&f->stop, memory_order_relaxed))
     return true;
-  if (f->hooks && f->hooks->cancel &&
-      atomic_load_explicit(f->hooks->cancel, memory_order_relaxed)) {
+  if (f->hooks && f->hooks->cancelled && f->hooks->cancelled(f->hooks->ctx)) {
     atomic_store(&f->stop, 1);
     return true;
   }

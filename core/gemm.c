@@ -12,8 +12,8 @@
  * columns in 24 vector registers for the whole k loop and stores it once.
  *
  * Where the CPU has no AVX-512, the "blas" one hands the bulk of every
- * product to OpenBLAS, opened when this path is first chosen (openblas.h;
- * its kernels lsmi checked at start-up, see server/blas.h): full products
+ * product to OpenBLAS, opened when this path is first chosen (lsmi_openblas() in blas.h;
+ * its kernels lsmi checked at start-up, see blas.h): full products
  * whole, triangular ones in blocks of 8 rows whose rectangular part goes to
  * cblas_sgemm and whose small diagonal block to the portable loops; the
  * epilogue follows in those loops too.
@@ -23,7 +23,7 @@
 #include "lsmi.h"
 #include "simd.h"
 
-#include "openblas.h"
+#include "blas.h"
 
 #include <assert.h>
 #include <stdint.h>
@@ -198,7 +198,7 @@ typedef struct gemm_impl {
 
 static int always(void) { return 1; }
 
-/* The BLAS path runs where OpenBLAS loads (openblas.h): asking opens it. */
+/* The BLAS path runs where OpenBLAS loads (blas.h): asking opens it. */
 static int blas_loads(void) { return lsmi_openblas() != NULL; }
 
 static const gemm_impl_t impls[] = {

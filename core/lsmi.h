@@ -1,28 +1,43 @@
 /*
- * lsmi.h — the public interface of the lsmi core library.
+ * lsmi.h — the public interface of the lsmi estimator library.
  *
- * The core estimates, for every sample (x1, x2, y) of a two-modality feature
- * dataset, the pointwise redundancy r, uniqueness u1 and u2 and synergy s of
- * the LSMI estimator (Yang, Wang, Hu, ICML 2025), with KNIFE (Pichler et al.
- * 2022) for the pointwise entropies. It is C11 + libm + CBLAS (+ zlib and
- * jansson inside the file readers only) and knows nothing of HTTP, SQLite or
- * libuv: the `lsmi` command line and the daemon are thin shells over it.
+ * For every sample (x1, x2, y) of a two-modality feature dataset, lsmi
+ * estimates the pointwise redundancy r, uniqueness u1 and u2 and synergy s
+ * of the LSMI estimator (Yang, Wang, Hu, ICML 2025), with KNIFE (Pichler et
+ * al. 2022) for the pointwise entropies. The library is C11 + libm +
+ * pthreads (OpenBLAS is opened at run time only where its kernels are
+ * chosen); it parses no files (io/lsmi_io.h does) and knows nothing of
+ * HTTP, SQL or event loops.
  *
- * Conventions (see STYLE.md):
+ *     lsmi_dataset_t *ds = lsmi_dataset_create(n_train, n_val, d1, d2, C,
+ * NULL);
+ *     ...fill ds->train.x (n_train, d1 + d2), ds->train.y, and ds->val...
+ *     lsmi_params_t p;
+ *     lsmi_params_default(&p);                  // the published recipe
+ *     lsmi_result_t *res;
+ *     lsmi_error_t err;
+ *     if (lsmi_fit(ds, &p, NULL, &res, &err) != LSMI_OK)
+ *       fprintf(stderr, "%s: %s\n", err.field, err.message);
+ *     else
+ *       printf("val S = %g nats\n", res->val_summary.S);  // res->val.s[i]: per
+ * sample lsmi_result_destroy(res); lsmi_dataset_destroy(ds);
+ *
+ * Conventions:
  *  - every call that can fail returns an lsmi status: 0 is success, negative
  *    values come from the one table LSMI_STATUS_MAP below;
  *  - an optional lsmi_error_t* (may be NULL) receives a message and the field,
  *    key or parameter the error concerns;
  *  - create/destroy pairs; destroy(NULL) is a no-op;
- *  - pointer parameters are borrowed unless the comment says taken.
+ *  - pointer parameters are borrowed unless the comment says taken;
+ *  - lsmi_ is public; lsmi__ and everything not declared here is internal
+ *    and not exported.
  *
- * The header is grouped by topic: status and errors, parameters, datasets and
- * readers, fitting and results, decomposition helpers.
+ * The header is grouped by topic: status and errors, parameters, datasets,
+ * fitting and results, decomposition helpers, kernels.
  */
 #ifndef LSMI_H
 #define LSMI_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,41 +48,52 @@ extern "C" {
 
 #define LSMI_VERSION "0.1.0"
 
+/* What the library exports; everything else is built hidden. */
+#if defined(__GNUC__) || defined(__clang__)
+#define LSMI_API __attribute__((visibility("default")))
+#define LSMI_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define LSMI_API
+#define LSMI_PRINTF(fmt, args)
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Status codes and errors                                                  */
 /* ------------------------------------------------------------------------ */
 
 /*
- * X(name, value, http_status, message). The HTTP column is what the daemon
- * answers when a request fails with that status; the core ignores it.
+ * X(name, value, message): every status of the library and of the programs
+ * built on it (the daemon maps them to HTTP in its own table).
  */
 #define LSMI_STATUS_MAP(X)                                                     \
-  X(OK, 0, 200, "success")                                                     \
-  X(ERR_NOMEM, -1, 503, "out of memory")                                       \
-  X(ERR_INVALID, -2, 422, "invalid parameter")                                 \
-  X(ERR_IO, -3, 500, "input/output error")                                     \
-  X(ERR_FORMAT, -4, 400, "malformed file")                                     \
-  X(ERR_UNSUPPORTED, -5, 415, "unsupported format or feature")                 \
-  X(ERR_SHAPE, -6, 422, "array shape does not fit")                            \
-  X(ERR_DATA, -7, 422, "invalid data value")                                   \
-  X(ERR_LIMIT, -8, 413, "limit exceeded")                                      \
-  X(ERR_MISSING, -9, 422, "required key missing")                              \
-  X(ERR_DIVERGED, -10, 422, "training diverged (non-finite loss)")             \
-  X(ERR_CANCELLED, -11, 409, "cancelled")                                      \
-  X(ERR_THREAD, -12, 500, "could not start a thread")
+  X(OK, 0, "success")                                                          \
+  X(ERR_NOMEM, -1, "out of memory")                                            \
+  X(ERR_INVALID, -2, "invalid parameter")                                      \
+  X(ERR_IO, -3, "input/output error")                                          \
+  X(ERR_FORMAT, -4, "malformed file")                                          \
+  X(ERR_UNSUPPORTED, -5, "unsupported format or feature")                      \
+  X(ERR_SHAPE, -6, "array shape does not fit")                                 \
+  X(ERR_DATA, -7, "invalid data value")                                        \
+  X(ERR_LIMIT, -8, "limit exceeded")                                           \
+  X(ERR_MISSING, -9, "required key missing")                                   \
+  X(ERR_DIVERGED, -10, "training diverged (non-finite loss)")                  \
+  X(ERR_CANCELLED, -11, "cancelled")                                           \
+  X(ERR_THREAD, -12, "could not start a thread")                               \
+  X(ERR_NOTFOUND, -13, "not found")                                            \
+  X(ERR_CONFLICT, -14, "conflicts with the current state")                     \
+  X(ERR_BUSY, -15, "busy: try again later")                                    \
+  X(ERR_SHUTDOWN, -16, "shutting down")
 
 typedef enum lsmi_status {
-#define LSMI__STATUS_ENUM(name, value, http, msg) LSMI_##name = (value),
+#define LSMI__STATUS_ENUM(name, value, msg) LSMI_##name = (value),
   LSMI_STATUS_MAP(LSMI__STATUS_ENUM)
 #undef LSMI__STATUS_ENUM
 } lsmi_status_t;
 
 /* "ERR_NOMEM" etc.; "UNKNOWN" for a value not in the table. Static strings. */
-const char *lsmi_status_name(int status);
+LSMI_API const char *lsmi_status_name(int status);
 /* The table's message; a static string. */
-const char *lsmi_status_message(int status);
-/* The table's HTTP status (500 for a value not in the table). */
-int lsmi_status_http(int status);
+LSMI_API const char *lsmi_status_message(int status);
 
 /*
  * Where an error happened and why. `field` names the parameter, file key or
@@ -83,8 +109,8 @@ typedef struct lsmi_error {
  * Fills *err (if not NULL) with status, field (may be NULL) and a printf
  * message, and returns status, so that `return lsmi_error_set(...)` works.
  */
-int lsmi_error_set(lsmi_error_t *err, int status, const char *field,
-                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+LSMI_API int lsmi_error_set(lsmi_error_t *err, int status, const char *field,
+                            const char *fmt, ...) LSMI_PRINTF(4, 5);
 
 /* ------------------------------------------------------------------------ */
 /* Parameters                                                               */
@@ -96,8 +122,8 @@ typedef enum lsmi_prior {
 } lsmi_prior_t;
 
 /*
- * Every hyper-parameter of the estimator (DESIGN.md section 2). Obtain the
- * published defaults with lsmi_params_default().
+ * Every hyper-parameter of the estimator. lsmi_params_default() gives the
+ * published recipe (the paper's script, bit for bit).
  */
 typedef struct lsmi_params {
   uint64_t seed;            /* 0 */
@@ -118,10 +144,10 @@ typedef struct lsmi_params {
                                file has no val split */
 } lsmi_params_t;
 
-void lsmi_params_default(lsmi_params_t *p);
+LSMI_API void lsmi_params_default(lsmi_params_t *p);
 
 /* Checks every field against its documented range; the error names it. */
-int lsmi_params_validate(const lsmi_params_t *p, lsmi_error_t *err);
+LSMI_API int lsmi_params_validate(const lsmi_params_t *p, lsmi_error_t *err);
 
 typedef enum lsmi_param_type {
   LSMI_PARAM_INT,    /* int field */
@@ -146,17 +172,18 @@ typedef struct lsmi_param_desc {
 } lsmi_param_desc_t;
 
 /* The static table; *count receives its length. */
-const lsmi_param_desc_t *lsmi_params_table(size_t *count);
+LSMI_API const lsmi_param_desc_t *lsmi_params_table(size_t *count);
 /* Row for `name` (JSON spelling, or CLI spelling with '-'), NULL if none. */
-const lsmi_param_desc_t *lsmi_params_find(const char *name);
+LSMI_API const lsmi_param_desc_t *lsmi_params_find(const char *name);
 /* Parses `text` for parameter `name` and stores it (range-checked). */
-int lsmi_params_set(lsmi_params_t *p, const char *name, const char *text,
-                    lsmi_error_t *err);
+LSMI_API int lsmi_params_set(lsmi_params_t *p, const char *name,
+                             const char *text, lsmi_error_t *err);
 /* Stores a number for `name` (int/uint64/double/bool types; range-checked). */
-int lsmi_params_set_number(lsmi_params_t *p, const char *name, double value,
-                           lsmi_error_t *err);
+LSMI_API int lsmi_params_set_number(lsmi_params_t *p, const char *name,
+                                    double value, lsmi_error_t *err);
 /* Reads parameter `name` as a number (prior: 0/1); NAN if unknown. */
-double lsmi_params_get_number(const lsmi_params_t *p, const char *name);
+LSMI_API double lsmi_params_get_number(const lsmi_params_t *p,
+                                       const char *name);
 
 /* ------------------------------------------------------------------------ */
 /* Datasets                                                                 */
@@ -183,80 +210,25 @@ typedef struct lsmi_dataset {
  * Allocates a dataset with uninitialised buffers of the given sizes
  * (n_val may be 0). Returns NULL (and sets err) on overflow or no memory.
  */
-lsmi_dataset_t *lsmi_dataset_create(size_t n_train, size_t n_val, size_t d1,
-                                    size_t d2, int classes, lsmi_error_t *err);
-void lsmi_dataset_destroy(lsmi_dataset_t *ds);
+LSMI_API lsmi_dataset_t *lsmi_dataset_create(size_t n_train, size_t n_val,
+                                             size_t d1, size_t d2, int classes,
+                                             lsmi_error_t *err);
+LSMI_API void lsmi_dataset_destroy(lsmi_dataset_t *ds);
 
 /*
- * Limits applied while reading a file; every size read from a file is
- * checked against them before it is multiplied or allocated.
+ * A new dataset (taken by the caller) with ds->train drawn again from
+ * ds->train minus a seeded, stratified val split: per class, in class
+ * order, that class's rows are shuffled with the seed's split stream and
+ * the first round(val_fraction * count) go to val (at least one row of
+ * each class stays in train). ds->val is not used. LSMI_ERR_INVALID when
+ * no row would go to val.
  */
-typedef struct lsmi_limits {
-  uint64_t max_file_bytes; /* whole input file */
-  uint64_t max_rows;       /* per split */
-  uint64_t max_dims;       /* d1, d2 each */
-  uint64_t max_classes;
-  uint64_t max_members;            /* zip members (.npz, .pt) */
-  uint64_t max_decompressed_bytes; /* sum over inflated zip members */
-  double max_ratio;                /* inflated / compressed per member */
-  uint64_t max_header_bytes;       /* npy / safetensors / pickle headers */
-  uint64_t min_rows_per_class;     /* in train */
-} lsmi_limits_t;
-
-void lsmi_limits_default(lsmi_limits_t *lim);
-
-typedef enum lsmi_format {
-  LSMI_FORMAT_UNKNOWN = 0,
-  LSMI_FORMAT_NPZ,
-  LSMI_FORMAT_NPY,
-  LSMI_FORMAT_PT,
-  LSMI_FORMAT_SAFETENSORS,
-  LSMI_FORMAT_CSV,
-  LSMI_FORMAT_JSON
-} lsmi_format_t;
-
-/* "npz", "npy", "pt", "safetensors", "csv", "json", "unknown". */
-const char *lsmi_format_name(lsmi_format_t f);
-
-/* Guesses the format from the first `len` bytes of a file (magic bytes). */
-lsmi_format_t lsmi_format_detect(const unsigned char *head, size_t len);
-
-/*
- * Reads and validates a dataset file of any supported format (detected from
- * its content). When the file has no val split and val_fraction is in
- * (0, 1), a seeded stratified split of train makes one; with no val split
- * and val_fraction 0 it fails with LSMI_ERR_MISSING. *out receives a new
- * dataset (taken by the caller), *format (may be NULL) the detected format.
- */
-int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
-                      double val_fraction, uint64_t seed, lsmi_dataset_t **out,
-                      lsmi_format_t *format, lsmi_error_t *err);
-
-/*
- * The checks every reader runs after reading: row counts, finite features
- * (the error names the key and first bad row), labels in [0, classes), every
- * class present in train with at least lim->min_rows_per_class rows.
- */
-int lsmi_dataset_validate(const lsmi_dataset_t *ds, const lsmi_limits_t *lim,
-                          lsmi_error_t *err);
-
-/*
- * SHA-256 of the dataset's content in a canonical form (shapes, classes,
- * float32 features, int32 labels, little endian): the same numbers read from
- * any format give the same hash. out: 32 bytes.
- */
-void lsmi_dataset_hash(const lsmi_dataset_t *ds, unsigned char out[32]);
-
-/*
- * Writes ds as an uncompressed .npz with keys train_x1, train_x2, train_y,
- * val_x1, val_x2, val_y (float32 features, int64 labels); atomically (temp
- * name, fsync, rename).
- */
-int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
-                           lsmi_error_t *err);
+LSMI_API int lsmi_dataset_split_val(const lsmi_dataset_t *ds,
+                                    double val_fraction, uint64_t seed,
+                                    lsmi_dataset_t **out, lsmi_error_t *err);
 
 /* ------------------------------------------------------------------------ */
-/* Demo data (DESIGN.md section 6)                                          */
+/* Demo data                                                                */
 /* ------------------------------------------------------------------------ */
 
 typedef enum lsmi_synth_kind {
@@ -267,14 +239,14 @@ typedef enum lsmi_synth_kind {
 } lsmi_synth_kind_t;
 
 /* Parses "gaussian" etc.; returns LSMI_ERR_INVALID for another name. */
-int lsmi_synth_kind_parse(const char *name, lsmi_synth_kind_t *kind);
+LSMI_API int lsmi_synth_kind_parse(const char *name, lsmi_synth_kind_t *kind);
 
 /*
  * Makes n samples (0.8 n train, the rest val) of the given kind with the
  * given seed. Gaussian: C=2, rho 0.5, sigma 0.5; bit kinds: noise 0.1.
  */
-int lsmi_synth(lsmi_synth_kind_t kind, size_t n, uint64_t seed,
-               lsmi_dataset_t **out, lsmi_error_t *err);
+LSMI_API int lsmi_synth(lsmi_synth_kind_t kind, size_t n, uint64_t seed,
+                        lsmi_dataset_t **out, lsmi_error_t *err);
 
 /* ------------------------------------------------------------------------ */
 /* Fitting and results                                                      */
@@ -287,7 +259,7 @@ typedef enum lsmi_phase {
 } lsmi_phase_t;
 
 /* "train", "evaluate", "done". */
-const char *lsmi_phase_name(lsmi_phase_t phase);
+LSMI_API const char *lsmi_phase_name(lsmi_phase_t phase);
 
 /*
  * A snapshot of a fit's progress. The discriminators and the KNIFE kernels
@@ -311,10 +283,17 @@ typedef struct lsmi_progress {
  */
 typedef int (*lsmi_progress_fn)(void *ctx, const lsmi_progress_t *p);
 
+/*
+ * Polled between batches by every training and evaluation thread, so it
+ * may run concurrently with itself: it must be thread-safe and quick (an
+ * atomic load). Nonzero stops the fit within a batch (LSMI_ERR_CANCELLED).
+ */
+typedef int (*lsmi_cancel_fn)(void *ctx);
+
 typedef struct lsmi_fit_hooks {
   lsmi_progress_fn progress; /* may be NULL */
-  void *ctx;                 /* passed to progress */
-  const atomic_int *cancel;  /* may be NULL; nonzero stops within a batch */
+  lsmi_cancel_fn cancelled;  /* may be NULL */
+  void *ctx;                 /* passed to both */
 } lsmi_fit_hooks_t;
 
 /* Per-sample columns of one split, in the split's row order. */
@@ -351,10 +330,10 @@ typedef struct lsmi_result {
  * LSMI_ERR_DIVERGED, LSMI_ERR_CANCELLED, LSMI_ERR_THREAD. *out receives a
  * new result (taken by the caller) on success.
  */
-int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
-             const lsmi_fit_hooks_t *hooks, lsmi_result_t **out,
-             lsmi_error_t *err);
-void lsmi_result_destroy(lsmi_result_t *res);
+LSMI_API int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                      const lsmi_fit_hooks_t *hooks, lsmi_result_t **out,
+                      lsmi_error_t *err);
+LSMI_API void lsmi_result_destroy(lsmi_result_t *res);
 
 /*
  * The kernels of the training and evaluation products: "avx512" (lsmi's own
@@ -365,11 +344,44 @@ void lsmi_result_destroy(lsmi_result_t *res);
  * called before any fit starts. Returns LSMI_OK, or LSMI_ERR_INVALID (nothing
  * changed) for an unknown name or one this CPU cannot run.
  */
-const char *lsmi_kernels_name(void);
-int lsmi_kernels_select(const char *name);
+LSMI_API const char *lsmi_kernels_name(void);
+LSMI_API int lsmi_kernels_select(const char *name);
+
+/*
+ * With the "blas" kernels, the OpenBLAS kernel set matters (Debian's build
+ * picks its own at load time, and may pick generic ones on a CPU newer than
+ * the release): a program calls lsmi_blas_setup first thing in main(), and
+ * the library opens OpenBLAS, chooses and checks its kernels, pinned to one
+ * thread. Steered by LSMI_BLAS_CORETYPE (unset or "auto", "off", or an
+ * OpenBLAS core name).
+ *
+ * lsmi_blas_setup runs before any thread exists and before any output: it
+ * may replace the process image (execv) and so returns only when the
+ * kernels are settled. argv is borrowed; it must be main()'s
+ * NULL-terminated vector. Logs one JSON line to stderr for every change it
+ * makes or refuses; never fails (problems are logged and the process goes
+ * on with the kernels it has).
+ */
+LSMI_API void lsmi_blas_setup(int argc, char **argv);
+
+/* OpenBLAS's name for the kernels in use ("SkylakeX", ...), or "none" while
+ * the library is not loaded; static string. Never loads it. */
+LSMI_API const char *lsmi_blas_corename(void);
+
+/*
+ * Who chose those kernels: "openblas" (the library's own choice), "auto"
+ * (lsmi replaced a weaker choice), "operator" (LSMI_BLAS_CORETYPE),
+ * "environment" (OPENBLAS_CORETYPE set by the user), "off", "fallback"
+ * (a choice failed verification), or "none" (the library could not be
+ * opened). Static string.
+ */
+LSMI_API const char *lsmi_blas_source(void);
+
+/* True when the kernels in use passed the start-up check. */
+LSMI_API bool lsmi_blas_verified(void);
 
 /* ------------------------------------------------------------------------ */
-/* Decomposition (exposed for tests and for callers with their own parts)   */
+/* Decomposition, for callers with parts of their own                       */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -377,18 +389,22 @@ int lsmi_kernels_select(const char *name);
  * s = i12 - r - u1 - u2. Inputs and outputs have n elements; outputs must
  * not alias inputs.
  */
-void lsmi_decompose(size_t n, const double *i1, const double *i2,
-                    const double *i12, const double *h1, const double *h2,
-                    double *r, double *u1, double *u2, double *s);
+LSMI_API void lsmi_decompose(size_t n, const double *i1, const double *i2,
+                             const double *i12, const double *h1,
+                             const double *h2, double *r, double *u1,
+                             double *u2, double *s);
 
 /*
- * The mean adjustment of DESIGN.md section 2 on n samples, in place;
- * returns the shift a that was added to r and s and taken from u1 and u2.
+ * The mean adjustment on n samples, in place: if mean r < 0 or mean s < 0,
+ * a = -min(mean r, mean s); else if mean u1 < 0 or mean u2 < 0,
+ * a = min(mean u1, mean u2); else a = 0. Then r += a, s += a, u1 -= a,
+ * u2 -= a, which keeps r + u1, r + u2 and r + u1 + u2 + s. Returns a.
  */
-double lsmi_adjust(size_t n, double *r, double *u1, double *u2, double *s);
+LSMI_API double lsmi_adjust(size_t n, double *r, double *u1, double *u2,
+                            double *s);
 
 /* Fills the means of rows into *sum (shift is left as it is). */
-void lsmi_summarize(const lsmi_rows_t *rows, lsmi_summary_t *sum);
+LSMI_API void lsmi_summarize(const lsmi_rows_t *rows, lsmi_summary_t *sum);
 
 #ifdef __cplusplus
 }

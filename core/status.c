@@ -1,6 +1,6 @@
 /*
- * status.c — the status table (names, messages, HTTP statuses) and the
- * error struct filler. Everything here is generated from LSMI_STATUS_MAP.
+ * status.c — the status table (names and messages) and the error struct
+ * filler. Everything here is generated from LSMI_STATUS_MAP.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 
 const char *lsmi_status_name(int status) {
   switch (status) {
-#define X(name, value, http, msg)                                              \
+#define X(name, value, msg)                                              \
   case (value):                                                                \
     return #name;
     LSMI_STATUS_MAP(X)
@@ -22,25 +22,13 @@ const char *lsmi_status_name(int status) {
 
 const char *lsmi_status_message(int status) {
   switch (status) {
-#define X(name, value, http, msg)                                              \
+#define X(name, value, msg)                                              \
   case (value):                                                                \
     return msg;
     LSMI_STATUS_MAP(X)
 #undef X
   default:
     return "unknown status";
-  }
-}
-
-int lsmi_status_http(int status) {
-  switch (status) {
-#define X(name, value, http, msg)                                              \
-  case (value):                                                                \
-    return http;
-    LSMI_STATUS_MAP(X)
-#undef X
-  default:
-    return 500;
   }
 }
 

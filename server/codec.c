@@ -197,6 +197,39 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
   return o;
 }
 
+/* X(status name, HTTP status): what a request that failed with the status
+ * answers. A status missing here is a server bug and answers 500. */
+#define LSMI_HTTP_MAP(X)                                                       \
+  X(OK, 200)                                                                   \
+  X(ERR_NOMEM, 503)                                                            \
+  X(ERR_INVALID, 422)                                                          \
+  X(ERR_IO, 500)                                                               \
+  X(ERR_FORMAT, 400)                                                           \
+  X(ERR_UNSUPPORTED, 415)                                                      \
+  X(ERR_SHAPE, 422)                                                            \
+  X(ERR_DATA, 422)                                                             \
+  X(ERR_LIMIT, 413)                                                            \
+  X(ERR_MISSING, 422)                                                          \
+  X(ERR_DIVERGED, 422)                                                         \
+  X(ERR_CANCELLED, 409)                                                        \
+  X(ERR_THREAD, 500)                                                           \
+  X(ERR_NOTFOUND, 404)                                                         \
+  X(ERR_CONFLICT, 409)                                                         \
+  X(ERR_BUSY, 503)                                                             \
+  X(ERR_SHUTDOWN, 503)
+
+int lsmi_codec_http_status(int st) {
+  switch (st) {
+#define X(name, http)                                                          \
+  case LSMI_##name:                                                            \
+    return http;
+    LSMI_HTTP_MAP(X)
+#undef X
+  default:
+    return 500;
+  }
+}
+
 const char *lsmi_codec_http_title(int status) {
   switch (status) {
   case 200: return "OK";

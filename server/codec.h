@@ -45,6 +45,12 @@ json_t *lsmi_codec_summary(const lsmi_summary_t *s);
 json_t *lsmi_codec_progress(const lsmi_progress_t *p,
                             const lsmi_params_t *params);
 
+/*
+ * The HTTP status a request that failed with lsmi status `st` answers (the
+ * daemon's own table beside the library's; 500 for a value not in it).
+ */
+int lsmi_codec_http_status(int st);
+
 /* The reason phrase of an HTTP status ("Not Found"). */
 const char *lsmi_codec_http_title(int status);
 

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "lsmi.h"
+#include "lsmi_io.h"
 
 typedef struct lsmi_token {
   char *token;  /* the bearer secret */

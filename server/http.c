@@ -175,7 +175,7 @@ static enum MHD_Result problem_err(lsmi_http_t *h, struct MHD_Connection *c,
                                    req_t *r, int st, const lsmi_error_t *err) {
   const char *msg =
       err && err->message[0] ? err->message : lsmi_status_message(st);
-  return problem_hdrs(h, c, r, lsmi_status_http(st), err ? err->field : NULL,
+  return problem_hdrs(h, c, r, lsmi_codec_http_status(st), err ? err->field : NULL,
                       NULL, msg);
 }
 

@@ -274,6 +274,12 @@ static int on_progress(void *ctx, const lsmi_progress_t *p) {
   return atomic_load(&j->cancel) != CANCEL_NONE;
 }
 
+/* Fit threads poll this between batches, concurrently: one atomic load. */
+static int fit_cancelled(void *ctx) {
+  const job_t *j = ctx;
+  return atomic_load_explicit(&j->cancel, memory_order_relaxed) != CANCEL_NONE;
+}
+
 static void work(uv_work_t *req) {
   job_t *j = req->data;
   const lsmi_config_t *cfg = j->owner->cfg;
@@ -299,7 +305,7 @@ static void work(uv_work_t *req) {
     long share = cores / (cfg->workers > 0 ? cfg->workers : 1);
     p.threads = share < 1 ? 1 : (int)share;
   }
-  lsmi_fit_hooks_t hooks = {on_progress, j, &j->cancel};
+  lsmi_fit_hooks_t hooks = {on_progress, fit_cancelled, j};
   j->status = lsmi_fit(ds, &p, &hooks, &j->res, &j->err);
   if (j->status)
     goto out;
@@ -372,7 +378,7 @@ static void work_done(uv_work_t *req, int uv_status) {
   } else {
     state = LSMI_JOB_FAILED;
     json_t *e = json_pack("{s:i, s:s, s:s}", "status",
-                          lsmi_status_http(j->status), "title",
+                          lsmi_codec_http_status(j->status), "title",
                           lsmi_status_name(j->status), "detail",
                           j->err.message[0] ? j->err.message
                                             : lsmi_status_message(j->status));
@@ -415,7 +421,7 @@ static void work_done(uv_work_t *req, int uv_status) {
 
 static void fail_now(lsmi_sched_t *s, job_t *j, int status, const char *msg) {
   char *e = dumps_new(json_pack("{s:i, s:s, s:s}", "status",
-                                lsmi_status_http(status), "title",
+                                lsmi_codec_http_status(status), "title",
                                 lsmi_status_name(status), "detail", msg));
   lsmi_store_job_finish(s->store, j->id, LSMI_JOB_FAILED, lsmi_util_now(), e,
                         NULL, NULL, NULL);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes the dataset fixtures of tests/core/test_formats.c into tests/data/.
+"""Writes the dataset fixtures of tests/io/test_formats.c into tests/data/.
 
 Run from the repository root with a Python that has numpy and torch
 (Debian: python3-numpy, python3-torch):

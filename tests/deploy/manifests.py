@@ -4,7 +4,7 @@
 Parses deploy/docker-compose.yml and deploy/k8s/*.yaml as YAML and reads the
 Dockerfile, the systemd unit and the man page, then checks that they name the
 port, the paths and the LSMI_* variables the daemon really uses. What the code
-uses is read from the code itself (string literals in server/ and core/, and
+uses is read from the code itself (string literals in the C sources, and
 `lsmi serve --help` when the binary is given), so the files cannot drift.
 
 Usage: manifests.py REPO_ROOT [LSMI_BINARY]
@@ -47,8 +47,8 @@ def port_of(listen):
 # --------------------------------------------------------------------------
 # What the code says.
 sources = ""
-for path in sorted(glob.glob(os.path.join(ROOT, "server", "*.[ch]")) +
-                   glob.glob(os.path.join(ROOT, "core", "*.[ch]"))):
+for path in sorted(p for room in ("cli", "server", "core", "io", "common")
+                   for p in glob.glob(os.path.join(ROOT, room, "*.[ch]"))):
     with open(path, encoding="utf-8", errors="replace") as f:
         sources += f.read()
 help_text = ""
@@ -77,7 +77,7 @@ code_vars = set(re.findall(r'"(LSMI_[A-Z0-9_]+)"', sources)) | help_vars
 read_vars = help_vars | set(
     re.findall(r'getenv\(\s*"(LSMI_[A-Z0-9_]+)"', sources))
 check("the code reads LSMI_* variables", len(code_vars) > 0,
-      "no \"LSMI_...\" literal in server/ or core/")
+      "no \"LSMI_...\" literal in the sources")
 for var in ("LSMI_LISTEN", "LSMI_DATA_DIR", "LSMI_TOKENS_FILE", "LSMI_TOKENS"):
     check(f"the code reads {var}", var in code_vars)
 

@@ -15,18 +15,17 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_DIR := build-fuzz
 FUZZ_READERS := npz npy pt safetensors csv json
-FUZZ_SRCS := core/status.c core/rng.c core/dataset.c core/formats.c \
-             core/zip.c core/npy.c core/pt.c core/safetensors.c core/csv.c \
-             core/jsonds.c core/sha256.c
+FUZZ_SRCS := core/status.c core/rng.c core/dataset.c common/sha256.c \
+             $(sort $(wildcard io/*.c))
 FUZZ_BINS := $(FUZZ_READERS:%=$(FUZZ_DIR)/fuzz_%)
-FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -Icore \
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -iquote io -iquote core -iquote common \
                -fsanitize=fuzzer,address,undefined \
                -fno-sanitize-recover=undefined -fno-omit-frame-pointer \
                $(shell $(PKG_CONFIG) --cflags zlib jansson 2>/dev/null)
 FUZZ_LIBS := $(shell $(PKG_CONFIG) --libs zlib jansson 2>/dev/null) -lm
 
 $(FUZZ_DIR)/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_common.h $(FUZZ_SRCS) \
-                    $(wildcard core/*.h)
+                    $(wildcard io/*.h core/*.h common/*.h)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_SRCS) $(FUZZ_LIBS)

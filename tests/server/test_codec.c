@@ -115,7 +115,11 @@ static void test_job_request(void **state) {
   assert_int_equal(lsmi_codec_job_request(bad, strlen(bad), id, sizeof id,
                                           &p, &err),
                    LSMI_ERR_FORMAT);
-  assert_int_equal(lsmi_status_http(LSMI_ERR_FORMAT), 400);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_FORMAT), 400);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_LIMIT), 413);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_UNSUPPORTED), 415);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_NOTFOUND), 404);
+  assert_int_equal(lsmi_codec_http_status(-999), 500);
   assert_int_equal(lsmi_codec_job_request(NULL, 0, id, sizeof id, &p, &err),
                    LSMI_ERR_FORMAT);
   const char missing[] = "{\"params\": {}}";

@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "dsio.h"
-#include "rng.h"
 #include "zip.h"
 
 const char *const lsmi__role_names[LSMI__ROLES] = {
@@ -522,80 +521,6 @@ int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
   return 0;
 }
 
-/* ---- val split ---- */
-
-int lsmi__split_val(const lsmi_dataset_t *ds, double val_fraction,
-                    uint64_t seed, lsmi_dataset_t **out, lsmi_error_t *err) {
-  *out = NULL;
-  size_t n = ds->train.n, d = ds->d1 + ds->d2, C = (size_t)ds->classes;
-  unsigned char *to_val = calloc(n ? n : 1, 1);
-  size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-  size_t *start = calloc(C + 1, sizeof *start);
-  if (!to_val || !idx || !start) {
-    free(to_val);
-    free(idx);
-    free(start);
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  }
-  /* Group the rows by class (a counting sort, rows in file order within a
-   * class), then per class, in class order: shuffle that class's rows with
-   * the split stream and send the first round(fraction * count) of them to
-   * val, keeping at least one row in train. */
-  for (size_t i = 0; i < n; i++)
-    start[ds->train.y[i] + 1]++;
-  for (size_t c = 0; c < C; c++)
-    start[c + 1] += start[c];
-  for (size_t i = 0; i < n; i++)
-    idx[start[ds->train.y[i]]++] = i;
-  for (size_t c = C; c > 0; c--)
-    start[c] = start[c - 1];
-  start[0] = 0;
-  lsmi_rng_t rng;
-  lsmi_rng_seed(&rng, seed, LSMI_STREAM_SPLIT);
-  size_t n_val = 0;
-  for (size_t c = 0; c < C; c++) {
-    size_t *cls = idx + start[c], m = start[c + 1] - start[c];
-    for (size_t i = m; i > 1; i--) {
-      size_t j = (size_t)lsmi_rng_below(&rng, i);
-      size_t t = cls[i - 1];
-      cls[i - 1] = cls[j];
-      cls[j] = t;
-    }
-    size_t k = (size_t)floor(val_fraction * (double)m + 0.5);
-    if (m > 0 && k >= m)
-      k = m - 1;
-    for (size_t i = 0; i < k; i++)
-      to_val[cls[i]] = 1;
-    n_val += k;
-  }
-  free(start);
-  free(idx);
-  if (n_val == 0) {
-    free(to_val);
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "val_fraction",
-                          "val_fraction %g of %zu train rows leaves no val "
-                          "rows",
-                          val_fraction, n);
-  }
-  lsmi_dataset_t *o =
-      lsmi_dataset_create(n - n_val, n_val, ds->d1, ds->d2, ds->classes, err);
-  if (!o) {
-    free(to_val);
-    return err ? err->status : LSMI_ERR_NOMEM;
-  }
-  size_t it = 0, iv = 0;
-  for (size_t i = 0; i < n; i++) {
-    lsmi_split_t *sp = to_val[i] ? &o->val : &o->train;
-    size_t *k = to_val[i] ? &iv : &it;
-    memcpy(sp->x + *k * d, ds->train.x + i * d, d * sizeof(float));
-    sp->y[*k] = ds->train.y[i];
-    (*k)++;
-  }
-  free(to_val);
-  *out = o;
-  return 0;
-}
-
 /* ---- dispatch ---- */
 
 /* A zip holding a "data.pkl" member is a PyTorch file whatever its first
@@ -686,7 +611,7 @@ int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
                             "train");
     }
     lsmi_dataset_t *split = NULL;
-    rc = lsmi__split_val(ds, val_fraction, seed, &split, err);
+    rc = lsmi_dataset_split_val(ds, val_fraction, seed, &split, err);
     lsmi_dataset_destroy(ds);
     if (rc)
       return rc;

@@ -4,7 +4,7 @@
  *
  * Order of events in lsmi_blas_setup(), which main() calls before anything
  * else (no thread, no open socket, no output yet):
- *   1. open OpenBLAS (core/openblas.h: only now, and only for the "blas"
+ *   1. open OpenBLAS (lsmi_openblas() below: only now, and only for the "blas"
  *      kernels), which sets it to one thread and stops its own thread pool,
  *      so that every later BLAS call (the verification included) runs on
  *      the calling thread and no idle pool thread competes with lsmi's;
@@ -22,9 +22,11 @@
  * afterwards.
  */
 #include "blas.h"
-#include "openblas.h"
+#include "dl.h"
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -41,6 +43,53 @@
 
 static const char *g_source = "openblas";
 static bool g_verified = false;
+
+/* ---- the library ------------------------------------------------------- */
+
+#ifndef LSMI_OPENBLAS_SONAME
+#define LSMI_OPENBLAS_SONAME "libopenblas.so.0"
+#endif
+
+static pthread_once_t load_once = PTHREAD_ONCE_INIT;
+static lsmi_openblas_t lib;
+static atomic_bool loaded;
+static char load_error[256];
+
+#define SYM(field, name, opt)                                                  \
+  { name, &l.field, sizeof l.field, opt }
+
+static void load(void) {
+  lsmi_openblas_t l = {0};
+  const lsmi_dl_sym_t syms[] = {
+      SYM(sgemm, "cblas_sgemm", false),
+      SYM(sdot, "cblas_sdot", false),
+      SYM(get_corename, "openblas_get_corename", false),
+      SYM(set_num_threads, "openblas_set_num_threads", false),
+      SYM(get_num_threads, "openblas_get_num_threads", false),
+      SYM(thread_shutdown, "blas_thread_shutdown_", true),
+  };
+  if (!lsmi_dl_open(LSMI_OPENBLAS_SONAME, syms, sizeof syms / sizeof syms[0],
+                    load_error, sizeof load_error))
+    return;
+  /* One thread, the pool its constructor started stopped: idle, its
+   * threads spin on sched_yield beside lsmi's own for a while. */
+  l.set_num_threads(1);
+  if (l.thread_shutdown != NULL)
+    l.thread_shutdown();
+  lib = l;
+  atomic_store(&loaded, true);
+}
+
+const lsmi_openblas_t *lsmi_openblas(void) {
+  pthread_once(&load_once, load);
+  return atomic_load(&loaded) ? &lib : NULL;
+}
+
+const char *lsmi_openblas_error(void) {
+  return load_error[0] != '\0' ? load_error : "not loaded";
+}
+
+bool lsmi_openblas_loaded(void) { return atomic_load(&loaded); }
 
 /* ---- logging ----------------------------------------------------------- */
 

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "blas.h"
 #include "cmd.h"
 #include "lsmi.h"
 #include "probe.h"
@@ -38,7 +37,7 @@ int main(int argc, char **argv) {
   /* Before anything else, the kernels of the products: the best the CPU
    * runs, or the operator's (LSMI_KERNELS). Only if they go through the
    * BLAS is OpenBLAS opened, its kernels chosen and checked, which may
-   * re-exec once (server/blas.h); otherwise it is never loaded. */
+   * re-exec once (core/blas.h); otherwise it is never loaded. */
   const char *kernels = getenv("LSMI_KERNELS");
   bool bad_kernels = kernels && *kernels && strcmp(kernels, "auto") != 0 &&
                      lsmi_kernels_select(kernels) != LSMI_OK;

@@ -1,6 +1,7 @@
 /*
- * sha256.h — a small SHA-256 (FIPS 180-4) for dataset hashes (internal).
- * The core links no crypto library; this is all it needs.
+ * sha256.h — a small SHA-256 (FIPS 180-4): the canonical dataset hash, the
+ * checksums of uploads and of stored keys (internal to lsmi).
+ * lsmi links no crypto library; this is all it needs.
  */
 #ifndef LSMI_SHA256_H
 #define LSMI_SHA256_H

@@ -1,5 +1,6 @@
 /*
- * test_fit.c — whole fits on small synthetic data: determinism (same seed
+ * test_estimate.c — lsmi_fit (core/estimate.c): whole fits on small
+ * synthetic data: determinism (same seed
  * and threads give the same bits; the thread count does not change them
  * either), the per-sample identities, progress and cancellation, divergence,
  * the empirical prior, and that each synthetic kind is recognised as what
@@ -7,6 +8,7 @@
  */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -104,10 +106,9 @@ static void test_kernels_agree(void **state) {
     assert_true(rows_identical(&a->val, &b->val));
     double worst = 0.0;
     for (size_t i = 0; i < a->val.n; i++) {
-      double dv[] = {a->val.i1[i] - base->val.i1[i],
-                     a->val.i12[i] - base->val.i12[i],
-                     a->val.h1[i] - base->val.h1[i],
-                     a->val.h2[i] - base->val.h2[i]};
+      double dv[] = {
+          a->val.i1[i] - base->val.i1[i], a->val.i12[i] - base->val.i12[i],
+          a->val.h1[i] - base->val.h1[i], a->val.h2[i] - base->val.h2[i]};
       for (size_t j = 0; j < 4; j++)
         worst = fmax(worst, fabs(dv[j]));
     }
@@ -255,6 +256,8 @@ static void test_progress(void **state) {
   lsmi_dataset_destroy(ds);
 }
 
+static int flag_set(void *ctx) { return atomic_load((atomic_int *)ctx); }
+
 static void test_cancel(void **state) {
   (void)state;
   lsmi_dataset_t *ds = synth(LSMI_SYNTH_GAUSSIAN, 300, 4);
@@ -269,9 +272,9 @@ static void test_cancel(void **state) {
   assert_null(res);
   assert_int_equal(err.status, LSMI_ERR_CANCELLED);
   assert_true(log.max_disc < p.epochs_discriminator);
-  /* From the flag, set before the first batch. */
+  /* From the polled function, which says stop from the first batch on. */
   atomic_int flag = 1;
-  lsmi_fit_hooks_t hooks2 = {.cancel = &flag};
+  lsmi_fit_hooks_t hooks2 = {.cancelled = flag_set, .ctx = &flag};
   assert_int_equal(lsmi_fit(ds, &p, &hooks2, &res, NULL), LSMI_ERR_CANCELLED);
   assert_null(res);
   lsmi_dataset_destroy(ds);

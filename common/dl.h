@@ -1,6 +1,6 @@
 /*
  * dl.h — a shared library opened at run time, and its entry points
- * (internal). lsmi opens OpenBLAS (openblas.h) and libmicrohttpd
+ * (internal). lsmi opens OpenBLAS (core/blas.h) and libmicrohttpd
  * (server/mhd.h) only where a command needs them, rather than making every
  * start of the binary load them.
  */

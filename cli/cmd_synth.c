@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "cmd.h"
-#include "lsmi.h"
+#include "lsmi_io.h"
 
 static void synth_usage(FILE *out) {
   fprintf(out, "usage: lsmi synth KIND --out FILE.npz [--n N] [--seed S]\n"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "cmd.h"
-#include "lsmi.h"
+#include "lsmi_io.h"
 
 static const char csv_header[] = "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2";
 

@@ -8,12 +8,13 @@
  * ("SkylakeX") or AVX2 ("Haswell") ones the CPU could run. The only way to
  * change the choice is the OPENBLAS_CORETYPE environment variable, read when
  * the library loads. lsmi opens the library only when its products go
- * through it (the "blas" kernels, core/openblas.h; with lsmi's own kernels
- * it is never loaded); then lsmi_blas_setup() opens it, decides, and if the
- * choice must change sets the variable and re-executes the binary
- * (/proc/self/exe) with the same arguments before any other work is done. It then checks the kernels in use on products whose
- * exact results are known, and falls back to the generic kernels once if
- * they compute wrong numbers or raise SIGILL.
+ * through it (the "blas" kernels, lsmi_openblas() below; with lsmi's own
+ * kernels it is never loaded); then lsmi_blas_setup() opens it, decides, and if
+ * the choice must change sets the variable and re-executes the binary
+ * (/proc/self/exe) with the same arguments before any other work is done. It
+ * then checks the kernels in use on products whose exact results are known, and
+ * falls back to the generic kernels once if they compute wrong numbers or raise
+ * SIGILL.
  *
  * Operators steer it with LSMI_BLAS_CORETYPE:
  *   unset or "auto"  lsmi replaces a generic or older choice of OpenBLAS by
@@ -31,8 +32,16 @@
  * that is unset the same re-exec sets it to 1 (an operator's value is kept).
  *
  * The decision and the verification are pure functions of their inputs,
- * exposed here so that tests/server/test_blas.c can drive them without
+ * exposed here so that tests/core/test_blas.c can drive them without
  * re-executing anything.
+ *
+ * This file is also the one place the library itself is opened: lsmi's own
+ * kernels (gemm.h) do every product on a CPU with AVX-512F, so there it is
+ * never loaded; the "blas" kernels and the checks above reach it through
+ * lsmi_openblas(), which opens it on the first call. The library reads
+ * OPENBLAS_CORETYPE as it loads, so a process that sets that variable
+ * before its first call (lsmi_blas_setup does it through a re-exec) gets
+ * those kernels.
  */
 #ifndef LSMI_BLAS_H
 #define LSMI_BLAS_H
@@ -40,31 +49,36 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include <cblas.h>
+
+#include "lsmi.h" /* lsmi_blas_setup and the other calls main() makes */
+
+/* ---- the library, opened on first use ---------------------------------- */
+
+/* The entry points lsmi uses, with OpenBLAS's own prototypes. */
+typedef struct lsmi_openblas {
+  __typeof__(cblas_sgemm) *sgemm;
+  __typeof__(cblas_sdot) *sdot;
+  __typeof__(openblas_get_corename) *get_corename;
+  __typeof__(openblas_set_num_threads) *set_num_threads;
+  __typeof__(openblas_get_num_threads) *get_num_threads;
+  /* OpenBLAS's pthreads build stops its pool with this (its fork handler
+   * does); NULL in builds without it (OpenMP, serial). */
+  int (*thread_shutdown)(void);
+} lsmi_openblas_t;
+
 /*
- * Called first thing in main(), before any thread exists and before any
- * output: may replace the process image (execv) and so returns only when
- * the kernels are settled. argv is borrowed; it must be main()'s
- * NULL-terminated vector. Logs one JSON line to stderr for every change it
- * makes or refuses; never fails (problems are logged and the process goes
- * on with the kernels it has).
+ * The library, opened on the first call (LSMI_OPENBLAS_SONAME, by default
+ * "libopenblas.so.0", which Debian's libopenblas0 provides) and pinned at
+ * once to one thread, its pool stopped: lsmi runs its own threads. NULL if
+ * it cannot be opened or lacks an entry point; lsmi_openblas_error() then
+ * says why. Safe from any thread; the library stays loaded until exit.
  */
-void lsmi_blas_setup(int argc, char **argv);
+const lsmi_openblas_t *lsmi_openblas(void);
+const char *lsmi_openblas_error(void);
 
-/* OpenBLAS's name for the kernels in use ("SkylakeX", ...), or "none" while
- * the library is not loaded; static string. Never loads it. */
-const char *lsmi_blas_corename(void);
-
-/*
- * Who chose those kernels: "openblas" (the library's own choice), "auto"
- * (lsmi replaced a weaker choice), "operator" (LSMI_BLAS_CORETYPE),
- * "environment" (OPENBLAS_CORETYPE set by the user), "off", "fallback"
- * (a choice failed verification), or "none" (the library could not be
- * opened). Static string.
- */
-const char *lsmi_blas_source(void);
-
-/* True when the kernels in use passed lsmi_blas_verify() at start-up. */
-bool lsmi_blas_verified(void);
+/* Whether an earlier call opened the library (never opens it). */
+bool lsmi_openblas_loaded(void);
 
 /* ---- the pure parts, exposed for the tests ------------------------------ */
 

@@ -1,5 +1,5 @@
 /*
- * test_blas.c — the OpenBLAS kernel choice (server/blas.c): the decision as a
+ * test_blas.c — the OpenBLAS kernel choice (core/blas.c): the decision as a
  * pure function of CPU features, OpenBLAS's own choice and the environment;
  * the fallback after a failed verification; and the verification itself,
  * against the real OpenBLAS and against fake kernels that are wrong, return
@@ -21,7 +21,6 @@
 
 #include "blas.h"
 #include "lsmi.h"
-#include "openblas.h"
 
 #define SSE 0u
 #define AVX2 (LSMI_BLAS_CPU_AVX | LSMI_BLAS_CPU_AVX2 | LSMI_BLAS_CPU_FMA)

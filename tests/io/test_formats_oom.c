@@ -47,14 +47,15 @@ static void *oom_realloc(void *p, size_t n) {
 #define malloc(n) oom_malloc(n)
 #define calloc(k, n) oom_calloc(k, n)
 #define realloc(p, n) oom_realloc(p, n)
-#include "../../core/csv.c"
 #include "../../core/dataset.c"
-#include "../../core/formats.c"
-#include "../../core/jsonds.c"
-#include "../../core/npy.c"
-#include "../../core/pt.c"
-#include "../../core/safetensors.c"
-#include "../../core/zip.c"
+#include "../../io/csv.c"
+#include "../../io/formats.c"
+#include "../../io/jsonds.c"
+#include "../../io/npy.c"
+#include "../../io/pt.c"
+#include "../../io/safetensors.c"
+#include "../../io/validate.c"
+#include "../../io/zip.c"
 #undef malloc
 #undef calloc
 #undef realloc

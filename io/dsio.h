@@ -22,7 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "lsmi.h"
+#include "lsmi_io.h"
 
 /* The six roles, in the order of the canonical names. */
 enum {
@@ -179,8 +179,6 @@ int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
  * (ds must have no val rows); rows keep their relative order. *out is a new
  * dataset; ds is left as it was.
  */
-int lsmi__split_val(const lsmi_dataset_t *ds, double val_fraction,
-                    uint64_t seed, lsmi_dataset_t **out, lsmi_error_t *err);
 
 /* Overflow-checked arithmetic on sizes read from files. */
 static inline bool lsmi__mul_u64(uint64_t a, uint64_t b, uint64_t *out) {

@@ -1,0 +1,108 @@
+/*
+ * lsmi_io.h — the public interface of lsmi's dataset files: every format a
+ * researcher's features arrive in, read into the estimator's dataset
+ * (core/lsmi.h), checked, hashed and written back.
+ *
+ *     lsmi_limits_t lim;
+ *     lsmi_limits_default(&lim);
+ *     lsmi_dataset_t *ds;
+ *     lsmi_format_t fmt;
+ *     lsmi_error_t err;
+ *     if (lsmi_dataset_read("features.npz", &lim, 0.2, 0, &ds, &fmt, &err))
+ *       fprintf(stderr, "%s: %s\n", err.field, err.message);  // the key at fault
+ *
+ * Formats, detected from the content: .npz, a bundle of .npy arrays, a
+ * PyTorch .pt (zip; read by a pickle machine that builds no objects),
+ * .safetensors, CSV and JSON. Every size read from a file is checked
+ * against lsmi_limits_t before it is multiplied or allocated. The library
+ * needs zlib and jansson; the conventions are those of lsmi.h.
+ */
+#ifndef LSMI_IO_H
+#define LSMI_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lsmi.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * Limits applied while reading a file; every size read from a file is
+ * checked against them before it is multiplied or allocated.
+ */
+typedef struct lsmi_limits {
+  uint64_t max_file_bytes; /* whole input file */
+  uint64_t max_rows;       /* per split */
+  uint64_t max_dims;       /* d1, d2 each */
+  uint64_t max_classes;
+  uint64_t max_members;            /* zip members (.npz, .pt) */
+  uint64_t max_decompressed_bytes; /* sum over inflated zip members */
+  double max_ratio;                /* inflated / compressed per member */
+  uint64_t max_header_bytes;       /* npy / safetensors / pickle headers */
+  uint64_t min_rows_per_class;     /* in train */
+} lsmi_limits_t;
+
+LSMI_API void lsmi_limits_default(lsmi_limits_t *lim);
+
+typedef enum lsmi_format {
+  LSMI_FORMAT_UNKNOWN = 0,
+  LSMI_FORMAT_NPZ,
+  LSMI_FORMAT_NPY,
+  LSMI_FORMAT_PT,
+  LSMI_FORMAT_SAFETENSORS,
+  LSMI_FORMAT_CSV,
+  LSMI_FORMAT_JSON
+} lsmi_format_t;
+
+/* "npz", "npy", "pt", "safetensors", "csv", "json", "unknown". */
+LSMI_API const char *lsmi_format_name(lsmi_format_t f);
+
+/* Guesses the format from the first `len` bytes of a file (magic bytes). */
+LSMI_API lsmi_format_t lsmi_format_detect(const unsigned char *head,
+                                          size_t len);
+
+/*
+ * Reads and validates a dataset file of any supported format (detected from
+ * its content). When the file has no val split and val_fraction is in
+ * (0, 1), lsmi_dataset_split_val makes one with `seed`; with no val split
+ * and val_fraction 0 it fails with LSMI_ERR_MISSING. *out receives a new
+ * dataset (taken by the caller), *format (may be NULL) the detected format.
+ */
+LSMI_API int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
+                               double val_fraction, uint64_t seed,
+                               lsmi_dataset_t **out, lsmi_format_t *format,
+                               lsmi_error_t *err);
+
+/*
+ * The checks every reader runs after reading: row counts, finite features
+ * (the error names the key and first bad row), labels in [0, classes), every
+ * class present in train with at least lim->min_rows_per_class rows.
+ */
+LSMI_API int lsmi_dataset_validate(const lsmi_dataset_t *ds,
+                                   const lsmi_limits_t *lim,
+                                   lsmi_error_t *err);
+
+/*
+ * SHA-256 of the dataset's content in a canonical form (shapes, classes,
+ * float32 features, int32 labels, little endian): the same numbers read from
+ * any format give the same hash. out: 32 bytes.
+ */
+LSMI_API void lsmi_dataset_hash(const lsmi_dataset_t *ds,
+                                unsigned char out[32]);
+
+/*
+ * Writes ds as an uncompressed .npz with keys train_x1, train_x2, train_y,
+ * val_x1, val_x2, val_y (float32 features, int64 labels); the file appears
+ * whole under `path` or not at all (temp name, fsync, rename, fsync of the
+ * directory).
+ */
+LSMI_API int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
+                                    lsmi_error_t *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LSMI_IO_H */
