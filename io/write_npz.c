@@ -4,16 +4,13 @@
  * streamed member by member, and made durable under its final name.
  */
 #include <errno.h>
-#include <fcntl.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <zlib.h>
 
 #include "dsio.h"
+#include "durable.h"
 #include "zip.h"
 
 /*
@@ -112,25 +109,14 @@ int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
                            lsmi_error_t *err) {
   if (!ds || !path)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "", "no dataset or path");
-  size_t plen = strlen(path);
-  char *tmp = malloc(plen + 16);
-  if (!tmp)
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  snprintf(tmp, plen + 16, "%s.tmp.XXXXXX", path);
-  int fd = mkstemp(tmp);
-  if (fd < 0) {
-    int e = errno;
-    free(tmp);
-    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot create %s.tmp.*: %s",
-                          path, strerror(e));
-  }
-  fchmod(fd, 0644);
-  FILE *f = fdopen(fd, "wb");
-  if (!f) {
-    close(fd);
-    unlink(tmp);
-    free(tmp);
-    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot open %s", path);
+  lsmi_durable_t out = LSMI_DURABLE_INIT;
+  int e = lsmi_durable_begin(&out, NULL, path, 0644);
+  FILE *f = e ? NULL : lsmi_durable_file(&out);
+  if (f == NULL) {
+    e = e ? -e : errno;
+    lsmi_durable_abort(&out);
+    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot create %s: %s", path,
+                          strerror(e));
   }
   static const char *const names[6] = {"train_x1.npy", "train_x2.npy",
                                        "train_y.npy",  "val_x1.npy",
@@ -155,37 +141,15 @@ int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
   }
   if (!rc)
     rc = lsmi__zipw_finish(&w);
-  if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0))
-    rc = LSMI_ERR_IO;
-  if (fclose(f) != 0 && !rc)
-    rc = LSMI_ERR_IO;
-  if (!rc && rename(tmp, path) != 0)
-    rc = LSMI_ERR_IO;
   if (rc) {
-    int e = errno;
-    unlink(tmp);
-    free(tmp);
+    e = errno;
+    lsmi_durable_abort(&out);
     return lsmi_error_set(err, rc, "", "cannot write %s: %s", path,
                           rc == LSMI_ERR_IO ? strerror(e) : "too large");
   }
-  free(tmp);
-  /* Make the rename itself durable: fsync the directory. */
-  char *dir = strdup(path);
-  if (dir) {
-    char *slash = strrchr(dir, '/');
-    const char *dname = ".";
-    if (slash == dir)
-      dname = "/";
-    else if (slash) {
-      *slash = '\0';
-      dname = dir;
-    }
-    int dfd = open(dname, O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-      fsync(dfd);
-      close(dfd);
-    }
-    free(dir);
-  }
+  e = lsmi_durable_commit(&out, path);
+  if (e)
+    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot write %s: %s", path,
+                          strerror(-e));
   return 0;
 }
