@@ -147,4 +147,6 @@ uninstall: uninstall-extra
 format:
 	clang-format -i core/*.c core/*.h server/*.c server/*.h tests/*/*.c
 
--include $(CORE_OBJS:.o=.d) $(SERVER_OBJS:.o=.d)
+# The test binaries' own .d files too: a test rebuilds when a header it
+# includes (tests/fixture.h, tests/check.h) changes.
+-include $(CORE_OBJS:.o=.d) $(SERVER_OBJS:.o=.d) $(TEST_BINS:=.d)
