@@ -114,9 +114,10 @@ def knife_logpdf(x, means, logvar, tri, weigh):
     s = torch.exp(torch.tanh(logvar))                         # (K, d)
     z = (x[None, :, :] - means[:, None, :]) * s[:, None, :]   # (K, n, d)
     lower = torch.tril(tri, diagonal=-1)                      # (K, d, d)
-    # z_k += L_k z_k for every row: one (n, d) x (d, d) product a component,
-    # on the z before the update.
-    z = z + torch.bmm(z, lower.transpose(1, 2))
+    # z_k += L_k z_k for every row, on the z before the update: one
+    # (n, d) x (d, d) product a component. einsum, not bmm on a transposed
+    # view, which torch 1.13 runs 2-4x slower at d = 128.
+    z = z + torch.einsum('kij,knj->kni', lower, z)
     log_det = torch.log(s.abs() + 1e-8).sum(dim=1)            # (K,)
     log_w = torch.log_softmax(weigh, dim=0)                   # (K,)
     comp = -0.5 * (z * z).sum(dim=2) + (log_det + log_w)[:, None]  # (K, n)
@@ -204,7 +205,7 @@ def train_kernels(knives, x1, x2, a, gen):
 
 # ---------------------------------------------------------------- evaluation
 @torch.no_grad()
-def evaluate(mlps, knives, x1, x2, y, log_prior, adjust_means, chunk=4096):
+def evaluate(mlps, knives, x1, x2, y, log_prior, adjust_means, chunk=1024):
     """Every per-sample column of one split, float64, after the adjustment
     (when adjust_means), and the shift that was applied."""
     x12 = torch.cat([x1, x2], dim=1)
