@@ -229,4 +229,6 @@ uninstall: uninstall-extra
 format:
 	clang-format -i common/*.[ch] core/*.[ch] io/*.[ch] server/*.[ch] cli/*.[ch] tests/*/*.c
 
--include $(ALL_OBJS:.o=.d)
+# The test binaries' own .d files too: a test rebuilds when a header it
+# includes (tests/fixture.h, tests/check.h) changes.
+-include $(ALL_OBJS:.o=.d) $(TEST_BINS:=.d)

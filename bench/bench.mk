@@ -9,9 +9,10 @@
 #   make bench BENCH_WORK=/var/tmp/lsmi-bench   keep the data out of build/
 #
 # The driver (bench/bench.py, Python stdlib only) generates the data with
-# $(LSMI_SHARED)/reference/make_data.py (default ../shared beside the repo),
-# runs build/lsmi and the reference, and writes a markdown table to stdout and
-# to $(BUILD)/bench/results.md (raw numbers in results.json). sgemm_peak is the
+# bench/make_data.py, runs build/lsmi and the PyTorch reference
+# bench/torch_ref.py (both under $LSMI_REF_PYTHON, else /usr/bin/python3, with
+# python3-torch and python3-numpy), and writes a markdown table to stdout and
+# to $(BENCH_WORK)/results.md (raw numbers in results.json). sgemm_peak is the
 # single-thread sgemm yardstick, on the kernels lsmi itself would choose.
 
 BENCH_PEAK := $(BUILD)/bench/sgemm_peak

@@ -2,9 +2,9 @@
 """bench/bench.py — lsmi against the PyTorch reference, and where lsmi's
 time goes.
 
-For each case it generates the data with the reference's make_data.py, runs
-`lsmi fit FILE --threads 2` (and --threads 1) and the reference torch_ref.py at
---threads 1 and 2, and reports wall time and peak resident memory of each
+For each case it generates the data with bench/make_data.py, runs
+`lsmi fit FILE --threads 2` (and --threads 1) and the PyTorch reference,
+bench/torch_ref.py, at --threads 1 and 2, and reports wall time and peak resident memory of each
 process (GNU time's %M, else getrusage of the child), the ratio of the faster reference run to lsmi,
 and lsmi's achieved FLOP rate per phase against the single-thread sgemm peak
 measured by sgemm_peak on the same kernels. Then a scaling table: lsmi's cost
@@ -45,8 +45,9 @@ against the faster of the reference's 1- and 2-thread runs:
                  reference this way ("the demo takes about 4.5 s").
 The speed targets are judged on both, and each verdict printed.
 
-Python stdlib only; the reference and make_data.py run under /usr/bin/python3
-(Debian's torch and numpy), or $LSMI_REF_PYTHON.
+Python stdlib only; make_data.py and the reference run under $LSMI_REF_PYTHON,
+else /usr/bin/python3 (Debian's python3-torch and python3-numpy), checked
+before any work (bench/yardstick.py).
 """
 import argparse
 import json
@@ -62,6 +63,8 @@ import threading
 import time
 import urllib.error
 import urllib.request
+
+import yardstick
 
 H = 64
 K = 5
@@ -208,15 +211,14 @@ def flops(n_train, n_val, d1, d2, C, ed, ee):
 class Bench:
     def __init__(self, a):
         self.a = a
-        self.ref_python = os.environ.get('LSMI_REF_PYTHON', '/usr/bin/python3')
-        self.ref_dir = os.path.join(a.shared, 'reference')
+        self.ref_python = yardstick.python()
         os.makedirs(a.work, exist_ok=True)
 
     def data(self, n, dim, C, seed=1):
-        name = f'gauss-n{n}-d{dim or C}-C{C}-s{seed}.npz'
+        name = f'gaussian-n{n}-d{dim or C}-C{C}-s{seed}.npz'
         path = os.path.join(self.a.work, name)
         if not os.path.exists(path):
-            cmd = [self.ref_python, os.path.join(self.ref_dir, 'make_data.py'), '--kind', 'gaussian',
+            cmd = [self.ref_python, yardstick.MAKE_DATA, '--kind', 'gaussian',
                    '--n', str(n), '--n-classes', str(C), '--seed', str(seed), '--out', path + '.tmp.npz']
             if dim:
                 cmd += ['--dim', str(dim)]
@@ -284,7 +286,7 @@ class Bench:
         return best
 
     def ref_once(self, path, threads, ed, ee):
-        cmd = [self.ref_python, os.path.join(self.ref_dir, 'torch_ref.py'), '--data', path,
+        cmd = [self.ref_python, yardstick.TORCH_REF, '--data', path,
                '--seed', '1', '--threads', str(threads), '--epochs-disc', str(ed), '--epochs-ent', str(ee)]
         log(f'  reference: --threads {threads} --epochs {ed}/{ee}')
         r = Run(cmd, timeout=self.a.ref_timeout)
@@ -435,13 +437,12 @@ def fmt_lsmi(r):
 # --------------------------------------------------------------------------- main
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(os.path.dirname(here))
+    root = os.path.dirname(here)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--lsmi', default=os.path.join(root, 'build', 'lsmi'))
-    ap.add_argument('--peak', default=os.path.join(root, 'build', 'tests', 'bench', 'sgemm_peak'))
+    ap.add_argument('--peak', default=os.path.join(root, 'build', 'bench', 'sgemm_peak'))
     ap.add_argument('--peak-seconds', type=float, default=0.5)
-    ap.add_argument('--shared', default=os.environ.get('LSMI_SHARED', os.path.join(root, '..', 'shared')))
-    ap.add_argument('--work', default=os.path.join(root, 'build', 'bench'))
+    ap.add_argument('--work', default=os.path.join(root, 'build', 'bench-work'))
     ap.add_argument('--quick', action='store_true', default=os.environ.get('LSMI_BENCH_QUICK') == '1',
                     help='small cases; the reference only where it takes under a minute, at 1 thread')
     ap.add_argument('--cases', default='', help='comma-separated case names (default: all)')
@@ -465,6 +466,9 @@ def main():
     a.md_out = a.md_out or os.path.join(a.work, 'results.md')
     if not os.path.exists(a.lsmi) and not a.data_only:
         raise SystemExit(f'{a.lsmi}: not built (make)')
+    # numpy for the data; torch too unless the reference is not run.
+    yardstick.require(yardstick.python(), ('numpy',) if a.no_ref or a.data_only else ('numpy', 'torch'),
+                      'bench.py')
     b = Bench(a)
 
     cases = CASES

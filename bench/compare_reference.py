@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Agreement of lsmi with the PyTorch reference on the gaussian demo.
 
-For each seed S (default 1..5) this makes the demo file with the reference's
-make_data.py (--kind gaussian --n 2000 --seed S), runs the reference
-torch_ref.py and `lsmi fit` on it with the same seed, and a second reference
-run with another seed (S + 100) to measure the reference's own seed-to-seed
-spread. It prints, side by side:
+For each seed S (default 1..5) this makes the demo file with
+bench/make_data.py (--kind gaussian --n 2000 --seed S), runs the PyTorch
+reference bench/torch_ref.py and `lsmi fit` on it with the same seed, and a
+second reference run with another seed (S + 100) to measure the reference's
+own seed-to-seed spread. It prints, side by side:
 
   - the val means R, U1, U2, S of both, per seed and averaged over the seeds,
     with the difference of the averages (goal: within 0.03 nats);
@@ -14,9 +14,11 @@ spread. It prints, side by side:
     lsmi agrees with the reference at least as well as the reference agrees
     with itself).
 
-Needs Debian's python3-torch and python3-numpy (it runs the reference with
-/usr/bin/python3); it is not part of `make test`, run it with
-`make accuracy`. Exit status 0 when both goals are met.
+Needs Debian's python3-torch and python3-numpy: the reference and the data
+maker run under $LSMI_REF_PYTHON, else /usr/bin/python3 (bench/yardstick.py),
+and without them this says what to install and exits 1. It is not part of
+`make test`; run it with `make accuracy`. Exit status 0 when both goals are
+met.
 """
 import argparse
 import csv
@@ -27,9 +29,21 @@ import subprocess
 import sys
 import tempfile
 
+import yardstick
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-PY = '/usr/bin/python3'
+PY = yardstick.python()
+
+
+def run(cmd):
+    """Runs cmd and returns its stdout; when it fails, exits after printing
+    the end of its stderr (the failure, not a traceback of this script)."""
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        what = os.path.basename(cmd[1] if cmd[0] == PY else cmd[0])  # the script, or lsmi
+        sys.exit(f'compare_reference.py: {what} failed (exit {res.returncode}):\n{res.stderr[-2000:]}')
+    return res.stdout
 
 
 def pearson(a, b):
@@ -53,18 +67,15 @@ def read_lsmi_rows(path):
     return {k: [float(r[k]) for r in rows] for k in ('r', 'u1', 'u2', 's')}
 
 
-def run_ref(shared, data, seed, threads, out):
-    cmd = [PY, os.path.join(shared, 'reference', 'torch_ref.py'), '--data', data,
-           '--seed', str(seed), '--threads', str(threads), '--out', out]
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(res.stdout)
+def run_ref(data, seed, threads, out):
+    return json.loads(run([PY, yardstick.TORCH_REF, '--data', data, '--seed', str(seed),
+                           '--threads', str(threads), '--out', out]))
 
 
 def run_lsmi(binary, data, seed, threads, out):
     cmd = [binary, 'fit', data, '--seed', str(seed), '--threads', str(threads),
            '--out', out, '--json', '--quiet']
-    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return json.loads(res.stdout)
+    return json.loads(run(cmd))
 
 
 def main():
@@ -73,9 +84,11 @@ def main():
     ap.add_argument('--seeds', default='1,2,3,4,5')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--bin', default=os.path.join(os.environ.get('LSMI_BUILD', os.path.join(ROOT, 'build')), 'lsmi'))
-    ap.add_argument('--shared', default=os.environ.get('LSMI_SHARED', os.path.join(ROOT, '..', 'shared')))
     ap.add_argument('--tolerance', type=float, default=0.03)
     a = ap.parse_args()
+    if not os.access(a.bin, os.X_OK):
+        sys.exit(f'compare_reference.py: {a.bin}: not built (make)')
+    yardstick.require(PY, ('numpy', 'torch'), 'compare_reference.py')
     seeds = [int(s) for s in a.seeds.split(',')]
     keys = ('R', 'U1', 'U2', 'S')
     tot = {'ref': {k: 0.0 for k in keys}, 'lsmi': {k: 0.0 for k in keys}}
@@ -85,11 +98,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             data = os.path.join(tmp, f'demo{seed}.npz')
-            subprocess.run([PY, os.path.join(a.shared, 'reference', 'make_data.py'),
-                            '--kind', 'gaussian', '--n', '2000', '--seed', str(seed),
-                            '--out', data], check=True, capture_output=True)
-            ref = run_ref(a.shared, data, seed, a.threads, os.path.join(tmp, 'ref.csv'))
-            ref2 = run_ref(a.shared, data, seed + 100, a.threads, os.path.join(tmp, 'ref2.csv'))
+            run([PY, yardstick.MAKE_DATA, '--kind', 'gaussian', '--n', '2000', '--seed', str(seed),
+                 '--out', data])
+            ref = run_ref(data, seed, a.threads, os.path.join(tmp, 'ref.csv'))
+            ref2 = run_ref(data, seed + 100, a.threads, os.path.join(tmp, 'ref2.csv'))
             ours = run_lsmi(a.bin, data, seed, a.threads, os.path.join(tmp, 'lsmi.csv'))
             rr = read_ref_rows(os.path.join(tmp, 'ref.csv'))
             rr2 = read_ref_rows(os.path.join(tmp, 'ref2.csv'))

@@ -1,6 +1,7 @@
 /*
  * fixture.h — helpers for unit tests that compare against JSON fixtures
- * (values dumped from the PyTorch reference into $LSMI_SHARED/fixtures).
+ * (values computed in float64 by the project's PyTorch yardstick,
+ * bench/torch_ref.py, and written by tests/fixtures/make_fixtures.py).
  *
  * Header-only (every function static inline) so that any test can include
  * it without a build rule. It depends on jansson and the C library only, not
@@ -8,8 +9,8 @@
  * comparison helpers return the number of mismatches, so each test decides
  * how to fail.
  *
- * Fixture directory: $LSMI_SHARED/fixtures, where LSMI_SHARED defaults to
- * "../shared" (tests run from the repository root).
+ * Fixture directory: $LSMI_FIXTURES, else tests/fixtures (tests run from
+ * the repository root).
  */
 #ifndef LSMI_TESTS_FIXTURE_H
 #define LSMI_TESTS_FIXTURE_H
@@ -20,14 +21,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* Parses $LSMI_SHARED/fixtures/<name>. Returns a new reference (the caller
+/* Parses <fixture directory>/<name>. Returns a new reference (the caller
  * owns it and json_decref()s it) or NULL after printing the reason. */
 static inline json_t *fixture_load(const char *name) {
-  const char *dir = getenv("LSMI_SHARED");
+  const char *dir = getenv("LSMI_FIXTURES");
   if (!dir || !*dir)
-    dir = "../shared";
+    dir = "tests/fixtures";
   char path[4096];
-  snprintf(path, sizeof path, "%s/fixtures/%s", dir, name);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
   json_error_t e;
   json_t *root = json_load_file(path, 0, &e);
   if (!root)

@@ -4,13 +4,14 @@
  *  - every gradient element checked against central finite differences of
  *    the kernel's own float32 loss, for several d, K, B and a row stride
  *    ldx > d (ggml test-grad0 style: op, index and both values on failure);
- *  - parity with the float64 PyTorch fixture (shared/fixtures/knife.json):
+ *  - parity with the float64 PyTorch fixture (tests/fixtures/knife.json):
  *    logpdf per row, loss and all four gradient groups;
  *  - contracts: logpdf agrees with the loss, the gradient block is
  *    overwritten, rows are independent of the batch they come in, large |x|
  *    stays finite, init draws in the documented order with weigh = 1.
  *
- * Fixtures are read through tests/fixture.h ($LSMI_SHARED, else ../shared).
+ * Fixtures are read through tests/fixture.h (tests/fixtures/, or
+ * $LSMI_FIXTURES).
  */
 #include <float.h>
 #include <math.h>
