@@ -7,12 +7,12 @@
  * it from many threads without locks. Reading, checking, hashing and
  * writing files is io/'s work (io/lsmi_io.h); this file knows no format.
  */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lsmi.h"
 #include "rng.h"
+#include "split.h"
 
 lsmi_dataset_t *lsmi_dataset_create(size_t n_train, size_t n_val, size_t d1,
                                     size_t d2, int classes, lsmi_error_t *err) {
@@ -68,51 +68,21 @@ void lsmi_dataset_destroy(lsmi_dataset_t *ds) {
 /* ---- val split ---- */
 
 int lsmi_dataset_split_val(const lsmi_dataset_t *ds, double val_fraction,
-                    uint64_t seed, lsmi_dataset_t **out, lsmi_error_t *err) {
+                           uint64_t seed, lsmi_dataset_t **out,
+                           lsmi_error_t *err) {
   *out = NULL;
-  size_t n = ds->train.n, d = ds->d1 + ds->d2, C = (size_t)ds->classes;
+  size_t n = ds->train.n, d = ds->d1 + ds->d2;
   unsigned char *to_val = calloc(n ? n : 1, 1);
-  size_t *idx = malloc((n ? n : 1) * sizeof *idx);
-  size_t *start = calloc(C + 1, sizeof *start);
-  if (!to_val || !idx || !start) {
-    free(to_val);
-    free(idx);
-    free(start);
+  if (!to_val)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  }
-  /* Group the rows by class (a counting sort, rows in file order within a
-   * class), then per class, in class order: shuffle that class's rows with
-   * the split stream and send the first round(fraction * count) of them to
-   * val, keeping at least one row in train. */
-  for (size_t i = 0; i < n; i++)
-    start[ds->train.y[i] + 1]++;
-  for (size_t c = 0; c < C; c++)
-    start[c + 1] += start[c];
-  for (size_t i = 0; i < n; i++)
-    idx[start[ds->train.y[i]]++] = i;
-  for (size_t c = C; c > 0; c--)
-    start[c] = start[c - 1];
-  start[0] = 0;
   lsmi_rng_t rng;
   lsmi_rng_seed(&rng, seed, LSMI_STREAM_SPLIT);
-  size_t n_val = 0;
-  for (size_t c = 0; c < C; c++) {
-    size_t *cls = idx + start[c], m = start[c + 1] - start[c];
-    for (size_t i = m; i > 1; i--) {
-      size_t j = (size_t)lsmi_rng_below(&rng, i);
-      size_t t = cls[i - 1];
-      cls[i - 1] = cls[j];
-      cls[j] = t;
-    }
-    size_t k = (size_t)floor(val_fraction * (double)m + 0.5);
-    if (m > 0 && k >= m)
-      k = m - 1;
-    for (size_t i = 0; i < k; i++)
-      to_val[cls[i]] = 1;
-    n_val += k;
+  long n_val = lsmi__split_fraction(ds->train.y, n, ds->classes, val_fraction,
+                                    &rng, 1, to_val);
+  if (n_val < 0) {
+    free(to_val);
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
-  free(start);
-  free(idx);
   if (n_val == 0) {
     free(to_val);
     return lsmi_error_set(err, LSMI_ERR_INVALID, "val_fraction",
@@ -120,8 +90,8 @@ int lsmi_dataset_split_val(const lsmi_dataset_t *ds, double val_fraction,
                           "rows",
                           val_fraction, n);
   }
-  lsmi_dataset_t *o =
-      lsmi_dataset_create(n - n_val, n_val, ds->d1, ds->d2, ds->classes, err);
+  lsmi_dataset_t *o = lsmi_dataset_create(n - (size_t)n_val, (size_t)n_val,
+                                          ds->d1, ds->d2, ds->classes, err);
   if (!o) {
     free(to_val);
     return err ? err->status : LSMI_ERR_NOMEM;
