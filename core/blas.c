@@ -25,11 +25,11 @@
 #include "dl.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,40 +1,56 @@
 /*
- * estimate.c — lsmi_fit: trains the five models of LSMI in parallel and
- * evaluates the pointwise decomposition on both splits.
+ * estimate.c — lsmi_fit: trains the models of LSMI in parallel, evaluates
+ * the pointwise decomposition on both splits, and combines ensemble members
+ * and cross-fitting folds into one result with its intervals, diagnostics
+ * and warnings.
  *
- * The five models (MLPs f1(x1), f2(x2), f12([x1,x2]); KNIFE kernels for x1
- * and x2) are independent: the published script trains the three MLPs with
- * one Adam on the sum of their losses, and since Adam is elementwise and each
- * loss term touches only its own model's parameters, that is the same as
- * three Adams on three losses with the same batches. So each model is one
- * task with its own parameters, gradients, moments and scratch, allocated
- * before training (nothing is allocated inside the loops), and its own copy
- * of its family's shuffle stream: the discriminators all draw their epoch
- * permutations from one seeded stream, the KNIFE kernels from another, as
- * the joint training would. No task reads another's data, so the results do
- * not depend on the thread count or on scheduling.
+ * Models, sets and members. LSMI needs five models: MLPs f1(x1), f2(x2),
+ * f12([x1,x2]) and KNIFE densities of x1 and x2. The published script
+ * trains the three MLPs with one Adam on the sum of their losses, and since
+ * Adam is elementwise and each loss term touches only its own model's
+ * parameters, that is the same as three Adams on three losses with the
+ * same batches; so every model is one task with its own parameters,
+ * gradients, moments and scratch, and its own copy of its family's shuffle
+ * stream (the discriminators draw their epoch permutations from one seeded
+ * stream, the KNIFE models from another, as the joint training would).
+ * A *set* is five such tasks trained on the same rows. An ensemble member
+ * (seed + e) is one set, or F sets with cross-fitting (set k trains on the
+ * train rows outside fold k and values the rows of fold k). With early
+ * stopping each set also holds out a stratified part of its rows, scores
+ * every model on it after each epoch, stops a model after `patience`
+ * epochs without improvement and keeps its best epoch's weights.
+ * The published recipe is one member of one set with neither: the code
+ * path and every floating-point operation of that case are those of the
+ * single-set fit this file used to be, so its results stay bit for bit.
  *
- * Threads: lsmi_fit runs min(threads, 5) pool threads. In training, a task
- * is taken one epoch at a time: a free thread takes the task with the most
- * work left that no other thread holds (its measured CPU seconds per epoch
- * times the epochs left), trains one epoch and gives it back. Three equal
- * discriminators on two threads thus share both cores to the end instead of
- * leaving one core alone with the third; and since a task carries all its
- * state (parameters, moments, its own copy of its shuffle stream, the next
- * epoch), which thread runs an epoch changes nothing in the result.
- * `fit.sched` guards the take and give-back (held for a few instructions
- * per model epoch); its unlock/lock pair is also what hands a task's data
- * from one thread to the next. `fit.lock` guards the progress state and is
- * held briefly at the end of each model epoch, never together with
- * `fit.sched`. The caller's progress callback runs under `fit.lock`, so it is
- * never called concurrently. The stop flag is atomic.
+ * Threads: lsmi_fit runs min(threads, tasks) pool threads. In training, a
+ * task is taken one epoch at a time: a free thread takes, among the sets
+ * already started, the task with the most work left that no other thread
+ * holds (its measured CPU seconds per epoch times the epochs left), and
+ * starts the next set only when every task of the started ones is held or
+ * finished; it trains one epoch and gives the task back. Equal models on
+ * two threads thus share both cores to the end, and only about as many
+ * sets as there are threads are in flight, so that a task's training
+ * buffers (gradients, Adam moments, scratch: allocated when it starts,
+ * freed when it finishes) are held for a few sets at a time, not for all
+ * of them. A task carries all its state, so which thread runs an epoch
+ * changes nothing in the result. `fit.sched` guards the take and give-back
+ * (held for a few instructions per model epoch); its unlock/lock pair also
+ * hands a task's data from one thread to the next. `fit.lock` guards the
+ * progress state, held briefly at the end of each model epoch and never
+ * together with `fit.sched`; the caller's progress callback runs under it,
+ * so it is never called concurrently. The stop flag is atomic.
  *
- * The evaluation pass runs the five models over both splits in blocks of
- * rows through the same pool, then decomposes in double precision.
+ * The evaluation pass runs every model over both splits in blocks of rows
+ * through the same pool (scoring its losses and accuracy on each part of
+ * the rows as it goes), then each member's parts are decomposed and
+ * adjusted per split in double precision, and the members are averaged.
  */
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -45,69 +61,129 @@
 #include "lsmi.h"
 #include "mlp.h"
 #include "rng.h"
+#include "split.h"
 
-enum { N_MODELS = 5, MLP1 = 0, MLP2, MLP12, KNIFE1, KNIFE2 };
+enum { N_MODELS = LSMI_MODELS };
+enum {
+  MLP1 = LSMI_MODEL_F1,
+  MLP2 = LSMI_MODEL_F2,
+  MLP12 = LSMI_MODEL_F12,
+  KNIFE1 = LSMI_MODEL_KNIFE1,
+  KNIFE2 = LSMI_MODEL_KNIFE2
+};
+
+/* Streams of the draws beyond the published recipe; the recipe's own are
+ * in rng.h. */
+enum {
+  STREAM_HOLDOUT = 20, /* + fold: the early-stopping part of a set */
+  STREAM_FOLDS = 40,   /* a member's folds */
+  STREAM_KNIFE_DATA = 41,
+  STREAM_BOOTSTRAP = 42 /* + split */
+};
+
+/* A train row, as one set sees it. */
+enum { ROLE_FIT = 0, ROLE_HOLD = 1, ROLE_OOF = 2 };
 
 /* Rows per block of the evaluation pass, before the memory cap below: a
- * block's activations (128 rows: 66 KB at 64 hidden units) stay in L2 and
- * are reused from block to block; 1024-row blocks took twice as long on the
- * demo, mostly in first touches of their pages. */
+ * block's activations stay in L2 and are reused from block to block
+ * (doc/performance.md). */
 #define EVAL_BLOCK 128
 /* Cap on the floats of one KNIFE evaluation scratch block (64 MiB). */
 #define EVAL_SCRATCH_FLOATS ((size_t)16 << 20)
+/* A held-out loss must drop by this much (relative) to count as better. */
+#define ES_MIN_DELTA 1e-4
 
 typedef struct fit fit_t;
 
-/* One model: everything its training and evaluation touch. Each starts on
- * a cache line of its own: a task's Adam counters are written every step,
- * and the neighbouring task, read every step too, may be on another core. */
+/* The rows one set of five models trains on and values. */
+typedef struct set {
+  int member, fold;    /* fold -1 without cross-fitting */
+  uint64_t seed;       /* the member's: seed + member */
+  unsigned char *role; /* (n_train) ROLE_*; NULL: every row ROLE_FIT */
+  uint32_t *fit;       /* (n_fit) rows it trains on; NULL: 0 .. n-1 */
+  size_t n_fit;
+  uint32_t *hold; /* (n_hold) early-stopping rows; NULL when off */
+  size_t n_hold;
+  double *val_out; /* folds: (N_MODELS n_val) its val parts, else NULL */
+  bool started;    /* training: a task of it was taken (fit.sched) */
+} set_t;
+
+/* One model of one set: everything its training and evaluation touch.
+ * Each starts on a cache line of its own: a task's Adam counters are
+ * written every step, and the neighbouring task, read every step too, may
+ * be on another core. */
 typedef struct task {
   _Alignas(64) int id; /* MLP1 .. KNIFE2 */
+  set_t *set;
   bool is_knife;
   size_t col;  /* first feature column of its input */
   int din;     /* input width */
   double cost; /* flops per epoch, for ordering and progress */
   int epochs;
   int next_epoch;       /* training: the epoch to run next */
+  int kept_epochs;      /* epochs whose weights are used */
   bool running;         /* training: held by a thread (fit.sched) */
+  bool stopped;         /* early stopping ended it before `epochs` */
   double epoch_seconds; /* CPU seconds of its last epoch, 0 before one */
   lsmi_rng_t shuffle;   /* its copy of its family's shuffle stream */
-  void *alloc;          /* what calloc returned for block */
-  float *block;         /* params | grads | m | v | work, on a cache line */
   size_t nparams;
-  float *params, *grads, *m, *v;
+  void *params_alloc; /* params | best, aligned by hand */
+  float *params, *best;
+  /* Training only: allocated at its first epoch, freed after its last. */
+  void *work_alloc; /* grads | m | v | acts | scratch | dlogits | xb */
+  float *grads, *m, *v;
   float *acts;    /* MLP activations (max(B, eval block) rows) */
   float *scratch; /* MLP backward / KNIFE scratch */
   float *dlogits; /* (B, C) */
-  float *xb;      /* (B, din) gathered batch */
-  int32_t *yb;    /* (B) */
-  uint32_t *perm; /* (n_train) */
+  float *xb;      /* (max(B, eval block), din) gathered rows */
+  int32_t *yb;    /* (max(B, eval block)) */
+  uint32_t *perm; /* (n_fit) */
+  size_t nwork, nacts, nscratch;
   int eval_block; /* rows per evaluation block */
+  double best_loss;
+  int since_best;
   lsmi_mlp_t mlp, dmlp;
   lsmi_knife_t knife, dknife;
   lsmi_adam_t adam;
+  /* knife_init data: inputs are standardised, x' = (x - mu) * isd, and
+   * h(x) = h'(x') + logdet with logdet = sum of log sd. */
+  float *mu, *isd; /* (din) each; NULL otherwise */
+  double logdet;
   double *loss_hist; /* (epochs) mean loss per epoch */
+  /* Evaluation: sums of the loss and the hits on each part of the rows. */
+  double part_loss[LSMI_PARTS], part_hits[LSMI_PARTS], part_n[LSMI_PARTS];
   double thread_seconds;
   int status;
 } task_t;
+
+/* One ensemble member: its folds and its decomposed rows. */
+typedef struct member {
+  uint64_t seed;
+  unsigned char *fold_of; /* (n_train) with cross-fitting, else NULL */
+  lsmi_rows_t rows[2];    /* train, val: the result's own with one member */
+  lsmi_summary_t sum[2];
+} member_t;
 
 struct fit {
   const lsmi_dataset_t *ds;
   const lsmi_params_t *p;
   const lsmi_fit_hooks_t *hooks;
-  task_t tasks[N_MODELS];
-  int order[N_MODELS];       /* task ids by decreasing cost (evaluation) */
-  atomic_int next;           /* evaluation: next index into order */
-  pthread_mutex_t sched;     /* training: who holds which task */
-  atomic_int stop;           /* set on failure or cancel: every task stops */
-  bool evaluating;           /* which pass the pool runs */
-  lsmi_rows_t *eval_rows[2]; /* train, val */
-  /* Guarded by lock: per-model completed epochs and progress reporting. */
+  int nmembers, nsets, ntasks, nfolds;
+  member_t *members;
+  set_t *sets;
+  task_t *tasks;         /* (ntasks) set-major: set s holds 5 s .. 5 s + 4 */
+  int *order;            /* task ids by decreasing cost (evaluation) */
+  atomic_int next;       /* evaluation: next index into order */
+  pthread_mutex_t sched; /* training: who holds which task, sets started */
+  atomic_int stop;       /* set on failure or cancel: every task stops */
+  bool evaluating;       /* which pass the pool runs */
+  const double *log_prior;
+  /* Guarded by lock: per-task completed epochs and progress reporting. */
   pthread_mutex_t lock;
-  int done_epochs[N_MODELS];
+  int *done_epochs; /* (ntasks) */
   int disc_reported, ent_reported;
   double disc_loss, ent_loss;
-  double total_cost;
+  double total_cost, done_cost;
   lsmi_phase_t phase;
 };
 
@@ -125,6 +201,17 @@ static bool should_stop(fit_t *f) {
     return true;
   }
   return false;
+}
+
+/* n floats rounded up to a whole number of 64-byte cache lines */
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* calloc'ed floats aligned by hand to a cache line (a large block comes as
+ * fresh zero pages that are touched only where used); *alloc is what to
+ * free. */
+static float *alloc_floats(size_t n, void **alloc) {
+  *alloc = calloc(n + 15, sizeof(float));
+  return *alloc ? (float *)(((uintptr_t)*alloc + 63) & ~(uintptr_t)63) : NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -153,10 +240,33 @@ static void report_locked(fit_t *f, double fraction) {
 #define TRAIN_SHARE 0.95
 
 static double train_fraction_locked(const fit_t *f) {
-  double done = 0.0;
-  for (int i = 0; i < N_MODELS; i++)
-    done += f->tasks[i].cost * f->done_epochs[i];
-  return f->total_cost > 0 ? TRAIN_SHARE * done / f->total_cost : 0.0;
+  return f->total_cost > 0 ? TRAIN_SHARE * f->done_cost / f->total_cost : 0.0;
+}
+
+/* The epochs of the family [lo, hi) of models that every task of it has
+ * completed (a stopped task counts as complete), and the mean over sets of
+ * their summed losses at that epoch. */
+static int family_epoch_locked(const fit_t *f, int lo, int hi, double *loss) {
+  int done = -1;
+  for (int i = 0; i < f->ntasks; i++) {
+    const task_t *t = &f->tasks[i];
+    if (t->id < lo || t->id >= hi)
+      continue;
+    int e = t->stopped ? t->epochs : f->done_epochs[i];
+    if (done < 0 || e < done)
+      done = e;
+  }
+  double sum = 0.0;
+  if (done > 0)
+    for (int i = 0; i < f->ntasks; i++) {
+      const task_t *t = &f->tasks[i];
+      if (t->id < lo || t->id >= hi)
+        continue;
+      int e = f->done_epochs[i] < done ? f->done_epochs[i] : done;
+      sum += e > 0 ? t->loss_hist[e - 1] : 0.0;
+    }
+  *loss = sum / (double)f->nsets;
+  return done < 0 ? 0 : done;
 }
 
 /* A model finished epoch `epoch` (0-based): report, every time, so that a
@@ -165,47 +275,209 @@ static double train_fraction_locked(const fit_t *f) {
  * every model of the family has completed. */
 static void epoch_done(fit_t *f, task_t *t, int epoch) {
   pthread_mutex_lock(&f->lock);
-  f->done_epochs[t->id] = epoch + 1;
-  int lo_d = f->done_epochs[MLP1];
-  if (f->done_epochs[MLP2] < lo_d)
-    lo_d = f->done_epochs[MLP2];
-  if (f->done_epochs[MLP12] < lo_d)
-    lo_d = f->done_epochs[MLP12];
+  f->done_epochs[t - f->tasks] = epoch + 1;
+  f->done_cost += t->cost;
+  if (t->stopped) /* the epochs it will not run leave the total */
+    f->total_cost -= t->cost * (t->epochs - epoch - 1);
+  double loss;
+  int lo_d = family_epoch_locked(f, MLP1, KNIFE1, &loss);
   if (lo_d > f->disc_reported) {
     f->disc_reported = lo_d;
-    f->disc_loss = f->tasks[MLP1].loss_hist[lo_d - 1] +
-                   f->tasks[MLP2].loss_hist[lo_d - 1] +
-                   f->tasks[MLP12].loss_hist[lo_d - 1];
+    f->disc_loss = loss;
   }
-  int lo_e = f->done_epochs[KNIFE1] < f->done_epochs[KNIFE2]
-                 ? f->done_epochs[KNIFE1]
-                 : f->done_epochs[KNIFE2];
+  int lo_e = family_epoch_locked(f, KNIFE1, N_MODELS, &loss);
   if (lo_e > f->ent_reported) {
     f->ent_reported = lo_e;
-    f->ent_loss = f->tasks[KNIFE1].loss_hist[lo_e - 1] +
-                  f->tasks[KNIFE2].loss_hist[lo_e - 1];
+    f->ent_loss = loss;
   }
   report_locked(f, train_fraction_locked(f));
   pthread_mutex_unlock(&f->lock);
 }
 
 /* ------------------------------------------------------------------------ */
+/* Members, sets and their rows                                             */
+/* ------------------------------------------------------------------------ */
+
+/* The folds of member m (cross-fitting only). */
+static int member_setup(fit_t *f, member_t *m, int e, lsmi_error_t *err) {
+  const lsmi_split_t *tr = &f->ds->train;
+  m->seed = f->p->seed + (uint64_t)e;
+  if (f->nfolds == 0)
+    return LSMI_OK;
+  m->fold_of = malloc(tr->n ? tr->n : 1);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, m->seed, STREAM_FOLDS);
+  if (m->fold_of == NULL || lsmi__split_folds(tr->y, tr->n, f->ds->classes,
+                                              f->nfolds, &rng, m->fold_of))
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  return LSMI_OK;
+}
+
+/* The roles of the train rows for set s of member m, and its row lists. */
+static int set_setup(fit_t *f, set_t *s, const member_t *m, int e, int k,
+                     lsmi_error_t *err) {
+  const lsmi_split_t *tr = &f->ds->train;
+  size_t n = tr->n;
+  s->member = e;
+  s->fold = k;
+  s->seed = m->seed;
+  if (f->nfolds == 0 && !f->p->early_stopping) {
+    s->n_fit = n; /* the published case: every row, in order */
+    return LSMI_OK;
+  }
+  s->role = calloc(n ? n : 1, 1);
+  if (s->role == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  /* Rows of the fold: not seen, valued by this set. The holdout is drawn
+   * from the rest, stratified by class over those rows. */
+  int32_t *y = malloc((n ? n : 1) * sizeof *y);
+  uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
+  unsigned char *mark = calloc(n ? n : 1, 1);
+  int st = y && idx && mark ? LSMI_OK : LSMI_ERR_NOMEM;
+  size_t m_rows = 0;
+  for (size_t i = 0; st == LSMI_OK && i < n; i++) {
+    if (m->fold_of && m->fold_of[i] == k) {
+      s->role[i] = ROLE_OOF;
+      continue;
+    }
+    idx[m_rows] = (uint32_t)i;
+    y[m_rows++] = tr->y[i];
+  }
+  if (st == LSMI_OK && f->p->early_stopping) {
+    lsmi_rng_t rng;
+    lsmi_rng_seed(&rng, s->seed, (uint64_t)(STREAM_HOLDOUT + (k < 0 ? 0 : k)));
+    long held = lsmi__split_fraction(y, m_rows, f->ds->classes,
+                                     f->p->holdout_fraction, &rng, 1, mark);
+    if (held < 0)
+      st = LSMI_ERR_NOMEM;
+    else if (held == 0)
+      st = lsmi_error_set(err, LSMI_ERR_INVALID, "holdout_fraction",
+                          "holdout_fraction %g of %zu rows holds out no row: "
+                          "early stopping needs more train rows or a larger "
+                          "fraction",
+                          f->p->holdout_fraction, m_rows);
+    for (size_t j = 0; st == LSMI_OK && j < m_rows; j++)
+      if (mark[j])
+        s->role[idx[j]] = ROLE_HOLD;
+  }
+  free(y);
+  free(idx);
+  free(mark);
+  if (st)
+    return st == LSMI_ERR_NOMEM ? lsmi_error_set(err, st, "", "out of memory")
+                                : st;
+  size_t nf = 0, nh = 0;
+  for (size_t i = 0; i < n; i++)
+    nf += s->role[i] == ROLE_FIT, nh += s->role[i] == ROLE_HOLD;
+  s->fit = malloc((nf ? nf : 1) * sizeof *s->fit);
+  s->hold = nh ? malloc(nh * sizeof *s->hold) : NULL;
+  if (s->fit == NULL || (nh && s->hold == NULL))
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    if (s->role[i] == ROLE_FIT)
+      s->fit[s->n_fit++] = (uint32_t)i;
+    else if (s->role[i] == ROLE_HOLD)
+      s->hold[s->n_hold++] = (uint32_t)i;
+  }
+  if (s->n_fit == 0)
+    return lsmi_error_set(err, LSMI_ERR_SHAPE, "train",
+                          "no train rows are left to fit on");
+  if (f->nfolds > 0) {
+    size_t nv = (size_t)N_MODELS * (f->ds->val.n ? f->ds->val.n : 1);
+    s->val_out = calloc(nv, sizeof *s->val_out);
+    if (s->val_out == NULL)
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  }
+  return LSMI_OK;
+}
+
+static void set_free(set_t *s) {
+  free(s->role);
+  free(s->fit);
+  free(s->hold);
+  free(s->val_out);
+}
+
+/* The row of the data that position i of a set's fit rows stands for. */
+static size_t fit_row(const set_t *s, size_t i) {
+  return s->fit ? s->fit[i] : i;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Task set-up                                                              */
 /* ------------------------------------------------------------------------ */
 
-/* n floats rounded up to a whole number of 64-byte cache lines */
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+/* knife_init data: the per-feature mean and spread of the set's fit rows,
+ * the standardised inputs' means drawn from those rows, identity factors
+ * and unit scales, so that the model starts as K unit Gaussians around
+ * real samples instead of a random distortion of feature space. */
+static int knife_data_init(fit_t *f, task_t *t, lsmi_error_t *err) {
+  const lsmi_split_t *tr = &f->ds->train;
+  size_t ldx = f->ds->d1 + f->ds->d2, d = (size_t)t->din;
+  const set_t *s = t->set;
+  t->mu = malloc(2 * d * sizeof(float));
+  double *sum = calloc(2 * d, sizeof(double));
+  if (t->mu == NULL || sum == NULL) {
+    free(sum);
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  }
+  t->isd = t->mu + d;
+  for (size_t i = 0; i < s->n_fit; i++) {
+    const float *x = tr->x + fit_row(s, i) * ldx + t->col;
+    for (size_t j = 0; j < d; j++)
+      sum[j] += x[j];
+  }
+  double nf = (double)s->n_fit;
+  for (size_t j = 0; j < d; j++)
+    sum[j] /= nf;
+  for (size_t i = 0; i < s->n_fit; i++) {
+    const float *x = tr->x + fit_row(s, i) * ldx + t->col;
+    for (size_t j = 0; j < d; j++) {
+      double c = x[j] - sum[j];
+      sum[d + j] += c * c;
+    }
+  }
+  t->logdet = 0.0;
+  for (size_t j = 0; j < d; j++) {
+    double sd = sqrt(sum[d + j] / nf);
+    /* A constant feature carries no density: leave it unscaled. */
+    if (!(sd > 1e-12 * (1.0 + fabs(sum[j]))))
+      sd = 1.0;
+    t->mu[j] = (float)sum[j];
+    t->isd[j] = (float)(1.0 / sd);
+    t->logdet += log(sd);
+  }
+  free(sum);
+  lsmi_knife_t *k = &t->knife;
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, s->seed, (uint64_t)(STREAM_KNIFE_DATA + t->id));
+  size_t K = (size_t)k->K;
+  for (size_t c = 0; c < K; c++) {
+    size_t row = fit_row(s, (size_t)lsmi_rng_below(&rng, s->n_fit));
+    const float *x = tr->x + row * ldx + t->col;
+    for (size_t j = 0; j < d; j++) {
+      k->means[c * d + j] = (x[j] - t->mu[j]) * t->isd[j];
+      k->logvar[c * d + j] = 0.0f;
+    }
+  }
+  memset(k->tri, 0, K * d * d * sizeof(float));
+  for (size_t c = 0; c < K; c++)
+    k->weigh[c] = 1.0f;
+  return LSMI_OK;
+}
 
-static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
+static int task_setup(fit_t *f, task_t *t, set_t *s, int id,
+                      lsmi_error_t *err) {
   const lsmi_dataset_t *ds = f->ds;
   const lsmi_params_t *p = f->p;
   int B = p->batch_size;
   int C = ds->classes;
   int H = p->hidden;
   int K = p->components;
-  size_t n = ds->train.n;
+  size_t n = s->n_fit;
 
   t->id = id;
+  t->set = s;
   t->is_knife = id >= KNIFE1;
   t->col = (id == MLP2 || id == KNIFE2) ? ds->d1 : 0;
   size_t din = id == MLP12                    ? ds->d1 + ds->d2
@@ -213,6 +485,7 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
                                               : ds->d1;
   t->din = (int)din;
   t->epochs = t->is_knife ? p->epochs_entropy : p->epochs_discriminator;
+  t->kept_epochs = t->epochs;
   double dd = (double)din;
   if (t->is_knife) {
     /* Per row: K d×d products forward, twice that backward (counted dense;
@@ -232,78 +505,214 @@ static int task_setup(fit_t *f, task_t *t, int id, lsmi_error_t *err) {
     t->eval_block = EVAL_BLOCK;
   }
   int rows = B > t->eval_block ? B : t->eval_block;
-  size_t nscratch = t->is_knife ? lsmi_knife_nscratch(t->din, K, rows)
-                                : lsmi_mlp_nscratch(H, B);
-  size_t nacts = t->is_knife ? 0 : lsmi_mlp_nacts(H, C, rows);
-  size_t ndl = t->is_knife ? 0 : (size_t)B * (size_t)C;
-  size_t nxb = (size_t)B * din;
+  t->nscratch = t->is_knife ? lsmi_knife_nscratch(t->din, K, rows)
+                            : lsmi_mlp_nscratch(H, B);
+  t->nacts = t->is_knife ? 0 : lsmi_mlp_nacts(H, C, rows);
+  size_t np = round16(t->nparams);
   /* Every part starts on a cache line: the products load whole 64-byte
    * vectors of them, and a vector split across two lines costs two loads. */
-  size_t np = round16(t->nparams);
-  size_t total = 4 * np + round16(nacts) + round16(nscratch) + round16(ndl) +
-                 round16(nxb);
-  /* calloc, aligned by hand, rather than aligned_alloc and memset: a large
-   * block comes as fresh zero pages that are touched only where used. */
-  t->alloc = calloc(total + 15, sizeof(float));
-  t->block = t->alloc ? (float *)(((uintptr_t)t->alloc + 63) & ~(uintptr_t)63)
-                      : NULL;
-  t->yb = calloc((size_t)B, sizeof *t->yb);
-  t->perm = calloc(n ? n : 1, sizeof *t->perm);
+  t->nwork = 3 * np + round16(t->nacts) + round16(t->nscratch) +
+             round16((size_t)B * (size_t)C) + round16((size_t)rows * din);
+  bool es = f->p->early_stopping;
+  t->params = alloc_floats(es ? 2 * np : np, &t->params_alloc);
   t->loss_hist = calloc((size_t)t->epochs, sizeof *t->loss_hist);
-  if (!t->block || !t->yb || !t->perm || !t->loss_hist)
+  if (!t->params || !t->loss_hist)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
-                          "could not allocate %zu floats for model %d", total,
-                          id);
-  float *q = t->block;
-  t->params = q, q += np;
-  t->grads = q, q += np;
-  t->m = q, q += np;
-  t->v = q, q += np;
-  t->acts = q, q += round16(nacts);
-  t->scratch = q, q += round16(nscratch);
-  t->dlogits = q, q += round16(ndl);
-  t->xb = q;
+                          "could not allocate %zu floats for model %d",
+                          t->nparams, id);
+  t->best = es ? t->params + np : NULL;
 
-  lsmi_rng_seed(&t->shuffle, p->seed,
+  lsmi_rng_seed(&t->shuffle, s->seed,
                 t->is_knife ? LSMI_STREAM_SHUFFLE_ENT
                             : LSMI_STREAM_SHUFFLE_DISC);
   lsmi_rng_t rng;
-  lsmi_rng_seed(&rng, p->seed, (uint64_t)(LSMI_STREAM_MLP1 + id));
+  lsmi_rng_seed(&rng, s->seed, (uint64_t)(LSMI_STREAM_MLP1 + id));
   if (t->is_knife) {
     lsmi_knife_bind(&t->knife, t->params, t->din, K);
-    lsmi_knife_bind(&t->dknife, t->grads, t->din, K);
+    if (p->knife_init == LSMI_KNIFE_INIT_DATA)
+      return knife_data_init(f, t, err);
     lsmi_knife_init(&t->knife, &rng);
   } else {
     lsmi_mlp_bind(&t->mlp, t->params, t->din, H, C);
-    lsmi_mlp_bind(&t->dmlp, t->grads, t->din, H, C);
     lsmi_mlp_init(&t->mlp, &rng);
   }
-  lsmi_adam_init(&t->adam, t->nparams, t->m, t->v);
   return LSMI_OK;
 }
 
-static void task_free(task_t *t) {
-  free(t->alloc);
-  free(t->yb);
+/* The training buffers, at a task's first epoch. */
+static int task_start(fit_t *f, task_t *t) {
+  const lsmi_params_t *p = f->p;
+  int B = p->batch_size;
+  int rows = B > t->eval_block ? B : t->eval_block;
+  float *q = alloc_floats(t->nwork, &t->work_alloc);
+  t->yb = calloc((size_t)rows, sizeof *t->yb);
+  t->perm = calloc(t->set->n_fit ? t->set->n_fit : 1, sizeof *t->perm);
+  if (!q || !t->yb || !t->perm)
+    return LSMI_ERR_NOMEM;
+  size_t np = round16(t->nparams);
+  t->grads = q, q += np;
+  t->m = q, q += np;
+  t->v = q, q += np;
+  t->acts = q, q += round16(t->nacts);
+  t->scratch = q, q += round16(t->nscratch);
+  t->dlogits = q, q += round16((size_t)B * (size_t)f->ds->classes);
+  t->xb = q;
+  if (t->is_knife)
+    lsmi_knife_bind(&t->dknife, t->grads, t->din, p->components);
+  else
+    lsmi_mlp_bind(&t->dmlp, t->grads, t->din, p->hidden, f->ds->classes);
+  lsmi_adam_init(&t->adam, t->nparams, t->m, t->v);
+  t->best_loss = INFINITY;
+  return LSMI_OK;
+}
+
+/* Training is over: the best epoch's weights (early stopping), and the
+ * training buffers go. */
+static void task_finish(task_t *t) {
+  if (t->best && t->kept_epochs > 0)
+    memcpy(t->params, t->best, t->nparams * sizeof(float));
+  free(t->work_alloc);
   free(t->perm);
+  free(t->yb);
+  t->work_alloc = NULL;
+  t->perm = NULL;
+  t->yb = NULL;
+}
+
+static void task_free(task_t *t) {
+  task_finish(t);
+  free(t->params_alloc);
   free(t->loss_hist);
+  free(t->mu);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Gathering rows                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Copies the t's input columns of n rows (rows[i], or first + i when rows
+ * is NULL) of split s into out (n, din), standardised for a data-
+ * initialised KNIFE; labels into y (may be NULL). */
+static void gather(const fit_t *f, const task_t *t, const lsmi_split_t *s,
+                   const uint32_t *rows, size_t first, int n, float *out,
+                   int32_t *y) {
+  size_t ldx = f->ds->d1 + f->ds->d2, din = (size_t)t->din;
+  for (int i = 0; i < n; i++) {
+    size_t row = rows ? rows[i] : first + (size_t)i;
+    const float *x = s->x + row * ldx + t->col;
+    float *o = out + (size_t)i * din;
+    if (t->mu)
+      for (size_t j = 0; j < din; j++)
+        o[j] = (x[j] - t->mu[j]) * t->isd[j];
+    else
+      memcpy(o, x, din * sizeof(float));
+    if (y)
+      y[i] = s->y[row];
+  }
+}
+
+/* Values t on n rows of split s (rows[i], or first + i; n <= eval_block):
+ * v[i] receives log p(y|x) for an MLP (the prior is subtracted by the
+ * caller), -log p(x) for a KNIFE; hit[i] (may be NULL; MLPs only) whether
+ * the row's argmax is y. Uses t's activations, scratch and xb. */
+static void score_block(const fit_t *f, task_t *t, lsmi_mlp_acts_t *acts,
+                        const lsmi_split_t *s, const uint32_t *rows,
+                        size_t first, int n, double *v, unsigned char *hit) {
+  size_t ldx = f->ds->d1 + f->ds->d2;
+  int C = f->ds->classes;
+  const float *x;
+  size_t ld;
+  /* The published path reads the split in place; only gathered or
+   * standardised rows go through xb. */
+  if (rows == NULL && t->mu == NULL) {
+    x = s->x + first * ldx + t->col;
+    ld = ldx;
+  } else {
+    gather(f, t, s, rows, first, n, t->xb, NULL);
+    x = t->xb;
+    ld = (size_t)t->din;
+  }
+  if (t->is_knife) {
+    lsmi_knife_logpdf(&t->knife, v, t->scratch, x, ld, n);
+    /* h = -log p(x); a standardised input's density in x' becomes one in
+     * x by the change of variables, h(x) = h'(x') + sum of log sd. */
+    for (int i = 0; i < n; i++)
+      v[i] = t->mu ? -v[i] + t->logdet : -v[i];
+    return;
+  }
+  lsmi_mlp_forward(&t->mlp, acts, x, ld, n);
+  int32_t ybuf[EVAL_BLOCK];
+  const int32_t *y = ybuf;
+  if (rows == NULL)
+    y = s->y + first;
+  else
+    for (int i = 0; i < n; i++)
+      ybuf[i] = s->y[rows[i]];
+  lsmi_log_softmax_at(v, acts->logits, y, n, C);
+  for (int i = 0; hit && i < n; i++) {
+    const float *l = acts->logits + (size_t)i * (size_t)C;
+    int best = 0;
+    for (int c = 1; c < C; c++)
+      if (l[c] > l[best])
+        best = c;
+    hit[i] = best == y[i];
+  }
+}
+
+/* The loss of one row from its value: cross-entropy -log p(y|x) for an
+ * MLP, -log p(x) (the value itself) for a KNIFE. */
+static double row_loss(const task_t *t, double v) {
+  return t->is_knife ? v : -v;
 }
 
 /* ------------------------------------------------------------------------ */
 /* Training                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* Early stopping: the held-out loss after an epoch decides whether these
+ * weights are the best so far and whether training goes on. */
+static void early_stop_check(fit_t *f, task_t *t, int epoch) {
+  const set_t *s = t->set;
+  lsmi_mlp_acts_t acts;
+  if (!t->is_knife)
+    lsmi_mlp_acts_bind(&acts, t->acts, f->p->hidden, f->ds->classes,
+                       t->eval_block);
+  double loss = 0.0, v[EVAL_BLOCK];
+  for (size_t b0 = 0; b0 < s->n_hold; b0 += (size_t)t->eval_block) {
+    size_t left = s->n_hold - b0;
+    int n = (int)(left < (size_t)t->eval_block ? left : (size_t)t->eval_block);
+    score_block(f, t, &acts, &f->ds->train, s->hold + b0, 0, n, v, NULL);
+    for (int i = 0; i < n; i++)
+      loss += row_loss(t, v[i]);
+  }
+  loss /= (double)s->n_hold;
+  if (loss < t->best_loss - ES_MIN_DELTA * fabs(t->best_loss) ||
+      !isfinite(t->best_loss)) {
+    t->best_loss = loss;
+    t->since_best = 0;
+    t->kept_epochs = epoch + 1;
+    memcpy(t->best, t->params, t->nparams * sizeof(float));
+  } else if (++t->since_best >= f->p->patience) {
+    t->stopped = true;
+  }
+}
+
 /* Trains epoch t->next_epoch of t and advances it; on failure or cancel sets
  * t->status (and the stop flag) instead. */
 static void task_train_epoch(fit_t *f, task_t *t) {
   const lsmi_split_t *tr = &f->ds->train;
   const lsmi_params_t *p = f->p;
-  size_t ldx = f->ds->d1 + f->ds->d2;
-  size_t n = tr->n;
+  const set_t *s = t->set;
+  size_t n = s->n_fit;
   size_t din = (size_t)t->din;
   int C = f->ds->classes;
   double lr0 = t->is_knife ? p->lr_entropy : p->lr_discriminator;
   int step = t->is_knife ? p->step_entropy : p->step_discriminator;
+  if (t->work_alloc == NULL && task_start(f, t) != LSMI_OK) {
+    t->status = LSMI_ERR_NOMEM;
+    atomic_store(&f->stop, 1);
+    return;
+  }
   lsmi_mlp_acts_t acts;
   if (!t->is_knife)
     lsmi_mlp_acts_bind(&acts, t->acts, p->hidden, C, p->batch_size);
@@ -311,6 +720,9 @@ static void task_train_epoch(fit_t *f, task_t *t) {
   int epoch = t->next_epoch;
   double lr = lsmi_step_lr(lr0, p->gamma, step, epoch);
   lsmi_rng_permutation(&t->shuffle, t->perm, n);
+  if (s->fit) /* positions among the fit rows to rows of the split */
+    for (size_t i = 0; i < n; i++)
+      t->perm[i] = s->fit[t->perm[i]];
   double loss_sum = 0.0;
   for (size_t b0 = 0; b0 < n; b0 += (size_t)p->batch_size) {
     if (should_stop(f)) {
@@ -319,12 +731,7 @@ static void task_train_epoch(fit_t *f, task_t *t) {
     }
     int B =
         (int)(n - b0 < (size_t)p->batch_size ? n - b0 : (size_t)p->batch_size);
-    for (int i = 0; i < B; i++) {
-      size_t row = t->perm[b0 + (size_t)i];
-      memcpy(t->xb + (size_t)i * din, tr->x + row * ldx + t->col,
-             din * sizeof(float));
-      t->yb[i] = tr->y[row];
-    }
+    gather(f, t, tr, t->perm + b0, 0, B, t->xb, t->yb);
     double loss;
     if (t->is_knife) {
       loss = lsmi_knife_loss_backward(&t->knife, &t->dknife, t->scratch, t->xb,
@@ -348,51 +755,89 @@ static void task_train_epoch(fit_t *f, task_t *t) {
     loss_sum += loss * B;
   }
   t->loss_hist[epoch] = n ? loss_sum / (double)n : 0.0;
-  t->next_epoch = epoch + 1;
+  if (s->hold)
+    early_stop_check(f, t, epoch);
+  t->next_epoch = t->stopped ? t->epochs : epoch + 1;
   epoch_done(f, t, epoch);
+  if (t->next_epoch >= t->epochs)
+    task_finish(t);
 }
 
 /* ------------------------------------------------------------------------ */
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Writes this model's column (i or h) for every row of both splits. */
+/* Where the values of model `id` of member m go: its train column (every
+ * train row, or with cross-fitting the rows of the set's fold) and its val
+ * column (the member's own, or with cross-fitting the set's, averaged over
+ * the folds afterwards). */
+static double *member_col(lsmi_rows_t *r, int id) {
+  return id == MLP1     ? r->i1
+         : id == MLP2   ? r->i2
+         : id == MLP12  ? r->i12
+         : id == KNIFE1 ? r->h1
+                        : r->h2;
+}
+
+/* Writes this model's column (i or h) of both splits and scores its losses
+ * on each part of the rows. */
 static void task_eval(fit_t *f, task_t *t) {
   const lsmi_params_t *p = f->p;
-  size_t ldx = f->ds->d1 + f->ds->d2;
-  int C = f->ds->classes;
+  const set_t *s = t->set;
+  member_t *m = &f->members[s->member];
+  int rows = p->batch_size > t->eval_block ? p->batch_size : t->eval_block;
+  size_t nx = round16(t->nacts) + round16(t->nscratch) +
+              round16((size_t)rows * (size_t)t->din);
+  void *alloc;
+  float *q = alloc_floats(nx, &alloc);
+  if (q == NULL) {
+    t->status = LSMI_ERR_NOMEM;
+    atomic_store(&f->stop, 1);
+    return;
+  }
+  t->acts = q;
+  t->scratch = q + round16(t->nacts);
+  t->xb = t->scratch + round16(t->nscratch);
   lsmi_mlp_acts_t acts;
   if (!t->is_knife)
-    lsmi_mlp_acts_bind(&acts, t->acts, p->hidden, C, t->eval_block);
+    lsmi_mlp_acts_bind(&acts, t->acts, p->hidden, f->ds->classes,
+                       t->eval_block);
   const lsmi_split_t *splits[2] = {&f->ds->train, &f->ds->val};
-  for (int sp = 0; sp < 2; sp++) {
-    const lsmi_split_t *s = splits[sp];
-    lsmi_rows_t *rows = f->eval_rows[sp];
-    double *out = t->id == MLP1     ? rows->i1
-                  : t->id == MLP2   ? rows->i2
-                  : t->id == MLP12  ? rows->i12
-                  : t->id == KNIFE1 ? rows->h1
-                                    : rows->h2;
-    for (size_t b0 = 0; b0 < s->n; b0 += (size_t)t->eval_block) {
+  double one[EVAL_BLOCK];
+  unsigned char hit[EVAL_BLOCK];
+  for (int sp = 0; sp < 2 && t->status == LSMI_OK; sp++) {
+    const lsmi_split_t *split = splits[sp];
+    double *out = sp == 1 && s->val_out ? s->val_out + (size_t)t->id * split->n
+                                        : member_col(&m->rows[sp], t->id);
+    /* Without cross-fitting every train row's value is this set's, written
+     * in place; with it, only the rows of the set's fold are. */
+    bool all = sp == 1 || f->nfolds == 0;
+    for (size_t b0 = 0; b0 < split->n; b0 += (size_t)t->eval_block) {
       if (should_stop(f)) {
         t->status = LSMI_ERR_CANCELLED;
-        return;
+        break;
       }
-      size_t left = s->n - b0;
+      size_t left = split->n - b0;
       int B =
           (int)(left < (size_t)t->eval_block ? left : (size_t)t->eval_block);
-      const float *x = s->x + b0 * ldx + t->col;
-      if (t->is_knife) {
-        lsmi_knife_logpdf(&t->knife, out + b0, t->scratch, x, ldx, B);
-        for (int i = 0; i < B; i++)
-          out[b0 + (size_t)i] = -out[b0 + (size_t)i]; /* h = -log p */
-      } else {
-        lsmi_mlp_forward(&t->mlp, &acts, x, ldx, B);
-        /* log p(y|x); the prior is subtracted by the caller. */
-        lsmi_log_softmax_at(out + b0, acts.logits, s->y + b0, B, C);
+      double *v = all ? out + b0 : one;
+      score_block(f, t, &acts, split, NULL, b0, B, v, t->is_knife ? NULL : hit);
+      for (int i = 0; i < B; i++) {
+        int role = sp == 0 && s->role ? s->role[b0 + (size_t)i] : ROLE_FIT;
+        int part = sp == 1             ? LSMI_PART_VAL
+                   : role == ROLE_FIT  ? LSMI_PART_TRAIN
+                   : role == ROLE_HOLD ? LSMI_PART_HOLDOUT
+                                       : LSMI_PART_OOF;
+        t->part_loss[part] += row_loss(t, v[i]);
+        t->part_hits[part] += t->is_knife ? 0.0 : (double)hit[i];
+        t->part_n[part] += 1.0;
+        if (!all && role == ROLE_OOF)
+          out[b0 + (size_t)i] = v[i];
       }
     }
   }
+  free(alloc);
+  t->acts = t->scratch = t->xb = NULL;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -407,27 +852,38 @@ static double work_left(const task_t *t) {
   return per_epoch * (t->epochs - t->next_epoch);
 }
 
-/* The free task with the most work left, preferring prev on a near tie
- * (within one of its epochs) so that a thread keeps its caches warm when
- * switching gains nothing; NULL when every task is finished or held.
- * fit.sched must be held. */
+static bool task_free_to_take(const task_t *t) {
+  return !t->running && t->next_epoch < t->epochs && t->status == LSMI_OK;
+}
+
+/* The free task with the most work left among the started sets (or, when
+ * none is free there, of the first set with a free task), preferring prev
+ * on a near tie (within one of its epochs) so that a thread keeps its
+ * caches warm when switching gains nothing; NULL when every task is
+ * finished or held. fit.sched must be held. */
 static task_t *take_task_locked(fit_t *f, const task_t *prev) {
   task_t *best = NULL;
   double best_left = 0.0;
-  for (int i = 0; i < N_MODELS; i++) {
-    task_t *t = &f->tasks[i];
-    if (t->running || t->next_epoch >= t->epochs || t->status != LSMI_OK)
-      continue;
-    double left = work_left(t);
-    if (t == prev)
-      left += t->epoch_seconds;
-    if (best == NULL || left > best_left) {
-      best = t;
-      best_left = left;
+  for (int pass = 0; pass < 2 && best == NULL; pass++) {
+    for (int i = 0; i < f->ntasks; i++) {
+      task_t *t = &f->tasks[i];
+      if (!task_free_to_take(t) || (pass == 0 && !t->set->started))
+        continue;
+      if (pass == 1 && best && t->set != best->set)
+        break; /* the first set with a free task only */
+      double left = work_left(t);
+      if (t == prev)
+        left += t->epoch_seconds;
+      if (best == NULL || left > best_left) {
+        best = t;
+        best_left = left;
+      }
     }
   }
-  if (best)
+  if (best) {
     best->running = true;
+    best->set->started = true;
+  }
   return best;
 }
 
@@ -468,7 +924,7 @@ static void *pool_main(void *arg) {
   }
   for (;;) {
     int k = atomic_fetch_add(&f->next, 1);
-    if (k >= N_MODELS)
+    if (k >= f->ntasks)
       break;
     task_t *t = &f->tasks[f->order[k]];
     double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
@@ -480,7 +936,9 @@ static void *pool_main(void *arg) {
 
 /* Runs every task once on `threads` threads (the calling thread is one). */
 static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
-  pthread_t tid[N_MODELS];
+  pthread_t *tid = calloc((size_t)threads, sizeof *tid);
+  if (tid == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   int started = 0;
   atomic_store(&f->next, 0);
   for (int i = 1; i < threads; i++) {
@@ -491,8 +949,9 @@ static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
   pool_main(f);
   for (int i = 0; i < started; i++)
     pthread_join(tid[i], NULL);
+  free(tid);
   int st = LSMI_OK;
-  for (int i = 0; i < N_MODELS; i++) {
+  for (int i = 0; i < f->ntasks; i++) {
     int s = f->tasks[i].status;
     /* A real failure outranks the cancellations it caused in the others. */
     if (s != LSMI_OK && (st == LSMI_OK || st == LSMI_ERR_CANCELLED))
@@ -513,23 +972,24 @@ static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
 /* Results                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* The nine double columns of rows, so that allocation and release list
- * them once. */
-enum { N_COLUMNS = 9 };
-static void rows_columns(lsmi_rows_t *r, double **cols[N_COLUMNS]) {
-  double **all[N_COLUMNS] = {&r->r,  &r->u1,  &r->u2, &r->s, &r->i1,
-                             &r->i2, &r->i12, &r->h1, &r->h2};
+/* The double columns of rows (the four sd ones last), so that allocation
+ * and release list them once. */
+enum { N_COLUMNS = 9, N_SD = 4 };
+static void rows_columns(lsmi_rows_t *r, double **cols[N_COLUMNS + N_SD]) {
+  double **all[N_COLUMNS + N_SD] = {
+      &r->r,  &r->u1, &r->u2,   &r->s,     &r->i1,    &r->i2,  &r->i12,
+      &r->h1, &r->h2, &r->r_sd, &r->u1_sd, &r->u2_sd, &r->s_sd};
   memcpy(cols, all, sizeof all);
 }
 
-static int rows_alloc(lsmi_rows_t *r, size_t n) {
+static int rows_alloc(lsmi_rows_t *r, size_t n, bool sd) {
   size_t m = n ? n : 1;
-  double **cols[N_COLUMNS];
+  double **cols[N_COLUMNS + N_SD];
   rows_columns(r, cols);
   r->n = n;
   r->y = calloc(m, sizeof *r->y);
   int st = r->y ? LSMI_OK : LSMI_ERR_NOMEM;
-  for (int i = 0; i < N_COLUMNS; i++) {
+  for (int i = 0; i < N_COLUMNS + (sd ? N_SD : 0); i++) {
     *cols[i] = calloc(m, sizeof(double));
     if (*cols[i] == NULL)
       st = LSMI_ERR_NOMEM;
@@ -538,10 +998,10 @@ static int rows_alloc(lsmi_rows_t *r, size_t n) {
 }
 
 static void rows_free(lsmi_rows_t *r) {
-  double **cols[N_COLUMNS];
+  double **cols[N_COLUMNS + N_SD];
   rows_columns(r, cols);
   free(r->y);
-  for (int i = 0; i < N_COLUMNS; i++)
+  for (int i = 0; i < N_COLUMNS + N_SD; i++)
     free(*cols[i]);
 }
 
@@ -569,6 +1029,281 @@ static void finish_split(const lsmi_params_t *p, const double *log_prior,
   sum->shift =
       p->adjust ? lsmi_adjust(s->n, rows->r, rows->u1, rows->u2, rows->s) : 0.0;
   lsmi_summarize(rows, sum);
+}
+
+/* Cross-fitting: a member's val parts are the mean of its folds' sets. */
+static void average_folds(fit_t *f, int e) {
+  lsmi_rows_t *r = &f->members[e].rows[1];
+  size_t n = r->n;
+  for (int id = 0; id < N_MODELS; id++) {
+    double *out = member_col(r, id);
+    for (size_t i = 0; i < n; i++) {
+      double sum = 0.0;
+      for (int k = 0; k < f->nfolds; k++)
+        sum += f->sets[e * f->nfolds + k].val_out[(size_t)id * n + i];
+      out[i] = sum / (double)f->nfolds;
+    }
+  }
+}
+
+/* Ensembles: the result's columns are the members' means, and r, u1, u2, s
+ * get their members' standard deviation. */
+static void average_members(fit_t *f, int sp, lsmi_rows_t *out,
+                            lsmi_summary_t *sum) {
+  int E = f->nmembers;
+  double **oc[N_COLUMNS + N_SD];
+  rows_columns(out, oc);
+  const double **mc = malloc((size_t)E * sizeof *mc);
+  memcpy(out->y, f->members[0].rows[sp].y, out->n * sizeof *out->y);
+  for (int c = 0; c < N_COLUMNS && mc; c++) {
+    for (int e = 0; e < E; e++) {
+      double **cols[N_COLUMNS + N_SD];
+      rows_columns(&f->members[e].rows[sp], cols);
+      mc[e] = *cols[c];
+    }
+    double *o = *oc[c];
+    double *sd = c < N_SD ? *oc[N_COLUMNS + c] : NULL;
+    for (size_t i = 0; i < out->n; i++) {
+      double acc = 0.0;
+      for (int e = 0; e < E; e++)
+        acc += mc[e][i];
+      o[i] = acc / E;
+      if (sd == NULL)
+        continue;
+      double ss = 0.0;
+      for (int e = 0; e < E; e++)
+        ss += (mc[e][i] - o[i]) * (mc[e][i] - o[i]);
+      sd[i] = sqrt(ss / (E - 1));
+    }
+  }
+  free(mc);
+  lsmi_summarize(out, sum);
+  sum->shift = 0.0;
+  for (int e = 0; e < E; e++)
+    sum->shift += f->members[e].sum[sp].shift / E;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* The 95% percentile bootstrap intervals of a split's means: each replicate
+ * draws the members and the samples with replacement, and takes the mean
+ * over the drawn samples of their mean over the drawn members. */
+static int bootstrap_ci(fit_t *f, int sp, lsmi_summary_t *sum) {
+  int E = f->nmembers;
+  size_t n = f->members[0].rows[sp].n;
+  if (n < 2)
+    return LSMI_OK;
+  /* Enough replicates for stable 2.5% tails; on large splits fewer (at
+   * least 200), so that the intervals cost a small part of the fit. */
+  double work = (double)n * LSMI_CI_COUNT * (double)(E + 1);
+  int reps = (int)fmin(2000.0, fmax(200.0, 2e8 / work));
+  double *stat = malloc((size_t)reps * LSMI_CI_COUNT * sizeof *stat);
+  double *mixed = malloc(n * LSMI_CI_COUNT * sizeof *mixed);
+  int *w = malloc((size_t)E * sizeof *w);
+  if (!stat || !mixed || !w) {
+    free(stat);
+    free(mixed);
+    free(w);
+    return LSMI_ERR_NOMEM;
+  }
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, f->p->seed, (uint64_t)(STREAM_BOOTSTRAP + sp));
+  for (int b = 0; b < reps; b++) {
+    for (int e = 0; e < E; e++)
+      w[e] = 0;
+    for (int e = 0; e < E; e++)
+      w[(size_t)lsmi_rng_below(&rng, (uint64_t)E)]++;
+    memset(mixed, 0, n * LSMI_CI_COUNT * sizeof *mixed);
+    for (int e = 0; e < E; e++) {
+      if (w[e] == 0)
+        continue;
+      const lsmi_rows_t *r = &f->members[e].rows[sp];
+      const double *cols[LSMI_CI_COUNT] = {r->r,  r->u1, r->u2, r->s,
+                                           r->i1, r->i2, r->i12};
+      double we = (double)w[e] / E;
+      for (int c = 0; c < LSMI_CI_COUNT; c++)
+        for (size_t i = 0; i < n; i++)
+          mixed[(size_t)c * n + i] += we * cols[c][i];
+    }
+    double acc[LSMI_CI_COUNT] = {0};
+    for (size_t k = 0; k < n; k++) {
+      size_t i = (size_t)lsmi_rng_below(&rng, n);
+      for (int c = 0; c < LSMI_CI_COUNT; c++)
+        acc[c] += mixed[(size_t)c * n + i];
+    }
+    for (int c = 0; c < LSMI_CI_COUNT; c++)
+      stat[(size_t)c * (size_t)reps + (size_t)b] = acc[c] / (double)n;
+  }
+  for (int c = 0; c < LSMI_CI_COUNT; c++) {
+    double *s = stat + (size_t)c * (size_t)reps;
+    qsort(s, (size_t)reps, sizeof *s, cmp_double);
+    sum->ci[c][0] = s[(int)floor(0.025 * (reps - 1) + 0.5)];
+    sum->ci[c][1] = s[(int)floor(0.975 * (reps - 1) + 0.5)];
+  }
+  sum->has_ci = true;
+  free(stat);
+  free(mixed);
+  free(w);
+  return LSMI_OK;
+}
+
+/* Each model's losses and accuracies on each part of the rows, as the mean
+ * over its sets of each set's mean, and the epochs it kept. */
+static void collect_diagnostics(const fit_t *f, lsmi_result_t *res) {
+  for (int id = 0; id < N_MODELS; id++) {
+    lsmi_model_diag_t *d = &res->diag[id];
+    double loss[LSMI_PARTS] = {0}, acc[LSMI_PARTS] = {0};
+    int sets[LSMI_PARTS] = {0};
+    double epochs = 0.0;
+    d->epochs_min = 0;
+    d->epochs_max = 0;
+    for (int s = 0; s < f->nsets; s++) {
+      const task_t *t = &f->tasks[s * N_MODELS + id];
+      for (int part = 0; part < LSMI_PARTS; part++) {
+        if (t->part_n[part] == 0)
+          continue;
+        loss[part] += t->part_loss[part] / t->part_n[part];
+        acc[part] += t->part_hits[part] / t->part_n[part];
+        sets[part]++;
+      }
+      epochs += t->kept_epochs;
+      if (s == 0 || t->kept_epochs < d->epochs_min)
+        d->epochs_min = t->kept_epochs;
+      if (s == 0 || t->kept_epochs > d->epochs_max)
+        d->epochs_max = t->kept_epochs;
+    }
+    for (int part = 0; part < LSMI_PARTS; part++) {
+      d->loss[part] = sets[part] ? loss[part] / sets[part] : NAN;
+      d->acc[part] = sets[part] && id < KNIFE1 ? acc[part] / sets[part] : NAN;
+    }
+    d->epochs = epochs / f->nsets;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Warnings                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Nats by which a split mean may stray outside what a label of C classes
+ * allows before it is reported: the estimators are noisy, a mean just past
+ * a bound is not a failure. */
+#define RANGE_TOL 0.05
+
+static void warn(lsmi_result_t *res, const char *code, const char *split,
+                 const char *fmt, ...) LSMI_PRINTF(4, 5);
+
+static void warn(lsmi_result_t *res, const char *code, const char *split,
+                 const char *fmt, ...) {
+  if (res->nwarnings >= LSMI_MAX_WARNINGS)
+    return;
+  lsmi_warning_t *w = &res->warnings[res->nwarnings++];
+  snprintf(w->code, sizeof w->code, "%s", code);
+  snprintf(w->split, sizeof w->split, "%s", split);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->message, sizeof w->message, fmt, ap);
+  va_end(ap);
+}
+
+#define TRY_ROBUST                                                             \
+  "try preset robust (ensemble and early stopping), or fewer epochs"
+
+/* The split means against what information theory allows. */
+static void warn_means(lsmi_result_t *res, const char *split,
+                       const lsmi_summary_t *s, int C) {
+  double logc = log((double)C);
+  const double mi[3] = {s->I1, s->I2, s->I12};
+  const char *mi_name[3] = {"I1", "I2", "I12"};
+  for (int k = 0; k < 3; k++) {
+    if (mi[k] < -RANGE_TOL)
+      warn(res, "mi_negative", split,
+           "%s %s = %.3f nats is below 0: its discriminator predicts %s "
+           "labels worse than the prior, the mark of a memorising "
+           "model; " TRY_ROBUST ".",
+           split, mi_name[k], mi[k], split);
+    else if (mi[k] > logc + RANGE_TOL)
+      warn(res, "mi_above_log_c", split,
+           "%s %s = %.3f nats is above log C = %.3f, the most a label of %d "
+           "classes can hold; check the prior (a skewed label wants the "
+           "empirical prior).",
+           split, mi_name[k], mi[k], logc, C);
+  }
+  const double atom[4] = {s->R, s->U1, s->U2, s->S};
+  const char *atom_name[4] = {"R", "U1", "U2", "S"};
+  for (int k = 0; k < 4; k++)
+    if (atom[k] > logc + RANGE_TOL)
+      warn(res, "atom_above_log_c", split,
+           "%s %s = %.3f nats is above log C = %.3f, which no label of %d "
+           "classes allows: the parts it is built from are off; " TRY_ROBUST
+           ".",
+           split, atom_name[k], atom[k], logc, C);
+  double best = fmax(s->I1, s->I2);
+  if (s->I12 < best - RANGE_TOL)
+    warn(res, "i12_below_max", split,
+         "%s I12 = %.3f is below max(I1, I2) = %.3f: the joint discriminator "
+         "does worse than one modality alone, so S is biased down; try "
+         "early stopping, more epochs_discriminator or a larger hidden.",
+         split, s->I12, best);
+}
+
+/* A pointwise column that does not vary over a split: its model ignores
+ * its input. */
+static void warn_constant(lsmi_result_t *res, const char *split,
+                          const lsmi_rows_t *r) {
+  if (r->n < 2)
+    return;
+  const double *cols[N_COLUMNS] = {r->r,  r->u1,  r->u2, r->s, r->i1,
+                                   r->i2, r->i12, r->h1, r->h2};
+  static const char *const names[N_COLUMNS] = {"r",  "u1",  "u2", "s", "i1",
+                                               "i2", "i12", "h1", "h2"};
+  for (int c = 0; c < N_COLUMNS; c++) {
+    double lo = cols[c][0], hi = cols[c][0];
+    for (size_t i = 1; i < r->n; i++) {
+      lo = fmin(lo, cols[c][i]);
+      hi = fmax(hi, cols[c][i]);
+    }
+    if (hi - lo <= 1e-9 * (1.0 + fabs(hi)))
+      warn(res, "constant_column", split,
+           "%s %s is %.4g on every row: the model behind it gives every "
+           "sample the same value, so the per-sample numbers say "
+           "nothing; " TRY_ROBUST ".",
+           split, names[c], lo);
+  }
+}
+
+/* A discriminator far better on the rows it learnt than on val. */
+static void warn_memorising(lsmi_result_t *res) {
+  for (int id = 0; id < N_MODELS; id++) {
+    const lsmi_model_diag_t *d = &res->diag[id];
+    double tr = d->loss[LSMI_PART_TRAIN], va = d->loss[LSMI_PART_VAL];
+    if (isnan(tr) || isnan(va))
+      continue;
+    bool bad =
+        id < KNIFE1 ? va > 2.0 * tr + 0.1 : va - tr > 0.1 * fmax(1.0, fabs(tr));
+    if (bad)
+      warn(res, "memorising", "val",
+           "%s's val loss %.3f is far above its train loss %.3f: it has "
+           "memorised the train rows, and its per-sample values on val are "
+           "unreliable; " TRY_ROBUST ".",
+           lsmi_model_name(id), va, tr);
+  }
+}
+
+static void collect_warnings(lsmi_result_t *res, int C) {
+  res->nwarnings = 0;
+  const lsmi_summary_t *sums[2] = {&res->train_summary, &res->val_summary};
+  const lsmi_rows_t *rows[2] = {&res->train, &res->val};
+  const char *names[2] = {"train", "val"};
+  for (int sp = 1; sp >= 0; sp--) {
+    if (rows[sp]->n == 0)
+      continue;
+    warn_means(res, names[sp], sums[sp], C);
+    warn_constant(res, names[sp], rows[sp]);
+  }
+  warn_memorising(res);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -623,13 +1358,128 @@ static int make_log_prior(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   return LSMI_OK;
 }
 
-static int resolve_threads(int requested) {
+static int resolve_threads(int requested, int tasks) {
   int t = requested;
   if (t <= 0) {
     long online = sysconf(_SC_NPROCESSORS_ONLN);
     t = online > 0 ? (int)online : 1;
   }
-  return t > N_MODELS ? N_MODELS : t;
+  return t > tasks ? tasks : t;
+}
+
+/* The members, sets and tasks of a fit, and the cost order of evaluation. */
+static int fit_setup(fit_t *f, lsmi_result_t *res, lsmi_error_t *err) {
+  const lsmi_params_t *p = f->p;
+  f->nmembers = p->ensemble;
+  f->nfolds = p->folds;
+  f->nsets = f->nmembers * (f->nfolds ? f->nfolds : 1);
+  f->ntasks = f->nsets * N_MODELS;
+  f->members = calloc((size_t)f->nmembers, sizeof *f->members);
+  f->sets = calloc((size_t)f->nsets, sizeof *f->sets);
+  size_t tsize = ((size_t)f->ntasks * sizeof(task_t) + 63) & ~(size_t)63;
+  /* task_t holds cache-line-aligned members: calloc's alignment is not
+   * enough. */
+  f->tasks = aligned_alloc(64, tsize);
+  f->order = calloc((size_t)f->ntasks, sizeof *f->order);
+  f->done_epochs = calloc((size_t)f->ntasks, sizeof *f->done_epochs);
+  if (!f->members || !f->sets || !f->tasks || !f->order || !f->done_epochs)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  memset(f->tasks, 0, tsize);
+  /* One member's rows are the result's own; more members have theirs. */
+  bool sd = f->nmembers > 1;
+  if (rows_alloc(&res->train, f->ds->train.n, sd) ||
+      rows_alloc(&res->val, f->ds->val.n, sd))
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
+                          "could not allocate the result columns");
+  for (int e = 0; e < f->nmembers; e++) {
+    member_t *m = &f->members[e];
+    int st = member_setup(f, m, e, err);
+    if (st)
+      return st;
+    if (!sd) {
+      m->rows[0] = res->train;
+      m->rows[1] = res->val;
+    } else if (rows_alloc(&m->rows[0], f->ds->train.n, false) ||
+               rows_alloc(&m->rows[1], f->ds->val.n, false)) {
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
+                            "could not allocate the members' columns");
+    }
+    for (int k = 0; k < (f->nfolds ? f->nfolds : 1); k++) {
+      int si = e * (f->nfolds ? f->nfolds : 1) + k;
+      st = set_setup(f, &f->sets[si], m, e, f->nfolds ? k : -1, err);
+      for (int id = 0; st == LSMI_OK && id < N_MODELS; id++) {
+        task_t *t = &f->tasks[si * N_MODELS + id];
+        st = task_setup(f, t, &f->sets[si], id, err);
+        f->total_cost += t->cost * t->epochs;
+      }
+      if (st)
+        return st;
+    }
+  }
+  for (int i = 0; i < f->ntasks; i++)
+    f->order[i] = i;
+  /* Costliest first: the evaluation pass takes the tasks in this order, so
+   * that the longest never starts last (training picks by work left). */
+  for (int i = 1; i < f->ntasks; i++)
+    for (int j = i;
+         j > 0 && f->tasks[f->order[j]].cost > f->tasks[f->order[j - 1]].cost;
+         j--) {
+      int tmp = f->order[j];
+      f->order[j] = f->order[j - 1];
+      f->order[j - 1] = tmp;
+    }
+  res->ensemble = f->nmembers;
+  res->folds = f->nfolds;
+  return LSMI_OK;
+}
+
+static void fit_free(fit_t *f) {
+  if (f->tasks)
+    for (int i = 0; i < f->ntasks; i++)
+      task_free(&f->tasks[i]);
+  if (f->sets)
+    for (int i = 0; i < f->nsets; i++)
+      set_free(&f->sets[i]);
+  if (f->members)
+    for (int e = 0; e < f->nmembers; e++) {
+      free(f->members[e].fold_of);
+      if (f->nmembers > 1) {
+        rows_free(&f->members[e].rows[0]);
+        rows_free(&f->members[e].rows[1]);
+      }
+    }
+  free(f->tasks);
+  free(f->sets);
+  free(f->members);
+  free(f->order);
+  free(f->done_epochs);
+}
+
+/* From the members' parts to the result: decomposition and adjustment per
+ * member and split, then the members' means, spreads and intervals. */
+static int combine(fit_t *f, lsmi_result_t *res, lsmi_error_t *err) {
+  const lsmi_split_t *splits[2] = {&f->ds->train, &f->ds->val};
+  lsmi_summary_t *sums[2] = {&res->train_summary, &res->val_summary};
+  lsmi_rows_t *rows[2] = {&res->train, &res->val};
+  for (int e = 0; e < f->nmembers; e++) {
+    member_t *m = &f->members[e];
+    if (f->nfolds)
+      average_folds(f, e);
+    for (int sp = 0; sp < 2; sp++)
+      finish_split(f->p, f->log_prior, splits[sp], &m->rows[sp], &m->sum[sp]);
+  }
+  for (int sp = 0; sp < 2; sp++) {
+    if (f->nmembers == 1) {
+      *sums[sp] = f->members[0].sum[sp];
+      continue;
+    }
+    average_members(f, sp, rows[sp], sums[sp]);
+    if (bootstrap_ci(f, sp, sums[sp]))
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  }
+  collect_diagnostics(f, res);
+  collect_warnings(res, f->ds->classes);
+  return LSMI_OK;
 }
 
 int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
@@ -643,12 +1493,7 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   if (st)
     return st;
   double *log_prior = calloc((size_t)ds->classes, sizeof *log_prior);
-  /* fit_t holds the cache-line-aligned tasks: calloc's alignment is not
-   * enough. */
-  size_t fsize = (sizeof(fit_t) + 63) & ~(size_t)63;
-  fit_t *f = aligned_alloc(64, fsize);
-  if (f)
-    memset(f, 0, fsize);
+  fit_t *f = calloc(1, sizeof *f);
   lsmi_result_t *res = calloc(1, sizeof *res);
   if (!log_prior || !f || !res) {
     free(log_prior);
@@ -656,35 +1501,20 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     free(res);
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
-  st = make_log_prior(ds, p, log_prior, err);
-  if (st)
-    goto done;
-
   f->ds = ds;
   f->p = p;
   f->hooks = hooks;
+  f->log_prior = log_prior;
   f->phase = LSMI_PHASE_TRAIN;
   pthread_mutex_init(&f->lock, NULL);
   pthread_mutex_init(&f->sched, NULL);
-  for (int i = 0; i < N_MODELS; i++) {
-    st = task_setup(f, &f->tasks[i], i, err);
-    if (st)
-      goto done;
-    f->total_cost += f->tasks[i].cost * f->tasks[i].epochs;
-    f->order[i] = i;
-  }
-  /* Costliest first: the evaluation pass takes the tasks in this order, so
-   * that the longest never starts last (training picks by work left). */
-  for (int i = 1; i < N_MODELS; i++)
-    for (int j = i;
-         j > 0 && f->tasks[f->order[j]].cost > f->tasks[f->order[j - 1]].cost;
-         j--) {
-      int tmp = f->order[j];
-      f->order[j] = f->order[j - 1];
-      f->order[j - 1] = tmp;
-    }
+  st = make_log_prior(ds, p, log_prior, err);
+  if (st == LSMI_OK)
+    st = fit_setup(f, res, err);
+  if (st)
+    goto done;
 
-  int threads = resolve_threads(p->threads);
+  int threads = resolve_threads(p->threads, f->ntasks);
   res->threads = threads;
   pthread_mutex_lock(&f->lock);
   report_locked(f, 0.0);
@@ -695,33 +1525,26 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   res->seconds_train = now_seconds(CLOCK_MONOTONIC) - w0;
   if (st)
     goto done;
-  res->seconds_disc = f->tasks[MLP1].thread_seconds +
-                      f->tasks[MLP2].thread_seconds +
-                      f->tasks[MLP12].thread_seconds;
-  res->seconds_ent =
-      f->tasks[KNIFE1].thread_seconds + f->tasks[KNIFE2].thread_seconds;
+  for (int i = 0; i < f->ntasks; i++) {
+    if (f->tasks[i].is_knife)
+      res->seconds_ent += f->tasks[i].thread_seconds;
+    else
+      res->seconds_disc += f->tasks[i].thread_seconds;
+  }
   res->disc_loss = f->disc_loss;
   res->ent_loss = f->ent_loss;
 
-  if (rows_alloc(&res->train, ds->train.n) ||
-      rows_alloc(&res->val, ds->val.n)) {
-    st = lsmi_error_set(err, LSMI_ERR_NOMEM, "",
-                        "could not allocate the result columns");
-    goto done;
-  }
   pthread_mutex_lock(&f->lock);
   f->phase = LSMI_PHASE_EVALUATE;
   report_locked(f, TRAIN_SHARE);
   pthread_mutex_unlock(&f->lock);
   f->evaluating = true;
-  f->eval_rows[0] = &res->train;
-  f->eval_rows[1] = &res->val;
   w0 = now_seconds(CLOCK_MONOTONIC);
   st = pool_run(f, threads, err);
+  if (st == LSMI_OK)
+    st = combine(f, res, err);
   if (st)
     goto done;
-  finish_split(p, log_prior, &ds->train, &res->train, &res->train_summary);
-  finish_split(p, log_prior, &ds->val, &res->val, &res->val_summary);
   res->seconds_eval = now_seconds(CLOCK_MONOTONIC) - w0;
 
   pthread_mutex_lock(&f->lock);
@@ -733,12 +1556,9 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     st = lsmi_error_set(err, LSMI_ERR_CANCELLED, "", "the fit was cancelled");
 
 done:
-  if (f->ds) {
-    pthread_mutex_destroy(&f->lock);
-    pthread_mutex_destroy(&f->sched);
-  }
-  for (int i = 0; i < N_MODELS; i++)
-    task_free(&f->tasks[i]);
+  pthread_mutex_destroy(&f->lock);
+  pthread_mutex_destroy(&f->sched);
+  fit_free(f);
   free(f);
   free(log_prior);
   if (st) {
@@ -759,4 +1579,22 @@ const char *lsmi_phase_name(lsmi_phase_t phase) {
     return "done";
   }
   return "unknown";
+}
+
+const char *lsmi_model_name(int model) {
+  static const char *const names[N_MODELS] = {"f1", "f2", "f12", "knife1",
+                                              "knife2"};
+  return model >= 0 && model < N_MODELS ? names[model] : NULL;
+}
+
+const char *lsmi_part_name(int part) {
+  static const char *const names[LSMI_PARTS] = {"train", "holdout", "oof",
+                                                "val"};
+  return part >= 0 && part < LSMI_PARTS ? names[part] : NULL;
+}
+
+const char *lsmi_ci_name(int k) {
+  static const char *const names[LSMI_CI_COUNT] = {"R",  "U1", "U2", "S",
+                                                   "I1", "I2", "I12"};
+  return k >= 0 && k < LSMI_CI_COUNT ? names[k] : NULL;
 }

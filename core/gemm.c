@@ -12,8 +12,8 @@
  * columns in 24 vector registers for the whole k loop and stores it once.
  *
  * Where the CPU has no AVX-512, the "blas" one hands the bulk of every
- * product to OpenBLAS, opened when this path is first chosen (lsmi_openblas() in blas.h;
- * its kernels lsmi checked at start-up, see blas.h): full products
+ * product to OpenBLAS, opened when this path is first chosen (lsmi_openblas()
+ * in blas.h; its kernels lsmi checked at start-up, see blas.h): full products
  * whole, triangular ones in blocks of 8 rows whose rectangular part goes to
  * cblas_sgemm and whose small diagonal block to the portable loops; the
  * epilogue follows in those loops too.

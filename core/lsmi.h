@@ -121,9 +121,20 @@ typedef enum lsmi_prior {
   LSMI_PRIOR_EMPIRICAL = 1 /* log p(y) = log of train class frequency   */
 } lsmi_prior_t;
 
+typedef enum lsmi_preset {
+  LSMI_PRESET_PUBLISHED = 0, /* the published recipe, bit for bit */
+  LSMI_PRESET_ROBUST = 1     /* lsmi's measured best (doc/accuracy.md) */
+} lsmi_preset_t;
+
+typedef enum lsmi_knife_init {
+  LSMI_KNIFE_INIT_RANDOM = 0, /* means, logvar, tri ~ N(0, 1) (published) */
+  LSMI_KNIFE_INIT_DATA = 1    /* standardised inputs, means from train rows */
+} lsmi_knife_init_t;
+
 /*
  * Every hyper-parameter of the estimator. lsmi_params_default() gives the
- * published recipe (the paper's script, bit for bit).
+ * published recipe (the paper's script, bit for bit); the fields from
+ * `ensemble` on go beyond it.
  */
 typedef struct lsmi_params {
   uint64_t seed;            /* 0 */
@@ -142,6 +153,14 @@ typedef struct lsmi_params {
   bool adjust;              /* true: mean adjustment per split */
   double val_fraction;      /* 0 = none; else (0, 1): split train when the
                                file has no val split */
+  lsmi_preset_t preset;     /* published; see lsmi_params_preset */
+  int ensemble;             /* 1: members with seeds seed .. seed+E-1 */
+  bool early_stopping;      /* false: score every model on a held-out part
+                               of train after each epoch, keep the best */
+  double holdout_fraction;  /* 0.1: that part (stratified, seeded) */
+  int patience;             /* 3: epochs without improvement before a stop */
+  int folds;                /* 0 = off; F >= 2: cross-fitting */
+  lsmi_knife_init_t knife_init; /* random */
 } lsmi_params_t;
 
 LSMI_API void lsmi_params_default(lsmi_params_t *p);
@@ -154,13 +173,14 @@ typedef enum lsmi_param_type {
   LSMI_PARAM_UINT64, /* uint64_t field */
   LSMI_PARAM_DOUBLE, /* double field */
   LSMI_PARAM_BOOL,   /* bool field */
-  LSMI_PARAM_PRIOR   /* lsmi_prior_t field, text "uniform" | "empirical" */
+  LSMI_PARAM_ENUM    /* an enum field, set and shown by the names in choices */
 } lsmi_param_type_t;
 
 /*
  * One row per parameter: its JSON name (the CLI flag is the same with '-'
  * for '_'), type, byte offset in lsmi_params_t, inclusive numeric range and
- * a one-line help text. `min_exclusive` marks ranges open at min.
+ * a one-line help text. `min_exclusive` marks ranges open at min. An enum's
+ * `choices` are its values' names, in value order, NULL-terminated.
  */
 typedef struct lsmi_param_desc {
   const char *name;
@@ -169,6 +189,7 @@ typedef struct lsmi_param_desc {
   double min, max;
   bool min_exclusive;
   const char *help;
+  const char *const *choices;
 } lsmi_param_desc_t;
 
 /* The static table; *count receives its length. */
@@ -181,9 +202,28 @@ LSMI_API int lsmi_params_set(lsmi_params_t *p, const char *name,
 /* Stores a number for `name` (int/uint64/double/bool types; range-checked). */
 LSMI_API int lsmi_params_set_number(lsmi_params_t *p, const char *name,
                                     double value, lsmi_error_t *err);
-/* Reads parameter `name` as a number (prior: 0/1); NAN if unknown. */
+/* Reads parameter `name` as a number (an enum: its value); NAN if unknown. */
 LSMI_API double lsmi_params_get_number(const lsmi_params_t *p,
                                        const char *name);
+/*
+ * Writes parameter `name` as text (an enum's name, "true"/"false", an
+ * integer, or a double with 17 significant digits at most) into buf;
+ * returns buf, or NULL for an unknown name.
+ */
+LSMI_API const char *lsmi_params_format(const lsmi_params_t *p,
+                                        const char *name, char *buf,
+                                        size_t len);
+
+/*
+ * Sets `preset` and the fields it stands for: "published" the defaults of
+ * the published recipe for ensemble, early_stopping, holdout_fraction,
+ * patience, folds and knife_init; "robust" lsmi's measured best for them
+ * (doc/accuracy.md). The other fields are left as they are. Callers that
+ * take a preset together with explicit parameters apply the preset first,
+ * so that explicit parameters win. lsmi_params_set(p, "preset", NAME)
+ * does the same.
+ */
+LSMI_API void lsmi_params_preset(lsmi_params_t *p, lsmi_preset_t preset);
 
 /* ------------------------------------------------------------------------ */
 /* Datasets                                                                 */
@@ -235,7 +275,8 @@ typedef enum lsmi_synth_kind {
   LSMI_SYNTH_GAUSSIAN,
   LSMI_SYNTH_REDUNDANCY,
   LSMI_SYNTH_UNIQUENESS,
-  LSMI_SYNTH_SYNERGY
+  LSMI_SYNTH_SYNERGY,
+  LSMI_SYNTH_MIXED
 } lsmi_synth_kind_t;
 
 /* Parses "gaussian" etc.; returns LSMI_ERR_INVALID for another name. */
@@ -244,9 +285,46 @@ LSMI_API int lsmi_synth_kind_parse(const char *name, lsmi_synth_kind_t *kind);
 /*
  * Makes n samples (0.8 n train, the rest val) of the given kind with the
  * given seed. Gaussian: C=2, rho 0.5, sigma 0.5; bit kinds: noise 0.1.
+ * Equal to lsmi_synth_make with dim 0.
  */
 LSMI_API int lsmi_synth(lsmi_synth_kind_t kind, size_t n, uint64_t seed,
                         lsmi_dataset_t **out, lsmi_error_t *err);
+
+/* The interaction that carries a synthetic sample's label. */
+enum {
+  LSMI_REGIME_NONE = -1,      /* gaussian: a blend, no single regime */
+  LSMI_REGIME_REDUNDANT = 0,  /* both modalities carry y */
+  LSMI_REGIME_UNIQUE1 = 1,    /* only x1 carries y */
+  LSMI_REGIME_UNIQUE2 = 2,    /* only x2 carries y */
+  LSMI_REGIME_SYNERGISTIC = 3 /* only the two together: y = b1 XOR b2 */
+};
+
+typedef struct lsmi_synth_spec {
+  lsmi_synth_kind_t kind;
+  size_t n;   /* samples: floor(0.8 n) train, the rest val */
+  size_t dim; /* 0: the kind's own 2 features per modality; else each
+                 modality padded to dim with N(0, 1) noise features */
+  uint64_t seed;
+} lsmi_synth_spec_t;
+
+/*
+ * Makes a synthetic dataset; *regime (may be NULL) receives a new array
+ * (free() it) of the n samples' LSMI_REGIME_* (train rows, then val).
+ *
+ * mixed: every sample draws one of the four regimes uniformly, and its
+ * tag feature (-3, -1, 1, 3 in both modalities; noise 0.5) says which:
+ * redundant samples carry y as a bit (+-1, noise 0.4) in both x1 and x2,
+ * synergistic ones y = b1 XOR b2 with b1 in x1 and b2 in x2, unique ones y
+ * in one modality and in the other a near-constant vector (noise 0.05 in
+ * every feature: a blank modality, as common as it is uninformative). So
+ * the regime says which atom carries a sample's label: r, u1, u2 or s
+ * (with the true densities about ln 2 of it, less what the noise hides).
+ * Noise features: 0.1. bench/robust.py computes the exact LSMI values of
+ * the true densities.
+ */
+LSMI_API int lsmi_synth_make(const lsmi_synth_spec_t *spec,
+                             lsmi_dataset_t **out, int32_t **regime,
+                             lsmi_error_t *err);
 
 /* ------------------------------------------------------------------------ */
 /* Fitting and results                                                      */
@@ -296,39 +374,124 @@ typedef struct lsmi_fit_hooks {
   void *ctx;                 /* passed to both */
 } lsmi_fit_hooks_t;
 
-/* Per-sample columns of one split, in the split's row order. */
+/*
+ * Per-sample columns of one split, in the split's row order. With an
+ * ensemble (E >= 2 members) every column is the mean over the members, and
+ * the *_sd columns hold the members' standard deviation (n - 1 divisor) of
+ * r, u1, u2 and s; with one member they are NULL.
+ */
 typedef struct lsmi_rows {
   size_t n;
   int32_t *y;
-  double *r, *u1, *u2, *s;         /* after the mean adjustment (if on) */
-  double *i1, *i2, *i12, *h1, *h2; /* the parts, in nats */
+  double *r, *u1, *u2, *s;             /* after the mean adjustment (if on) */
+  double *i1, *i2, *i12, *h1, *h2;     /* the parts, in nats */
+  double *r_sd, *u1_sd, *u2_sd, *s_sd; /* ensembles only, else NULL */
 } lsmi_rows_t;
 
-/* Means of one split's columns; shift is the adjustment a that was added. */
+/* The split means that get an interval, in this order. */
+enum {
+  LSMI_CI_R,
+  LSMI_CI_U1,
+  LSMI_CI_U2,
+  LSMI_CI_S,
+  LSMI_CI_I1,
+  LSMI_CI_I2,
+  LSMI_CI_I12,
+  LSMI_CI_COUNT
+};
+
+/* "R", "U1", "U2", "S", "I1", "I2", "I12"; NULL out of range. */
+LSMI_API const char *lsmi_ci_name(int k);
+
+/*
+ * Means of one split's columns; shift is the adjustment a that was added
+ * (the members' mean with an ensemble). With an ensemble, ci[k] is a 95%
+ * percentile interval of mean k from a seeded bootstrap that resamples the
+ * split's samples and the members together: it covers the spread from
+ * which samples were drawn and from the training seeds, not a bias the
+ * estimator shares across seeds.
+ */
 typedef struct lsmi_summary {
   size_t n;
   double R, U1, U2, S;
   double I1, I2, I12, H1, H2;
   double shift;
+  bool has_ci;
+  double ci[LSMI_CI_COUNT][2]; /* [lo, hi] when has_ci */
 } lsmi_summary_t;
+
+/* The five models, in this order. */
+enum {
+  LSMI_MODEL_F1,     /* discriminator on x1 */
+  LSMI_MODEL_F2,     /* discriminator on x2 */
+  LSMI_MODEL_F12,    /* discriminator on [x1, x2] */
+  LSMI_MODEL_KNIFE1, /* density of x1 */
+  LSMI_MODEL_KNIFE2, /* density of x2 */
+  LSMI_MODELS
+};
+
+/* "f1", "f2", "f12", "knife1", "knife2"; NULL out of range. */
+LSMI_API const char *lsmi_model_name(int model);
+
+/* The rows a model is scored on. */
+enum {
+  LSMI_PART_TRAIN,   /* the train rows it was fitted on */
+  LSMI_PART_HOLDOUT, /* the early-stopping part of train */
+  LSMI_PART_OOF,     /* cross-fitting: the train fold it never saw */
+  LSMI_PART_VAL,     /* the val split */
+  LSMI_PARTS
+};
+
+/* "train", "holdout", "oof", "val"; NULL out of range. */
+LSMI_API const char *lsmi_part_name(int part);
+
+/*
+ * How one model fared, averaged over the members (and folds): its loss on
+ * each part of the rows (mean cross-entropy for the discriminators, mean
+ * -log p(x) for the KNIFE models, nats; NaN where the part is empty), the
+ * discriminators' accuracy (NaN for KNIFE), and the epochs whose weights
+ * it kept (the best epoch with early stopping, else all of them).
+ */
+typedef struct lsmi_model_diag {
+  double loss[LSMI_PARTS];
+  double acc[LSMI_PARTS];
+  double epochs; /* mean over members and folds */
+  int epochs_min, epochs_max;
+} lsmi_model_diag_t;
+
+/* A known failure the numbers show, with what to try. */
+typedef struct lsmi_warning {
+  char code[32];     /* stable identifier, e.g. "atom_above_log_c" */
+  char split[8];     /* "train", "val" or "" (both) */
+  char message[400]; /* a sentence for a human, ending with what to try */
+} lsmi_warning_t;
+
+#define LSMI_MAX_WARNINGS 24
 
 typedef struct lsmi_result {
   lsmi_rows_t train, val;
   lsmi_summary_t train_summary, val_summary;
+  int ensemble, folds; /* as fitted */
+  lsmi_model_diag_t diag[LSMI_MODELS];
+  int nwarnings;
+  lsmi_warning_t warnings[LSMI_MAX_WARNINGS];
   int threads;                /* threads actually used */
   double seconds_train;       /* wall time of the parallel training */
-  double seconds_disc;        /* sum over the three MLPs' thread times */
-  double seconds_ent;         /* sum over the two KNIFEs' thread times */
-  double seconds_eval;        /* wall time of the evaluation pass */
+  double seconds_disc;        /* sum over the discriminators' thread times */
+  double seconds_ent;         /* sum over the KNIFE models' thread times */
+  double seconds_eval;        /* wall time of evaluation and combination */
   double disc_loss, ent_loss; /* last epoch's mean losses */
 } lsmi_result_t;
 
 /*
- * Fits the five models on ds->train and evaluates both splits. Same data,
- * params and thread count give bit-identical results. Statuses:
- * LSMI_ERR_INVALID (params; err names the field), LSMI_ERR_NOMEM,
- * LSMI_ERR_DIVERGED, LSMI_ERR_CANCELLED, LSMI_ERR_THREAD. *out receives a
- * new result (taken by the caller) on success.
+ * Fits the models on ds->train and evaluates both splits: E ensemble
+ * members (seeds seed .. seed+E-1), each of five models, or of F sets of
+ * five with cross-fitting, trained in parallel on the fit's threads. Same
+ * data, params and thread count give bit-identical results (the thread
+ * count does not change them either). Statuses: LSMI_ERR_INVALID (params;
+ * err names the field), LSMI_ERR_NOMEM, LSMI_ERR_DIVERGED,
+ * LSMI_ERR_CANCELLED, LSMI_ERR_THREAD. *out receives a new result (taken by
+ * the caller) on success.
  */
 LSMI_API int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
                       const lsmi_fit_hooks_t *hooks, lsmi_result_t **out,

@@ -68,8 +68,8 @@ long lsmi__split_fraction(const int32_t *y, size_t n, int C, double fraction,
   return marked;
 }
 
-int lsmi__split_folds(const int32_t *y, size_t n, int C, int F,
-                      lsmi_rng_t *rng, unsigned char *fold_of) {
+int lsmi__split_folds(const int32_t *y, size_t n, int C, int F, lsmi_rng_t *rng,
+                      unsigned char *fold_of) {
   uint32_t *order;
   size_t *start;
   if (alloc_groups(n, C, &order, &start))

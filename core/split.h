@@ -41,7 +41,7 @@ long lsmi__split_fraction(const int32_t *y, size_t n, int C, double fraction,
  * one stopped, so fold sizes differ by at most one. Returns 0, or
  * LSMI_ERR_NOMEM.
  */
-int lsmi__split_folds(const int32_t *y, size_t n, int C, int F,
-                      lsmi_rng_t *rng, unsigned char *fold_of);
+int lsmi__split_folds(const int32_t *y, size_t n, int C, int F, lsmi_rng_t *rng,
+                      unsigned char *fold_of);
 
 #endif

@@ -10,7 +10,7 @@
 
 const char *lsmi_status_name(int status) {
   switch (status) {
-#define X(name, value, msg)                                              \
+#define X(name, value, msg)                                                    \
   case (value):                                                                \
     return #name;
     LSMI_STATUS_MAP(X)
@@ -22,7 +22,7 @@ const char *lsmi_status_name(int status) {
 
 const char *lsmi_status_message(int status) {
   switch (status) {
-#define X(name, value, msg)                                              \
+#define X(name, value, msg)                                                    \
   case (value):                                                                \
     return msg;
     LSMI_STATUS_MAP(X)

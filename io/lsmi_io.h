@@ -102,6 +102,20 @@ LSMI_API void lsmi_dataset_hash(const lsmi_dataset_t *ds,
 LSMI_API int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
                                     lsmi_error_t *err);
 
+/* An extra integer column of an .npz: name (without .npy) and n values. */
+typedef struct lsmi_npz_column {
+  const char *name;
+  const int32_t *data;
+  size_t n;
+} lsmi_npz_column_t;
+
+/* lsmi_dataset_write_npz with nextra more int64 members after the six (a
+ * synthetic set's per-sample regimes, say; readers ignore such keys). */
+LSMI_API int lsmi_dataset_write_npz_ex(const lsmi_dataset_t *ds,
+                                       const lsmi_npz_column_t *extra,
+                                       size_t nextra, const char *path,
+                                       lsmi_error_t *err);
+
 #ifdef __cplusplus
 }
 #endif

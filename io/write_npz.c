@@ -15,13 +15,16 @@
 
 /*
  * One member of the written archive: an .npy header followed by either a
- * column range [c0, c0+d) of a split's x as little-endian float32, or the
- * split's labels as little-endian int64. Its bytes are produced twice, once
- * for the CRC and once for the file, so nothing is buffered whole.
+ * column range [c0, c0+d) of a split's x as little-endian float32, or n
+ * integers (a split's labels, or an extra column) as little-endian int64.
+ * Its bytes are produced twice, once for the CRC and once for the file, so
+ * nothing is buffered whole.
  */
 typedef struct member {
-  const lsmi_split_t *split;
-  size_t d_all, c0, d; /* d == 0: labels */
+  const lsmi_split_t *split; /* features: their split */
+  size_t d_all, c0, d;       /* d == 0: integers */
+  const int32_t *ints;       /* d == 0: n of them */
+  size_t n;
   char head[128];
   size_t head_len;
 } member_t;
@@ -32,7 +35,7 @@ static int emit(const member_t *m, sink_fn sink, void *ctx) {
   int rc = sink(ctx, (const unsigned char *)m->head, m->head_len);
   unsigned char b[8192];
   size_t fill = 0;
-  for (size_t i = 0; !rc && i < m->split->n; i++) {
+  for (size_t i = 0; !rc && i < m->n; i++) {
     if (m->d) {
       const float *row = m->split->x + i * m->d_all + m->c0;
       for (size_t j = 0; j < m->d; j++) {
@@ -48,7 +51,7 @@ static int emit(const member_t *m, sink_fn sink, void *ctx) {
         }
       }
     } else {
-      uint64_t u = (uint64_t)(int64_t)m->split->y[i];
+      uint64_t u = (uint64_t)(int64_t)m->ints[i];
       for (int k = 0; k < 8; k++)
         b[fill++] = (unsigned char)(u >> (8 * k));
       if (fill + 8 > sizeof b) {
@@ -87,12 +90,12 @@ static void write_npy_header(member_t *m) {
     k = snprintf(dict, sizeof dict,
                  "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, "
                  "%zu), }",
-                 m->split->n, m->d);
+                 m->n, m->d);
   else
     k = snprintf(dict, sizeof dict,
                  "{'descr': '<i8', 'fortran_order': False, 'shape': (%zu,), "
                  "}",
-                 m->split->n);
+                 m->n);
   size_t total = 10 + (size_t)k + 1;
   total = (total + 63) / 64 * 64;
   size_t hlen = total - 10;
@@ -107,6 +110,12 @@ static void write_npy_header(member_t *m) {
 
 int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
                            lsmi_error_t *err) {
+  return lsmi_dataset_write_npz_ex(ds, NULL, 0, path, err);
+}
+
+int lsmi_dataset_write_npz_ex(const lsmi_dataset_t *ds,
+                              const lsmi_npz_column_t *extra, size_t nextra,
+                              const char *path, lsmi_error_t *err) {
   if (!ds || !path)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "", "no dataset or path");
   lsmi_durable_t out = LSMI_DURABLE_INIT;
@@ -125,17 +134,27 @@ int lsmi_dataset_write_npz(const lsmi_dataset_t *ds, const char *path,
   lsmi__zipw_t w;
   lsmi__zipw_init(&w, f);
   int rc = 0;
-  for (int i = 0; i < 6 && !rc; i++) {
+  for (size_t i = 0; i < 6 + nextra && !rc; i++) {
     member_t m;
     memset(&m, 0, sizeof m);
-    m.split = i < 3 ? &ds->train : &ds->val;
-    m.d_all = d;
-    m.c0 = i % 3 == 1 ? ds->d1 : 0;
-    m.d = i % 3 == 0 ? ds->d1 : i % 3 == 1 ? ds->d2 : 0;
+    char name[80];
+    if (i < 6) {
+      m.split = i < 3 ? &ds->train : &ds->val;
+      m.n = m.split->n;
+      m.d_all = d;
+      m.c0 = i % 3 == 1 ? ds->d1 : 0;
+      m.d = i % 3 == 0 ? ds->d1 : i % 3 == 1 ? ds->d2 : 0;
+      m.ints = m.split->y;
+      snprintf(name, sizeof name, "%s", names[i]);
+    } else {
+      m.ints = extra[i - 6].data;
+      m.n = extra[i - 6].n;
+      snprintf(name, sizeof name, "%.70s.npy", extra[i - 6].name);
+    }
     write_npy_header(&m);
     crc_ctx_t c = {crc32(0L, Z_NULL, 0), 0};
     emit(&m, crc_sink, &c);
-    rc = lsmi__zipw_begin(&w, names[i], (uint32_t)c.crc, c.size);
+    rc = lsmi__zipw_begin(&w, name, (uint32_t)c.crc, c.size);
     if (!rc)
       rc = emit(&m, file_sink, &w);
   }

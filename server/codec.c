@@ -15,12 +15,10 @@ static int param_from_value(lsmi_params_t *p, const lsmi_param_desc_t *d,
   snprintf(field, sizeof field, "params.%s", d->name);
   int st = LSMI_OK;
   switch (d->type) {
-  case LSMI_PARAM_PRIOR:
+  case LSMI_PARAM_ENUM:
     if (!json_is_string(v))
       return lsmi_error_set(err, LSMI_ERR_INVALID, field,
-                            "%s must be the string \"uniform\" or "
-                            "\"empirical\"",
-                            field);
+                            "%s must be a string (%s)", field, d->help);
     st = lsmi_params_set(p, d->name, json_string_value(v), err);
     break;
   case LSMI_PARAM_BOOL:
@@ -39,8 +37,8 @@ static int param_from_value(lsmi_params_t *p, const lsmi_param_desc_t *d,
     break;
   case LSMI_PARAM_DOUBLE:
     if (!json_is_number(v))
-      return lsmi_error_set(err, LSMI_ERR_INVALID, field,
-                            "%s must be a number", field);
+      return lsmi_error_set(err, LSMI_ERR_INVALID, field, "%s must be a number",
+                            field);
     st = lsmi_params_set_number(p, d->name, json_number_value(v), err);
     break;
   }
@@ -57,9 +55,18 @@ int lsmi_codec_params_from_json(const json_t *params, lsmi_params_t *p,
   if (!json_is_object(params))
     return lsmi_error_set(err, LSMI_ERR_INVALID, "params",
                           "params must be an object");
+  /* The preset first: the explicit parameters override it. */
+  const json_t *preset = json_object_get(params, "preset");
+  if (preset) {
+    int st = param_from_value(p, lsmi_params_find("preset"), preset, err);
+    if (st)
+      return st;
+  }
   const char *key;
   const json_t *v;
   json_object_foreach((json_t *)params, key, v) {
+    if (strcmp(key, "preset") == 0)
+      continue;
     const lsmi_param_desc_t *d = lsmi_params_find(key);
     /* Only the JSON spelling: "epochs-entropy" is a CLI flag, not a key. */
     if (d == NULL || strcmp(d->name, key) != 0) {
@@ -95,7 +102,7 @@ json_t *lsmi_codec_params_to_json(const lsmi_params_t *p) {
       v = json_integer(*(const int *)(const void *)base);
       break;
     case LSMI_PARAM_UINT64:
-      v = json_integer((json_int_t)*(const uint64_t *)(const void *)base);
+      v = json_integer((json_int_t) * (const uint64_t *)(const void *)base);
       break;
     case LSMI_PARAM_DOUBLE:
       v = json_real(*(const double *)(const void *)base);
@@ -103,12 +110,11 @@ json_t *lsmi_codec_params_to_json(const lsmi_params_t *p) {
     case LSMI_PARAM_BOOL:
       v = json_boolean(*(const bool *)(const void *)base);
       break;
-    case LSMI_PARAM_PRIOR:
-      v = json_string(*(const lsmi_prior_t *)(const void *)base ==
-                              LSMI_PRIOR_EMPIRICAL
-                          ? "empirical"
-                          : "uniform");
+    case LSMI_PARAM_ENUM: {
+      char text[32];
+      v = json_string(lsmi_params_format(p, t[i].name, text, sizeof text));
       break;
+    }
     }
     if (v == NULL || json_object_set_new(o, t[i].name, v)) {
       json_decref(o);
@@ -175,15 +181,14 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
                      "phase", "queued", "epoch", 0, "epochs",
                      params->epochs_discriminator + params->epochs_entropy,
                      "fraction", 0.0, "disc_epoch", 0, "disc_epochs",
-                     params->epochs_discriminator, "disc_loss", "ent_epoch",
-                     0, "ent_epochs", params->epochs_entropy, "ent_loss");
-  json_t *o = json_pack("{s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i}", "phase",
-                        lsmi_phase_name(p->phase), "epoch",
-                        p->disc_epoch + p->ent_epoch, "epochs",
-                        p->disc_epochs + p->ent_epochs, "fraction",
-                        p->fraction, "disc_epoch", p->disc_epoch,
-                        "disc_epochs", p->disc_epochs, "ent_epoch",
-                        p->ent_epoch, "ent_epochs", p->ent_epochs);
+                     params->epochs_discriminator, "disc_loss", "ent_epoch", 0,
+                     "ent_epochs", params->epochs_entropy, "ent_loss");
+  json_t *o = json_pack(
+      "{s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i}", "phase",
+      lsmi_phase_name(p->phase), "epoch", p->disc_epoch + p->ent_epoch,
+      "epochs", p->disc_epochs + p->ent_epochs, "fraction", p->fraction,
+      "disc_epoch", p->disc_epoch, "disc_epochs", p->disc_epochs, "ent_epoch",
+      p->ent_epoch, "ent_epochs", p->ent_epochs);
   if (o) {
     json_object_set_new(o, "disc_loss",
                         p->disc_epoch > 0 && isfinite(p->disc_loss)
@@ -232,24 +237,42 @@ int lsmi_codec_http_status(int st) {
 
 const char *lsmi_codec_http_title(int status) {
   switch (status) {
-  case 200: return "OK";
-  case 201: return "Created";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 409: return "Conflict";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 415: return "Unsupported Media Type";
-  case 422: return "Unprocessable Content";
-  case 429: return "Too Many Requests";
-  case 500: return "Internal Server Error";
-  case 503: return "Service Unavailable";
-  default: return "Error";
+  case 200:
+    return "OK";
+  case 201:
+    return "Created";
+  case 202:
+    return "Accepted";
+  case 204:
+    return "No Content";
+  case 400:
+    return "Bad Request";
+  case 401:
+    return "Unauthorized";
+  case 403:
+    return "Forbidden";
+  case 404:
+    return "Not Found";
+  case 405:
+    return "Method Not Allowed";
+  case 409:
+    return "Conflict";
+  case 411:
+    return "Length Required";
+  case 413:
+    return "Content Too Large";
+  case 415:
+    return "Unsupported Media Type";
+  case 422:
+    return "Unprocessable Content";
+  case 429:
+    return "Too Many Requests";
+  case 500:
+    return "Internal Server Error";
+  case 503:
+    return "Service Unavailable";
+  default:
+    return "Error";
   }
 }
 
@@ -271,9 +294,9 @@ static json_t *safe_string(const char *text) {
 
 json_t *lsmi_codec_problem(int status, const char *type, const char *detail,
                            const char *field) {
-  json_t *o = json_pack("{s:s, s:s, s:i}", "type",
-                        type ? type : "about:blank", "title",
-                        lsmi_codec_http_title(status), "status", status);
+  json_t *o =
+      json_pack("{s:s, s:s, s:i}", "type", type ? type : "about:blank", "title",
+                lsmi_codec_http_title(status), "status", status);
   if (o == NULL)
     return NULL;
   json_object_set_new(o, "detail", safe_string(detail ? detail : ""));

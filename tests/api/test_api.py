@@ -108,7 +108,9 @@ def test_happy_path():
         assert job["state"] in ("queued", "running", "succeeded")
         assert job["params"]["hidden"] == 64 and job["params"]["prior"] == \
             "uniform" and job["params"]["epochs_entropy"] == 2
-        assert len(job["params"]) == 15, job["params"]
+        assert len(job["params"]) == 22, job["params"]
+        assert job["params"]["preset"] == "published"
+        assert job["params"]["ensemble"] == 1
         job = d.wait_job(job["id"])
         assert job["state"] == "succeeded", job
         for split, n in (("train", 320), ("val", 80)):

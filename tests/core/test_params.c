@@ -34,11 +34,19 @@ static void test_defaults(void **state) {
   assert_int_equal(p.prior, LSMI_PRIOR_UNIFORM);
   assert_true(p.adjust);
   assert_close(p.val_fraction, 0, 0);
+  /* Beyond the published recipe: all off. */
+  assert_int_equal(p.preset, LSMI_PRESET_PUBLISHED);
+  assert_int_equal(p.ensemble, 1);
+  assert_false(p.early_stopping);
+  assert_close(p.holdout_fraction, 0.1, 0);
+  assert_int_equal(p.patience, 3);
+  assert_int_equal(p.folds, 0);
+  assert_int_equal(p.knife_init, LSMI_KNIFE_INIT_RANDOM);
   assert_int_equal(lsmi_params_validate(&p, NULL), LSMI_OK);
   /* The table and the defaults agree on every name. */
   size_t n;
   const lsmi_param_desc_t *t = lsmi_params_table(&n);
-  assert_int_equal(n, 15);
+  assert_int_equal(n, 22);
   for (size_t i = 0; i < n; i++) {
     assert_ptr_equal(lsmi_params_find(t[i].name), &t[i]);
     assert_false(isnan(lsmi_params_get_number(&p, t[i].name)));
@@ -104,6 +112,53 @@ static void test_accepts(void **state) {
   assert_string_equal(err.field, "batch_size");
 }
 
+/* A preset sets its fields; explicit values set afterwards win; the enums
+ * go by name; folds 1 is refused; every value formats as text. */
+static void test_presets_and_enums(void **state) {
+  (void)state;
+  lsmi_params_t p;
+  lsmi_params_default(&p);
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_params_set(&p, "preset", "robust", &err), LSMI_OK);
+  assert_int_equal(p.preset, LSMI_PRESET_ROBUST);
+  assert_true(p.ensemble > 1);
+  assert_true(p.early_stopping);
+  assert_int_equal(p.knife_init, LSMI_KNIFE_INIT_DATA);
+  assert_int_equal(p.hidden, 64); /* the recipe's own fields are kept */
+  assert_int_equal(lsmi_params_set(&p, "ensemble", "3", &err), LSMI_OK);
+  assert_int_equal(p.ensemble, 3);
+  lsmi_params_preset(&p, LSMI_PRESET_PUBLISHED);
+  assert_int_equal(p.ensemble, 1);
+  assert_false(p.early_stopping);
+  assert_int_equal(lsmi_params_set(&p, "preset", "fast", &err),
+                   LSMI_ERR_INVALID);
+  assert_string_equal(err.field, "preset");
+  assert_non_null(strstr(err.message, "\"published\" or \"robust\""));
+  assert_int_equal(lsmi_params_set(&p, "knife-init", "data", &err), LSMI_OK);
+  assert_int_equal(p.knife_init, LSMI_KNIFE_INIT_DATA);
+  assert_int_equal(lsmi_params_set_number(&p, "knife_init", 1, &err),
+                   LSMI_ERR_INVALID);
+  assert_int_equal(lsmi_params_set(&p, "folds", "1", &err), LSMI_OK);
+  assert_int_equal(lsmi_params_validate(&p, &err), LSMI_ERR_INVALID);
+  assert_string_equal(err.field, "folds");
+  assert_int_equal(lsmi_params_set(&p, "folds", "5", &err), LSMI_OK);
+  assert_int_equal(lsmi_params_validate(&p, &err), LSMI_OK);
+  assert_int_equal(lsmi_params_set(&p, "holdout_fraction", "0", &err),
+                   LSMI_ERR_INVALID);
+  char buf[32];
+  assert_string_equal(lsmi_params_format(&p, "knife_init", buf, sizeof buf),
+                      "data");
+  assert_string_equal(lsmi_params_format(&p, "early_stopping", buf, sizeof buf),
+                      "false");
+  assert_string_equal(lsmi_params_format(&p, "folds", buf, sizeof buf), "5");
+  assert_string_equal(lsmi_params_format(&p, "lr_entropy", buf, sizeof buf),
+                      "0.001");
+  p.seed = 9007199254740991ull;
+  assert_string_equal(lsmi_params_format(&p, "seed", buf, sizeof buf),
+                      "9007199254740991");
+  assert_null(lsmi_params_format(&p, "nope", buf, sizeof buf));
+}
+
 static void test_status_table(void **state) {
   (void)state;
   assert_string_equal(lsmi_status_name(LSMI_OK), "OK");
@@ -124,6 +179,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_rejects),
       cmocka_unit_test(test_accepts),
+      cmocka_unit_test(test_presets_and_enums),
       cmocka_unit_test(test_status_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

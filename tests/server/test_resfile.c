@@ -29,8 +29,17 @@ static lsmi_rows_t make_rows(void) {
     for (int i = 0; i < N; i++)
       cols[k][i] = (k + 1) * 0.1 + (i % 3) * (k % 2 ? -1.0 : 1.0) / 3.0;
   cols[3][2] = cols[3][5]; /* a tie in s */
-  lsmi_rows_t r = {N,       y,        cols[0], cols[1], cols[2], cols[3],
-                   cols[4], cols[5], cols[6], cols[7], cols[8]};
+  lsmi_rows_t r = {.n = N,
+                   .y = y,
+                   .r = cols[0],
+                   .u1 = cols[1],
+                   .u2 = cols[2],
+                   .s = cols[3],
+                   .i1 = cols[4],
+                   .i2 = cols[5],
+                   .i12 = cols[6],
+                   .h1 = cols[7],
+                   .h2 = cols[8]};
   return r;
 }
 
@@ -64,7 +73,7 @@ static void test_round_trip(void **state) {
   assert_int_equal(lsmi_resfile_read(dir, "job_x", "val", &back, &err), 0);
   assert_int_equal(back.n, N);
   assert_memory_equal(back.y, y, sizeof y);
-  double *b[9] = {back.r,  back.u1, back.u2,  back.s, back.i1,
+  double *b[9] = {back.r,  back.u1,  back.u2, back.s, back.i1,
                   back.i2, back.i12, back.h1, back.h2};
   for (int k = 0; k < 9; k++)
     assert_memory_equal(b[k], cols[k], sizeof cols[k]);
@@ -153,7 +162,8 @@ static void test_pages(void **state) {
   const char *ct;
   char *body = lsmi_resfile_render(&r, &c, &len, &ct);
   assert_true(strncmp(ct, "text/csv", 8) == 0);
-  assert_true(strncmp(body, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n1,train,1,",
+  assert_true(strncmp(body,
+                      "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n1,train,1,",
                       50) == 0);
   int lines = 0;
   for (size_t i = 0; i < len; i++)
