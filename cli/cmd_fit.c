@@ -20,6 +20,8 @@
 #include "lsmi_io.h"
 
 static const char csv_header[] = "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2";
+/* With an ensemble, the members' spread follows the published columns. */
+static const char csv_sd[] = ",r_sd,u1_sd,u2_sd,s_sd";
 
 static void fit_usage(FILE *out) {
   size_t n;
@@ -49,14 +51,11 @@ static void fit_usage(FILE *out) {
       if (*c == '_')
         *c = '-';
     char defv[32];
-    if (t[i].type == LSMI_PARAM_PRIOR)
-      snprintf(defv, sizeof defv, "uniform");
-    else if (t[i].type == LSMI_PARAM_BOOL)
-      snprintf(defv, sizeof defv, "%s",
-               lsmi_params_get_number(&def, t[i].name) != 0 ? "true" : "false");
-    else
+    if (t[i].type == LSMI_PARAM_DOUBLE)
       snprintf(defv, sizeof defv, "%g",
                lsmi_params_get_number(&def, t[i].name));
+    else
+      lsmi_params_format(&def, t[i].name, defv, sizeof defv);
     fprintf(out, "  %-24s %s [%s]\n", flag, t[i].help, defv);
   }
 }
@@ -110,6 +109,19 @@ static int write_rows(FILE *f, bool json, const char *split,
           fprintf(f, "%zu,%s,%d,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g,%.9g\n",
                   k, split, r->y[k], r->r[k], r->u1[k], r->u2[k], r->s[k],
                   r->i1[k], r->i2[k], r->i12[k], r->h1[k], r->h2[k]);
+    if (rc >= 0 && r->r_sd) {
+      if (json) {
+        fseek(f, -1, SEEK_CUR); /* reopen the object: before its '}' */
+        rc = fprintf(f,
+                     ",\"r_sd\":%.9g,\"u1_sd\":%.9g,\"u2_sd\":%.9g,"
+                     "\"s_sd\":%.9g}",
+                     r->r_sd[k], r->u1_sd[k], r->u2_sd[k], r->s_sd[k]);
+      } else {
+        fseek(f, -1, SEEK_CUR); /* before the '\n' */
+        rc = fprintf(f, ",%.9g,%.9g,%.9g,%.9g\n", r->r_sd[k], r->u1_sd[k],
+                     r->u2_sd[k], r->s_sd[k]);
+      }
+    }
     if (rc < 0)
       return -1;
     *first = false;
@@ -121,9 +133,56 @@ static void summary_json(FILE *f, const char *name, const lsmi_summary_t *s) {
   fprintf(f,
           "\"%s\":{\"n\":%zu,\"R\":%.9g,\"U1\":%.9g,\"U2\":%.9g,\"S\":%.9g,"
           "\"I1\":%.9g,\"I2\":%.9g,\"I12\":%.9g,\"H1\":%.9g,\"H2\":%.9g,"
-          "\"shift\":%.9g}",
+          "\"shift\":%.9g",
           name, s->n, s->R, s->U1, s->U2, s->S, s->I1, s->I2, s->I12, s->H1,
           s->H2, s->shift);
+  if (s->has_ci) {
+    fprintf(f, ",\"ci\":{");
+    for (int k = 0; k < LSMI_CI_COUNT; k++)
+      fprintf(f, "%s\"%s\":[%.9g,%.9g]", k ? "," : "", lsmi_ci_name(k),
+              s->ci[k][0], s->ci[k][1]);
+    fputc('}', f);
+  }
+  fputc('}', f);
+}
+
+/* A number, or null where JSON has none (NaN: a part without rows). */
+static void json_num(FILE *f, double v) {
+  if (isfinite(v))
+    fprintf(f, "%.9g", v);
+  else
+    fputs("null", f);
+}
+
+/* The per-model diagnostics and the warnings, as JSON members. */
+static void diagnostics_json(FILE *f, const lsmi_result_t *res) {
+  fprintf(f, "\"ensemble\":%d,\"folds\":%d,\"diagnostics\":{", res->ensemble,
+          res->folds);
+  for (int m = 0; m < LSMI_MODELS; m++) {
+    const lsmi_model_diag_t *d = &res->diag[m];
+    fprintf(f, "%s\"%s\":{", m ? "," : "", lsmi_model_name(m));
+    for (int part = 0; part < LSMI_PARTS; part++) {
+      fprintf(f, "\"%s_loss\":", lsmi_part_name(part));
+      json_num(f, d->loss[part]);
+      if (m < LSMI_MODEL_KNIFE1) {
+        fprintf(f, ",\"%s_acc\":", lsmi_part_name(part));
+        json_num(f, d->acc[part]);
+      }
+      fputc(',', f);
+    }
+    fprintf(f, "\"epochs\":%.4g,\"epochs_min\":%d,\"epochs_max\":%d}",
+            d->epochs, d->epochs_min, d->epochs_max);
+  }
+  fprintf(f, "},\"warnings\":[");
+  for (int i = 0; i < res->nwarnings; i++) {
+    const lsmi_warning_t *w = &res->warnings[i];
+    fprintf(f, "%s{\"code\":\"%s\",\"split\":\"%s\",\"message\":\"",
+            i ? "," : "", w->code, w->split);
+    for (const char *c = w->message; *c; c++) /* lsmi's own sentences */
+      fprintf(f, *c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+    fputs("\"}", f);
+  }
+  fputc(']', f);
 }
 
 static int write_out(const char *path, const lsmi_result_t *res) {
@@ -148,7 +207,7 @@ static int write_out(const char *path, const lsmi_result_t *res) {
     summary_json(f, "val", &res->val_summary);
     fprintf(f, "},\"rows\":[");
   } else {
-    fprintf(f, "%s\n", csv_header);
+    fprintf(f, "%s%s\n", csv_header, res->train.r_sd ? csv_sd : "");
   }
   rc |= write_rows(f, json, "train", &res->train, &first);
   rc |= write_rows(f, json, "val", &res->val, &first);
@@ -188,6 +247,8 @@ static void print_summary(const lsmi_result_t *res, const lsmi_dataset_t *ds,
     summary_json(stdout, "train", &res->train_summary);
     putchar(',');
     summary_json(stdout, "val", &res->val_summary);
+    putchar(',');
+    diagnostics_json(stdout, res);
     printf(",\"seconds\":{\"read\":%.6f,\"train\":%.6f,\"disc_cpu\":%.6f,"
            "\"ent_cpu\":%.6f,\"eval\":%.6f,\"total\":%.6f},"
            "\"disc_loss\":%.9g,\"ent_loss\":%.9g}\n",
@@ -219,6 +280,16 @@ int lsmi_fit_main(int argc, char **argv) {
   lsmi_params_t p;
   lsmi_params_default(&p);
   lsmi_error_t err = {0};
+  /* A preset first, wherever it stands: explicit parameters override it. */
+  for (int i = 1; i < argc; i++) {
+    const char *v = !strncmp(argv[i], "--preset=", 9)              ? argv[i] + 9
+                    : !strcmp(argv[i], "--preset") && i + 1 < argc ? argv[i + 1]
+                                                                   : NULL;
+    if (v && lsmi_params_set(&p, "preset", v, &err) != LSMI_OK) {
+      fprintf(stderr, "lsmi fit: --preset: %s\n", err.message);
+      return 2;
+    }
+  }
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
@@ -254,6 +325,8 @@ int lsmi_fit_main(int argc, char **argv) {
         }
         value = argv[i];
       }
+      if (strcmp(name, "preset") == 0)
+        continue; /* applied above */
       if (lsmi_params_set(&p, name, value, &err) != LSMI_OK) {
         fprintf(stderr, "lsmi fit: --%s: %s\n", name, err.message);
         return 2;
@@ -300,6 +373,9 @@ int lsmi_fit_main(int argc, char **argv) {
     return 1;
   }
   print_summary(res, ds, fmt, json, read, wall_seconds() - t0);
+  for (int i = 0; i < res->nwarnings; i++)
+    fprintf(stderr, "lsmi: warning [%s]: %s\n", res->warnings[i].code,
+            res->warnings[i].message);
   int rc = 0;
   if (out && write_out(out, res) != 0)
     rc = 1;
