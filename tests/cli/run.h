@@ -11,6 +11,7 @@
  * Both streams go to temp files (dup2 over fds 1 and 2) for the call and
  * are read back whole, so a command that prints megabytes cannot fill a
  * pipe and hang. Header-only: each test binary includes it once.
+ * Files a command writes go to a scratch directory (cli_scratch).
  */
 #ifndef LSMI_TESTS_CLI_RUN_H
 #define LSMI_TESTS_CLI_RUN_H
@@ -110,17 +111,54 @@ static inline void cli_run_free(cli_run_t *r) {
       fail_msg("expected \"%s\" in:\n%s", n_, t_ ? t_ : "(null)");             \
   } while (0)
 
-/* A fresh scratch directory (path into buf, capacity 64). */
-static inline void cli_mkdtemp(char *buf) {
-  snprintf(buf, 64, "/tmp/lsmi-cli-XXXXXX");
-  assert_non_null(mkdtemp(buf));
+/*
+ * Runs fn with argv[0] = name and then args[0..n) up to the first NULL, an
+ * argument "@" standing for `at`, and asserts a usage error: exit status 2,
+ * nothing on stdout, `says` on stderr.
+ */
+static inline void cli_assert_usage_error(cli_main_fn fn, const char *name,
+                                          const char *const *args, size_t n,
+                                          const char *at, const char *says) {
+  char *argv[16] = {(char *)name};
+  int argc = 1;
+  for (size_t k = 0; k < n && k < 14 && args[k]; k++)
+    argv[argc++] = (char *)(at && strcmp(args[k], "@") == 0 ? at : args[k]);
+  argv[argc] = NULL;
+  cli_run_t r = cli_runv(fn, argc, argv);
+  if (r.rc != 2)
+    fail_msg("%s %s: exit %d, stderr: %s", name, argc > 1 ? argv[1] : "", r.rc,
+             r.err);
+  assert_contains(r.err, says);
+  assert_string_equal(r.out, "");
+  cli_run_free(&r);
 }
 
-/* Removes a scratch directory and what is in it. */
-static inline void cli_rmtree(const char *dir) {
+/* The test binary's scratch directory, made by cli_scratch_setup and
+ * removed with everything in it by cli_scratch_teardown (cmocka group
+ * set-up and tear-down). */
+static char cli_dir[64];
+
+static inline int cli_scratch_setup(void **state) {
+  (void)state;
+  snprintf(cli_dir, sizeof cli_dir, "/tmp/lsmi-cli-XXXXXX");
+  return mkdtemp(cli_dir) ? 0 : -1;
+}
+
+static inline int cli_scratch_teardown(void **state) {
+  (void)state;
   char cmd[128];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-  assert_int_equal(system(cmd), 0);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", cli_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A path in the scratch directory, in a static buffer: the last four
+ * paths asked for stay valid. */
+static inline const char *cli_scratch(const char *name) {
+  static char bufs[4][128];
+  static int next;
+  char *b = bufs[next++ % 4];
+  snprintf(b, sizeof bufs[0], "%s/%s", cli_dir, name);
+  return b;
 }
 
 /* How many entries of dir have names containing part ("" for all but . and

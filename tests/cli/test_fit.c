@@ -28,14 +28,13 @@
 #include "lsmi_io.h"
 #include "run.h"
 
-static char dir[64];
 static char demo[128]; /* 300 rows of the gaussian demo: 240 train, 60 val */
 
 /* Scratch directory and the demo file, written once for every test. */
 static int group_setup(void **state) {
-  (void)state;
-  cli_mkdtemp(dir);
-  snprintf(demo, sizeof demo, "%s/demo.npz", dir);
+  if (cli_scratch_setup(state) != 0)
+    return -1;
+  snprintf(demo, sizeof demo, "%s/demo.npz", cli_dir);
   lsmi_dataset_t *ds = NULL;
   lsmi_error_t err = {0};
   if (lsmi_synth(LSMI_SYNTH_GAUSSIAN, 300, 1, &ds, &err) != LSMI_OK ||
@@ -48,29 +47,14 @@ static int group_setup(void **state) {
   return 0;
 }
 
-static int group_teardown(void **state) {
-  (void)state;
-  cli_rmtree(dir);
-  return 0;
-}
-
 /* lsmi fit with the given arguments and two epochs of each family. */
 #define FIT(...)                                                               \
   cli_run(lsmi_fit_main, "fit", __VA_ARGS__, "--epochs-discriminator", "2",    \
           "--epochs-entropy", "2", NULL)
 
-/* A path in the scratch directory (a static buffer per call site slot). */
-static const char *scratch(const char *name) {
-  static char bufs[4][128];
-  static int next;
-  char *b = bufs[next++ % 4];
-  snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-  return b;
-}
-
 /* Temp files a write could leave: ".NAME.tmp.XXXXXX" (common/durable.h),
  * or NAME.tmp.PID as --out once named them. */
-static int temp_files(void) { return cli_count_entries(dir, ".tmp"); }
+static int temp_files(void) { return cli_count_entries(cli_dir, ".tmp"); }
 
 /* ---- usage -------------------------------------------------------------- */
 
@@ -118,72 +102,59 @@ static void test_no_file_is_a_usage_error(void **state) {
 
 static void test_unknown_flags(void **state) {
   (void)state;
-  cli_run_t r = cli_run(lsmi_fit_main, "fit", demo, "--bogus", "1", NULL);
-  assert_int_equal(r.rc, 2);
-  assert_string_equal(r.out, "");
-  assert_contains(r.err, "lsmi fit: unknown option --bogus (see --help)");
-  cli_run_free(&r);
-
-  r = cli_run(lsmi_fit_main, "fit", demo, "--bogus=1", NULL);
-  assert_int_equal(r.rc, 2);
-  assert_contains(r.err, "lsmi fit: --bogus: unknown parameter 'bogus'");
-  cli_run_free(&r);
+  static const char *spaced[] = {"@", "--bogus", "1"},
+                    *joined[] = {"@", "--bogus=1"};
+  cli_assert_usage_error(lsmi_fit_main, "fit", spaced, 3, demo,
+                         "lsmi fit: unknown option --bogus (see --help)");
+  cli_assert_usage_error(lsmi_fit_main, "fit", joined, 2, demo,
+                         "lsmi fit: --bogus: unknown parameter 'bogus'");
 }
 
+/* Each value out of range or of the wrong form is a usage error that names
+ * the flag; "@" stands for the demo file. */
 static void test_bad_values(void **state) {
   (void)state;
   static const struct {
-    const char *flag, *value, *says;
+    const char *args[3];
+    const char *says;
   } cases[] = {
-      {"--epochs-entropy", "0",
-       "--epochs-entropy: epochs_entropy must be an integer in [1, 10000], "
-       "got 0"},
-      {"--hidden", "many", "--hidden: "},
-      {"--lr-discriminator", "-1", "--lr-discriminator: "},
-      {"--prior", "flat", "--prior: "},
-      {"--adjust", "maybe", "--adjust: "},
-      {"--val-fraction", "1.5", "--val-fraction: "},
-      {"--threads", "-1", "--threads: "},
+      {{"@", "--epochs-entropy", "0"},
+       "lsmi fit: --epochs-entropy: epochs_entropy must be an integer in "
+       "[1, 10000], got 0"},
+      {{"@", "--hidden", "many"}, "lsmi fit: --hidden: "},
+      {{"@", "--lr-discriminator", "-1"}, "lsmi fit: --lr-discriminator: "},
+      {{"@", "--prior", "flat"}, "lsmi fit: --prior: "},
+      {{"@", "--adjust", "maybe"}, "lsmi fit: --adjust: "},
+      {{"@", "--val-fraction", "1.5"}, "lsmi fit: --val-fraction: "},
+      {{"@", "--threads", "-1"}, "lsmi fit: --threads: "},
+      /* the --name=value form goes through the same checks */
+      {{"@", "--batch-size=0"}, "lsmi fit: --batch-size: "},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    cli_run_t r = cli_run(lsmi_fit_main, "fit", demo, cases[i].flag,
-                          cases[i].value, NULL);
-    assert_int_equal(r.rc, 2);
-    assert_string_equal(r.out, "");
-    assert_contains(r.err, "lsmi fit: ");
-    assert_contains(r.err, cases[i].says);
-    cli_run_free(&r);
-  }
-  /* The --name=value form goes through the same checks. */
-  cli_run_t r = cli_run(lsmi_fit_main, "fit", demo, "--batch-size=0", NULL);
-  assert_int_equal(r.rc, 2);
-  assert_contains(r.err, "lsmi fit: --batch-size: ");
-  cli_run_free(&r);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cli_assert_usage_error(lsmi_fit_main, "fit", cases[i].args, 3, demo,
+                           cases[i].says);
 }
 
 static void test_missing_values_and_extra_arguments(void **state) {
   (void)state;
-  cli_run_t r = cli_run(lsmi_fit_main, "fit", demo, "--seed", NULL);
-  assert_int_equal(r.rc, 2);
-  assert_contains(r.err, "lsmi fit: --seed needs a value");
-  cli_run_free(&r);
-
-  r = cli_run(lsmi_fit_main, "fit", demo, "--out", NULL);
-  assert_int_equal(r.rc, 2);
-  assert_contains(r.err, "lsmi fit: --out needs a path");
-  cli_run_free(&r);
-
-  r = cli_run(lsmi_fit_main, "fit", demo, "other.npz", NULL);
-  assert_int_equal(r.rc, 2);
-  assert_contains(r.err, "lsmi fit: unexpected argument 'other.npz'");
-  cli_run_free(&r);
+  static const struct {
+    const char *args[2];
+    const char *says;
+  } cases[] = {
+      {{"@", "--seed"}, "lsmi fit: --seed needs a value"},
+      {{"@", "--out"}, "lsmi fit: --out needs a path"},
+      {{"@", "other.npz"}, "lsmi fit: unexpected argument 'other.npz'"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cli_assert_usage_error(lsmi_fit_main, "fit", cases[i].args, 2, demo,
+                           cases[i].says);
 }
 
 /* ---- reading ------------------------------------------------------------ */
 
 static void test_missing_file(void **state) {
   (void)state;
-  const char *missing = scratch("no-such-file.npz");
+  const char *missing = cli_scratch("no-such-file.npz");
   cli_run_t r = cli_run(lsmi_fit_main, "fit", missing, NULL);
   assert_int_equal(r.rc, 1);
   assert_string_equal(r.out, "");
@@ -332,7 +303,7 @@ static void test_summary_json_and_quiet(void **state) {
 
 static void test_out_csv(void **state) {
   (void)state;
-  const char *path = scratch("rows.csv");
+  const char *path = cli_scratch("rows.csv");
   cli_run_t r = FIT(demo, "--quiet", "--out", path);
   assert_int_equal(r.rc, 0);
   assert_string_equal(r.err, "");
@@ -378,7 +349,7 @@ static void test_out_csv(void **state) {
 
 static void test_out_json(void **state) {
   (void)state;
-  const char *path = scratch("rows.json");
+  const char *path = cli_scratch("rows.json");
   cli_run_t r = FIT(demo, "--quiet", "-o", path);
   assert_int_equal(r.rc, 0);
   cli_run_free(&r);
@@ -410,7 +381,7 @@ static void test_out_json(void **state) {
  * at any thread count. */
 static void test_out_replaces_and_is_deterministic(void **state) {
   (void)state;
-  const char *one = scratch("one.csv"), *two = scratch("two.csv");
+  const char *one = cli_scratch("one.csv"), *two = cli_scratch("two.csv");
   FILE *f = fopen(one, "w");
   assert_non_null(f);
   fputs("old content\n", f);
@@ -437,12 +408,12 @@ static void test_out_failures_leave_no_temp_file(void **state) {
   (void)state;
   /* The final name is a directory: the temp file is written, the rename
    * fails, and the temp file must go. */
-  const char *sub = scratch("taken");
+  const char *sub = cli_scratch("taken");
   assert_int_equal(mkdir(sub, 0755), 0);
   char inner[160];
   snprintf(inner, sizeof inner, "%s/keep", sub);
   assert_int_equal(mkdir(inner, 0755), 0);
-  int before = cli_count_entries(dir, "");
+  int before = cli_count_entries(cli_dir, "");
   cli_run_t r = FIT(demo, "--quiet", "--out", sub);
   assert_int_equal(r.rc, 1);
   assert_contains(r.out, "\ntrain       240 ");
@@ -450,25 +421,25 @@ static void test_out_failures_leave_no_temp_file(void **state) {
   assert_contains(r.err, "taken failed: ");
   cli_run_free(&r);
   assert_int_equal(temp_files(), 0);
-  assert_int_equal(cli_count_entries(dir, ""), before);
+  assert_int_equal(cli_count_entries(cli_dir, ""), before);
   assert_int_equal(cli_count_entries(sub, ""), 1);
 
   /* The directory does not exist: nothing can be created. */
-  const char *nowhere = scratch("missing-dir/rows.csv");
+  const char *nowhere = cli_scratch("missing-dir/rows.csv");
   r = FIT(demo, "--quiet", "--out", nowhere);
   assert_int_equal(r.rc, 1);
   assert_contains(r.err, "lsmi: cannot write ");
   assert_contains(r.err, "missing-dir/rows.csv: No such file or directory");
   cli_run_free(&r);
   assert_int_equal(temp_files(), 0);
-  assert_int_equal(cli_count_entries(dir, ""), before);
+  assert_int_equal(cli_count_entries(cli_dir, ""), before);
 }
 
 /* A write that fails half-way (the file-size limit stops it) removes the
  * temp file and leaves no file under the name. */
 static void test_out_write_error_mid_file(void **state) {
   (void)state;
-  const char *path = scratch("too-big.csv");
+  const char *path = cli_scratch("too-big.csv");
   struct rlimit old, small;
   assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
   small = old;
@@ -483,13 +454,13 @@ static void test_out_write_error_mid_file(void **state) {
   assert_contains(r.err, "too-big.csv failed: File too large");
   cli_run_free(&r);
   assert_int_equal(temp_files(), 0);
-  assert_int_equal(cli_count_entries(dir, "too-big"), 0);
+  assert_int_equal(cli_count_entries(cli_dir, "too-big"), 0);
 }
 
 /* The file gets the mode fopen would have given it: 0666 less the umask. */
 static void test_out_mode_follows_umask(void **state) {
   (void)state;
-  const char *path = scratch("private.csv");
+  const char *path = cli_scratch("private.csv");
   mode_t old = umask(077);
   cli_run_t r = FIT(demo, "--quiet", "--out", path);
   umask(old);
@@ -521,5 +492,5 @@ int main(void) {
       cmocka_unit_test(test_out_mode_follows_umask),
   };
   return cmocka_run_group_tests_name("cli/fit", tests, group_setup,
-                                     group_teardown);
+                                     cli_scratch_teardown);
 }

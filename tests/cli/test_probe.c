@@ -296,19 +296,9 @@ static void test_usage_errors(void **state) {
       {{"http://[::1/"}, "not an http://HOST[:PORT][/PATH] URL"},
       {{"http://127.0.0.1/a b"}, "not an http://HOST[:PORT][/PATH] URL"},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    char *argv[4] = {"probe"};
-    int argc = 1;
-    for (int k = 0; k < 3 && cases[i].args[k]; k++)
-      argv[argc++] = (char *)cases[i].args[k];
-    argv[argc] = NULL;
-    cli_run_t r = cli_runv(lsmi_probe_main, argc, argv);
-    if (r.rc != 2)
-      fail_msg("case %zu: exit %d, stderr: %s", i, r.rc, r.err);
-    assert_contains(r.err, cases[i].says);
-    assert_string_equal(r.out, "");
-    cli_run_free(&r);
-  }
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cli_assert_usage_error(lsmi_probe_main, "probe", cases[i].args, 3, NULL,
+                           cases[i].says);
 }
 
 int main(void) {

@@ -19,28 +19,6 @@
 #include "lsmi_io.h"
 #include "run.h"
 
-static char dir[64];
-
-static int group_setup(void **state) {
-  (void)state;
-  cli_mkdtemp(dir);
-  return 0;
-}
-
-static int group_teardown(void **state) {
-  (void)state;
-  cli_rmtree(dir);
-  return 0;
-}
-
-static const char *scratch(const char *name) {
-  static char bufs[4][128];
-  static int next;
-  char *b = bufs[next++ % 4];
-  snprintf(b, sizeof bufs[0], "%s/%s", dir, name);
-  return b;
-}
-
 /* Reads path back; asserts the shapes. */
 static void check_dataset(const char *path, size_t ntrain, size_t nval,
                           int classes) {
@@ -89,7 +67,7 @@ static void test_every_kind(void **state) {
   for (size_t i = 0; i < 4; i++) {
     char name[64];
     snprintf(name, sizeof name, "%s.npz", kinds[i]);
-    const char *path = scratch(name);
+    const char *path = cli_scratch(name);
     cli_run_t r = cli_run(lsmi_synth_main, "synth", kinds[i], "--out", path,
                           "--n", "100", NULL);
     assert_int_equal(r.rc, 0);
@@ -106,7 +84,7 @@ static void test_every_kind(void **state) {
 /* Without --n: 2000 samples. The options may come in any order. */
 static void test_default_size_and_order(void **state) {
   (void)state;
-  const char *path = scratch("default.npz");
+  const char *path = cli_scratch("default.npz");
   cli_run_t r = cli_run(lsmi_synth_main, "synth", "-o", path, "synergy", NULL);
   assert_int_equal(r.rc, 0);
   assert_contains(r.err, "synergy, train 1600, val 400");
@@ -116,8 +94,8 @@ static void test_default_size_and_order(void **state) {
 
 static void test_seed_gives_the_same_bytes(void **state) {
   (void)state;
-  const char *a = scratch("a.npz"), *b = scratch("b.npz"),
-             *c = scratch("c.npz");
+  const char *a = cli_scratch("a.npz"), *b = cli_scratch("b.npz"),
+             *c = cli_scratch("c.npz");
   cli_run_t r = cli_run(lsmi_synth_main, "synth", "gaussian", "--seed", "7",
                         "--n", "200", "--out", a, NULL);
   assert_int_equal(r.rc, 0);
@@ -144,7 +122,7 @@ static void test_seed_gives_the_same_bytes(void **state) {
  * argument list stands for the output path. */
 static void test_usage_errors(void **state) {
   (void)state;
-  const char *out = scratch("never.npz");
+  const char *out = cli_scratch("never.npz");
   static const struct {
     const char *args[6]; /* NULL-terminated */
     const char *says;
@@ -167,39 +145,28 @@ static void test_usage_errors(void **state) {
       {{"gaussian", "--out", "@", "--bogus"},
        "lsmi synth: unexpected argument '--bogus'"},
   };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    char *argv[8] = {"synth"};
-    int argc = 1;
-    for (int k = 0; k < 6 && cases[i].args[k]; k++)
-      argv[argc++] =
-          (char *)(strcmp(cases[i].args[k], "@") == 0 ? out : cases[i].args[k]);
-    argv[argc] = NULL;
-    cli_run_t r = cli_runv(lsmi_synth_main, argc, argv);
-    if (r.rc != 2)
-      fail_msg("case %zu: exit %d, stderr: %s", i, r.rc, r.err);
-    assert_contains(r.err, cases[i].says);
-    assert_string_equal(r.out, "");
-    cli_run_free(&r);
-  }
-  assert_int_equal(cli_count_entries(dir, "never"), 0);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cli_assert_usage_error(lsmi_synth_main, "synth", cases[i].args, 6, out,
+                           cases[i].says);
+  assert_int_equal(cli_count_entries(cli_dir, "never"), 0);
 }
 
 static void test_failures_exit_1(void **state) {
   (void)state;
   /* Too few samples: the library refuses, the command says why. */
   cli_run_t r = cli_run(lsmi_synth_main, "synth", "gaussian", "--n", "5",
-                        "--out", scratch("small.npz"), NULL);
+                        "--out", cli_scratch("small.npz"), NULL);
   assert_int_equal(r.rc, 1);
   assert_contains(r.err, "lsmi synth: n must be at least 10, got 5");
   cli_run_free(&r);
   /* A directory that does not exist. */
   r = cli_run(lsmi_synth_main, "synth", "gaussian", "--out",
-              scratch("missing-dir/x.npz"), NULL);
+              cli_scratch("missing-dir/x.npz"), NULL);
   assert_int_equal(r.rc, 1);
   assert_contains(r.err, "lsmi synth: ");
   cli_run_free(&r);
-  assert_int_equal(cli_count_entries(dir, "small"), 0);
-  assert_int_equal(cli_count_entries(dir, ".tmp"), 0);
+  assert_int_equal(cli_count_entries(cli_dir, "small"), 0);
+  assert_int_equal(cli_count_entries(cli_dir, ".tmp"), 0);
 }
 
 int main(void) {
@@ -211,6 +178,6 @@ int main(void) {
       cmocka_unit_test(test_usage_errors),
       cmocka_unit_test(test_failures_exit_1),
   };
-  return cmocka_run_group_tests_name("cli/synth", tests, group_setup,
-                                     group_teardown);
+  return cmocka_run_group_tests_name("cli/synth", tests, cli_scratch_setup,
+                                     cli_scratch_teardown);
 }
