@@ -30,25 +30,11 @@ import re
 import subprocess
 import sys
 
+from checks import check, finish, reader
+
 ROOT = os.path.realpath(sys.argv[1] if len(sys.argv) > 1 else ".")
 BIN = sys.argv[2] if len(sys.argv) > 2 else None
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-
-
-def read(path):
-    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
-        return f.read()
+read = reader(ROOT)
 
 
 def run(*args):
@@ -253,5 +239,4 @@ unlinked = sorted(p for p in pages if p.startswith("doc/")
                   and f"]({p})" not in readme)
 check("README.md links every doc/*.md", not unlinked, ", ".join(unlinked))
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -20,25 +20,11 @@ import sys
 
 import yaml
 
+from checks import check, finish, reader
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else "."
 BIN = sys.argv[2] if len(sys.argv) > 2 else None
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-
-
-def read(path):
-    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
-        return f.read()
+read = reader(ROOT)
 
 
 def port_of(listen):
@@ -315,5 +301,4 @@ known("deploy/README.md", env_vars_in(read("deploy/README.md")))
 # The man page, doc/*.md and the README are checked against the code by
 # tests/deploy/docs.py.
 
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()
