@@ -1,6 +1,7 @@
 /*
  * cmd_synth.c — `lsmi synth KIND --out FILE.npz [--n N] [--seed S]`: writes
- * a demo dataset of DESIGN.md section 6 as an uncompressed .npz.
+ * a demo dataset (core/synth.c; doc/cli.md lists the kinds) as an
+ * uncompressed .npz.
  */
 #include <errno.h>
 #include <stdio.h>

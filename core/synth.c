@@ -1,5 +1,5 @@
 /*
- * synth.c — the demo datasets of DESIGN.md section 6.
+ * synth.c — the demo datasets of `lsmi synth` (doc/cli.md).
  *
  * gaussian: the reference demo. y uniform over C = 2 classes;
  *   x1 = onehot(y) + u, x2 = onehot(y) + rho u + sqrt(1 - rho^2) v,
