@@ -18,7 +18,8 @@ and, of README.md, doc/*.md and deploy/README.md:
 
   - every relative link points to a file of the repository (and its #anchor
     to a heading of that file);
-  - every path of the tree named in `code` (core/..., tests/..., ...) exists;
+  - every path of the tree named in `code` (core/..., tests/..., ...) exists,
+    and so does every *.md the C sources' comments name;
   - README.md stays a front door: at most 200 lines, linking every doc/*.md.
 
 Usage: docs.py REPO_ROOT LSMI_BINARY
@@ -231,6 +232,12 @@ man_paths = sorted(p for p in set(re.findall(r"\b(?:doc|deploy)/[\w.-]+\.md",
                                              man_text))
                    if not os.path.exists(os.path.join(ROOT, p)))
 check("the paths doc/lsmi.1 names exist", not man_paths, ", ".join(man_paths))
+# The sources' comments send readers to documents: those must exist too.
+cited = sorted(p for p in set(re.findall(r"(?<![\w/.-])([\w/.-]+\.md)\b",
+                                         sources))
+               if not os.path.exists(os.path.join(ROOT, p)))
+check("every document the sources' comments name exists", not cited,
+      ", ".join(cited))
 
 readme = read("README.md")
 lines = readme.count("\n")
