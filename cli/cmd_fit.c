@@ -4,19 +4,19 @@
  * Reads a dataset of any supported format, fits, prints the per-split means
  * on stdout (a table, or JSON with --json), a progress line per epoch on
  * stderr (unless --quiet), and writes the per-sample rows to --out as CSV or
- * JSON (chosen by the extension), atomically: temp name, fsync, rename.
+ * JSON (chosen by the extension), durably: common/durable.h.
  * Every estimator parameter is a flag: --epochs-discriminator 10, ...
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "cmd.h"
+#include "durable.h"
 #include "lsmi_io.h"
 
 static const char csv_header[] = "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2";
@@ -185,21 +185,33 @@ static void diagnostics_json(FILE *f, const lsmi_result_t *res) {
   fputc(']', f);
 }
 
+/* The mode fopen(path, "w") would give a new file: 0666 less the umask.
+ * The durable helper sets the mode explicitly, so it is read here (the
+ * command is single-threaded when it writes, so the brief umask(0) is safe). */
+static mode_t out_mode(void) {
+  mode_t mask = umask(0);
+  umask(mask);
+  return 0666 & ~mask;
+}
+
+/* Writes the rows to path durably (common/durable.h: a fresh temp file
+ * beside it, fsync, rename, fsync of the directory), so that a crash or a
+ * failed write leaves the old file or none, never a partial one, and no
+ * temp file. Returns 0, or -1 after saying why on stderr. */
 static int write_out(const char *path, const lsmi_result_t *res) {
   size_t len = strlen(path);
   bool json = len >= 5 && strcmp(path + len - 5, ".json") == 0;
-  char *tmp = malloc(len + 32);
-  if (tmp == NULL)
-    return -1;
-  snprintf(tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "w");
-  if (f == NULL) {
-    fprintf(stderr, "lsmi: cannot write %s: %s\n", tmp, strerror(errno));
-    free(tmp);
+  bool first = true;
+  lsmi_durable_t d = LSMI_DURABLE_INIT;
+  int e = lsmi_durable_begin(&d, NULL, path, out_mode());
+  if (e != 0) {
+    fprintf(stderr, "lsmi: cannot write %s: %s\n", path, strerror(-e));
     return -1;
   }
-  bool first = true;
-  int rc = 0;
+  errno = 0;
+  FILE *f = lsmi_durable_file(&d);
+  if (f == NULL)
+    goto error;
   if (json) {
     fprintf(f, "{\"summary\":{");
     summary_json(f, "train", &res->train_summary);
@@ -209,22 +221,22 @@ static int write_out(const char *path, const lsmi_result_t *res) {
   } else {
     fprintf(f, "%s%s\n", csv_header, res->train.r_sd ? csv_sd : "");
   }
-  rc |= write_rows(f, json, "train", &res->train, &first);
-  rc |= write_rows(f, json, "val", &res->val, &first);
+  if (write_rows(f, json, "train", &res->train, &first) != 0 ||
+      write_rows(f, json, "val", &res->val, &first) != 0)
+    goto error;
   if (json)
     fprintf(f, "\n]}\n");
-  if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-    rc = -1;
-  if (fclose(f) != 0)
-    rc = -1;
-  if (rc == 0 && rename(tmp, path) != 0)
-    rc = -1;
-  if (rc != 0) {
-    fprintf(stderr, "lsmi: writing %s failed: %s\n", path, strerror(errno));
-    unlink(tmp);
-  }
-  free(tmp);
-  return rc;
+  if (ferror(f))
+    goto error;
+  e = lsmi_durable_commit(&d, path);
+  if (e == 0)
+    return 0;
+  errno = -e;
+error:
+  e = errno ? errno : EIO;
+  lsmi_durable_abort(&d);
+  fprintf(stderr, "lsmi: writing %s failed: %s\n", path, strerror(e));
+  return -1;
 }
 
 /* Wall seconds of a monotonic clock. */

@@ -1,7 +1,8 @@
 /*
  * cmd_synth.c — `lsmi synth KIND --out FILE.npz [--n N] [--seed S]
  * [--dim D]`: writes a demo or ground-truth dataset as an uncompressed .npz
- * (with the per-sample regimes of `mixed` as train_regime and val_regime).
+ * (with the per-sample regimes of `mixed` as train_regime and val_regime;
+ * core/synth.c and doc/cli.md describe the kinds).
  */
 #include <errno.h>
 #include <stdio.h>

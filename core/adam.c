@@ -29,14 +29,13 @@
  *   no longer fires are the common case) has m shrink by 0.9 per step and
  *   reach the subnormals after ~830 steps; there it never reaches zero
  *   (0.9 · 4·2^-149 rounds back to 4·2^-149), and every step then pays the
- *   CPU's subnormal assist on it, which measured to more than double the
- *   whole update. The parameter's move from such a moment is step_size ·
- *   m / denom < step_size · 2^-126 / eps = step_size · 1.2e-30, which
- *   rounds away against any float p of magnitude above ~1e-22 (step_size
- *   is lr / (1 - β1^t) <= 10 lr), so flushing changes no parameter in
- *   practice;
- *   it is what a flush-to-zero FPU would do, without touching the FPU's
- *   mode. PyTorch keeps the subnormal moment.
+ *   CPU's subnormal assist on it, which slows the whole update severely
+ *   (doc/performance.md). The parameter's move from such a moment is
+ *   step_size · m / denom < step_size · 2^-126 / eps = step_size · 1.2e-30,
+ *   which rounds away against any float p of magnitude above ~1e-22
+ *   (step_size is lr / (1 - β1^t) <= 10 lr), so flushing changes no
+ *   parameter in practice; it is what a flush-to-zero FPU would do, without
+ *   touching the FPU's mode. PyTorch keeps the subnormal moment.
  */
 #include "adam.h"
 #include "simd.h"

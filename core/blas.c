@@ -313,8 +313,8 @@ void lsmi_blas_decide(unsigned cpu_features, const char *corename,
   /* OpenBLAS starts its thread pool when it loads, from
    * OPENBLAS_NUM_THREADS. A re-exec for the kernels sets it to 1 on the way
    * (an operator's own value is kept); no re-exec is made for the threads
-   * alone, because lsmi_blas_setup stops the pool in place for less than
-   * the exec costs (about 9 ms of a 60 ms demo fit). */
+   * alone, because lsmi_blas_setup stops the pool in place for far less
+   * than an exec costs (measured on a demo fit: doc/performance.md). */
   if (!is_set(env->openblas_num_threads) && out->action == LSMI_BLAS_REEXEC)
     out->set_threads = true;
 }

@@ -4,11 +4,12 @@
  * Debian's OpenBLAS 0.3.21 is built with DYNAMIC_ARCH: it picks its kernels
  * once, when the library loads, from the CPU it recognises. On CPUs newer
  * than the release it may not recognise the model and fall back to its
- * generic SSE3 ("Prescott") kernels, 5-7 times slower than the AVX-512
- * ("SkylakeX") or AVX2 ("Haswell") ones the CPU could run. The only way to
- * change the choice is the OPENBLAS_CORETYPE environment variable, read when
- * the library loads. lsmi opens the library only when its products go
- * through it (the "blas" kernels, lsmi_openblas() below; with lsmi's own
+ * generic SSE3 ("Prescott") kernels, several times slower than the AVX-512
+ * ("SkylakeX") or AVX2 ("Haswell") ones the CPU could run (the measured
+ * rates are in doc/performance.md). The only way to change the choice is
+ * the OPENBLAS_CORETYPE environment variable, read when the library loads.
+ * lsmi opens the library only when its products go through it (the "blas"
+ * kernels, lsmi_openblas() below; with lsmi's own
  * kernels it is never loaded); then lsmi_blas_setup() opens it, decides, and if
  * the choice must change sets the variable and re-executes the binary
  * (/proc/self/exe) with the same arguments before any other work is done. It

@@ -1,6 +1,6 @@
 /*
  * decompose.c — the pointwise decomposition of LSMI and the mean adjustment
- * (DESIGN.md section 2), in double precision.
+ * (the README's "What the numbers mean"), in double precision.
  *
  * r = min(h1, h2) - min(h1 - i1, h2 - i2) is the pointwise redundancy; the
  * rest follows from i1 = r + u1, i2 = r + u2, i12 = r + u1 + u2 + s. The

@@ -86,8 +86,9 @@ static void gemm_row(const lsmi_gemm_t *g, int i, int n) {
 
 /* Rows per block of the triangular forms. The loops do about a block's
  * height over the matrix's of the work, and narrower blocks mean more,
- * smaller BLAS calls; at d=128 (bench/gemm_shapes) 8 rows ran the
- * KNIFE products at 60 and 32 GFLOP/s, 64 rows at 14 and 18. */
+ * smaller BLAS calls; 8 rows ran the KNIFE products at d=128 several times
+ * faster than 64 (`make bench-gemm`; the figures are in
+ * doc/performance.md). */
 #define TRI_BLOCK 8
 
 /* C[i0:i0+m, j0:j0+n) += A[i0:, k0:k0+k) B[k0:k0+k, j0:j0+n) by sgemm. */

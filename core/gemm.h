@@ -32,10 +32,10 @@
  *
  * live_k and live_rows say which lines of A may hold a nonzero: the
  * post-ReLU activations of a batch have a zero column for every unit that
- * no row of the batch fires (in a trained discriminator 10-30% of the 64
- * units of a batch of 32), and the gradients masked by them the same zero
- * columns, which are zero rows when read transposed. With live_k (nlive_k
- * ascending k) the sums run over those k only: the caller guarantees
+ * no row of the batch fires (a fair share of them in a trained
+ * discriminator: doc/performance.md), and the gradients masked by them the
+ * same zero columns, which are zero rows when read transposed. With live_k
+ * (nlive_k ascending k) the sums run over those k only: the caller guarantees
  * A(i, k) = 0 for every other k. With live_rows (nlive_rows ascending
  * rows) the other rows of A are zero throughout and their rows of C get the
  * epilogue of 0. lsmi_gemm_live finds such a list. The terms left out are

@@ -27,9 +27,9 @@
  *
  * With lists of A's live lines (gemm.h), the tiles sum over the live k
  * only, and the dead rows get only their epilogue; lsmi_gemm_live finds the
- * lists with one pass that ORs the bits of a matrix down its rows (about
- * 0.05 µs at 32×64). 16 dead columns in 64 took a 32×64×64 product from
- * 2.49 to 2.02 µs.
+ * lists with one pass that ORs the bits of a matrix down its rows, which
+ * costs far less than the terms it lets a product skip (doc/performance.md
+ * has the measurement).
  */
 #include "gemm_impl.h"
 

@@ -17,7 +17,7 @@
  *      same layout with the 64-wide side as the vector side;
  *   W2 is stored (out, in) as PyTorch stores it, for dh1 = dh2 W2, and the
  *      forward pass transposes it into the activation block (lsmi_transpose,
- *      16×16 register blocks: about 0.1 µs at 64×64) for h2 = h1 W2^T;
+ *      in 16×16 register blocks, a small part of a step) for h2 = h1 W2^T;
  *   W3 is stored (C, H), so that dW3 = dlogits^T h2 and dh2 = dlogits W3
  *      have the 64-wide side as the vector side; the forward pass transposes
  *      it (C × 64 floats) like W2.
@@ -26,7 +26,8 @@
  * The products whose left operand is a post-ReLU activation (h1, h2) or a
  * gradient masked by one (dh2) skip the units that no row of the batch
  * fires: a zero column of h1 or h2 (and so of dh2, a zero row of dh2^T),
- * 10-30% of the units of a batch in a trained two-class discriminator.
+ * common in a trained two-class discriminator (doc/performance.md says how
+ * common).
  * live_units lists the live ones (lsmi_gemm_live), once for h1 and once for
  * h2 per pass, and the products sum over those only (gemm.h: bit for bit the
  * same result) when at least an eighth of the units are dead.

@@ -1,5 +1,6 @@
 /*
- * synth.c — the demo and ground-truth datasets.
+ * synth.c — the demo and ground-truth datasets of `lsmi synth`
+ * (doc/cli.md).
  *
  * gaussian: the reference demo. y uniform over C = 2 classes;
  *   x1 = onehot(y) + u, x2 = onehot(y) + rho u + sqrt(1 - rho^2) v,

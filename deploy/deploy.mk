@@ -1,7 +1,7 @@
 # deploy/deploy.mk — installs what ships beside the binary (the systemd unit
-# and the man page) and registers the deployment tests. Included by the
-# Makefile; `make install` / `make uninstall` depend on install-extra /
-# uninstall-extra.
+# and the man page) and registers the deployment tests and the docs check.
+# Included by the Makefile; `make install` / `make uninstall` depend on
+# install-extra / uninstall-extra.
 #
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #
@@ -25,6 +25,10 @@ uninstall-extra:
 	rm -f $(DESTDIR)$(MAN1DIR)/lsmi.1 $(DESTDIR)$(UNITDIR)/lsmi.service
 
 TEST_SCRIPTS += tests/deploy/probe.sh tests/deploy/entrypoint.sh \
-                tests/deploy/manifests.sh \
+                tests/deploy/manifests.sh tests/deploy/docs.sh \
                 tests/deploy/install.sh tests/deploy/tour.sh \
                 tests/deploy/container.sh tests/deploy/systemd.sh
+
+# The docs against `lsmi serve --help` and `lsmi fit --help`, and their links:
+# a second or so, so part of the fast loop too.
+CHECK_SCRIPTS += tests/deploy/docs.sh

@@ -2,8 +2,9 @@
 """tests/deploy/manifests.py — the deployment files agree with the code.
 
 Parses deploy/docker-compose.yml and deploy/k8s/*.yaml as YAML and reads the
-Dockerfile, the systemd unit and the man page, then checks that they name the
-port, the paths and the LSMI_* variables the daemon really uses. What the code
+Dockerfile, the systemd unit and deploy/README.md, then checks that they name
+the port, the paths and the LSMI_* variables the daemon really uses (the
+documentation's own checks are tests/deploy/docs.py). What the code
 uses is read from the code itself (string literals in the C sources, and
 `lsmi serve --help` when the binary is given), so the files cannot drift.
 
@@ -19,25 +20,11 @@ import sys
 
 import yaml
 
+from checks import check, finish, reader
+
 ROOT = sys.argv[1] if len(sys.argv) > 1 else "."
 BIN = sys.argv[2] if len(sys.argv) > 2 else None
-passed = 0
-failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print(f"ok   {name}")
-    else:
-        failed += 1
-        print(f"FAIL {name}" + (f": {detail}" if detail else ""))
-
-
-def read(path):
-    with open(os.path.join(ROOT, path), encoding="utf-8") as f:
-        return f.read()
+read = reader(ROOT)
 
 
 def port_of(listen):
@@ -70,12 +57,9 @@ if BIN:
         check("`lsmi probe --help` runs", False, str(e))
 
 # Macro names in the C sources are not environment variables: the variables
-# are the names that occur as string literals or in the help text (broad), and
-# for "documented everywhere" the ones the help lists or getenv() reads.
+# are the names that occur as string literals or in the help text.
 help_vars = set(re.findall(r"\b(LSMI_[A-Z][A-Z0-9_]*)\b", help_text))
 code_vars = set(re.findall(r'"(LSMI_[A-Z0-9_]+)"', sources)) | help_vars
-read_vars = help_vars | set(
-    re.findall(r'getenv\(\s*"(LSMI_[A-Z0-9_]+)"', sources))
 check("the code reads LSMI_* variables", len(code_vars) > 0,
       "no \"LSMI_...\" literal in the sources")
 for var in ("LSMI_LISTEN", "LSMI_DATA_DIR", "LSMI_TOKENS_FILE", "LSMI_TOKENS"):
@@ -305,7 +289,7 @@ check("k8s: Service selects the Deployment's pods",
       bool(sel) and all(labels.get(k) == v for k, v in sel.items()))
 
 # --------------------------------------------------------------------------
-# systemd unit and man page
+# systemd unit
 unit = read("deploy/lsmi.service")
 uenv = dict(re.findall(r"^Environment=(LSMI_[A-Z0-9_]+)=(\S+)", unit, re.M))
 known("deploy/lsmi.service", env_vars_in(unit))
@@ -313,53 +297,8 @@ check("unit: LSMI_LISTEN is loopback on the default port",
       uenv.get("LSMI_LISTEN") == default_listen, uenv.get("LSMI_LISTEN"))
 check("unit: data dir is its StateDirectory",
       "StateDirectory=lsmi" in unit and uenv.get("LSMI_DATA_DIR") == "%S/lsmi")
-man = read("doc/lsmi.1")
-known("doc/lsmi.1", env_vars_in(man))
-undocumented = sorted(v for v in read_vars if v not in env_vars_in(man))
-check("doc/lsmi.1 documents every LSMI_* variable the code reads",
-      not undocumented, "missing: " + ", ".join(undocumented))
 known("deploy/README.md", env_vars_in(read("deploy/README.md")))
-man_text = man.replace("\\-", "-")
-if help_text:
-    flags = sorted(set(re.findall(r"^\s+--([a-z][a-z0-9-]*)", help_text, re.M)))
-    missing = [f for f in flags if f"--{f}" not in man_text]
-    check("doc/lsmi.1 documents every flag of `lsmi serve --help`",
-          flags and not missing, "missing: " + ", ".join(missing))
+# The man page, doc/*.md and the README are checked against the code by
+# tests/deploy/docs.py.
 
-    def norm(v):
-        v = v.strip().strip("()")
-        m = re.fullmatch(r"(\d+)([KMGT])", v)
-        if m:
-            return str(int(m.group(1)) << (10 * "KMGT".index(m.group(2)) + 10))
-        return v
-    help_def = {f: norm(d) for f, d in re.findall(
-        r"^\s+--([a-z][a-z0-9-]*)\s+LSMI_[A-Z0-9_]+\s+(\S+)", help_text, re.M)}
-    man_def = {f: norm(d) for f, d in re.findall(
-        r"^\.BI? --([a-z][a-z0-9-]*)[^\n]*\n\.RB \( *LSMI_[A-Z0-9_]+ *,\n"
-        r"default ([^)\n]+)\)", man_text, re.M)}
-    wrong = [f"--{f}: man {man_def.get(f)}, code {d}"
-             for f, d in sorted(help_def.items()) if man_def.get(f) != d]
-    check("doc/lsmi.1 gives the defaults of `lsmi serve --help`",
-          help_def and not wrong, "; ".join(wrong))
-    # The README's configuration table: | `--flag` | `LSMI_X` | `default` | ...
-    readme_def = {f: norm(d) for f, d in re.findall(
-        r"^\| `--([a-z][a-z0-9-]*)` \| `LSMI_[A-Z0-9_]+` \| `?([^`|]+?)`? \|",
-        read("README.md"), re.M)}
-    wrong = [f"--{f}: README {readme_def.get(f)}, code {d}"
-             for f, d in sorted(help_def.items()) if readme_def.get(f) != d]
-    check("README's configuration table gives every flag and default of "
-          "`lsmi serve --help`", help_def and not wrong, "; ".join(wrong))
-if BIN:
-    try:
-        r = subprocess.run([BIN, "fit", "--help"], capture_output=True,
-                           text=True, timeout=20)
-        flags = sorted(set(re.findall(r"^\s+--([a-z][a-z0-9-]*)", r.stdout, re.M)))
-        missing = [f for f in flags if f"--{f}" not in man_text]
-        check("doc/lsmi.1 documents every flag of `lsmi fit --help`",
-              r.returncode == 0 and flags and not missing,
-              "missing: " + ", ".join(missing))
-    except (OSError, subprocess.TimeoutExpired) as e:
-        check("`lsmi fit --help` runs", False, str(e))
-
-print(f"{passed} passed, {failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -1,0 +1,496 @@
+/*
+ * test_fit.c — cli/cmd_fit.c: `lsmi fit` called as lsmi_fit_main with
+ * argument vectors. Its exit statuses, every usage error, the summary on
+ * stdout (table and --json), the progress lines on stderr, both --out
+ * formats, and the durable write: the rows appear whole under their name,
+ * and no temp file is left after a success or a failure.
+ *
+ * The fits are small (300 rows of the gaussian demo, 2+2 epochs), so the
+ * file runs in well under a second.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+
+#include "cmd.h"
+#include "lsmi_io.h"
+#include "run.h"
+
+static char demo[128]; /* 300 rows of the gaussian demo: 240 train, 60 val */
+
+/* Scratch directory and the demo file, written once for every test. */
+static int group_setup(void **state) {
+  if (cli_scratch_setup(state) != 0)
+    return -1;
+  snprintf(demo, sizeof demo, "%s/demo.npz", cli_dir);
+  lsmi_dataset_t *ds = NULL;
+  lsmi_error_t err = {0};
+  if (lsmi_synth(LSMI_SYNTH_GAUSSIAN, 300, 1, &ds, &err) != LSMI_OK ||
+      lsmi_dataset_write_npz(ds, demo, &err) != LSMI_OK) {
+    fprintf(stderr, "setup: %s\n", err.message);
+    lsmi_dataset_destroy(ds);
+    return -1;
+  }
+  lsmi_dataset_destroy(ds);
+  return 0;
+}
+
+/* lsmi fit with the given arguments and two epochs of each family. */
+#define FIT(...)                                                               \
+  cli_run(lsmi_fit_main, "fit", __VA_ARGS__, "--epochs-discriminator", "2",    \
+          "--epochs-entropy", "2", NULL)
+
+/* Temp files a write could leave: ".NAME.tmp.XXXXXX" (common/durable.h),
+ * or NAME.tmp.PID as --out once named them. */
+static int temp_files(void) { return cli_count_entries(cli_dir, ".tmp"); }
+
+/* ---- usage -------------------------------------------------------------- */
+
+static void test_help_lists_every_parameter(void **state) {
+  (void)state;
+  cli_run_t r = cli_run(lsmi_fit_main, "fit", "--help", NULL);
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.out, "usage: lsmi fit FILE");
+  assert_contains(r.out, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2");
+  size_t n;
+  const lsmi_param_desc_t *t = lsmi_params_table(&n);
+  assert_true(n >= 10);
+  for (size_t i = 0; i < n; i++) {
+    char flag[64];
+    snprintf(flag, sizeof flag, "  --%s ", t[i].name);
+    for (char *c = flag; *c; c++)
+      if (*c == '_')
+        *c = '-';
+    assert_contains(r.out, flag);
+  }
+  assert_contains(r.out, "[uniform]");
+  assert_contains(r.out, "[true]");
+  assert_string_equal(r.err, "");
+  cli_run_free(&r);
+
+  r = cli_run(lsmi_fit_main, "fit", "-h", NULL);
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.out, "usage: lsmi fit");
+  cli_run_free(&r);
+}
+
+static void test_no_file_is_a_usage_error(void **state) {
+  (void)state;
+  cli_run_t r = cli_run(lsmi_fit_main, "fit", NULL);
+  assert_int_equal(r.rc, 2);
+  assert_string_equal(r.out, "");
+  assert_contains(r.err, "usage: lsmi fit FILE");
+  cli_run_free(&r);
+
+  r = cli_run(lsmi_fit_main, "fit", "--quiet", "--json", NULL);
+  assert_int_equal(r.rc, 2);
+  assert_contains(r.err, "usage: lsmi fit FILE");
+  cli_run_free(&r);
+}
+
+static void test_unknown_flags(void **state) {
+  (void)state;
+  static const char *spaced[] = {"@", "--bogus", "1"},
+                    *joined[] = {"@", "--bogus=1"};
+  cli_assert_usage_error(lsmi_fit_main, "fit", spaced, 3, demo,
+                         "lsmi fit: unknown option --bogus (see --help)");
+  cli_assert_usage_error(lsmi_fit_main, "fit", joined, 2, demo,
+                         "lsmi fit: --bogus: unknown parameter 'bogus'");
+}
+
+/* Each value out of range or of the wrong form is a usage error that names
+ * the flag; "@" stands for the demo file. */
+static void test_bad_values(void **state) {
+  (void)state;
+  static const struct {
+    const char *args[3];
+    const char *says;
+  } cases[] = {
+      {{"@", "--epochs-entropy", "0"},
+       "lsmi fit: --epochs-entropy: epochs_entropy must be an integer in "
+       "[1, 10000], got 0"},
+      {{"@", "--hidden", "many"}, "lsmi fit: --hidden: "},
+      {{"@", "--lr-discriminator", "-1"}, "lsmi fit: --lr-discriminator: "},
+      {{"@", "--prior", "flat"}, "lsmi fit: --prior: "},
+      {{"@", "--adjust", "maybe"}, "lsmi fit: --adjust: "},
+      {{"@", "--val-fraction", "1.5"}, "lsmi fit: --val-fraction: "},
+      {{"@", "--threads", "-1"}, "lsmi fit: --threads: "},
+      /* the --name=value form goes through the same checks */
+      {{"@", "--batch-size=0"}, "lsmi fit: --batch-size: "},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cli_assert_usage_error(lsmi_fit_main, "fit", cases[i].args, 3, demo,
+                           cases[i].says);
+}
+
+static void test_missing_values_and_extra_arguments(void **state) {
+  (void)state;
+  static const struct {
+    const char *args[2];
+    const char *says;
+  } cases[] = {
+      {{"@", "--seed"}, "lsmi fit: --seed needs a value"},
+      {{"@", "--out"}, "lsmi fit: --out needs a path"},
+      {{"@", "other.npz"}, "lsmi fit: unexpected argument 'other.npz'"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    cli_assert_usage_error(lsmi_fit_main, "fit", cases[i].args, 2, demo,
+                           cases[i].says);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+static void test_missing_file(void **state) {
+  (void)state;
+  const char *missing = cli_scratch("no-such-file.npz");
+  cli_run_t r = cli_run(lsmi_fit_main, "fit", missing, NULL);
+  assert_int_equal(r.rc, 1);
+  assert_string_equal(r.out, "");
+  assert_contains(r.err, "lsmi fit: ");
+  assert_contains(r.err, "no-such-file.npz");
+  assert_contains(r.err, "No such file or directory");
+  cli_run_free(&r);
+}
+
+static void test_bad_file_names_the_key(void **state) {
+  (void)state;
+  cli_run_t r = cli_run(lsmi_fit_main, "fit", "tests/data/bad_nan.npz", NULL);
+  assert_int_equal(r.rc, 1);
+  assert_string_equal(r.out, "");
+  assert_contains(r.err, "lsmi fit: tests/data/bad_nan.npz: train_x1 has a "
+                         "NaN at row 4, column 1 [train_x1]");
+  cli_run_free(&r);
+}
+
+/* Every format is recognised from the content, and the command names it. */
+static void test_every_format(void **state) {
+  (void)state;
+  static const struct {
+    const char *file, *format;
+  } cases[] = {
+      {"tests/data/good.npz", "npz"},
+      {"tests/data/good.pt", "pt"},
+      {"tests/data/good.safetensors", "safetensors"},
+      {"tests/data/good_bundle.npy", "npy"},
+      {"tests/data/good.csv", "csv"},
+      {"tests/data/good.json", "json"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    cli_run_t r = FIT(cases[i].file, "--json", "--quiet");
+    if (r.rc != 0)
+      fail_msg("%s: exit %d: %s", cases[i].file, r.rc, r.err);
+    json_error_t e;
+    json_t *j = json_loads(r.out, 0, &e);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "format")),
+                        cases[i].format);
+    json_decref(j);
+    cli_run_free(&r);
+  }
+}
+
+static void test_train_only_file_needs_val_fraction(void **state) {
+  (void)state;
+  cli_run_t r = FIT("tests/data/good_trainonly.npz", "--quiet");
+  assert_int_equal(r.rc, 1);
+  assert_contains(r.err, "lsmi fit: tests/data/good_trainonly.npz: ");
+  cli_run_free(&r);
+
+  r = FIT("tests/data/good_trainonly.npz", "--quiet", "--json",
+          "--val-fraction", "0.25");
+  assert_int_equal(r.rc, 0);
+  json_t *j = json_loads(r.out, 0, NULL);
+  assert_non_null(j);
+  json_int_t ntrain =
+      json_integer_value(json_object_get(json_object_get(j, "train"), "n"));
+  json_int_t nval =
+      json_integer_value(json_object_get(json_object_get(j, "val"), "n"));
+  assert_true(ntrain > 0 && nval > 0);
+  json_decref(j);
+  cli_run_free(&r);
+}
+
+/* ---- the summary -------------------------------------------------------- */
+
+static void test_summary_table_and_progress(void **state) {
+  (void)state;
+  cli_run_t r = FIT(demo, "--seed", "1");
+  assert_int_equal(r.rc, 0);
+  /* stdout: the header, one line per split, the timings. */
+  assert_true(strncmp(r.out,
+                      "split         n         R        U1        U2"
+                      "         S        I1        I2       I12     shift\n",
+                      strlen("split         n         R")) == 0);
+  assert_contains(r.out, "\ntrain       240 ");
+  assert_contains(r.out, "\nval          60 ");
+  assert_contains(r.out, "\nseconds: train ");
+  assert_contains(r.out, "(cpu: discriminators ");
+  assert_contains(r.out, ", evaluate ");
+  assert_contains(r.out, "; read ");
+  assert_contains(r.out, ", total ");
+  int lines = 0;
+  for (const char *c = r.out; *c; c++)
+    lines += *c == '\n';
+  assert_int_equal(lines, 4);
+  /* stderr: the file, the start of training, epochs, the end. */
+  assert_contains(r.err, "(npz): train 240, val 60 rows, d1 2, d2 2, "
+                         "2 classes\n");
+  assert_contains(r.err, "lsmi: training 3 discriminators and 2 KNIFE "
+                         "kernels\n");
+  assert_contains(r.err, "discriminators 2/2 loss ");
+  assert_contains(r.err, "entropy 2/2 loss ");
+  assert_contains(r.err, "lsmi: done 100%\n");
+  cli_run_free(&r);
+}
+
+static double member(json_t *obj, const char *split, const char *key) {
+  json_t *v = json_object_get(json_object_get(obj, split), key);
+  if (!json_is_number(v))
+    fail_msg("no number %s.%s", split, key);
+  return json_number_value(v);
+}
+
+static void test_summary_json_and_quiet(void **state) {
+  (void)state;
+  cli_run_t r = FIT(demo, "--seed", "1", "--json", "-q");
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.err, "");
+  json_error_t e;
+  json_t *j = json_loads(r.out, 0, &e);
+  if (j == NULL)
+    fail_msg("stdout is not JSON (%s): %s", e.text, r.out);
+  assert_string_equal(json_string_value(json_object_get(j, "format")), "npz");
+  assert_int_equal(json_integer_value(json_object_get(j, "classes")), 2);
+  assert_int_equal(json_integer_value(json_object_get(j, "d1")), 2);
+  assert_int_equal(json_integer_value(json_object_get(j, "d2")), 2);
+  assert_true(json_integer_value(json_object_get(j, "threads")) >= 1);
+  assert_true(json_is_number(json_object_get(j, "disc_loss")));
+  assert_true(json_is_number(json_object_get(j, "ent_loss")));
+  static const char *seconds[] = {"read",    "train", "disc_cpu",
+                                  "ent_cpu", "eval",  "total"};
+  for (size_t i = 0; i < 6; i++)
+    assert_true(member(j, "seconds", seconds[i]) >= 0.0);
+  assert_int_equal((int)member(j, "train", "n"), 240);
+  assert_int_equal((int)member(j, "val", "n"), 60);
+  /* The identities of the means: R + U1 = I1, R + U2 = I2, all four = I12. */
+  for (int s = 0; s < 2; s++) {
+    const char *sp = s ? "val" : "train";
+    double R = member(j, sp, "R"), U1 = member(j, sp, "U1"),
+           U2 = member(j, sp, "U2"), S = member(j, sp, "S");
+    assert_true(fabs(R + U1 - member(j, sp, "I1")) < 1e-6);
+    assert_true(fabs(R + U2 - member(j, sp, "I2")) < 1e-6);
+    assert_true(fabs(R + U1 + U2 + S - member(j, sp, "I12")) < 1e-6);
+    assert_true(isfinite(member(j, sp, "H1")) &&
+                isfinite(member(j, sp, "shift")));
+  }
+  json_decref(j);
+  cli_run_free(&r);
+}
+
+/* ---- --out -------------------------------------------------------------- */
+
+static void test_out_csv(void **state) {
+  (void)state;
+  const char *path = cli_scratch("rows.csv");
+  cli_run_t r = FIT(demo, "--quiet", "--out", path);
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.err, "");
+  assert_contains(r.out, "\ntrain       240 ");
+  cli_run_free(&r);
+  assert_int_equal(temp_files(), 0);
+
+  char *text = cli_slurp(path);
+  assert_non_null(text);
+  const char *header = "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n";
+  assert_true(strncmp(text, header, strlen(header)) == 0);
+  int rows = 0, train = 0, val = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text + strlen(header), "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save), rows++) {
+    int index, y;
+    char split[8];
+    double v[9];
+    int got = sscanf(line, "%d,%7[a-z],%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf",
+                     &index, split, &y, &v[0], &v[1], &v[2], &v[3], &v[4],
+                     &v[5], &v[6], &v[7], &v[8]);
+    if (got != 12)
+      fail_msg("row %d: %s", rows, line);
+    /* train rows first, each split indexed from 0 in file order */
+    if (strcmp(split, "train") == 0) {
+      assert_int_equal(val, 0);
+      assert_int_equal(index, train++);
+    } else {
+      assert_string_equal(split, "val");
+      assert_int_equal(index, val++);
+    }
+    assert_true(y == 0 || y == 1);
+    /* r, u1, u2, s, i1, i2, i12: r + u1 = i1, r + u2 = i2, sum = i12 */
+    double tol = 1e-6 * (1.0 + fabs(v[6]));
+    assert_true(fabs(v[0] + v[1] - v[4]) < tol);
+    assert_true(fabs(v[0] + v[2] - v[5]) < tol);
+    assert_true(fabs(v[0] + v[1] + v[2] + v[3] - v[6]) < tol);
+  }
+  assert_int_equal(train, 240);
+  assert_int_equal(val, 60);
+  free(text);
+}
+
+static void test_out_json(void **state) {
+  (void)state;
+  const char *path = cli_scratch("rows.json");
+  cli_run_t r = FIT(demo, "--quiet", "-o", path);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  assert_int_equal(temp_files(), 0);
+
+  json_error_t e;
+  json_t *j = json_load_file(path, 0, &e);
+  if (j == NULL)
+    fail_msg("%s is not JSON: %s (line %d)", path, e.text, e.line);
+  json_t *summary = json_object_get(j, "summary");
+  assert_int_equal((int)member(summary, "train", "n"), 240);
+  assert_int_equal((int)member(summary, "val", "n"), 60);
+  json_t *rows = json_object_get(j, "rows");
+  assert_int_equal(json_array_size(rows), 300);
+  static const char *keys[] = {"index", "split", "y",  "r",   "u1", "u2",
+                               "s",     "i1",    "i2", "i12", "h1", "h2"};
+  for (size_t i = 0; i < json_array_size(rows); i++) {
+    json_t *row = json_array_get(rows, i);
+    assert_int_equal(json_object_size(row), 12);
+    for (size_t k = 0; k < 12; k++)
+      assert_non_null(json_object_get(row, keys[k]));
+    assert_string_equal(json_string_value(json_object_get(row, "split")),
+                        i < 240 ? "train" : "val");
+  }
+  json_decref(j);
+}
+
+/* An existing file is replaced whole; the same seed gives the same bytes
+ * at any thread count. */
+static void test_out_replaces_and_is_deterministic(void **state) {
+  (void)state;
+  const char *one = cli_scratch("one.csv"), *two = cli_scratch("two.csv");
+  FILE *f = fopen(one, "w");
+  assert_non_null(f);
+  fputs("old content\n", f);
+  fclose(f);
+  cli_run_t r =
+      FIT(demo, "--quiet", "--seed", "3", "--threads", "1", "--out", one);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  r = FIT(demo, "--quiet", "--seed=3", "--threads=2", "--out", two);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  char *a = cli_slurp(one), *b = cli_slurp(two);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_true(strncmp(a, "index,split,", 12) == 0);
+  assert_string_equal(a, b);
+  free(a);
+  free(b);
+  assert_int_equal(temp_files(), 0);
+}
+
+/* A failed write says so, exits 1 after the summary, and leaves nothing. */
+static void test_out_failures_leave_no_temp_file(void **state) {
+  (void)state;
+  /* The final name is a directory: the temp file is written, the rename
+   * fails, and the temp file must go. */
+  const char *sub = cli_scratch("taken");
+  assert_int_equal(mkdir(sub, 0755), 0);
+  char inner[160];
+  snprintf(inner, sizeof inner, "%s/keep", sub);
+  assert_int_equal(mkdir(inner, 0755), 0);
+  int before = cli_count_entries(cli_dir, "");
+  cli_run_t r = FIT(demo, "--quiet", "--out", sub);
+  assert_int_equal(r.rc, 1);
+  assert_contains(r.out, "\ntrain       240 ");
+  assert_contains(r.err, "lsmi: writing ");
+  assert_contains(r.err, "taken failed: ");
+  cli_run_free(&r);
+  assert_int_equal(temp_files(), 0);
+  assert_int_equal(cli_count_entries(cli_dir, ""), before);
+  assert_int_equal(cli_count_entries(sub, ""), 1);
+
+  /* The directory does not exist: nothing can be created. */
+  const char *nowhere = cli_scratch("missing-dir/rows.csv");
+  r = FIT(demo, "--quiet", "--out", nowhere);
+  assert_int_equal(r.rc, 1);
+  assert_contains(r.err, "lsmi: cannot write ");
+  assert_contains(r.err, "missing-dir/rows.csv: No such file or directory");
+  cli_run_free(&r);
+  assert_int_equal(temp_files(), 0);
+  assert_int_equal(cli_count_entries(cli_dir, ""), before);
+}
+
+/* A write that fails half-way (the file-size limit stops it) removes the
+ * temp file and leaves no file under the name. */
+static void test_out_write_error_mid_file(void **state) {
+  (void)state;
+  const char *path = cli_scratch("too-big.csv");
+  struct rlimit old, small;
+  assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+  small = old;
+  small.rlim_cur = 8192; /* the rows are about 36 KB; the captures < 1 KB */
+  void (*was)(int) = signal(SIGXFSZ, SIG_IGN);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &small), 0);
+  cli_run_t r = FIT(demo, "--quiet", "--out", path);
+  assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+  signal(SIGXFSZ, was);
+  assert_int_equal(r.rc, 1);
+  assert_contains(r.out, "\ntrain       240 ");
+  assert_contains(r.err, "too-big.csv failed: File too large");
+  cli_run_free(&r);
+  assert_int_equal(temp_files(), 0);
+  assert_int_equal(cli_count_entries(cli_dir, "too-big"), 0);
+}
+
+/* The file gets the mode fopen would have given it: 0666 less the umask. */
+static void test_out_mode_follows_umask(void **state) {
+  (void)state;
+  const char *path = cli_scratch("private.csv");
+  mode_t old = umask(077);
+  cli_run_t r = FIT(demo, "--quiet", "--out", path);
+  umask(old);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 0777, 0600);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_help_lists_every_parameter),
+      cmocka_unit_test(test_no_file_is_a_usage_error),
+      cmocka_unit_test(test_unknown_flags),
+      cmocka_unit_test(test_bad_values),
+      cmocka_unit_test(test_missing_values_and_extra_arguments),
+      cmocka_unit_test(test_missing_file),
+      cmocka_unit_test(test_bad_file_names_the_key),
+      cmocka_unit_test(test_every_format),
+      cmocka_unit_test(test_train_only_file_needs_val_fraction),
+      cmocka_unit_test(test_summary_table_and_progress),
+      cmocka_unit_test(test_summary_json_and_quiet),
+      cmocka_unit_test(test_out_csv),
+      cmocka_unit_test(test_out_json),
+      cmocka_unit_test(test_out_replaces_and_is_deterministic),
+      cmocka_unit_test(test_out_failures_leave_no_temp_file),
+      cmocka_unit_test(test_out_write_error_mid_file),
+      cmocka_unit_test(test_out_mode_follows_umask),
+  };
+  return cmocka_run_group_tests_name("cli/fit", tests, group_setup,
+                                     cli_scratch_teardown);
+}
