@@ -1249,8 +1249,9 @@ static void warn_means(lsmi_result_t *res, const char *split,
          split, s->I12, best);
 }
 
-/* A pointwise column that does not vary over a split: its model ignores
- * its input. */
+/* A pointwise column that does not vary over a split: a part (i, h) whose
+ * model ignores its input, or an atom the decomposition pins to one value
+ * on every row. */
 static void warn_constant(lsmi_result_t *res, const char *split,
                           const lsmi_rows_t *r) {
   if (r->n < 2)
@@ -1265,11 +1266,21 @@ static void warn_constant(lsmi_result_t *res, const char *split,
       lo = fmin(lo, cols[c][i]);
       hi = fmax(hi, cols[c][i]);
     }
-    if (hi - lo <= 1e-9 * (1.0 + fabs(hi)))
+    if (!(hi - lo <= 1e-9 * (1.0 + fabs(hi))))
+      continue;
+    if (c < 4)
+      warn(res, "constant_column", split,
+           "%s %s is %.4g on every row: the decomposition gives every sample "
+           "the same %s, which happens when one modality's entropy is far "
+           "below the other's on every row (compare H1 and H2), so the "
+           "per-sample %s says nothing; " TRY_ROBUST
+           " (its KNIFE standardises each modality).",
+           split, names[c], lo, names[c], names[c]);
+    else
       warn(res, "constant_column", split,
            "%s %s is %.4g on every row: the model behind it gives every "
-           "sample the same value, so the per-sample numbers say "
-           "nothing; " TRY_ROBUST ".",
+           "sample the same value, so the per-sample numbers built from it "
+           "say nothing; " TRY_ROBUST ".",
            split, names[c], lo);
   }
 }

@@ -27,6 +27,7 @@
 #include "cmd.h"
 #include "lsmi_io.h"
 #include "run.h"
+#include "sha256.h"
 
 static char demo[128]; /* 300 rows of the gaussian demo: 240 train, 60 val */
 
@@ -471,6 +472,127 @@ static void test_out_mode_follows_umask(void **state) {
   assert_int_equal(st.st_mode & 0777, 0600);
 }
 
+/* ---- the published recipe, and beyond it -------------------------------- */
+
+/* The SHA-256 of a file, as 64 hex digits. */
+static void file_digest(const char *path, char hex[65]) {
+  char *text = cli_slurp(path);
+  assert_non_null(text);
+  lsmi_sha256_t s;
+  unsigned char d[32];
+  lsmi_sha256_init(&s);
+  lsmi_sha256_update(&s, text, strlen(text));
+  lsmi_sha256_final(&s, d);
+  for (int i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  free(text);
+}
+
+/* The published recipe's rows, byte for byte as lsmi gave them before the
+ * options beyond it existed: the gaussian demo (2000 rows, seed 1), seed
+ * 1, default parameters, on the portable kernels (the others round
+ * differently, so their bytes are per machine). The digest is of the
+ * --out CSV of ce344cd, the last commit before those options. */
+static void test_published_rows_unchanged(void **state) {
+  (void)state;
+  const char *data = cli_scratch("demo2000.npz");
+  const char *rows = cli_scratch("published.csv");
+  lsmi_dataset_t *ds = NULL;
+  assert_int_equal(lsmi_synth(LSMI_SYNTH_GAUSSIAN, 2000, 1, &ds, NULL),
+                   LSMI_OK);
+  assert_int_equal(lsmi_dataset_write_npz(ds, data, NULL), LSMI_OK);
+  lsmi_dataset_destroy(ds);
+  assert_int_equal(lsmi_kernels_select("generic"), LSMI_OK);
+  cli_run_t r = cli_run(lsmi_fit_main, "fit", data, "--seed", "1", "--quiet",
+                        "--out", rows, NULL);
+  assert_int_equal(r.rc, 0);
+  assert_string_equal(r.err, ""); /* the published recipe warns of nothing */
+  cli_run_free(&r);
+  char hex[65];
+  file_digest(rows, hex);
+  assert_string_equal(
+      hex, "e50102b4e9d287d141b12034d9c3f055445e2ccb480b297100226fbdc4bfb99d");
+}
+
+/* An ensemble adds the members' spread after the published columns, and
+ * --json carries the intervals, the diagnostics and the warnings. */
+static void test_ensemble_outputs(void **state) {
+  (void)state;
+  const char *path = cli_scratch("ens.csv");
+  cli_run_t r = FIT(demo, "--quiet", "--json", "--ensemble", "3",
+                    "--early-stopping", "true", "--out", path);
+  assert_int_equal(r.rc, 0);
+  json_error_t e;
+  json_t *j = json_loads(r.out, 0, &e);
+  if (j == NULL)
+    fail_msg("stdout is not JSON (%s): %s", e.text, r.out);
+  assert_int_equal(json_integer_value(json_object_get(j, "ensemble")), 3);
+  json_t *ci = json_object_get(json_object_get(j, "val"), "ci");
+  static const char *names[] = {"R", "U1", "U2", "S", "I1", "I2", "I12"};
+  for (size_t k = 0; k < 7; k++) {
+    json_t *iv = json_object_get(ci, names[k]);
+    assert_int_equal(json_array_size(iv), 2);
+    double lo = json_number_value(json_array_get(iv, 0));
+    double hi = json_number_value(json_array_get(iv, 1));
+    double m = member(j, "val", names[k]);
+    assert_true(lo <= m + 1e-9 && m <= hi + 1e-9);
+  }
+  json_t *diag = json_object_get(j, "diagnostics");
+  static const char *models[] = {"f1", "f2", "f12", "knife1", "knife2"};
+  for (size_t m = 0; m < 5; m++) {
+    json_t *d = json_object_get(diag, models[m]);
+    assert_true(json_is_number(json_object_get(d, "holdout_loss")));
+    assert_true(json_is_null(json_object_get(d, "oof_loss")));
+    assert_true(json_is_number(json_object_get(d, "epochs")));
+    assert_true((m < 3) == (json_object_get(d, "val_acc") != NULL));
+  }
+  assert_true(json_is_array(json_object_get(j, "warnings")));
+  json_decref(j);
+  cli_run_free(&r);
+  char *text = cli_slurp(path);
+  assert_non_null(text);
+  const char *header =
+      "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2,r_sd,u1_sd,u2_sd,s_sd\n";
+  assert_true(strncmp(text, header, strlen(header)) == 0);
+  int rows = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text + strlen(header), "\n", &save); line;
+       line = strtok_r(NULL, "\n", &save), rows++) {
+    int index, y;
+    char split[8];
+    double v[13];
+    int got = sscanf(line,
+                     "%d,%7[a-z],%d,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,%lf,"
+                     "%lf,%lf,%lf",
+                     &index, split, &y, &v[0], &v[1], &v[2], &v[3], &v[4],
+                     &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11], &v[12]);
+    if (got != 16)
+      fail_msg("row %d: %s", rows, line);
+    for (int k = 9; k < 13; k++)
+      assert_true(v[k] >= 0.0);
+  }
+  assert_int_equal(rows, 300);
+  free(text);
+}
+
+/* A memorising fit says so on stderr, each warning on a line of its own. */
+static void test_warnings_on_stderr(void **state) {
+  (void)state;
+  const char *data = cli_scratch("memorise.npz");
+  lsmi_synth_spec_t spec = {
+      .kind = LSMI_SYNTH_MIXED, .n = 500, .dim = 128, .seed = 3};
+  lsmi_dataset_t *ds = NULL;
+  assert_int_equal(lsmi_synth_make(&spec, &ds, NULL, NULL), LSMI_OK);
+  assert_int_equal(lsmi_dataset_write_npz(ds, data, NULL), LSMI_OK);
+  lsmi_dataset_destroy(ds);
+  cli_run_t r = cli_run(lsmi_fit_main, "fit", data, "--quiet",
+                        "--epochs-entropy", "1", NULL);
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.err, "lsmi: warning [memorising]: ");
+  assert_contains(r.err, "try preset robust");
+  cli_run_free(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_help_lists_every_parameter),
@@ -490,6 +612,10 @@ int main(void) {
       cmocka_unit_test(test_out_failures_leave_no_temp_file),
       cmocka_unit_test(test_out_write_error_mid_file),
       cmocka_unit_test(test_out_mode_follows_umask),
+      cmocka_unit_test(test_ensemble_outputs),
+      cmocka_unit_test(test_warnings_on_stderr),
+      /* Last: it forces the portable kernels for the rest of the process. */
+      cmocka_unit_test(test_published_rows_unchanged),
   };
   return cmocka_run_group_tests_name("cli/fit", tests, group_setup,
                                      cli_scratch_teardown);
