@@ -77,7 +77,8 @@ static void sweep_dir(const char *data_dir, const char *sub,
   struct dirent *e;
   int n = 0;
   while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
+    /* Temp files of common/durable.h are dot-files: only . and .. stay. */
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
     if ((doomed == NULL || doomed(store, e->d_name)) &&
         unlinkat(dirfd(d), e->d_name, 0) == 0)

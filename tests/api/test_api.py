@@ -478,6 +478,20 @@ def test_crash_during_upload():
     assert d.stop() == 0
 
 
+def test_restart_sweeps_temp_files():
+    """Temp files of interrupted durable writes (".NAME.tmp.XXXXXX") are
+    removed from tmp/ when the daemon starts."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-sweep-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "tmp"))
+    for name in (".job_x.val.tmp.Ab12Cd", ".upload.tmp.Ef34Gh"):
+        with open(os.path.join(data, "tmp", name), "wb") as f:
+            f.write(b"half a file")
+    d = Daemon(data_dir=data).start()
+    assert os.listdir(os.path.join(data, "tmp")) == []
+    assert d.stop() == 0
+
+
 def test_shutdown_requeues():
     tmp = tempfile.mkdtemp(prefix="lsmi-term-", dir=WORK)
     data = os.path.join(tmp, "data")
