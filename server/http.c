@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "durable.h"
 #include "http.h"
 #include "metrics.h"
 #include "mhd.h"
@@ -63,9 +64,8 @@ typedef struct req {
   char *body;
   size_t len, cap;
   bool too_big;
-  /* upload */
-  int fd;
-  char tmp[PATH_MAX];
+  /* upload: the temp file in tmp/ (common/durable.h) */
+  lsmi_durable_t dur;
   lsmi_sha256_t sha;
   uint64_t bytes;
   int write_errno;
@@ -308,11 +308,6 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
       return problem_h(h, c, r, 400, "val_fraction",
                        "val_fraction must be a number in (0, 0.9]");
   }
-  if (fsync(r->fd) != 0)
-    return problem_h(h, c, r, 500, NULL, "could not sync the upload: %s",
-                     strerror(errno));
-  close(r->fd);
-  r->fd = -1;
   unsigned char digest[32];
   char hex[65];
   lsmi_sha256_final(&r->sha, digest);
@@ -330,7 +325,8 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
   lsmi_dataset_t *ds = NULL;
   lsmi_format_t fmt = LSMI_FORMAT_UNKNOWN;
   lsmi_error_t err = {0};
-  int st = lsmi_dataset_read(r->tmp, &cfg->limits, vf, 0, &ds, &fmt, &err);
+  int st =
+      lsmi_dataset_read(r->dur.tmp, &cfg->limits, vf, 0, &ds, &fmt, &err);
   if (st)
     return problem_err(h, c, r, st, &err);
   memset(&rec, 0, sizeof rec);
@@ -352,14 +348,14 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
   rec.created_at = lsmi_util_now();
   lsmi_dataset_destroy(ds);
 
-  char dst[PATH_MAX], dir[PATH_MAX];
+  char dst[PATH_MAX];
   snprintf(dst, sizeof dst, "%s/datasets/%s", cfg->data_dir, rec.id);
-  snprintf(dir, sizeof dir, "%s/datasets", cfg->data_dir);
-  if (rename(r->tmp, dst) != 0)
+  int rc = lsmi_durable_commit(&r->dur, dst);
+  if (rc) {
+    unlink(dst); /* there when only the directory's fsync failed */
     return problem_h(h, c, r, 500, NULL, "could not store the upload: %s",
-                     strerror(errno));
-  r->tmp[0] = '\0';
-  lsmi_util_fsync_dir(dir);
+                     strerror(-rc));
+  }
   lsmi_dataset_rec_t existing;
   st = lsmi_store_dataset_insert(h->store, &rec, &existing);
   if (st == LSMI_STORE_EXISTS) { /* a concurrent upload of the same bytes */
@@ -716,13 +712,12 @@ static enum MHD_Result first_call(lsmi_http_t *h, struct MHD_Connection *c,
                        "the upload (%llu bytes) exceeds --max-upload (%llu "
                        "bytes)",
                        clen, (unsigned long long)h->cfg->max_upload);
-    snprintf(r->tmp, sizeof r->tmp, "%s/tmp/upload-XXXXXX", h->cfg->data_dir);
-    r->fd = mkstemp(r->tmp);
-    if (r->fd < 0) {
-      r->tmp[0] = '\0';
+    char tmpdir[PATH_MAX];
+    snprintf(tmpdir, sizeof tmpdir, "%s/tmp", h->cfg->data_dir);
+    int rc = lsmi_durable_begin(&r->dur, tmpdir, "upload", 0600);
+    if (rc)
       return problem_h(h, c, r, 500, NULL, "cannot create a temp file: %s",
-                       strerror(errno));
-    }
+                       strerror(-rc));
     lsmi_sha256_init(&r->sha);
   } else if (r->route == LSMI_ROUTE_JOBS && !strcmp(r->method, "POST")) {
     const char *ct =
@@ -741,7 +736,7 @@ static enum MHD_Result first_call(lsmi_http_t *h, struct MHD_Connection *c,
 
 static void consume(lsmi_http_t *h, req_t *r, const char *data, size_t n) {
   if (r->route == LSMI_ROUTE_DATASETS) {
-    if (r->too_big || r->write_errno || r->fd < 0) {
+    if (r->too_big || r->write_errno || r->dur.fd < 0) {
       r->bytes += n;
       return;
     }
@@ -750,8 +745,9 @@ static void consume(lsmi_http_t *h, req_t *r, const char *data, size_t n) {
       r->bytes += n;
       return;
     }
-    if (lsmi_util_write_all(r->fd, data, n))
-      r->write_errno = errno ? errno : EIO;
+    int rc = lsmi_durable_write(&r->dur, data, n);
+    if (rc)
+      r->write_errno = -rc;
     lsmi_sha256_update(&r->sha, data, n);
     r->bytes += n;
     return;
@@ -833,7 +829,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     r = calloc(1, sizeof *r);
     if (r == NULL)
       return MHD_NO;
-    r->fd = -1;
+    r->dur = (lsmi_durable_t)LSMI_DURABLE_INIT;
     r->t0 = lsmi_util_mono();
     printable(r->method, sizeof r->method, method);
     printable(r->path, sizeof r->path, url);
@@ -899,10 +895,7 @@ static void completed(void *cls, struct MHD_Connection *c, void **con_cls,
                           json_integer((json_int_t)r->bytes));
     lsmi_util_log("request", o);
   }
-  if (r->fd >= 0)
-    close(r->fd);
-  if (r->tmp[0])
-    unlink(r->tmp);
+  lsmi_durable_abort(&r->dur); /* an upload not committed */
   free(r->body);
   free(r);
   *con_cls = NULL;

@@ -1,10 +1,10 @@
 /*
- * util.c — time, ids, durable-file helpers and the JSON log line writer.
+ * util.c — time, ids, hex, the growable string and the JSON log line
+ * writer.
  * Nothing here keeps state except the log's "quiet requests" switch, which
  * is set once before any thread starts.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,30 +68,6 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size) {
   lsmi_util_hex(raw, sizeof raw, hex);
   int n = snprintf(out, size, "%s%s", prefix, hex);
   return (n < 0 || (size_t)n >= size) ? -1 : 0;
-}
-
-int lsmi_util_fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
-int lsmi_util_write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    len -= (size_t)w;
-  }
-  return 0;
 }
 
 void lsmi_util_log_quiet_requests(int quiet) { log_quiet_requests = quiet; }

@@ -1,7 +1,7 @@
 /*
  * util.h — small helpers the daemon's modules share: wall-clock time and
- * RFC 3339 stamps, random object ids, durable file steps (fsync of a file
- * and of its directory), and the structured JSON log.
+ * RFC 3339 stamps, random object ids, hex, a growable string, and the
+ * structured JSON log. (Durable file writes are common/durable.h's.)
  */
 #ifndef LSMI_UTIL_H
 #define LSMI_UTIL_H
@@ -24,12 +24,6 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void lsmi_util_hex(const unsigned char *in, size_t n, char *out);
-
-/* fsync() of the directory `dir`, so that a rename inside it is durable. */
-int lsmi_util_fsync_dir(const char *dir);
-
-/* Writes len bytes, retrying short writes and EINTR. 0 or -1 (errno set). */
-int lsmi_util_write_all(int fd, const void *buf, size_t len);
 
 /*
  * A growable string for text built piece by piece (the metrics exposition,
