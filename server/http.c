@@ -314,8 +314,11 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
   lsmi_util_hex(digest, 32, hex);
 
   lsmi_dataset_rec_t rec;
-  if (lsmi_store_dataset_find_sha(h->store, r->tenant, hex, &rec) ==
-      LSMI_STORE_FOUND) {
+  int found = lsmi_store_dataset_find_sha(h->store, r->tenant, hex, &rec);
+  if (found < 0)
+    return problem_h(h, c, r, 500, NULL,
+                     "could not look for an earlier upload of these bytes");
+  if (found == LSMI_STORE_FOUND) {
     char loc[128];
     snprintf(loc, sizeof loc, "/v1/datasets/%s", rec.id);
     hdr_t hd[] = {{"Location", loc}, {NULL, NULL}};

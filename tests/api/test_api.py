@@ -247,6 +247,29 @@ def test_errors():
         assert d.stop() == 0
 
 
+def test_store_error_on_upload():
+    """A store that fails while the daemon looks for an earlier upload of
+    the same bytes answers 500; the upload does not go on as if there were
+    none (it used to: these bytes then answered 415, unknown format)."""
+    import sqlite3
+    with Daemon() as d:
+        upload_ok(d)
+        db = sqlite3.connect(os.path.join(d.data_dir, "lsmi.db"))
+        db.execute("ALTER TABLE datasets RENAME TO datasets_gone")
+        db.commit()
+        db.close()
+        r = d.upload(b"\x00\x01\x02garbage" * 20)
+        assert_problem(r, 500)
+        # The temp file goes when libmicrohttpd reports the request done,
+        # which may be a moment after the client has read the response.
+        tmp = os.path.join(d.data_dir, "tmp")
+        for _ in range(50):
+            if not os.listdir(tmp):
+                break
+            time.sleep(0.02)
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+
+
 def test_auth_and_tenants():
     tokens = os.path.join(WORK, "tokens")
     with open(tokens, "w") as f:
