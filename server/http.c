@@ -239,7 +239,8 @@ static void overlay_progress(lsmi_http_t *h, json_t *job) {
 
 static json_t *job_view(lsmi_http_t *h, const char *tenant, const char *id,
                         int *state) {
-  json_t *j = lsmi_store_job_json(h->store, tenant, id, state);
+  json_t *j = NULL;
+  lsmi_store_job_get(h->store, tenant, id, &j, state);
   if (j)
     overlay_progress(h, j);
   return j;
@@ -249,7 +250,7 @@ static json_t *job_view(lsmi_http_t *h, const char *tenant, const char *id,
 
 static enum MHD_Result get_readyz(lsmi_http_t *h, struct MHD_Connection *c,
                                   req_t *r) {
-  bool store = lsmi_store_ping(h->store);
+  bool store = lsmi_store_ping(h->store) == LSMI_OK;
   bool loop = lsmi_sched_ready(h->sched);
   bool draining = lsmi_sched_draining(h->sched);
   bool ready = store && loop && !draining;
@@ -315,10 +316,10 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
 
   lsmi_dataset_rec_t rec;
   int found = lsmi_store_dataset_find_sha(h->store, r->tenant, hex, &rec);
-  if (found < 0)
+  if (found != LSMI_OK && found != LSMI_ERR_NOTFOUND)
     return problem_h(h, c, r, 500, NULL,
                      "could not look for an earlier upload of these bytes");
-  if (found == LSMI_STORE_FOUND) {
+  if (found == LSMI_OK) {
     char loc[128];
     snprintf(loc, sizeof loc, "/v1/datasets/%s", rec.id);
     hdr_t hd[] = {{"Location", loc}, {NULL, NULL}};
@@ -360,8 +361,9 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
                      strerror(-rc));
   }
   lsmi_dataset_rec_t existing;
-  st = lsmi_store_dataset_insert(h->store, &rec, &existing);
-  if (st == LSMI_STORE_EXISTS) { /* a concurrent upload of the same bytes */
+  bool existed = false;
+  st = lsmi_store_dataset_insert(h->store, &rec, &existing, &existed);
+  if (st == LSMI_OK && existed) { /* a concurrent upload of the same bytes */
     unlink(dst);
     rec = existing;
   } else if (st) {
@@ -371,12 +373,12 @@ static enum MHD_Result finish_upload(lsmi_http_t *h, struct MHD_Connection *c,
   char loc[128];
   snprintf(loc, sizeof loc, "/v1/datasets/%s", rec.id);
   hdr_t hd[] = {{"Location", loc}, {NULL, NULL}};
-  if (st == LSMI_OK)
+  if (!existed)
     lsmi_util_log("dataset",
                   json_pack("{s:s, s:s, s:s, s:I}", "dataset", rec.id, "tenant",
                             rec.tenant, "format", rec.format, "bytes",
                             (json_int_t)rec.bytes));
-  return send_json(h, c, r, st == LSMI_OK ? 201 : 200,
+  return send_json(h, c, r, existed ? 200 : 201,
                    lsmi_store_dataset_json(&rec), NULL, hd);
 }
 
@@ -404,9 +406,9 @@ static enum MHD_Result dataset_item(lsmi_http_t *h, struct MHD_Connection *c,
                                     req_t *r) {
   if (!strcmp(r->method, "DELETE")) {
     int st = lsmi_store_dataset_delete(h->store, r->tenant, r->id);
-    if (st == LSMI_STORE_NOT_FOUND)
+    if (st == LSMI_ERR_NOTFOUND)
       return problem_h(h, c, r, 404, NULL, "no dataset '%s'", r->id);
-    if (st == LSMI_STORE_CONFLICT)
+    if (st == LSMI_ERR_CONFLICT)
       return problem_h(h, c, r, 409, NULL,
                        "dataset '%s' has queued or running jobs; cancel "
                        "them first",
@@ -419,9 +421,11 @@ static enum MHD_Result dataset_item(lsmi_http_t *h, struct MHD_Connection *c,
     return send_body(h, c, r, 204, NULL, (char *)"", 0, true, NULL);
   }
   lsmi_dataset_rec_t rec;
-  if (lsmi_store_dataset_get(h->store, r->tenant, r->id, &rec) !=
-      LSMI_STORE_FOUND)
+  int st = lsmi_store_dataset_get(h->store, r->tenant, r->id, &rec);
+  if (st == LSMI_ERR_NOTFOUND)
     return problem_h(h, c, r, 404, NULL, "no dataset '%s'", r->id);
+  if (st)
+    return problem_h(h, c, r, 500, NULL, "the store failed");
   return send_json(h, c, r, 200, lsmi_store_dataset_json(&rec), NULL, NULL);
 }
 
@@ -477,10 +481,12 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
   char hash[65], existing[64] = "";
   request_hash(dataset_id, &params, hash);
   if (key) {
-    st = lsmi_store_idem_check(h->store, r->tenant, key, hash, existing);
-    if (st == LSMI_STORE_REPLAY)
+    bool replayed = false;
+    st = lsmi_store_idem_check(h->store, r->tenant, key, hash, existing,
+                               &replayed);
+    if (st == LSMI_OK && replayed)
       return send_job(h, c, r, 202, r->tenant, existing, true);
-    if (st == LSMI_STORE_CONFLICT)
+    if (st == LSMI_ERR_CONFLICT)
       return problem_h(h, c, r, 409, "Idempotency-Key",
                        "Idempotency-Key was already used for a different "
                        "request (job %s)",
@@ -518,17 +524,18 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
   lsmi_job_new_t nj = {id,          r->tenant,     dataset_id,
                        params_json, progress_json, lsmi_util_now(),
                        key,         hash};
-  st = lsmi_store_job_create(h->store, &nj, existing);
-  if (st != LSMI_OK) {
+  bool replayed = false;
+  st = lsmi_store_job_create(h->store, &nj, existing, &replayed);
+  if (st != LSMI_OK || replayed) {
     lsmi_sched_unreserve(h->sched);
-    if (st == LSMI_STORE_REPLAY)
+    if (st == LSMI_OK)
       res = send_job(h, c, r, 202, r->tenant, existing, true);
-    else if (st == LSMI_STORE_CONFLICT)
+    else if (st == LSMI_ERR_CONFLICT)
       res = problem_h(h, c, r, 409, "Idempotency-Key",
                       "Idempotency-Key was already used for a different "
                       "request (job %s)",
                       existing);
-    else if (st == LSMI_STORE_NOT_FOUND)
+    else if (st == LSMI_ERR_NOTFOUND)
       res =
           problem_h(h, c, r, 422, "dataset_id", "no dataset '%s'", dataset_id);
     else
@@ -554,7 +561,7 @@ static enum MHD_Result list_jobs(lsmi_http_t *h, struct MHD_Connection *c,
     return res;
   int state = -1;
   const char *sv = arg(c, "state");
-  if (sv && *sv && (state = lsmi_job_state_parse(sv)) < 0)
+  if (sv && *sv && lsmi_job_state_parse(sv, &state))
     return problem_h(h, c, r, 400, "state",
                      "state must be queued, running, succeeded, failed or "
                      "cancelled");
@@ -605,7 +612,8 @@ static enum MHD_Result job_item(lsmi_http_t *h, struct MHD_Connection *c,
 static enum MHD_Result get_results(lsmi_http_t *h, struct MHD_Connection *c,
                                    req_t *r) {
   int state = -1;
-  json_t *job = lsmi_store_job_json(h->store, r->tenant, r->id, &state);
+  json_t *job = NULL;
+  lsmi_store_job_get(h->store, r->tenant, r->id, &job, &state);
   if (job == NULL)
     return problem_h(h, c, r, 404, NULL, "no job '%s'", r->id);
   json_decref(job);

@@ -447,11 +447,12 @@ static void dispatch(lsmi_sched_t *s) {
     /* The store decides: a job cancelled meanwhile is no longer queued. */
     lsmi_dataset_rec_t rec;
     int st = lsmi_store_job_start(s->store, j->id, lsmi_util_now());
-    if (st == LSMI_OK &&
-        lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec) !=
-            LSMI_STORE_FOUND) {
-      fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
-      st = LSMI_STORE_NOT_FOUND;
+    if (st == LSMI_OK) {
+      st = lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec);
+      if (st == LSMI_ERR_NOTFOUND)
+        fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
+      else if (st)
+        fail_now(s, j, st, "could not read the job's dataset from the store");
     }
     if (st != LSMI_OK) {
       pthread_mutex_lock(&s->mu);

@@ -94,8 +94,7 @@ static void sweep_dir(const char *data_dir, const char *sub,
  * never committed (a crash in between) was never acknowledged. */
 static bool dataset_unacknowledged(lsmi_store_t *store, const char *name) {
   lsmi_dataset_rec_t rec;
-  return lsmi_store_dataset_get(store, NULL, name, &rec) ==
-         LSMI_STORE_NOT_FOUND;
+  return lsmi_store_dataset_get(store, NULL, name, &rec) == LSMI_ERR_NOTFOUND;
 }
 
 /* Removes leftovers of interrupted uploads and result writes. */
