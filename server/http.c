@@ -229,7 +229,7 @@ static void overlay_progress(lsmi_http_t *h, json_t *job) {
   bool cancel = false;
   lsmi_progress_t p;
   if (state && id && !strcmp(state, "running") &&
-      lsmi_sched_progress(h->sched, id, &p, &cancel)) {
+      lsmi_sched_progress(h->sched, id, &p, &cancel) == LSMI_OK) {
     lsmi_params_t params;
     lsmi_params_default(&params);
     json_object_set_new(job, "progress", lsmi_codec_progress(&p, &params));
@@ -493,7 +493,7 @@ static enum MHD_Result create_job(lsmi_http_t *h, struct MHD_Connection *c,
                        existing);
   }
   st = lsmi_sched_reserve(h->sched);
-  if (st == LSMI_ERR_LIMIT) {
+  if (st == LSMI_ERR_BUSY) {
     char ra[16];
     snprintf(ra, sizeof ra, "%d", h->cfg->retry_after);
     hdr_t hd[] = {{"Retry-After", ra}, {NULL, NULL}};
@@ -596,15 +596,16 @@ static enum MHD_Result job_item(lsmi_http_t *h, struct MHD_Connection *c,
                      "job '%s' has already finished (%s); only queued or "
                      "running jobs can be cancelled",
                      r->id, lsmi_job_state_name(state));
-  int how = lsmi_sched_cancel(h->sched, r->id);
-  if (how != LSMI_SCHED_SIGNALLED) {
+  bool running = false;
+  lsmi_sched_cancel(h->sched, r->id, &running); /* NOTFOUND: not yet here */
+  if (!running) {
     /* Queued (or about to be): the store decides who wins the race. */
     int st = lsmi_store_job_cancel_queued(h->store, r->id, lsmi_util_now());
     if (st == LSMI_OK)
       lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id, "tenant",
                                      r->tenant, "state", "cancelled"));
     else /* it started meanwhile: stop it */
-      lsmi_sched_cancel(h->sched, r->id);
+      lsmi_sched_cancel(h->sched, r->id, &running);
   }
   return send_job(h, c, r, 202, r->tenant, r->id, false);
 }

@@ -6,7 +6,7 @@
  * transition is written to the store by the loop thread (or, for cancelling
  * a queued job, by the HTTP thread that removed it from the queue) before
  * it is logged. A fit runs on a libuv pool thread (uv_queue_work), reads its
- * dataset file, fits, writes its result files (temp name, fsync, rename),
+ * dataset file, fits, writes its result files (resfile.c, durably),
  * and hands its lsmi_result_t back to the loop thread in the completion
  * callback, which stores the summary. On shutdown running fits are stopped
  * through their cancel flag and go back to queued, so a restart runs them
@@ -162,11 +162,11 @@ static job_t *find(job_t *head, const char *id) {
 
 int lsmi_sched_reserve(lsmi_sched_t *s) {
   if (atomic_load(&s->draining))
-    return LSMI_ERR_CANCELLED;
+    return LSMI_ERR_SHUTDOWN;
   int st = LSMI_OK;
   pthread_mutex_lock(&s->mu);
   if (s->queued + s->reserved >= s->cfg->queue_size)
-    st = LSMI_ERR_LIMIT;
+    st = LSMI_ERR_BUSY;
   else
     s->reserved++;
   pthread_mutex_unlock(&s->mu);
@@ -207,31 +207,33 @@ int lsmi_sched_submit(lsmi_sched_t *s, const char *id, const char *tenant,
   return LSMI_OK;
 }
 
-int lsmi_sched_cancel(lsmi_sched_t *s, const char *id) {
-  int out = LSMI_SCHED_UNKNOWN;
+int lsmi_sched_cancel(lsmi_sched_t *s, const char *id, bool *running) {
+  int out = LSMI_OK;
   job_t *gone = NULL;
+  *running = false;
   pthread_mutex_lock(&s->mu);
   job_t *j = find(s->q_head, id);
   if (j) {
     q_unlink(s, j);
     gone = j;
-    out = LSMI_SCHED_DEQUEUED;
   } else if ((j = find(s->running_head, id))) {
     atomic_store(&j->cancel, CANCEL_USER);
-    out = LSMI_SCHED_SIGNALLED;
+    *running = true;
+  } else {
+    out = LSMI_ERR_NOTFOUND;
   }
   pthread_mutex_unlock(&s->mu);
   free(gone);
   return out;
 }
 
-bool lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
-                         bool *cancel_requested) {
-  bool found = false;
+int lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
+                        bool *cancel_requested) {
+  int out = LSMI_ERR_NOTFOUND;
   pthread_mutex_lock(&s->mu);
   job_t *j = find(s->running_head, id);
   if (j) {
-    found = true;
+    out = LSMI_OK;
     if (j->has_progress) {
       *p = j->progress;
     } else {
@@ -243,7 +245,7 @@ bool lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
       *cancel_requested = atomic_load(&j->cancel) == CANCEL_USER;
   }
   pthread_mutex_unlock(&s->mu);
-  return found;
+  return out;
 }
 
 void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running) {
@@ -520,8 +522,10 @@ static void on_grace(uv_timer_t *h) {
                                       "jobs, they will run again on restart"));
 }
 
+/* Closes the loop handles, so that uv_run returns; never opened before
+ * lsmi_sched_start, so a shutdown before it has nothing to close. */
 static void close_all(lsmi_sched_t *s) {
-  if (s->closing)
+  if (s->closing || !s->started)
     return;
   s->closing = true;
   uv_close((uv_handle_t *)&s->wake, NULL);
