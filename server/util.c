@@ -60,14 +60,14 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size) {
     if (r < 0) {
       if (errno == EINTR)
         continue;
-      return -1;
+      return LSMI_ERR_IO;
     }
     got += (size_t)r;
   }
   char hex[21];
   lsmi_util_hex(raw, sizeof raw, hex);
   int n = snprintf(out, size, "%s%s", prefix, hex);
-  return (n < 0 || (size_t)n >= size) ? -1 : 0;
+  return (n < 0 || (size_t)n >= size) ? LSMI_ERR_INVALID : LSMI_OK;
 }
 
 void lsmi_util_log_quiet_requests(int quiet) { log_quiet_requests = quiet; }

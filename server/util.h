@@ -9,6 +9,8 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "lsmi.h"
+
 /* Seconds since the epoch, with sub-second resolution (CLOCK_REALTIME). */
 double lsmi_util_now(void);
 /* Seconds of a monotonic clock, for durations. */
@@ -18,7 +20,8 @@ void lsmi_util_iso8601(double t, char *buf, size_t size);
 
 /*
  * Writes prefix + 20 random hex digits into out (size >= strlen(prefix)+21).
- * Returns 0, or -1 when the kernel gave no random bytes.
+ * Returns 0, LSMI_ERR_IO when the kernel gave no random bytes, or
+ * LSMI_ERR_INVALID when out is too small (out is then unspecified).
  */
 int lsmi_util_random_id(const char *prefix, char *out, size_t size);
 

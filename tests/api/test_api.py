@@ -318,6 +318,29 @@ def test_refuses_open_public_bind():
     assert b"refusing" in p.stderr
 
 
+def test_start_failures():
+    """A daemon that cannot start says why and exits 1: a data directory
+    that cannot be made, a store that cannot be opened, a port in use."""
+    def serve(data, port=0):
+        return subprocess.run([LSMI, "serve", "--listen",
+                               "127.0.0.1:%d" % port, "--data-dir", data],
+                              capture_output=True, timeout=60 * SLOW)
+    tmp = tempfile.mkdtemp(prefix="lsmi-start-", dir=WORK)
+    blocker = os.path.join(tmp, "file")
+    with open(blocker, "wb") as f:
+        f.write(b"not a directory")
+    p = serve(os.path.join(blocker, "data"))
+    assert p.returncode == 1 and b"cannot create" in p.stderr, p
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "lsmi.db"))  # a directory, not a database
+    p = serve(data)
+    assert p.returncode == 1 and b"cannot open the store" in p.stderr, p
+    with Daemon() as d:
+        p = serve(os.path.join(tmp, "other"), d.port)
+        assert p.returncode == 1 and b"cannot listen" in p.stderr, p
+        assert b'"event":"stop"' in p.stderr
+
+
 def test_config_help_and_precedence():
     p = subprocess.run([LSMI, "serve", "--help"], capture_output=True)
     assert p.returncode == 0
