@@ -11,7 +11,6 @@
 
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -20,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "resfile.h"
 
 enum { N = 7 };
@@ -104,18 +104,11 @@ static void test_damaged(void **state) {
                    LSMI_ERR_FORMAT);
 }
 
-/* Entries of dir/sub other than . and .. */
+/* Entries of dir/sub (helpers.h). */
 static int entries(const char *sub) {
   char p[128];
   snprintf(p, sizeof p, "%s/%s", dir, sub);
-  DIR *h = opendir(p);
-  if (h == NULL)
-    return -1;
-  int n = 0;
-  for (struct dirent *e; (e = readdir(h)) != NULL;)
-    n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
-  closedir(h);
-  return n;
+  return count_entries(p);
 }
 
 /* A write that cannot finish fails with ERR_IO, names the file, and leaves

@@ -16,7 +16,6 @@
 #include <cmocka.h>
 
 #include <signal.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "helpers.h"
 #include "lsmi_io.h"
 #include "sched.h"
 #include "util.h"
@@ -116,18 +116,6 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* Runs the loop until cond holds, failing after a minute. */
-#define RUN_UNTIL(f, cond)                                                     \
-  do {                                                                         \
-    double until_ = lsmi_util_mono() + 60;                                     \
-    while (!(cond)) {                                                          \
-      if (lsmi_util_mono() > until_)                                           \
-        fail_msg("timed out waiting for %s", #cond);                           \
-      uv_run(&(f)->loop, UV_RUN_NOWAIT);                                       \
-      usleep(1000);                                                            \
-    }                                                                          \
-  } while (0)
-
 static lsmi_params_t params_of(int epochs) {
   lsmi_params_t p;
   lsmi_params_default(&p);
@@ -185,9 +173,7 @@ static bool result_file(const fx_t *f, const char *job_id, const char *split) {
 
 static bool stored_phase_is(fx_t *f, const char *id, const char *phase) {
   json_t *j = job(f, id, NULL);
-  const char *ph = json_string_value(
-      json_object_get(json_object_get(j, "progress"), "phase"));
-  bool is = ph && !strcmp(ph, phase);
+  bool is = !strcmp(phase_of(j), phase);
   json_decref(j);
   return is;
 }
@@ -203,6 +189,15 @@ static void assert_counts(fx_t *f, int queued, int running) {
   lsmi_sched_counts(f->s, &q, &r);
   assert_int_equal(q, queued);
   assert_int_equal(r, running);
+}
+
+/* Starts the scheduler with job_a (long) running and job_b (fast) queued
+ * behind it: one worker. */
+static void a_running_b_queued(fx_t *f) {
+  assert_int_equal(lsmi_sched_start(f->s), 0);
+  add_job(f, "job_a", LONG);
+  add_job(f, "job_b", FAST);
+  RUN_UNTIL(&f->loop, running_here(f, "job_a"));
 }
 
 static void test_reserve(void **state) {
@@ -222,7 +217,7 @@ static void test_runs_a_job(void **state) {
   assert_int_equal(lsmi_sched_start(f->s), 0);
   assert_true(lsmi_sched_ready(f->s));
   add_job(f, "job_1", FAST);
-  RUN_UNTIL(f, state_of(f, "job_1") == LSMI_JOB_SUCCEEDED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_1") == LSMI_JOB_SUCCEEDED);
   int st;
   json_t *j = job(f, "job_1", &st);
   json_t *val = json_object_get(json_object_get(j, "summary"), "val");
@@ -230,28 +225,23 @@ static void test_runs_a_job(void **state) {
   assert_true(json_is_number(json_object_get(val, "S")));
   assert_true(json_is_number(
       json_object_get(json_object_get(j, "timings"), "seconds_total")));
-  assert_string_equal(json_string_value(json_object_get(
-                          json_object_get(j, "progress"), "phase")),
-                      "done");
+  assert_string_equal(phase_of(j), "done");
   assert_true(json_is_string(json_object_get(j, "started_at")));
   assert_true(json_is_string(json_object_get(j, "finished_at")));
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
   json_decref(j);
   assert_true(result_file(f, "job_1", "train"));
   assert_true(result_file(f, "job_1", "val"));
-  RUN_UNTIL(f, idle(f));
+  RUN_UNTIL(&f->loop, idle(f));
 }
 
 static void test_cancel_queued_and_running(void **state) {
   fx_t *f = *state;
-  assert_int_equal(lsmi_sched_start(f->s), 0);
-  add_job(f, "job_a", LONG);
-  add_job(f, "job_b", FAST); /* one worker: b waits behind a */
-  RUN_UNTIL(f, running_here(f, "job_a"));
+  a_running_b_queued(f);
   assert_int_equal(state_of(f, "job_a"), LSMI_JOB_RUNNING);
   assert_counts(f, 1, 1);
   /* The tick saves a running job's progress in the store every second. */
-  RUN_UNTIL(f, stored_phase_is(f, "job_a", "train"));
+  RUN_UNTIL(&f->loop, stored_phase_is(f, "job_a", "train"));
   bool running = true;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_b", &running), 0);
   assert_false(running); /* was queued: out of the queue, the store next */
@@ -266,12 +256,12 @@ static void test_cancel_queued_and_running(void **state) {
   assert_true(running);
   assert_int_equal(lsmi_sched_progress(f->s, "job_a", &p, &cancel), 0);
   assert_true(cancel); /* until the fit notices, within a batch */
-  RUN_UNTIL(f, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
   assert_int_equal(state_of(f, "job_b"), LSMI_JOB_CANCELLED);
   assert_false(result_file(f, "job_a", "val"));
   assert_int_equal(lsmi_sched_progress(f->s, "job_b", &p, NULL),
                    LSMI_ERR_NOTFOUND);
-  RUN_UNTIL(f, idle(f));
+  RUN_UNTIL(&f->loop, idle(f));
   assert_int_equal(lsmi_sched_cancel(f->s, "job_nope", &running),
                    LSMI_ERR_NOTFOUND);
 }
@@ -280,15 +270,12 @@ static void test_cancel_queued_and_running(void **state) {
  * HTTP thread's race with dispatch) never starts: the store decides. */
 static void test_cancelled_in_store_never_starts(void **state) {
   fx_t *f = *state;
-  assert_int_equal(lsmi_sched_start(f->s), 0);
-  add_job(f, "job_a", LONG);
-  add_job(f, "job_b", FAST);
-  RUN_UNTIL(f, running_here(f, "job_a"));
+  a_running_b_queued(f);
   assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9), 0);
   bool running;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_a", &running), 0);
-  RUN_UNTIL(f, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
-  RUN_UNTIL(f, idle(f));
+  RUN_UNTIL(&f->loop, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
+  RUN_UNTIL(&f->loop, idle(f));
   json_t *j = job(f, "job_b", NULL);
   assert_true(json_is_null(json_object_get(j, "started_at")));
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 0);
@@ -299,16 +286,13 @@ static void test_cancelled_in_store_never_starts(void **state) {
 static void exec_other(const fx_t *f, const char *sql) {
   char p[128];
   path_of(f, "lsmi.db", p, sizeof p);
-  sqlite3 *db = NULL;
-  assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
+  sql_exec(p, sql);
 }
 
 /* Runs job_1 to failure and checks the error the store recorded. */
 static void assert_fails(fx_t *f, int http, const char *title,
                          const char *detail) {
-  RUN_UNTIL(f, state_of(f, "job_1") == LSMI_JOB_FAILED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_1") == LSMI_JOB_FAILED);
   json_t *j = job(f, "job_1", NULL);
   json_t *e = json_object_get(j, "error");
   assert_int_equal(json_integer_value(json_object_get(e, "status")), http);
@@ -319,15 +303,20 @@ static void assert_fails(fx_t *f, int http, const char *title,
     fail_msg("detail '%s' lacks '%s'", d, detail);
   assert_true(json_is_null(json_object_get(j, "summary")));
   json_decref(j);
-  RUN_UNTIL(f, idle(f));
+  RUN_UNTIL(&f->loop, idle(f));
   assert_false(result_file(f, "job_1", "val"));
+}
+
+/* Queues job_1, then runs sql on the store behind the scheduler's back. */
+static void queue_then(fx_t *f, const char *sql) {
+  assert_int_equal(lsmi_sched_start(f->s), 0);
+  add_job(f, "job_1", FAST);
+  exec_other(f, sql);
 }
 
 static void test_dataset_row_gone(void **state) {
   fx_t *f = *state;
-  assert_int_equal(lsmi_sched_start(f->s), 0);
-  add_job(f, "job_1", FAST);
-  exec_other(f, "DELETE FROM datasets WHERE id = 'ds_a'");
+  queue_then(f, "DELETE FROM datasets WHERE id = 'ds_a'");
   assert_fails(f, 422, "ERR_MISSING", "no longer exists");
 }
 
@@ -335,9 +324,7 @@ static void test_dataset_row_gone(void **state) {
  * job's end): the job fails with the store's status, not "missing". */
 static void test_dataset_row_unreadable(void **state) {
   fx_t *f = *state;
-  assert_int_equal(lsmi_sched_start(f->s), 0);
-  add_job(f, "job_1", FAST);
-  exec_other(f, "ALTER TABLE datasets RENAME TO datasets_gone");
+  queue_then(f, "ALTER TABLE datasets RENAME TO datasets_gone");
   assert_fails(f, 500, "ERR_IO", "could not read the job's dataset");
 }
 
@@ -366,8 +353,8 @@ static void test_start_loads_the_queue(void **state) {
   assert_int_equal(lsmi_store_job_start(f->store, "job_run", 3e9), 0);
   assert_int_equal(lsmi_sched_start(f->s), 0); /* job_run: a crash's */
   assert_counts(f, 2, 0);
-  RUN_UNTIL(f, state_of(f, "job_1") == LSMI_JOB_SUCCEEDED);
-  RUN_UNTIL(f, state_of(f, "job_run") == LSMI_JOB_SUCCEEDED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_1") == LSMI_JOB_SUCCEEDED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_run") == LSMI_JOB_SUCCEEDED);
   assert_int_equal(state_of(f, "job_bad"), LSMI_JOB_QUEUED);
 }
 
@@ -382,12 +369,9 @@ static void test_start_store_fails(void **state) {
  * runs both, the interrupted one for the second time. */
 static void test_shutdown_requeues(void **state) {
   fx_t *f = *state;
-  assert_int_equal(lsmi_sched_start(f->s), 0);
-  add_job(f, "job_a", LONG);
-  add_job(f, "job_b", FAST);
-  RUN_UNTIL(f, running_here(f, "job_a"));
+  a_running_b_queued(f);
   raise(SIGTERM);
-  RUN_UNTIL(f, lsmi_sched_draining(f->s));
+  RUN_UNTIL(&f->loop, lsmi_sched_draining(f->s));
   assert_int_equal(f->stops, 1);
   assert_false(lsmi_sched_ready(f->s));
   assert_int_equal(lsmi_sched_reserve(f->s), LSMI_ERR_SHUTDOWN);
@@ -398,9 +382,7 @@ static void test_shutdown_requeues(void **state) {
   assert_int_equal(st, LSMI_JOB_QUEUED);
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
   assert_true(json_is_null(json_object_get(j, "finished_at")));
-  assert_string_equal(json_string_value(json_object_get(
-                          json_object_get(j, "progress"), "phase")),
-                      "queued");
+  assert_string_equal(phase_of(j), "queued");
   json_decref(j);
   assert_int_equal(state_of(f, "job_b"), LSMI_JOB_QUEUED);
 
@@ -409,13 +391,13 @@ static void test_shutdown_requeues(void **state) {
       lsmi_sched_create(&f->loop, &f->cfg, f->store, on_stop, f, &f->s), 0);
   assert_int_equal(lsmi_sched_start(f->s), 0);
   assert_counts(f, 2, 0);
-  RUN_UNTIL(f, running_here(f, "job_a"));
+  RUN_UNTIL(&f->loop, running_here(f, "job_a"));
   j = job(f, "job_a", NULL);
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
   json_decref(j);
   bool running;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_a", &running), 0);
-  RUN_UNTIL(f, state_of(f, "job_b") == LSMI_JOB_SUCCEEDED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_b") == LSMI_JOB_SUCCEEDED);
   assert_int_equal(state_of(f, "job_a"), LSMI_JOB_CANCELLED);
 }
 

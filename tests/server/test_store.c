@@ -17,8 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sqlite3.h>
-
+#include "helpers.h"
 #include "store.h"
 
 typedef struct fx {
@@ -222,9 +221,7 @@ static void test_jobs_and_idempotency(void **state) {
   assert_int_equal(state_, LSMI_JOB_SUCCEEDED);
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
   assert_true(json_is_object(json_object_get(j, "summary")));
-  assert_string_equal(json_string_value(json_object_get(
-                          json_object_get(j, "progress"), "phase")),
-                      "train");
+  assert_string_equal(phase_of(j), "train");
   json_decref(j);
 
   int64_t by[LSMI_JOB_STATES], dsn = 0;
@@ -292,10 +289,7 @@ static void test_state_names(void **state) {
 
 /* Runs sql on the store's file through a second connection. */
 static void exec_other(const fx_t *f, const char *sql) {
-  sqlite3 *db = NULL;
-  assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-  assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-  sqlite3_close(db);
+  sql_exec(f->path, sql);
 }
 
 /* A database that fails under the store: every call says LSMI_ERR_IO, and
