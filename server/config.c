@@ -356,8 +356,8 @@ static int tokens_file(lsmi_config_t *cfg, lsmi_error_t *err) {
   FILE *f = fopen(cfg->tokens_file, "r");
   if (f == NULL)
     return lsmi_error_set(err, LSMI_ERR_IO, "tokens-file",
-                          "cannot open tokens file '%s': %s",
-                          cfg->tokens_file, strerror(errno));
+                          "cannot open tokens file '%s': %s", cfg->tokens_file,
+                          strerror(errno));
   char line[1024];
   int st = LSMI_OK;
   while (st == LSMI_OK && fgets(line, sizeof line, f))

@@ -124,19 +124,12 @@ static int parse_job(lsmi_req_t *r, job_req_t *q) {
   return LSMI_OK;
 }
 
-/* Malloc'd compact JSON of v (taken); NULL on no memory. */
-static char *dumps_new(json_t *v) {
-  char *t = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-  json_decref(v);
-  return t;
-}
-
 /* Stores q as job `id` (queued) in the place reserved for it. *replayed:
  * the key's earlier job of the same request, in `existing`, stands. */
 static int store_job(lsmi_req_t *r, const job_req_t *q, const char *id,
                      char existing[64], bool *replayed) {
-  char *params = dumps_new(lsmi_codec_params_to_json(&q->params));
-  char *progress = dumps_new(lsmi_codec_progress(NULL, &q->params));
+  char *params = lsmi_util_json_text(lsmi_codec_params_to_json(&q->params));
+  char *progress = lsmi_util_json_text(lsmi_codec_progress(NULL, &q->params));
   int st = LSMI_OK;
   if (params == NULL || progress == NULL) {
     st = lsmi_error_set(&r->err, LSMI_ERR_NOMEM, NULL, "out of memory");

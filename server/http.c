@@ -115,8 +115,7 @@ int lsmi_http_reply(lsmi_req_t *r, int status, const char *ctype, char *body,
 /* Sends v (taken) as ctype. */
 static int reply_typed(lsmi_req_t *r, int status, json_t *v, const char *ctype,
                        const lsmi_hdr_t *hdrs) {
-  char *text = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-  json_decref(v);
+  char *text = lsmi_util_json_text(v);
   if (text == NULL) {
     static char oom[] = "{\"type\":\"about:blank\",\"title\":\"Service "
                         "Unavailable\",\"status\":503,\"detail\":\"out of "

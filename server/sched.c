@@ -335,22 +335,14 @@ static void log_transition(const job_t *j, const char *state, json_t *extra) {
   lsmi_util_log("job", o);
 }
 
-static char *dumps_new(json_t *v) {
-  if (v == NULL)
-    return NULL;
-  char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(v);
-  return t;
-}
-
 /* A problem object of a failed job, as its compact JSON (malloc'd). */
 static char *error_json(int status, const char *field, const char *detail) {
-  json_t *e = json_pack("{s:i, s:s, s:s}", "status",
-                        lsmi_codec_http_status(status), "title",
-                        lsmi_status_name(status), "detail", detail);
+  json_t *e =
+      json_pack("{s:i, s:s, s:s}", "status", lsmi_codec_http_status(status),
+                "title", lsmi_status_name(status), "detail", detail);
   if (e && field && field[0])
     json_object_set_new(e, "field", json_string(field));
-  return dumps_new(e);
+  return lsmi_util_json_text(e);
 }
 
 /* What a finished fit leaves in the store: its state and JSON texts
@@ -365,12 +357,12 @@ static void succeeded(const job_t *j, double secs, outcome_t *o) {
   json_t *sum = json_object();
   json_object_set_new(sum, "train", lsmi_codec_summary(&res->train_summary));
   json_object_set_new(sum, "val", lsmi_codec_summary(&res->val_summary));
-  o->summary = dumps_new(sum);
-  o->timings = dumps_new(json_pack(
-      "{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
-      "seconds_train", res->seconds_train, "seconds_eval", res->seconds_eval,
-      "seconds_disc", res->seconds_disc, "seconds_ent", res->seconds_ent,
-      "threads", res->threads));
+  o->summary = lsmi_util_json_text(sum);
+  o->timings = lsmi_util_json_text(
+      json_pack("{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
+                "seconds_train", res->seconds_train, "seconds_eval",
+                res->seconds_eval, "seconds_disc", res->seconds_disc,
+                "seconds_ent", res->seconds_ent, "threads", res->threads));
   lsmi_progress_t done = {.phase = LSMI_PHASE_DONE,
                           .disc_epoch = j->params.epochs_discriminator,
                           .disc_epochs = j->params.epochs_discriminator,
@@ -379,7 +371,7 @@ static void succeeded(const job_t *j, double secs, outcome_t *o) {
                           .ent_epochs = j->params.epochs_entropy,
                           .ent_loss = res->ent_loss,
                           .fraction = 1.0};
-  o->progress = dumps_new(lsmi_codec_progress(&done, &j->params));
+  o->progress = lsmi_util_json_text(lsmi_codec_progress(&done, &j->params));
 }
 
 static outcome_t outcome_of(const job_t *j, double secs) {
@@ -390,7 +382,7 @@ static outcome_t outcome_of(const job_t *j, double secs) {
     succeeded(j, secs, &o);
   } else if (cancelled && atomic_load(&j->cancel) == CANCEL_SHUTDOWN) {
     o.state = LSMI_JOB_QUEUED; /* stopped by the shutdown: runs again later */
-    o.progress = dumps_new(lsmi_codec_progress(NULL, &j->params));
+    o.progress = lsmi_util_json_text(lsmi_codec_progress(NULL, &j->params));
   } else if (cancelled) {
     o.state = LSMI_JOB_CANCELLED;
   } else {
@@ -401,15 +393,16 @@ static outcome_t outcome_of(const job_t *j, double secs) {
   return o;
 }
 
-/* Takes j off the running list and frees it; returns how many still run. */
-static int job_drop(lsmi_sched_t *s, job_t *j) {
+/* Takes j off the running list and frees it; *running (may be NULL)
+ * receives how many still run. */
+static void job_drop(lsmi_sched_t *s, job_t *j, int *running) {
   pthread_mutex_lock(&s->mu);
   run_unlink(s, j);
-  int running = s->running;
+  if (running)
+    *running = s->running;
   pthread_mutex_unlock(&s->mu);
   lsmi_result_destroy(j->res);
   free(j);
-  return running;
 }
 
 static void work_done(uv_work_t *req, int uv_status) {
@@ -420,23 +413,24 @@ static void work_done(uv_work_t *req, int uv_status) {
   outcome_t o = outcome_of(j, secs);
   if (o.state != LSMI_JOB_SUCCEEDED)
     lsmi_resfile_remove(s->cfg->data_dir, j->id);
-  if (lsmi_store_job_finish(s->store, j->id, o.state, lsmi_util_now(),
-                            o.error, o.summary, o.timings, o.progress))
+  if (lsmi_store_job_finish(s->store, j->id, o.state, lsmi_util_now(), o.error,
+                            o.summary, o.timings, o.progress))
     lsmi_util_log("store_error",
                   json_pack("{s:s, s:s}", "job", j->id, "error",
                             "could not record the end of the job; it runs "
                             "again after a restart"));
   if (o.state != LSMI_JOB_QUEUED)
     lsmi_metrics_fit(secs, lsmi_job_state_name(o.state));
-  log_transition(j, o.state == LSMI_JOB_QUEUED ? "requeued"
-                                               : lsmi_job_state_name(o.state),
-                 json_pack("{s:f, s:s}", "seconds", secs, "status",
-                           lsmi_status_name(j->status)));
+  log_transition(
+      j, o.state == LSMI_JOB_QUEUED ? "requeued" : lsmi_job_state_name(o.state),
+      json_pack("{s:f, s:s}", "seconds", secs, "status",
+                lsmi_status_name(j->status)));
   free(o.error);
   free(o.summary);
   free(o.timings);
   free(o.progress);
-  int running = job_drop(s, j);
+  int running = 0;
+  job_drop(s, j, &running);
   if (!atomic_load(&s->draining))
     dispatch(s);
   else if (running == 0)
@@ -489,8 +483,8 @@ static int start(lsmi_sched_t *s, job_t *j) {
   j->work.data = j;
   log_transition(j, "running", NULL);
   if (uv_queue_work(s->loop, &j->work, work, work_done) != 0) {
-    lsmi_store_job_finish(s->store, j->id, LSMI_JOB_QUEUED, 0, NULL, NULL,
-                          NULL, NULL);
+    lsmi_store_job_finish(s->store, j->id, LSMI_JOB_QUEUED, 0, NULL, NULL, NULL,
+                          NULL);
     return LSMI_ERR_THREAD;
   }
   return LSMI_OK;
@@ -501,7 +495,7 @@ static void dispatch(lsmi_sched_t *s) {
   while (!atomic_load(&s->draining) && (j = next_job(s)) != NULL) {
     int st = start(s, j);
     if (st)
-      job_drop(s, j);
+      job_drop(s, j, NULL);
     if (st == LSMI_ERR_THREAD) /* cannot happen with a live loop */
       return;
   }
@@ -530,7 +524,8 @@ static void on_tick(uv_timer_t *h) {
     }
   pthread_mutex_unlock(&s->mu);
   for (int i = 0; i < n; i++) {
-    char *t = dumps_new(lsmi_codec_progress(&snap[i].p, &snap[i].params));
+    char *t =
+        lsmi_util_json_text(lsmi_codec_progress(&snap[i].p, &snap[i].params));
     if (t)
       lsmi_store_job_progress(s->store, snap[i].id, t);
     free(t);

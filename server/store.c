@@ -295,11 +295,11 @@ static int count2(lsmi_store_t *s, const char *sql, const char *a,
 
 /* Whether the tenant has dataset id: 0 (it has), LSMI_ERR_NOTFOUND or
  * LSMI_ERR_IO. Called under store.mu. */
-static int dataset_owned(lsmi_store_t *s, const char *tenant,
-                         const char *id) {
+static int dataset_owned(lsmi_store_t *s, const char *tenant, const char *id) {
   int64_t n = 0;
-  int out = count2(s, "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
-                      "tenant = ?2",
+  int out = count2(s,
+                   "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
+                   "tenant = ?2",
                    id, tenant, &n);
   return out ? out : n > 0 ? LSMI_OK : LSMI_ERR_NOTFOUND;
 }
@@ -357,8 +357,8 @@ int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
   if (*page == NULL)
     return LSMI_ERR_NOMEM;
   pthread_mutex_lock(&s->mu);
-  int out = count2(s, "SELECT COUNT(*) FROM datasets WHERE tenant = ?1",
-                   tenant, NULL, total);
+  int out = count2(s, "SELECT COUNT(*) FROM datasets WHERE tenant = ?1", tenant,
+                   NULL, total);
   sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets WHERE "
                              "tenant = ?1 ORDER BY rowid DESC LIMIT ?2 "
                              "OFFSET ?3");
@@ -410,9 +410,9 @@ static int idem_check_locked(lsmi_store_t *s, const char *tenant,
   return out;
 }
 
-int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant,
-                          const char *key, const char *req_hash,
-                          char *existing_id, bool *replayed) {
+int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant, const char *key,
+                          const char *req_hash, char *existing_id,
+                          bool *replayed) {
   pthread_mutex_lock(&s->mu);
   int out = idem_check_locked(s, tenant, key, req_hash, existing_id, replayed);
   pthread_mutex_unlock(&s->mu);
@@ -427,8 +427,8 @@ int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *j,
   if (out)
     goto unlock;
   if (j->idem_key) {
-    out = idem_check_locked(s, j->tenant, j->idem_key, j->req_hash,
-                            existing_id, replayed);
+    out = idem_check_locked(s, j->tenant, j->idem_key, j->req_hash, existing_id,
+                            replayed);
     if (out || *replayed)
       goto rollback; /* nothing to write: an error, or the earlier job */
   }

@@ -109,9 +109,9 @@ int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *job,
                           char *existing_id, bool *replayed);
 /* The same idempotency check alone: 0 (the key is unused, or *replayed
  * with existing_id set), LSMI_ERR_CONFLICT or LSMI_ERR_IO. */
-int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant,
-                          const char *key, const char *req_hash,
-                          char *existing_id, bool *replayed);
+int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant, const char *key,
+                          const char *req_hash, char *existing_id,
+                          bool *replayed);
 
 /*
  * The API object of a job (tenant NULL: any) into *job (taken by the

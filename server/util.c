@@ -70,6 +70,12 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size) {
   return (n < 0 || (size_t)n >= size) ? LSMI_ERR_INVALID : LSMI_OK;
 }
 
+char *lsmi_util_json_text(json_t *v) {
+  char *t = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(v);
+  return t;
+}
+
 void lsmi_util_log_quiet_requests(int quiet) { log_quiet_requests = quiet; }
 int lsmi_util_log_requests_quiet(void) { return log_quiet_requests; }
 
@@ -81,8 +87,7 @@ void lsmi_util_log(const char *event, json_t *fields) {
   lsmi_util_iso8601(lsmi_util_now(), ts, sizeof ts);
   json_object_set_new(o, "ts", json_string(ts));
   json_object_set_new(o, "event", json_string(event));
-  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(o);
+  char *line = lsmi_util_json_text(o);
   if (line == NULL)
     return;
   flockfile(stderr);

@@ -28,6 +28,11 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size);
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void lsmi_util_hex(const unsigned char *in, size_t n, char *out);
 
+/* The compact JSON text of v, members in their order; v is taken (may be
+ * NULL). Malloc'd, taken by the caller; NULL when v is NULL or memory
+ * runs out. */
+char *lsmi_util_json_text(json_t *v);
+
 /*
  * A growable string for text built piece by piece (the metrics exposition,
  * pages of results). Start with lsmi_strbuf_init; lsmi_strbuf_printf appends

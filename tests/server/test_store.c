@@ -116,15 +116,12 @@ static void test_datasets(void **state) {
   assert_string_equal(ex.id, "ds_a");
   lsmi_dataset_rec_t b = ds("ds_b", "bob", "aaaa"); /* other tenant: fine */
   assert_int_equal(insert(f->s, &b, &ex), 0);
-  assert_int_equal(lsmi_store_dataset_get(f->s, "alice", "ds_a", &got),
-                   0);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "alice", "ds_a", &got), 0);
   assert_memory_equal(&got, &a, sizeof got);
   assert_int_equal(lsmi_store_dataset_get(f->s, "bob", "ds_a", &got),
                    LSMI_ERR_NOTFOUND);
-  assert_int_equal(lsmi_store_dataset_get(f->s, NULL, "ds_a", &got),
-                   0);
-  assert_int_equal(lsmi_store_dataset_find_sha(f->s, "bob", "aaaa", &got),
-                   0);
+  assert_int_equal(lsmi_store_dataset_get(f->s, NULL, "ds_a", &got), 0);
+  assert_int_equal(lsmi_store_dataset_find_sha(f->s, "bob", "aaaa", &got), 0);
   assert_string_equal(got.id, "ds_b");
   json_t *page = NULL;
   int64_t total = 0;
@@ -155,15 +152,12 @@ static void test_jobs_and_idempotency(void **state) {
   assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1",
                            existing),
                    0);
-  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", "k", "h1",
-                           existing),
+  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", "k", "h1", existing),
                    REPLAYED);
   assert_string_equal(existing, "job_1");
-  assert_int_equal(new_job(f->s, "job_3", "alice", "ds_a", "k", "h2",
-                           existing),
+  assert_int_equal(new_job(f->s, "job_3", "alice", "ds_a", "k", "h2", existing),
                    LSMI_ERR_CONFLICT);
-  assert_int_equal(idem(f->s, "alice", "k", "h1", existing),
-                   REPLAYED);
+  assert_int_equal(idem(f->s, "alice", "k", "h1", existing), REPLAYED);
   assert_int_equal(idem(f->s, "bob", "k", "h1", existing), 0); /* unused */
   /* bob cannot use alice's dataset; nothing is written on failure */
   assert_int_equal(new_job(f->s, "job_4", "bob", "ds_a", "k", "h1", existing),
@@ -192,8 +186,7 @@ static void test_jobs_and_idempotency(void **state) {
 
   /* state machine */
   assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), 0);
-  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9),
-                   LSMI_ERR_NOTFOUND);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9),
                    LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_store_job_progress(f->s, "job_1",
@@ -299,8 +292,7 @@ static void test_store_errors_are_errors(void **state) {
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), got;
   assert_int_equal(insert(f->s, &a, &got), 0);
   char existing[64];
-  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1",
-                           existing),
+  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1", existing),
                    0);
   exec_other(f, "ALTER TABLE datasets RENAME TO datasets_gone;"
                 "ALTER TABLE jobs RENAME TO jobs_gone;"
@@ -316,12 +308,10 @@ static void test_store_errors_are_errors(void **state) {
                    LSMI_ERR_IO);
   json_t *page = json_object();
   int64_t total = 0;
-  assert_int_equal(lsmi_store_dataset_list(f->s, "alice", 0, 10, &page,
-                                           &total),
+  assert_int_equal(lsmi_store_dataset_list(f->s, "alice", 0, 10, &page, &total),
                    LSMI_ERR_IO);
   assert_null(page);
-  assert_int_equal(lsmi_store_job_list(f->s, "alice", -1, 0, 10, &page,
-                                       &total),
+  assert_int_equal(lsmi_store_job_list(f->s, "alice", -1, 0, 10, &page, &total),
                    LSMI_ERR_IO);
   assert_null(page);
   json_t *j = json_object();
@@ -329,9 +319,9 @@ static void test_store_errors_are_errors(void **state) {
                    LSMI_ERR_IO);
   assert_null(j);
   assert_int_equal(idem(f->s, "alice", "k", "h1", existing), LSMI_ERR_IO);
-  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", NULL, NULL,
-                           existing),
-                   LSMI_ERR_IO);
+  assert_int_equal(
+      new_job(f->s, "job_2", "alice", "ds_a", NULL, NULL, existing),
+      LSMI_ERR_IO);
   assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), LSMI_ERR_IO);
   assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_FAILED, 4e9,
                                          NULL, NULL, NULL, NULL),

@@ -1,8 +1,8 @@
 /*
  * test_util.c — server/util.c: the clocks, RFC 3339 stamps (a leap day,
  * milliseconds truncated and clamped, a short buffer), hex, random ids
- * (shape, difference, a buffer too small), the growable string, and the
- * JSON log: one whole line per event, from many threads at once.
+ * (shape, difference, a buffer too small), JSON text, the growable string,
+ * and the JSON log: one whole line per event, from many threads at once.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,6 +67,14 @@ static void test_random_id(void **state) {
   char small[4 + 20];
   assert_int_equal(lsmi_util_random_id("job_", small, sizeof small),
                    LSMI_ERR_INVALID);
+}
+
+static void test_json_text(void **state) {
+  (void)state;
+  char *t = lsmi_util_json_text(json_pack("{s:i, s:s}", "b", 1, "a", "x"));
+  assert_string_equal(t, "{\"b\":1,\"a\":\"x\"}"); /* in their order */
+  free(t);
+  assert_null(lsmi_util_json_text(NULL));
 }
 
 static void test_strbuf(void **state) {
@@ -183,10 +191,15 @@ static void test_quiet_requests(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_clocks),      cmocka_unit_test(test_iso8601),
-      cmocka_unit_test(test_hex),         cmocka_unit_test(test_random_id),
-      cmocka_unit_test(test_strbuf),      cmocka_unit_test(test_log_lines),
-      cmocka_unit_test(test_log_threads), cmocka_unit_test(test_quiet_requests),
+      cmocka_unit_test(test_clocks),
+      cmocka_unit_test(test_iso8601),
+      cmocka_unit_test(test_hex),
+      cmocka_unit_test(test_random_id),
+      cmocka_unit_test(test_strbuf),
+      cmocka_unit_test(test_json_text),
+      cmocka_unit_test(test_log_lines),
+      cmocka_unit_test(test_log_threads),
+      cmocka_unit_test(test_quiet_requests),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
