@@ -203,7 +203,8 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
 }
 
 /* X(status name, HTTP status): what a request that failed with the status
- * answers. A status missing here is a server bug and answers 500. */
+ * answers. A status missing here is a server bug and answers 500. BUSY is
+ * a full job queue: 429, with Retry-After (http.c adds it). */
 #define LSMI_HTTP_MAP(X)                                                       \
   X(OK, 200)                                                                   \
   X(ERR_NOMEM, 503)                                                            \
@@ -220,7 +221,7 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
   X(ERR_THREAD, 500)                                                           \
   X(ERR_NOTFOUND, 404)                                                         \
   X(ERR_CONFLICT, 409)                                                         \
-  X(ERR_BUSY, 503)                                                             \
+  X(ERR_BUSY, 429)                                                             \
   X(ERR_SHUTDOWN, 503)
 
 int lsmi_codec_http_status(int st) {

@@ -86,14 +86,16 @@ static const opt_t opts[] = {
 
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
+/* A whole number, with K/M/G/T suffixes when `suffixes`: 0 or
+ * LSMI_ERR_INVALID. */
 static int parse_u64(const char *s, bool suffixes, uint64_t *out) {
   if (s == NULL || *s == '\0' || *s == '-')
-    return -1;
+    return LSMI_ERR_INVALID;
   errno = 0;
   char *end = NULL;
   unsigned long long v = strtoull(s, &end, 10);
   if (errno || end == s)
-    return -1;
+    return LSMI_ERR_INVALID;
   uint64_t mul = 1;
   if (suffixes && *end) {
     switch (toupper((unsigned char)*end)) {
@@ -110,7 +112,7 @@ static int parse_u64(const char *s, bool suffixes, uint64_t *out) {
       mul = 1ULL << 40;
       break;
     default:
-      return -1;
+      return LSMI_ERR_INVALID;
     }
     end++;
     if (*end == 'B' || *end == 'b')
@@ -118,12 +120,10 @@ static int parse_u64(const char *s, bool suffixes, uint64_t *out) {
     if (*end == 'i' && end[1] == 'B')
       end += 2;
   }
-  if (*end)
-    return -1;
-  if (v > UINT64_MAX / mul)
-    return -1;
+  if (*end || v > UINT64_MAX / mul)
+    return LSMI_ERR_INVALID;
   *out = (uint64_t)v * mul;
-  return 0;
+  return LSMI_OK;
 }
 
 static void *field_ptr(lsmi_config_t *cfg, const opt_t *o) {
@@ -214,8 +214,10 @@ static int split_listen(lsmi_config_t *cfg, lsmi_error_t *err) {
 }
 
 int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
-                      lsmi_getenv_fn env, FILE *out, lsmi_error_t *err) {
+                      lsmi_getenv_fn env, FILE *out, bool *help,
+                      lsmi_error_t *err) {
   memset(cfg, 0, sizeof *cfg);
+  *help = false;
   lsmi_limits_default(&cfg->limits);
   int st;
   for (size_t i = 0; i < N_OPTS; i++)
@@ -231,7 +233,8 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
     const char *arg = argv[a];
     if (!strcmp(arg, "--help") || !strcmp(arg, "-h")) {
       lsmi_config_help(out);
-      return 1;
+      *help = true;
+      return LSMI_OK;
     }
     if (strncmp(arg, "--", 2) != 0)
       return lsmi_error_set(err, LSMI_ERR_INVALID, arg,
@@ -331,58 +334,66 @@ static int add_token(lsmi_config_t *cfg, const char *tok, size_t tlen,
   return 0;
 }
 
+/* One line "TOKEN TENANT" of the tokens file ('#' comments, blank lines). */
+static int token_line(lsmi_config_t *cfg, const char *p, lsmi_error_t *err) {
+  while (isspace((unsigned char)*p))
+    p++;
+  if (*p == '#' || *p == '\0')
+    return LSMI_OK;
+  const char *tok = p;
+  while (*p && !isspace((unsigned char)*p))
+    p++;
+  size_t tlen = (size_t)(p - tok);
+  while (isspace((unsigned char)*p))
+    p++;
+  const char *ten = p;
+  while (*p && !isspace((unsigned char)*p))
+    p++;
+  return add_token(cfg, tok, tlen, ten, (size_t)(p - ten), err);
+}
+
+static int tokens_file(lsmi_config_t *cfg, lsmi_error_t *err) {
+  FILE *f = fopen(cfg->tokens_file, "r");
+  if (f == NULL)
+    return lsmi_error_set(err, LSMI_ERR_IO, "tokens-file",
+                          "cannot open tokens file '%s': %s", cfg->tokens_file,
+                          strerror(errno));
+  char line[1024];
+  int st = LSMI_OK;
+  while (st == LSMI_OK && fgets(line, sizeof line, f))
+    st = token_line(cfg, line, err);
+  fclose(f);
+  return st;
+}
+
+/* LSMI_TOKENS: "TOKEN=TENANT" items separated by commas or spaces. */
+static int tokens_env(lsmi_config_t *cfg, const char *v, lsmi_error_t *err) {
+  int st = LSMI_OK;
+  for (const char *p = v; st == LSMI_OK && *p;) {
+    while (*p == ',' || isspace((unsigned char)*p))
+      p++;
+    const char *start = p;
+    while (*p && *p != ',' && !isspace((unsigned char)*p))
+      p++;
+    const char *eq = memchr(start, '=', (size_t)(p - start));
+    if (eq)
+      st = add_token(cfg, start, (size_t)(eq - start), eq + 1,
+                     (size_t)(p - eq - 1), err);
+    else
+      st = add_token(cfg, start, (size_t)(p - start), NULL, 0, err);
+  }
+  return st;
+}
+
 int lsmi_config_load_tokens(lsmi_config_t *cfg, lsmi_getenv_fn env,
                             lsmi_error_t *err) {
-  int st;
-  if (cfg->tokens_file && cfg->tokens_file[0]) {
-    FILE *f = fopen(cfg->tokens_file, "r");
-    if (f == NULL)
-      return lsmi_error_set(err, LSMI_ERR_IO, "tokens-file",
-                            "cannot open tokens file '%s': %s",
-                            cfg->tokens_file, strerror(errno));
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-      char *p = line;
-      while (isspace((unsigned char)*p))
-        p++;
-      if (*p == '#' || *p == '\0')
-        continue;
-      char *tok = p;
-      while (*p && !isspace((unsigned char)*p))
-        p++;
-      size_t tlen = (size_t)(p - tok);
-      while (isspace((unsigned char)*p))
-        p++;
-      char *ten = p;
-      while (*p && !isspace((unsigned char)*p))
-        p++;
-      if ((st = add_token(cfg, tok, tlen, ten, (size_t)(p - ten), err))) {
-        fclose(f);
-        return st;
-      }
-    }
-    fclose(f);
-  }
+  int st = LSMI_OK;
+  if (cfg->tokens_file && cfg->tokens_file[0])
+    st = tokens_file(cfg, err);
   const char *v = env ? env("LSMI_TOKENS") : NULL;
-  if (v) {
-    const char *p = v;
-    while (*p) {
-      while (*p == ',' || isspace((unsigned char)*p))
-        p++;
-      const char *start = p;
-      while (*p && *p != ',' && !isspace((unsigned char)*p))
-        p++;
-      const char *eq = memchr(start, '=', (size_t)(p - start));
-      if (eq)
-        st = add_token(cfg, start, (size_t)(eq - start), eq + 1,
-                       (size_t)(p - eq - 1), err);
-      else
-        st = add_token(cfg, start, (size_t)(p - start), NULL, 0, err);
-      if (st)
-        return st;
-    }
-  }
-  return 0;
+  if (st == LSMI_OK && v)
+    st = tokens_env(cfg, v, err);
+  return st;
 }
 
 bool lsmi_config_is_loopback(const char *host) {

@@ -52,17 +52,20 @@ typedef const char *(*lsmi_getenv_fn)(const char *name);
 
 /*
  * Fills cfg from defaults, then env, then argv (argv[0] is the subcommand
- * name and is skipped). Returns 0; 1 when --help was asked (help printed to
- * `out`); or LSMI_ERR_INVALID with err naming the option. Strings in cfg are
- * owned by cfg: release with lsmi_config_free.
+ * name and is skipped). Returns 0, with *help set when --help was asked
+ * (the help is then printed to `out` and the rest of argv ignored); or
+ * LSMI_ERR_INVALID (LSMI_ERR_NOMEM) with err naming the option. Strings in
+ * cfg are owned by cfg: release with lsmi_config_free, even after a failure.
  */
 int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
-                      lsmi_getenv_fn env, FILE *out, lsmi_error_t *err);
+                      lsmi_getenv_fn env, FILE *out, bool *help,
+                      lsmi_error_t *err);
 
 /*
  * Reads the tokens: the file cfg->tokens_file (lines "TOKEN TENANT", '#'
  * comments) and the variable LSMI_TOKENS ("TOKEN=TENANT" items separated by
- * commas or spaces; a bare TOKEN is tenant "default").
+ * commas or spaces; a bare TOKEN is tenant "default"). 0, LSMI_ERR_IO when
+ * the file cannot be read, or LSMI_ERR_NOMEM.
  */
 int lsmi_config_load_tokens(lsmi_config_t *cfg, lsmi_getenv_fn env,
                             lsmi_error_t *err);

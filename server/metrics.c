@@ -65,56 +65,64 @@ void lsmi_metrics_fit(double seconds, const char *outcome) {
   pthread_mutex_unlock(&mu);
 }
 
-char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
+/* A copy of the counters, taken under metrics.mu. */
+typedef struct snapshot {
   uint64_t req[LSMI_ROUTE_COUNT][N_CODES], le[N_BUCKETS], count, up, fc[3];
   double sum, fs;
-  pthread_mutex_lock(&mu);
-  memcpy(req, requests, sizeof req);
-  memcpy(le, latency_le, sizeof le);
-  count = latency_count;
-  sum = latency_sum;
-  up = upload_bytes;
-  fs = fit_sum;
-  memcpy(fc, fit_count, sizeof fc);
-  pthread_mutex_unlock(&mu);
+} snapshot_t;
 
-  lsmi_strbuf_t b;
-  lsmi_strbuf_init(&b, 4096);
-  if (b.oom)
-    return NULL;
+static void take(snapshot_t *c) {
+  pthread_mutex_lock(&mu);
+  memcpy(c->req, requests, sizeof c->req);
+  memcpy(c->le, latency_le, sizeof c->le);
+  c->count = latency_count;
+  c->sum = latency_sum;
+  c->up = upload_bytes;
+  c->fs = fit_sum;
+  memcpy(c->fc, fit_count, sizeof c->fc);
+  pthread_mutex_unlock(&mu);
+}
+
+/* Requests by route and status, and the latency histogram. */
+static void render_requests(lsmi_strbuf_t *b, const snapshot_t *c) {
   lsmi_strbuf_printf(
-      &b, "# HELP lsmi_http_requests_total HTTP requests by route and status.\n"
-          "# TYPE lsmi_http_requests_total counter\n");
+      b, "# HELP lsmi_http_requests_total HTTP requests by route and status.\n"
+         "# TYPE lsmi_http_requests_total counter\n");
   for (int r = 0; r < LSMI_ROUTE_COUNT; r++)
-    for (size_t c = 0; c < N_CODES; c++)
-      if (req[r][c]) {
+    for (size_t k = 0; k < N_CODES; k++)
+      if (c->req[r][k]) {
         char code[8];
-        if (codes[c])
-          snprintf(code, sizeof code, "%d", codes[c]);
+        if (codes[k])
+          snprintf(code, sizeof code, "%d", codes[k]);
         else
           snprintf(code, sizeof code, "other");
         lsmi_strbuf_printf(
-            &b, "lsmi_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
+            b, "lsmi_http_requests_total{route=\"%s\",status=\"%s\"} %llu\n",
             lsmi_router_name((lsmi_route_t)r), code,
-            (unsigned long long)req[r][c]);
+            (unsigned long long)c->req[r][k]);
       }
   lsmi_strbuf_printf(
-      &b, "# HELP lsmi_http_request_duration_seconds Request latency.\n"
-          "# TYPE lsmi_http_request_duration_seconds histogram\n");
+      b, "# HELP lsmi_http_request_duration_seconds Request latency.\n"
+         "# TYPE lsmi_http_request_duration_seconds histogram\n");
   uint64_t cum = 0;
   for (size_t i = 0; i < N_BUCKETS; i++) {
-    cum += le[i];
+    cum += c->le[i];
     lsmi_strbuf_printf(
-        &b, "lsmi_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+        b, "lsmi_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
         buckets[i], (unsigned long long)cum);
   }
   lsmi_strbuf_printf(
-      &b,
+      b,
       "lsmi_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
       "lsmi_http_request_duration_seconds_sum %.6f\n"
       "lsmi_http_request_duration_seconds_count %llu\n",
-      (unsigned long long)count, sum, (unsigned long long)count);
-  lsmi_strbuf_printf(&b,
+      (unsigned long long)c->count, c->sum, (unsigned long long)c->count);
+}
+
+/* The caller's gauges, then fits and upload bytes. */
+static void render_jobs(lsmi_strbuf_t *b, const snapshot_t *c,
+                        const lsmi_metrics_gauges_t *g) {
+  lsmi_strbuf_printf(b,
                      "# HELP lsmi_queue_depth Jobs waiting for a worker.\n"
                      "# TYPE lsmi_queue_depth gauge\nlsmi_queue_depth %lld\n"
                      "# HELP lsmi_jobs_running Jobs on a worker now.\n"
@@ -127,13 +135,14 @@ char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
                      (long long)g->workers, (long long)g->datasets);
   static const char *states[5] = {"queued", "running", "succeeded", "failed",
                                   "cancelled"};
-  lsmi_strbuf_printf(&b, "# HELP lsmi_jobs Jobs in the store by state.\n"
-                         "# TYPE lsmi_jobs gauge\n");
+  lsmi_strbuf_printf(b, "# HELP lsmi_jobs Jobs in the store by state.\n"
+                        "# TYPE lsmi_jobs gauge\n");
   for (int i = 0; i < 5; i++)
-    lsmi_strbuf_printf(&b, "lsmi_jobs{state=\"%s\"} %lld\n", states[i],
+    lsmi_strbuf_printf(b, "lsmi_jobs{state=\"%s\"} %lld\n", states[i],
                        (long long)g->jobs_by_state[i]);
+  const uint64_t *fc = c->fc;
   lsmi_strbuf_printf(
-      &b,
+      b,
       "# HELP lsmi_fit_seconds Wall time of finished fits.\n"
       "# TYPE lsmi_fit_seconds summary\n"
       "lsmi_fit_seconds_sum %.6f\nlsmi_fit_seconds_count %llu\n"
@@ -145,9 +154,18 @@ char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
       "# HELP lsmi_upload_bytes_total Bytes received in dataset uploads.\n"
       "# TYPE lsmi_upload_bytes_total counter\n"
       "lsmi_upload_bytes_total %llu\n",
-      fs, (unsigned long long)(fc[0] + fc[1] + fc[2]),
+      c->fs, (unsigned long long)(fc[0] + fc[1] + fc[2]),
       (unsigned long long)fc[0], (unsigned long long)fc[1],
-      (unsigned long long)fc[2], (unsigned long long)up);
+      (unsigned long long)fc[2], (unsigned long long)c->up);
+}
+
+char *lsmi_metrics_render(const lsmi_metrics_gauges_t *g) {
+  snapshot_t c;
+  take(&c);
+  lsmi_strbuf_t b;
+  lsmi_strbuf_init(&b, 4096);
+  render_requests(&b, &c);
+  render_jobs(&b, &c, g);
   if (b.oom) {
     free(b.p);
     return NULL;

@@ -4,9 +4,9 @@
  * Only `lsmi serve` speaks HTTP, yet a binary linked with libmicrohttpd
  * pays for loading it, and for the TLS library it brings (GnuTLS and its
  * crypto libraries, whose constructors run at every start), in every
- * command: about 1.3 ms of each `lsmi fit`. So the library is opened when
- * the daemon starts (lsmi_http_start), and http.c calls it through this
- * table.
+ * command, a measurable part of a short `lsmi fit`. So the library is
+ * opened when the daemon starts (lsmi_http_start), and http.c calls it
+ * through this table.
  */
 #ifndef LSMI_MHD_H
 #define LSMI_MHD_H

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "durable.h"
 #include "resfile.h"
 #include "util.h"
 
@@ -41,46 +42,43 @@ static double **dcols(lsmi_rows_t *r, double *out[9]) {
 
 static size_t y_bytes(size_t n) { return (n * 4 + 7) & ~(size_t)7; }
 
+/* The columns of rows, in file order, to the temp file of d. */
+static int write_columns(lsmi_durable_t *d, const lsmi_rows_t *rows) {
+  static const char zero[8] = {0};
+  uint64_t n = rows->n;
+  size_t yb = y_bytes(rows->n);
+  int rc = lsmi_durable_write(d, magic, sizeof magic);
+  if (rc == 0)
+    rc = lsmi_durable_write(d, &n, sizeof n);
+  if (rc || rows->n == 0)
+    return rc;
+  rc = lsmi_durable_write(d, rows->y, rows->n * 4);
+  if (rc == 0 && yb > rows->n * 4)
+    rc = lsmi_durable_write(d, zero, yb - rows->n * 4);
+  double *c[9];
+  dcols((lsmi_rows_t *)rows, c);
+  for (int k = 0; k < 9 && rc == 0; k++)
+    rc = lsmi_durable_write(d, c[k], rows->n * sizeof(double));
+  return rc;
+}
+
 int lsmi_resfile_write(const char *data_dir, const char *job_id,
                        const char *split, const lsmi_rows_t *rows,
                        lsmi_error_t *err) {
-  char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
-  snprintf(tmp, sizeof tmp, "%s/tmp/%s.%s.XXXXXX", data_dir, job_id, split);
+  char tmpdir[PATH_MAX], dst[PATH_MAX];
+  snprintf(tmpdir, sizeof tmpdir, "%s/tmp", data_dir);
   snprintf(dst, sizeof dst, "%s/results/%s.%s", data_dir, job_id, split);
-  snprintf(dir, sizeof dir, "%s/results", data_dir);
-  int fd = mkstemp(tmp);
-  if (fd < 0)
-    return lsmi_error_set(err, LSMI_ERR_IO, "results", "cannot create %s: %s",
-                          tmp, strerror(errno));
-  uint64_t n = rows->n;
-  int bad = lsmi_util_write_all(fd, magic, sizeof magic) ||
-            lsmi_util_write_all(fd, &n, sizeof n);
-  size_t yb = y_bytes(rows->n);
-  if (!bad && rows->n) {
-    bad = lsmi_util_write_all(fd, rows->y, rows->n * 4);
-    static const char zero[8] = {0};
-    if (!bad && yb > rows->n * 4)
-      bad = lsmi_util_write_all(fd, zero, yb - rows->n * 4);
-    double *c[9];
-    dcols((lsmi_rows_t *)rows, c);
-    for (int k = 0; k < 9 && !bad; k++)
-      bad = lsmi_util_write_all(fd, c[k], rows->n * sizeof(double));
-  }
-  if (!bad)
-    bad = fsync(fd);
-  int e = errno;
-  close(fd);
-  if (!bad && rename(tmp, dst) != 0) {
-    bad = 1;
-    e = errno;
-  }
-  if (bad) {
-    unlink(tmp);
-    return lsmi_error_set(err, LSMI_ERR_IO, "results",
-                          "cannot write results %s: %s", dst, strerror(e));
-  }
-  lsmi_util_fsync_dir(dir);
-  return LSMI_OK;
+  lsmi_durable_t d = LSMI_DURABLE_INIT;
+  int rc = lsmi_durable_begin(&d, tmpdir, dst, 0600);
+  if (rc == 0)
+    rc = write_columns(&d, rows);
+  if (rc == 0)
+    rc = lsmi_durable_commit(&d, dst);
+  if (rc == 0)
+    return LSMI_OK;
+  lsmi_durable_abort(&d);
+  return lsmi_error_set(err, LSMI_ERR_IO, "results",
+                        "cannot write results %s: %s", dst, strerror(-rc));
 }
 
 void lsmi_resfile_rows_free(lsmi_rows_t *rows) {

@@ -5,9 +5,11 @@
  * One file per job and split, results/<job>.<split>, holding the columns of
  * an lsmi_rows_t: magic "LSMIRES1", n (u64 LE), y (int32 × n, padded to 8
  * bytes), then r, u1, u2, s, i1, i2, i12, h1, h2 (float64 × n each). It is
- * written under tmp/, fsynced, renamed into results/ and the directory
- * fsynced, so a crash leaves either the whole file or none. Files are never
- * changed after the rename, so readers need no lock.
+ * written through common/durable.h with tmp/ as the temp directory (temp
+ * name, fsync, rename into results/, fsync of results/), so a crash leaves
+ * either the whole file or none, and at worst a temp file that the next
+ * start sweeps from tmp/. Files are never changed after the rename, so
+ * readers need no lock.
  */
 #ifndef LSMI_RESFILE_H
 #define LSMI_RESFILE_H
@@ -39,7 +41,10 @@ typedef enum lsmi_resformat {
   LSMI_RES_NDJSON
 } lsmi_resformat_t;
 
-/* Writes rows of `split` ("train"/"val") for job_id durably (see above). */
+/*
+ * Writes rows of `split` ("train"/"val") for job_id durably (see above):
+ * 0, or LSMI_ERR_IO with err naming the file and the system's reason.
+ */
 int lsmi_resfile_write(const char *data_dir, const char *job_id,
                        const char *split, const lsmi_rows_t *rows,
                        lsmi_error_t *err);

@@ -6,7 +6,7 @@
  * transition is written to the store by the loop thread (or, for cancelling
  * a queued job, by the HTTP thread that removed it from the queue) before
  * it is logged. A fit runs on a libuv pool thread (uv_queue_work), reads its
- * dataset file, fits, writes its result files (temp name, fsync, rename),
+ * dataset file, fits, writes its result files (resfile.c, durably),
  * and hands its lsmi_result_t back to the loop thread in the completion
  * callback, which stores the summary. On shutdown running fits are stopped
  * through their cancel flag and go back to queued, so a restart runs them
@@ -162,11 +162,11 @@ static job_t *find(job_t *head, const char *id) {
 
 int lsmi_sched_reserve(lsmi_sched_t *s) {
   if (atomic_load(&s->draining))
-    return LSMI_ERR_CANCELLED;
+    return LSMI_ERR_SHUTDOWN;
   int st = LSMI_OK;
   pthread_mutex_lock(&s->mu);
   if (s->queued + s->reserved >= s->cfg->queue_size)
-    st = LSMI_ERR_LIMIT;
+    st = LSMI_ERR_BUSY;
   else
     s->reserved++;
   pthread_mutex_unlock(&s->mu);
@@ -207,31 +207,33 @@ int lsmi_sched_submit(lsmi_sched_t *s, const char *id, const char *tenant,
   return LSMI_OK;
 }
 
-int lsmi_sched_cancel(lsmi_sched_t *s, const char *id) {
-  int out = LSMI_SCHED_UNKNOWN;
+int lsmi_sched_cancel(lsmi_sched_t *s, const char *id, bool *running) {
+  int out = LSMI_OK;
   job_t *gone = NULL;
+  *running = false;
   pthread_mutex_lock(&s->mu);
   job_t *j = find(s->q_head, id);
   if (j) {
     q_unlink(s, j);
     gone = j;
-    out = LSMI_SCHED_DEQUEUED;
   } else if ((j = find(s->running_head, id))) {
     atomic_store(&j->cancel, CANCEL_USER);
-    out = LSMI_SCHED_SIGNALLED;
+    *running = true;
+  } else {
+    out = LSMI_ERR_NOTFOUND;
   }
   pthread_mutex_unlock(&s->mu);
   free(gone);
   return out;
 }
 
-bool lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
-                         bool *cancel_requested) {
-  bool found = false;
+int lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
+                        bool *cancel_requested) {
+  int out = LSMI_ERR_NOTFOUND;
   pthread_mutex_lock(&s->mu);
   job_t *j = find(s->running_head, id);
   if (j) {
-    found = true;
+    out = LSMI_OK;
     if (j->has_progress) {
       *p = j->progress;
     } else {
@@ -243,7 +245,7 @@ bool lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
       *cancel_requested = atomic_load(&j->cancel) == CANCEL_USER;
   }
   pthread_mutex_unlock(&s->mu);
-  return found;
+  return out;
 }
 
 void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running) {
@@ -333,146 +335,169 @@ static void log_transition(const job_t *j, const char *state, json_t *extra) {
   lsmi_util_log("job", o);
 }
 
-static char *dumps_new(json_t *v) {
-  if (v == NULL)
-    return NULL;
-  char *t = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(v);
-  return t;
+/* A problem object of a failed job, as its compact JSON (malloc'd). */
+static char *error_json(int status, const char *field, const char *detail) {
+  json_t *e =
+      json_pack("{s:i, s:s, s:s}", "status", lsmi_codec_http_status(status),
+                "title", lsmi_status_name(status), "detail", detail);
+  if (e && field && field[0])
+    json_object_set_new(e, "field", json_string(field));
+  return lsmi_util_json_text(e);
+}
+
+/* What a finished fit leaves in the store: its state and JSON texts
+ * (malloc'd; NULL stores NULL). */
+typedef struct outcome {
+  int state;
+  char *error, *summary, *timings, *progress;
+} outcome_t;
+
+static void succeeded(const job_t *j, double secs, outcome_t *o) {
+  const lsmi_result_t *res = j->res;
+  json_t *sum = json_object();
+  json_object_set_new(sum, "train", lsmi_codec_summary(&res->train_summary));
+  json_object_set_new(sum, "val", lsmi_codec_summary(&res->val_summary));
+  o->summary = lsmi_util_json_text(sum);
+  o->timings = lsmi_util_json_text(
+      json_pack("{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
+                "seconds_train", res->seconds_train, "seconds_eval",
+                res->seconds_eval, "seconds_disc", res->seconds_disc,
+                "seconds_ent", res->seconds_ent, "threads", res->threads));
+  lsmi_progress_t done = {.phase = LSMI_PHASE_DONE,
+                          .disc_epoch = j->params.epochs_discriminator,
+                          .disc_epochs = j->params.epochs_discriminator,
+                          .disc_loss = res->disc_loss,
+                          .ent_epoch = j->params.epochs_entropy,
+                          .ent_epochs = j->params.epochs_entropy,
+                          .ent_loss = res->ent_loss,
+                          .fraction = 1.0};
+  o->progress = lsmi_util_json_text(lsmi_codec_progress(&done, &j->params));
+}
+
+static outcome_t outcome_of(const job_t *j, double secs) {
+  outcome_t o = {LSMI_JOB_FAILED, NULL, NULL, NULL, NULL};
+  bool cancelled = j->status == LSMI_ERR_CANCELLED;
+  if (j->status == LSMI_OK) {
+    o.state = LSMI_JOB_SUCCEEDED;
+    succeeded(j, secs, &o);
+  } else if (cancelled && atomic_load(&j->cancel) == CANCEL_SHUTDOWN) {
+    o.state = LSMI_JOB_QUEUED; /* stopped by the shutdown: runs again later */
+    o.progress = lsmi_util_json_text(lsmi_codec_progress(NULL, &j->params));
+  } else if (cancelled) {
+    o.state = LSMI_JOB_CANCELLED;
+  } else {
+    o.error = error_json(j->status, j->err.field,
+                         j->err.message[0] ? j->err.message
+                                           : lsmi_status_message(j->status));
+  }
+  return o;
+}
+
+/* Takes j off the running list and frees it; *running (may be NULL)
+ * receives how many still run. */
+static void job_drop(lsmi_sched_t *s, job_t *j, int *running) {
+  pthread_mutex_lock(&s->mu);
+  run_unlink(s, j);
+  if (running)
+    *running = s->running;
+  pthread_mutex_unlock(&s->mu);
+  lsmi_result_destroy(j->res);
+  free(j);
 }
 
 static void work_done(uv_work_t *req, int uv_status) {
   job_t *j = req->data;
   lsmi_sched_t *s = j->owner;
   (void)uv_status;
-  int cancel = atomic_load(&j->cancel);
-  int state;
-  char *error = NULL, *summary = NULL, *timings = NULL, *progress = NULL;
   double secs = j->t_end - j->t_start;
-  if (j->status == LSMI_OK) {
-    state = LSMI_JOB_SUCCEEDED;
-    json_t *sum = json_object();
-    json_object_set_new(sum, "train",
-                        lsmi_codec_summary(&j->res->train_summary));
-    json_object_set_new(sum, "val", lsmi_codec_summary(&j->res->val_summary));
-    summary = dumps_new(sum);
-    timings = dumps_new(json_pack(
-        "{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
-        "seconds_train", j->res->seconds_train, "seconds_eval",
-        j->res->seconds_eval, "seconds_disc", j->res->seconds_disc,
-        "seconds_ent", j->res->seconds_ent, "threads", j->res->threads));
-    lsmi_progress_t done = {.phase = LSMI_PHASE_DONE,
-                            .disc_epoch = j->params.epochs_discriminator,
-                            .disc_epochs = j->params.epochs_discriminator,
-                            .disc_loss = j->res->disc_loss,
-                            .ent_epoch = j->params.epochs_entropy,
-                            .ent_epochs = j->params.epochs_entropy,
-                            .ent_loss = j->res->ent_loss,
-                            .fraction = 1.0};
-    progress = dumps_new(lsmi_codec_progress(&done, &j->params));
-  } else if (j->status == LSMI_ERR_CANCELLED && cancel == CANCEL_SHUTDOWN) {
-    state = LSMI_JOB_QUEUED; /* stopped by the shutdown: runs again later */
-    progress = dumps_new(lsmi_codec_progress(NULL, &j->params));
-  } else if (j->status == LSMI_ERR_CANCELLED) {
-    state = LSMI_JOB_CANCELLED;
-  } else {
-    state = LSMI_JOB_FAILED;
-    json_t *e = json_pack("{s:i, s:s, s:s}", "status",
-                          lsmi_codec_http_status(j->status), "title",
-                          lsmi_status_name(j->status), "detail",
-                          j->err.message[0] ? j->err.message
-                                            : lsmi_status_message(j->status));
-    if (e && j->err.field[0])
-      json_object_set_new(e, "field", json_string(j->err.field));
-    error = dumps_new(e);
-  }
-  if (state != LSMI_JOB_SUCCEEDED)
+  outcome_t o = outcome_of(j, secs);
+  if (o.state != LSMI_JOB_SUCCEEDED)
     lsmi_resfile_remove(s->cfg->data_dir, j->id);
-  int st = lsmi_store_job_finish(s->store, j->id, state, lsmi_util_now(),
-                                 error, summary, timings, progress);
-  if (st)
+  if (lsmi_store_job_finish(s->store, j->id, o.state, lsmi_util_now(), o.error,
+                            o.summary, o.timings, o.progress))
     lsmi_util_log("store_error",
                   json_pack("{s:s, s:s}", "job", j->id, "error",
                             "could not record the end of the job; it runs "
                             "again after a restart"));
-  if (state != LSMI_JOB_QUEUED)
-    lsmi_metrics_fit(secs, lsmi_job_state_name(state));
-  log_transition(j, state == LSMI_JOB_QUEUED ? "requeued"
-                                             : lsmi_job_state_name(state),
-                 json_pack("{s:f, s:s}", "seconds", secs, "status",
-                           lsmi_status_name(j->status)));
-  free(error);
-  free(summary);
-  free(timings);
-  free(progress);
-  pthread_mutex_lock(&s->mu);
-  run_unlink(s, j);
-  int running = s->running;
-  pthread_mutex_unlock(&s->mu);
-  lsmi_result_destroy(j->res);
-  free(j);
-  if (atomic_load(&s->draining)) {
-    if (running == 0)
-      close_all(s);
-  } else {
+  if (o.state != LSMI_JOB_QUEUED)
+    lsmi_metrics_fit(secs, lsmi_job_state_name(o.state));
+  log_transition(
+      j, o.state == LSMI_JOB_QUEUED ? "requeued" : lsmi_job_state_name(o.state),
+      json_pack("{s:f, s:s}", "seconds", secs, "status",
+                lsmi_status_name(j->status)));
+  free(o.error);
+  free(o.summary);
+  free(o.timings);
+  free(o.progress);
+  int running = 0;
+  job_drop(s, j, &running);
+  if (!atomic_load(&s->draining))
     dispatch(s);
-  }
+  else if (running == 0)
+    close_all(s);
 }
 
 static void fail_now(lsmi_sched_t *s, job_t *j, int status, const char *msg) {
-  char *e = dumps_new(json_pack("{s:i, s:s, s:s}", "status",
-                                lsmi_codec_http_status(status), "title",
-                                lsmi_status_name(status), "detail", msg));
+  char *e = error_json(status, NULL, msg);
   lsmi_store_job_finish(s->store, j->id, LSMI_JOB_FAILED, lsmi_util_now(), e,
                         NULL, NULL, NULL);
   log_transition(j, "failed", json_pack("{s:s}", "detail", msg));
   free(e);
 }
 
+/* The queue's first job moved to the running list, if a worker is free;
+ * in one step, so that a cancel always finds the job in one of the two (a
+ * cancel before the work starts is seen by work() at its first check). */
+static job_t *next_job(lsmi_sched_t *s) {
+  job_t *j = NULL;
+  pthread_mutex_lock(&s->mu);
+  if (s->running < s->cfg->workers && s->q_head) {
+    j = s->q_head;
+    q_unlink(s, j);
+    run_add(s, j);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return j;
+}
+
+/*
+ * Starts job j (on the running list) in the store and on a worker: 0; or
+ * LSMI_ERR_NOTFOUND when the store no longer has it queued (cancelled
+ * meanwhile: the store decides); or the status it failed with (recorded);
+ * or LSMI_ERR_THREAD when the loop would not take the work (it is queued
+ * again in the store and runs after a restart).
+ */
+static int start(lsmi_sched_t *s, job_t *j) {
+  int st = lsmi_store_job_start(s->store, j->id, lsmi_util_now());
+  if (st)
+    return st;
+  lsmi_dataset_rec_t rec;
+  st = lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec);
+  if (st == LSMI_ERR_NOTFOUND)
+    fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
+  else if (st)
+    fail_now(s, j, st, "could not read the job's dataset from the store");
+  if (st)
+    return st;
+  j->ds_val_fraction = rec.val_fraction;
+  j->work.data = j;
+  log_transition(j, "running", NULL);
+  if (uv_queue_work(s->loop, &j->work, work, work_done) != 0) {
+    lsmi_store_job_finish(s->store, j->id, LSMI_JOB_QUEUED, 0, NULL, NULL, NULL,
+                          NULL);
+    return LSMI_ERR_THREAD;
+  }
+  return LSMI_OK;
+}
+
 static void dispatch(lsmi_sched_t *s) {
-  while (!atomic_load(&s->draining)) {
-    /* Queue to running set in one step, so that a cancel always finds the
-     * job in one of the two (a cancel before the work starts is seen by
-     * work() at its first check). */
-    pthread_mutex_lock(&s->mu);
-    job_t *j = NULL;
-    if (s->running < s->cfg->workers && s->q_head) {
-      j = s->q_head;
-      q_unlink(s, j);
-      run_add(s, j);
-    }
-    pthread_mutex_unlock(&s->mu);
-    if (j == NULL)
+  job_t *j;
+  while (!atomic_load(&s->draining) && (j = next_job(s)) != NULL) {
+    int st = start(s, j);
+    if (st)
+      job_drop(s, j, NULL);
+    if (st == LSMI_ERR_THREAD) /* cannot happen with a live loop */
       return;
-    /* The store decides: a job cancelled meanwhile is no longer queued. */
-    lsmi_dataset_rec_t rec;
-    int st = lsmi_store_job_start(s->store, j->id, lsmi_util_now());
-    if (st == LSMI_OK &&
-        lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec) !=
-            LSMI_STORE_FOUND) {
-      fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
-      st = LSMI_STORE_NOT_FOUND;
-    }
-    if (st != LSMI_OK) {
-      pthread_mutex_lock(&s->mu);
-      run_unlink(s, j);
-      pthread_mutex_unlock(&s->mu);
-      free(j);
-      continue;
-    }
-    j->ds_val_fraction = rec.val_fraction;
-    j->work.data = j;
-    log_transition(j, "running", NULL);
-    int rc = uv_queue_work(s->loop, &j->work, work, work_done);
-    if (rc) { /* cannot happen with a live loop; fail the job visibly */
-      pthread_mutex_lock(&s->mu);
-      run_unlink(s, j);
-      pthread_mutex_unlock(&s->mu);
-      lsmi_store_job_finish(s->store, j->id, LSMI_JOB_QUEUED, 0, NULL, NULL,
-                            NULL, NULL);
-      free(j);
-      return;
-    }
   }
 }
 
@@ -499,7 +524,8 @@ static void on_tick(uv_timer_t *h) {
     }
   pthread_mutex_unlock(&s->mu);
   for (int i = 0; i < n; i++) {
-    char *t = dumps_new(lsmi_codec_progress(&snap[i].p, &snap[i].params));
+    char *t =
+        lsmi_util_json_text(lsmi_codec_progress(&snap[i].p, &snap[i].params));
     if (t)
       lsmi_store_job_progress(s->store, snap[i].id, t);
     free(t);
@@ -519,8 +545,10 @@ static void on_grace(uv_timer_t *h) {
                                       "jobs, they will run again on restart"));
 }
 
+/* Closes the loop handles, so that uv_run returns; never opened before
+ * lsmi_sched_start, so a shutdown before it has nothing to close. */
 static void close_all(lsmi_sched_t *s) {
-  if (s->closing)
+  if (s->closing || !s->started)
     return;
   s->closing = true;
   uv_close((uv_handle_t *)&s->wake, NULL);

@@ -33,8 +33,8 @@
  *  A json_t never crosses threads: each is made, used and released by the
  *  thread that made it. Jobs cross threads as plain C structs.
  */
+#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -42,6 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "config.h"
@@ -50,16 +51,22 @@
 #include "serve.h"
 #include "store.h"
 #include "util.h"
-#include <dirent.h>
-#include <unistd.h>
 
 static const char *env_get(const char *name) { return getenv(name); }
 
-/* Creates dir (and its parent chain one level) if missing. */
-static int ensure_dir(const char *path) {
-  if (mkdir(path, 0750) == 0 || errno == EEXIST)
-    return 0;
-  return -1;
+/* Creates the data directory and its tmp/, datasets/ and results/ (those
+ * that are missing): 0, or LSMI_ERR_IO with err naming the one that is
+ * not. */
+static int make_dirs(const char *data_dir, lsmi_error_t *err) {
+  static const char *subdirs[] = {"", "/tmp", "/datasets", "/results"};
+  char path[PATH_MAX];
+  for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
+    snprintf(path, sizeof path, "%s%s", data_dir, subdirs[i]);
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+      return lsmi_error_set(err, LSMI_ERR_IO, "data-dir",
+                            "cannot create %s: %s", path, strerror(errno));
+  }
+  return LSMI_OK;
 }
 
 /*
@@ -77,7 +84,8 @@ static void sweep_dir(const char *data_dir, const char *sub,
   struct dirent *e;
   int n = 0;
   while ((e = readdir(d))) {
-    if (e->d_name[0] == '.')
+    /* Temp files of common/durable.h are dot-files: only . and .. stay. */
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
     if ((doomed == NULL || doomed(store, e->d_name)) &&
         unlinkat(dirfd(d), e->d_name, 0) == 0)
@@ -93,8 +101,7 @@ static void sweep_dir(const char *data_dir, const char *sub,
  * never committed (a crash in between) was never acknowledged. */
 static bool dataset_unacknowledged(lsmi_store_t *store, const char *name) {
   lsmi_dataset_rec_t rec;
-  return lsmi_store_dataset_get(store, NULL, name, &rec) ==
-         LSMI_STORE_NOT_FOUND;
+  return lsmi_store_dataset_get(store, NULL, name, &rec) == LSMI_ERR_NOTFOUND;
 }
 
 /* Removes leftovers of interrupted uploads and result writes. */
@@ -119,93 +126,105 @@ static void stop_http(void *ctx) {
   st->http = NULL;
 }
 
+/*
+ * The configuration from flags, the environment and the tokens: 0 (with
+ * *help set when --help was printed), or a status with err saying why.
+ * Without tokens the daemon refuses any address but loopback.
+ */
+static int configure(lsmi_config_t *cfg, int argc, char **argv, bool *help,
+                     lsmi_error_t *err) {
+  int st = lsmi_config_parse(cfg, argc, argv, env_get, stdout, help, err);
+  if (st == LSMI_OK && !*help)
+    st = lsmi_config_load_tokens(cfg, env_get, err);
+  if (st == LSMI_OK && !*help && cfg->n_tokens == 0 &&
+      !lsmi_config_is_loopback(cfg->host))
+    st = lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
+                        "refusing to listen on %s without tokens: set "
+                        "--tokens-file or LSMI_TOKENS, or listen on "
+                        "127.0.0.1",
+                        cfg->listen);
+  return st;
+}
+
+/* Starts the scheduler and the HTTP side on a loop, runs the loop until
+ * the daemon has shut down: 0, or a status with err when it could not
+ * start (it then shuts down what had started). */
+static int run_loop(const lsmi_config_t *cfg, lsmi_store_t *store,
+                    uv_loop_t *loop, lsmi_error_t *err) {
+  serve_state_t st = {NULL};
+  lsmi_sched_t *sched = NULL;
+  int rc = lsmi_sched_create(loop, cfg, store, stop_http, &st, &sched);
+  if (rc) {
+    lsmi_error_set(err, rc, "", "out of memory");
+    goto out;
+  }
+  rc = lsmi_sched_start(sched);
+  if (rc)
+    lsmi_error_set(err, rc, "data-dir", "could not read the job queue of %s",
+                   cfg->data_dir);
+  else
+    rc = lsmi_http_start(cfg, store, sched, &st.http, err);
+  if (rc == LSMI_OK)
+    lsmi_util_log("start",
+                  json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:b}", "version",
+                            LSMI_VERSION, "host", cfg->host, "port",
+                            lsmi_http_port(st.http), "data_dir", cfg->data_dir,
+                            "workers", cfg->workers, "queue_size",
+                            cfg->queue_size, "auth", cfg->n_tokens > 0));
+  else
+    lsmi_sched_shutdown(sched);
+  uv_run(loop, UV_RUN_DEFAULT);
+out:
+  lsmi_http_stop(st.http); /* no-op after a shutdown stopped it */
+  lsmi_sched_destroy(sched);
+  return rc;
+}
+
+/* Prepares the data directory and the store, then runs the daemon: 0, or a
+ * status with err when it could not start. */
+static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
+  lsmi_store_t *store = NULL;
+  int rc = make_dirs(cfg->data_dir, err);
+  if (rc)
+    goto out;
+  clean_tmp(cfg->data_dir);
+  /* The pool size is read once, at the first uv_queue_work. */
+  char pool[16];
+  snprintf(pool, sizeof pool, "%d", cfg->workers);
+  setenv("UV_THREADPOOL_SIZE", pool, 1);
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/lsmi.db", cfg->data_dir);
+  rc = lsmi_store_open(path, &store, err);
+  if (rc)
+    goto out;
+  sweep_datasets(cfg->data_dir, store);
+  uv_loop_t loop;
+  if (uv_loop_init(&loop) != 0) {
+    rc = lsmi_error_set(err, LSMI_ERR_IO, "", "cannot start the event loop");
+    goto out;
+  }
+  rc = run_loop(cfg, store, &loop, err);
+  uv_loop_close(&loop);
+  lsmi_util_log("stop", json_pack("{s:i}", "status", rc ? 1 : 0));
+out:
+  lsmi_store_close(store);
+  return rc;
+}
+
 int lsmi_serve_main(int argc, char **argv) {
   lsmi_config_t cfg;
   lsmi_error_t err = {0};
-  int rc = lsmi_config_parse(&cfg, argc, argv, env_get, stdout, &err);
-  if (rc == 1) {
-    lsmi_config_free(&cfg);
-    return 0;
+  bool help = false;
+  int exit_status = 2; /* the configuration is wrong */
+  int rc = configure(&cfg, argc, argv, &help, &err);
+  if (rc == LSMI_OK && !help) {
+    lsmi_util_log_quiet_requests(cfg.quiet);
+    signal(SIGPIPE, SIG_IGN);
+    rc = run(&cfg, &err);
+    exit_status = 1; /* the daemon could not start */
   }
-  if (rc == 0)
-    rc = lsmi_config_load_tokens(&cfg, env_get, &err);
-  if (rc) {
+  if (rc)
     fprintf(stderr, "lsmi serve: %s\n", err.message);
-    lsmi_config_free(&cfg);
-    return 2;
-  }
-  lsmi_util_log_quiet_requests(cfg.quiet);
-  if (cfg.n_tokens == 0 && !lsmi_config_is_loopback(cfg.host)) {
-    fprintf(stderr,
-            "lsmi serve: refusing to listen on %s without tokens: set "
-            "--tokens-file or LSMI_TOKENS, or listen on 127.0.0.1\n",
-            cfg.listen);
-    lsmi_config_free(&cfg);
-    return 2;
-  }
-  signal(SIGPIPE, SIG_IGN);
-
-  char path[PATH_MAX];
-  const char *subdirs[] = {"", "/tmp", "/datasets", "/results"};
-  for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-    snprintf(path, sizeof path, "%s%s", cfg.data_dir, subdirs[i]);
-    if (ensure_dir(path)) {
-      fprintf(stderr, "lsmi serve: cannot create %s: %s\n", path,
-              strerror(errno));
-      lsmi_config_free(&cfg);
-      return 1;
-    }
-  }
-  clean_tmp(cfg.data_dir);
-
-  /* The pool size is read once, at the first uv_queue_work. */
-  char pool[16];
-  snprintf(pool, sizeof pool, "%d", cfg.workers);
-  setenv("UV_THREADPOOL_SIZE", pool, 1);
-
-  snprintf(path, sizeof path, "%s/lsmi.db", cfg.data_dir);
-  lsmi_store_t *store = NULL;
-  if (lsmi_store_open(path, &store, &err)) {
-    fprintf(stderr, "lsmi serve: %s\n", err.message);
-    lsmi_config_free(&cfg);
-    return 1;
-  }
-
-  sweep_datasets(cfg.data_dir, store);
-
-  uv_loop_t loop;
-  uv_loop_init(&loop);
-  serve_state_t st = {NULL};
-  lsmi_sched_t *sched = NULL;
-  int status = 1;
-  if (lsmi_sched_create(&loop, &cfg, store, stop_http, &st, &sched))
-    goto out;
-  if (lsmi_sched_start(sched)) {
-    fprintf(stderr, "lsmi serve: could not read the job queue from %s\n", path);
-    lsmi_sched_shutdown(sched);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    goto out;
-  }
-  if (lsmi_http_start(&cfg, store, sched, &st.http, &err)) {
-    fprintf(stderr, "lsmi serve: %s\n", err.message);
-    lsmi_sched_shutdown(sched);
-    uv_run(&loop, UV_RUN_DEFAULT);
-    goto out;
-  }
-  lsmi_util_log("start",
-                json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:b}", "version",
-                          LSMI_VERSION, "host", cfg.host, "port",
-                          lsmi_http_port(st.http), "data_dir", cfg.data_dir,
-                          "workers", cfg.workers, "queue_size", cfg.queue_size,
-                          "auth", cfg.n_tokens > 0));
-  uv_run(&loop, UV_RUN_DEFAULT);
-  status = 0;
-out:
-  lsmi_http_stop(st.http); /* no-op after a shutdown stopped it */
-  uv_loop_close(&loop);
-  lsmi_sched_destroy(sched);
-  lsmi_store_close(store);
-  lsmi_util_log("stop", json_pack("{s:i}", "status", status));
   lsmi_config_free(&cfg);
-  return status;
+  return rc ? exit_status : 0;
 }

@@ -30,11 +30,13 @@ const char *lsmi_job_state_name(int state) {
                                                   : "unknown";
 }
 
-int lsmi_job_state_parse(const char *name) {
+int lsmi_job_state_parse(const char *name, int *state) {
   for (int i = 0; name && i < LSMI_JOB_STATES; i++)
-    if (!strcmp(name, state_names[i]))
-      return i;
-  return -1;
+    if (!strcmp(name, state_names[i])) {
+      *state = i;
+      return LSMI_OK;
+    }
+  return LSMI_ERR_INVALID;
 }
 
 static const char schema[] =
@@ -117,13 +119,13 @@ static void log_step_error(lsmi_store_t *s, const char *where) {
                                          sqlite3_errmsg(s->db)));
 }
 
-bool lsmi_store_ping(lsmi_store_t *s) {
+int lsmi_store_ping(lsmi_store_t *s) {
   pthread_mutex_lock(&s->mu);
   sqlite3_stmt *st = prep(s, "SELECT 1");
-  bool ok = st && sqlite3_step(st) == SQLITE_ROW;
+  int out = st && sqlite3_step(st) == SQLITE_ROW ? LSMI_OK : LSMI_ERR_IO;
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
-  return ok;
+  return out;
 }
 
 static void text(const char **p, sqlite3_stmt *st, int col) {
@@ -159,7 +161,8 @@ static void read_dataset(sqlite3_stmt *st, lsmi_dataset_rec_t *r) {
   r->created_at = sqlite3_column_double(st, 12);
 }
 
-/* Runs a one-row dataset query under the lock; FOUND / NOT_FOUND. */
+/* Runs a one-row dataset query under the lock: 0 (rec filled),
+ * LSMI_ERR_NOTFOUND or LSMI_ERR_IO. */
 static int dataset_query(lsmi_store_t *s, const char *sql, const char *a,
                          const char *b, lsmi_dataset_rec_t *rec) {
   sqlite3_stmt *st = prep(s, sql);
@@ -171,10 +174,10 @@ static int dataset_query(lsmi_store_t *s, const char *sql, const char *a,
   else
     sqlite3_bind_null(st, 2);
   int rc = sqlite3_step(st);
-  int out = LSMI_STORE_NOT_FOUND;
+  int out = LSMI_ERR_NOTFOUND;
   if (rc == SQLITE_ROW) {
     read_dataset(st, rec);
-    out = LSMI_STORE_FOUND;
+    out = LSMI_OK;
   } else if (rc != SQLITE_DONE) {
     log_step_error(s, "dataset_query");
     out = LSMI_ERR_IO;
@@ -206,18 +209,17 @@ int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
 }
 
 int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
-                              lsmi_dataset_rec_t *existing) {
+                              lsmi_dataset_rec_t *existing, bool *existed) {
+  *existed = false;
   pthread_mutex_lock(&s->mu);
   int out = dataset_query(s,
                           "SELECT " DS_COLS " FROM datasets WHERE sha256 = ?1 "
                           "AND tenant = ?2",
                           r->sha256, r->tenant, existing);
-  if (out == LSMI_STORE_FOUND) {
-    out = LSMI_STORE_EXISTS;
+  if (out != LSMI_ERR_NOTFOUND) {
+    *existed = out == LSMI_OK;
     goto done;
   }
-  if (out < 0)
-    goto done;
   sqlite3_stmt *st = prep(s, "INSERT INTO datasets (" DS_COLS ") VALUES "
                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
   if (st == NULL) {
@@ -268,47 +270,69 @@ static int exec3(lsmi_store_t *s, const char *sql, const char *a,
   return LSMI_OK;
 }
 
-/* One integer from a query with up to two text binds; -1 on error. */
-static int64_t count2(lsmi_store_t *s, const char *sql, const char *a,
-                      const char *b) {
+/* One integer from a query with up to two text binds into *n: 0 or
+ * LSMI_ERR_IO. Called under store.mu. */
+static int count2(lsmi_store_t *s, const char *sql, const char *a,
+                  const char *b, int64_t *n) {
+  *n = 0;
   sqlite3_stmt *st = prep(s, sql);
   if (st == NULL)
-    return -1;
+    return LSMI_ERR_IO;
   if (a)
     sqlite3_bind_text(st, 1, a, -1, SQLITE_STATIC);
   if (b)
     sqlite3_bind_text(st, 2, b, -1, SQLITE_STATIC);
-  int64_t n = -1;
-  if (sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
+  int out = LSMI_ERR_IO;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    *n = sqlite3_column_int64(st, 0);
+    out = LSMI_OK;
+  } else {
+    log_step_error(s, sql);
+  }
   sqlite3_finalize(st);
-  return n;
+  return out;
+}
+
+/* Whether the tenant has dataset id: 0 (it has), LSMI_ERR_NOTFOUND or
+ * LSMI_ERR_IO. Called under store.mu. */
+static int dataset_owned(lsmi_store_t *s, const char *tenant, const char *id) {
+  int64_t n = 0;
+  int out = count2(s,
+                   "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
+                   "tenant = ?2",
+                   id, tenant, &n);
+  return out ? out : n > 0 ? LSMI_OK : LSMI_ERR_NOTFOUND;
 }
 
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id) {
   pthread_mutex_lock(&s->mu);
-  int out;
-  int64_t active = count2(s,
-                          "SELECT COUNT(*) FROM jobs WHERE dataset_id = ?1 AND "
-                          "state IN ('queued','running')",
-                          id, NULL);
-  if (active < 0) {
-    out = LSMI_ERR_IO;
-  } else if (active > 0) {
-    int64_t mine = count2(s,
-                          "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
-                          "tenant = ?2",
-                          id, tenant);
-    out = mine > 0 ? LSMI_STORE_CONFLICT : LSMI_STORE_NOT_FOUND;
-  } else {
+  int64_t active = 0;
+  int out = count2(s,
+                   "SELECT COUNT(*) FROM jobs WHERE dataset_id = ?1 AND "
+                   "state IN ('queued','running')",
+                   id, NULL, &active);
+  if (out == LSMI_OK && active > 0) {
+    out = dataset_owned(s, tenant, id);
+    if (out == LSMI_OK)
+      out = LSMI_ERR_CONFLICT;
+  } else if (out == LSMI_OK) {
     int changes = 0;
     out = exec3(s, "DELETE FROM datasets WHERE id = ?1 AND tenant = ?2", id,
                 tenant, NULL, &changes);
-    if (out == 0 && changes == 0)
-      out = LSMI_STORE_NOT_FOUND;
+    if (out == LSMI_OK && changes == 0)
+      out = LSMI_ERR_NOTFOUND;
   }
   pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+/* A list's end: on failure the page is released (*page NULL). */
+static int page_done(int out, json_t **page) {
+  if (out) {
+    json_decref(*page);
+    *page = NULL;
+  }
   return out;
 }
 
@@ -333,13 +357,12 @@ int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
   if (*page == NULL)
     return LSMI_ERR_NOMEM;
   pthread_mutex_lock(&s->mu);
-  int out = LSMI_OK;
-  *total = count2(s, "SELECT COUNT(*) FROM datasets WHERE tenant = ?1",
-                  tenant, NULL);
+  int out = count2(s, "SELECT COUNT(*) FROM datasets WHERE tenant = ?1", tenant,
+                   NULL, total);
   sqlite3_stmt *st = prep(s, "SELECT " DS_COLS " FROM datasets WHERE "
                              "tenant = ?1 ORDER BY rowid DESC LIMIT ?2 "
                              "OFFSET ?3");
-  if (st == NULL || *total < 0) {
+  if (st == NULL || out) {
     out = LSMI_ERR_IO;
   } else {
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
@@ -356,27 +379,30 @@ int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
-  return out;
+  return page_done(out, page);
 }
 
 /* ---- jobs ---- */
 
+/* See lsmi_store_idem_check. Called under store.mu. */
 static int idem_check_locked(lsmi_store_t *s, const char *tenant,
                              const char *key, const char *hash,
-                             char *existing_id) {
+                             char *existing_id, bool *replayed) {
+  *replayed = false;
   sqlite3_stmt *st = prep(s, "SELECT request_hash, job_id FROM idempotency "
                              "WHERE tenant = ?1 AND key = ?2");
   if (st == NULL)
     return LSMI_ERR_IO;
   sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, key, -1, SQLITE_STATIC);
-  int out = LSMI_STORE_NOT_FOUND;
+  int out = LSMI_OK;
   int rc = sqlite3_step(st);
   if (rc == SQLITE_ROW) {
     const char *h;
     text(&h, st, 0);
     copy_col(existing_id, 64, st, 1);
-    out = strcmp(h, hash) == 0 ? LSMI_STORE_REPLAY : LSMI_STORE_CONFLICT;
+    *replayed = strcmp(h, hash) == 0;
+    out = *replayed ? LSMI_OK : LSMI_ERR_CONFLICT;
   } else if (rc != SQLITE_DONE) {
     out = LSMI_ERR_IO;
   }
@@ -384,35 +410,31 @@ static int idem_check_locked(lsmi_store_t *s, const char *tenant,
   return out;
 }
 
-int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant,
-                          const char *key, const char *req_hash,
-                          char *existing_id) {
+int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant, const char *key,
+                          const char *req_hash, char *existing_id,
+                          bool *replayed) {
   pthread_mutex_lock(&s->mu);
-  int out = idem_check_locked(s, tenant, key, req_hash, existing_id);
+  int out = idem_check_locked(s, tenant, key, req_hash, existing_id, replayed);
   pthread_mutex_unlock(&s->mu);
   return out;
 }
 
 int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *j,
-                          char *existing_id) {
+                          char *existing_id, bool *replayed) {
+  *replayed = false;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
   if (out)
     goto unlock;
   if (j->idem_key) {
-    out = idem_check_locked(s, j->tenant, j->idem_key, j->req_hash,
-                            existing_id);
-    if (out != LSMI_STORE_NOT_FOUND)
-      goto rollback;
+    out = idem_check_locked(s, j->tenant, j->idem_key, j->req_hash, existing_id,
+                            replayed);
+    if (out || *replayed)
+      goto rollback; /* nothing to write: an error, or the earlier job */
   }
-  int64_t have = count2(s,
-                        "SELECT COUNT(*) FROM datasets WHERE id = ?1 AND "
-                        "tenant = ?2",
-                        j->dataset_id, j->tenant);
-  if (have <= 0) {
-    out = have < 0 ? LSMI_ERR_IO : LSMI_STORE_NOT_FOUND;
+  out = dataset_owned(s, j->tenant, j->dataset_id);
+  if (out)
     goto rollback;
-  }
   sqlite3_stmt *st = prep(s, "INSERT INTO jobs (id, tenant, dataset_id, "
                              "state, params, progress, created_at) VALUES "
                              "(?1, ?2, ?3, 'queued', ?4, ?5, ?6)");
@@ -463,6 +485,13 @@ unlock:
   return out;
 }
 
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
+  if (t)
+    sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
 #define JOB_COLS                                                              \
   "id, dataset_id, state, params, progress, created_at, started_at, "        \
   "finished_at, error, summary, timings, attempts"
@@ -489,8 +518,8 @@ static json_t *read_job(sqlite3_stmt *st, int *state) {
   text(&id, st, 0);
   text(&ds, st, 1);
   text(&stname, st, 2);
-  if (state)
-    *state = lsmi_job_state_parse(stname);
+  if (state && lsmi_job_state_parse(stname, state))
+    *state = -1; /* written by no version of this daemon */
   json_t *o = json_pack("{s:s, s:s, s:s}", "id", id, "dataset_id", ds,
                         "state", stname);
   if (o == NULL)
@@ -507,24 +536,27 @@ static json_t *read_job(sqlite3_stmt *st, int *state) {
   return o;
 }
 
-json_t *lsmi_store_job_json(lsmi_store_t *s, const char *tenant,
-                            const char *id, int *state) {
+int lsmi_store_job_get(lsmi_store_t *s, const char *tenant, const char *id,
+                       json_t **job, int *state) {
+  *job = NULL;
   pthread_mutex_lock(&s->mu);
-  json_t *o = NULL;
+  int out = LSMI_ERR_IO;
   sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE id = ?1 "
                              "AND (?2 IS NULL OR tenant = ?2)");
   if (st) {
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
-    if (tenant)
-      sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
+    bind_opt_text(st, 2, tenant);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+      out = (*job = read_job(st, state)) ? LSMI_OK : LSMI_ERR_NOMEM;
+    else if (rc == SQLITE_DONE)
+      out = LSMI_ERR_NOTFOUND;
     else
-      sqlite3_bind_null(st, 2);
-    if (sqlite3_step(st) == SQLITE_ROW)
-      o = read_job(st, state);
+      log_step_error(s, "job_get");
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
-  return o;
+  return out;
 }
 
 int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
@@ -535,22 +567,18 @@ int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
     return LSMI_ERR_NOMEM;
   const char *sname = state >= 0 ? lsmi_job_state_name(state) : NULL;
   pthread_mutex_lock(&s->mu);
-  int out = LSMI_OK;
-  *total = count2(s,
-                  "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND "
-                  "(?2 IS NULL OR state = ?2)",
-                  tenant, sname);
+  int out = count2(s,
+                   "SELECT COUNT(*) FROM jobs WHERE tenant = ?1 AND "
+                   "(?2 IS NULL OR state = ?2)",
+                   tenant, sname, total);
   sqlite3_stmt *st = prep(s, "SELECT " JOB_COLS " FROM jobs WHERE tenant = "
                              "?1 AND (?2 IS NULL OR state = ?2) ORDER BY "
                              "rowid DESC LIMIT ?3 OFFSET ?4");
-  if (st == NULL || *total < 0) {
+  if (st == NULL || out) {
     out = LSMI_ERR_IO;
   } else {
     sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-    if (sname)
-      sqlite3_bind_text(st, 2, sname, -1, SQLITE_STATIC);
-    else
-      sqlite3_bind_null(st, 2);
+    bind_opt_text(st, 2, sname);
     sqlite3_bind_int64(st, 3, limit);
     sqlite3_bind_int64(st, 4, offset);
     int rc;
@@ -561,7 +589,7 @@ int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
-  return out;
+  return page_done(out, page);
 }
 
 int lsmi_store_job_recover(lsmi_store_t *s, int *count) {
@@ -615,18 +643,11 @@ int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at) {
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, started_at);
     if (sqlite3_step(st) == SQLITE_DONE)
-      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_STORE_NOT_FOUND;
+      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_ERR_NOTFOUND;
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
   return out;
-}
-
-static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
-  if (t)
-    sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
 }
 
 int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
@@ -651,7 +672,7 @@ int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
     bind_opt_text(st, 6, timings_json);
     bind_opt_text(st, 7, progress_json);
     if (sqlite3_step(st) == SQLITE_DONE)
-      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_STORE_NOT_FOUND;
+      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_ERR_NOTFOUND;
     else
       log_step_error(s, "job_finish");
   }
@@ -671,7 +692,7 @@ int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, finished_at);
     if (sqlite3_step(st) == SQLITE_DONE)
-      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_STORE_NOT_FOUND;
+      out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_ERR_NOTFOUND;
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
@@ -697,17 +718,17 @@ int lsmi_store_counts(lsmi_store_t *s, int64_t by_state[LSMI_JOB_STATES],
   int out = LSMI_OK;
   sqlite3_stmt *st = prep(s, "SELECT state, COUNT(*) FROM jobs GROUP BY "
                              "state");
-  if (st) {
-    while (sqlite3_step(st) == SQLITE_ROW) {
-      int k = lsmi_job_state_parse((const char *)sqlite3_column_text(st, 0));
-      if (k >= 0)
-        by_state[k] = sqlite3_column_int64(st, 1);
-    }
-  } else {
-    out = LSMI_ERR_IO;
+  int rc = SQLITE_ERROR;
+  while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    int k;
+    if (lsmi_job_state_parse((const char *)sqlite3_column_text(st, 0), &k) ==
+        LSMI_OK)
+      by_state[k] = sqlite3_column_int64(st, 1);
   }
+  if (rc != SQLITE_DONE)
+    out = LSMI_ERR_IO;
   sqlite3_finalize(st);
-  *datasets = count2(s, "SELECT COUNT(*) FROM datasets", NULL, NULL);
+  int dsout = count2(s, "SELECT COUNT(*) FROM datasets", NULL, NULL, datasets);
   pthread_mutex_unlock(&s->mu);
-  return out;
+  return out ? out : dsout;
 }

@@ -8,6 +8,13 @@
  * these functions; each takes store.mu for its whole statement or
  * transaction and never calls out while holding it. json_t values returned
  * are made on the calling thread and taken by it.
+ *
+ * Every call returns 0 or a negative status of lsmi.h's one table:
+ * LSMI_ERR_IO when SQLite fails (the reason goes to the log as a
+ * "store_error" line), LSMI_ERR_NOMEM, and where a function says so
+ * LSMI_ERR_NOTFOUND or LSMI_ERR_CONFLICT. An outcome that is no error but
+ * asks the caller to do something else (the bytes were uploaded before, the
+ * idempotency key was used for this very request) is a bool out-parameter.
  */
 #ifndef LSMI_STORE_H
 #define LSMI_STORE_H
@@ -20,15 +27,6 @@
 
 typedef struct lsmi_store lsmi_store_t;
 
-/* Outcomes beside 0 (done) and negative lsmi statuses (LSMI_ERR_IO). */
-enum {
-  LSMI_STORE_FOUND = 1,
-  LSMI_STORE_NOT_FOUND = 2,
-  LSMI_STORE_CONFLICT = 3, /* state or idempotency key forbids it */
-  LSMI_STORE_REPLAY = 4,   /* idempotency key seen with the same request */
-  LSMI_STORE_EXISTS = 5    /* same bytes already uploaded by this tenant */
-};
-
 typedef enum lsmi_job_state {
   LSMI_JOB_QUEUED = 0,
   LSMI_JOB_RUNNING,
@@ -38,14 +36,18 @@ typedef enum lsmi_job_state {
   LSMI_JOB_STATES
 } lsmi_job_state_t;
 
+/* "queued" ... "cancelled"; "unknown" for a value that is no state. */
 const char *lsmi_job_state_name(int state);
-/* -1 when `name` is no state. */
-int lsmi_job_state_parse(const char *name);
+/* The state called `name` into *state: 0, or LSMI_ERR_INVALID. */
+int lsmi_job_state_parse(const char *name, int *state);
 
+/* Opens (creating) the database at path: 0, LSMI_ERR_NOMEM or LSMI_ERR_IO
+ * with err saying why. *out is taken by the caller (lsmi_store_close). */
 int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err);
+/* NULL is a no-op. */
 void lsmi_store_close(lsmi_store_t *s);
-/* A trivial query; false when the database does not answer. */
-bool lsmi_store_ping(lsmi_store_t *s);
+/* A trivial query: 0, or LSMI_ERR_IO when the database does not answer. */
+int lsmi_store_ping(lsmi_store_t *s);
 
 typedef struct lsmi_dataset_rec {
   char id[64];
@@ -61,20 +63,25 @@ typedef struct lsmi_dataset_rec {
 } lsmi_dataset_rec_t;
 
 /*
- * Inserts rec. When this tenant already has a dataset with the same sha256,
- * fills *existing and returns LSMI_STORE_EXISTS instead.
+ * Inserts rec: 0 or LSMI_ERR_IO. When this tenant already has a dataset
+ * with the same sha256 (a concurrent upload of the same bytes), inserts
+ * nothing, fills *existing, sets *existed and returns 0.
  */
 int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *rec,
-                              lsmi_dataset_rec_t *existing);
-/* tenant NULL: any tenant (the loop thread). FOUND or NOT_FOUND. */
+                              lsmi_dataset_rec_t *existing, bool *existed);
+/* The dataset id of tenant (NULL: any tenant, for the loop thread) into
+ * *rec: 0, LSMI_ERR_NOTFOUND or LSMI_ERR_IO. */
 int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant,
                            const char *id, lsmi_dataset_rec_t *rec);
+/* The tenant's dataset of these bytes: as lsmi_store_dataset_get. */
 int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
                                 const char *sha256, lsmi_dataset_rec_t *rec);
-/* 0, NOT_FOUND, or CONFLICT when queued/running jobs still use it. */
+/* 0, LSMI_ERR_NOTFOUND, LSMI_ERR_CONFLICT when queued or running jobs still
+ * use it, or LSMI_ERR_IO. */
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id);
-/* A page of the tenant's datasets, newest first (*page: new array). */
+/* A page of the tenant's datasets, newest first (*page: a new array, taken
+ * by the caller; NULL on failure): 0, LSMI_ERR_NOMEM or LSMI_ERR_IO. */
 int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
                             int64_t offset, int64_t limit, json_t **page,
                             int64_t *total);
@@ -91,24 +98,30 @@ typedef struct lsmi_job_new {
 } lsmi_job_new_t;
 
 /*
- * Creates a queued job, in one transaction with its checks: 0 created;
- * NOT_FOUND when the tenant has no such dataset; REPLAY (existing_id set)
- * when the key was used with the same request; CONFLICT when the key was
- * used with another request. existing_id: 64 bytes.
+ * Creates a queued job, in one transaction with its checks: 0 created, or
+ * *replayed set (and nothing written) when the key was used before with
+ * the same request, whose job is then in existing_id (64 bytes);
+ * LSMI_ERR_NOTFOUND when the tenant has no such dataset; LSMI_ERR_CONFLICT
+ * (existing_id set) when the key was used with another request;
+ * LSMI_ERR_IO.
  */
 int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *job,
-                          char *existing_id);
-/* The same idempotency check alone: NOT_FOUND, REPLAY or CONFLICT. */
-int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant,
-                          const char *key, const char *req_hash,
-                          char *existing_id);
+                          char *existing_id, bool *replayed);
+/* The same idempotency check alone: 0 (the key is unused, or *replayed
+ * with existing_id set), LSMI_ERR_CONFLICT or LSMI_ERR_IO. */
+int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant, const char *key,
+                          const char *req_hash, char *existing_id,
+                          bool *replayed);
 
 /*
- * The API object of a job (tenant NULL: any), or NULL if there is none;
- * *state (may be NULL) receives its state.
+ * The API object of a job (tenant NULL: any) into *job (taken by the
+ * caller), and its state into *state (may be NULL): 0, LSMI_ERR_NOTFOUND,
+ * LSMI_ERR_NOMEM or LSMI_ERR_IO (*job NULL).
  */
-json_t *lsmi_store_job_json(lsmi_store_t *s, const char *tenant,
-                            const char *id, int *state);
+int lsmi_store_job_get(lsmi_store_t *s, const char *tenant, const char *id,
+                       json_t **job, int *state);
+/* A page of the tenant's jobs in `state` (-1: any), newest first; as
+ * lsmi_store_dataset_list. */
 int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
                         int64_t offset, int64_t limit, json_t **page,
                         int64_t *total);
@@ -128,17 +141,20 @@ int lsmi_store_job_recover(lsmi_store_t *s, int *count);
 int lsmi_store_job_each_queued(lsmi_store_t *s,
                                void (*fn)(void *ctx, const lsmi_job_row_t *row),
                                void *ctx);
-/* queued -> running, attempts + 1. NOT_FOUND if it was not queued. */
+/* queued -> running, attempts + 1: 0, LSMI_ERR_NOTFOUND when no queued
+ * job has that id (it was cancelled meanwhile), or LSMI_ERR_IO. */
 int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at);
 /*
  * Final or requeue transition of a running job. The JSON texts may be NULL
  * (stored as NULL). state QUEUED means requeue (finished_at ignored).
+ * 0, LSMI_ERR_NOTFOUND when no running job has that id, or LSMI_ERR_IO.
  */
 int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
                           double finished_at, const char *error_json,
                           const char *summary_json, const char *timings_json,
                           const char *progress_json);
-/* queued -> cancelled for the tenant's job; NOT_FOUND if not queued. */
+/* queued -> cancelled: 0, LSMI_ERR_NOTFOUND when no queued job has that id
+ * (it started meanwhile), or LSMI_ERR_IO. */
 int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
                                  double finished_at);
 int lsmi_store_job_progress(lsmi_store_t *s, const char *id,

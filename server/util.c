@@ -1,10 +1,10 @@
 /*
- * util.c — time, ids, durable-file helpers and the JSON log line writer.
+ * util.c — time, ids, hex, the growable string and the JSON log line
+ * writer.
  * Nothing here keeps state except the log's "quiet requests" switch, which
  * is set once before any thread starts.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,38 +60,20 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size) {
     if (r < 0) {
       if (errno == EINTR)
         continue;
-      return -1;
+      return LSMI_ERR_IO;
     }
     got += (size_t)r;
   }
   char hex[21];
   lsmi_util_hex(raw, sizeof raw, hex);
   int n = snprintf(out, size, "%s%s", prefix, hex);
-  return (n < 0 || (size_t)n >= size) ? -1 : 0;
+  return (n < 0 || (size_t)n >= size) ? LSMI_ERR_INVALID : LSMI_OK;
 }
 
-int lsmi_util_fsync_dir(const char *dir) {
-  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return -1;
-  int rc = fsync(fd);
-  close(fd);
-  return rc;
-}
-
-int lsmi_util_write_all(int fd, const void *buf, size_t len) {
-  const char *p = buf;
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w < 0) {
-      if (errno == EINTR)
-        continue;
-      return -1;
-    }
-    p += w;
-    len -= (size_t)w;
-  }
-  return 0;
+char *lsmi_util_json_text(json_t *v) {
+  char *t = v ? json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+  json_decref(v);
+  return t;
 }
 
 void lsmi_util_log_quiet_requests(int quiet) { log_quiet_requests = quiet; }
@@ -105,8 +87,7 @@ void lsmi_util_log(const char *event, json_t *fields) {
   lsmi_util_iso8601(lsmi_util_now(), ts, sizeof ts);
   json_object_set_new(o, "ts", json_string(ts));
   json_object_set_new(o, "event", json_string(event));
-  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-  json_decref(o);
+  char *line = lsmi_util_json_text(o);
   if (line == NULL)
     return;
   flockfile(stderr);

@@ -1,13 +1,15 @@
 /*
  * util.h — small helpers the daemon's modules share: wall-clock time and
- * RFC 3339 stamps, random object ids, durable file steps (fsync of a file
- * and of its directory), and the structured JSON log.
+ * RFC 3339 stamps, random object ids, hex, a growable string, and the
+ * structured JSON log. (Durable file writes are common/durable.h's.)
  */
 #ifndef LSMI_UTIL_H
 #define LSMI_UTIL_H
 
 #include <jansson.h>
 #include <stddef.h>
+
+#include "lsmi.h"
 
 /* Seconds since the epoch, with sub-second resolution (CLOCK_REALTIME). */
 double lsmi_util_now(void);
@@ -18,18 +20,18 @@ void lsmi_util_iso8601(double t, char *buf, size_t size);
 
 /*
  * Writes prefix + 20 random hex digits into out (size >= strlen(prefix)+21).
- * Returns 0, or -1 when the kernel gave no random bytes.
+ * Returns 0, LSMI_ERR_IO when the kernel gave no random bytes, or
+ * LSMI_ERR_INVALID when out is too small (out is then unspecified).
  */
 int lsmi_util_random_id(const char *prefix, char *out, size_t size);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void lsmi_util_hex(const unsigned char *in, size_t n, char *out);
 
-/* fsync() of the directory `dir`, so that a rename inside it is durable. */
-int lsmi_util_fsync_dir(const char *dir);
-
-/* Writes len bytes, retrying short writes and EINTR. 0 or -1 (errno set). */
-int lsmi_util_write_all(int fd, const void *buf, size_t len);
+/* The compact JSON text of v, members in their order; v is taken (may be
+ * NULL). Malloc'd, taken by the caller; NULL when v is NULL or memory
+ * runs out. */
+char *lsmi_util_json_text(json_t *v);
 
 /*
  * A growable string for text built piece by piece (the metrics exposition,

@@ -249,6 +249,29 @@ def test_errors():
         assert d.stop() == 0
 
 
+def test_store_error_on_upload():
+    """A store that fails while the daemon looks for an earlier upload of
+    the same bytes answers 500; the upload does not go on as if there were
+    none (it used to: these bytes then answered 415, unknown format)."""
+    import sqlite3
+    with Daemon() as d:
+        upload_ok(d)
+        db = sqlite3.connect(os.path.join(d.data_dir, "lsmi.db"))
+        db.execute("ALTER TABLE datasets RENAME TO datasets_gone")
+        db.commit()
+        db.close()
+        r = d.upload(b"\x00\x01\x02garbage" * 20)
+        assert_problem(r, 500)
+        # The temp file goes when libmicrohttpd reports the request done,
+        # which may be a moment after the client has read the response.
+        tmp = os.path.join(d.data_dir, "tmp")
+        for _ in range(50):
+            if not os.listdir(tmp):
+                break
+            time.sleep(0.02)
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+
+
 def test_auth_and_tenants():
     tokens = os.path.join(WORK, "tokens")
     with open(tokens, "w") as f:
@@ -295,6 +318,29 @@ def test_refuses_open_public_bind():
                                                      LSMI_TOKENS=""))
     assert p.returncode == 2, p
     assert b"refusing" in p.stderr
+
+
+def test_start_failures():
+    """A daemon that cannot start says why and exits 1: a data directory
+    that cannot be made, a store that cannot be opened, a port in use."""
+    def serve(data, port=0):
+        return subprocess.run([LSMI, "serve", "--listen",
+                               "127.0.0.1:%d" % port, "--data-dir", data],
+                              capture_output=True, timeout=60 * SLOW)
+    tmp = tempfile.mkdtemp(prefix="lsmi-start-", dir=WORK)
+    blocker = os.path.join(tmp, "file")
+    with open(blocker, "wb") as f:
+        f.write(b"not a directory")
+    p = serve(os.path.join(blocker, "data"))
+    assert p.returncode == 1 and b"cannot create" in p.stderr, p
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "lsmi.db"))  # a directory, not a database
+    p = serve(data)
+    assert p.returncode == 1 and b"cannot open the store" in p.stderr, p
+    with Daemon() as d:
+        p = serve(os.path.join(tmp, "other"), d.port)
+        assert p.returncode == 1 and b"cannot listen" in p.stderr, p
+        assert b'"event":"stop"' in p.stderr
 
 
 def test_config_help_and_precedence():
@@ -477,6 +523,20 @@ def test_crash_during_upload():
     assert sorted(os.listdir(os.path.join(data, "datasets"))) == [ds["id"]]
     # The whole file uploads fine afterwards.
     assert d.upload(BIG).status == 201
+    assert d.stop() == 0
+
+
+def test_restart_sweeps_temp_files():
+    """Temp files of interrupted durable writes (".NAME.tmp.XXXXXX") are
+    removed from tmp/ when the daemon starts."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-sweep-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "tmp"))
+    for name in (".job_x.val.tmp.Ab12Cd", ".upload.tmp.Ef34Gh"):
+        with open(os.path.join(data, "tmp", name), "wb") as f:
+            f.write(b"half a file")
+    d = Daemon(data_dir=data).start()
+    assert os.listdir(os.path.join(data, "tmp")) == []
     assert d.stop() == 0
 
 

@@ -119,6 +119,9 @@ static void test_job_request(void **state) {
   assert_int_equal(lsmi_codec_http_status(LSMI_ERR_LIMIT), 413);
   assert_int_equal(lsmi_codec_http_status(LSMI_ERR_UNSUPPORTED), 415);
   assert_int_equal(lsmi_codec_http_status(LSMI_ERR_NOTFOUND), 404);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_CONFLICT), 409);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_BUSY), 429);
+  assert_int_equal(lsmi_codec_http_status(LSMI_ERR_SHUTDOWN), 503);
   assert_int_equal(lsmi_codec_http_status(-999), 500);
   assert_int_equal(lsmi_codec_job_request(NULL, 0, id, sizeof id, &p, &err),
                    LSMI_ERR_FORMAT);

@@ -1,6 +1,7 @@
 /*
  * test_resfile.c — server/resfile.c: result columns written and read back
- * bit for bit, damaged files refused, and pages sorted (ties by index),
+ * bit for bit, a write that cannot finish leaving nothing behind, damaged
+ * files refused, and pages sorted (ties by index),
  * sliced and rendered as JSON, CSV and NDJSON.
  */
 #include <setjmp.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "resfile.h"
 
 enum { N = 7 };
@@ -109,6 +111,40 @@ static void test_damaged(void **state) {
   fclose(f);
   assert_int_equal(lsmi_resfile_read(dir, "job_d", "val", &back, &err),
                    LSMI_ERR_FORMAT);
+}
+
+/* Entries of dir/sub (helpers.h). */
+static int entries(const char *sub) {
+  char p[128];
+  snprintf(p, sizeof p, "%s/%s", dir, sub);
+  return count_entries(p);
+}
+
+/* A write that cannot finish fails with ERR_IO, names the file, and leaves
+ * no temp file and no partial result behind. */
+static void test_write_fails_cleanly(void **state) {
+  (void)state;
+  lsmi_rows_t r = make_rows(), back;
+  lsmi_error_t err = {0};
+  char p[128], away[128];
+  snprintf(p, sizeof p, "%s/results", dir);
+  snprintf(away, sizeof away, "%s/results.away", dir);
+  assert_int_equal(rename(p, away), 0); /* the rename has nowhere to go */
+  assert_int_equal(lsmi_resfile_write(dir, "job_f", "val", &r, &err),
+                   LSMI_ERR_IO);
+  assert_string_equal(err.field, "results");
+  assert_non_null(strstr(err.message, "job_f.val"));
+  assert_int_equal(entries("tmp"), 0);
+  assert_int_equal(rename(away, p), 0);
+  snprintf(p, sizeof p, "%s/tmp", dir);
+  assert_int_equal(rmdir(p), 0); /* no temp directory at all */
+  int before = entries("results");
+  assert_int_equal(lsmi_resfile_write(dir, "job_f", "val", &r, &err),
+                   LSMI_ERR_IO);
+  assert_int_equal(entries("results"), before);
+  mkdir(p, 0700);
+  assert_int_equal(lsmi_resfile_read(dir, "job_f", "val", &back, &err),
+                   LSMI_ERR_IO);
 }
 
 static json_t *render_json(const lsmi_rows_t *r, lsmi_respage_t q) {
@@ -209,6 +245,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_damaged),
+      cmocka_unit_test(test_write_fails_cleanly),
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_parse),
   };

@@ -2,7 +2,8 @@
  * test_store.c — server/store.c on a temp SQLite file: datasets (duplicate
  * bytes per tenant, tenant isolation, delete blocked by active jobs), jobs
  * (idempotency replay and conflict, unknown dataset, the state machine,
- * recovery of running jobs after a crash, counts) and reopening the file.
+ * recovery of running jobs after a crash, counts), reopening the file, and
+ * a database failing underneath (every call says LSMI_ERR_IO).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "helpers.h"
 #include "store.h"
 
 typedef struct fx {
@@ -68,33 +70,58 @@ static lsmi_dataset_rec_t ds(const char *id, const char *tenant,
   return r;
 }
 
+/* Test-only markers beside the statuses, for the bool out-parameters: the
+ * store found the key's earlier job of the same request (REPLAYED), or the
+ * tenant's earlier upload of the same bytes (EXISTED). */
+enum { REPLAYED = 1, EXISTED = 2 };
 static int new_job(lsmi_store_t *s, const char *id, const char *tenant,
                    const char *dsid, const char *key, const char *hash,
                    char *existing) {
   lsmi_job_new_t j = {id, tenant, dsid, "{\"seed\":1}", "{\"phase\":\"queued\"}",
                       2e9, key, hash};
-  return lsmi_store_job_create(s, &j, existing);
+  bool replayed = true; /* the store must clear it */
+  int st = lsmi_store_job_create(s, &j, existing, &replayed);
+  return st == 0 && replayed ? REPLAYED : st;
+}
+
+static int idem(lsmi_store_t *s, const char *tenant, const char *key,
+                const char *hash, char *existing) {
+  bool replayed = true;
+  int st = lsmi_store_idem_check(s, tenant, key, hash, existing, &replayed);
+  return st == 0 && replayed ? REPLAYED : st;
+}
+
+static int insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
+                  lsmi_dataset_rec_t *ex) {
+  bool existed = true;
+  int st = lsmi_store_dataset_insert(s, r, ex, &existed);
+  return st == 0 && existed ? EXISTED : st;
+}
+
+static json_t *job_get(lsmi_store_t *s, const char *tenant, const char *id,
+                       int *state) {
+  json_t *j = NULL;
+  int st = lsmi_store_job_get(s, tenant, id, &j, state);
+  assert_true(st == 0 || st == LSMI_ERR_NOTFOUND);
+  assert_true((st == 0) == (j != NULL));
+  return j;
 }
 
 static void test_datasets(void **state) {
   fx_t *f = *state;
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), got, ex;
-  assert_int_equal(lsmi_store_dataset_insert(f->s, &a, &ex), 0);
+  assert_int_equal(insert(f->s, &a, &ex), 0);
   lsmi_dataset_rec_t dup = ds("ds_a2", "alice", "aaaa");
-  assert_int_equal(lsmi_store_dataset_insert(f->s, &dup, &ex),
-                   LSMI_STORE_EXISTS);
+  assert_int_equal(insert(f->s, &dup, &ex), EXISTED);
   assert_string_equal(ex.id, "ds_a");
   lsmi_dataset_rec_t b = ds("ds_b", "bob", "aaaa"); /* other tenant: fine */
-  assert_int_equal(lsmi_store_dataset_insert(f->s, &b, &ex), 0);
-  assert_int_equal(lsmi_store_dataset_get(f->s, "alice", "ds_a", &got),
-                   LSMI_STORE_FOUND);
+  assert_int_equal(insert(f->s, &b, &ex), 0);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "alice", "ds_a", &got), 0);
   assert_memory_equal(&got, &a, sizeof got);
   assert_int_equal(lsmi_store_dataset_get(f->s, "bob", "ds_a", &got),
-                   LSMI_STORE_NOT_FOUND);
-  assert_int_equal(lsmi_store_dataset_get(f->s, NULL, "ds_a", &got),
-                   LSMI_STORE_FOUND);
-  assert_int_equal(lsmi_store_dataset_find_sha(f->s, "bob", "aaaa", &got),
-                   LSMI_STORE_FOUND);
+                   LSMI_ERR_NOTFOUND);
+  assert_int_equal(lsmi_store_dataset_get(f->s, NULL, "ds_a", &got), 0);
+  assert_int_equal(lsmi_store_dataset_find_sha(f->s, "bob", "aaaa", &got), 0);
   assert_string_equal(got.id, "ds_b");
   json_t *page = NULL;
   int64_t total = 0;
@@ -111,42 +138,37 @@ static void test_datasets(void **state) {
                    2);
   json_decref(page);
   assert_int_equal(lsmi_store_dataset_delete(f->s, "bob", "ds_a"),
-                   LSMI_STORE_NOT_FOUND);
+                   LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"), 0);
   assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"),
-                   LSMI_STORE_NOT_FOUND);
+                   LSMI_ERR_NOTFOUND);
 }
 
 static void test_jobs_and_idempotency(void **state) {
   fx_t *f = *state;
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
-  assert_int_equal(lsmi_store_dataset_insert(f->s, &a, &ex), 0);
+  assert_int_equal(insert(f->s, &a, &ex), 0);
   char existing[64] = "";
   assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1",
                            existing),
                    0);
-  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", "k", "h1",
-                           existing),
-                   LSMI_STORE_REPLAY);
+  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", "k", "h1", existing),
+                   REPLAYED);
   assert_string_equal(existing, "job_1");
-  assert_int_equal(new_job(f->s, "job_3", "alice", "ds_a", "k", "h2",
-                           existing),
-                   LSMI_STORE_CONFLICT);
-  assert_int_equal(lsmi_store_idem_check(f->s, "alice", "k", "h1", existing),
-                   LSMI_STORE_REPLAY);
-  assert_int_equal(lsmi_store_idem_check(f->s, "bob", "k", "h1", existing),
-                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(new_job(f->s, "job_3", "alice", "ds_a", "k", "h2", existing),
+                   LSMI_ERR_CONFLICT);
+  assert_int_equal(idem(f->s, "alice", "k", "h1", existing), REPLAYED);
+  assert_int_equal(idem(f->s, "bob", "k", "h1", existing), 0); /* unused */
   /* bob cannot use alice's dataset; nothing is written on failure */
   assert_int_equal(new_job(f->s, "job_4", "bob", "ds_a", "k", "h1", existing),
-                   LSMI_STORE_NOT_FOUND);
-  assert_int_equal(lsmi_store_idem_check(f->s, "bob", "k", "h1", existing),
-                   LSMI_STORE_NOT_FOUND);
+                   LSMI_ERR_NOTFOUND);
+  assert_int_equal(idem(f->s, "bob", "k", "h1", existing), 0); /* unused */
   assert_int_equal(new_job(f->s, "job_5", "alice", "ds_a", NULL, NULL,
                            existing),
                    0);
 
   int state_ = -1;
-  json_t *j = lsmi_store_job_json(f->s, "alice", "job_1", &state_);
+  json_t *j = job_get(f->s, "alice", "job_1", &state_);
   assert_non_null(j);
   assert_int_equal(state_, LSMI_JOB_QUEUED);
   assert_string_equal(json_string_value(json_object_get(j, "state")),
@@ -156,18 +178,17 @@ static void test_jobs_and_idempotency(void **state) {
                        json_object_get(j, "params"), "seed")),
                    1);
   json_decref(j);
-  assert_null(lsmi_store_job_json(f->s, "bob", "job_1", NULL));
+  assert_null(job_get(f->s, "bob", "job_1", NULL));
 
   /* active jobs block deleting their dataset */
   assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"),
-                   LSMI_STORE_CONFLICT);
+                   LSMI_ERR_CONFLICT);
 
   /* state machine */
   assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), 0);
-  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9),
-                   LSMI_STORE_NOT_FOUND);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9),
-                   LSMI_STORE_NOT_FOUND);
+                   LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_store_job_progress(f->s, "job_1",
                                            "{\"phase\":\"train\"}"),
                    0);
@@ -177,7 +198,7 @@ static void test_jobs_and_idempotency(void **state) {
   int n = -1;
   assert_int_equal(lsmi_store_job_recover(f->s, &n), 0);
   assert_int_equal(n, 1);
-  j = lsmi_store_job_json(f->s, NULL, "job_1", &state_);
+  j = job_get(f->s, NULL, "job_1", &state_);
   assert_int_equal(state_, LSMI_JOB_QUEUED);
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
   json_decref(j);
@@ -188,14 +209,12 @@ static void test_jobs_and_idempotency(void **state) {
                    0);
   assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_FAILED, 7e9,
                                          NULL, NULL, NULL, NULL),
-                   LSMI_STORE_NOT_FOUND);
-  j = lsmi_store_job_json(f->s, "alice", "job_1", &state_);
+                   LSMI_ERR_NOTFOUND);
+  j = job_get(f->s, "alice", "job_1", &state_);
   assert_int_equal(state_, LSMI_JOB_SUCCEEDED);
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 2);
   assert_true(json_is_object(json_object_get(j, "summary")));
-  assert_string_equal(json_string_value(json_object_get(
-                          json_object_get(j, "progress"), "phase")),
-                      "train");
+  assert_string_equal(phase_of(j), "train");
   json_decref(j);
 
   int64_t by[LSMI_JOB_STATES], dsn = 0;
@@ -228,7 +247,7 @@ static void count_row(void *ctx, const lsmi_job_row_t *row) {
 static void test_reopen_keeps_everything(void **state) {
   fx_t *f = *state;
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
-  assert_int_equal(lsmi_store_dataset_insert(f->s, &a, &ex), 0);
+  assert_int_equal(insert(f->s, &a, &ex), 0);
   char existing[64];
   assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", NULL, NULL,
                            existing),
@@ -240,7 +259,7 @@ static void test_reopen_keeps_everything(void **state) {
   lsmi_store_close(f->s);
   lsmi_error_t err = {0};
   assert_int_equal(lsmi_store_open(f->path, &f->s, &err), 0);
-  assert_true(lsmi_store_ping(f->s));
+  assert_int_equal(lsmi_store_ping(f->s), 0);
   int n = 0;
   assert_int_equal(lsmi_store_job_recover(f->s, &n), 0);
   assert_int_equal(n, 1);
@@ -251,11 +270,69 @@ static void test_reopen_keeps_everything(void **state) {
 
 static void test_state_names(void **state) {
   (void)state;
-  for (int i = 0; i < LSMI_JOB_STATES; i++)
-    assert_int_equal(lsmi_job_state_parse(lsmi_job_state_name(i)), i);
-  assert_int_equal(lsmi_job_state_parse("done"), -1);
-  assert_int_equal(lsmi_job_state_parse(NULL), -1);
+  int st = -1;
+  for (int i = 0; i < LSMI_JOB_STATES; i++) {
+    assert_int_equal(lsmi_job_state_parse(lsmi_job_state_name(i), &st), 0);
+    assert_int_equal(st, i);
+  }
+  assert_int_equal(lsmi_job_state_parse("done", &st), LSMI_ERR_INVALID);
+  assert_int_equal(lsmi_job_state_parse(NULL, &st), LSMI_ERR_INVALID);
   assert_string_equal(lsmi_job_state_name(99), "unknown");
+}
+
+/* Runs sql on the store's file through a second connection. */
+static void exec_other(const fx_t *f, const char *sql) {
+  sql_exec(f->path, sql);
+}
+
+/* A database that fails under the store: every call says LSMI_ERR_IO, and
+ * never "not found" (an upload once took that for "no earlier upload"). */
+static void test_store_errors_are_errors(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), got;
+  assert_int_equal(insert(f->s, &a, &got), 0);
+  char existing[64];
+  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1", existing),
+                   0);
+  exec_other(f, "ALTER TABLE datasets RENAME TO datasets_gone;"
+                "ALTER TABLE jobs RENAME TO jobs_gone;"
+                "ALTER TABLE idempotency RENAME TO idempotency_gone;");
+  assert_int_equal(lsmi_store_ping(f->s), 0); /* the database answers */
+  assert_int_equal(lsmi_store_dataset_find_sha(f->s, "alice", "aaaa", &got),
+                   LSMI_ERR_IO);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "alice", "ds_a", &got),
+                   LSMI_ERR_IO);
+  lsmi_dataset_rec_t b = ds("ds_b", "alice", "bbbb");
+  assert_int_equal(insert(f->s, &b, &got), LSMI_ERR_IO);
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "alice", "ds_a"),
+                   LSMI_ERR_IO);
+  json_t *page = json_true(); /* a static value: must become NULL */
+  int64_t total = 0;
+  assert_int_equal(lsmi_store_dataset_list(f->s, "alice", 0, 10, &page, &total),
+                   LSMI_ERR_IO);
+  assert_null(page);
+  assert_int_equal(lsmi_store_job_list(f->s, "alice", -1, 0, 10, &page, &total),
+                   LSMI_ERR_IO);
+  assert_null(page);
+  json_t *j = json_true();
+  assert_int_equal(lsmi_store_job_get(f->s, "alice", "job_1", &j, NULL),
+                   LSMI_ERR_IO);
+  assert_null(j);
+  assert_int_equal(idem(f->s, "alice", "k", "h1", existing), LSMI_ERR_IO);
+  assert_int_equal(
+      new_job(f->s, "job_2", "alice", "ds_a", NULL, NULL, existing),
+      LSMI_ERR_IO);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), LSMI_ERR_IO);
+  assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_FAILED, 4e9,
+                                         NULL, NULL, NULL, NULL),
+                   LSMI_ERR_IO);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9),
+                   LSMI_ERR_IO);
+  int n = 0;
+  assert_int_equal(lsmi_store_job_recover(f->s, &n), LSMI_ERR_IO);
+  int64_t by[LSMI_JOB_STATES], dsn = -1;
+  assert_int_equal(lsmi_store_counts(f->s, by, &dsn), LSMI_ERR_IO);
+  assert_int_equal(dsn, 0);
 }
 
 static void test_open_failure(void **state) {
@@ -275,6 +352,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_jobs_and_idempotency, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_store_errors_are_errors, setup,
                                       teardown),
       cmocka_unit_test(test_state_names),
       cmocka_unit_test(test_open_failure),

@@ -1,0 +1,258 @@
+/*
+ * h_jobs.c — /v1/jobs: submitting a job, the list, one job, cancelling.
+ * See handlers.h for how a handler answers.
+ *
+ * A job is stored first (queued, in one transaction with its checks: the
+ * dataset is the tenant's, the Idempotency-Key is new or names this very
+ * request) and then handed to the scheduler, in a place of its queue
+ * reserved before the store was touched, so a full queue answers 429
+ * without writing anything. A job read back shows the store's object with
+ * the live progress of a running fit laid over it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "handlers.h"
+#include "util.h"
+
+int lsmi_h_jobs_begin(lsmi_req_t *r) {
+  const char *ct = lsmi_http_header(r, "Content-Type");
+  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
+    return lsmi_error_set(&r->err, LSMI_ERR_UNSUPPORTED, "Content-Type",
+                          "POST /v1/jobs takes application/json, got %s",
+                          ct ? ct : "no Content-Type");
+  if (lsmi_http_content_length(r) > r->h->cfg->max_body)
+    return lsmi_error_set(&r->err, LSMI_ERR_LIMIT, "body",
+                          "the request body exceeds --max-body (%llu bytes)",
+                          (unsigned long long)r->h->cfg->max_body);
+  return LSMI_OK;
+}
+
+/* Lays the live progress of a running job over its stored object. */
+static void overlay_progress(lsmi_http_t *h, json_t *job) {
+  const char *state = json_string_value(json_object_get(job, "state"));
+  const char *id = json_string_value(json_object_get(job, "id"));
+  bool cancel = false;
+  lsmi_progress_t p;
+  if (state && id && !strcmp(state, "running") &&
+      lsmi_sched_progress(h->sched, id, &p, &cancel) == LSMI_OK) {
+    lsmi_params_t params;
+    lsmi_params_default(&params);
+    json_object_set_new(job, "progress", lsmi_codec_progress(&p, &params));
+  }
+  json_object_set_new(job, "cancel_requested", json_boolean(cancel));
+}
+
+/* The tenant's job `id` with its live progress into *job (taken): 0, or a
+ * 404 for LSMI_ERR_NOTFOUND, or the store's failure. */
+static int job_view(lsmi_req_t *r, const char *id, json_t **job, int *state) {
+  int st = lsmi_store_job_get(r->h->store, r->tenant, id, job, state);
+  if (st == LSMI_ERR_NOTFOUND)
+    return lsmi_error_set(&r->err, st, NULL, "no job '%s'", id);
+  if (st)
+    return lsmi_http_store_failed(r, st);
+  overlay_progress(r->h, *job);
+  return LSMI_OK;
+}
+
+/* Answers job `id` (202 with its Location; `replay` marks an
+ * Idempotency-Key's earlier job). */
+static int reply_job(lsmi_req_t *r, const char *id, bool replay) {
+  json_t *job = NULL;
+  int st = job_view(r, id, &job, NULL);
+  if (st == LSMI_ERR_NOTFOUND) /* stored a moment ago */
+    return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL, "job '%s' vanished", id);
+  if (st)
+    return st;
+  char loc[128];
+  snprintf(loc, sizeof loc, "/v1/jobs/%s", id);
+  lsmi_hdr_t hd[] = {{"Location", loc},
+                     {replay ? "Idempotent-Replayed" : NULL, "true"},
+                     {NULL, NULL}};
+  return lsmi_http_reply_json(r, 202, job, hd);
+}
+
+/* The normalised request {dataset_id, params} hashed for Idempotency-Key. */
+static void request_hash(const char *dataset_id, const lsmi_params_t *p,
+                         char hex[65]) {
+  json_t *o = json_pack("{s:s, s:o}", "dataset_id", dataset_id, "params",
+                        lsmi_codec_params_to_json(p));
+  char *text = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  json_decref(o);
+  lsmi_sha256_t s;
+  lsmi_sha256_init(&s);
+  if (text)
+    lsmi_sha256_update(&s, text, strlen(text));
+  free(text);
+  unsigned char d[32];
+  lsmi_sha256_final(&s, d);
+  lsmi_util_hex(d, 32, hex);
+}
+
+static int key_conflict(lsmi_req_t *r, const char *existing) {
+  return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, "Idempotency-Key",
+                        "Idempotency-Key was already used for a different "
+                        "request (job %s)",
+                        existing);
+}
+
+/* A job request as the store keeps it. */
+typedef struct job_req {
+  char dataset_id[64];
+  lsmi_params_t params;
+  const char *key; /* Idempotency-Key, or NULL */
+  char hash[65];   /* of the normalised request */
+} job_req_t;
+
+/* Parses the body and the Idempotency-Key: 0, or why not. */
+static int parse_job(lsmi_req_t *r, job_req_t *q) {
+  if (r->too_big)
+    return lsmi_error_set(&r->err, LSMI_ERR_LIMIT, "body",
+                          "the request body exceeds --max-body (%llu bytes)",
+                          (unsigned long long)r->h->cfg->max_body);
+  int st = lsmi_codec_job_request(r->body, r->len, q->dataset_id,
+                                  sizeof q->dataset_id, &q->params, &r->err);
+  if (st)
+    return st;
+  q->key = lsmi_http_header(r, "Idempotency-Key");
+  if (q->key && (strlen(q->key) == 0 || strlen(q->key) > 200))
+    return lsmi_http_bad_request(r, "Idempotency-Key",
+                                 "Idempotency-Key must have 1 to 200 "
+                                 "characters");
+  request_hash(q->dataset_id, &q->params, q->hash);
+  return LSMI_OK;
+}
+
+/* Stores q as job `id` (queued) in the place reserved for it. *replayed:
+ * the key's earlier job of the same request, in `existing`, stands. */
+static int store_job(lsmi_req_t *r, const job_req_t *q, const char *id,
+                     char existing[64], bool *replayed) {
+  char *params = lsmi_util_json_text(lsmi_codec_params_to_json(&q->params));
+  char *progress = lsmi_util_json_text(lsmi_codec_progress(NULL, &q->params));
+  int st = LSMI_OK;
+  if (params == NULL || progress == NULL) {
+    st = lsmi_error_set(&r->err, LSMI_ERR_NOMEM, NULL, "out of memory");
+    goto out;
+  }
+  lsmi_job_new_t nj = {id,       r->tenant,       q->dataset_id, params,
+                       progress, lsmi_util_now(), q->key,        q->hash};
+  st = lsmi_store_job_create(r->h->store, &nj, existing, replayed);
+  if (st == LSMI_ERR_CONFLICT)
+    st = key_conflict(r, existing);
+  else if (st == LSMI_ERR_NOTFOUND)
+    st = lsmi_error_set(&r->err, LSMI_ERR_INVALID, "dataset_id",
+                        "no dataset '%s'", q->dataset_id);
+  else if (st)
+    st = lsmi_http_store_failed(r, st);
+out:
+  free(params);
+  free(progress);
+  return st;
+}
+
+/* A place in the queue: 0, or a 429 (full) or 503 (shutting down). */
+static int reserve(lsmi_req_t *r) {
+  int st = lsmi_sched_reserve(r->h->sched);
+  if (st == LSMI_ERR_BUSY)
+    return lsmi_error_set(&r->err, st, NULL,
+                          "the job queue is full (%d queued); retry in %d s",
+                          r->h->cfg->queue_size, r->h->cfg->retry_after);
+  if (st)
+    return lsmi_error_set(&r->err, st, NULL, "the daemon is shutting down");
+  return LSMI_OK;
+}
+
+int lsmi_h_jobs_post(lsmi_req_t *r) {
+  job_req_t q;
+  char existing[64] = "", id[64];
+  bool replayed = false;
+  int st = parse_job(r, &q);
+  if (st == LSMI_OK && q.key) { /* a replay needs no place in the queue */
+    st = lsmi_store_idem_check(r->h->store, r->tenant, q.key, q.hash, existing,
+                               &replayed);
+    if (st == LSMI_ERR_CONFLICT)
+      return key_conflict(r, existing);
+    if (st)
+      return lsmi_http_store_failed(r, st);
+    if (replayed)
+      return reply_job(r, existing, true);
+  }
+  if (st == LSMI_OK)
+    st = reserve(r);
+  if (st)
+    return st;
+  st = lsmi_util_random_id("job_", id, sizeof id);
+  if (st)
+    lsmi_error_set(&r->err, st, NULL, "no random bytes for an id");
+  else
+    st = store_job(r, &q, id, existing, &replayed);
+  if (st || replayed) {
+    lsmi_sched_unreserve(r->h->sched);
+    return st ? st : reply_job(r, existing, true);
+  }
+  /* Out of memory here, the job stays queued in the store: it runs after
+   * a restart, and the client has its id either way. */
+  lsmi_sched_submit(r->h->sched, id, r->tenant, q.dataset_id, &q.params);
+  lsmi_util_log("job", json_pack("{s:s, s:s, s:s, s:s}", "job", id, "tenant",
+                                 r->tenant, "dataset", q.dataset_id, "state",
+                                 "queued"));
+  return reply_job(r, id, false);
+}
+
+int lsmi_h_jobs_list(lsmi_req_t *r) {
+  uint64_t offset, limit;
+  int st = lsmi_http_page_args(r, &offset, &limit);
+  if (st)
+    return st;
+  int state = -1;
+  const char *sv = lsmi_http_arg(r, "state");
+  if (sv && *sv && lsmi_job_state_parse(sv, &state))
+    return lsmi_http_bad_request(r, "state",
+                                 "state must be queued, running, succeeded, "
+                                 "failed or cancelled");
+  json_t *page = NULL;
+  int64_t total = 0;
+  st = lsmi_store_job_list(r->h->store, r->tenant, state, (int64_t)offset,
+                           (int64_t)limit, &page, &total);
+  if (st)
+    return lsmi_http_store_failed(r, st);
+  size_t i;
+  json_t *j;
+  json_array_foreach(page, i, j) overlay_progress(r->h, j);
+  return lsmi_http_reply_page(r, "jobs", page, total, offset, limit);
+}
+
+int lsmi_h_job_get(lsmi_req_t *r) {
+  json_t *job = NULL;
+  int st = job_view(r, r->id, &job, NULL);
+  return st ? st : lsmi_http_reply_json(r, 200, job, NULL);
+}
+
+int lsmi_h_job_delete(lsmi_req_t *r) {
+  json_t *job = NULL;
+  int state = -1;
+  int st = job_view(r, r->id, &job, &state);
+  if (st)
+    return st;
+  json_decref(job);
+  if (state != LSMI_JOB_QUEUED && state != LSMI_JOB_RUNNING)
+    return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
+                          "job '%s' has already finished (%s); only queued "
+                          "or running jobs can be cancelled",
+                          r->id, lsmi_job_state_name(state));
+  bool running = false;
+  lsmi_sched_cancel(r->h->sched, r->id, &running); /* NOTFOUND: not here yet */
+  if (!running) {
+    /* Queued (or about to be): the store decides who wins the race. */
+    st = lsmi_store_job_cancel_queued(r->h->store, r->id, lsmi_util_now());
+    if (st == LSMI_OK)
+      lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id, "tenant",
+                                     r->tenant, "state", "cancelled"));
+    else if (st == LSMI_ERR_NOTFOUND) /* it started meanwhile: stop it */
+      lsmi_sched_cancel(r->h->sched, r->id, &running);
+    else
+      return lsmi_http_store_failed(r, st);
+  }
+  return reply_job(r, r->id, false);
+}

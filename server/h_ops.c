@@ -1,0 +1,53 @@
+/*
+ * h_ops.c — the operations endpoints: GET /healthz (the process answers),
+ * /readyz (the store answers, the loop ticks, no shutdown under way),
+ * /metrics (Prometheus text) and /v1/openapi.yaml (the contract the binary
+ * was built against). See handlers.h for how a handler answers.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "handlers.h"
+#include "metrics.h"
+#include "openapi.h"
+
+int lsmi_h_healthz(lsmi_req_t *r) {
+  return lsmi_http_reply_json(r, 200, json_pack("{s:s}", "status", "ok"), NULL);
+}
+
+int lsmi_h_readyz(lsmi_req_t *r) {
+  const lsmi_http_t *h = r->h;
+  bool store = lsmi_store_ping(h->store) == LSMI_OK;
+  bool loop = lsmi_sched_ready(h->sched);
+  bool draining = lsmi_sched_draining(h->sched);
+  bool ready = store && loop && !draining;
+  return lsmi_http_reply_json(
+      r, ready ? 200 : 503,
+      json_pack("{s:b, s:b, s:b, s:i, s:b}", "ready", ready, "store", store,
+                "loop", loop, "workers", h->cfg->workers, "draining", draining),
+      NULL);
+}
+
+int lsmi_h_metrics(lsmi_req_t *r) {
+  const lsmi_http_t *h = r->h;
+  lsmi_metrics_gauges_t g = {0};
+  int queued = 0, running = 0;
+  lsmi_sched_counts(h->sched, &queued, &running);
+  g.queue_depth = queued;
+  g.running = running;
+  g.workers = h->cfg->workers;
+  /* What a failing store cannot count stays 0: a scrape still answers. */
+  lsmi_store_counts(h->store, g.jobs_by_state, &g.datasets);
+  char *text = lsmi_metrics_render(&g);
+  if (text == NULL)
+    return lsmi_error_set(&r->err, LSMI_ERR_NOMEM, NULL, "out of memory");
+  return lsmi_http_reply(r, 200, "text/plain; version=0.0.4; charset=utf-8",
+                         text, strlen(text), false, NULL);
+}
+
+int lsmi_h_openapi(lsmi_req_t *r) {
+  size_t len = 0;
+  const char *text = lsmi_openapi_text(&len);
+  return lsmi_http_reply(r, 200, "application/yaml", (char *)text, len, true,
+                         NULL);
+}
