@@ -49,6 +49,7 @@ measured value and a verdict, and exits 1 if any target measured is missed.
 
     /usr/bin/python3 bench/robust.py --lsmi build/lsmi
     /usr/bin/python3 bench/robust.py --only low,xor --seeds 1,2
+    /usr/bin/python3 bench/robust.py --compare    # how the preset was chosen
 """
 import argparse
 import csv
@@ -409,6 +410,52 @@ def reference_wall(data, work):
     return min(walls)
 
 
+# The candidates the robust preset was chosen from (--compare).
+CANDIDATES = [
+    ('published', {}),
+    ('ensemble 5', dict(ensemble=5)),
+    ('ensemble 5, early stopping', dict(ensemble=5, early_stopping='true')),
+    ('ensemble 5, early stopping, data KNIFE', dict(ensemble=5, early_stopping='true', knife_init='data')),
+    ('ensemble 8, early stopping, data KNIFE (robust)', dict(preset='robust')),
+    ('ensemble 8, early stopping', dict(ensemble=8, early_stopping='true')),
+    ('ensemble 8, early stopping, data KNIFE, 10 components', dict(preset='robust', components=10)),
+    ('ensemble 2, early stopping, data KNIFE, 5 folds', dict(preset='robust', ensemble=2, folds=5)),
+]
+
+
+def compare(work, seeds):
+    """Every candidate on the stability, AUC and accuracy measures."""
+    lows = [work.synth('mixed', 4000, s) for s in seeds[:2]]
+    big = work.synth('mixed', 3750, seeds[0], dim=256)
+    truth, _ = truth_of(big)
+    gbig = regimes(big)
+    print('| candidate | low: min Spearman r, u1, u2, s (2 sets x 2 seed pairs) | low: min AUC r, u1, s '
+          '| d256: largest error of the means | d256: AUC r, u1, s | demo wall |')
+    print('|---|---|---|---|---|---|')
+    demo = work.synth('gaussian', 2000, 1)
+    for name, params in CANDIDATES:
+        rho = {k: [] for k in ('r', 'u1', 'u2', 's')}
+        aucs_low = []
+        for data in lows:
+            g = regimes(data)
+            for s1, s2 in ((101, 202), (303, 404)):
+                a = Fit(work, data, dict(params, seed=s1), 'cmp-a')
+                b = Fit(work, data, dict(params, seed=s2), 'cmp-b')
+                for k in rho:
+                    rho[k].append(spearman(a.val[k], b.val[k]))
+                a_ = aucs(a, g)
+                aucs_low.append(min(v for k, v in a_.items() if k != 'unique2'))
+        fit = Fit(work, big, dict(params, seed=seeds[0]), 'cmp-big')
+        m = fit.means()
+        err = max(abs(m[k] - truth[k]) for k in ('I1', 'I2', 'I12', 'R', 'U1', 'S'))
+        ab = aucs(fit, gbig)
+        wall = min(Fit(work, demo, dict(params, seed=1), 'cmp-demo').wall for _ in range(3))
+        print(f'| {name} | ' + ', '.join(f'{min(v):.3f}' for v in rho.values())
+              + f' | {min(aucs_low):.3f} | {err:.3f} | '
+              + ', '.join(f'{ab[k]:.3f}' for k in ('redundant', 'unique1', 'synergistic'))
+              + f' | {wall:.3f} s |', flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--lsmi', default=os.path.join(os.path.dirname(HERE), 'build', 'lsmi'))
@@ -417,6 +464,8 @@ def main():
     ap.add_argument('--only', default='low,d256,rotated,xor,clip,speed')
     ap.add_argument('--params', default='', help='robust overrides, k=v,k=v (exploration)')
     ap.add_argument('--work', default=None)
+    ap.add_argument('--compare', action='store_true',
+                    help='instead of the targets: the candidates the robust preset was chosen from')
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(',')]
     only = set(a.only.split(','))
@@ -426,6 +475,9 @@ def main():
         robust[k] = v
     with tempfile.TemporaryDirectory(prefix='lsmi-robust-', dir=a.work) as tmp:
         work = Work(a.lsmi, tmp, a.threads)
+        if a.compare:
+            compare(work, seeds)
+            return 0
         table = Table()
         t0 = time.time()
         if 'low' in only:
