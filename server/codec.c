@@ -167,11 +167,61 @@ done:
   return st;
 }
 
+/* A number, or null where JSON has none (a part without rows: NaN). */
+static json_t *num_or_null(double v) {
+  return isfinite(v) ? json_real(v) : json_null();
+}
+
 json_t *lsmi_codec_summary(const lsmi_summary_t *s) {
-  return json_pack("{s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}",
-                   "n", (json_int_t)s->n, "R", s->R, "U1", s->U1, "U2", s->U2,
-                   "S", s->S, "I1", s->I1, "I2", s->I2, "I12", s->I12, "H1",
-                   s->H1, "H2", s->H2, "shift", s->shift);
+  json_t *o = json_pack(
+      "{s:I, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "n",
+      (json_int_t)s->n, "R", num_or_null(s->R), "U1", num_or_null(s->U1), "U2",
+      num_or_null(s->U2), "S", num_or_null(s->S), "I1", num_or_null(s->I1),
+      "I2", num_or_null(s->I2), "I12", num_or_null(s->I12), "H1",
+      num_or_null(s->H1), "H2", num_or_null(s->H2), "shift",
+      num_or_null(s->shift));
+  if (o == NULL || !s->has_ci)
+    return o;
+  json_t *ci = json_object();
+  for (int k = 0; k < LSMI_CI_COUNT; k++)
+    json_object_set_new(ci, lsmi_ci_name(k),
+                        json_pack("[o, o]", num_or_null(s->ci[k][0]),
+                                  num_or_null(s->ci[k][1])));
+  json_object_set_new(o, "ci", ci);
+  return o;
+}
+
+json_t *lsmi_codec_diagnostics(const lsmi_result_t *res) {
+  json_t *o = json_object();
+  for (int m = 0; o && m < LSMI_MODELS; m++) {
+    const lsmi_model_diag_t *d = &res->diag[m];
+    json_t *md = json_object();
+    for (int part = 0; md && part < LSMI_PARTS; part++) {
+      char key[32];
+      snprintf(key, sizeof key, "%s_loss", lsmi_part_name(part));
+      json_object_set_new(md, key, num_or_null(d->loss[part]));
+      if (m >= LSMI_MODEL_KNIFE1)
+        continue;
+      snprintf(key, sizeof key, "%s_acc", lsmi_part_name(part));
+      json_object_set_new(md, key, num_or_null(d->acc[part]));
+    }
+    json_object_set_new(md, "epochs", json_real(d->epochs));
+    json_object_set_new(md, "epochs_min", json_integer(d->epochs_min));
+    json_object_set_new(md, "epochs_max", json_integer(d->epochs_max));
+    json_object_set_new(o, lsmi_model_name(m), md);
+  }
+  return o;
+}
+
+json_t *lsmi_codec_warnings(const lsmi_result_t *res) {
+  json_t *a = json_array();
+  for (int i = 0; a && i < res->nwarnings; i++) {
+    const lsmi_warning_t *w = &res->warnings[i];
+    json_array_append_new(a,
+                          json_pack("{s:s, s:s, s:s}", "code", w->code, "split",
+                                    w->split, "message", w->message));
+  }
+  return a;
 }
 
 json_t *lsmi_codec_progress(const lsmi_progress_t *p,

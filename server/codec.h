@@ -30,11 +30,19 @@ json_t *lsmi_codec_params_to_json(const lsmi_params_t *p);
  * LSMI_ERR_INVALID (422) with err->field set. dataset_id: 64 bytes.
  */
 int lsmi_codec_job_request(const char *body, size_t len, char *dataset_id,
-                           size_t id_size, lsmi_params_t *p,
-                           lsmi_error_t *err);
+                           size_t id_size, lsmi_params_t *p, lsmi_error_t *err);
 
-/* {n, R, U1, U2, S, I1, I2, I12, H1, H2, shift}. New ref. */
+/* {n, R, U1, U2, S, I1, I2, I12, H1, H2, shift} and, with an ensemble,
+ * ci: {R: [lo, hi], ...}. New ref. */
 json_t *lsmi_codec_summary(const lsmi_summary_t *s);
+
+/* {f1: {train_loss, train_acc, holdout_loss, ..., epochs, epochs_min,
+ * epochs_max}, ..., knife2: {...}}: null where a part has no rows. New
+ * ref. */
+json_t *lsmi_codec_diagnostics(const lsmi_result_t *res);
+
+/* [{code, split, message}, ...]. New ref. */
+json_t *lsmi_codec_warnings(const lsmi_result_t *res);
 
 /*
  * The API progress object {phase, epoch, epochs, fraction, ...}: epoch and

@@ -22,9 +22,9 @@ typedef struct opt {
   const char *flag; /* without "--" */
   const char *env;
   opt_kind_t kind;
-  size_t offset;         /* in lsmi_config_t, or SIZE_MAX for limits below */
-  size_t limits_offset;  /* in lsmi_limits_t when offset == SIZE_MAX */
-  const char *def;       /* NULL: the core's lsmi_limits_default value */
+  size_t offset;        /* in lsmi_config_t, or SIZE_MAX for limits below */
+  size_t limits_offset; /* in lsmi_limits_t when offset == SIZE_MAX */
+  const char *def;      /* NULL: the core's lsmi_limits_default value */
   const char *help;
 } opt_t;
 
@@ -55,8 +55,8 @@ static const opt_t opts[] = {
      "largest `limit` of one page of results or of a list"},
     {"retry-after", "LSMI_RETRY_AFTER", OPT_INT, C(retry_after), 0, "5",
      "seconds announced in Retry-After with a 429"},
-    {"shutdown-timeout", "LSMI_SHUTDOWN_TIMEOUT", OPT_INT,
-     C(shutdown_timeout), 0, "30",
+    {"shutdown-timeout", "LSMI_SHUTDOWN_TIMEOUT", OPT_INT, C(shutdown_timeout),
+     0, "30",
      "seconds running jobs get to finish on SIGTERM before they are stopped "
      "and requeued"},
     {"connection-timeout", "LSMI_CONNECTION_TIMEOUT", OPT_INT,
@@ -156,11 +156,10 @@ static int apply(lsmi_config_t *cfg, const opt_t *o, const char *val,
   case OPT_SIZE:
   case OPT_U64:
     if (parse_u64(val, o->kind == OPT_SIZE, &u))
-      return lsmi_error_set(err, LSMI_ERR_INVALID, o->flag,
-                            "%s: --%s wants a %s, got '%s'", source, o->flag,
-                            o->kind == OPT_SIZE ? "size such as 64K or 1G"
-                                                : "whole number",
-                            val);
+      return lsmi_error_set(
+          err, LSMI_ERR_INVALID, o->flag, "%s: --%s wants a %s, got '%s'",
+          source, o->flag,
+          o->kind == OPT_SIZE ? "size such as 64K or 1G" : "whole number", val);
     *(uint64_t *)p = u;
     return 0;
   case OPT_DOUBLE: {
@@ -297,8 +296,9 @@ void lsmi_config_help(FILE *out) {
                                                o->limits_offset));
     else
       snprintf(def, sizeof def, "%llu",
-               (unsigned long long)*(const uint64_t *)(const void *)(
-                   (const char *)&lim + o->limits_offset));
+               (unsigned long long)*(
+                   const uint64_t *)(const void *)((const char *)&lim +
+                                                   o->limits_offset));
     char flag[40];
     snprintf(flag, sizeof flag, "--%s", o->flag);
     fprintf(out, "  %-24s %-26s %s\n      %s\n", flag, o->env, def, o->help);

@@ -23,7 +23,7 @@ typedef struct lsmi_token {
 } lsmi_token_t;
 
 typedef struct lsmi_config {
-  char *listen;   /* "host:port" */
+  char *listen; /* "host:port" */
   char *data_dir;
   int workers;      /* jobs running at once */
   int queue_size;   /* queued (not running) jobs accepted at most */
@@ -36,8 +36,9 @@ typedef struct lsmi_config {
   int retry_after;
   int shutdown_timeout;
   int connection_timeout;
-  bool quiet;             /* no per-request log lines */
-  lsmi_limits_t limits;   /* dataset reader limits (max_file_bytes = max_upload) */
+  bool quiet; /* no per-request log lines */
+  lsmi_limits_t
+      limits; /* dataset reader limits (max_file_bytes = max_upload) */
 
   /* Derived by lsmi_config_load_tokens: */
   lsmi_token_t *tokens;

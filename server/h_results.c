@@ -28,8 +28,10 @@ static int page_query(lsmi_req_t *r, lsmi_respage_t *q) {
                               lsmi_http_arg(r, "order"), &q->sort, &q->desc))
     return lsmi_http_bad_request(r, "sort",
                                  "sort must be one of index, y, r, u1, u2, "
-                                 "s, i1, i2, i12, h1, h2 (a leading '-' "
-                                 "sorts descending) and order asc or desc");
+                                 "s, i1, i2, i12, h1, h2 (with an ensemble "
+                                 "also r_sd, u1_sd, u2_sd, s_sd; a leading "
+                                 "'-' sorts descending) and order asc or "
+                                 "desc");
   if (lsmi_resfile_parse_format(lsmi_http_arg(r, "format"), &q->format))
     return lsmi_http_bad_request(r, "format",
                                  "format must be json, csv or ndjson");
@@ -66,6 +68,14 @@ int lsmi_h_results_get(lsmi_req_t *r) {
   st = lsmi_resfile_read(r->h->cfg->data_dir, r->id, q.split, &rows, &err);
   if (st) /* a succeeded job's file the server cannot read: its fault */
     return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL, "%s", err.message);
+  if (!lsmi_resfile_has_col(&rows, q.sort)) {
+    lsmi_resfile_rows_free(&rows);
+    return lsmi_http_bad_request(r, "sort",
+                                 "this job has no %s column: the spread "
+                                 "columns come with an ensemble (params."
+                                 "ensemble >= 2)",
+                                 lsmi_resfile_col_name(q.sort));
+  }
   size_t len = 0;
   const char *ctype = NULL;
   char *body = lsmi_resfile_render(&rows, &q, &len, &ctype);

@@ -18,47 +18,48 @@
 #include "resfile.h"
 #include "util.h"
 
-static const char magic[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '1'};
+static const char magic1[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '1'};
+static const char magic[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '2'};
 static const char *col_names[LSMI_COL_COUNT] = {
-    "index", "y", "r", "u1", "u2", "s", "i1", "i2", "i12", "h1", "h2"};
+    "index", "y",  "r",  "u1",   "u2",    "s",     "i1",  "i2",
+    "i12",   "h1", "h2", "r_sd", "u1_sd", "u2_sd", "s_sd"};
+
+enum { N_PARTS = 9, N_SD = 4, N_MAX = N_PARTS + N_SD };
 
 const char *lsmi_resfile_col_name(lsmi_rescol_t col) {
   return (col >= 0 && col < LSMI_COL_COUNT) ? col_names[col] : "?";
 }
 
-/* The nine float64 columns of rows, in file order. */
-static double **dcols(lsmi_rows_t *r, double *out[9]) {
-  out[0] = r->r;
-  out[1] = r->u1;
-  out[2] = r->u2;
-  out[3] = r->s;
-  out[4] = r->i1;
-  out[5] = r->i2;
-  out[6] = r->i12;
-  out[7] = r->h1;
-  out[8] = r->h2;
-  return out;
+/* Where the float64 columns of rows are, in file order. */
+static void dcols(lsmi_rows_t *r, double **out[N_MAX]) {
+  double **all[N_MAX] = {&r->r,     &r->u1,    &r->u2,  &r->s,  &r->i1,
+                         &r->i2,    &r->i12,   &r->h1,  &r->h2, &r->r_sd,
+                         &r->u1_sd, &r->u2_sd, &r->s_sd};
+  memcpy(out, all, sizeof all);
 }
+
+/* 9 columns, or 13 with an ensemble's spread. */
+static int ncols(const lsmi_rows_t *r) { return r->r_sd ? N_MAX : N_PARTS; }
 
 static size_t y_bytes(size_t n) { return (n * 4 + 7) & ~(size_t)7; }
 
 /* The columns of rows, in file order, to the temp file of d. */
 static int write_columns(lsmi_durable_t *d, const lsmi_rows_t *rows) {
   static const char zero[8] = {0};
-  uint64_t n = rows->n;
+  uint64_t head[2] = {rows->n, (uint64_t)ncols(rows)};
   size_t yb = y_bytes(rows->n);
   int rc = lsmi_durable_write(d, magic, sizeof magic);
   if (rc == 0)
-    rc = lsmi_durable_write(d, &n, sizeof n);
+    rc = lsmi_durable_write(d, head, sizeof head);
   if (rc || rows->n == 0)
     return rc;
   rc = lsmi_durable_write(d, rows->y, rows->n * 4);
   if (rc == 0 && yb > rows->n * 4)
     rc = lsmi_durable_write(d, zero, yb - rows->n * 4);
-  double *c[9];
+  double **c[N_MAX];
   dcols((lsmi_rows_t *)rows, c);
-  for (int k = 0; k < 9 && rc == 0; k++)
-    rc = lsmi_durable_write(d, c[k], rows->n * sizeof(double));
+  for (int k = 0; k < ncols(rows) && rc == 0; k++)
+    rc = lsmi_durable_write(d, *c[k], rows->n * sizeof(double));
   return rc;
 }
 
@@ -98,22 +99,33 @@ int lsmi_resfile_read(const char *data_dir, const char *job_id,
     return lsmi_error_set(err, LSMI_ERR_IO, "results", "no result file %s",
                           path);
   struct stat sb;
-  char head[16];
+  char head[24];
   int st = LSMI_OK;
-  if (fstat(fd, &sb) || read(fd, head, 16) != 16 || memcmp(head, magic, 8)) {
+  /* Version 2 has a column count after n; version 1 always 9 columns. */
+  bool v1 = false;
+  uint64_t n = 0, nc = N_PARTS;
+  size_t hlen = 24;
+  if (fstat(fd, &sb) || read(fd, head, 16) != 16 ||
+      (memcmp(head, magic, 8) && memcmp(head, magic1, 8))) {
     st = lsmi_error_set(err, LSMI_ERR_FORMAT, "results",
                         "result file %s is damaged", path);
     goto out;
   }
-  uint64_t n;
+  v1 = memcmp(head, magic1, 8) == 0;
   memcpy(&n, head + 8, 8);
-  if (n > (uint64_t)SIZE_MAX / 128 ||
-      (uint64_t)sb.st_size != 16 + y_bytes((size_t)n) + 72 * n) {
+  if (v1)
+    hlen = 16;
+  else if (read(fd, head + 16, 8) == 8)
+    memcpy(&nc, head + 16, 8);
+  else
+    nc = 0;
+  if ((nc != N_PARTS && nc != N_MAX) || n > (uint64_t)SIZE_MAX / 128 ||
+      (uint64_t)sb.st_size != hlen + y_bytes((size_t)n) + 8 * nc * n) {
     st = lsmi_error_set(err, LSMI_ERR_FORMAT, "results",
                         "result file %s has the wrong size", path);
     goto out;
   }
-  size_t body = (size_t)sb.st_size - 16;
+  size_t body = (size_t)sb.st_size - hlen;
   char *block = malloc(body ? body : 1);
   if (block == NULL) {
     st = lsmi_error_set(err, LSMI_ERR_NOMEM, "results", "out of memory");
@@ -135,9 +147,9 @@ int lsmi_resfile_read(const char *data_dir, const char *job_id,
   rows->n = (size_t)n;
   rows->y = (int32_t *)(void *)block;
   double *d = (double *)(void *)(block + y_bytes(rows->n));
-  double **c[9] = {&rows->r,  &rows->u1,  &rows->u2, &rows->s, &rows->i1,
-                   &rows->i2, &rows->i12, &rows->h1, &rows->h2};
-  for (int k = 0; k < 9; k++)
+  double **c[N_MAX];
+  dcols(rows, c);
+  for (int k = 0; k < (int)nc; k++)
     *c[k] = d + (size_t)k * rows->n;
 out:
   close(fd);
@@ -220,9 +232,22 @@ static double value(const lsmi_rows_t *r, lsmi_rescol_t c, size_t i) {
     return r->h1[i];
   case LSMI_COL_H2:
     return r->h2[i];
+  case LSMI_COL_R_SD:
+    return r->r_sd[i];
+  case LSMI_COL_U1_SD:
+    return r->u1_sd[i];
+  case LSMI_COL_U2_SD:
+    return r->u2_sd[i];
+  case LSMI_COL_S_SD:
+    return r->s_sd[i];
   default:
     return 0.0;
   }
+}
+
+bool lsmi_resfile_has_col(const lsmi_rows_t *rows, lsmi_rescol_t col) {
+  return col >= 0 && col < LSMI_COL_COUNT &&
+         (col < LSMI_COL_R_SD || rows->r_sd != NULL);
 }
 
 /* Orders by the column (NaN last either way), ties by index ascending. */
@@ -261,7 +286,8 @@ static void put_row(lsmi_strbuf_t *b, const lsmi_rows_t *r, size_t i,
   else
     lsmi_strbuf_printf(b, "%zu,%s,%d", i, split, (int)r->y[i]);
   for (int k = LSMI_COL_R; k < LSMI_COL_COUNT; k++)
-    put_num(b, col_names[k], value(r, (lsmi_rescol_t)k, i), json);
+    if (lsmi_resfile_has_col(r, (lsmi_rescol_t)k))
+      put_num(b, col_names[k], value(r, (lsmi_rescol_t)k, i), json);
   lsmi_strbuf_printf(b, json ? "}" : "\n");
 }
 
@@ -299,7 +325,8 @@ char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
     break;
   case LSMI_RES_CSV:
     *content_type = "text/csv; charset=utf-8";
-    lsmi_strbuf_printf(&b, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n");
+    lsmi_strbuf_printf(&b, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2%s\n",
+                       rows->r_sd ? ",r_sd,u1_sd,u2_sd,s_sd" : "");
     break;
   case LSMI_RES_NDJSON:
     *content_type = "application/x-ndjson";

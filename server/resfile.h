@@ -3,8 +3,11 @@
  * CSV or NDJSON.
  *
  * One file per job and split, results/<job>.<split>, holding the columns of
- * an lsmi_rows_t: magic "LSMIRES1", n (u64 LE), y (int32 × n, padded to 8
- * bytes), then r, u1, u2, s, i1, i2, i12, h1, h2 (float64 × n each). It is
+ * an lsmi_rows_t: magic "LSMIRES2", n (u64 LE), the number of float64
+ * columns (u64 LE: 9, or 13 with an ensemble's spread), y (int32 × n,
+ * padded to 8 bytes), then r, u1, u2, s, i1, i2, i12, h1, h2 and with an
+ * ensemble r_sd, u1_sd, u2_sd, s_sd (float64 × n each). Files of the first
+ * version ("LSMIRES1", no column count, always 9) are still read. It is
  * written through common/durable.h with tmp/ as the temp directory (temp
  * name, fsync, rename into results/, fsync of results/), so a crash leaves
  * either the whole file or none, and at worst a temp file that the next
@@ -32,6 +35,10 @@ typedef enum lsmi_rescol {
   LSMI_COL_I12,
   LSMI_COL_H1,
   LSMI_COL_H2,
+  LSMI_COL_R_SD, /* the sd columns: ensembles only */
+  LSMI_COL_U1_SD,
+  LSMI_COL_U2_SD,
+  LSMI_COL_S_SD,
   LSMI_COL_COUNT
 } lsmi_rescol_t;
 
@@ -78,10 +85,14 @@ typedef struct lsmi_respage {
   lsmi_resformat_t format;
 } lsmi_respage_t;
 
+/* Whether rows has column col (the sd columns only with an ensemble). */
+bool lsmi_resfile_has_col(const lsmi_rows_t *rows, lsmi_rescol_t col);
+
 /*
  * Renders one page: rows ordered by the sort column (ties by index, so
- * pages are stable), then [offset, offset+limit). Returns a malloc'd body
- * (taken by the caller) and its length and content type; NULL on no memory.
+ * pages are stable), then [offset, offset+limit). Every column rows has is
+ * in each row. Returns a malloc'd body (taken by the caller) and its length
+ * and content type; NULL on no memory.
  */
 char *lsmi_resfile_render(const lsmi_rows_t *rows, const lsmi_respage_t *q,
                           size_t *len, const char **content_type);

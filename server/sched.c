@@ -33,8 +33,8 @@ typedef struct job {
   lsmi_sched_t *owner;
   char id[64], tenant[64], dataset_id[64];
   lsmi_params_t params;
-  double ds_val_fraction; /* the dataset's upload-time split fraction */
-  atomic_int cancel;      /* CANCEL_*: the fit polls it every batch */
+  double ds_val_fraction;   /* the dataset's upload-time split fraction */
+  atomic_int cancel;        /* CANCEL_*: the fit polls it every batch */
   lsmi_progress_t progress; /* written by fit threads under sched.mu */
   bool has_progress;
   uv_work_t work;
@@ -293,8 +293,8 @@ static void work(uv_work_t *req) {
   }
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/datasets/%s", cfg->data_dir, j->dataset_id);
-  double vf = j->params.val_fraction > 0 ? j->params.val_fraction
-                                         : j->ds_val_fraction;
+  double vf =
+      j->params.val_fraction > 0 ? j->params.val_fraction : j->ds_val_fraction;
   j->status = lsmi_dataset_read(path, &cfg->limits, vf, j->params.seed, &ds,
                                 NULL, &j->err);
   if (j->status)
@@ -311,11 +311,11 @@ static void work(uv_work_t *req) {
   j->status = lsmi_fit(ds, &p, &hooks, &j->res, &j->err);
   if (j->status)
     goto out;
-  j->status = lsmi_resfile_write(cfg->data_dir, j->id, "train",
-                                 &j->res->train, &j->err);
+  j->status = lsmi_resfile_write(cfg->data_dir, j->id, "train", &j->res->train,
+                                 &j->err);
   if (j->status == LSMI_OK)
-    j->status = lsmi_resfile_write(cfg->data_dir, j->id, "val", &j->res->val,
-                                   &j->err);
+    j->status =
+        lsmi_resfile_write(cfg->data_dir, j->id, "val", &j->res->val, &j->err);
 out:
   lsmi_dataset_destroy(ds);
   j->t_end = lsmi_util_mono();
@@ -357,6 +357,10 @@ static void succeeded(const job_t *j, double secs, outcome_t *o) {
   json_t *sum = json_object();
   json_object_set_new(sum, "train", lsmi_codec_summary(&res->train_summary));
   json_object_set_new(sum, "val", lsmi_codec_summary(&res->val_summary));
+  json_object_set_new(sum, "ensemble", json_integer(res->ensemble));
+  json_object_set_new(sum, "folds", json_integer(res->folds));
+  json_object_set_new(sum, "diagnostics", lsmi_codec_diagnostics(res));
+  json_object_set_new(sum, "warnings", lsmi_codec_warnings(res));
   o->summary = lsmi_util_json_text(sum);
   o->timings = lsmi_util_json_text(
       json_pack("{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
@@ -600,9 +604,8 @@ static void load_queued(void *ctx, const lsmi_job_row_t *row) {
   int st = lsmi_codec_params_from_json(pj, &p, &err);
   json_decref(pj);
   if (st) { /* stored by an older binary with other ranges: run defaults? no */
-    lsmi_util_log("job_skipped",
-                  json_pack("{s:s, s:s}", "job", row->id, "detail",
-                            err.message));
+    lsmi_util_log("job_skipped", json_pack("{s:s, s:s}", "job", row->id,
+                                           "detail", err.message));
     return;
   }
   job_t *j = job_new(s, row->id, row->tenant, row->dataset_id, &p);

@@ -27,7 +27,7 @@ static const char *state_names[LSMI_JOB_STATES] = {
 
 const char *lsmi_job_state_name(int state) {
   return (state >= 0 && state < LSMI_JOB_STATES) ? state_names[state]
-                                                  : "unknown";
+                                                 : "unknown";
 }
 
 int lsmi_job_state_parse(const char *name, int *state) {
@@ -68,10 +68,9 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
   if (s == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   pthread_mutex_init(&s->mu, NULL);
-  int rc = sqlite3_open_v2(path, &s->db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-                               SQLITE_OPEN_FULLMUTEX,
-                           NULL);
+  int rc = sqlite3_open_v2(
+      path, &s->db,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
   if (rc != SQLITE_OK)
     goto fail;
   sqlite3_busy_timeout(s->db, 5000);
@@ -106,9 +105,8 @@ void lsmi_store_close(lsmi_store_t *s) {
 static sqlite3_stmt *prep(lsmi_store_t *s, const char *sql) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK) {
-    lsmi_util_log("store_error",
-                  json_pack("{s:s, s:s}", "sql", sql, "error",
-                            sqlite3_errmsg(s->db)));
+    lsmi_util_log("store_error", json_pack("{s:s, s:s}", "sql", sql, "error",
+                                           sqlite3_errmsg(s->db)));
     return NULL;
   }
   return st;
@@ -140,8 +138,8 @@ static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col) {
   snprintf(dst, size, "%s", t);
 }
 
-#define DS_COLS                                                               \
-  "id, tenant, name, format, sha256, bytes, classes, n_train, n_val, d1, "   \
+#define DS_COLS                                                                \
+  "id, tenant, name, format, sha256, bytes, classes, n_train, n_val, d1, "     \
   "d2, val_fraction, created_at"
 
 static void read_dataset(sqlite3_stmt *st, lsmi_dataset_rec_t *r) {
@@ -186,8 +184,8 @@ static int dataset_query(lsmi_store_t *s, const char *sql, const char *a,
   return out;
 }
 
-int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant,
-                           const char *id, lsmi_dataset_rec_t *rec) {
+int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant, const char *id,
+                           lsmi_dataset_rec_t *rec) {
   pthread_mutex_lock(&s->mu);
   int rc = dataset_query(s,
                          "SELECT " DS_COLS " FROM datasets WHERE id = ?1 AND "
@@ -250,8 +248,8 @@ done:
 
 /* Runs a statement with up to three text binds; 0 or LSMI_ERR_IO. *changes
  * (may be NULL) gets the number of rows changed. Called under store.mu. */
-static int exec3(lsmi_store_t *s, const char *sql, const char *a,
-                 const char *b, const char *c, int *changes) {
+static int exec3(lsmi_store_t *s, const char *sql, const char *a, const char *b,
+                 const char *c, int *changes) {
   sqlite3_stmt *st = prep(s, sql);
   if (st == NULL)
     return LSMI_ERR_IO;
@@ -339,20 +337,19 @@ static int page_done(int out, json_t **page) {
 json_t *lsmi_store_dataset_json(const lsmi_dataset_rec_t *r) {
   char created[40];
   lsmi_util_iso8601(r->created_at, created, sizeof created);
-  return json_pack(
-      "{s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:{s:{s:I, s:I, s:I}, "
-      "s:{s:I, s:I, s:I}}, s:s}",
-      "id", r->id, "name", r->name, "format", r->format, "sha256", r->sha256,
-      "bytes", (json_int_t)r->bytes, "classes", r->classes, "val_fraction",
-      r->val_fraction, "splits", "train", "n", (json_int_t)r->n_train, "d1",
-      (json_int_t)r->d1, "d2", (json_int_t)r->d2, "val", "n",
-      (json_int_t)r->n_val, "d1", (json_int_t)r->d1, "d2", (json_int_t)r->d2,
-      "created_at", created);
+  return json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:{s:{s:I, s:I, s:I}, "
+                   "s:{s:I, s:I, s:I}}, s:s}",
+                   "id", r->id, "name", r->name, "format", r->format, "sha256",
+                   r->sha256, "bytes", (json_int_t)r->bytes, "classes",
+                   r->classes, "val_fraction", r->val_fraction, "splits",
+                   "train", "n", (json_int_t)r->n_train, "d1",
+                   (json_int_t)r->d1, "d2", (json_int_t)r->d2, "val", "n",
+                   (json_int_t)r->n_val, "d1", (json_int_t)r->d1, "d2",
+                   (json_int_t)r->d2, "created_at", created);
 }
 
-int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
-                            int64_t offset, int64_t limit, json_t **page,
-                            int64_t *total) {
+int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant, int64_t offset,
+                            int64_t limit, json_t **page, int64_t *total) {
   *page = json_array();
   if (*page == NULL)
     return LSMI_ERR_NOMEM;
@@ -492,8 +489,8 @@ static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
     sqlite3_bind_null(st, i);
 }
 
-#define JOB_COLS                                                              \
-  "id, dataset_id, state, params, progress, created_at, started_at, "        \
+#define JOB_COLS                                                               \
+  "id, dataset_id, state, params, progress, created_at, started_at, "          \
   "finished_at, error, summary, timings, attempts"
 
 /* A stored JSON text column as a value (null when NULL or unparsable). */
@@ -520,8 +517,8 @@ static json_t *read_job(sqlite3_stmt *st, int *state) {
   text(&stname, st, 2);
   if (state && lsmi_job_state_parse(stname, state))
     *state = -1; /* written by no version of this daemon */
-  json_t *o = json_pack("{s:s, s:s, s:s}", "id", id, "dataset_id", ds,
-                        "state", stname);
+  json_t *o =
+      json_pack("{s:s, s:s, s:s}", "id", id, "dataset_id", ds, "state", stname);
   if (o == NULL)
     return NULL;
   json_object_set_new(o, "params", json_col(st, 3));
@@ -595,8 +592,7 @@ int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
 int lsmi_store_job_recover(lsmi_store_t *s, int *count) {
   pthread_mutex_lock(&s->mu);
   int changes = 0;
-  int out = exec3(s,
-                  "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
+  int out = exec3(s, "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
                   NULL, NULL, NULL, &changes);
   pthread_mutex_unlock(&s->mu);
   if (count)

@@ -71,8 +71,8 @@ int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *rec,
                               lsmi_dataset_rec_t *existing, bool *existed);
 /* The dataset id of tenant (NULL: any tenant, for the loop thread) into
  * *rec: 0, LSMI_ERR_NOTFOUND or LSMI_ERR_IO. */
-int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant,
-                           const char *id, lsmi_dataset_rec_t *rec);
+int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant, const char *id,
+                           lsmi_dataset_rec_t *rec);
 /* The tenant's dataset of these bytes: as lsmi_store_dataset_get. */
 int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
                                 const char *sha256, lsmi_dataset_rec_t *rec);
@@ -82,9 +82,8 @@ int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id);
 /* A page of the tenant's datasets, newest first (*page: a new array, taken
  * by the caller; NULL on failure): 0, LSMI_ERR_NOMEM or LSMI_ERR_IO. */
-int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant,
-                            int64_t offset, int64_t limit, json_t **page,
-                            int64_t *total);
+int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant, int64_t offset,
+                            int64_t limit, json_t **page, int64_t *total);
 /* The API object of a dataset. New ref. */
 json_t *lsmi_store_dataset_json(const lsmi_dataset_rec_t *rec);
 

@@ -177,6 +177,54 @@ def test_happy_path():
         assert d.stop() == 0
 
 
+def test_ensemble_job():
+    """The options beyond the recipe as job params: a robust-style job
+    reports intervals, diagnostics and warnings, and its rows carry the
+    members' spread, sortable; a one-member job has no spread to sort by."""
+    with Daemon() as d:
+        ds = upload_ok(d)
+        params = dict(FAST, preset="robust", ensemble=3, threads=2)
+        r = d.submit(ds["id"], params)
+        assert r.status == 202, r.body
+        job = r.json()
+        p = job["params"]
+        # The preset applies first; the explicit ensemble wins over its 8.
+        assert p["preset"] == "robust" and p["ensemble"] == 3
+        assert p["early_stopping"] is True and p["knife_init"] == "data"
+        job = d.wait_job(job["id"])
+        assert job["state"] == "succeeded", job
+        summ = job["summary"]
+        assert summ["ensemble"] == 3 and summ["folds"] == 0
+        for split in ("train", "val"):
+            s = summ[split]
+            for k in ("R", "U1", "U2", "S", "I1", "I2", "I12"):
+                lo, hi = s["ci"][k]
+                assert lo <= s[k] + 1e-9 and s[k] <= hi + 1e-9, (k, s)
+        diag = summ["diagnostics"]
+        assert set(diag) == {"f1", "f2", "f12", "knife1", "knife2"}
+        assert diag["f12"]["holdout_loss"] is not None
+        assert diag["f12"]["oof_loss"] is None
+        assert "val_acc" in diag["f1"] and "val_acc" not in diag["knife1"]
+        assert isinstance(summ["warnings"], list)
+        base = "/v1/jobs/%s/results" % job["id"]
+        page = d.request("GET", base + "?sort=-s_sd&limit=80").json()
+        sd = [row["s_sd"] for row in page["rows"]]
+        assert len(sd) == 80 and sd == sorted(sd, reverse=True)
+        assert all(v >= 0 for v in sd)
+        c = d.request("GET", base + "?format=csv&limit=1")
+        assert c.body.decode().splitlines()[0].endswith(",r_sd,u1_sd,u2_sd,s_sd")
+        # A one-member job: no spread column to sort by.
+        one = d.wait_job(d.submit(ds["id"], FAST).json()["id"])
+        assert "ci" not in one["summary"]["val"]
+        r = d.request("GET", "/v1/jobs/%s/results?sort=r_sd" % one["id"])
+        assert_problem(r, 400, "sort")
+        # A bad enum names the parameter.
+        r = d.submit(ds["id"], dict(FAST, preset="fastest"))
+        assert_problem(r, 422, "params.preset")
+        r = d.submit(ds["id"], dict(FAST, folds=1))
+        assert_problem(r, 422, "params.folds")
+
+
 def test_errors():
     with Daemon(args=["--max-upload", "64K", "--max-body", "2K"]) as d:
         ds = upload_ok(d)

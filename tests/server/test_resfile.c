@@ -96,6 +96,70 @@ static void test_round_trip(void **state) {
                    LSMI_ERR_IO);
 }
 
+/* An ensemble's spread travels as four more columns, sortable; a file of
+ * the first version (no column count, nine columns) still reads. */
+static void test_spread_columns_and_version_1(void **state) {
+  (void)state;
+  static double sd[4][N];
+  lsmi_rows_t r = make_rows(), back;
+  for (int k = 0; k < 4; k++)
+    for (int i = 0; i < N; i++)
+      sd[k][i] = 0.01 * (k + 1) + 0.001 * i;
+  r.r_sd = sd[0];
+  r.u1_sd = sd[1];
+  r.u2_sd = sd[2];
+  r.s_sd = sd[3];
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_resfile_write(dir, "job_e", "val", &r, &err), 0);
+  assert_int_equal(lsmi_resfile_read(dir, "job_e", "val", &back, &err), 0);
+  assert_memory_equal(back.s_sd, sd[3], sizeof sd[3]);
+  assert_memory_equal(back.h2, cols[8], sizeof cols[8]);
+  assert_true(lsmi_resfile_has_col(&back, LSMI_COL_U2_SD));
+  lsmi_respage_t q = {.split = "val", .limit = 2, .format = LSMI_RES_CSV};
+  assert_int_equal(lsmi_resfile_parse_sort("-s_sd", NULL, &q.sort, &q.desc), 0);
+  size_t len;
+  const char *ctype;
+  char *body = lsmi_resfile_render(&back, &q, &len, &ctype);
+  assert_non_null(body);
+  /* the largest s_sd is the last row's */
+  const char *want = "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2,r_sd,u1_sd,"
+                     "u2_sd,s_sd\n6,val,";
+  assert_true(strncmp(body, want, strlen(want)) == 0);
+  free(body);
+  lsmi_resfile_rows_free(&back);
+
+  /* Version 1, as the daemon wrote it before ensembles. */
+  char p[160];
+  snprintf(p, sizeof p, "%s/results/job_v1.val", dir);
+  FILE *f = fopen(p, "wb");
+  assert_non_null(f);
+  uint64_t n = N;
+  fwrite("LSMIRES1", 1, 8, f);
+  fwrite(&n, 8, 1, f);
+  fwrite(y, 4, N, f);
+  static const char pad[4] = {0};
+  fwrite(pad, 1, (N * 4 + 7) / 8 * 8 - N * 4, f);
+  for (int k = 0; k < 9; k++)
+    fwrite(cols[k], 8, N, f);
+  fclose(f);
+  assert_int_equal(lsmi_resfile_read(dir, "job_v1", "val", &back, &err), 0);
+  assert_int_equal(back.n, N);
+  assert_memory_equal(back.i12, cols[6], sizeof cols[6]);
+  assert_null(back.r_sd);
+  assert_false(lsmi_resfile_has_col(&back, LSMI_COL_R_SD));
+  lsmi_resfile_rows_free(&back);
+  /* A column count that is neither 9 nor 13 is damage. */
+  snprintf(p, sizeof p, "%s/results/job_e.val", dir);
+  f = fopen(p, "r+b");
+  assert_non_null(f);
+  uint64_t bad = 11;
+  fseek(f, 16, SEEK_SET);
+  fwrite(&bad, 8, 1, f);
+  fclose(f);
+  assert_int_equal(lsmi_resfile_read(dir, "job_e", "val", &back, &err),
+                   LSMI_ERR_FORMAT);
+}
+
 static void test_damaged(void **state) {
   (void)state;
   lsmi_rows_t r = make_rows(), back;
@@ -245,6 +309,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_damaged),
+      cmocka_unit_test(test_spread_columns_and_version_1),
       cmocka_unit_test(test_write_fails_cleanly),
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_parse),
