@@ -59,6 +59,7 @@
 #include "adam.h"
 #include "knife.h"
 #include "lsmi.h"
+#include "member.h"
 #include "mlp.h"
 #include "rng.h"
 #include "split.h"
@@ -77,8 +78,7 @@ enum {
 enum {
   STREAM_HOLDOUT = 20, /* + fold: the early-stopping part of a set */
   STREAM_FOLDS = 40,   /* a member's folds */
-  STREAM_KNIFE_DATA = 41,
-  STREAM_BOOTSTRAP = 42 /* + split */
+  STREAM_KNIFE_DATA = 41 /* + model: 44, 45; 42, 43 are combine.c's */
 };
 
 /* A train row, as one set sees it. */
@@ -156,18 +156,20 @@ typedef struct task {
   int status;
 } task_t;
 
-/* One ensemble member: its folds and its decomposed rows. */
+/* One ensemble member being trained: its seed, its folds, and what it
+ * hands on (member.h): the parts its models give every row, and what each
+ * of its sets scored. */
 typedef struct member {
   uint64_t seed;
   unsigned char *fold_of; /* (n_train) with cross-fitting, else NULL */
-  lsmi_rows_t rows[2];    /* train, val: the result's own with one member */
-  lsmi_summary_t sum[2];
+  lsmi_member_t *out;
 } member_t;
 
 struct fit {
   const lsmi_dataset_t *ds;
   const lsmi_params_t *p;
   const lsmi_fit_hooks_t *hooks;
+  int member_first; /* members member_first .. + nmembers - 1 of params */
   int nmembers, nsets, ntasks, nfolds;
   member_t *members;
   set_t *sets;
@@ -177,7 +179,6 @@ struct fit {
   pthread_mutex_t sched; /* training: who holds which task, sets started */
   atomic_int stop;       /* set on failure or cancel: every task stops */
   bool evaluating;       /* which pass the pool runs */
-  const double *log_prior;
   /* Guarded by lock: per-task completed epochs and progress reporting. */
   pthread_mutex_t lock;
   int *done_epochs; /* (ntasks) */
@@ -298,10 +299,17 @@ static void epoch_done(fit_t *f, task_t *t, int epoch) {
 /* Members, sets and their rows                                             */
 /* ------------------------------------------------------------------------ */
 
-/* The folds of member m (cross-fitting only). */
+/* Member e of this fit (e + member_first of the params): its columns, and
+ * its folds with cross-fitting. */
 static int member_setup(fit_t *f, member_t *m, int e, lsmi_error_t *err) {
   const lsmi_split_t *tr = &f->ds->train;
-  m->seed = f->p->seed + (uint64_t)e;
+  int index = f->member_first + e;
+  m->seed = f->p->seed + (uint64_t)index;
+  m->out = lsmi__member_create(index, f->nfolds ? f->nfolds : 1, tr->n,
+                               f->ds->val.n);
+  if (m->out == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
+                          "could not allocate the members' columns");
   if (f->nfolds == 0)
     return LSMI_OK;
   m->fold_of = malloc(tr->n ? tr->n : 1);
@@ -767,18 +775,6 @@ static void task_train_epoch(fit_t *f, task_t *t) {
 /* Evaluation                                                               */
 /* ------------------------------------------------------------------------ */
 
-/* Where the values of model `id` of member m go: its train column (every
- * train row, or with cross-fitting the rows of the set's fold) and its val
- * column (the member's own, or with cross-fitting the set's, averaged over
- * the folds afterwards). */
-static double *member_col(lsmi_rows_t *r, int id) {
-  return id == MLP1     ? r->i1
-         : id == MLP2   ? r->i2
-         : id == MLP12  ? r->i12
-         : id == KNIFE1 ? r->h1
-                        : r->h2;
-}
-
 /* Writes this model's column (i or h) of both splits and scores its losses
  * on each part of the rows. */
 static void task_eval(fit_t *f, task_t *t) {
@@ -807,8 +803,12 @@ static void task_eval(fit_t *f, task_t *t) {
   unsigned char hit[EVAL_BLOCK];
   for (int sp = 0; sp < 2 && t->status == LSMI_OK; sp++) {
     const lsmi_split_t *split = splits[sp];
-    double *out = sp == 1 && s->val_out ? s->val_out + (size_t)t->id * split->n
-                                        : member_col(&m->rows[sp], t->id);
+    /* The member's column (every train row, or with cross-fitting the
+     * rows of the set's fold), or with cross-fitting the set's own val
+     * column, averaged over the folds afterwards. */
+    double *out = sp == 1 && s->val_out
+                      ? s->val_out + (size_t)t->id * split->n
+                      : lsmi__rows_part(&m->out->rows[sp], t->id);
     /* Without cross-fitting every train row's value is this set's, written
      * in place; with it, only the rows of the set's fold are. */
     bool all = sp == 1 || f->nfolds == 0;
@@ -969,355 +969,6 @@ static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Results                                                                  */
-/* ------------------------------------------------------------------------ */
-
-/* The double columns of rows (the four sd ones last), so that allocation
- * and release list them once. */
-enum { N_COLUMNS = 9, N_SD = 4 };
-static void rows_columns(lsmi_rows_t *r, double **cols[N_COLUMNS + N_SD]) {
-  double **all[N_COLUMNS + N_SD] = {
-      &r->r,  &r->u1, &r->u2,   &r->s,     &r->i1,    &r->i2,  &r->i12,
-      &r->h1, &r->h2, &r->r_sd, &r->u1_sd, &r->u2_sd, &r->s_sd};
-  memcpy(cols, all, sizeof all);
-}
-
-static int rows_alloc(lsmi_rows_t *r, size_t n, bool sd) {
-  size_t m = n ? n : 1;
-  double **cols[N_COLUMNS + N_SD];
-  rows_columns(r, cols);
-  r->n = n;
-  r->y = calloc(m, sizeof *r->y);
-  int st = r->y ? LSMI_OK : LSMI_ERR_NOMEM;
-  for (int i = 0; i < N_COLUMNS + (sd ? N_SD : 0); i++) {
-    *cols[i] = calloc(m, sizeof(double));
-    if (*cols[i] == NULL)
-      st = LSMI_ERR_NOMEM;
-  }
-  return st;
-}
-
-static void rows_free(lsmi_rows_t *r) {
-  double **cols[N_COLUMNS + N_SD];
-  rows_columns(r, cols);
-  free(r->y);
-  for (int i = 0; i < N_COLUMNS + N_SD; i++)
-    free(*cols[i]);
-}
-
-void lsmi_result_destroy(lsmi_result_t *res) {
-  if (res == NULL)
-    return;
-  rows_free(&res->train);
-  rows_free(&res->val);
-  free(res);
-}
-
-/* i = log p(y|x) - log p(y); then decomposition, adjustment and means. */
-static void finish_split(const lsmi_params_t *p, const double *log_prior,
-                         const lsmi_split_t *s, lsmi_rows_t *rows,
-                         lsmi_summary_t *sum) {
-  for (size_t k = 0; k < s->n; k++) {
-    double lp = log_prior[s->y[k]];
-    rows->y[k] = s->y[k];
-    rows->i1[k] -= lp;
-    rows->i2[k] -= lp;
-    rows->i12[k] -= lp;
-  }
-  lsmi_decompose(s->n, rows->i1, rows->i2, rows->i12, rows->h1, rows->h2,
-                 rows->r, rows->u1, rows->u2, rows->s);
-  sum->shift =
-      p->adjust ? lsmi_adjust(s->n, rows->r, rows->u1, rows->u2, rows->s) : 0.0;
-  lsmi_summarize(rows, sum);
-}
-
-/* Cross-fitting: a member's val parts are the mean of its folds' sets. */
-static void average_folds(fit_t *f, int e) {
-  lsmi_rows_t *r = &f->members[e].rows[1];
-  size_t n = r->n;
-  for (int id = 0; id < N_MODELS; id++) {
-    double *out = member_col(r, id);
-    for (size_t i = 0; i < n; i++) {
-      double sum = 0.0;
-      for (int k = 0; k < f->nfolds; k++)
-        sum += f->sets[e * f->nfolds + k].val_out[(size_t)id * n + i];
-      out[i] = sum / (double)f->nfolds;
-    }
-  }
-}
-
-/* Ensembles: the result's columns are the members' means, and r, u1, u2, s
- * get their members' standard deviation. */
-static void average_members(fit_t *f, int sp, lsmi_rows_t *out,
-                            lsmi_summary_t *sum) {
-  int E = f->nmembers;
-  double **oc[N_COLUMNS + N_SD];
-  rows_columns(out, oc);
-  const double **mc = malloc((size_t)E * sizeof *mc);
-  memcpy(out->y, f->members[0].rows[sp].y, out->n * sizeof *out->y);
-  for (int c = 0; c < N_COLUMNS && mc; c++) {
-    for (int e = 0; e < E; e++) {
-      double **cols[N_COLUMNS + N_SD];
-      rows_columns(&f->members[e].rows[sp], cols);
-      mc[e] = *cols[c];
-    }
-    double *o = *oc[c];
-    double *sd = c < N_SD ? *oc[N_COLUMNS + c] : NULL;
-    for (size_t i = 0; i < out->n; i++) {
-      double acc = 0.0;
-      for (int e = 0; e < E; e++)
-        acc += mc[e][i];
-      o[i] = acc / E;
-      if (sd == NULL)
-        continue;
-      double ss = 0.0;
-      for (int e = 0; e < E; e++)
-        ss += (mc[e][i] - o[i]) * (mc[e][i] - o[i]);
-      sd[i] = sqrt(ss / (E - 1));
-    }
-  }
-  free(mc);
-  lsmi_summarize(out, sum);
-  sum->shift = 0.0;
-  for (int e = 0; e < E; e++)
-    sum->shift += f->members[e].sum[sp].shift / E;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-/* The 95% percentile bootstrap intervals of a split's means: each replicate
- * draws the members and the samples with replacement, and takes the mean
- * over the drawn samples of their mean over the drawn members. */
-static int bootstrap_ci(fit_t *f, int sp, lsmi_summary_t *sum) {
-  int E = f->nmembers;
-  size_t n = f->members[0].rows[sp].n;
-  if (n < 2)
-    return LSMI_OK;
-  /* Enough replicates for stable 2.5% tails; on large splits fewer (at
-   * least 200), so that the intervals cost a small part of the fit. */
-  double work = (double)n * LSMI_CI_COUNT * (double)(E + 1);
-  int reps = (int)fmin(2000.0, fmax(200.0, 2e8 / work));
-  double *stat = malloc((size_t)reps * LSMI_CI_COUNT * sizeof *stat);
-  double *mixed = malloc(n * LSMI_CI_COUNT * sizeof *mixed);
-  int *w = malloc((size_t)E * sizeof *w);
-  if (!stat || !mixed || !w) {
-    free(stat);
-    free(mixed);
-    free(w);
-    return LSMI_ERR_NOMEM;
-  }
-  lsmi_rng_t rng;
-  lsmi_rng_seed(&rng, f->p->seed, (uint64_t)(STREAM_BOOTSTRAP + sp));
-  for (int b = 0; b < reps; b++) {
-    for (int e = 0; e < E; e++)
-      w[e] = 0;
-    for (int e = 0; e < E; e++)
-      w[(size_t)lsmi_rng_below(&rng, (uint64_t)E)]++;
-    memset(mixed, 0, n * LSMI_CI_COUNT * sizeof *mixed);
-    for (int e = 0; e < E; e++) {
-      if (w[e] == 0)
-        continue;
-      const lsmi_rows_t *r = &f->members[e].rows[sp];
-      const double *cols[LSMI_CI_COUNT] = {r->r,  r->u1, r->u2, r->s,
-                                           r->i1, r->i2, r->i12};
-      double we = (double)w[e] / E;
-      for (int c = 0; c < LSMI_CI_COUNT; c++)
-        for (size_t i = 0; i < n; i++)
-          mixed[(size_t)c * n + i] += we * cols[c][i];
-    }
-    double acc[LSMI_CI_COUNT] = {0};
-    for (size_t k = 0; k < n; k++) {
-      size_t i = (size_t)lsmi_rng_below(&rng, n);
-      for (int c = 0; c < LSMI_CI_COUNT; c++)
-        acc[c] += mixed[(size_t)c * n + i];
-    }
-    for (int c = 0; c < LSMI_CI_COUNT; c++)
-      stat[(size_t)c * (size_t)reps + (size_t)b] = acc[c] / (double)n;
-  }
-  for (int c = 0; c < LSMI_CI_COUNT; c++) {
-    double *s = stat + (size_t)c * (size_t)reps;
-    qsort(s, (size_t)reps, sizeof *s, cmp_double);
-    sum->ci[c][0] = s[(int)floor(0.025 * (reps - 1) + 0.5)];
-    sum->ci[c][1] = s[(int)floor(0.975 * (reps - 1) + 0.5)];
-  }
-  sum->has_ci = true;
-  free(stat);
-  free(mixed);
-  free(w);
-  return LSMI_OK;
-}
-
-/* Each model's losses and accuracies on each part of the rows, as the mean
- * over its sets of each set's mean, and the epochs it kept. */
-static void collect_diagnostics(const fit_t *f, lsmi_result_t *res) {
-  for (int id = 0; id < N_MODELS; id++) {
-    lsmi_model_diag_t *d = &res->diag[id];
-    double loss[LSMI_PARTS] = {0}, acc[LSMI_PARTS] = {0};
-    int sets[LSMI_PARTS] = {0};
-    double epochs = 0.0;
-    d->epochs_min = 0;
-    d->epochs_max = 0;
-    for (int s = 0; s < f->nsets; s++) {
-      const task_t *t = &f->tasks[s * N_MODELS + id];
-      for (int part = 0; part < LSMI_PARTS; part++) {
-        if (t->part_n[part] == 0)
-          continue;
-        loss[part] += t->part_loss[part] / t->part_n[part];
-        acc[part] += t->part_hits[part] / t->part_n[part];
-        sets[part]++;
-      }
-      epochs += t->kept_epochs;
-      if (s == 0 || t->kept_epochs < d->epochs_min)
-        d->epochs_min = t->kept_epochs;
-      if (s == 0 || t->kept_epochs > d->epochs_max)
-        d->epochs_max = t->kept_epochs;
-    }
-    for (int part = 0; part < LSMI_PARTS; part++) {
-      d->loss[part] = sets[part] ? loss[part] / sets[part] : NAN;
-      d->acc[part] = sets[part] && id < KNIFE1 ? acc[part] / sets[part] : NAN;
-    }
-    d->epochs = epochs / f->nsets;
-  }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Warnings                                                                 */
-/* ------------------------------------------------------------------------ */
-
-/* Nats by which a split mean may stray outside what a label of C classes
- * allows before it is reported: the estimators are noisy, a mean just past
- * a bound is not a failure. */
-#define RANGE_TOL 0.05
-
-static void warn(lsmi_result_t *res, const char *code, const char *split,
-                 const char *fmt, ...) LSMI_PRINTF(4, 5);
-
-static void warn(lsmi_result_t *res, const char *code, const char *split,
-                 const char *fmt, ...) {
-  if (res->nwarnings >= LSMI_MAX_WARNINGS)
-    return;
-  lsmi_warning_t *w = &res->warnings[res->nwarnings++];
-  snprintf(w->code, sizeof w->code, "%s", code);
-  snprintf(w->split, sizeof w->split, "%s", split);
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(w->message, sizeof w->message, fmt, ap);
-  va_end(ap);
-}
-
-#define TRY_ROBUST                                                             \
-  "try preset robust (ensemble and early stopping), or fewer epochs"
-
-/* The split means against what information theory allows. */
-static void warn_means(lsmi_result_t *res, const char *split,
-                       const lsmi_summary_t *s, int C) {
-  double logc = log((double)C);
-  const double mi[3] = {s->I1, s->I2, s->I12};
-  const char *mi_name[3] = {"I1", "I2", "I12"};
-  for (int k = 0; k < 3; k++) {
-    if (mi[k] < -RANGE_TOL)
-      warn(res, "mi_negative", split,
-           "%s %s = %.3f nats is below 0: its discriminator predicts %s "
-           "labels worse than the prior, the mark of a memorising "
-           "model; " TRY_ROBUST ".",
-           split, mi_name[k], mi[k], split);
-    else if (mi[k] > logc + RANGE_TOL)
-      warn(res, "mi_above_log_c", split,
-           "%s %s = %.3f nats is above log C = %.3f, the most a label of %d "
-           "classes can hold; check the prior (a skewed label wants the "
-           "empirical prior).",
-           split, mi_name[k], mi[k], logc, C);
-  }
-  const double atom[4] = {s->R, s->U1, s->U2, s->S};
-  const char *atom_name[4] = {"R", "U1", "U2", "S"};
-  for (int k = 0; k < 4; k++)
-    if (atom[k] > logc + RANGE_TOL)
-      warn(res, "atom_above_log_c", split,
-           "%s %s = %.3f nats is above log C = %.3f, which no label of %d "
-           "classes allows: the parts it is built from are off; " TRY_ROBUST
-           ".",
-           split, atom_name[k], atom[k], logc, C);
-  double best = fmax(s->I1, s->I2);
-  if (s->I12 < best - RANGE_TOL)
-    warn(res, "i12_below_max", split,
-         "%s I12 = %.3f is below max(I1, I2) = %.3f: the joint discriminator "
-         "does worse than one modality alone, so S is biased down; try "
-         "early stopping, more epochs_discriminator or a larger hidden.",
-         split, s->I12, best);
-}
-
-/* A pointwise column that does not vary over a split: a part (i, h) whose
- * model ignores its input, or an atom the decomposition pins to one value
- * on every row. */
-static void warn_constant(lsmi_result_t *res, const char *split,
-                          const lsmi_rows_t *r) {
-  if (r->n < 2)
-    return;
-  const double *cols[N_COLUMNS] = {r->r,  r->u1,  r->u2, r->s, r->i1,
-                                   r->i2, r->i12, r->h1, r->h2};
-  static const char *const names[N_COLUMNS] = {"r",  "u1",  "u2", "s", "i1",
-                                               "i2", "i12", "h1", "h2"};
-  for (int c = 0; c < N_COLUMNS; c++) {
-    double lo = cols[c][0], hi = cols[c][0];
-    for (size_t i = 1; i < r->n; i++) {
-      lo = fmin(lo, cols[c][i]);
-      hi = fmax(hi, cols[c][i]);
-    }
-    if (!(hi - lo <= 1e-9 * (1.0 + fabs(hi))))
-      continue;
-    if (c < 4)
-      warn(res, "constant_column", split,
-           "%s %s is %.4g on every row: the decomposition gives every sample "
-           "the same %s, which happens when one modality's entropy is far "
-           "below the other's on every row (compare H1 and H2), so the "
-           "per-sample %s says nothing; " TRY_ROBUST
-           " (its KNIFE standardises each modality).",
-           split, names[c], lo, names[c], names[c]);
-    else
-      warn(res, "constant_column", split,
-           "%s %s is %.4g on every row: the model behind it gives every "
-           "sample the same value, so the per-sample numbers built from it "
-           "say nothing; " TRY_ROBUST ".",
-           split, names[c], lo);
-  }
-}
-
-/* A discriminator far better on the rows it learnt than on val. */
-static void warn_memorising(lsmi_result_t *res) {
-  for (int id = 0; id < N_MODELS; id++) {
-    const lsmi_model_diag_t *d = &res->diag[id];
-    double tr = d->loss[LSMI_PART_TRAIN], va = d->loss[LSMI_PART_VAL];
-    if (isnan(tr) || isnan(va))
-      continue;
-    bool bad =
-        id < KNIFE1 ? va > 2.0 * tr + 0.1 : va - tr > 0.1 * fmax(1.0, fabs(tr));
-    if (bad)
-      warn(res, "memorising", "val",
-           "%s's val loss %.3f is far above its train loss %.3f: it has "
-           "memorised the train rows, and its per-sample values on val are "
-           "unreliable; " TRY_ROBUST ".",
-           lsmi_model_name(id), va, tr);
-  }
-}
-
-static void collect_warnings(lsmi_result_t *res, int C) {
-  res->nwarnings = 0;
-  const lsmi_summary_t *sums[2] = {&res->train_summary, &res->val_summary};
-  const lsmi_rows_t *rows[2] = {&res->train, &res->val};
-  const char *names[2] = {"train", "val"};
-  for (int sp = 1; sp >= 0; sp--) {
-    if (rows[sp]->n == 0)
-      continue;
-    warn_means(res, names[sp], sums[sp], C);
-    warn_constant(res, names[sp], rows[sp]);
-  }
-  warn_memorising(res);
-}
-
-/* ------------------------------------------------------------------------ */
 /* lsmi_fit                                                                 */
 /* ------------------------------------------------------------------------ */
 
@@ -1346,29 +997,6 @@ static int check_dataset(const lsmi_dataset_t *ds, lsmi_error_t *err) {
   return LSMI_OK;
 }
 
-static int make_log_prior(const lsmi_dataset_t *ds, const lsmi_params_t *p,
-                          double *log_prior, lsmi_error_t *err) {
-  int C = ds->classes;
-  if (p->prior == LSMI_PRIOR_UNIFORM) {
-    for (int c = 0; c < C; c++)
-      log_prior[c] = -log((double)C);
-    return LSMI_OK;
-  }
-  for (int c = 0; c < C; c++)
-    log_prior[c] = 0.0;
-  for (size_t k = 0; k < ds->train.n; k++)
-    log_prior[ds->train.y[k]] += 1.0;
-  for (int c = 0; c < C; c++) {
-    if (log_prior[c] == 0.0)
-      return lsmi_error_set(err, LSMI_ERR_DATA, "train_y",
-                            "class %d has no train rows, so the empirical "
-                            "prior is undefined",
-                            c);
-    log_prior[c] = log(log_prior[c] / (double)ds->train.n);
-  }
-  return LSMI_OK;
-}
-
 static int resolve_threads(int requested, int tasks) {
   int t = requested;
   if (t <= 0) {
@@ -1379,10 +1007,8 @@ static int resolve_threads(int requested, int tasks) {
 }
 
 /* The members, sets and tasks of a fit, and the cost order of evaluation. */
-static int fit_setup(fit_t *f, lsmi_result_t *res, lsmi_error_t *err) {
-  const lsmi_params_t *p = f->p;
-  f->nmembers = p->ensemble;
-  f->nfolds = p->folds;
+static int fit_setup(fit_t *f, lsmi_error_t *err) {
+  f->nfolds = f->p->folds;
   f->nsets = f->nmembers * (f->nfolds ? f->nfolds : 1);
   f->ntasks = f->nsets * N_MODELS;
   f->members = calloc((size_t)f->nmembers, sizeof *f->members);
@@ -1396,25 +1022,11 @@ static int fit_setup(fit_t *f, lsmi_result_t *res, lsmi_error_t *err) {
   if (!f->members || !f->sets || !f->tasks || !f->order || !f->done_epochs)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   memset(f->tasks, 0, tsize);
-  /* One member's rows are the result's own; more members have theirs. */
-  bool sd = f->nmembers > 1;
-  if (rows_alloc(&res->train, f->ds->train.n, sd) ||
-      rows_alloc(&res->val, f->ds->val.n, sd))
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
-                          "could not allocate the result columns");
   for (int e = 0; e < f->nmembers; e++) {
     member_t *m = &f->members[e];
     int st = member_setup(f, m, e, err);
     if (st)
       return st;
-    if (!sd) {
-      m->rows[0] = res->train;
-      m->rows[1] = res->val;
-    } else if (rows_alloc(&m->rows[0], f->ds->train.n, false) ||
-               rows_alloc(&m->rows[1], f->ds->val.n, false)) {
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
-                            "could not allocate the members' columns");
-    }
     for (int k = 0; k < (f->nfolds ? f->nfolds : 1); k++) {
       int si = e * (f->nfolds ? f->nfolds : 1) + k;
       st = set_setup(f, &f->sets[si], m, e, f->nfolds ? k : -1, err);
@@ -1439,8 +1051,6 @@ static int fit_setup(fit_t *f, lsmi_result_t *res, lsmi_error_t *err) {
       f->order[j] = f->order[j - 1];
       f->order[j - 1] = tmp;
     }
-  res->ensemble = f->nmembers;
-  res->folds = f->nfolds;
   return LSMI_OK;
 }
 
@@ -1454,10 +1064,7 @@ static void fit_free(fit_t *f) {
   if (f->members)
     for (int e = 0; e < f->nmembers; e++) {
       free(f->members[e].fold_of);
-      if (f->nmembers > 1) {
-        rows_free(&f->members[e].rows[0]);
-        rows_free(&f->members[e].rows[1]);
-      }
+      lsmi_member_destroy(f->members[e].out);
     }
   free(f->tasks);
   free(f->sets);
@@ -1466,118 +1073,190 @@ static void fit_free(fit_t *f) {
   free(f->done_epochs);
 }
 
-/* From the members' parts to the result: decomposition and adjustment per
- * member and split, then the members' means, spreads and intervals. */
-static int combine(fit_t *f, lsmi_result_t *res, lsmi_error_t *err) {
-  const lsmi_split_t *splits[2] = {&f->ds->train, &f->ds->val};
-  lsmi_summary_t *sums[2] = {&res->train_summary, &res->val_summary};
-  lsmi_rows_t *rows[2] = {&res->train, &res->val};
-  for (int e = 0; e < f->nmembers; e++) {
-    member_t *m = &f->members[e];
-    if (f->nfolds)
-      average_folds(f, e);
-    for (int sp = 0; sp < 2; sp++)
-      finish_split(f->p, f->log_prior, splits[sp], &m->rows[sp], &m->sum[sp]);
-  }
-  for (int sp = 0; sp < 2; sp++) {
-    if (f->nmembers == 1) {
-      *sums[sp] = f->members[0].sum[sp];
-      continue;
+/* Cross-fitting: a member's val parts are the mean of its folds' sets. */
+static void average_folds(fit_t *f, int e) {
+  lsmi_rows_t *r = &f->members[e].out->rows[1];
+  size_t n = r->n;
+  for (int id = 0; id < N_MODELS; id++) {
+    double *out = lsmi__rows_part(r, id);
+    for (size_t i = 0; i < n; i++) {
+      double sum = 0.0;
+      for (int k = 0; k < f->nfolds; k++)
+        sum += f->sets[e * f->nfolds + k].val_out[(size_t)id * n + i];
+      out[i] = sum / (double)f->nfolds;
     }
-    average_members(f, sp, rows[sp], sums[sp]);
-    if (bootstrap_ci(f, sp, sums[sp]))
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
-  collect_diagnostics(f, res);
-  collect_warnings(res, f->ds->classes);
-  return LSMI_OK;
 }
 
-int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
-             const lsmi_fit_hooks_t *hooks, lsmi_result_t **out,
-             lsmi_error_t *err) {
-  *out = NULL;
-  int st = lsmi_params_validate(p, err);
-  if (st)
-    return st;
-  st = check_dataset(ds, err);
-  if (st)
-    return st;
-  double *log_prior = calloc((size_t)ds->classes, sizeof *log_prior);
-  fit_t *f = calloc(1, sizeof *f);
-  lsmi_result_t *res = calloc(1, sizeof *res);
-  if (!log_prior || !f || !res) {
-    free(log_prior);
-    free(f);
-    free(res);
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+/* What each member hands on besides its columns: its sets' scores and the
+ * epochs each model kept, its thread seconds. */
+static void finish_members(fit_t *f) {
+  int per = f->nfolds ? f->nfolds : 1;
+  for (int e = 0; e < f->nmembers; e++) {
+    lsmi_member_t *out = f->members[e].out;
+    if (f->nfolds)
+      average_folds(f, e);
+    for (int k = 0; k < per; k++) {
+      lsmi_set_stats_t *st = &out->sets[k];
+      for (int id = 0; id < N_MODELS; id++) {
+        const task_t *t = &f->tasks[(e * per + k) * N_MODELS + id];
+        for (int part = 0; part < LSMI_PARTS; part++) {
+          st->loss[id][part] = t->part_loss[part];
+          st->hits[id][part] = t->part_hits[part];
+          st->rows[id][part] = t->part_n[part];
+        }
+        st->kept_epochs[id] = t->kept_epochs;
+        if (t->is_knife)
+          out->seconds_ent += t->thread_seconds;
+        else
+          out->seconds_disc += t->thread_seconds;
+      }
+    }
+    /* The progress losses are the whole fit's: one member's when it is
+     * the only one, which is the published case. */
+    out->disc_loss = f->disc_loss;
+    out->ent_loss = f->ent_loss;
   }
+}
+
+/* Trains and evaluates members first .. first + n - 1 of the params on the
+ * fit's pool; their outputs stay in f->members[].out. */
+static int fit_run(fit_t *f, const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                   const lsmi_fit_hooks_t *hooks, int first, int n,
+                   double seconds[2], int *threads, lsmi_error_t *err) {
   f->ds = ds;
   f->p = p;
   f->hooks = hooks;
-  f->log_prior = log_prior;
+  f->member_first = first;
+  f->nmembers = n;
   f->phase = LSMI_PHASE_TRAIN;
-  pthread_mutex_init(&f->lock, NULL);
-  pthread_mutex_init(&f->sched, NULL);
-  st = make_log_prior(ds, p, log_prior, err);
-  if (st == LSMI_OK)
-    st = fit_setup(f, res, err);
+  int st = fit_setup(f, err);
   if (st)
-    goto done;
-
-  int threads = resolve_threads(p->threads, f->ntasks);
-  res->threads = threads;
+    return st;
+  *threads = resolve_threads(p->threads, f->ntasks);
   pthread_mutex_lock(&f->lock);
   report_locked(f, 0.0);
   pthread_mutex_unlock(&f->lock);
 
   double w0 = now_seconds(CLOCK_MONOTONIC);
-  st = pool_run(f, threads, err);
-  res->seconds_train = now_seconds(CLOCK_MONOTONIC) - w0;
+  st = pool_run(f, *threads, err);
+  seconds[0] = now_seconds(CLOCK_MONOTONIC) - w0;
   if (st)
-    goto done;
-  for (int i = 0; i < f->ntasks; i++) {
-    if (f->tasks[i].is_knife)
-      res->seconds_ent += f->tasks[i].thread_seconds;
-    else
-      res->seconds_disc += f->tasks[i].thread_seconds;
-  }
-  res->disc_loss = f->disc_loss;
-  res->ent_loss = f->ent_loss;
-
+    return st;
   pthread_mutex_lock(&f->lock);
   f->phase = LSMI_PHASE_EVALUATE;
   report_locked(f, TRAIN_SHARE);
   pthread_mutex_unlock(&f->lock);
   f->evaluating = true;
   w0 = now_seconds(CLOCK_MONOTONIC);
-  st = pool_run(f, threads, err);
+  st = pool_run(f, *threads, err);
+  seconds[1] = now_seconds(CLOCK_MONOTONIC) - w0;
   if (st == LSMI_OK)
-    st = combine(f, res, err);
-  if (st)
-    goto done;
-  res->seconds_eval = now_seconds(CLOCK_MONOTONIC) - w0;
+    finish_members(f);
+  return st;
+}
 
+/* The last progress report, after which a cancel still wins. */
+static int fit_done(fit_t *f, lsmi_error_t *err) {
   pthread_mutex_lock(&f->lock);
   f->phase = LSMI_PHASE_DONE;
   report_locked(f, 1.0);
   pthread_mutex_unlock(&f->lock);
-  /* A cancel that arrived with the last report still wins. */
   if (should_stop(f))
-    st = lsmi_error_set(err, LSMI_ERR_CANCELLED, "", "the fit was cancelled");
+    return lsmi_error_set(err, LSMI_ERR_CANCELLED, "", "the fit was cancelled");
+  return LSMI_OK;
+}
 
-done:
+static fit_t *fit_new(void) {
+  fit_t *f = calloc(1, sizeof *f);
+  if (f) {
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_mutex_init(&f->sched, NULL);
+  }
+  return f;
+}
+
+static void fit_destroy(fit_t *f) {
   pthread_mutex_destroy(&f->lock);
   pthread_mutex_destroy(&f->sched);
   fit_free(f);
   free(f);
-  free(log_prior);
+}
+
+static int check_args(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                      lsmi_error_t *err) {
+  int st = lsmi_params_validate(p, err);
+  return st ? st : check_dataset(ds, err);
+}
+
+int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+             const lsmi_fit_hooks_t *hooks, lsmi_result_t **out,
+             lsmi_error_t *err) {
+  *out = NULL;
+  int st = check_args(ds, p, err);
+  if (st)
+    return st;
+  fit_t *f = fit_new();
+  lsmi_result_t *res = calloc(1, sizeof *res);
+  if (!f || !res) {
+    free(f);
+    free(res);
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  }
+  double seconds[2] = {0, 0};
+  st = fit_run(f, ds, p, hooks, 0, p->ensemble, seconds, &res->threads, err);
+  if (st == LSMI_OK) {
+    double w0 = now_seconds(CLOCK_MONOTONIC);
+    lsmi_member_t **m = calloc((size_t)f->nmembers, sizeof *m);
+    if (m == NULL) {
+      st = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+    } else {
+      for (int e = 0; e < f->nmembers; e++) {
+        m[e] = f->members[e].out; /* taken by the combination */
+        f->members[e].out = NULL;
+      }
+      st = lsmi__combine(ds, p, m, f->nmembers, res, err);
+      free(m);
+    }
+    res->seconds_train = seconds[0];
+    res->seconds_eval = seconds[1] + now_seconds(CLOCK_MONOTONIC) - w0;
+  }
+  if (st == LSMI_OK)
+    st = fit_done(f, err);
+  fit_destroy(f);
   if (st) {
     lsmi_result_destroy(res);
     return st;
   }
   *out = res;
   return LSMI_OK;
+}
+
+int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                    int member, const lsmi_fit_hooks_t *hooks,
+                    lsmi_member_t **out, lsmi_error_t *err) {
+  *out = NULL;
+  int st = check_args(ds, p, err);
+  if (st)
+    return st;
+  if (member < 0 || member >= p->ensemble)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "ensemble",
+                          "member %d of an ensemble of %d", member,
+                          p->ensemble);
+  fit_t *f = fit_new();
+  if (f == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  double seconds[2];
+  int threads;
+  st = fit_run(f, ds, p, hooks, member, 1, seconds, &threads, err);
+  if (st == LSMI_OK)
+    st = fit_done(f, err);
+  if (st == LSMI_OK) {
+    *out = f->members[0].out;
+    f->members[0].out = NULL;
+  }
+  fit_destroy(f);
+  return st;
 }
 
 const char *lsmi_phase_name(lsmi_phase_t phase) {
@@ -1590,22 +1269,4 @@ const char *lsmi_phase_name(lsmi_phase_t phase) {
     return "done";
   }
   return "unknown";
-}
-
-const char *lsmi_model_name(int model) {
-  static const char *const names[N_MODELS] = {"f1", "f2", "f12", "knife1",
-                                              "knife2"};
-  return model >= 0 && model < N_MODELS ? names[model] : NULL;
-}
-
-const char *lsmi_part_name(int part) {
-  static const char *const names[LSMI_PARTS] = {"train", "holdout", "oof",
-                                                "val"};
-  return part >= 0 && part < LSMI_PARTS ? names[part] : NULL;
-}
-
-const char *lsmi_ci_name(int k) {
-  static const char *const names[LSMI_CI_COUNT] = {"R",  "U1", "U2", "S",
-                                                   "I1", "I2", "I12"};
-  return k >= 0 && k < LSMI_CI_COUNT ? names[k] : NULL;
 }

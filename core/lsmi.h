@@ -499,6 +499,43 @@ LSMI_API int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
 LSMI_API void lsmi_result_destroy(lsmi_result_t *res);
 
 /*
+ * Ensemble members one at a time, for a program that spreads a job's
+ * members over several machines (the daemon's cluster mode): member e of
+ * p->ensemble (seed p->seed + e; its folds with cross-fitting) trained
+ * alone gives exactly what lsmi_fit computes for it, and lsmi_combine turns
+ * the complete set of members, in any order and wherever they were
+ * trained, into the result lsmi_fit gives (the same bits on the same
+ * kernels). lsmi_member_save / _load carry a member between processes as
+ * bytes (the machines of one cluster share a byte order).
+ */
+typedef struct lsmi_member lsmi_member_t;
+
+/* Trains and evaluates member `member` of p->ensemble; *out receives it
+ * (taken). Statuses as lsmi_fit's. */
+LSMI_API int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                             int member, const lsmi_fit_hooks_t *hooks,
+                             lsmi_member_t **out, lsmi_error_t *err);
+
+/* The result of members 0 .. p->ensemble - 1 of ds and p, each given once
+ * in members[0..n) in any order. Takes every member (they are freed, on
+ * failure too). LSMI_ERR_INVALID for a missing or repeated member,
+ * LSMI_ERR_SHAPE for one of another dataset or folds. */
+LSMI_API int lsmi_combine(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                          lsmi_member_t **members, int n, lsmi_result_t **out,
+                          lsmi_error_t *err);
+
+LSMI_API int lsmi_member_index(const lsmi_member_t *m);
+LSMI_API void lsmi_member_destroy(lsmi_member_t *m);
+
+/* The member as bytes: *buf (taken; free()) of *len bytes. */
+LSMI_API int lsmi_member_save(const lsmi_member_t *m, void **buf, size_t *len,
+                              lsmi_error_t *err);
+/* A member from the bytes of lsmi_member_save; LSMI_ERR_FORMAT when they
+ * are not whole. */
+LSMI_API int lsmi_member_load(const void *buf, size_t len, lsmi_member_t **out,
+                              lsmi_error_t *err);
+
+/*
  * The kernels of the training and evaluation products: "avx512" (lsmi's own
  * register-tiled kernels, where the CPU has AVX-512F), "blas" (the BLAS for
  * the bulk of each product, plain loops for the rest) or "generic" (plain

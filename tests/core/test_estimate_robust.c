@@ -264,6 +264,66 @@ static void test_folds_are_out_of_sample(void **state) {
   lsmi_dataset_destroy(ds);
 }
 
+/* The members one at a time, carried as bytes and combined in another
+ * order, give lsmi_fit's bits; a member missing, repeated or of another
+ * dataset is refused. */
+static void test_members_one_at_a_time(void **state) {
+  (void)state;
+  lsmi_dataset_t *ds = make(LSMI_SYNTH_MIXED, 500, 0, 8, NULL);
+  lsmi_params_t p;
+  quick(&p, 21);
+  p.ensemble = 3;
+  p.folds = 2;
+  p.early_stopping = true;
+  lsmi_result_t *whole = fit(ds, &p);
+  lsmi_member_t *m[3];
+  lsmi_error_t err = {0};
+  for (int e = 2; e >= 0; e--) {
+    lsmi_member_t *one = NULL;
+    assert_int_equal(lsmi_fit_member(ds, &p, e, NULL, &one, &err), LSMI_OK);
+    assert_int_equal(lsmi_member_index(one), e);
+    void *buf = NULL;
+    size_t len = 0;
+    assert_int_equal(lsmi_member_save(one, &buf, &len, &err), LSMI_OK);
+    lsmi_member_destroy(one);
+    assert_int_equal(lsmi_member_load(buf, len - 1, &one, &err),
+                     LSMI_ERR_FORMAT);
+    assert_int_equal(lsmi_member_load(buf, len, &one, &err), LSMI_OK);
+    free(buf);
+    m[2 - e] = one; /* 2, 1, 0: not in index order */
+  }
+  lsmi_result_t *res = NULL;
+  assert_int_equal(lsmi_combine(ds, &p, m, 3, &res, &err), LSMI_OK);
+  size_t nt = ds->train.n * sizeof(double), nv = ds->val.n * sizeof(double);
+  assert_memory_equal(res->train.r, whole->train.r, nt);
+  assert_memory_equal(res->val.s, whole->val.s, nv);
+  assert_memory_equal(res->val.s_sd, whole->val.s_sd, nv);
+  assert_memory_equal(res->val_summary.ci, whole->val_summary.ci,
+                      sizeof res->val_summary.ci);
+  assert_memory_equal(res->diag, whole->diag, sizeof res->diag);
+  assert_int_equal(res->nwarnings, whole->nwarnings);
+  lsmi_result_destroy(res);
+  /* Two copies of member 0 and no member 2. */
+  lsmi_member_t *bad[3];
+  assert_int_equal(lsmi_fit_member(ds, &p, 0, NULL, &bad[0], &err), LSMI_OK);
+  assert_int_equal(lsmi_fit_member(ds, &p, 0, NULL, &bad[1], &err), LSMI_OK);
+  assert_int_equal(lsmi_fit_member(ds, &p, 1, NULL, &bad[2], &err), LSMI_OK);
+  assert_int_equal(lsmi_combine(ds, &p, bad, 3, &res, &err), LSMI_ERR_INVALID);
+  assert_null(res);
+  assert_int_equal(lsmi_fit_member(ds, &p, 3, NULL, &bad[0], &err),
+                   LSMI_ERR_INVALID);
+  /* A member of another dataset. */
+  lsmi_dataset_t *other = make(LSMI_SYNTH_MIXED, 400, 0, 8, NULL);
+  lsmi_params_t one = p;
+  one.ensemble = 1;
+  assert_int_equal(lsmi_fit_member(other, &one, 0, NULL, &bad[0], &err),
+                   LSMI_OK);
+  assert_int_equal(lsmi_combine(ds, &one, bad, 1, &res, &err), LSMI_ERR_SHAPE);
+  lsmi_dataset_destroy(other);
+  lsmi_result_destroy(whole);
+  lsmi_dataset_destroy(ds);
+}
+
 /* x2 the same on every row: its models cannot tell rows apart, and the
  * result says so. */
 static void test_constant_column_warns(void **state) {
@@ -380,6 +440,7 @@ int main(void) {
       cmocka_unit_test(test_ensemble_is_the_members_mean),
       cmocka_unit_test(test_early_stopping),
       cmocka_unit_test(test_folds_are_out_of_sample),
+      cmocka_unit_test(test_members_one_at_a_time),
       cmocka_unit_test(test_constant_column_warns),
       cmocka_unit_test(test_synth_make),
       cmocka_unit_test(test_mixed_targets),
