@@ -530,11 +530,8 @@ static bool zip_is_torch(const unsigned char *buf, size_t len,
   lsmi__zip_t z;
   bool torch = false;
   if (lsmi__zip_open(&z, buf, len, lim, NULL) == 0) {
-    for (size_t i = 0; i < z.n && !torch; i++) {
-      size_t k = strlen(z.e[i].name);
-      torch = k >= 8 && strcmp(z.e[i].name + k - 8, "data.pkl") == 0 &&
-              (k == 8 || z.e[i].name[k - 9] == '/');
-    }
+    for (size_t i = 0; i < z.n && !torch; i++)
+      torch = lsmi__pt_is_pickle(z.e[i].name);
   }
   lsmi__zip_close(&z);
   return torch;
