@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "dsio.h"
 #include "lsmi.h"
@@ -161,6 +162,157 @@ static inline void io_check_every_prefix(const char *file) {
   }
   close(fd);
   unlink(tmp);
+}
+
+/*
+ * Reads the bytes (p, len) as format fmt (UNKNOWN: detected) with val
+ * fraction vf and limits lim (NULL: the defaults), as lsmi_dataset_read
+ * does; *ds (may be NULL: destroyed here) receives the dataset.
+ */
+static inline int io_read_mem(const void *p, size_t len, lsmi_format_t fmt,
+                              const lsmi_limits_t *lim, double vf,
+                              lsmi_dataset_t **ds, lsmi_error_t *err) {
+  lsmi_dataset_t *got = NULL;
+  memset(err, 0, sizeof *err);
+  /* An exact copy, so that the sanitizers see any read past the end. */
+  unsigned char *copy = malloc(len ? len : 1);
+  assert_non_null(copy);
+  memcpy(copy, p, len);
+  int rc =
+      lsmi__dataset_read_buffer(copy, len, fmt, lim, vf, 1, &got, NULL, err);
+  free(copy);
+  if (rc)
+    assert_null(got);
+  if (ds)
+    *ds = got;
+  else
+    lsmi_dataset_destroy(got);
+  return rc;
+}
+
+/* io_read_mem of the text s must fail with status, field (NULL: any) and
+ * a message holding `message`. */
+#define io_expect_text(fmt, s, status, field, message)                         \
+  do {                                                                         \
+    lsmi_error_t e_;                                                           \
+    int rc_ = io_read_mem((s), strlen(s), (fmt), NULL, 0.25, NULL, &e_);       \
+    assert_true(                                                               \
+        io_failed_as(rc_, NULL, &e_, (s), (status), (field), (message)));      \
+  } while (0)
+
+/* ---- zip archives made here, for the readers of .npz and .pt ---- */
+
+/* A member of io_zip: stored, or deflated (raw deflate, as zip has it). */
+typedef struct io_member {
+  const char *name;
+  const void *data;
+  size_t len;
+  bool deflate;
+} io_member_t;
+
+/* v as `bytes` little-endian bytes. */
+static inline void io_le(FILE *f, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; i++)
+    fputc((int)((v >> (8 * i)) & 0xFF), f);
+}
+
+/* m's bytes as stored in the archive (*out: free() it when it is not
+ * m->data). */
+static inline size_t io_packed(const io_member_t *m, const unsigned char **out,
+                               unsigned char **owned) {
+  *owned = NULL;
+  *out = m->data;
+  if (!m->deflate)
+    return m->len;
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  assert_int_equal(
+      deflateInit2(&s, 9, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  size_t cap = deflateBound(&s, (uLong)m->len);
+  *owned = malloc(cap);
+  assert_non_null(*owned);
+  s.next_in = (Bytef *)(uintptr_t)m->data;
+  s.avail_in = (uInt)m->len;
+  s.next_out = *owned;
+  s.avail_out = (uInt)cap;
+  assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
+  size_t n = s.total_out;
+  deflateEnd(&s);
+  *out = *owned;
+  return n;
+}
+
+/*
+ * A zip archive of the n members in a new buffer of *len bytes (free() it),
+ * laid out as Python's zipfile writes one: each local header (30 bytes,
+ * the name, no extra field) and data, then the central directory (46
+ * bytes and the name per member), then the 22-byte end record.
+ */
+static inline unsigned char *io_zip(const io_member_t *m, size_t n,
+                                    size_t *len) {
+  char *buf = NULL;
+  size_t size = 0;
+  FILE *f = open_memstream(&buf, &size);
+  assert_non_null(f);
+  uint64_t offset[16];
+  assert_true(n <= 16);
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *p;
+    unsigned char *owned;
+    size_t plen = io_packed(&m[i], &p, &owned);
+    uint32_t crc = (uint32_t)crc32(0, m[i].data, (uInt)m[i].len);
+    size_t nlen = strlen(m[i].name);
+    fflush(f);
+    offset[i] = size;
+    io_le(f, 0x04034b50u, 4);
+    io_le(f, 20, 2);
+    io_le(f, 0, 2);
+    io_le(f, m[i].deflate ? 8 : 0, 2);
+    io_le(f, 0x00210000u, 4); /* 1980-01-01 */
+    io_le(f, crc, 4);
+    io_le(f, plen, 4);
+    io_le(f, m[i].len, 4);
+    io_le(f, nlen, 2);
+    io_le(f, 0, 2);
+    fwrite(m[i].name, 1, nlen, f);
+    fwrite(p, 1, plen, f);
+    free(owned);
+  }
+  fflush(f);
+  uint64_t cd_off = size;
+  for (size_t i = 0; i < n; i++) {
+    const unsigned char *p;
+    unsigned char *owned;
+    size_t plen = io_packed(&m[i], &p, &owned);
+    free(owned);
+    size_t nlen = strlen(m[i].name);
+    io_le(f, 0x02014b50u, 4);
+    io_le(f, 20, 2);
+    io_le(f, 20, 2);
+    io_le(f, 0, 2);
+    io_le(f, m[i].deflate ? 8 : 0, 2);
+    io_le(f, 0x00210000u, 4);
+    io_le(f, crc32(0, m[i].data, (uInt)m[i].len), 4);
+    io_le(f, plen, 4);
+    io_le(f, m[i].len, 4);
+    io_le(f, nlen, 2);
+    io_le(f, 0, 2 * 4); /* extra, comment, disk, internal attributes */
+    io_le(f, 0, 4);     /* external attributes */
+    io_le(f, offset[i], 4);
+    fwrite(m[i].name, 1, nlen, f);
+  }
+  fflush(f);
+  uint64_t cd_size = size - cd_off;
+  io_le(f, 0x06054b50u, 4);
+  io_le(f, 0, 4);
+  io_le(f, n, 2);
+  io_le(f, n, 2);
+  io_le(f, cd_size, 4);
+  io_le(f, cd_off, 4);
+  io_le(f, 0, 2);
+  fclose(f);
+  *len = size;
+  return (unsigned char *)buf;
 }
 
 #endif
