@@ -36,11 +36,60 @@ static void test_every_prefix(void **state) {
   io_check_every_prefix("good.json");
 }
 
+#define JSON(s, status, field, message)                                        \
+  io_expect_text(LSMI_FORMAT_JSON, s, status, field, message)
+
+static void test_shapes_and_values(void **state) {
+  (void)state;
+  JSON("[1, 2]", LSMI_ERR_FORMAT, "",
+       "a JSON dataset must be an object with \"train\" (and \"val\")");
+  JSON("{\"train\": [1]}", LSMI_ERR_FORMAT, "train",
+       "\"train\" must be an object with x1, x2 and y");
+  JSON("{\"train\": {\"x1\": 5}}", LSMI_ERR_FORMAT, "train.x1",
+       "train.x1 is not an array");
+  JSON("{\"train\": {\"x1\": [1, 2]}}", LSMI_ERR_SHAPE, "train.x1",
+       "train.x1 must be a list of rows (lists of numbers)");
+  JSON("{\"train\": {\"y\": [0, \"1\"]}}", LSMI_ERR_DATA, "train.y",
+       "train.y[1] is not a number");
+  JSON("{\"train_x1\": [[1], [2, 3]]}", LSMI_ERR_SHAPE, "train_x1",
+       "train_x1 row 1 has 2 values; row 0 has 1");
+  JSON("{\"a\": 1, \"a\": 2}", LSMI_ERR_FORMAT, "",
+       "invalid JSON at line 1, column");
+}
+
+static void test_limits(void **state) {
+  (void)state;
+  lsmi_limits_t lim;
+  lsmi_limits_default(&lim);
+  lim.max_dims = 2;
+  lsmi_error_t err;
+  const char *wide = "{\"val\": {\"x2\": [[1, 2, 3]]}}";
+  assert_int_equal(
+      io_read_mem(wide, strlen(wide), LSMI_FORMAT_JSON, &lim, 0.25, NULL, &err),
+      LSMI_ERR_LIMIT);
+  assert_string_equal(err.message, "val.x2 has 3 columns; the limit is 2");
+  /* Above 64 MiB, JSON is refused before it is parsed. */
+  size_t big = ((size_t)64 << 20) + 1;
+  char *b = malloc(big);
+  assert_non_null(b);
+  memset(b, ' ', big);
+  b[0] = '{';
+  b[big - 1] = '}';
+  assert_int_equal(
+      io_read_mem(b, big, LSMI_FORMAT_JSON, NULL, 0.25, NULL, &err),
+      LSMI_ERR_LIMIT);
+  assert_string_equal(err.message, "JSON datasets are limited to 67108864 "
+                                   "bytes; save larger ones as .npz");
+  free(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_good_files),
       cmocka_unit_test(test_bad_files),
       cmocka_unit_test(test_every_prefix),
+      cmocka_unit_test(test_shapes_and_values),
+      cmocka_unit_test(test_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
