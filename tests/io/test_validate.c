@@ -1,6 +1,7 @@
 /*
- * test_validate.c — io/validate.c: the limits and the checks every reader
- * runs once a dataset is read (lsmi_dataset_validate).
+ * test_validate.c — io/validate.c: the limits, the checks every reader
+ * runs once a dataset is read (lsmi_dataset_validate), and the canonical
+ * hash (the same numbers give the same SHA-256 whatever the format).
  *
  * The limits are applied all along a read, by every reader: each is
  * provoked here through the fixture it stops.
@@ -127,6 +128,77 @@ static void test_validate(void **state) {
   lsmi_dataset_destroy(ds);
 }
 
+/* The errors of lsmi_dataset_validate before it looks at any row. */
+static void test_validate_shapes(void **state) {
+  (void)state;
+  lsmi_limits_t lim;
+  lsmi_limits_default(&lim);
+  lsmi_error_t err;
+  assert_int_equal(lsmi_dataset_validate(NULL, &lim, &err), LSMI_ERR_INVALID);
+  lsmi_dataset_t *ds = lsmi_dataset_create(4, 0, 1, 2, 2, &err);
+  assert_int_equal(lsmi_dataset_validate(ds, NULL, &err), LSMI_ERR_INVALID);
+  ds->d1 = 0;
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_SHAPE);
+  assert_string_equal(err.field, "train_x1");
+  ds->d1 = 1;
+  lim.max_dims = 1;
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_LIMIT);
+  assert_string_equal(err.field, "train_x2");
+  assert_string_equal(err.message, "feature dimensions d1 = 1, d2 = 2 exceed "
+                                   "the limit 1");
+  lim.max_dims = 2;
+  ds->classes = 1;
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_DATA);
+  assert_string_equal(err.message,
+                      "labels must take at least 2 values; found 1 class");
+  ds->classes = 2;
+  lim.max_classes = 1;
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_LIMIT);
+  lim.max_classes = 2;
+  lim.max_rows = 3;
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_LIMIT);
+  assert_string_equal(err.field, "train_y");
+  assert_string_equal(err.message, "train has 4 rows; the limit is 3");
+  lsmi_dataset_destroy(ds);
+  lsmi_limits_default(&lim);
+  ds = lsmi_dataset_create(0, 2, 1, 1, 2, &err);
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_SHAPE);
+  assert_string_equal(err.message, "the train split has no rows");
+  lsmi_dataset_destroy(ds);
+}
+
+/* The canonical hash: pinned for the fixture, the same from every format
+ * (test_npy.c and the others check that), and changed by any number. */
+static void test_hash(void **state) {
+  (void)state;
+  lsmi_dataset_t *ds;
+  lsmi_error_t err;
+  assert_int_equal(io_read(DATA "good.npz", NULL, 0, 0, &ds, NULL, &err), 0);
+  unsigned char h[32], h2[32];
+  char hex[65];
+  lsmi_dataset_hash(ds, h);
+  io_hex(h, 32, hex);
+  assert_memory_equal(hex, FIXTURE_HASH, strlen(FIXTURE_HASH));
+  ds->val.x[7] += 0.125f;
+  lsmi_dataset_hash(ds, h2);
+  assert_memory_not_equal(h, h2, 32);
+  ds->val.x[7] -= 0.125f;
+  ds->train.y[0] = 1;
+  lsmi_dataset_hash(ds, h2);
+  assert_memory_not_equal(h, h2, 32);
+  ds->train.y[0] = 0;
+  lsmi_dataset_hash(ds, h2);
+  assert_memory_equal(h, h2, 32);
+  lsmi_dataset_destroy(ds);
+  /* More cells than one 4096-byte block of the hash holds. */
+  ds = lsmi_dataset_create(1000, 0, 1, 1, 2, &err);
+  lsmi_dataset_hash(ds, h);
+  ds->train.x[1999] = 1;
+  lsmi_dataset_hash(ds, h2);
+  assert_memory_not_equal(h, h2, 32);
+  lsmi_dataset_destroy(ds);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_bad_files),
@@ -134,6 +206,8 @@ int main(void) {
       cmocka_unit_test(test_limits_default),
       cmocka_unit_test(test_create_destroy),
       cmocka_unit_test(test_validate),
+      cmocka_unit_test(test_validate_shapes),
+      cmocka_unit_test(test_hash),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
