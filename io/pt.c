@@ -318,7 +318,8 @@ static pv_t *pop_to_mark(vm_t *m, int t) {
   v->items = arena_alloc(&m->arena, (n ? n : 1) * sizeof *v->items);
   if (!v->items)
     return NULL;
-  memcpy(v->items, m->stack + base, n * sizeof *v->items);
+  if (n) /* m->stack is NULL until the first push */
+    memcpy(v->items, m->stack + base, n * sizeof *v->items);
   v->n = v->cap = n;
   m->sp = base;
   return v;
@@ -489,6 +490,8 @@ static int reduce(vm_t *m) {
 }
 
 static int add_items(vm_t *m, pv_t *target, pv_t **items, size_t n) {
+  if (n == 0)
+    return 0; /* target->items may still be NULL */
   if (!grow(m, (void **)&target->items, &target->cap, target->n + n,
             sizeof *target->items))
     return nomem(m);

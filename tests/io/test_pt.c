@@ -196,6 +196,13 @@ static void test_marks_and_sequences(void **state) {
   assert_int_equal(v->n, 2);
   RUNS("(Nl.", V_LIST, v);
   assert_int_equal(v->n, 1);
+  /* Empty sequences copy nothing (from a stack that may not exist yet). */
+  RUNS("(t.", V_TUPLE, v);
+  assert_int_equal(v->n, 0);
+  RUNS("}(u.", V_DICT, v);
+  assert_int_equal(v->n, 0);
+  RUNS("](e.", V_LIST, v);
+  assert_int_equal(v->n, 0);
   RUNS("(K\x01K\x02"
        "d.",
        V_DICT, v);
