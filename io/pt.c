@@ -608,24 +608,31 @@ static int op_tuple_n(vm_t *m, unsigned char op) {
   return push(m, v);
 }
 
-/* BINPUT (1-byte index), LONG_BINPUT (4 bytes), MEMOIZE (the next one). */
+/* The memo index argument of op: 1 byte for BINPUT and BINGET, 4 for
+ * their LONG_ forms. */
+static int memo_index(vm_t *m, unsigned char op, uint64_t *idx) {
+  const unsigned char *q;
+  size_t k = op == OP_BINPUT || op == OP_BINGET ? 1 : 4;
+  if (!take(m, k, &q))
+    return truncated(m, op);
+  *idx = k == 1 ? q[0] : lsmi__le32(q);
+  return 0;
+}
+
+/* BINPUT, LONG_BINPUT, MEMOIZE (the next index). */
 static int op_memo_put(vm_t *m, unsigned char op) {
   if (op == OP_MEMOIZE)
     return memo_put(m, m->memo_n++);
-  const unsigned char *q;
-  size_t k = op == OP_BINPUT ? 1 : 4;
-  if (!take(m, k, &q))
-    return truncated(m, op);
-  return memo_put(m, k == 1 ? q[0] : lsmi__le32(q));
+  uint64_t idx = 0;
+  int rc = memo_index(m, op, &idx);
+  return rc ? rc : memo_put(m, idx);
 }
 
-/* BINGET (1-byte index), LONG_BINGET (4 bytes). */
+/* BINGET, LONG_BINGET. */
 static int op_memo_get(vm_t *m, unsigned char op) {
-  const unsigned char *q;
-  size_t k = op == OP_BINGET ? 1 : 4;
-  if (!take(m, k, &q))
-    return truncated(m, op);
-  return memo_get(m, k == 1 ? q[0] : lsmi__le32(q));
+  uint64_t idx = 0;
+  int rc = memo_index(m, op, &idx);
+  return rc ? rc : memo_get(m, idx);
 }
 
 /* The string and bytes opcodes: a 1-, 4- or 8-byte length, then the
