@@ -190,15 +190,34 @@ static inline int io_read_mem(const void *p, size_t len, lsmi_format_t fmt,
   return rc;
 }
 
-/* io_read_mem of the text s must fail with status, field (NULL: any) and
- * a message holding `message`. */
+/* io_read_mem of (p, len) as fmt, with limits lim (NULL: the defaults)
+ * and val fraction 0.25, must fail with status, field (NULL: any) and a
+ * message holding `message`. */
+static inline void io_expect(const void *p, size_t len, lsmi_format_t fmt,
+                             const lsmi_limits_t *lim, int status,
+                             const char *field, const char *message) {
+  lsmi_error_t err;
+  int rc = io_read_mem(p, len, fmt, lim, 0.25, NULL, &err);
+  assert_true(io_failed_as(rc, NULL, &err, lsmi_format_name(fmt), status, field,
+                           message));
+}
+
+/* io_expect of the text s with the default limits. */
 #define io_expect_text(fmt, s, status, field, message)                         \
-  do {                                                                         \
-    lsmi_error_t e_;                                                           \
-    int rc_ = io_read_mem((s), strlen(s), (fmt), NULL, 0.25, NULL, &e_);       \
-    assert_true(                                                               \
-        io_failed_as(rc_, NULL, &e_, (s), (status), (field), (message)));      \
-  } while (0)
+  io_expect((s), strlen(s), (fmt), NULL, (status), (field), (message))
+
+/* io_read_mem of (p, len) as fmt with val fraction vf, which must succeed:
+ * the dataset (destroy it). */
+static inline lsmi_dataset_t *io_must_read(const void *p, size_t len,
+                                           lsmi_format_t fmt, double vf) {
+  lsmi_dataset_t *ds = NULL;
+  lsmi_error_t err;
+  int rc = io_read_mem(p, len, fmt, NULL, vf, &ds, &err);
+  if (rc)
+    print_error("%s: %s\n", lsmi_status_name(rc), err.message);
+  assert_int_equal(rc, 0);
+  return ds;
+}
 
 /* ---- zip archives made here, for the readers of .npz and .pt ---- */
 

@@ -72,24 +72,17 @@ static void test_header_limits(void **state) {
   lsmi_limits_t lim;
   lsmi_limits_default(&lim);
   lim.max_dims = 2;
-  lsmi_error_t err;
   const char *wide = "y,x1_0,x1_1,x1_2,x2_0\n0,1,2,3,4\n";
-  assert_int_equal(
-      io_read_mem(wide, strlen(wide), LSMI_FORMAT_CSV, &lim, 0.25, NULL, &err),
-      LSMI_ERR_LIMIT);
-  assert_string_equal(err.field, "x1_*");
-  assert_string_equal(err.message,
-                      "CSV has 3 + 1 feature columns; the limit is 2 each");
+  io_expect(wide, strlen(wide), LSMI_FORMAT_CSV, &lim, LSMI_ERR_LIMIT, "x1_*",
+            "CSV has 3 + 1 feature columns; the limit is 2 each");
   /* More than 2 * max_dims + 64 columns of any kind. The limit is looked
    * at only when the column list grows (at 16, 32, 64, 128 columns): 130
    * columns are caught, 70 would not be yet. */
   char many[1024] = "y";
   for (int i = 0; i < 130; i++)
     strcat(many, ",note");
-  assert_int_equal(
-      io_read_mem(many, strlen(many), LSMI_FORMAT_CSV, &lim, 0.25, NULL, &err),
-      LSMI_ERR_LIMIT);
-  assert_string_equal(err.message, "CSV header has more than 68 columns");
+  io_expect(many, strlen(many), LSMI_FORMAT_CSV, &lim, LSMI_ERR_LIMIT, "",
+            "CSV header has more than 68 columns");
 }
 
 static void test_rows(void **state) {
@@ -128,14 +121,10 @@ static void test_row_limit(void **state) {
   lsmi_limits_t lim;
   lsmi_limits_default(&lim);
   lim.max_rows = 3;
-  lsmi_error_t err;
   const char *csv = "split,y,x1,x2\nval,0,1,2\nval,1,1,2\nval,0,1,2\n"
                     "val,1,1,2\n";
-  assert_int_equal(
-      io_read_mem(csv, strlen(csv), LSMI_FORMAT_CSV, &lim, 0.25, NULL, &err),
-      LSMI_ERR_LIMIT);
-  assert_string_equal(err.field, "val_y");
-  assert_string_equal(err.message, "CSV has more than 3 val rows");
+  io_expect(csv, strlen(csv), LSMI_FORMAT_CSV, &lim, LSMI_ERR_LIMIT, "val_y",
+            "CSV has more than 3 val rows");
 }
 
 /* A byte order mark, CRLF, blank lines, quoted fields with "" inside,
@@ -155,13 +144,7 @@ static void test_forms(void **state) {
       "6,valid,1,16,17,18,x\r\n"
       "7,TEST,1,19,20,21,x\n"
       "8,val,0,22,23,24,\"multi\nline\"";
-  lsmi_dataset_t *ds;
-  lsmi_error_t err;
-  int rc =
-      io_read_mem(csv, strlen(csv), LSMI_FORMAT_UNKNOWN, NULL, 0, &ds, &err);
-  if (rc)
-    print_error("%s\n", err.message);
-  assert_int_equal(rc, 0);
+  lsmi_dataset_t *ds = io_must_read(csv, strlen(csv), LSMI_FORMAT_UNKNOWN, 0);
   assert_int_equal(ds->train.n, 4);
   assert_int_equal(ds->val.n, 4);
   assert_int_equal(ds->d1, 2);

@@ -244,23 +244,19 @@ static void test_read_buffer_errors(void **state) {
   lsmi_limits_t lim;
   lsmi_limits_default(&lim);
   lim.max_file_bytes = 4;
+  io_expect("y,x1,x2\n", 8, LSMI_FORMAT_UNKNOWN, &lim, LSMI_ERR_LIMIT, "",
+            "file has 8 bytes; the limit is 4");
+  io_expect("", 0, LSMI_FORMAT_UNKNOWN, NULL, LSMI_ERR_FORMAT, "",
+            "the file is empty");
+  io_expect("y", 1, (lsmi_format_t)42, NULL, LSMI_ERR_UNSUPPORTED, "",
+            "unrecognised file format: not npz, npy, pt, safetensors, csv or "
+            "json");
   lsmi_error_t err;
-  assert_int_equal(
-      io_read_mem("y,x1,x2\n", 8, LSMI_FORMAT_UNKNOWN, &lim, 0, NULL, &err),
-      LSMI_ERR_LIMIT);
-  assert_string_equal(err.message, "file has 8 bytes; the limit is 4");
-  assert_int_equal(io_read_mem("", 0, LSMI_FORMAT_UNKNOWN, NULL, 0, NULL, &err),
-                   LSMI_ERR_FORMAT);
-  assert_string_equal(err.message, "the file is empty");
   assert_int_equal(
       io_read_mem("y", 1, LSMI_FORMAT_UNKNOWN, NULL, -0.5, NULL, &err),
       LSMI_ERR_INVALID);
   assert_string_equal(err.message,
                       "val_fraction must be 0 (none) or in (0, 1), not -0.5");
-  assert_int_equal(io_read_mem("y", 1, (lsmi_format_t)42, NULL, 0, NULL, &err),
-                   LSMI_ERR_UNSUPPORTED);
-  assert_string_equal(err.message, "unrecognised file format: not npz, npy, "
-                                   "pt, safetensors, csv or json");
 }
 
 /* ---- arrays ---- */

@@ -62,12 +62,9 @@ static void test_limits(void **state) {
   lsmi_limits_t lim;
   lsmi_limits_default(&lim);
   lim.max_dims = 2;
-  lsmi_error_t err;
   const char *wide = "{\"val\": {\"x2\": [[1, 2, 3]]}}";
-  assert_int_equal(
-      io_read_mem(wide, strlen(wide), LSMI_FORMAT_JSON, &lim, 0.25, NULL, &err),
-      LSMI_ERR_LIMIT);
-  assert_string_equal(err.message, "val.x2 has 3 columns; the limit is 2");
+  io_expect(wide, strlen(wide), LSMI_FORMAT_JSON, &lim, LSMI_ERR_LIMIT,
+            "val.x2", "val.x2 has 3 columns; the limit is 2");
   /* Above 64 MiB, JSON is refused before it is parsed. */
   size_t big = ((size_t)64 << 20) + 1;
   char *b = malloc(big);
@@ -75,11 +72,9 @@ static void test_limits(void **state) {
   memset(b, ' ', big);
   b[0] = '{';
   b[big - 1] = '}';
-  assert_int_equal(
-      io_read_mem(b, big, LSMI_FORMAT_JSON, NULL, 0.25, NULL, &err),
-      LSMI_ERR_LIMIT);
-  assert_string_equal(err.message, "JSON datasets are limited to 67108864 "
-                                   "bytes; save larger ones as .npz");
+  io_expect(b, big, LSMI_FORMAT_JSON, NULL, LSMI_ERR_LIMIT, "",
+            "JSON datasets are limited to 67108864 bytes; save larger ones "
+            "as .npz");
   free(b);
 }
 

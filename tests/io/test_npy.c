@@ -255,10 +255,7 @@ static void test_npz_members(void **state) {
                      {".npy", "garbage", 7, false}};
   size_t len;
   unsigned char *z = io_zip(m, 7, &len);
-  lsmi_dataset_t *ds;
-  lsmi_error_t err;
-  assert_int_equal(
-      io_read_mem(z, len, LSMI_FORMAT_UNKNOWN, NULL, 0.25, &ds, &err), 0);
+  lsmi_dataset_t *ds = io_must_read(z, len, LSMI_FORMAT_UNKNOWN, 0.25);
   assert_int_equal(ds->train.n, 6);
   assert_int_equal(ds->val.n, 2);
   assert_int_equal(ds->d1, 2);
@@ -268,6 +265,7 @@ static void test_npz_members(void **state) {
   /* Without train_x2 the error lists what the archive holds. */
   m[1].name = "train_x3.npy";
   z = io_zip(m, 4, &len);
+  lsmi_error_t err;
   assert_int_equal(io_read_mem(z, len, LSMI_FORMAT_NPZ, NULL, 0.5, NULL, &err),
                    LSMI_ERR_MISSING);
   assert_string_equal(err.message,
@@ -310,12 +308,7 @@ static void test_bundle_records(void **state) {
   unsigned char *b = bundle("[('x1', '<f4', (3,)), ('x2', '<f4', (2,)), "
                             "('y', '<i8'), ('split', '|b1'), ('pad', '|V3')]",
                             "(12,)", recs, sizeof recs, &n);
-  lsmi_dataset_t *ds;
-  lsmi_error_t err;
-  int rc = io_read_mem(b, n, LSMI_FORMAT_UNKNOWN, NULL, 0, &ds, &err);
-  if (rc)
-    print_error("%s\n", err.message);
-  assert_int_equal(rc, 0);
+  lsmi_dataset_t *ds = io_must_read(b, n, LSMI_FORMAT_UNKNOWN, 0);
   assert_int_equal(ds->train.n, 6);
   assert_int_equal(ds->val.n, 6);
   assert_int_equal(ds->d1, 3);
@@ -331,8 +324,7 @@ static void test_bundle_records(void **state) {
   b = bundle("[('x1', '<f4', (3,)), ('x2', '<f4', (2,)), ('y', '<i8'), "
              "('skip', '|V4')]",
              "(12,)", recs, sizeof recs, &n);
-  assert_int_equal(io_read_mem(b, n, LSMI_FORMAT_NPY, NULL, 0.25, &ds, &err),
-                   0);
+  ds = io_must_read(b, n, LSMI_FORMAT_NPY, 0.25);
   assert_int_equal(ds->train.n + ds->val.n, 12);
   lsmi_dataset_destroy(ds);
   free(b);
@@ -402,11 +394,8 @@ static void test_bundle_errors(void **state) {
   size_t n;
   unsigned char *b =
       npy_image(1, "{'descr': [('x1', '<f4')], 'shape': (1,)}", NULL, 4, &n);
-  lsmi_error_t err;
-  assert_int_equal(io_read_mem(b, n, LSMI_FORMAT_NPY, NULL, 0.25, NULL, &err),
-                   LSMI_ERR_FORMAT);
-  assert_string_equal(err.message,
-                      ".npy header lacks descr, fortran_order or shape");
+  io_expect(b, n, LSMI_FORMAT_NPY, NULL, LSMI_ERR_FORMAT, "npy",
+            ".npy header lacks descr, fortran_order or shape");
   free(b);
 }
 

@@ -598,12 +598,7 @@ static void test_views_share_storages(void **state) {
                       {"archive/data/2", s2, sizeof s2, false}};
   size_t len;
   unsigned char *file = pt_file(pkl, plen, st, 3, "little", &len);
-  lsmi_dataset_t *ds;
-  lsmi_error_t err;
-  int rc = io_read_mem(file, len, LSMI_FORMAT_UNKNOWN, NULL, 0, &ds, &err);
-  if (rc)
-    print_error("%s\n", err.message);
-  assert_int_equal(rc, 0);
+  lsmi_dataset_t *ds = io_must_read(file, len, LSMI_FORMAT_UNKNOWN, 0);
   assert_int_equal(ds->train.n, 12);
   assert_int_equal(ds->val.n, 6);
   for (int i = 0; i < 12; i++) {
@@ -670,44 +665,35 @@ static void test_tensor_errors(void **state) {
   assert_int_equal(read_one(&t, "big", &err), LSMI_ERR_MISSING);
 }
 
+/* The archive of the one member m must fail to read as PyTorch with
+ * status, field (NULL: any) and a message holding msg. */
+static void archive_fails(io_member_t m, int status, const char *field,
+                          const char *msg) {
+  size_t len;
+  unsigned char *file = io_zip(&m, 1, &len);
+  io_expect(file, len, LSMI_FORMAT_PT, NULL, status, field, msg);
+  free(file);
+}
+
 static void test_archive_errors(void **state) {
   (void)state;
-  lsmi_error_t err;
-  size_t len;
   /* No data.pkl: "xdata.pkl" is not one. */
-  io_member_t m[] = {{"archive/xdata.pkl", "N.", 2, false}};
-  unsigned char *file = io_zip(m, 1, &len);
-  assert_int_equal(io_read_mem(file, len, LSMI_FORMAT_PT, NULL, 0, NULL, &err),
-                   LSMI_ERR_FORMAT);
-  assert_string_equal(err.field, "data.pkl");
-  assert_string_equal(err.message,
-                      "zip file has no data.pkl: not a torch.save file");
-  free(file);
+  archive_fails((io_member_t){"archive/xdata.pkl", "N.", 2, false},
+                LSMI_ERR_FORMAT, "data.pkl",
+                "zip file has no data.pkl: not a torch.save file");
   /* A directory name of 230 bytes. */
   char name[260];
   memset(name, 'd', 230);
   strcpy(name + 230, "/data.pkl");
-  m[0] = (io_member_t){name, "}.", 2, false};
-  file = io_zip(m, 1, &len);
-  assert_int_equal(io_read_mem(file, len, LSMI_FORMAT_PT, NULL, 0, NULL, &err),
-                   LSMI_ERR_FORMAT);
-  assert_string_equal(err.message, "archive name too long");
-  free(file);
+  archive_fails((io_member_t){name, "}.", 2, false}, LSMI_ERR_FORMAT,
+                "data.pkl", "archive name too long");
   /* The saved object must be a dict; keys that are not strings, or name
    * no role, are passed over. */
   const char *pkl = "(K\x01N\x8c\x04noteNd.";
-  m[0] = (io_member_t){"data.pkl", pkl, strlen(pkl), false};
-  file = io_zip(m, 1, &len);
-  assert_int_equal(io_read_mem(file, len, LSMI_FORMAT_PT, NULL, 0, NULL, &err),
-                   LSMI_ERR_MISSING);
-  assert_non_null(strstr(err.message, "the file holds note"));
-  free(file);
-  m[0] = (io_member_t){"data.pkl", "].", 2, false};
-  file = io_zip(m, 1, &len);
-  assert_int_equal(io_read_mem(file, len, LSMI_FORMAT_PT, NULL, 0, NULL, &err),
-                   LSMI_ERR_UNSUPPORTED);
-  assert_string_equal(err.message, "the saved object is not a dict of tensors");
-  free(file);
+  archive_fails((io_member_t){"data.pkl", pkl, strlen(pkl), false},
+                LSMI_ERR_MISSING, "train_x1", "the file holds note");
+  archive_fails((io_member_t){"data.pkl", "].", 2, false}, LSMI_ERR_UNSUPPORTED,
+                "data.pkl", "the saved object is not a dict of tensors");
 }
 
 static void test_pickle_names(void **state) {
