@@ -118,208 +118,259 @@ static void trim(char *s) {
   memmove(s, s + i, n - i + 1);
 }
 
-int lsmi__read_csv(const unsigned char *buf, size_t len,
-                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
-                   lsmi_error_t *err) {
-  cursor_t c = {(const char *)buf, (const char *)buf + len, 1};
-  if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
-    c.p += 3;
-  while (c.p < c.end && blank_line(&c))
-    skip_line(&c);
-  /* Header. */
+/* The columns of the header, by kind, and what the header had to say. */
+typedef struct header {
+  unsigned char *kind; /* C_* per column */
+  size_t ncols, cap;
+  size_t d1, d2; /* x1 and x2 columns */
+  bool have_y, have_split, other_sep;
+} header_t;
+
+/* A room for one more column kind, up to max_cols columns. */
+static int grow_kinds(header_t *h, uint64_t max_cols, lsmi_error_t *err) {
+  if (h->ncols < h->cap)
+    return 0;
+  if (h->ncols >= max_cols)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, "",
+                          "CSV header has more than %llu columns",
+                          (unsigned long long)max_cols);
+  size_t cap = h->cap ? h->cap * 2 : 16;
+  unsigned char *nk = realloc(h->kind, cap);
+  if (!nk)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  h->kind = nk;
+  h->cap = cap;
+  return 0;
+}
+
+/* Appends the kind of the column named f (trimmed) to h. A second y or
+ * split column is a FORMAT error, returned once the caller has read the
+ * rest of the header: a later error of the header takes its place. */
+static int add_column(header_t *h, const char *f, lsmi_error_t *err) {
+  unsigned char k = C_IGNORE;
+  int rc = 0;
+  if (strpbrk(f, ";\t"))
+    h->other_sep = true;
+  if (strcmp(f, "y") == 0) {
+    k = C_Y;
+    if (h->have_y)
+      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "y",
+                          "CSV header has two y columns");
+    h->have_y = true;
+  } else if (strcmp(f, "split") == 0) {
+    k = C_SPLIT;
+    if (h->have_split)
+      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "split",
+                          "CSV header has two split columns");
+    h->have_split = true;
+  } else if (strcmp(f, "x1") == 0 || strncmp(f, "x1_", 3) == 0) {
+    k = C_X1;
+    h->d1++;
+  } else if (strcmp(f, "x2") == 0 || strncmp(f, "x2_", 3) == 0) {
+    k = C_X2;
+    h->d2++;
+  }
+  h->kind[h->ncols++] = k;
+  return rc;
+}
+
+/* The header must name y and at least one x1 and x2 column, within
+ * max_dims each. */
+static int check_header(const header_t *h, const lsmi_limits_t *lim,
+                        lsmi_error_t *err) {
+  if (!h->have_y)
+    return lsmi_error_set(err, LSMI_ERR_MISSING, "y",
+                          "CSV header has no y column (labels)%s",
+                          h->other_sep ? "; fields must be separated by "
+                                         "commas, not semicolons or tabs"
+                                       : "");
+  if (h->d1 == 0 || h->d2 == 0) {
+    int m = h->d1 == 0 ? 1 : 2;
+    return lsmi_error_set(err, LSMI_ERR_MISSING, m == 1 ? "x1_*" : "x2_*",
+                          "CSV header has no %s feature columns (named x%d_0, "
+                          "x%d_1, ...)",
+                          m == 1 ? "x1_*" : "x2_*", m, m);
+  }
+  if (h->d1 > lim->max_dims || h->d2 > lim->max_dims)
+    return lsmi_error_set(
+        err, LSMI_ERR_LIMIT, h->d1 > lim->max_dims ? "x1_*" : "x2_*",
+        "CSV has %zu + %zu feature columns; the limit is %llu "
+        "each",
+        h->d1, h->d2, (unsigned long long)lim->max_dims);
+  return 0;
+}
+
+/* Reads the header row into *h (h->kind taken by the caller, who frees it
+ * whatever this returns). */
+static int read_header(cursor_t *c, const lsmi_limits_t *lim, header_t *h,
+                       lsmi_error_t *err) {
+  memset(h, 0, sizeof *h);
   uint64_t max_cols = 2 * lim->max_dims + 64;
-  size_t ncols = 0, cap = 0;
-  unsigned char *kind = NULL;
-  size_t d1 = 0, d2 = 0;
-  bool have_y = false, have_split = false, other_sep = false;
   char f[256];
   bool too_long;
   int more = 1, rc = 0;
   while (more == 1) {
-    more = field(&c, f, sizeof f, &too_long);
-    if (more < 0) {
-      free(kind);
+    more = field(c, f, sizeof f, &too_long);
+    if (more < 0)
       return lsmi_error_set(err, LSMI_ERR_FORMAT, "",
                             "CSV header has an unterminated quote");
-    }
-    if (ncols == cap) {
-      if (ncols >= max_cols) {
-        free(kind);
-        return lsmi_error_set(err, LSMI_ERR_LIMIT, "",
-                              "CSV header has more than %llu columns",
-                              (unsigned long long)max_cols);
-      }
-      cap = cap ? cap * 2 : 16;
-      unsigned char *nk = realloc(kind, cap);
-      if (!nk) {
-        free(kind);
-        return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-      }
-      kind = nk;
-    }
+    int grown = grow_kinds(h, max_cols, err);
+    if (grown)
+      return grown;
     trim(f);
-    if (strpbrk(f, ";\t"))
-      other_sep = true;
-    unsigned char k = C_IGNORE;
-    if (strcmp(f, "y") == 0) {
-      k = C_Y;
-      if (have_y)
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "y",
-                            "CSV header has two y columns");
-      have_y = true;
-    } else if (strcmp(f, "split") == 0) {
-      k = C_SPLIT;
-      if (have_split)
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "split",
-                            "CSV header has two split columns");
-      have_split = true;
-    } else if (strcmp(f, "x1") == 0 || strncmp(f, "x1_", 3) == 0) {
-      k = C_X1;
-      d1++;
-    } else if (strcmp(f, "x2") == 0 || strncmp(f, "x2_", 3) == 0) {
-      k = C_X2;
-      d2++;
+    int dup = add_column(h, f, err);
+    if (dup)
+      rc = dup;
+  }
+  return rc ? rc : check_header(h, lim, err);
+}
+
+/* The split a row's "split" field names: *which 0 for train, 1 for val. */
+static int parse_split(const char *f, size_t line, int *which,
+                       lsmi_error_t *err) {
+  if (strcasecmp(f, "train") == 0) {
+    *which = 0;
+    return 0;
+  }
+  if (strcasecmp(f, "val") == 0 || strcasecmp(f, "validation") == 0 ||
+      strcasecmp(f, "valid") == 0 || strcasecmp(f, "test") == 0) {
+    *which = 1;
+    return 0;
+  }
+  return lsmi_error_set(err, LSMI_ERR_DATA, "split",
+                        "CSV line %zu: split is \"%.32s\", not train or val",
+                        line, f);
+}
+
+/* A finite number in the C locale filling the whole field f (column col
+ * of kind k, for messages). */
+static int parse_number(const char *f, bool too_long, size_t line, size_t col,
+                        unsigned char k, locale_t cloc, double *v,
+                        lsmi_error_t *err) {
+  const char *what = k == C_Y ? "y" : k == C_X1 ? "x1" : "x2";
+  char *end;
+  *v = strtod_l(f, &end, cloc);
+  if (too_long || f[0] == '\0' || *end != '\0')
+    return lsmi_error_set(err, LSMI_ERR_DATA, what,
+                          "CSV line %zu, column %zu (%s): \"%.32s\" is not a "
+                          "number",
+                          line, col, what, f);
+  if (!isfinite(*v))
+    return lsmi_error_set(err, LSMI_ERR_DATA, what,
+                          "CSV line %zu, column %zu (%s): %s is not finite",
+                          line, col, what, f);
+  return 0;
+}
+
+/* Reads one data row into row ([x1..., x2..., y]) and *which (0 train,
+ * 1 val); it must have as many fields as the header. */
+static int read_row(cursor_t *c, const header_t *h, locale_t cloc, double *row,
+                    int *which, lsmi_error_t *err) {
+  size_t line = c->line, col = 0, j1 = 0, j2 = 0;
+  char f[256];
+  bool too_long;
+  int more = 1, rc = 0;
+  *which = 0;
+  while (more == 1 && !rc) {
+    more = field(c, f, sizeof f, &too_long);
+    if (more < 0)
+      return lsmi_error_set(err, LSMI_ERR_FORMAT, "",
+                            "CSV line %zu has an unterminated quote", line);
+    if (col >= h->ncols)
+      return lsmi_error_set(err, LSMI_ERR_FORMAT, "",
+                            "CSV line %zu has more fields than the header "
+                            "(%zu)",
+                            line, h->ncols);
+    unsigned char k = h->kind[col++];
+    if (k == C_IGNORE)
+      continue;
+    trim(f);
+    if (k == C_SPLIT) {
+      rc = parse_split(f, line, which, err);
+      continue;
     }
-    kind[ncols++] = k;
+    double v;
+    rc = parse_number(f, too_long, line, col, k, cloc, &v, err);
+    if (!rc)
+      row[k == C_X1 ? j1++ : k == C_X2 ? h->d1 + j2++ : h->d1 + h->d2] = v;
   }
-  if (!rc && !have_y)
-    rc = lsmi_error_set(err, LSMI_ERR_MISSING, "y",
-                        "CSV header has no y column (labels)%s",
-                        other_sep ? "; fields must be separated by commas, "
-                                    "not semicolons or tabs"
-                                  : "");
-  if (!rc && (d1 == 0 || d2 == 0))
-    rc = lsmi_error_set(err, LSMI_ERR_MISSING, d1 == 0 ? "x1_*" : "x2_*",
-                        "CSV header has no %s feature columns (named x%d_0, "
-                        "x%d_1, ...)",
-                        d1 == 0 ? "x1_*" : "x2_*", d1 == 0 ? 1 : 2,
-                        d1 == 0 ? 1 : 2);
-  if (!rc && (d1 > lim->max_dims || d2 > lim->max_dims))
-    rc = lsmi_error_set(err, LSMI_ERR_LIMIT,
-                        d1 > lim->max_dims ? "x1_*" : "x2_*",
-                        "CSV has %zu + %zu feature columns; the limit is %llu "
-                        "each",
-                        d1, d2, (unsigned long long)lim->max_dims);
-  if (rc) {
-    free(kind);
-    return rc;
+  if (!rc && col != h->ncols)
+    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "",
+                        "CSV line %zu has %zu fields; the header has %zu", line,
+                        col, h->ncols);
+  return rc;
+}
+
+/* Appends row (w doubles) to the block of split `which`. */
+static int append_row(block_t *b, int which, const double *row, size_t w,
+                      const lsmi_limits_t *lim, lsmi_error_t *err) {
+  if (b->n == b->cap) {
+    if (b->n >= lim->max_rows)
+      return lsmi_error_set(err, LSMI_ERR_LIMIT, which ? "val_y" : "train_y",
+                            "CSV has more than %llu %s rows",
+                            (unsigned long long)lim->max_rows,
+                            which ? "val" : "train");
+    size_t nc = b->cap ? b->cap * 2 : 256;
+    if (nc > lim->max_rows)
+      nc = (size_t)lim->max_rows;
+    double *nv = realloc(b->v, nc * w * sizeof *nv);
+    if (!nv)
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+    b->v = nv;
+    b->cap = nc;
   }
-  size_t w = d1 + d2 + 1; /* doubles per stored row */
-  block_t blk[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
+  memcpy(b->v + b->n * w, row, w * sizeof *row);
+  b->n++;
+  return 0;
+}
+
+/* Reads every data row into blk[0] (train) and blk[1] (val). On failure
+ * the blocks are freed (and NULL). */
+static int read_rows(cursor_t *c, const header_t *h, const lsmi_limits_t *lim,
+                     block_t blk[2], lsmi_error_t *err) {
+  size_t w = h->d1 + h->d2 + 1; /* doubles per stored row */
   double *row = malloc(w * sizeof *row);
   /* Numbers are read in the C locale whatever the process's locale is, so
    * that "1.5" never depends on LC_NUMERIC. */
   locale_t cloc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
+  int rc = 0;
   if (!row || cloc == (locale_t)0) {
-    free(row);
-    free(kind);
-    if (cloc != (locale_t)0)
-      freelocale(cloc);
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+    rc = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+    goto out;
   }
-  while (!rc && c.p < c.end) {
-    if (blank_line(&c)) {
-      skip_line(&c);
+  while (!rc && c->p < c->end) {
+    if (blank_line(c)) {
+      skip_line(c);
       continue;
     }
-    size_t line = c.line, col = 0, j1 = 0, j2 = 0;
-    int which = 0;
-    more = 1;
-    while (more == 1 && !rc) {
-      more = field(&c, f, sizeof f, &too_long);
-      if (more < 0) {
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "",
-                            "CSV line %zu has an unterminated quote", line);
-        break;
-      }
-      if (col >= ncols) {
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "",
-                            "CSV line %zu has more fields than the header "
-                            "(%zu)",
-                            line, ncols);
-        break;
-      }
-      unsigned char k = kind[col++];
-      if (k == C_IGNORE)
-        continue;
-      trim(f);
-      if (k == C_SPLIT) {
-        if (strcasecmp(f, "train") == 0)
-          which = 0;
-        else if (strcasecmp(f, "val") == 0 ||
-                 strcasecmp(f, "validation") == 0 ||
-                 strcasecmp(f, "valid") == 0 || strcasecmp(f, "test") == 0)
-          which = 1;
-        else
-          rc = lsmi_error_set(err, LSMI_ERR_DATA, "split",
-                              "CSV line %zu: split is \"%.32s\", not train or "
-                              "val",
-                              line, f);
-        continue;
-      }
-      const char *what = k == C_Y ? "y" : k == C_X1 ? "x1" : "x2";
-      char *end;
-      double v = strtod_l(f, &end, cloc);
-      if (too_long || f[0] == '\0' || *end != '\0') {
-        rc = lsmi_error_set(err, LSMI_ERR_DATA, what,
-                            "CSV line %zu, column %zu (%s): \"%.32s\" is not "
-                            "a number",
-                            line, col, what, f);
-        break;
-      }
-      if (!isfinite(v)) {
-        rc = lsmi_error_set(err, LSMI_ERR_DATA, what,
-                            "CSV line %zu, column %zu (%s): %s is not finite",
-                            line, col, what, f);
-        break;
-      }
-      if (k == C_X1)
-        row[j1++] = v;
-      else if (k == C_X2)
-        row[d1 + j2++] = v;
-      else
-        row[d1 + d2] = v;
-    }
-    if (rc)
-      break;
-    if (col != ncols) {
-      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "",
-                          "CSV line %zu has %zu fields; the header has %zu",
-                          line, col, ncols);
-      break;
-    }
-    block_t *b = &blk[which];
-    if (b->n == b->cap) {
-      if (b->n >= lim->max_rows) {
-        rc = lsmi_error_set(err, LSMI_ERR_LIMIT, which ? "val_y" : "train_y",
-                            "CSV has more than %llu %s rows",
-                            (unsigned long long)lim->max_rows,
-                            which ? "val" : "train");
-        break;
-      }
-      size_t nc = b->cap ? b->cap * 2 : 256;
-      if (nc > lim->max_rows)
-        nc = (size_t)lim->max_rows;
-      double *nv = realloc(b->v, nc * w * sizeof *nv);
-      if (!nv) {
-        rc = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-        break;
-      }
-      b->v = nv;
-      b->cap = nc;
-    }
-    memcpy(b->v + b->n * w, row, w * sizeof *row);
-    b->n++;
+    int which;
+    rc = read_row(c, h, cloc, row, &which, err);
+    if (!rc)
+      rc = append_row(&blk[which], which, row, w, lim, err);
   }
+out:
   free(row);
-  free(kind);
-  freelocale(cloc);
+  if (cloc != (locale_t)0)
+    freelocale(cloc);
+  for (int s = 0; rc && s < 2; s++) {
+    free(blk[s].v);
+    blk[s].v = NULL;
+  }
+  return rc;
+}
+
+/* Hands the blocks to `as` (taken) and puts the three strided views of
+ * each non-empty split. */
+static int put_blocks(lsmi__arrays_t *as, block_t blk[2], const header_t *h,
+                      const lsmi_limits_t *lim, lsmi_error_t *err) {
+  int rc = 0;
   for (int s = 0; s < 2; s++) {
     if (blk[s].v && rc)
       free(blk[s].v);
     else if (blk[s].v)
       rc = lsmi__arrays_own(as, blk[s].v, err); /* frees it on failure */
   }
+  size_t w = h->d1 + h->d2 + 1;
   for (int s = 0; s < 2 && !rc; s++) {
     if (!blk[s].v)
       continue;
@@ -333,10 +384,10 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
       a.dtype = LSMI__DT_F64;
       a.ndim = q == 2 ? 1 : 2;
       a.shape[0] = blk[s].n;
-      a.shape[1] = q == 0 ? d1 : d2;
+      a.shape[1] = q == 0 ? h->d1 : h->d2;
       a.stride[0] = w * sizeof(double);
       a.stride[1] = sizeof(double);
-      a.offset = (q == 0 ? 0 : q == 1 ? d1 : d1 + d2) * sizeof(double);
+      a.offset = (q == 0 ? 0 : q == 1 ? h->d1 : h->d1 + h->d2) * sizeof(double);
       a.data = (const unsigned char *)blk[s].v;
       a.data_len = blk[s].n * w * sizeof(double);
       rc = lsmi__arrays_put(as, 3 * s + q, &a, lim, err);
@@ -345,5 +396,24 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
   if (!rc && !blk[0].v)
     rc =
         lsmi_error_set(err, LSMI_ERR_SHAPE, "train_y", "CSV has no train rows");
+  return rc;
+}
+
+int lsmi__read_csv(const unsigned char *buf, size_t len,
+                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                   lsmi_error_t *err) {
+  cursor_t c = {(const char *)buf, (const char *)buf + len, 1};
+  if (len >= 3 && memcmp(buf, "\xEF\xBB\xBF", 3) == 0)
+    c.p += 3;
+  while (c.p < c.end && blank_line(&c))
+    skip_line(&c);
+  header_t h;
+  block_t blk[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
+  int rc = read_header(&c, lim, &h, err);
+  if (!rc)
+    rc = read_rows(&c, &h, lim, blk, err);
+  if (!rc)
+    rc = put_blocks(as, blk, &h, lim, err);
+  free(h.kind);
   return rc;
 }

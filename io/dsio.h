@@ -154,6 +154,10 @@ int lsmi__read_json(const unsigned char *buf, size_t len,
                     const lsmi_limits_t *lim, lsmi__arrays_t *as,
                     lsmi_error_t *err);
 
+/* Whether a zip member's name is that of a torch.save pickle: "data.pkl"
+ * or "<dir>/data.pkl" (pt.c). */
+bool lsmi__pt_is_pickle(const char *name);
+
 /*
  * Parses one .npy image (buf, len) into *a (data borrowed from buf), with
  * key `key` for messages; used by the .npz reader for every member and by

@@ -445,9 +445,12 @@ static int fill_features(const lsmi__array_t *a, float *x, size_t ld,
   return 0;
 }
 
-int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
-                   lsmi_dataset_t **out, lsmi_error_t *err) {
-  *out = NULL;
+/* Which arrays there are and whether their shapes agree: train complete,
+ * val complete or absent, rows equal within a split, features equal
+ * across splits. *val: the dataset gets a val split (an empty one counts
+ * as none). */
+static int check_arrays(const lsmi__arrays_t *as, bool *val,
+                        lsmi_error_t *err) {
   for (int r = 0; r < 3; r++)
     if (!as->have[r])
       return missing(as, r, err, "");
@@ -459,36 +462,65 @@ int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
   int rc = check_split(as, 0, err);
   if (rc)
     return rc;
-  bool val = nval == 3;
-  if (val) {
-    rc = check_split(as, 3, err);
-    if (rc)
-      return rc;
-    if (rows_of(&as->role[3]) == 0)
-      val = false; /* an empty val split is no val split */
+  *val = nval == 3;
+  if (!*val)
+    return 0;
+  rc = check_split(as, 3, err);
+  if (rc)
+    return rc;
+  if (rows_of(&as->role[3]) == 0) {
+    *val = false; /* an empty val split is no val split */
+    return 0;
   }
-  const lsmi__array_t *tx1 = &as->role[0], *tx2 = &as->role[1];
-  uint64_t d1 = cols_of(tx1), d2 = cols_of(tx2);
-  if (val) {
-    for (int k = 0; k < 2; k++) {
-      const lsmi__array_t *v = &as->role[3 + k], *t = &as->role[k];
-      if (cols_of(v) != cols_of(t)) {
-        char a[160], b[160];
-        lsmi__shape_str(v, a, sizeof a);
-        lsmi__shape_str(t, b, sizeof b);
-        return lsmi_error_set(err, LSMI_ERR_SHAPE, v->key,
-                              "%s has shape %s but %s has shape %s: the "
-                              "feature dimensions differ",
-                              v->key, a, t->key, b);
-      }
+  for (int k = 0; k < 2; k++) {
+    const lsmi__array_t *v = &as->role[3 + k], *t = &as->role[k];
+    if (cols_of(v) != cols_of(t)) {
+      char a[160], b[160];
+      lsmi__shape_str(v, a, sizeof a);
+      lsmi__shape_str(t, b, sizeof b);
+      return lsmi_error_set(err, LSMI_ERR_SHAPE, v->key,
+                            "%s has shape %s but %s has shape %s: the "
+                            "feature dimensions differ",
+                            v->key, a, t->key, b);
     }
   }
+  return 0;
+}
+
+/* Converts the arrays of each split into ds (features to float32, labels
+ * to int32). */
+static int fill_dataset(const lsmi__arrays_t *as, lsmi_dataset_t *ds,
+                        lsmi_error_t *err) {
+  size_t d = ds->d1 + ds->d2;
+  int rc = 0;
+  for (int s = 0; s < (ds->val.n ? 2 : 1) && !rc; s++) {
+    lsmi_split_t *sp = s ? &ds->val : &ds->train;
+    const lsmi__array_t *x1 = &as->role[3 * s], *x2 = &as->role[3 * s + 1],
+                        *y = &as->role[3 * s + 2];
+    rc = fill_features(x1, sp->x, d, err);
+    if (!rc)
+      rc = fill_features(x2, sp->x + ds->d1, d, err);
+    for (size_t i = 0; !rc && i < sp->n; i++)
+      sp->y[i] = (int32_t)lsmi__array_get(y, y->offset + i * y->stride[0]);
+  }
+  return rc;
+}
+
+int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
+                   lsmi_dataset_t **out, lsmi_error_t *err) {
+  *out = NULL;
+  bool val = false;
+  int rc = check_arrays(as, &val, err);
+  if (rc)
+    return rc;
   int64_t maxlab = -1;
   rc = scan_labels(&as->role[2], lim, &maxlab, err);
   if (!rc && val)
     rc = scan_labels(&as->role[5], lim, &maxlab, err);
   if (rc)
     return rc;
+  const lsmi__array_t *tx1 = &as->role[0], *tx2 = &as->role[1];
+  uint64_t d1 = cols_of(tx1), d2 = cols_of(tx2);
   if (rows_of(tx1) == 0)
     return lsmi_error_set(err, LSMI_ERR_SHAPE, tx1->key, "%s has no rows",
                           tx1->key);
@@ -502,23 +534,12 @@ int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
                           (int)(maxlab + 1), err);
   if (!ds)
     return err ? err->status : LSMI_ERR_NOMEM;
-  size_t d = (size_t)(d1 + d2);
-  for (int s = 0; s < (val ? 2 : 1) && !rc; s++) {
-    lsmi_split_t *sp = s ? &ds->val : &ds->train;
-    const lsmi__array_t *x1 = &as->role[3 * s], *x2 = &as->role[3 * s + 1],
-                        *y = &as->role[3 * s + 2];
-    rc = fill_features(x1, sp->x, d, err);
-    if (!rc)
-      rc = fill_features(x2, sp->x + d1, d, err);
-    for (size_t i = 0; !rc && i < sp->n; i++)
-      sp->y[i] = (int32_t)lsmi__array_get(y, y->offset + i * y->stride[0]);
-  }
-  if (rc) {
+  rc = fill_dataset(as, ds, err);
+  if (rc)
     lsmi_dataset_destroy(ds);
-    return rc;
-  }
-  *out = ds;
-  return 0;
+  else
+    *out = ds;
+  return rc;
 }
 
 /* ---- dispatch ---- */
@@ -530,14 +551,60 @@ static bool zip_is_torch(const unsigned char *buf, size_t len,
   lsmi__zip_t z;
   bool torch = false;
   if (lsmi__zip_open(&z, buf, len, lim, NULL) == 0) {
-    for (size_t i = 0; i < z.n && !torch; i++) {
-      size_t k = strlen(z.e[i].name);
-      torch = k >= 8 && strcmp(z.e[i].name + k - 8, "data.pkl") == 0 &&
-              (k == 8 || z.e[i].name[k - 9] == '/');
-    }
+    for (size_t i = 0; i < z.n && !torch; i++)
+      torch = lsmi__pt_is_pickle(z.e[i].name);
   }
   lsmi__zip_close(&z);
   return torch;
+}
+
+/* The arrays of buf, read by the reader of fmt. */
+static int read_arrays(const unsigned char *buf, size_t len, lsmi_format_t fmt,
+                       const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                       lsmi_error_t *err) {
+  switch (fmt) {
+  case LSMI_FORMAT_NPZ:
+    return lsmi__read_npz(buf, len, lim, as, err);
+  case LSMI_FORMAT_NPY:
+    return lsmi__read_npy(buf, len, lim, as, err);
+  case LSMI_FORMAT_PT:
+    return lsmi__read_pt(buf, len, lim, as, err);
+  case LSMI_FORMAT_SAFETENSORS:
+    return lsmi__read_safetensors(buf, len, lim, as, err);
+  case LSMI_FORMAT_CSV:
+    return lsmi__read_csv(buf, len, lim, as, err);
+  case LSMI_FORMAT_JSON:
+    return lsmi__read_json(buf, len, lim, as, err);
+  default:
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
+                          "unrecognised file format: not npz, npy, pt, "
+                          "safetensors, csv or json");
+  }
+}
+
+/* A read dataset's last steps: a val split made from train when the file
+ * had none (and val_fraction asks for one), then validation. *ds is
+ * replaced by the split dataset, and destroyed (NULL) on failure. */
+static int finish(lsmi_dataset_t **ds, const lsmi_limits_t *lim,
+                  double val_fraction, uint64_t seed, lsmi_error_t *err) {
+  int rc = 0;
+  if ((*ds)->val.n == 0 && val_fraction == 0.0)
+    rc = lsmi_error_set(err, LSMI_ERR_MISSING, "val_x1",
+                        "the file has no val split (val_x1, val_x2, val_y); "
+                        "set val_fraction to split one off train");
+  if (!rc && (*ds)->val.n == 0) {
+    lsmi_dataset_t *split = NULL;
+    rc = lsmi_dataset_split_val(*ds, val_fraction, seed, &split, err);
+    lsmi_dataset_destroy(*ds);
+    *ds = split;
+  }
+  if (!rc)
+    rc = lsmi_dataset_validate(*ds, lim, err);
+  if (rc) {
+    lsmi_dataset_destroy(*ds);
+    *ds = NULL;
+  }
+  return rc;
 }
 
 int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
@@ -571,59 +638,50 @@ int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
     *format = fmt;
   lsmi__arrays_t as;
   lsmi__arrays_init(&as);
-  int rc;
-  switch (fmt) {
-  case LSMI_FORMAT_NPZ:
-    rc = lsmi__read_npz(buf, len, lim, &as, err);
-    break;
-  case LSMI_FORMAT_NPY:
-    rc = lsmi__read_npy(buf, len, lim, &as, err);
-    break;
-  case LSMI_FORMAT_PT:
-    rc = lsmi__read_pt(buf, len, lim, &as, err);
-    break;
-  case LSMI_FORMAT_SAFETENSORS:
-    rc = lsmi__read_safetensors(buf, len, lim, &as, err);
-    break;
-  case LSMI_FORMAT_CSV:
-    rc = lsmi__read_csv(buf, len, lim, &as, err);
-    break;
-  case LSMI_FORMAT_JSON:
-    rc = lsmi__read_json(buf, len, lim, &as, err);
-    break;
-  default:
-    rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
-                        "unrecognised file format: not npz, npy, pt, "
-                        "safetensors, csv or json");
-  }
   lsmi_dataset_t *ds = NULL;
+  int rc = read_arrays(buf, len, fmt, lim, &as, err);
   if (!rc)
     rc = lsmi__assemble(&as, lim, &ds, err);
   lsmi__arrays_free(&as);
-  if (rc)
-    return rc;
-  if (ds->val.n == 0) {
-    if (val_fraction == 0.0) {
-      lsmi_dataset_destroy(ds);
-      return lsmi_error_set(err, LSMI_ERR_MISSING, "val_x1",
-                            "the file has no val split (val_x1, val_x2, "
-                            "val_y); set val_fraction to split one off "
-                            "train");
-    }
-    lsmi_dataset_t *split = NULL;
-    rc = lsmi_dataset_split_val(ds, val_fraction, seed, &split, err);
-    lsmi_dataset_destroy(ds);
-    if (rc)
-      return rc;
-    ds = split;
-  }
-  rc = lsmi_dataset_validate(ds, lim, err);
-  if (rc) {
-    lsmi_dataset_destroy(ds);
-    return rc;
-  }
+  if (!rc)
+    rc = finish(&ds, lim, val_fraction, seed, err);
   *out = ds;
-  return 0;
+  return rc;
+}
+
+/* Maps the regular file at path read-only (*map, *size; munmap it),
+ * checked against max_file_bytes and for emptiness first. */
+static int map_file(const char *path, const lsmi_limits_t *lim, void **map,
+                    uint64_t *size, lsmi_error_t *err) {
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot open %s: %s", path,
+                          strerror(errno));
+  struct stat st;
+  int rc = 0;
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    rc = lsmi_error_set(err, LSMI_ERR_IO, "", "%s is not a regular file", path);
+    goto out;
+  }
+  *size = (uint64_t)st.st_size;
+  if (*size > lim->max_file_bytes || (uint64_t)(size_t)*size != *size)
+    rc = lsmi_error_set(
+        err, LSMI_ERR_LIMIT, "", "%s has %llu bytes; the limit is %llu", path,
+        (unsigned long long)*size, (unsigned long long)lim->max_file_bytes);
+  else if (*size == 0)
+    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "", "%s is empty", path);
+  if (rc)
+    goto out;
+  /* Mapped read-only and private: the readers see the bytes as they were;
+   * the file must not be truncated while it is read (uploads are written
+   * once and renamed into place). */
+  *map = mmap(NULL, (size_t)*size, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (*map == MAP_FAILED)
+    rc = lsmi_error_set(err, LSMI_ERR_IO, "", "cannot map %s: %s", path,
+                        strerror(errno));
+out:
+  close(fd);
+  return rc;
 }
 
 int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
@@ -640,37 +698,13 @@ int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
     *format = LSMI_FORMAT_UNKNOWN;
   if (!path || !out)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "", "no path or output");
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot open %s: %s", path,
-                          strerror(errno));
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    close(fd);
-    return lsmi_error_set(err, LSMI_ERR_IO, "", "%s is not a regular file",
-                          path);
-  }
-  uint64_t size = (uint64_t)st.st_size;
-  if (size > lim->max_file_bytes || (uint64_t)(size_t)size != size) {
-    close(fd);
-    return lsmi_error_set(
-        err, LSMI_ERR_LIMIT, "", "%s has %llu bytes; the limit is %llu", path,
-        (unsigned long long)size, (unsigned long long)lim->max_file_bytes);
-  }
-  if (size == 0) {
-    close(fd);
-    return lsmi_error_set(err, LSMI_ERR_FORMAT, "", "%s is empty", path);
-  }
-  /* Mapped read-only and private: the readers see the bytes as they were;
-   * the file must not be truncated while it is read (uploads are written
-   * once and renamed into place). */
-  void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-  close(fd);
-  if (map == MAP_FAILED)
-    return lsmi_error_set(err, LSMI_ERR_IO, "", "cannot map %s: %s", path,
-                          strerror(errno));
-  int rc = lsmi__dataset_read_buffer(map, (size_t)size, LSMI_FORMAT_UNKNOWN,
-                                     lim, val_fraction, seed, out, format, err);
+  void *map;
+  uint64_t size = 0;
+  int rc = map_file(path, lim, &map, &size, err);
+  if (rc)
+    return rc;
+  rc = lsmi__dataset_read_buffer(map, (size_t)size, LSMI_FORMAT_UNKNOWN, lim,
+                                 val_fraction, seed, out, format, err);
   munmap(map, (size_t)size);
   return rc;
 }

@@ -411,194 +411,227 @@ typedef struct field {
   uint64_t cols; /* subarray length, 1 for a scalar */
 } field_t;
 
-int lsmi__read_npy(const unsigned char *buf, size_t len,
-                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
-                   lsmi_error_t *err) {
-  const char *key = "npy";
-  lit_t *L = malloc(sizeof *L);
-  if (!L)
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  int dict = -1;
-  size_t off = 0;
-  int rc = npy_header(buf, len, key, lim, L, &dict, &off, err);
-  int descr = rc ? -1 : dict_get(L, dict, "descr");
-  int shape = rc ? -1 : dict_get(L, dict, "shape");
-  int fo = rc ? -1 : dict_get(L, dict, "fortran_order");
-  if (!rc && (descr < 0 || shape < 0 || fo < 0))
-    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, key,
-                        ".npy header lacks descr, fortran_order or shape");
-  if (!rc && L->n[descr].type != N_LIST)
-    rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key,
-                        "a single .npy file must hold a structured array with "
-                        "fields x1, x2, y (and optionally split); this one "
-                        "holds a plain array");
-  field_t f[4] = {{"x1", 0, 0, 0, 0, 0},
-                  {"x2", 0, 0, 0, 0, 0},
-                  {"y", 0, 0, 0, 0, 0},
-                  {"split", 0, 0, 0, 0, 0}};
-  uint64_t itemsize = 0;
-  for (int k = rc ? -1 : L->n[descr].first; k >= 0 && !rc; k = L->n[k].next) {
-    const node_t *t = &L->n[k];
-    int nm = t->first, ty = nm >= 0 ? L->n[nm].next : -1,
-        sh = ty >= 0 ? L->n[ty].next : -1;
-    if (t->type != N_TUPLE || t->count < 2 || t->count > 3 ||
-        L->n[nm].type != N_STR) {
-      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, key,
+/* The name a bundle's errors give the file itself. */
+static const char bundle_key[] = "npy";
+
+/* What the header of a bundle says: its fields, record size and count. */
+typedef struct bundle {
+  field_t f[4]; /* x1, x2, y, split */
+  uint64_t itemsize, n;
+  size_t off;     /* of the first record in the file */
+  uint64_t total; /* n * itemsize bytes of records */
+} bundle_t;
+
+/* The size of a field lsmi does not read (padding '|V4', a name '<U8',
+ * ...) from its descr: the digits after the type letter. */
+static int other_field_size(const node_t *tn, const char *fname,
+                            const lsmi_limits_t *lim, uint64_t *fsize,
+                            lsmi_error_t *err) {
+  char d[16];
+  size_t dl = tn->len < 15 ? tn->len : 15;
+  memcpy(d, tn->s, dl);
+  d[dl] = '\0';
+  char *end;
+  unsigned long long sz = dl > 2 ? strtoull(d + 2, &end, 10) : 0;
+  if (dl < 3 || *end != '\0' || sz > lim->max_header_bytes)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, fname,
+                          "field %s has an unsupported dtype '%s'", fname, d);
+  *fsize = d[1] == 'U' ? sz * 4 : sz; /* UCS-4 */
+  return 0;
+}
+
+/* One field of the structured dtype, the tuple (name, descr[, shape]) at
+ * node k: recorded in b->f when it is one of ours, and counted into
+ * b->itemsize. */
+static int read_field(const lit_t *L, int k, const lsmi_limits_t *lim,
+                      bundle_t *b, lsmi_error_t *err) {
+  const node_t *t = &L->n[k];
+  int nm = t->first, ty = nm >= 0 ? L->n[nm].next : -1,
+      sh = ty >= 0 ? L->n[ty].next : -1;
+  if (t->type != N_TUPLE || t->count < 2 || t->count > 3 ||
+      L->n[nm].type != N_STR)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, bundle_key,
                           "malformed structured dtype in the .npy header");
-      break;
-    }
-    if (L->n[ty].type != N_STR) {
-      rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key,
+  if (L->n[ty].type != N_STR)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, bundle_key,
                           "nested structured dtypes are not supported");
-      break;
-    }
-    char fname[64];
-    size_t fl = L->n[nm].len < 63 ? L->n[nm].len : 63;
-    memcpy(fname, L->n[nm].s, fl);
-    fname[fl] = '\0';
-    uint64_t fsize, cols = 1;
-    lsmi__dtype_t dt = LSMI__DT_U8;
-    bool big = false;
-    field_t *target = NULL;
-    for (int q = 0; q < 4; q++)
-      if (strcmp(fname, f[q].name) == 0)
-        target = &f[q];
-    const node_t *tn = &L->n[ty];
-    if (target) {
-      rc = parse_descr(tn, fname, &dt, &big, err);
-      if (rc)
-        break;
-      fsize = lsmi__dtype_size(dt);
-    } else {
-      /* Any other field (padding '|V4', a name, ...): only its size. */
-      char d[16];
-      size_t dl = tn->len < 15 ? tn->len : 15;
-      memcpy(d, tn->s, dl);
-      d[dl] = '\0';
-      char *end;
-      unsigned long long sz = dl > 2 ? strtoull(d + 2, &end, 10) : 0;
-      if (dl < 3 || *end != '\0' || sz > lim->max_header_bytes) {
-        rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, fname,
-                            "field %s has an unsupported dtype '%s'", fname, d);
-        break;
-      }
-      fsize = sz;
-      if (d[1] == 'U')
-        fsize *= 4; /* UCS-4 */
-    }
-    if (sh >= 0) {
-      lsmi__array_t tmp;
-      memset(&tmp, 0, sizeof tmp);
-      rc = parse_shape(L, sh, fname, &tmp, &cols, err);
-      if (rc)
-        break;
-      if (target && tmp.ndim != 1) {
-        rc = lsmi_error_set(err, LSMI_ERR_SHAPE, fname,
+  char fname[64];
+  size_t fl = L->n[nm].len < 63 ? L->n[nm].len : 63;
+  memcpy(fname, L->n[nm].s, fl);
+  fname[fl] = '\0';
+  field_t *target = NULL;
+  for (int q = 0; q < 4; q++)
+    if (strcmp(fname, b->f[q].name) == 0)
+      target = &b->f[q];
+  uint64_t fsize = 0, cols = 1;
+  lsmi__dtype_t dt = LSMI__DT_U8;
+  bool big = false;
+  int rc = target ? parse_descr(&L->n[ty], fname, &dt, &big, err)
+                  : other_field_size(&L->n[ty], fname, lim, &fsize, err);
+  if (rc)
+    return rc;
+  if (target)
+    fsize = lsmi__dtype_size(dt);
+  if (sh >= 0) {
+    lsmi__array_t tmp;
+    memset(&tmp, 0, sizeof tmp);
+    rc = parse_shape(L, sh, fname, &tmp, &cols, err);
+    if (rc)
+      return rc;
+    if (target && tmp.ndim != 1)
+      return lsmi_error_set(err, LSMI_ERR_SHAPE, fname,
                             "field %s must be a scalar or a 1-D subarray",
                             fname);
-        break;
-      }
-    }
-    if (target) {
-      if (target->found) {
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, fname,
-                            "field %s appears twice", fname);
-        break;
-      }
-      target->found = true;
-      target->dt = dt;
-      target->big = big;
-      target->off = itemsize;
-      target->cols = cols;
-    }
-    uint64_t bytes;
-    if (!lsmi__mul_u64(fsize, cols, &bytes) ||
-        !lsmi__add_u64(itemsize, bytes, &itemsize)) {
-      rc = lsmi_error_set(err, LSMI_ERR_LIMIT, fname,
-                          "record size overflows at field %s", fname);
-      break;
-    }
   }
+  if (target) {
+    if (target->found)
+      return lsmi_error_set(err, LSMI_ERR_FORMAT, fname,
+                            "field %s appears twice", fname);
+    *target = (field_t){target->name, true, dt, big, b->itemsize, cols};
+  }
+  uint64_t bytes;
+  if (!lsmi__mul_u64(fsize, cols, &bytes) ||
+      !lsmi__add_u64(b->itemsize, bytes, &b->itemsize))
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, fname,
+                          "record size overflows at field %s", fname);
+  return 0;
+}
+
+/* The header of a bundle: a 1-D structured array whose fields include x1,
+ * x2 and y, with all its records inside the file. L is scratch. */
+static int read_bundle_header(const unsigned char *buf, size_t len,
+                              const lsmi_limits_t *lim, lit_t *L, bundle_t *b,
+                              lsmi_error_t *err) {
+  const char *key = bundle_key;
+  int dict = -1;
+  int rc = npy_header(buf, len, key, lim, L, &dict, &b->off, err);
+  if (rc)
+    return rc;
+  int descr = dict_get(L, dict, "descr"), shape = dict_get(L, dict, "shape"),
+      fo = dict_get(L, dict, "fortran_order");
+  if (descr < 0 || shape < 0 || fo < 0)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, key,
+                          ".npy header lacks descr, fortran_order or shape");
+  if (L->n[descr].type != N_LIST)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key,
+                          "a single .npy file must hold a structured array "
+                          "with fields x1, x2, y (and optionally split); this "
+                          "one holds a plain array");
+  for (int k = L->n[descr].first; k >= 0 && !rc; k = L->n[k].next)
+    rc = read_field(L, k, lim, b, err);
   for (int q = 0; q < 3 && !rc; q++)
-    if (!f[q].found)
-      rc = lsmi_error_set(err, LSMI_ERR_MISSING, f[q].name,
+    if (!b->f[q].found)
+      rc = lsmi_error_set(err, LSMI_ERR_MISSING, b->f[q].name,
                           "the .npy structured array has no field %s "
                           "(needs x1, x2, y; optional split)",
-                          f[q].name);
+                          b->f[q].name);
   lsmi__array_t rec;
   memset(&rec, 0, sizeof rec);
-  uint64_t n = 0;
   if (!rc)
-    rc = parse_shape(L, shape, key, &rec, &n, err);
+    rc = parse_shape(L, shape, key, &rec, &b->n, err);
   if (!rc && rec.ndim != 1)
     rc = lsmi_error_set(err, LSMI_ERR_SHAPE, key,
                         "the .npy structured array must be 1-D (one record "
                         "per sample), not %d-D",
                         rec.ndim);
-  if (!rc && n > 2 * lim->max_rows)
+  if (!rc && b->n > 2 * lim->max_rows)
     rc = lsmi_error_set(err, LSMI_ERR_LIMIT, key,
                         "%llu records exceed the row limit",
-                        (unsigned long long)n);
-  uint64_t total;
-  if (!rc && (!lsmi__mul_u64(n, itemsize, &total) || total > len - off))
+                        (unsigned long long)b->n);
+  if (!rc &&
+      (!lsmi__mul_u64(b->n, b->itemsize, &b->total) || b->total > len - b->off))
     rc = lsmi_error_set(err, LSMI_ERR_FORMAT, key,
                         "%llu records of %llu bytes need more bytes than the "
                         "file holds (truncated?)",
-                        (unsigned long long)n, (unsigned long long)itemsize);
-  free(L);
-  if (rc)
-    return rc;
-  const unsigned char *recs = buf + off;
-  /* Which split each record belongs to. */
+                        (unsigned long long)b->n,
+                        (unsigned long long)b->itemsize);
+  return rc;
+}
+
+/* Which split record i belongs to: 1 (val) when its split field is
+ * nonzero. */
+static int record_split(const bundle_t *b, const lsmi__array_t *sp,
+                        uint64_t i) {
+  return b->f[3].found &&
+         lsmi__array_get(sp, i * b->itemsize + b->f[3].off) != 0;
+}
+
+/* Copies the `count` records of split s out of recs (the copy taken by
+ * `as`) and puts x1, x2 and y as strided views of it. */
+static int put_split(const unsigned char *recs, const bundle_t *b,
+                     const lsmi__array_t *sp, int s, uint64_t count,
+                     const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                     lsmi_error_t *err) {
+  uint64_t size = b->itemsize;
+  unsigned char *copy = malloc(size ? (size_t)(count * size) : 1);
+  if (!copy)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  int rc = lsmi__arrays_own(as, copy, err);
+  uint64_t k = 0;
+  for (uint64_t i = 0; !rc && i < b->n; i++)
+    if (record_split(b, sp, i) == s)
+      memcpy(copy + (k++) * size, recs + i * size, (size_t)size);
+  for (int q = 0; q < 3 && !rc; q++) {
+    const field_t *f = &b->f[q];
+    lsmi__array_t a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.key, sizeof a.key, "%s%s", s ? "val." : "", f->name);
+    a.dtype = f->dt;
+    a.big_endian = f->big;
+    a.ndim = q == 2 ? 1 : 2;
+    a.shape[0] = count;
+    a.shape[1] = f->cols;
+    a.stride[0] = size;
+    a.stride[1] = lsmi__dtype_size(f->dt);
+    a.offset = f->off;
+    a.data = copy;
+    a.data_len = (size_t)(count * size);
+    if (q == 2 && f->cols != 1)
+      rc = lsmi_error_set(err, LSMI_ERR_SHAPE, "y",
+                          "field y must be a scalar label per record");
+    if (!rc)
+      rc = lsmi__arrays_put(as, 3 * s + q, &a, lim, err);
+  }
+  return rc;
+}
+
+/* Groups the records by split and puts each non-empty split. */
+static int put_records(const unsigned char *buf, const bundle_t *b,
+                       const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                       lsmi_error_t *err) {
+  const unsigned char *recs = buf + b->off;
   lsmi__array_t sp;
   memset(&sp, 0, sizeof sp);
-  if (f[3].found) {
-    sp.dtype = f[3].dt;
-    sp.big_endian = f[3].big;
+  if (b->f[3].found) {
+    sp.dtype = b->f[3].dt;
+    sp.big_endian = b->f[3].big;
     sp.data = recs;
-    sp.data_len = (size_t)total;
+    sp.data_len = (size_t)b->total;
   }
   uint64_t count[2] = {0, 0};
-  for (uint64_t i = 0; i < n; i++)
-    count[f[3].found && lsmi__array_get(&sp, i * itemsize + f[3].off) != 0]++;
-  for (int s = 0; s < 2; s++) {
-    if (count[s] == 0)
-      continue;
-    unsigned char *copy = malloc(itemsize ? (size_t)(count[s] * itemsize) : 1);
-    if (!copy)
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-    rc = lsmi__arrays_own(as, copy, err);
-    if (rc)
-      return rc;
-    uint64_t k = 0;
-    for (uint64_t i = 0; i < n; i++) {
-      int which =
-          f[3].found && lsmi__array_get(&sp, i * itemsize + f[3].off) != 0;
-      if (which == s)
-        memcpy(copy + (k++) * itemsize, recs + i * itemsize, (size_t)itemsize);
-    }
-    for (int q = 0; q < 3 && !rc; q++) {
-      lsmi__array_t a;
-      memset(&a, 0, sizeof a);
-      snprintf(a.key, sizeof a.key, "%s%s", s ? "val." : "", f[q].name);
-      a.dtype = f[q].dt;
-      a.big_endian = f[q].big;
-      a.ndim = q == 2 ? 1 : 2;
-      a.shape[0] = count[s];
-      a.shape[1] = f[q].cols;
-      a.stride[0] = itemsize;
-      a.stride[1] = lsmi__dtype_size(f[q].dt);
-      a.offset = f[q].off;
-      a.data = copy;
-      a.data_len = (size_t)(count[s] * itemsize);
-      if (q == 2 && f[q].cols != 1)
-        rc = lsmi_error_set(err, LSMI_ERR_SHAPE, "y",
-                            "field y must be a scalar label per record");
-      if (!rc)
-        rc = lsmi__arrays_put(as, 3 * s + q, &a, lim, err);
-    }
-    if (rc)
-      return rc;
-  }
-  return 0;
+  for (uint64_t i = 0; i < b->n; i++)
+    count[record_split(b, &sp, i)]++;
+  int rc = 0;
+  for (int s = 0; s < 2 && !rc; s++)
+    if (count[s] > 0)
+      rc = put_split(recs, b, &sp, s, count[s], lim, as, err);
+  return rc;
+}
+
+int lsmi__read_npy(const unsigned char *buf, size_t len,
+                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                   lsmi_error_t *err) {
+  lit_t *L = malloc(sizeof *L);
+  if (!L)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  bundle_t b;
+  memset(&b, 0, sizeof b);
+  static const char *const names[4] = {"x1", "x2", "y", "split"};
+  for (int q = 0; q < 4; q++)
+    b.f[q].name = names[q];
+  int rc = read_bundle_header(buf, len, lim, L, &b, err);
+  free(L);
+  if (!rc)
+    rc = put_records(buf, &b, lim, as, err);
+  return rc;
 }

@@ -12,10 +12,10 @@
  *             collections.OrderedDict, torch.<Type>Storage (Float, Double,
  *             Half, BFloat16, Long, Int, Short, Char, Byte, Bool)
  *   values    None, bools, ints, floats, strings, tuples, lists, dicts
- *   opcodes   the protocol 2-5 subset that builds those (listed in run());
+ *   opcodes   the protocol 2-5 subset that builds those (PICKLE_OPCODES);
  *
  * and refuse everything else by name ("unsupported pickle global
- * os.system", "unsupported pickle opcode 'i' (INST)"), before anything is
+ * os.system", "unsupported pickle opcode 0x69 (INST)"), before anything is
  * called: REDUCE on an allowed global is interpreted, never executed. The
  * machine is a loop over opcodes with an explicit stack, memo and mark
  * list, all allocated from one arena released at the end; no recursion, so
@@ -27,6 +27,9 @@
  * that tensors sharing a storage share its bytes. The legacy pre-zip format
  * (a bare pickle stream) is refused with an 'unsupported' error that says
  * how to re-save the file.
+ *
+ * The reader is four steps (lsmi__read_pt): find data.pkl, read the byte
+ * order, unpickle, and turn each tensor of the dict into an array.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +37,98 @@
 
 #include "dsio.h"
 #include "zip.h"
+
+/*
+ * Every pickle opcode, by its name in Python's Lib/pickletools.py, with the
+ * function below that runs it; "refuse" marks the ones refused by name.
+ */
+#define PICKLE_OPCODES(X)                                                      \
+  X(MARK, '(', op_mark)                                                        \
+  X(STOP, '.', op_stop)                                                        \
+  X(POP, '0', op_pop)                                                          \
+  X(POP_MARK, '1', refuse)                                                     \
+  X(DUP, '2', op_dup)                                                          \
+  X(FLOAT, 'F', refuse)                                                        \
+  X(INT, 'I', refuse)                                                          \
+  X(BININT, 'J', op_binint)                                                    \
+  X(BININT1, 'K', op_binint)                                                   \
+  X(LONG, 'L', refuse)                                                         \
+  X(BININT2, 'M', op_binint)                                                   \
+  X(NONE, 'N', op_empty)                                                       \
+  X(PERSID, 'P', refuse)                                                       \
+  X(BINPERSID, 'Q', op_binpersid)                                              \
+  X(REDUCE, 'R', op_reduce)                                                    \
+  X(STRING, 'S', refuse)                                                       \
+  X(BINSTRING, 'T', op_string)                                                 \
+  X(SHORT_BINSTRING, 'U', op_string)                                           \
+  X(UNICODE, 'V', refuse)                                                      \
+  X(BINUNICODE, 'X', op_string)                                                \
+  X(APPEND, 'a', op_append)                                                    \
+  X(BUILD, 'b', refuse)                                                        \
+  X(GLOBAL, 'c', op_global)                                                    \
+  X(DICT, 'd', op_dict)                                                        \
+  X(EMPTY_DICT, '}', op_empty)                                                 \
+  X(APPENDS, 'e', op_additems)                                                 \
+  X(GET, 'g', refuse)                                                          \
+  X(BINGET, 'h', op_memo_get)                                                  \
+  X(INST, 'i', refuse)                                                         \
+  X(LONG_BINGET, 'j', op_memo_get)                                             \
+  X(LIST, 'l', op_seq)                                                         \
+  X(EMPTY_LIST, ']', op_empty)                                                 \
+  X(OBJ, 'o', refuse)                                                          \
+  X(PUT, 'p', refuse)                                                          \
+  X(BINPUT, 'q', op_memo_put)                                                  \
+  X(LONG_BINPUT, 'r', op_memo_put)                                             \
+  X(SETITEM, 's', op_setitem)                                                  \
+  X(TUPLE, 't', op_seq)                                                        \
+  X(EMPTY_TUPLE, ')', op_empty)                                                \
+  X(SETITEMS, 'u', op_additems)                                                \
+  X(BINFLOAT, 'G', op_binfloat)                                                \
+  /* protocol 2 */                                                             \
+  X(PROTO, 0x80, op_skip)                                                      \
+  X(NEWOBJ, 0x81, refuse)                                                      \
+  X(EXT1, 0x82, refuse)                                                        \
+  X(EXT2, 0x83, refuse)                                                        \
+  X(EXT4, 0x84, refuse)                                                        \
+  X(TUPLE1, 0x85, op_tuple_n)                                                  \
+  X(TUPLE2, 0x86, op_tuple_n)                                                  \
+  X(TUPLE3, 0x87, op_tuple_n)                                                  \
+  X(NEWTRUE, 0x88, op_bool)                                                    \
+  X(NEWFALSE, 0x89, op_bool)                                                   \
+  X(LONG1, 0x8a, op_long1)                                                     \
+  X(LONG4, 0x8b, refuse)                                                       \
+  /* protocol 3 */                                                             \
+  X(BINBYTES, 'B', op_string)                                                  \
+  X(SHORT_BINBYTES, 'C', op_string)                                            \
+  /* protocol 4 */                                                             \
+  X(SHORT_BINUNICODE, 0x8c, op_string)                                         \
+  X(BINUNICODE8, 0x8d, op_string)                                              \
+  X(BINBYTES8, 0x8e, refuse)                                                   \
+  X(EMPTY_SET, 0x8f, refuse)                                                   \
+  X(ADDITEMS, 0x90, refuse)                                                    \
+  X(FROZENSET, 0x91, refuse)                                                   \
+  X(NEWOBJ_EX, 0x92, refuse)                                                   \
+  X(STACK_GLOBAL, 0x93, op_stack_global)                                       \
+  X(MEMOIZE, 0x94, op_memo_put)                                                \
+  X(FRAME, 0x95, op_skip)                                                      \
+  /* protocol 5 */                                                             \
+  X(BYTEARRAY8, 0x96, refuse)                                                  \
+  X(NEXT_BUFFER, 0x97, refuse)                                                 \
+  X(READONLY_BUFFER, 0x98, refuse)
+
+enum {
+#define X(name, byte, run) OP_##name = byte,
+  PICKLE_OPCODES(X)
+#undef X
+};
+
+/* The name of an opcode byte for messages; NULL for a byte that is no
+ * pickle opcode. */
+static const char *const op_names[256] = {
+#define X(name, byte, run) [byte] = #name,
+    PICKLE_OPCODES(X)
+#undef X
+};
 
 /* ---- arena ---- */
 
@@ -121,9 +216,28 @@ typedef struct vm {
   size_t nmarks, mcap;
   pv_t **memo;
   size_t memo_cap;
-  size_t total; /* pickle length: bounds the memo */
+  size_t memo_n; /* MEMOIZE's next index */
+  size_t total;  /* pickle length: bounds the memo */
+  pv_t *result;  /* what STOP popped */
   lsmi_error_t *err;
 } vm_t;
+
+/* Over the pickle p[0, len); err borrowed for every message. */
+static void vm_init(vm_t *m, const unsigned char *p, size_t len,
+                    lsmi_error_t *err) {
+  memset(m, 0, sizeof *m);
+  m->p = p;
+  m->end = p + len;
+  m->total = len;
+  m->err = err;
+}
+
+/* Frees the stack, the marks and the arena (every value with them). */
+static void vm_free(vm_t *m) {
+  free(m->stack);
+  free(m->marks);
+  arena_free(&m->arena);
+}
 
 static int nomem(vm_t *m) {
   return lsmi_error_set(m->err, LSMI_ERR_NOMEM, "data.pkl",
@@ -133,6 +247,13 @@ static int nomem(vm_t *m) {
 static int malformed(vm_t *m, const char *what) {
   return lsmi_error_set(m->err, LSMI_ERR_FORMAT, "data.pkl",
                         "malformed pickle in data.pkl: %s", what);
+}
+
+/* The argument of opcode `op` runs past the end of the pickle. */
+static int truncated(vm_t *m, unsigned char op) {
+  return lsmi_error_set(m->err, LSMI_ERR_FORMAT, "data.pkl",
+                        "malformed pickle in data.pkl: truncated %s",
+                        op_names[op]);
 }
 
 static pv_t *new_value(vm_t *m, int t) {
@@ -197,7 +318,8 @@ static pv_t *pop_to_mark(vm_t *m, int t) {
   v->items = arena_alloc(&m->arena, (n ? n : 1) * sizeof *v->items);
   if (!v->items)
     return NULL;
-  memcpy(v->items, m->stack + base, n * sizeof *v->items);
+  if (n) /* m->stack is NULL until the first push */
+    memcpy(v->items, m->stack + base, n * sizeof *v->items);
   v->n = v->cap = n;
   m->sp = base;
   return v;
@@ -368,6 +490,8 @@ static int reduce(vm_t *m) {
 }
 
 static int add_items(vm_t *m, pv_t *target, pv_t **items, size_t n) {
+  if (n == 0)
+    return 0; /* target->items may still be NULL */
   if (!grow(m, (void **)&target->items, &target->cap, target->n + n,
             sizeof *target->items))
     return nomem(m);
@@ -396,271 +520,293 @@ static int memo_get(vm_t *m, uint64_t idx) {
   return push(m, m->memo[idx]);
 }
 
+/* ---- the opcodes ---- */
+
+/*
+ * Each opcode's function runs it on m: `op` is the opcode byte (several
+ * opcodes share a function), m->p is just past it. Returns 0 to go on,
+ * VM_STOP after STOP, or an error status (m->err says which).
+ */
+typedef int op_fn(vm_t *m, unsigned char op);
+
+enum { VM_STOP = 1 };
+
+/* PROTO, FRAME: only their argument to step over. */
+static int op_skip(vm_t *m, unsigned char op) {
+  const unsigned char *q;
+  return take(m, op == OP_PROTO ? 1 : 8, &q) ? 0 : truncated(m, op);
+}
+
+static int op_stop(vm_t *m, unsigned char op) {
+  (void)op;
+  m->result = pop(m);
+  return m->result ? VM_STOP : malformed(m, "STOP on an empty stack");
+}
+
+/* EMPTY_DICT, EMPTY_LIST, EMPTY_TUPLE, NONE. */
+static int op_empty(vm_t *m, unsigned char op) {
+  int t = op == OP_EMPTY_DICT    ? V_DICT
+          : op == OP_EMPTY_LIST  ? V_LIST
+          : op == OP_EMPTY_TUPLE ? V_TUPLE
+                                 : V_NONE;
+  return push(m, new_value(m, t));
+}
+
+/* NEWTRUE, NEWFALSE. */
+static int op_bool(vm_t *m, unsigned char op) {
+  pv_t *v = new_value(m, V_BOOL);
+  if (v)
+    v->i = op == OP_NEWTRUE;
+  return push(m, v);
+}
+
+static int op_mark(vm_t *m, unsigned char op) {
+  (void)op;
+  if (m->nmarks == m->mcap) {
+    size_t nc = m->mcap ? m->mcap * 2 : 16;
+    size_t *nm = realloc(m->marks, nc * sizeof *nm);
+    if (!nm)
+      return nomem(m);
+    m->marks = nm;
+    m->mcap = nc;
+  }
+  m->marks[m->nmarks++] = m->sp;
+  return 0;
+}
+
+/* TUPLE, LIST: everything above the last mark. */
+static int op_seq(vm_t *m, unsigned char op) {
+  if (m->nmarks == 0)
+    return malformed(m, "TUPLE/LIST without MARK");
+  return push(m, pop_to_mark(m, op == OP_TUPLE ? V_TUPLE : V_LIST));
+}
+
+static int op_dict(vm_t *m, unsigned char op) {
+  (void)op;
+  if (m->nmarks == 0)
+    return malformed(m, "DICT without MARK");
+  pv_t *v = pop_to_mark(m, V_DICT);
+  if (v && v->n % 2)
+    return malformed(m, "DICT with an odd number of items");
+  return push(m, v);
+}
+
+/* TUPLE1, TUPLE2, TUPLE3: the top 1, 2 or 3 values, none below a mark. */
+static int op_tuple_n(vm_t *m, unsigned char op) {
+  size_t n = (size_t)(op - OP_TUPLE1) + 1;
+  if (m->sp < n || (m->nmarks && m->sp - n < m->marks[m->nmarks - 1]))
+    return malformed(m, "TUPLEn on a short stack");
+  pv_t *v = new_value(m, V_TUPLE);
+  if (!v)
+    return nomem(m);
+  v->items = arena_alloc(&m->arena, n * sizeof *v->items);
+  if (!v->items)
+    return nomem(m);
+  memcpy(v->items, m->stack + m->sp - n, n * sizeof *v->items);
+  v->n = v->cap = n;
+  m->sp -= n;
+  return push(m, v);
+}
+
+/* The memo index argument of op: 1 byte for BINPUT and BINGET, 4 for
+ * their LONG_ forms. */
+static int memo_index(vm_t *m, unsigned char op, uint64_t *idx) {
+  const unsigned char *q;
+  size_t k = op == OP_BINPUT || op == OP_BINGET ? 1 : 4;
+  if (!take(m, k, &q))
+    return truncated(m, op);
+  *idx = k == 1 ? q[0] : lsmi__le32(q);
+  return 0;
+}
+
+/* BINPUT, LONG_BINPUT, MEMOIZE (the next index). */
+static int op_memo_put(vm_t *m, unsigned char op) {
+  if (op == OP_MEMOIZE)
+    return memo_put(m, m->memo_n++);
+  uint64_t idx = 0;
+  int rc = memo_index(m, op, &idx);
+  return rc ? rc : memo_put(m, idx);
+}
+
+/* BINGET, LONG_BINGET. */
+static int op_memo_get(vm_t *m, unsigned char op) {
+  uint64_t idx = 0;
+  int rc = memo_index(m, op, &idx);
+  return rc ? rc : memo_get(m, idx);
+}
+
+/* The string and bytes opcodes: a 1-, 4- or 8-byte length, then the
+ * bytes, all kept as a V_STR. */
+static int op_string(vm_t *m, unsigned char op) {
+  const unsigned char *q;
+  size_t lb = (op == OP_SHORT_BINUNICODE || op == OP_SHORT_BINSTRING ||
+               op == OP_SHORT_BINBYTES)
+                  ? 1
+              : op == OP_BINUNICODE8 ? 8
+                                     : 4;
+  if (!take(m, lb, &q))
+    return malformed(m, "truncated string length");
+  uint64_t n = lb == 1 ? q[0] : lb == 4 ? lsmi__le32(q) : lsmi__le64(q);
+  if (n > (uint64_t)(m->end - m->p))
+    return malformed(m, "string runs past the end of data.pkl");
+  take(m, (size_t)n, &q);
+  return push(m, new_str(m, q, (size_t)n));
+}
+
+/* BININT1 (unsigned byte), BININT2 (unsigned 16 bits), BININT (signed
+ * 32 bits), little endian. */
+static int op_binint(vm_t *m, unsigned char op) {
+  const unsigned char *q;
+  size_t k = op == OP_BININT1 ? 1 : op == OP_BININT2 ? 2 : 4;
+  if (!take(m, k, &q))
+    return malformed(m, "truncated int");
+  pv_t *v = new_value(m, V_INT);
+  if (v)
+    v->i = k == 1   ? q[0]
+           : k == 2 ? lsmi__le16(q)
+                    : (int64_t)(int32_t)lsmi__le32(q);
+  return push(m, v);
+}
+
+/* LONG1: a length byte, then that many bytes of a two's-complement
+ * little-endian integer; at most 8 of them. */
+static int op_long1(vm_t *m, unsigned char op) {
+  const unsigned char *q;
+  if (!take(m, 1, &q))
+    return truncated(m, op);
+  size_t n = q[0];
+  if (n > 8)
+    return lsmi_error_set(m->err, LSMI_ERR_LIMIT, "data.pkl",
+                          "an integer in data.pkl has %zu bytes; at most 8 "
+                          "are supported",
+                          n);
+  if (!take(m, n, &q))
+    return truncated(m, op);
+  uint64_t u = 0;
+  for (size_t k = 0; k < n; k++)
+    u |= (uint64_t)q[k] << (8 * k);
+  if (n > 0 && n < 8 && (q[n - 1] & 0x80))
+    u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
+  pv_t *v = new_value(m, V_INT);
+  if (v)
+    v->i = (int64_t)u;
+  return push(m, v);
+}
+
+/* BINFLOAT: 8 big-endian bytes. Floats only appear where their value does
+ * not matter (hooks, metadata), so it is not kept. */
+static int op_binfloat(vm_t *m, unsigned char op) {
+  const unsigned char *q;
+  if (!take(m, 8, &q))
+    return truncated(m, op);
+  return push(m, new_value(m, V_FLOAT));
+}
+
+/* GLOBAL: "module\nname\n" inline. */
+static int op_global(vm_t *m, unsigned char op) {
+  const unsigned char *mod = m->p;
+  const unsigned char *nl1 = memchr(mod, '\n', (size_t)(m->end - mod));
+  if (!nl1)
+    return truncated(m, op);
+  const unsigned char *name = nl1 + 1;
+  const unsigned char *nl2 = memchr(name, '\n', (size_t)(m->end - name));
+  if (!nl2)
+    return truncated(m, op);
+  m->p = nl2 + 1;
+  return push_global(m, (const char *)mod, (size_t)(nl1 - mod),
+                     (const char *)name, (size_t)(nl2 - name));
+}
+
+/* STACK_GLOBAL: module and name are the top two strings. */
+static int op_stack_global(vm_t *m, unsigned char op) {
+  (void)op;
+  pv_t *name = pop(m), *mod = pop(m);
+  if (!name || !mod || name->t != V_STR || mod->t != V_STR)
+    return malformed(m, "STACK_GLOBAL without two strings");
+  return push_global(m, mod->s, mod->len, name->s, name->len);
+}
+
+static int op_binpersid(vm_t *m, unsigned char op) {
+  (void)op;
+  return persistent_load(m, pop(m));
+}
+
+static int op_reduce(vm_t *m, unsigned char op) {
+  (void)op;
+  return reduce(m);
+}
+
+/* SETITEM: dict[key] = value on the dict below them. */
+static int op_setitem(vm_t *m, unsigned char op) {
+  (void)op;
+  pv_t *v = pop(m), *k = pop(m);
+  if (!v || !k || m->sp == 0 || m->stack[m->sp - 1]->t != V_DICT)
+    return malformed(m, "SETITEM without a dict");
+  pv_t *kv[2] = {k, v};
+  return add_items(m, m->stack[m->sp - 1], kv, 2);
+}
+
+/* SETITEMS, APPENDS: everything above the last mark into the dict or list
+ * just below it. */
+static int op_additems(vm_t *m, unsigned char op) {
+  if (m->nmarks == 0)
+    return malformed(m, "SETITEMS/APPENDS without MARK");
+  size_t base = m->marks[m->nmarks - 1];
+  if (base == 0)
+    return malformed(m, "SETITEMS/APPENDS without a target");
+  pv_t *target = m->stack[base - 1];
+  bool dict = op == OP_SETITEMS;
+  if (target->t != (dict ? V_DICT : V_LIST) || (dict && (m->sp - base) % 2))
+    return malformed(m, "SETITEMS/APPENDS on the wrong type");
+  int rc = add_items(m, target, m->stack + base, m->sp - base);
+  m->sp = base;
+  m->nmarks--;
+  return rc;
+}
+
+static int op_append(vm_t *m, unsigned char op) {
+  (void)op;
+  pv_t *v = pop(m);
+  if (!v || m->sp == 0 || m->stack[m->sp - 1]->t != V_LIST)
+    return malformed(m, "APPEND without a list");
+  return add_items(m, m->stack[m->sp - 1], &v, 1);
+}
+
+static int op_pop(vm_t *m, unsigned char op) {
+  (void)op;
+  return pop(m) ? 0 : malformed(m, "POP on an empty stack");
+}
+
+static int op_dup(vm_t *m, unsigned char op) {
+  (void)op;
+  if (m->sp == 0)
+    return malformed(m, "DUP on an empty stack");
+  return push(m, m->stack[m->sp - 1]);
+}
+
+/* Any other byte: refused by its name, or as unknown. */
+static int refuse(vm_t *m, unsigned char op) {
+  return lsmi_error_set(m->err, LSMI_ERR_UNSUPPORTED, "data.pkl",
+                        "unsupported pickle opcode 0x%02x (%s) in data.pkl", op,
+                        op_names[op] ? op_names[op] : "unknown");
+}
+
+static op_fn *const op_run[256] = {
+#define X(name, byte, run) [byte] = run,
+    PICKLE_OPCODES(X)
+#undef X
+};
+
 /* Runs the pickle to STOP; *result gets the top of the stack. */
 static int run(vm_t *m, pv_t **result) {
-  const unsigned char *q;
-  size_t memo_n = 0;
   for (;;) {
     if (m->p >= m->end)
       return malformed(m, "no STOP opcode (truncated?)");
     unsigned char op = *m->p++;
-    int rc = 0;
-    switch (op) {
-    case 0x80: /* PROTO */
-      if (!take(m, 1, &q))
-        return malformed(m, "truncated PROTO");
-      break;
-    case 0x95: /* FRAME */
-      if (!take(m, 8, &q))
-        return malformed(m, "truncated FRAME");
-      break;
-    case '.': /* STOP */
-      *result = pop(m);
-      return *result ? 0 : malformed(m, "STOP on an empty stack");
-    case '}': /* EMPTY_DICT */
-      rc = push(m, new_value(m, V_DICT));
-      break;
-    case ']': /* EMPTY_LIST */
-      rc = push(m, new_value(m, V_LIST));
-      break;
-    case ')': /* EMPTY_TUPLE */
-      rc = push(m, new_value(m, V_TUPLE));
-      break;
-    case 'N':
-      rc = push(m, new_value(m, V_NONE));
-      break;
-    case 0x88: /* NEWTRUE */
-    case 0x89: /* NEWFALSE */ {
-      pv_t *v = new_value(m, V_BOOL);
-      if (v)
-        v->i = op == 0x88;
-      rc = push(m, v);
-      break;
-    }
-    case '(': /* MARK */
-      if (m->nmarks == m->mcap) {
-        size_t nc = m->mcap ? m->mcap * 2 : 16;
-        size_t *nm = realloc(m->marks, nc * sizeof *nm);
-        if (!nm)
-          return nomem(m);
-        m->marks = nm;
-        m->mcap = nc;
-      }
-      m->marks[m->nmarks++] = m->sp;
-      break;
-    case 't': /* TUPLE */
-    case 'l': /* LIST */ {
-      if (m->nmarks == 0)
-        return malformed(m, "TUPLE/LIST without MARK");
-      pv_t *v = pop_to_mark(m, op == 't' ? V_TUPLE : V_LIST);
-      rc = push(m, v);
-      break;
-    }
-    case 'd': /* DICT */ {
-      if (m->nmarks == 0)
-        return malformed(m, "DICT without MARK");
-      pv_t *v = pop_to_mark(m, V_DICT);
-      if (v && v->n % 2)
-        return malformed(m, "DICT with an odd number of items");
-      rc = push(m, v);
-      break;
-    }
-    case 0x85: /* TUPLE1 */
-    case 0x86: /* TUPLE2 */
-    case 0x87: /* TUPLE3 */ {
-      size_t n = (size_t)(op - 0x84);
-      if (m->sp < n || (m->nmarks && m->sp - n < m->marks[m->nmarks - 1]))
-        return malformed(m, "TUPLEn on a short stack");
-      pv_t *v = new_value(m, V_TUPLE);
-      if (!v)
-        return nomem(m);
-      v->items = arena_alloc(&m->arena, n * sizeof *v->items);
-      if (!v->items)
-        return nomem(m);
-      memcpy(v->items, m->stack + m->sp - n, n * sizeof *v->items);
-      v->n = v->cap = n;
-      m->sp -= n;
-      rc = push(m, v);
-      break;
-    }
-    case 'q': /* BINPUT */
-      if (!take(m, 1, &q))
-        return malformed(m, "truncated BINPUT");
-      rc = memo_put(m, q[0]);
-      break;
-    case 'r': /* LONG_BINPUT */
-      if (!take(m, 4, &q))
-        return malformed(m, "truncated LONG_BINPUT");
-      rc = memo_put(m, lsmi__le32(q));
-      break;
-    case 0x94: /* MEMOIZE */
-      rc = memo_put(m, memo_n++);
-      break;
-    case 'h': /* BINGET */
-      if (!take(m, 1, &q))
-        return malformed(m, "truncated BINGET");
-      rc = memo_get(m, q[0]);
-      break;
-    case 'j': /* LONG_BINGET */
-      if (!take(m, 4, &q))
-        return malformed(m, "truncated LONG_BINGET");
-      rc = memo_get(m, lsmi__le32(q));
-      break;
-    case 'X':  /* BINUNICODE */
-    case 0x8c: /* SHORT_BINUNICODE */
-    case 0x8d: /* BINUNICODE8 */
-    case 'U':  /* SHORT_BINSTRING */
-    case 'T':  /* BINSTRING */
-    case 'B':  /* BINBYTES */
-    case 'C': /* SHORT_BINBYTES */ {
-      size_t lb = (op == 0x8c || op == 'U' || op == 'C') ? 1
-                  : op == 0x8d                           ? 8
-                                                         : 4;
-      if (!take(m, lb, &q))
-        return malformed(m, "truncated string length");
-      uint64_t n = lb == 1 ? q[0] : lb == 4 ? lsmi__le32(q) : lsmi__le64(q);
-      if (n > (uint64_t)(m->end - m->p))
-        return malformed(m, "string runs past the end of data.pkl");
-      take(m, (size_t)n, &q);
-      rc = push(m, new_str(m, q, (size_t)n));
-      break;
-    }
-    case 'K': /* BININT1 */
-    case 'M': /* BININT2 */
-    case 'J': /* BININT */ {
-      size_t k = op == 'K' ? 1 : op == 'M' ? 2 : 4;
-      if (!take(m, k, &q))
-        return malformed(m, "truncated int");
-      pv_t *v = new_value(m, V_INT);
-      if (v)
-        v->i = k == 1   ? q[0]
-               : k == 2 ? lsmi__le16(q)
-                        : (int64_t)(int32_t)lsmi__le32(q);
-      rc = push(m, v);
-      break;
-    }
-    case 0x8a: /* LONG1 */ {
-      if (!take(m, 1, &q))
-        return malformed(m, "truncated LONG1");
-      size_t n = q[0];
-      if (n > 8)
-        return lsmi_error_set(m->err, LSMI_ERR_LIMIT, "data.pkl",
-                              "an integer in data.pkl has %zu bytes; at most "
-                              "8 are supported",
-                              n);
-      if (!take(m, n, &q))
-        return malformed(m, "truncated LONG1");
-      uint64_t u = 0;
-      for (size_t k = 0; k < n; k++)
-        u |= (uint64_t)q[k] << (8 * k);
-      if (n > 0 && n < 8 && (q[n - 1] & 0x80))
-        u |= ~(uint64_t)0 << (8 * n); /* sign-extend */
-      pv_t *v = new_value(m, V_INT);
-      if (v)
-        v->i = (int64_t)u;
-      rc = push(m, v);
-      break;
-    }
-    case 'G': /* BINFLOAT, big endian */ {
-      if (!take(m, 8, &q))
-        return malformed(m, "truncated BINFLOAT");
-      pv_t *v = new_value(m, V_FLOAT);
-      rc = push(m, v);
-      break;
-    }
-    case 'c': /* GLOBAL "module\nname\n" */ {
-      const unsigned char *mod = m->p;
-      const unsigned char *nl1 = memchr(mod, '\n', (size_t)(m->end - mod));
-      if (!nl1)
-        return malformed(m, "truncated GLOBAL");
-      const unsigned char *name = nl1 + 1;
-      const unsigned char *nl2 = memchr(name, '\n', (size_t)(m->end - name));
-      if (!nl2)
-        return malformed(m, "truncated GLOBAL");
-      m->p = nl2 + 1;
-      rc = push_global(m, (const char *)mod, (size_t)(nl1 - mod),
-                       (const char *)name, (size_t)(nl2 - name));
-      break;
-    }
-    case 0x93: /* STACK_GLOBAL */ {
-      pv_t *name = pop(m), *mod = pop(m);
-      if (!name || !mod || name->t != V_STR || mod->t != V_STR)
-        return malformed(m, "STACK_GLOBAL without two strings");
-      rc = push_global(m, mod->s, mod->len, name->s, name->len);
-      break;
-    }
-    case 'Q': /* BINPERSID */
-      rc = persistent_load(m, pop(m));
-      break;
-    case 'R': /* REDUCE */
-      rc = reduce(m);
-      break;
-    case 's': /* SETITEM */ {
-      pv_t *v = pop(m), *k = pop(m);
-      if (!v || !k || m->sp == 0 || m->stack[m->sp - 1]->t != V_DICT)
-        return malformed(m, "SETITEM without a dict");
-      pv_t *kv[2] = {k, v};
-      rc = add_items(m, m->stack[m->sp - 1], kv, 2);
-      break;
-    }
-    case 'u': /* SETITEMS */
-    case 'e': /* APPENDS */ {
-      if (m->nmarks == 0)
-        return malformed(m, "SETITEMS/APPENDS without MARK");
-      size_t base = m->marks[m->nmarks - 1];
-      if (base == 0)
-        return malformed(m, "SETITEMS/APPENDS without a target");
-      pv_t *target = m->stack[base - 1];
-      if (target->t != (op == 'u' ? V_DICT : V_LIST) ||
-          (op == 'u' && (m->sp - base) % 2))
-        return malformed(m, "SETITEMS/APPENDS on the wrong type");
-      rc = add_items(m, target, m->stack + base, m->sp - base);
-      m->sp = base;
-      m->nmarks--;
-      break;
-    }
-    case 'a': /* APPEND */ {
-      pv_t *v = pop(m);
-      if (!v || m->sp == 0 || m->stack[m->sp - 1]->t != V_LIST)
-        return malformed(m, "APPEND without a list");
-      rc = add_items(m, m->stack[m->sp - 1], &v, 1);
-      break;
-    }
-    case '0': /* POP */
-      if (!pop(m))
-        return malformed(m, "POP on an empty stack");
-      break;
-    case '2': /* DUP */
-      if (m->sp == 0)
-        return malformed(m, "DUP on an empty stack");
-      rc = push(m, m->stack[m->sp - 1]);
-      break;
-    default: {
-      static const struct {
-        unsigned char op;
-        const char *name;
-      } known[] = {{'i', "INST"},         {'o', "OBJ"},
-                   {0x81, "NEWOBJ"},      {0x92, "NEWOBJ_EX"},
-                   {'b', "BUILD"},        {'P', "PERSID"},
-                   {'I', "INT"},          {'L', "LONG"},
-                   {'F', "FLOAT"},        {'S', "STRING"},
-                   {'V', "UNICODE"},      {'g', "GET"},
-                   {'p', "PUT"},          {0x82, "EXT1"},
-                   {0x83, "EXT2"},        {0x84, "EXT4"},
-                   {0x8b, "LONG4"},       {0x96, "BYTEARRAY8"},
-                   {0x97, "NEXT_BUFFER"}, {0x98, "READONLY_BUFFER"},
-                   {0x8f, "EMPTY_SET"},   {0x90, "ADDITEMS"},
-                   {0x91, "FROZENSET"},   {'1', "POP_MARK"},
-                   {0x8e, "BINBYTES8"}};
-      const char *name = "unknown";
-      for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
-        if (known[k].op == op)
-          name = known[k].name;
-      return lsmi_error_set(m->err, LSMI_ERR_UNSUPPORTED, "data.pkl",
-                            "unsupported pickle opcode 0x%02x (%s) in "
-                            "data.pkl",
-                            op, name);
-    }
+    int rc = (op_run[op] ? op_run[op] : refuse)(m, op);
+    if (rc == VM_STOP) {
+      *result = m->result;
+      return 0;
     }
     if (rc)
       return rc;
@@ -669,11 +815,182 @@ static int run(vm_t *m, pv_t **result) {
 
 /* ---- the reader ---- */
 
+/* A storage member's bytes, read once per storage key. */
 typedef struct loaded {
   const char *key;
   const unsigned char *data;
   size_t len;
 } loaded_t;
+
+/* The archive around data.pkl. */
+typedef struct pt_archive {
+  lsmi__zip_t z;
+  char prefix[256]; /* "<name>/": where data.pkl and the storages live */
+  bool big;         /* storages are big endian */
+  loaded_t cache[LSMI__ROLES + 1]; /* a 7th tensor fails in _put */
+  size_t ncache;
+} pt_archive_t;
+
+bool lsmi__pt_is_pickle(const char *name) {
+  size_t k = strlen(name);
+  return k >= 8 && strcmp(name + k - 8, "data.pkl") == 0 &&
+         (k == 8 || name[k - 9] == '/');
+}
+
+/* Finds "<prefix>data.pkl" (*pkl), checks its size and keeps the prefix. */
+static int find_pickle(pt_archive_t *ar, const lsmi_limits_t *lim,
+                       const lsmi__zip_entry_t **pkl, lsmi_error_t *err) {
+  *pkl = NULL;
+  for (size_t i = 0; i < ar->z.n && !*pkl; i++)
+    if (lsmi__pt_is_pickle(ar->z.e[i].name))
+      *pkl = &ar->z.e[i];
+  if (!*pkl)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, "data.pkl",
+                          "zip file has no data.pkl: not a torch.save file");
+  if ((*pkl)->usize > lim->max_header_bytes)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, "data.pkl",
+                          "data.pkl has %llu bytes; the limit for headers is "
+                          "%llu",
+                          (unsigned long long)(*pkl)->usize,
+                          (unsigned long long)lim->max_header_bytes);
+  size_t plen = strlen((*pkl)->name) - 8;
+  if (plen >= sizeof ar->prefix - 32)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, "data.pkl",
+                          "archive name too long");
+  memcpy(ar->prefix, (*pkl)->name, plen);
+  ar->prefix[plen] = '\0';
+  return 0;
+}
+
+/* The "<prefix>byteorder" record, when there is one: "little" or "big". */
+static int read_byteorder(pt_archive_t *ar, lsmi_error_t *err) {
+  char name[320];
+  snprintf(name, sizeof name, "%sbyteorder", ar->prefix);
+  const lsmi__zip_entry_t *bo = lsmi__zip_find(&ar->z, name);
+  if (!bo)
+    return 0;
+  const unsigned char *p;
+  size_t len;
+  void *owned;
+  int rc = lsmi__zip_read(&ar->z, bo, &p, &len, &owned, err);
+  if (rc)
+    return rc;
+  ar->big = len == 3 && memcmp(p, "big", 3) == 0;
+  if (!ar->big && !(len == 6 && memcmp(p, "little", 6) == 0))
+    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "byteorder",
+                        "byteorder record is neither little nor big");
+  free(owned);
+  return rc;
+}
+
+/* Reads data.pkl (its bytes taken by `as`) and runs it on m: *top is the
+ * saved dict, allocated in m's arena. */
+static int unpickle(pt_archive_t *ar, const lsmi__zip_entry_t *pkl, vm_t *m,
+                    lsmi__arrays_t *as, pv_t **top, lsmi_error_t *err) {
+  const unsigned char *data;
+  size_t len;
+  void *owned;
+  int rc = lsmi__zip_read(&ar->z, pkl, &data, &len, &owned, err);
+  if (!rc && owned)
+    rc = lsmi__arrays_own(as, owned, err);
+  if (rc)
+    return rc;
+  vm_init(m, data, len, err);
+  rc = run(m, top);
+  if (!rc && (*top)->t != V_DICT)
+    rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "data.pkl",
+                        "the saved object is not a dict of tensors");
+  return rc;
+}
+
+/* The bytes of storage s (of the tensor under `key`), from the cache or
+ * read now (taken by `as`). */
+static int storage_of(pt_archive_t *ar, const char *key, const pv_t *s,
+                      lsmi__arrays_t *as, const loaded_t **out,
+                      lsmi_error_t *err) {
+  for (size_t c = 0; c < ar->ncache; c++) {
+    if (strcmp(ar->cache[c].key, s->s) == 0) {
+      *out = &ar->cache[c];
+      return 0;
+    }
+  }
+  char name[320];
+  snprintf(name, sizeof name, "%sdata/%s", ar->prefix, s->s);
+  const lsmi__zip_entry_t *e = lsmi__zip_find(&ar->z, name);
+  if (!e)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, key,
+                          "storage %s of %s is missing from the archive", s->s,
+                          key);
+  loaded_t *l = &ar->cache[ar->ncache];
+  void *owned;
+  int rc = lsmi__zip_read(&ar->z, e, &l->data, &l->len, &owned, err);
+  if (!rc && owned)
+    rc = lsmi__arrays_own(as, owned, err);
+  if (rc)
+    return rc;
+  l->key = s->s;
+  *out = &ar->cache[ar->ncache++];
+  return 0;
+}
+
+/* The tensor v, saved under `key`, as the array of `role`: a view into its
+ * storage with offset and strides turned from elements into bytes. */
+static int put_tensor(pt_archive_t *ar, const char *key, const pv_t *v,
+                      int role, const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                      lsmi_error_t *err) {
+  const tensor_t *t = v->tn;
+  const loaded_t *st = NULL;
+  int rc = storage_of(ar, key, t->storage, as, &st, err);
+  if (rc)
+    return rc;
+  size_t es = lsmi__dtype_size(v->dtype);
+  uint64_t need;
+  if (!lsmi__mul_u64(t->storage->numel, es, &need) || need > st->len)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, key,
+                          "storage %s of %s declares %llu elements but holds "
+                          "%zu bytes",
+                          t->storage->s, key,
+                          (unsigned long long)t->storage->numel, st->len);
+  lsmi__array_t a;
+  memset(&a, 0, sizeof a);
+  snprintf(a.key, sizeof a.key, "%s", key);
+  a.dtype = v->dtype;
+  a.big_endian = ar->big;
+  a.ndim = t->ndim;
+  a.data = st->data;
+  a.data_len = (size_t)need;
+  if (!lsmi__mul_u64(t->offset, es, &a.offset))
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, key,
+                          "%s: storage offset overflows", key);
+  for (int d = 0; d < t->ndim; d++) {
+    a.shape[d] = t->shape[d];
+    if (!lsmi__mul_u64(t->stride[d], es, &a.stride[d]))
+      return lsmi_error_set(err, LSMI_ERR_FORMAT, key, "%s: strides overflow",
+                            key);
+  }
+  return lsmi__arrays_put(as, role, &a, lim, err);
+}
+
+/* Every tensor of the saved dict whose key names a role. */
+static int put_tensors(pt_archive_t *ar, const pv_t *top,
+                       const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                       lsmi_error_t *err) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i + 1 < top->n; i += 2) {
+    const pv_t *k = top->items[i], *v = top->items[i + 1];
+    if (k->t != V_STR)
+      continue;
+    lsmi__arrays_seen(as, k->s);
+    int role = lsmi__key_role(k->s);
+    if (role < 0)
+      continue;
+    if (v->t != V_TENSOR)
+      return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, k->s,
+                            "%s is not a tensor", k->s);
+    rc = put_tensor(ar, k->s, v, role, lim, as, err);
+  }
+  return rc;
+}
 
 int lsmi__read_pt(const unsigned char *buf, size_t len,
                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
@@ -684,150 +1001,22 @@ int lsmi__read_pt(const unsigned char *buf, size_t len,
                           "PyTorch 1.6 or with "
                           "_use_new_zipfile_serialization=False) is not "
                           "supported; re-save it with a current torch.save");
-  lsmi__zip_t z;
-  int rc = lsmi__zip_open(&z, buf, len, lim, err);
-  const lsmi__zip_entry_t *pkl = NULL;
-  for (size_t i = 0; !rc && i < z.n && !pkl; i++) {
-    size_t k = strlen(z.e[i].name);
-    if (k >= 8 && strcmp(z.e[i].name + k - 8, "data.pkl") == 0 &&
-        (k == 8 || z.e[i].name[k - 9] == '/'))
-      pkl = &z.e[i];
-  }
-  if (!rc && !pkl)
-    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "data.pkl",
-                        "zip file has no data.pkl: not a torch.save file");
-  if (!rc && pkl->usize > lim->max_header_bytes)
-    rc = lsmi_error_set(err, LSMI_ERR_LIMIT, "data.pkl",
-                        "data.pkl has %llu bytes; the limit for headers is "
-                        "%llu",
-                        (unsigned long long)pkl->usize,
-                        (unsigned long long)lim->max_header_bytes);
-  if (rc) {
-    lsmi__zip_close(&z);
-    return rc;
-  }
-  char prefix[256];
-  size_t plen = strlen(pkl->name) - 8;
-  if (plen >= sizeof prefix - 32) {
-    lsmi__zip_close(&z);
-    return lsmi_error_set(err, LSMI_ERR_FORMAT, "data.pkl",
-                          "archive name too long");
-  }
-  memcpy(prefix, pkl->name, plen);
-  prefix[plen] = '\0';
-
-  bool big = false;
-  char name[320];
-  snprintf(name, sizeof name, "%sbyteorder", prefix);
-  const lsmi__zip_entry_t *bo = lsmi__zip_find(&z, name);
-  const unsigned char *pdata;
-  size_t plen2;
-  void *owned;
-  if (bo) {
-    rc = lsmi__zip_read(&z, bo, &pdata, &plen2, &owned, err);
-    if (!rc) {
-      big = plen2 == 3 && memcmp(pdata, "big", 3) == 0;
-      if (!big && !(plen2 == 6 && memcmp(pdata, "little", 6) == 0))
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "byteorder",
-                            "byteorder record is neither little nor big");
-      free(owned);
-    }
-  }
-  if (!rc)
-    rc = lsmi__zip_read(&z, pkl, &pdata, &plen2, &owned, err);
-  if (!rc && owned)
-    rc = lsmi__arrays_own(as, owned, err);
-  if (rc) {
-    lsmi__zip_close(&z);
-    return rc;
-  }
-
+  pt_archive_t ar;
   vm_t m;
+  memset(&ar, 0, sizeof ar);
   memset(&m, 0, sizeof m);
-  m.p = pdata;
-  m.end = pdata + plen2;
-  m.total = plen2;
-  m.err = err;
+  const lsmi__zip_entry_t *pkl = NULL;
   pv_t *top = NULL;
-  rc = run(&m, &top);
-  if (!rc && top->t != V_DICT)
-    rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "data.pkl",
-                        "the saved object is not a dict of tensors");
-  loaded_t cache[LSMI__ROLES + 1]; /* a 7th tensor fails in _put */
-  size_t ncache = 0;
-  for (size_t i = 0; !rc && i + 1 < top->n; i += 2) {
-    pv_t *k = top->items[i], *v = top->items[i + 1];
-    if (k->t != V_STR)
-      continue;
-    lsmi__arrays_seen(as, k->s);
-    int role = lsmi__key_role(k->s);
-    if (role < 0)
-      continue;
-    if (v->t != V_TENSOR) {
-      rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, k->s, "%s is not a tensor",
-                          k->s);
-      break;
-    }
-    /* The storage's bytes, once per storage key. */
-    const loaded_t *st = NULL;
-    for (size_t c = 0; c < ncache; c++)
-      if (strcmp(cache[c].key, v->tn->storage->s) == 0)
-        st = &cache[c];
-    if (!st) {
-      snprintf(name, sizeof name, "%sdata/%s", prefix, v->tn->storage->s);
-      const lsmi__zip_entry_t *e = lsmi__zip_find(&z, name);
-      if (!e) {
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
-                            "storage %s of %s is missing from the archive",
-                            v->tn->storage->s, k->s);
-        break;
-      }
-      loaded_t *l = &cache[ncache];
-      rc = lsmi__zip_read(&z, e, &l->data, &l->len, &owned, err);
-      if (!rc && owned)
-        rc = lsmi__arrays_own(as, owned, err);
-      if (rc)
-        break;
-      l->key = v->tn->storage->s;
-      st = &cache[ncache++];
-    }
-    size_t es = lsmi__dtype_size(v->dtype);
-    uint64_t need;
-    if (!lsmi__mul_u64(v->tn->storage->numel, es, &need) || need > st->len) {
-      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
-                          "storage %s of %s declares %llu elements but holds "
-                          "%zu bytes",
-                          v->tn->storage->s, k->s,
-                          (unsigned long long)v->tn->storage->numel, st->len);
-      break;
-    }
-    lsmi__array_t a;
-    memset(&a, 0, sizeof a);
-    snprintf(a.key, sizeof a.key, "%s", k->s);
-    a.dtype = v->dtype;
-    a.big_endian = big;
-    a.ndim = v->tn->ndim;
-    a.data = st->data;
-    a.data_len = (size_t)need;
-    if (!lsmi__mul_u64(v->tn->offset, es, &a.offset)) {
-      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s,
-                          "%s: storage offset overflows", k->s);
-      break;
-    }
-    for (int d = 0; d < v->tn->ndim; d++) {
-      a.shape[d] = v->tn->shape[d];
-      if (!lsmi__mul_u64(v->tn->stride[d], es, &a.stride[d])) {
-        rc = lsmi_error_set(err, LSMI_ERR_FORMAT, k->s, "%s: strides overflow",
-                            k->s);
-        break;
-      }
-    }
-    if (!rc)
-      rc = lsmi__arrays_put(as, role, &a, lim, err);
-  }
-  free(m.stack);
-  free(m.marks);
-  arena_free(&m.arena);
-  lsmi__zip_close(&z);
+  int rc = lsmi__zip_open(&ar.z, buf, len, lim, err);
+  if (!rc)
+    rc = find_pickle(&ar, lim, &pkl, err);
+  if (!rc)
+    rc = read_byteorder(&ar, err);
+  if (!rc)
+    rc = unpickle(&ar, pkl, &m, as, &top, err);
+  if (!rc)
+    rc = put_tensors(&ar, top, lim, as, err);
+  vm_free(&m);
+  lsmi__zip_close(&ar.z);
   return rc;
 }

@@ -87,92 +87,116 @@ static int zip64_extra(const unsigned char *x, size_t xlen, uint64_t *usize,
   return 0;
 }
 
-int lsmi__zip_open(lsmi__zip_t *z, const unsigned char *buf, size_t len,
-                   const lsmi_limits_t *lim, lsmi_error_t *err) {
-  memset(z, 0, sizeof *z);
-  z->buf = buf;
-  z->len = len;
-  z->lim = lim;
+/* Where the central directory is and how many entries it holds, from the
+ * end record (or its Zip64 twin when a field is saturated). */
+static int read_end(const unsigned char *buf, size_t len,
+                    const lsmi_limits_t *lim, uint64_t *entries,
+                    uint64_t *cd_size, uint64_t *cd_off, lsmi_error_t *err) {
   long long eo = find_eocd(buf, len);
   if (eo < 0)
     return bad(err, "no end of central directory record (truncated?)");
   const unsigned char *e = buf + eo;
-  uint64_t entries = lsmi__le16(e + 10);
-  uint64_t cd_size = lsmi__le32(e + 12);
-  uint64_t cd_off = lsmi__le32(e + 16);
+  *entries = lsmi__le16(e + 10);
+  *cd_size = lsmi__le32(e + 12);
+  *cd_off = lsmi__le32(e + 16);
   if (lsmi__le16(e + 4) != 0 || lsmi__le16(e + 6) != 0) {
     if (lsmi__le16(e + 4) != 0xFFFF)
       return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
                             "multi-disk zip archives are not supported");
   }
-  if (entries == 0xFFFF || cd_size == 0xFFFFFFFFu || cd_off == 0xFFFFFFFFu) {
+  if (*entries == 0xFFFF || *cd_size == 0xFFFFFFFFu || *cd_off == 0xFFFFFFFFu) {
     if (eo < 20 || lsmi__le32(buf + eo - 20) != SIG_LOC64)
       return bad(err, "saturated directory fields without Zip64 records");
     uint64_t o64 = lsmi__le64(buf + eo - 20 + 8);
     if (o64 > len || len - o64 < 56 || lsmi__le32(buf + o64) != SIG_EOCD64)
       return bad(err, "Zip64 end record out of bounds");
     const unsigned char *e64 = buf + o64;
-    entries = lsmi__le64(e64 + 32);
-    cd_size = lsmi__le64(e64 + 40);
-    cd_off = lsmi__le64(e64 + 48);
+    *entries = lsmi__le64(e64 + 32);
+    *cd_size = lsmi__le64(e64 + 40);
+    *cd_off = lsmi__le64(e64 + 48);
   }
-  if (entries > lim->max_members)
+  if (*entries > lim->max_members)
     return lsmi_error_set(
         err, LSMI_ERR_LIMIT, "", "zip file has %llu members; the limit is %llu",
-        (unsigned long long)entries, (unsigned long long)lim->max_members);
-  if (cd_off > len || cd_size > len - cd_off)
+        (unsigned long long)*entries, (unsigned long long)lim->max_members);
+  if (*cd_off > len || *cd_size > len - *cd_off)
     return bad(err, "central directory out of bounds");
-  if (entries > cd_size / 46)
+  if (*entries > *cd_size / 46)
     return bad(err, "more entries than the central directory can hold");
+  return 0;
+}
+
+/* The central header at p (left bytes of directory remain) as the next
+ * entry of z; *used is its length. */
+static int read_entry(lsmi__zip_t *z, const unsigned char *p, size_t left,
+                      size_t *used, lsmi_error_t *err) {
+  const unsigned char *buf = z->buf;
+  size_t len = z->len;
+  if (left < 46 || lsmi__le32(p) != SIG_CENTRAL)
+    return bad(err, "bad central directory header");
+  size_t nlen = lsmi__le16(p + 28), xlen = lsmi__le16(p + 30),
+         clen = lsmi__le16(p + 32);
+  if (46 + nlen + xlen + clen > left)
+    return bad(err, "central directory entry runs past the directory");
+  lsmi__zip_entry_t *en = &z->e[z->n];
+  en->flags = lsmi__le16(p + 8);
+  en->method = lsmi__le16(p + 10);
+  en->crc = lsmi__le32(p + 16);
+  en->csize = lsmi__le32(p + 20);
+  en->usize = lsmi__le32(p + 24);
+  uint64_t loff = lsmi__le32(p + 42);
+  if (memchr(p + 46, 0, nlen))
+    return bad(err, "member name contains a NUL byte");
+  en->name = malloc(nlen + 1);
+  if (!en->name)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  memcpy(en->name, p + 46, nlen);
+  en->name[nlen] = '\0';
+  z->n++;
+  int rc = zip64_extra(p + 46 + nlen, xlen, &en->usize, &en->csize, &loff,
+                       en->usize == 0xFFFFFFFFu, en->csize == 0xFFFFFFFFu,
+                       loff == 0xFFFFFFFFu, err);
+  if (rc)
+    return rc;
+  if (loff > len || len - loff < 30 || lsmi__le32(buf + loff) != SIG_LOCAL)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, en->name,
+                          "malformed zip file: local header of %s is out of "
+                          "bounds or damaged",
+                          en->name);
+  uint64_t data =
+      loff + 30 + lsmi__le16(buf + loff + 26) + lsmi__le16(buf + loff + 28);
+  if (data > len || en->csize > len - data)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, en->name,
+                          "malformed zip file: data of %s runs past the end "
+                          "of the file (truncated?)",
+                          en->name);
+  en->data_off = data;
+  *used = 46 + nlen + xlen + clen;
+  return 0;
+}
+
+int lsmi__zip_open(lsmi__zip_t *z, const unsigned char *buf, size_t len,
+                   const lsmi_limits_t *lim, lsmi_error_t *err) {
+  memset(z, 0, sizeof *z);
+  z->buf = buf;
+  z->len = len;
+  z->lim = lim;
+  uint64_t entries = 0, cd_size = 0, cd_off = 0;
+  int rc = read_end(buf, len, lim, &entries, &cd_size, &cd_off, err);
+  if (rc)
+    return rc;
   z->e = calloc(entries ? entries : 1, sizeof *z->e);
   if (!z->e)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   const unsigned char *p = buf + cd_off;
   size_t left = (size_t)cd_size;
-  for (uint64_t i = 0; i < entries; i++) {
-    if (left < 46 || lsmi__le32(p) != SIG_CENTRAL)
-      return bad(err, "bad central directory header");
-    size_t nlen = lsmi__le16(p + 28), xlen = lsmi__le16(p + 30),
-           clen = lsmi__le16(p + 32);
-    if (46 + nlen + xlen + clen > left)
-      return bad(err, "central directory entry runs past the directory");
-    lsmi__zip_entry_t *en = &z->e[z->n];
-    en->flags = lsmi__le16(p + 8);
-    en->method = lsmi__le16(p + 10);
-    en->crc = lsmi__le32(p + 16);
-    en->csize = lsmi__le32(p + 20);
-    en->usize = lsmi__le32(p + 24);
-    uint64_t loff = lsmi__le32(p + 42);
-    if (memchr(p + 46, 0, nlen))
-      return bad(err, "member name contains a NUL byte");
-    en->name = malloc(nlen + 1);
-    if (!en->name)
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-    memcpy(en->name, p + 46, nlen);
-    en->name[nlen] = '\0';
-    z->n++;
-    int rc = zip64_extra(p + 46 + nlen, xlen, &en->usize, &en->csize, &loff,
-                         en->usize == 0xFFFFFFFFu, en->csize == 0xFFFFFFFFu,
-                         loff == 0xFFFFFFFFu, err);
-    if (rc)
-      return rc;
-    if (loff > len || len - loff < 30 || lsmi__le32(buf + loff) != SIG_LOCAL)
-      return lsmi_error_set(err, LSMI_ERR_FORMAT, en->name,
-                            "malformed zip file: local header of %s is out of "
-                            "bounds or damaged",
-                            en->name);
-    uint64_t data =
-        loff + 30 + lsmi__le16(buf + loff + 26) + lsmi__le16(buf + loff + 28);
-    if (data > len || en->csize > len - data)
-      return lsmi_error_set(err, LSMI_ERR_FORMAT, en->name,
-                            "malformed zip file: data of %s runs past the end "
-                            "of the file (truncated?)",
-                            en->name);
-    en->data_off = data;
-    p += 46 + nlen + xlen + clen;
-    left -= 46 + nlen + xlen + clen;
+  for (uint64_t i = 0; i < entries && !rc; i++) {
+    size_t used = 0;
+    rc = read_entry(z, p, left, &used, err);
+    p += used;
+    left -= used;
   }
-  return 0;
+  return rc;
 }
 
 void lsmi__zip_close(lsmi__zip_t *z) {
@@ -205,6 +229,8 @@ static uint32_t crc_of(const unsigned char *p, size_t len) {
   return (uint32_t)c;
 }
 
+/* Inflates e's raw deflate stream at `in` into out (exactly e->usize
+ * bytes); a stream that wants more room, or ends early, is malformed. */
 static int inflate_member(const lsmi__zip_entry_t *e, const unsigned char *in,
                           unsigned char *out, lsmi_error_t *err) {
   z_stream s;
@@ -215,10 +241,10 @@ static int inflate_member(const lsmi__zip_entry_t *e, const unsigned char *in,
   uint64_t in_left = e->csize, out_left = e->usize;
   s.next_in = (Bytef *)(uintptr_t)in;
   s.next_out = out;
-  int rc = Z_OK;
+  int zrc = Z_OK, rc = 0;
   unsigned char spare;
   bool probing = false; /* output full: one spare byte asks for more */
-  for (;;) {
+  while (!rc && zrc != Z_STREAM_END) {
     if (s.avail_in == 0 && in_left > 0) {
       s.avail_in = in_left > 0x40000000u ? 0x40000000u : (uInt)in_left;
       in_left -= s.avail_in;
@@ -231,39 +257,69 @@ static int inflate_member(const lsmi__zip_entry_t *e, const unsigned char *in,
       s.next_out = &spare;
       s.avail_out = 1;
     }
-    rc = inflate(&s, Z_NO_FLUSH);
-    if (probing && s.avail_out == 0) {
-      inflateEnd(&s);
-      return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
-                            "malformed zip file: %s inflates to more than its "
-                            "declared %llu bytes",
-                            e->name, (unsigned long long)e->usize);
-    }
-    if (rc == Z_STREAM_END)
-      break;
-    if (rc == Z_BUF_ERROR && s.avail_in == 0 && in_left == 0) {
-      inflateEnd(&s);
-      return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
-                            "malformed zip file: deflate stream of %s is "
-                            "truncated",
-                            e->name);
-    }
-    if (rc != Z_OK && rc != Z_BUF_ERROR) {
-      inflateEnd(&s);
-      return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
-                            "malformed zip file: deflate stream of %s is "
-                            "corrupt (%s)",
-                            e->name, s.msg ? s.msg : "zlib error");
-    }
+    zrc = inflate(&s, Z_NO_FLUSH);
+    if (probing && s.avail_out == 0)
+      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
+                          "malformed zip file: %s inflates to more than its "
+                          "declared %llu bytes",
+                          e->name, (unsigned long long)e->usize);
+    else if (zrc == Z_BUF_ERROR && s.avail_in == 0 && in_left == 0)
+      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
+                          "malformed zip file: deflate stream of %s is "
+                          "truncated",
+                          e->name);
+    else if (zrc != Z_OK && zrc != Z_BUF_ERROR && zrc != Z_STREAM_END)
+      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
+                          "malformed zip file: deflate stream of %s is "
+                          "corrupt (%s)",
+                          e->name, s.msg ? s.msg : "zlib error");
   }
   uint64_t total = (uint64_t)s.total_out;
   inflateEnd(&s);
-  if (rc != Z_STREAM_END || total != e->usize)
-    return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
-                          "malformed zip file: %s inflated to %llu bytes, "
-                          "not the declared %llu",
-                          e->name, (unsigned long long)total,
-                          (unsigned long long)e->usize);
+  if (!rc && total != e->usize)
+    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
+                        "malformed zip file: %s inflated to %llu bytes, not "
+                        "the declared %llu",
+                        e->name, (unsigned long long)total,
+                        (unsigned long long)e->usize);
+  return rc;
+}
+
+/* A deflated member into a new buffer (*out, taken by the caller), within
+ * max_decompressed_bytes (over the archive) and max_ratio. */
+static int inflate_checked(lsmi__zip_t *z, const lsmi__zip_entry_t *e,
+                           unsigned char **out, lsmi_error_t *err) {
+  const lsmi_limits_t *lim = z->lim;
+  *out = NULL;
+  if (e->usize > lim->max_decompressed_bytes ||
+      z->inflated > lim->max_decompressed_bytes - e->usize)
+    return lsmi_error_set(
+        err, LSMI_ERR_LIMIT, e->name,
+        "zip member %s would inflate the archive past %llu bytes "
+        "(max_decompressed_bytes)",
+        e->name, (unsigned long long)lim->max_decompressed_bytes);
+  if (e->usize > RATIO_FLOOR &&
+      (double)e->usize > lim->max_ratio * (double)(e->csize ? e->csize : 1))
+    return lsmi_error_set(
+        err, LSMI_ERR_LIMIT, e->name,
+        "zip member %s inflates %llu bytes to %llu, a ratio above the "
+        "limit %g (zip bomb?)",
+        e->name, (unsigned long long)e->csize, (unsigned long long)e->usize,
+        lim->max_ratio);
+  if ((uint64_t)(size_t)e->usize != e->usize)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, e->name,
+                          "zip member %s is too large", e->name);
+  unsigned char *p = malloc(e->usize ? (size_t)e->usize : 1);
+  if (!p)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, e->name,
+                          "out of memory inflating %s", e->name);
+  int rc = inflate_member(e, z->buf + e->data_off, p, err);
+  if (rc) {
+    free(p);
+    return rc;
+  }
+  z->inflated += e->usize;
+  *out = p;
   return 0;
 }
 
@@ -273,64 +329,33 @@ int lsmi__zip_read(lsmi__zip_t *z, const lsmi__zip_entry_t *e,
   *data = NULL;
   *len = 0;
   *owned = NULL;
-  const unsigned char *in = z->buf + e->data_off;
   if (e->flags & 1)
     return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, e->name,
                           "zip member %s is encrypted", e->name);
-  if (e->method == 0) {
-    if (e->csize != e->usize)
-      return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
-                            "malformed zip file: stored member %s has "
-                            "different compressed and plain sizes",
-                            e->name);
-    *data = in;
-    *len = (size_t)e->usize;
-  } else if (e->method == 8) {
-    const lsmi_limits_t *lim = z->lim;
-    if (e->usize > lim->max_decompressed_bytes ||
-        z->inflated > lim->max_decompressed_bytes - e->usize)
-      return lsmi_error_set(
-          err, LSMI_ERR_LIMIT, e->name,
-          "zip member %s would inflate the archive past %llu bytes "
-          "(max_decompressed_bytes)",
-          e->name, (unsigned long long)lim->max_decompressed_bytes);
-    if (e->usize > RATIO_FLOOR &&
-        (double)e->usize > lim->max_ratio * (double)(e->csize ? e->csize : 1))
-      return lsmi_error_set(
-          err, LSMI_ERR_LIMIT, e->name,
-          "zip member %s inflates %llu bytes to %llu, a ratio above the "
-          "limit %g (zip bomb?)",
-          e->name, (unsigned long long)e->csize, (unsigned long long)e->usize,
-          lim->max_ratio);
-    if ((uint64_t)(size_t)e->usize != e->usize)
-      return lsmi_error_set(err, LSMI_ERR_LIMIT, e->name,
-                            "zip member %s is too large", e->name);
-    unsigned char *out = malloc(e->usize ? (size_t)e->usize : 1);
-    if (!out)
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, e->name,
-                            "out of memory inflating %s", e->name);
-    int rc = inflate_member(e, in, out, err);
-    if (rc) {
-      free(out);
-      return rc;
-    }
-    z->inflated += e->usize;
-    *data = out;
-    *len = (size_t)e->usize;
-    *owned = out;
-  } else {
+  if (e->method == 0 && e->csize != e->usize)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
+                          "malformed zip file: stored member %s has "
+                          "different compressed and plain sizes",
+                          e->name);
+  if (e->method != 0 && e->method != 8)
     return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, e->name,
                           "zip member %s uses compression method %u; only "
                           "stored (0) and deflate (8) are supported",
                           e->name, (unsigned)e->method);
+  unsigned char *out = NULL;
+  if (e->method == 8) {
+    int rc = inflate_checked(z, e, &out, err);
+    if (rc)
+      return rc;
   }
-  if (crc_of(*data, *len) != e->crc) {
-    free(*owned);
-    *owned = NULL;
-    *data = NULL;
+  if (crc_of(out ? out : z->buf + e->data_off, (size_t)e->usize) != e->crc) {
+    free(out);
     return lsmi_error_set(err, LSMI_ERR_FORMAT, e->name,
                           "malformed zip file: CRC mismatch in %s", e->name);
   }
+  *data = out ? out : z->buf + e->data_off;
+  *len = (size_t)e->usize;
+  *owned = out;
   return 0;
 }
 
@@ -398,68 +423,78 @@ int lsmi__zipw_begin(lsmi__zipw_t *w, const char *name, uint32_t crc,
   return rc;
 }
 
+/* The central directory header of e, with a Zip64 extra field when its
+ * size or offset does not fit 32 bits (*any64 is set then). */
+static int write_central(lsmi__zipw_t *w, const lsmi__zipw_entry_t *e,
+                         bool *any64) {
+  bool bs = e->size >= SAT, bo = e->offset >= SAT;
+  size_t nlen = strlen(e->name);
+  size_t xlen = (bs || bo) ? 4 + (bs ? 16u : 0u) + (bo ? 8u : 0u) : 0;
+  unsigned char h[46 + 28];
+  memset(h, 0, sizeof h);
+  put32(h, SIG_CENTRAL);
+  put16(h + 4, (3u << 8) | 45u);
+  put16(h + 6, (bs || bo) ? 45 : 20);
+  put16(h + 14, 0x0021);
+  put32(h + 16, e->crc);
+  put32(h + 20, bs ? SAT : (uint32_t)e->size);
+  put32(h + 24, bs ? SAT : (uint32_t)e->size);
+  put16(h + 28, (uint32_t)nlen);
+  put16(h + 30, (uint32_t)xlen);
+  put32(h + 38, 0100644u << 16);
+  put32(h + 42, bo ? SAT : (uint32_t)e->offset);
+  int rc = lsmi__zipw_data(w, h, 46);
+  if (!rc)
+    rc = lsmi__zipw_data(w, e->name, nlen);
+  if (!rc && xlen) {
+    unsigned char x[28];
+    size_t k = 4;
+    put16(x, 1);
+    put16(x + 2, (uint32_t)(xlen - 4));
+    if (bs) {
+      put64(x + k, e->size);
+      put64(x + k + 8, e->size);
+      k += 16;
+    }
+    if (bo)
+      put64(x + k, e->offset);
+    rc = lsmi__zipw_data(w, x, xlen);
+    *any64 = true;
+  }
+  return rc;
+}
+
+/* The Zip64 end record and its locator, for a directory of cd_size bytes
+ * at cd_off. */
+static int write_end64(lsmi__zipw_t *w, uint64_t cd_off, uint64_t cd_size) {
+  uint64_t e64 = w->pos;
+  unsigned char r[56 + 20];
+  memset(r, 0, sizeof r);
+  put32(r, SIG_EOCD64);
+  put64(r + 4, 44);
+  put16(r + 12, 45);
+  put16(r + 14, 45);
+  put64(r + 24, w->n);
+  put64(r + 32, w->n);
+  put64(r + 40, cd_size);
+  put64(r + 48, cd_off);
+  put32(r + 56, SIG_LOC64);
+  put64(r + 64, e64);
+  put32(r + 72, 1);
+  return lsmi__zipw_data(w, r, sizeof r);
+}
+
 int lsmi__zipw_finish(lsmi__zipw_t *w) {
   uint64_t cd_off = w->pos;
   bool any64 = false;
-  for (size_t i = 0; i < w->n; i++) {
-    const lsmi__zipw_entry_t *e = &w->e[i];
-    bool bs = e->size >= SAT, bo = e->offset >= SAT;
-    size_t nlen = strlen(e->name);
-    size_t xlen = (bs || bo) ? 4 + (bs ? 16u : 0u) + (bo ? 8u : 0u) : 0;
-    unsigned char h[46 + 28];
-    memset(h, 0, sizeof h);
-    put32(h, SIG_CENTRAL);
-    put16(h + 4, (3u << 8) | 45u);
-    put16(h + 6, (bs || bo) ? 45 : 20);
-    put16(h + 14, 0x0021);
-    put32(h + 16, e->crc);
-    put32(h + 20, bs ? SAT : (uint32_t)e->size);
-    put32(h + 24, bs ? SAT : (uint32_t)e->size);
-    put16(h + 28, (uint32_t)nlen);
-    put16(h + 30, (uint32_t)xlen);
-    put32(h + 38, 0100644u << 16);
-    put32(h + 42, bo ? SAT : (uint32_t)e->offset);
-    int rc = lsmi__zipw_data(w, h, 46);
-    if (!rc)
-      rc = lsmi__zipw_data(w, e->name, nlen);
-    if (!rc && xlen) {
-      unsigned char x[28];
-      size_t k = 4;
-      put16(x, 1);
-      put16(x + 2, (uint32_t)(xlen - 4));
-      if (bs) {
-        put64(x + k, e->size);
-        put64(x + k + 8, e->size);
-        k += 16;
-      }
-      if (bo)
-        put64(x + k, e->offset);
-      rc = lsmi__zipw_data(w, x, xlen);
-      any64 = true;
-    }
-    if (rc)
-      return rc;
-  }
+  int rc = 0;
+  for (size_t i = 0; i < w->n && !rc; i++)
+    rc = write_central(w, &w->e[i], &any64);
   uint64_t cd_size = w->pos - cd_off;
-  if (any64 || cd_off >= SAT) {
-    uint64_t e64 = w->pos;
-    unsigned char r[56 + 20];
-    memset(r, 0, sizeof r);
-    put32(r, SIG_EOCD64);
-    put64(r + 4, 44);
-    put16(r + 12, 45);
-    put16(r + 14, 45);
-    put64(r + 24, w->n);
-    put64(r + 32, w->n);
-    put64(r + 40, cd_size);
-    put64(r + 48, cd_off);
-    put32(r + 56, SIG_LOC64);
-    put64(r + 64, e64);
-    put32(r + 72, 1);
-    int rc = lsmi__zipw_data(w, r, sizeof r);
-    if (rc)
-      return rc;
-  }
+  if (!rc && (any64 || cd_off >= SAT))
+    rc = write_end64(w, cd_off, cd_size);
+  if (rc)
+    return rc;
   unsigned char t[22];
   memset(t, 0, sizeof t);
   put32(t, SIG_EOCD);
