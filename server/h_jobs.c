@@ -9,6 +9,7 @@
  * without writing anything. A job read back shows the store's object with
  * the live progress of a running fit laid over it.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +49,7 @@ static void overlay_progress(lsmi_http_t *h, json_t *job) {
     lsmi_sched_whereabouts(h->sched, id, &ran, &place);
     if (p.fraction >= 0.01 && p.fraction < 1) {
       json_decref(eta);
-      eta = json_real(ran * (1 - p.fraction) / p.fraction);
+      eta = json_integer((json_int_t)ceil(ran * (1 - p.fraction) / p.fraction));
     }
   } else if (state && id && !strcmp(state, "queued") &&
              lsmi_sched_whereabouts(h->sched, id, &ran, &place) == LSMI_OK &&

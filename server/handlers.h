@@ -36,6 +36,7 @@
 #include "http.h"
 #include "lsmi.h"
 #include "mhd.h"
+#include "multipart.h"
 #include "router.h"
 #include "sched.h"
 #include "sha256.h"
@@ -81,6 +82,11 @@ typedef struct lsmi_req {
   lsmi_sha256_t sha;
   uint64_t bytes;
   int write_errno;
+  /* A browser's multipart/form-data upload: the file part is what is kept
+   * (file_bytes of it). */
+  bool multipart;
+  lsmi_multipart_t mp;
+  uint64_t file_bytes;
 } lsmi_req_t;
 
 /* A begin or end step (see above). */
