@@ -5,6 +5,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "resagg.h"
 
@@ -98,7 +99,13 @@ static json_t *column(const lsmi_resfile_t *f, lsmi_rescol_t c, int bins,
                       double lo, double hi, int nclass) {
   const lsmi_rows_t *r = &f->rows;
   size_t n = r->n, m = 0, nan = 0, below = 0, above = 0;
-  double *x = malloc((n ? n : 1) * sizeof *x);
+  /* The copy for the quantiles: an anonymous mapping, given back whole when
+   * done (from malloc, several MiB would stay in the thread's arena). */
+  size_t xlen = (n ? n : 1) * sizeof(double);
+  double *x = mmap(NULL, xlen, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (x == MAP_FAILED)
+    x = NULL;
   size_t *counts = calloc((size_t)bins, sizeof *counts);
   cls_t *k = calloc((size_t)nclass + 1, sizeof *k);
   json_t *o = NULL;
@@ -168,7 +175,8 @@ static json_t *column(const lsmi_resfile_t *f, lsmi_rescol_t c, int bins,
       "above", (json_int_t)above, "quantiles", "p", qp, "values", qv,
       "by_class", byc);
 out:
-  free(x);
+  if (x)
+    munmap(x, xlen);
   free(counts);
   free(k);
   return o;

@@ -5,9 +5,16 @@
  * change, through read-only mappings, so that a page touches only the rows
  * it prints.
  *
- * Lock: resfile.mu guards `verified`, the files whose checksum this
+ * Locks: resfile.mu guards `verified`, the files whose checksum this
  * process has already checked; it is held for a table lookup or insert,
  * never while reading a file, and nothing else is taken under it.
+ * resfile.build is held while an order is built (seconds, for millions of
+ * rows), so that concurrent first requests build it once, one at a time,
+ * rather than each sorting its own copy; it is taken before resfile.mu.
+ *
+ * The large scratch arrays (a sort's keys, a built order) are anonymous
+ * mappings given back to the system when done: from malloc, a freed block
+ * of several MiB would stay in the HTTP thread's arena.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -39,7 +46,7 @@ static const char *col_names[LSMI_COL_COUNT] = {
 enum { N_PARTS = 9, N_SD = 4, N_MAX = N_PARTS + N_SD, TRAILER = 16 };
 /* A walk gives back the pages it touched every DROP_ROWS rows: at most
  * 13 columns' pages per row stay mapped in between (a few MiB). */
-enum { DROP_ROWS = 1024 };
+enum { DROP_ROWS = 4096 };
 
 const char *lsmi_resfile_col_name(lsmi_rescol_t col) {
   return (col >= 0 && col < LSMI_COL_COUNT) ? col_names[col] : "?";
@@ -141,6 +148,7 @@ typedef struct file_key {
 
 enum { VERIFIED_MAX = 128 };
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER; /* resfile.mu */
+static pthread_mutex_t build = PTHREAD_MUTEX_INITIALIZER; /* resfile.build */
 static file_key_t verified[VERIFIED_MAX];
 static int n_verified, next_verified;
 
@@ -413,11 +421,62 @@ typedef struct keyed {
   uint32_t i;
 } keyed_t;
 
-static int cmp_keyed(const void *a, const void *b) {
-  const keyed_t *x = a, *y = b;
-  if (x->v != y->v)
-    return x->v < y->v ? -1 : 1;
-  return x->i < y->i ? -1 : (x->i > y->i);
+static bool before(const keyed_t *x, const keyed_t *y) {
+  return x->v < y->v || (x->v == y->v && x->i < y->i);
+}
+
+static void swap_keyed(keyed_t *a, keyed_t *b) {
+  keyed_t t = *a;
+  *a = *b;
+  *b = t;
+}
+
+/* Sorts k[0..n) in place by (v, i): a quicksort (median of three, the
+ * smaller side first so the stack stays O(log n), insertion below 16).
+ * Not qsort: glibc's takes a scratch copy of the array from malloc, which
+ * would stay in the thread's arena. The keys are distinct (i is). */
+static void sort_keyed(keyed_t *k, size_t n) {
+  while (n > 16) {
+    size_t mid = n / 2, last = n - 1;
+    if (before(&k[mid], &k[0]))
+      swap_keyed(&k[mid], &k[0]);
+    if (before(&k[last], &k[0]))
+      swap_keyed(&k[last], &k[0]);
+    if (before(&k[last], &k[mid]))
+      swap_keyed(&k[last], &k[mid]);
+    keyed_t pivot = k[mid];
+    size_t i = 0, j = last;
+    for (;;) {
+      while (before(&k[i], &pivot))
+        i++;
+      while (before(&pivot, &k[j]))
+        j--;
+      if (i >= j)
+        break;
+      swap_keyed(&k[i], &k[j]);
+      i++;
+      j--;
+    }
+    size_t left = j + 1; /* k[0..j] <= pivot <= k[j+1..n) */
+    if (left < n - left) {
+      sort_keyed(k, left);
+      k += left;
+      n -= left;
+    } else {
+      sort_keyed(k + left, n - left);
+      n = left;
+    }
+  }
+  for (size_t i = 1; i < n; i++)
+    for (size_t j = i; j > 0 && before(&k[j], &k[j - 1]); j--)
+      swap_keyed(&k[j], &k[j - 1]);
+}
+
+/* An anonymous mapping of size bytes (see the top comment): NULL if none. */
+static void *scratch(size_t size) {
+  void *m = mmap(NULL, size ? size : 1, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return m == MAP_FAILED ? NULL : m;
 }
 
 /* The order of f by col into idx (n entries): the numbers sorted, ties by
@@ -425,7 +484,7 @@ static int cmp_keyed(const void *a, const void *b) {
 static int sort_rows(const lsmi_resfile_t *f, lsmi_rescol_t col, bool desc,
                      uint32_t *idx) {
   size_t n = f->rows.n, m = 0, nan = 0;
-  keyed_t *k = malloc((n ? n : 1) * sizeof *k);
+  keyed_t *k = scratch(n * sizeof *k);
   if (k == NULL)
     return LSMI_ERR_NOMEM;
   for (size_t i = 0; i < n; i++) {
@@ -435,10 +494,10 @@ static int sort_rows(const lsmi_resfile_t *f, lsmi_rescol_t col, bool desc,
     else
       k[m++] = (keyed_t){desc ? -v : v, (uint32_t)i};
   }
-  qsort(k, m, sizeof *k, cmp_keyed);
+  sort_keyed(k, m);
   for (size_t j = 0; j < m; j++)
     idx[j] = k[j].i;
-  free(k);
+  munmap(k, n ? n * sizeof *k : 1);
   for (size_t i = 0; i < n && nan; i++)
     if (isnan(lsmi_resfile_value(&f->rows, col, i)))
       idx[m++] = (uint32_t)i, nan--;
@@ -520,29 +579,39 @@ int lsmi_resfile_order(lsmi_resfile_t *f, lsmi_rescol_t col, bool desc,
   order_path(f, col, desc, path, sizeof path);
   if ((*order = map_order(path, f->rows.n, map_len)))
     return LSMI_OK;
-  uint32_t *idx = malloc((f->rows.n ? f->rows.n : 1) * sizeof *idx);
-  if (idx == NULL || sort_rows(f, col, desc, idx)) {
-    free(idx);
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, NULL, "out of memory");
-  }
-  /* Kept for the next request; when the cache cannot be written (a full
-   * disk), this request still gets its order from memory. */
-  if (keep_order(f, path, idx) == 0 &&
-      (*order = map_order(path, f->rows.n, map_len))) {
-    free(idx);
+  pthread_mutex_lock(&build);
+  /* Another request may have built it while this one waited. */
+  if ((*order = map_order(path, f->rows.n, map_len))) {
+    pthread_mutex_unlock(&build);
     return LSMI_OK;
   }
-  *order = idx;
-  *map_len = 0;
+  /* Laid out as a mapped order (16 bytes of head, then the indices), so
+   * that lsmi_resfile_unorder releases either the same way. */
+  size_t len = 16 + 4 * f->rows.n;
+  char *block = scratch(len);
+  uint32_t *idx = block ? (uint32_t *)(void *)(block + 16) : NULL;
+  int st = idx ? sort_rows(f, col, desc, idx) : LSMI_ERR_NOMEM;
+  /* Kept for the next request; when the cache cannot be written (a full
+   * disk), this request still gets its order from memory. */
+  if (st == LSMI_OK && keep_order(f, path, idx) == 0 &&
+      (*order = map_order(path, f->rows.n, map_len))) {
+    munmap(block, len);
+    block = NULL;
+  } else if (st == LSMI_OK) {
+    *order = idx;
+    *map_len = len;
+    block = NULL;
+  }
+  pthread_mutex_unlock(&build);
+  if (block)
+    munmap(block, len);
+  if (st)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, NULL, "out of memory");
   return LSMI_OK;
 }
 
 void lsmi_resfile_unorder(const uint32_t *order, size_t map_len) {
-  if (order == NULL)
-    return;
-  if (map_len == 0)
-    free((void *)order);
-  else
+  if (order != NULL)
     munmap((void *)((const char *)order - 16), map_len);
 }
 

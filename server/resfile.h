@@ -26,8 +26,9 @@
  * Orders: a page sorted by a column reads the split's order for that
  * column and direction from cache/<job>.<split>.<col>.<asc|desc> (u32 row
  * indices, magic "LSMIORD1", n, the same CRC trailer), built on the first
- * such request (one pass that sorts the column: 12 bytes a row for the
- * moment) and kept durably, so every later page reads only its own rows'
+ * such request (one pass that sorts the column: 20 bytes a row while it
+ * runs, one such build at a time) and kept durably, so every later page
+ * reads only its own rows'
  * entries. The cache holds nothing that the result file does not: it may
  * be deleted at any time.
  */

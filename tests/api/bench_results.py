@@ -72,8 +72,13 @@ def main():
             print("%s, %d rows (%.0f MB file)" % (a.lsmi, n,
                                                    os.path.getsize(path) / 1e6))
 
+            def reset_peak():
+                with open("/proc/%d/clear_refs" % pid, "w") as f:
+                    f.write("5")  # VmHWM := VmRSS
+
             def report(what, path, runs=1):
                 for i in range(runs):
+                    reset_peak()
                     rss0, _ = rss_kb(pid)
                     r, ms = timed(d, path)
                     rss1, hwm = rss_kb(pid)
@@ -84,6 +89,7 @@ def main():
             report("page: 10 rows, sort=-s", base + "?sort=-s&limit=10", 3)
             report("page: 10 rows, sort=u1, offset n/2",
                    base + "?sort=u1&limit=10&offset=%d" % (n // 2), 2)
+            reset_peak()
             _, hwm0 = rss_kb(pid)
             errs = []
 
