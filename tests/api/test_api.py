@@ -431,10 +431,18 @@ def test_cors():
             "https://dash.example"
         assert "POST" in r.header("Access-Control-Allow-Methods")
         assert "Idempotency-Key" in r.header("Access-Control-Allow-Headers")
+        # a page may send X-Request-Id and If-None-Match, and read what the
+        # dashboard reads
+        for h in ("X-Request-Id", "If-None-Match"):
+            assert h in r.header("Access-Control-Allow-Headers"), h
         r = d.request("GET", "/v1/jobs",
                       headers={"Origin": "https://dash.example"})
         assert r.header("Access-Control-Allow-Origin") == \
             "https://dash.example"
+        exposed = r.header("Access-Control-Expose-Headers")
+        for h in ("X-Request-Id", "X-Total-Count", "ETag", "Link",
+                  "Content-Disposition", "Location"):
+            assert h in exposed, (h, exposed)
         r = d.request("GET", "/v1/jobs", headers={"Origin": "https://evil"})
         assert r.header("Access-Control-Allow-Origin") is None
 
