@@ -189,8 +189,8 @@ async function walk(browser, d, token, label) {
     const set = (n, v) => {
       document.querySelector(`#job-params [name=${n}]`).value = v;
     };
-    set("epochs_discriminator", "300");
-    set("epochs_entropy", "300");
+    set("epochs_discriminator", "1500");
+    set("epochs_entropy", "1500");
     set("threads", "1");
   });
   await page.click("#job-submit");
@@ -205,8 +205,8 @@ async function walk(browser, d, token, label) {
     if (!row) return false;
     const st = await row.evaluate((tr) => tr.dataset.state);
     const txt = await row.evaluate((tr) => tr.textContent);
-    const m = /epoch (\d+)\/600/.exec(txt);
-    if (st === "running" && m && +m[1] > 0 && +m[1] < 600 && / s$/.test(
+    const m = /epoch (\d+)\/3000/.exec(txt);
+    if (st === "running" && m && +m[1] > 0 && +m[1] < 3000 && / (s|min)$/.test(
       await row.$eval(".eta", (td) => td.textContent))) sawProgress = txt;
     return st === "succeeded" || st === "failed" || st === "cancelled";
   }, WAIT, "the job to finish on the page");
