@@ -238,7 +238,7 @@ static void report_locked(fit_t *f, double fraction) {
 }
 
 /* Training takes this share of a fit's progress; evaluation the rest. */
-#define TRAIN_SHARE 0.95
+#define TRAIN_SHARE LSMI_PROGRESS_TRAIN_SHARE
 
 static double train_fraction_locked(const fit_t *f) {
   return f->total_cost > 0 ? TRAIN_SHARE * f->done_cost / f->total_cost : 0.0;

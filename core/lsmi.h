@@ -353,6 +353,11 @@ typedef struct lsmi_progress {
   double fraction;             /* of the whole fit's work, in [0, 1] */
 } lsmi_progress_t;
 
+/* The share of `fraction` that training takes (evaluation has the rest):
+ * while a fit trains, fraction / LSMI_PROGRESS_TRAIN_SHARE is the share of
+ * its training work done, counted in model epochs weighted by their cost. */
+#define LSMI_PROGRESS_TRAIN_SHARE 0.95
+
 /*
  * Called at the start, at the end of every epoch of every model (so at
  * least once per epoch even when the models run one after another) and at

@@ -233,10 +233,20 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
                      "fraction", 0.0, "disc_epoch", 0, "disc_epochs",
                      params->epochs_discriminator, "disc_loss", "ent_epoch", 0,
                      "ent_epochs", params->epochs_entropy, "ent_loss");
+  /* epoch: the epochs' worth of training done, from the same count as
+   * fraction, so the two agree; disc_epoch and ent_epoch are the epochs
+   * every model of a family has completed, which lag behind when the
+   * models of a family train one after another. */
+  int epochs = p->disc_epochs + p->ent_epochs;
+  double trained = p->phase == LSMI_PHASE_TRAIN
+                       ? p->fraction / LSMI_PROGRESS_TRAIN_SHARE
+                       : (p->fraction > 0 ? 1.0 : 0.0);
+  int epoch = (int)floor(trained * epochs + 1e-9);
+  epoch = epoch < 0 ? 0 : (epoch > epochs ? epochs : epoch);
   json_t *o = json_pack(
       "{s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i}", "phase",
-      lsmi_phase_name(p->phase), "epoch", p->disc_epoch + p->ent_epoch,
-      "epochs", p->disc_epochs + p->ent_epochs, "fraction", p->fraction,
+      lsmi_phase_name(p->phase), "epoch", epoch, "epochs", epochs, "fraction",
+      p->fraction,
       "disc_epoch", p->disc_epoch, "disc_epochs", p->disc_epochs, "ent_epoch",
       p->ent_epoch, "ent_epochs", p->ent_epochs);
   if (o) {

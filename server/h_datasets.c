@@ -37,7 +37,24 @@ int lsmi_h_upload_begin(lsmi_req_t *r) {
     return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL,
                           "cannot create a temp file: %s", strerror(-rc));
   lsmi_sha256_init(&r->sha);
+  /* A browser's FormData: the file part is the upload. */
+  int mp = lsmi_multipart_init(&r->mp, lsmi_http_header(r, "Content-Type"));
+  if (mp == LSMI_ERR_INVALID)
+    return lsmi_http_bad_request(r, "Content-Type", "%s", r->mp.error);
+  r->multipart = mp == LSMI_OK;
   return LSMI_OK;
+}
+
+/* Bytes of the file itself: to the temp file and the checksum. */
+static void upload_sink(void *ctx, const char *data, size_t n) {
+  lsmi_req_t *r = ctx;
+  r->file_bytes += n;
+  if (r->write_errno)
+    return;
+  int rc = lsmi_durable_write(&r->dur, data, n);
+  if (rc)
+    r->write_errno = -rc;
+  lsmi_sha256_update(&r->sha, data, n);
 }
 
 void lsmi_h_upload_chunk(lsmi_req_t *r, const char *data, size_t n) {
@@ -49,10 +66,10 @@ void lsmi_h_upload_chunk(lsmi_req_t *r, const char *data, size_t n) {
     r->too_big = true; /* drained, then answered 413 */
     return;
   }
-  int rc = lsmi_durable_write(&r->dur, data, n);
-  if (rc)
-    r->write_errno = -rc;
-  lsmi_sha256_update(&r->sha, data, n);
+  if (r->multipart)
+    lsmi_multipart_feed(&r->mp, data, n, upload_sink, r);
+  else
+    upload_sink(r, data, n);
 }
 
 /* The upload's query: its name (NULL: the id) and the val split fraction
@@ -108,7 +125,7 @@ static int read_upload(lsmi_req_t *r, const char *name, double vf,
   snprintf(rec->name, sizeof rec->name, "%s", name && *name ? name : rec->id);
   snprintf(rec->format, sizeof rec->format, "%s", lsmi_format_name(fmt));
   memcpy(rec->sha256, sha, sizeof rec->sha256);
-  rec->bytes = r->bytes;
+  rec->bytes = r->file_bytes;
   rec->classes = ds->classes;
   rec->n_train = ds->train.n;
   rec->n_val = ds->val.n;
@@ -154,7 +171,9 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
     return lsmi_error_set(&r->err, LSMI_ERR_LIMIT, "body",
                           "the upload exceeds --max-upload (%llu bytes)",
                           (unsigned long long)cfg->max_upload);
-  if (r->bytes == 0)
+  if (r->multipart && lsmi_multipart_finish(&r->mp))
+    return lsmi_http_bad_request(r, "body", "%s", r->mp.error);
+  if (r->file_bytes == 0)
     return lsmi_http_bad_request(
         r, "body", "empty body: send the dataset file as the request body");
   const char *name;
@@ -162,6 +181,11 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
   int st = upload_query(r, &name, &vf);
   if (st)
     return st;
+  if (name == NULL && r->mp.filename[0]) { /* the form's file name */
+    json_t *t = json_string(r->mp.filename);
+    name = t ? r->mp.filename : NULL;
+    json_decref(t);
+  }
   unsigned char digest[32];
   char sha[65];
   lsmi_sha256_final(&r->sha, digest);

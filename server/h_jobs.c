@@ -9,6 +9,7 @@
  * without writing anything. A job read back shows the store's object with
  * the live progress of a running fit laid over it.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,30 +30,60 @@ int lsmi_h_jobs_begin(lsmi_req_t *r) {
   return LSMI_OK;
 }
 
-/* Lays the live progress of a running job over its stored object. */
+/* Lays the live progress of a running job over its stored object, with
+ * its ETA (from the seconds it has run and its fraction done) and, while
+ * queued, its place in the queue (1 = next). */
 static void overlay_progress(lsmi_http_t *h, json_t *job) {
   const char *state = json_string_value(json_object_get(job, "state"));
   const char *id = json_string_value(json_object_get(job, "id"));
   bool cancel = false;
   lsmi_progress_t p;
+  double ran = 0;
+  int place = 0;
+  json_t *eta = json_null(), *queue = json_null();
   if (state && id && !strcmp(state, "running") &&
       lsmi_sched_progress(h->sched, id, &p, &cancel) == LSMI_OK) {
     lsmi_params_t params;
     lsmi_params_default(&params);
     json_object_set_new(job, "progress", lsmi_codec_progress(&p, &params));
+    lsmi_sched_whereabouts(h->sched, id, &ran, &place);
+    if (p.fraction >= 0.01 && p.fraction < 1) {
+      json_decref(eta);
+      eta = json_integer((json_int_t)ceil(ran * (1 - p.fraction) / p.fraction));
+    }
+  } else if (state && id && !strcmp(state, "queued") &&
+             lsmi_sched_whereabouts(h->sched, id, &ran, &place) == LSMI_OK &&
+             place > 0) {
+    json_decref(queue);
+    queue = json_integer(place);
+  }
+  json_t *prog = json_object_get(job, "progress");
+  if (json_is_object(prog)) {
+    json_object_set_new(prog, "eta_seconds", eta);
+    json_object_set_new(prog, "queue_position", queue);
+  } else {
+    json_decref(eta);
+    json_decref(queue);
   }
   json_object_set_new(job, "cancel_requested", json_boolean(cancel));
+}
+
+int lsmi_h_job_view(lsmi_http_t *h, const char *tenant, const char *id,
+                    json_t **job, int *state) {
+  int st = lsmi_store_job_get(h->store, tenant, id, job, state);
+  if (st == LSMI_OK)
+    overlay_progress(h, *job);
+  return st;
 }
 
 /* The tenant's job `id` with its live progress into *job (taken): 0, or a
  * 404 for LSMI_ERR_NOTFOUND, or the store's failure. */
 static int job_view(lsmi_req_t *r, const char *id, json_t **job, int *state) {
-  int st = lsmi_store_job_get(r->h->store, r->tenant, id, job, state);
+  int st = lsmi_h_job_view(r->h, r->tenant, id, job, state);
   if (st == LSMI_ERR_NOTFOUND)
     return lsmi_error_set(&r->err, st, NULL, "no job '%s'", id);
   if (st)
     return lsmi_http_store_failed(r, st);
-  overlay_progress(r->h, *job);
   return LSMI_OK;
 }
 
@@ -226,7 +257,7 @@ int lsmi_h_jobs_list(lsmi_req_t *r) {
 int lsmi_h_job_get(lsmi_req_t *r) {
   json_t *job = NULL;
   int st = job_view(r, r->id, &job, NULL);
-  return st ? st : lsmi_http_reply_json(r, 200, job, NULL);
+  return st ? st : lsmi_http_reply_tagged(r, job);
 }
 
 int lsmi_h_job_delete(lsmi_req_t *r) {

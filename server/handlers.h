@@ -36,6 +36,7 @@
 #include "http.h"
 #include "lsmi.h"
 #include "mhd.h"
+#include "multipart.h"
 #include "router.h"
 #include "sched.h"
 #include "sha256.h"
@@ -81,6 +82,11 @@ typedef struct lsmi_req {
   lsmi_sha256_t sha;
   uint64_t bytes;
   int write_errno;
+  /* A browser's multipart/form-data upload: the file part is what is kept
+   * (file_bytes of it). */
+  bool multipart;
+  lsmi_multipart_t mp;
+  uint64_t file_bytes;
 } lsmi_req_t;
 
 /* A begin or end step (see above). */
@@ -97,6 +103,15 @@ typedef void (*lsmi_chunk_fn)(lsmi_req_t *r, const char *data, size_t n);
  */
 int lsmi_http_reply(lsmi_req_t *r, int status, const char *ctype, char *body,
                     size_t len, bool persistent, const lsmi_hdr_t *hdrs);
+/*
+ * Queues a streamed 200-type answer of unknown length (chunked): reader
+ * fills it, done(cls) runs when libmicrohttpd no longer needs cls (also
+ * when the answer cannot be queued). 0, or LSMI_ERR_NOMEM / LSMI_ERR_IO.
+ */
+int lsmi_http_reply_stream(lsmi_req_t *r, int status, const char *ctype,
+                           MHD_ContentReaderCallback reader, void *cls,
+                           MHD_ContentReaderFreeCallback done,
+                           const lsmi_hdr_t *hdrs);
 /* The same with a JSON value (the reference is taken), as application/json,
  * or a 503 problem when it cannot be serialised. */
 int lsmi_http_reply_json(lsmi_req_t *r, int status, json_t *v,
@@ -117,6 +132,10 @@ int lsmi_http_store_failed(lsmi_req_t *r, int st);
  * libmicrohttpd for the request's life. */
 const char *lsmi_http_arg(const lsmi_req_t *r, const char *name);
 const char *lsmi_http_header(const lsmi_req_t *r, const char *name);
+/* Calls fn for each query parameter, in the request's order, until it
+ * says MHD_NO. */
+void lsmi_http_each_arg(const lsmi_req_t *r, MHD_KeyValueIterator fn,
+                        void *ctx);
 /* Content-Length as sent (0 when absent or not a number). */
 uint64_t lsmi_http_content_length(const lsmi_req_t *r);
 /* `offset` (default 0) and `limit` (default 100, at most --page-limit) of
@@ -156,8 +175,29 @@ int lsmi_h_jobs_post(lsmi_req_t *r);
 int lsmi_h_jobs_list(lsmi_req_t *r);
 int lsmi_h_job_get(lsmi_req_t *r);
 int lsmi_h_job_delete(lsmi_req_t *r);
+/* The tenant's job `id` as GET shows it (the store's object with the live
+ * progress, its ETA and queue position) into *job (taken), and its state
+ * (may be NULL): 0, LSMI_ERR_NOTFOUND, or the store's failure. Any HTTP
+ * thread. */
+int lsmi_h_job_view(lsmi_http_t *h, const char *tenant, const char *id,
+                    json_t **job, int *state);
 
-/* h_results.c: GET /v1/jobs/{id}/results. */
+/* h_events.c: GET /v1/jobs/{id}/events (server-sent events); the job
+ * answered with its ETag (304 on If-None-Match); and, before the daemon
+ * stops, the end of every stream. */
+int lsmi_h_job_events(lsmi_req_t *r);
+int lsmi_http_reply_tagged(lsmi_req_t *r, json_t *v);
+void lsmi_events_stop(lsmi_http_t *h);
+
+/* h_results.c: GET /v1/jobs/{id}/results, /results/{split}/{index} and
+ * /aggregates. */
 int lsmi_h_results_get(lsmi_req_t *r);
+int lsmi_h_sample_get(lsmi_req_t *r);
+int lsmi_h_aggregates_get(lsmi_req_t *r);
+
+/* h_ui.c: GET /v1/params (the parameter table and presets a job form is
+ * made from), and the dashboard's static files (/ and /ui/{file}). */
+int lsmi_h_params(lsmi_req_t *r);
+int lsmi_h_ui(lsmi_req_t *r);
 
 #endif

@@ -60,6 +60,11 @@ static const route_handler_t handlers[] = {
     {LSMI_ROUTE_JOB, "GET", NULL, NULL, lsmi_h_job_get},
     {LSMI_ROUTE_JOB, "DELETE", NULL, NULL, lsmi_h_job_delete},
     {LSMI_ROUTE_JOB_RESULTS, "GET", NULL, NULL, lsmi_h_results_get},
+    {LSMI_ROUTE_JOB_SAMPLE, "GET", NULL, NULL, lsmi_h_sample_get},
+    {LSMI_ROUTE_JOB_AGGREGATES, "GET", NULL, NULL, lsmi_h_aggregates_get},
+    {LSMI_ROUTE_JOB_EVENTS, "GET", NULL, NULL, lsmi_h_job_events},
+    {LSMI_ROUTE_PARAMS, "GET", NULL, NULL, lsmi_h_params},
+    {LSMI_ROUTE_UI, "GET", NULL, NULL, lsmi_h_ui},
 };
 
 /* The handler of r's route and method; NULL for none (the router's table
@@ -82,20 +87,16 @@ static void add_cors(const lsmi_req_t *r, struct MHD_Response *resp) {
     mhd->add_response_header(resp, "Vary", "Origin");
     mhd->add_response_header(resp, "Access-Control-Expose-Headers",
                              "Location, Retry-After, X-Total-Count, "
-                             "Idempotent-Replayed, X-Request-Id");
+                             "Idempotent-Replayed, X-Request-Id, ETag, "
+                             "Link, Content-Disposition");
   }
 }
 
-int lsmi_http_reply(lsmi_req_t *r, int status, const char *ctype, char *body,
-                    size_t len, bool persistent, const lsmi_hdr_t *hdrs) {
+/* Adds the headers every answer has, queues resp and releases it. */
+static int queue(lsmi_req_t *r, int status, const char *ctype,
+                 struct MHD_Response *resp, size_t len,
+                 const lsmi_hdr_t *hdrs) {
   const lsmi_mhd_t *mhd = r->h->mhd;
-  struct MHD_Response *resp = mhd->create_response_from_buffer(
-      len, body, persistent ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
-  if (resp == NULL) {
-    if (!persistent)
-      free(body);
-    return LSMI_ERR_NOMEM;
-  }
   if (ctype)
     mhd->add_response_header(resp, "Content-Type", ctype);
   mhd->add_response_header(resp, "Cache-Control", "no-store");
@@ -110,6 +111,31 @@ int lsmi_http_reply(lsmi_req_t *r, int status, const char *ctype, char *body,
   r->resp_bytes = len;
   r->responded = true;
   return ok == MHD_YES ? LSMI_OK : LSMI_ERR_IO;
+}
+
+int lsmi_http_reply(lsmi_req_t *r, int status, const char *ctype, char *body,
+                    size_t len, bool persistent, const lsmi_hdr_t *hdrs) {
+  struct MHD_Response *resp = r->h->mhd->create_response_from_buffer(
+      len, body, persistent ? MHD_RESPMEM_PERSISTENT : MHD_RESPMEM_MUST_FREE);
+  if (resp == NULL) {
+    if (!persistent)
+      free(body);
+    return LSMI_ERR_NOMEM;
+  }
+  return queue(r, status, ctype, resp, len, hdrs);
+}
+
+int lsmi_http_reply_stream(lsmi_req_t *r, int status, const char *ctype,
+                           MHD_ContentReaderCallback reader, void *cls,
+                           MHD_ContentReaderFreeCallback done,
+                           const lsmi_hdr_t *hdrs) {
+  struct MHD_Response *resp = r->h->mhd->create_response_from_callback(
+      MHD_SIZE_UNKNOWN, 64 * 1024, reader, cls, done);
+  if (resp == NULL) {
+    done(cls);
+    return LSMI_ERR_NOMEM;
+  }
+  return queue(r, status, ctype, resp, 0, hdrs);
 }
 
 /* Sends v (taken) as ctype. */
@@ -187,6 +213,11 @@ const char *lsmi_http_arg(const lsmi_req_t *r, const char *name) {
   return r->h->mhd->lookup_connection_value(r->c, MHD_GET_ARGUMENT_KIND, name);
 }
 
+void lsmi_http_each_arg(const lsmi_req_t *r, MHD_KeyValueIterator fn,
+                        void *ctx) {
+  r->h->mhd->get_connection_values(r->c, MHD_GET_ARGUMENT_KIND, fn, ctx);
+}
+
 const char *lsmi_http_header(const lsmi_req_t *r, const char *name) {
   return r->h->mhd->lookup_connection_value(r->c, MHD_HEADER_KIND, name);
 }
@@ -236,7 +267,8 @@ static int preflight(lsmi_req_t *r) {
   lsmi_hdr_t hd[] = {{"Allow", allow},
                      {"Access-Control-Allow-Methods", allow},
                      {"Access-Control-Allow-Headers",
-                      "Authorization, Content-Type, Idempotency-Key"},
+                      "Authorization, Content-Type, Idempotency-Key, "
+                      "X-Request-Id, If-None-Match, Last-Event-ID"},
                      {"Access-Control-Max-Age", "600"},
                      {NULL, NULL}};
   return lsmi_http_reply(r, 204, NULL, (char *)"", 0, true, hd);
@@ -266,6 +298,46 @@ static int authenticate(lsmi_req_t *r) {
                  "(Authorization: Bearer TOKEN)");
 }
 
+/* Copies text for logs and problem bodies: bytes outside printable ASCII
+ * become '?', so that a hostile path cannot break a JSON log line. */
+static void printable(char *dst, size_t size, const char *src) {
+  size_t i = 0;
+  for (; src && src[i] && i + 1 < size; i++) {
+    unsigned char ch = (unsigned char)src[i];
+    dst[i] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
+  }
+  dst[i] = '\0';
+}
+
+/* The first query parameter the route does not take, into unknown. */
+typedef struct query_check {
+  const lsmi_req_t *r;
+  char unknown[64];
+} query_check_t;
+
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind,
+                                 const char *key, const char *value) {
+  query_check_t *q = cls;
+  (void)kind;
+  (void)value;
+  if (lsmi_router_query_known(q->r->route, q->r->method, key))
+    return MHD_YES;
+  printable(q->unknown, sizeof q->unknown, key);
+  return MHD_NO;
+}
+
+/* 0, or a 400 naming a query parameter the route does not take. */
+static int check_query(lsmi_req_t *r) {
+  query_check_t q = {r, ""};
+  lsmi_http_each_arg(r, check_arg, &q);
+  if (q.unknown[0] == '\0')
+    return LSMI_OK;
+  return lsmi_http_bad_request(r, q.unknown,
+                               "unknown query parameter '%s' for %s %s",
+                               q.unknown, r->method,
+                               lsmi_router_name(r->route));
+}
+
 /* Headers are in: route, authenticate, and answer early what we can. */
 static int first_call(lsmi_req_t *r) {
   if (!strcmp(r->method, "OPTIONS"))
@@ -281,6 +353,8 @@ static int first_call(lsmi_req_t *r) {
     return problem(r, 405, NULL, hd, detail);
   }
   int st = authenticate(r);
+  if (st == LSMI_OK && !r->responded)
+    st = check_query(r);
   if (st || r->responded)
     return st;
   if (lsmi_sched_draining(r->h->sched) && strcmp(r->method, "GET"))
@@ -327,17 +401,6 @@ static enum MHD_Result result(lsmi_req_t *r, int st) {
   if (st && !r->responded)
     st = answer_failure(r, st);
   return st == LSMI_OK ? MHD_YES : MHD_NO;
-}
-
-/* Copies text for logs and problem bodies: bytes outside printable ASCII
- * become '?', so that a hostile path cannot break a JSON log line. */
-static void printable(char *dst, size_t size, const char *src) {
-  size_t i = 0;
-  for (; src && src[i] && i + 1 < size; i++) {
-    unsigned char ch = (unsigned char)src[i];
-    dst[i] = (ch < 0x20 || ch >= 0x7f) ? '?' : (char)ch;
-  }
-  dst[i] = '\0';
 }
 
 static lsmi_req_t *req_new(lsmi_http_t *h, struct MHD_Connection *c,
@@ -464,6 +527,8 @@ static int bind_address(const lsmi_config_t *cfg, struct sockaddr_storage *ss,
   struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)ss;
   /* AUTO: epoll where there is one, so no select() limit on descriptors. */
   *flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+  /* Server-sent events park their connection between updates. */
+  *flags |= MHD_ALLOW_SUSPEND_RESUME;
   if (v6) {
     a6->sin6_family = AF_INET6;
     a6->sin6_port = htons((uint16_t)cfg->port);
@@ -525,6 +590,7 @@ int lsmi_http_port(const lsmi_http_t *h) { return h->port; }
 void lsmi_http_stop(lsmi_http_t *h) {
   if (h == NULL)
     return;
+  lsmi_events_stop(h); /* no stream may stay suspended */
   if (h->d)
     h->mhd->stop_daemon(h->d);
   free(h);

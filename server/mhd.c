@@ -32,6 +32,10 @@ static void load(void) {
       SYM(add_response_header, "MHD_add_response_header"),
       SYM(queue_response, "MHD_queue_response"),
       SYM(destroy_response, "MHD_destroy_response"),
+      SYM(create_response_from_callback, "MHD_create_response_from_callback"),
+      SYM(get_connection_values, "MHD_get_connection_values"),
+      SYM(suspend_connection, "MHD_suspend_connection"),
+      SYM(resume_connection, "MHD_resume_connection"),
   };
   if (!lsmi_dl_open(LSMI_MHD_SONAME, syms, sizeof syms / sizeof syms[0],
                     load_error, sizeof load_error))

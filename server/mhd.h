@@ -24,6 +24,11 @@ typedef struct lsmi_mhd {
   __typeof__(MHD_add_response_header) *add_response_header;
   __typeof__(MHD_queue_response) *queue_response;
   __typeof__(MHD_destroy_response) *destroy_response;
+  /* Streamed answers (exports, server-sent events) and the query's names: */
+  __typeof__(MHD_create_response_from_callback) *create_response_from_callback;
+  __typeof__(MHD_get_connection_values) *get_connection_values;
+  __typeof__(MHD_suspend_connection) *suspend_connection;
+  __typeof__(MHD_resume_connection) *resume_connection;
 } lsmi_mhd_t;
 
 /*

@@ -23,6 +23,12 @@ static const route_info_t routes[LSMI_ROUTE_COUNT] = {
     [LSMI_ROUTE_JOBS] = {"/v1/jobs", "GET, POST"},
     [LSMI_ROUTE_JOB] = {"/v1/jobs/{id}", "GET, DELETE"},
     [LSMI_ROUTE_JOB_RESULTS] = {"/v1/jobs/{id}/results", "GET"},
+    [LSMI_ROUTE_JOB_SAMPLE] = {"/v1/jobs/{id}/results/{split}/{index}",
+                               "GET"},
+    [LSMI_ROUTE_JOB_AGGREGATES] = {"/v1/jobs/{id}/aggregates", "GET"},
+    [LSMI_ROUTE_JOB_EVENTS] = {"/v1/jobs/{id}/events", "GET"},
+    [LSMI_ROUTE_PARAMS] = {"/v1/params", "GET"},
+    [LSMI_ROUTE_UI] = {"/ui", "GET"},
 };
 
 /* Copies one path segment [s, end) into id if it is a valid id. */
@@ -41,6 +47,37 @@ static bool take_id(const char *s, size_t len, char id[LSMI_ROUTER_ID_MAX]) {
   return true;
 }
 
+/* A static file's name [s, s+len): letters, digits, '-', '_' and one '.'
+ * inside, so that no path leaves the embedded set. */
+static bool take_file(const char *s, size_t len) {
+  int dots = 0;
+  for (size_t i = 0; i < len; i++) {
+    char c = s[i];
+    if (c == '.' && i > 0 && i + 1 < len)
+      dots++;
+    else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+               (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return false;
+  }
+  return len > 0 && len < 64 && dots == 1;
+}
+
+/* "{split}/{index}": train or val, and digits. */
+static bool sample_tail(const char *s, size_t len) {
+  const char *slash = memchr(s, '/', len);
+  if (slash == NULL)
+    return false;
+  size_t sl = (size_t)(slash - s), il = len - sl - 1;
+  bool split = (sl == 5 && !strncmp(s, "train", 5)) ||
+               (sl == 3 && !strncmp(s, "val", 3));
+  if (!split || il == 0 || il > 10)
+    return false;
+  for (size_t i = 0; i < il; i++)
+    if (slash[1 + i] < '0' || slash[1 + i] > '9')
+      return false;
+  return true;
+}
+
 lsmi_route_t lsmi_router_match(const char *path, char id[LSMI_ROUTER_ID_MAX]) {
   if (path == NULL)
     return LSMI_ROUTE_NONE;
@@ -56,6 +93,11 @@ lsmi_route_t lsmi_router_match(const char *path, char id[LSMI_ROUTER_ID_MAX]) {
     return LSMI_ROUTE_METRICS;
   if (len == 16 && strncmp(path, "/v1/openapi.yaml", 16) == 0)
     return LSMI_ROUTE_OPENAPI;
+  if (len == 10 && strncmp(path, "/v1/params", 10) == 0)
+    return LSMI_ROUTE_PARAMS;
+  if (!strcmp(path, "/") || (len > 4 && strncmp(path, "/ui/", 4) == 0 &&
+                             take_file(path + 4, len - 4)))
+    return LSMI_ROUTE_UI;
 
   static const char ds[] = "/v1/datasets", jobs[] = "/v1/jobs";
   if (len >= sizeof ds - 1 && strncmp(path, ds, sizeof ds - 1) == 0) {
@@ -82,9 +124,17 @@ lsmi_route_t lsmi_router_match(const char *path, char id[LSMI_ROUTER_ID_MAX]) {
       return take_id(rest, rlen, id) ? LSMI_ROUTE_JOB : LSMI_ROUTE_NONE;
     size_t idlen = (size_t)(slash - rest);
     size_t tail = rlen - idlen;
-    if (tail == 8 && strncmp(slash, "/results", 8) == 0 &&
-        take_id(rest, idlen, id))
+    if (!take_id(rest, idlen, id))
+      return LSMI_ROUTE_NONE;
+    if (tail == 8 && strncmp(slash, "/results", 8) == 0)
       return LSMI_ROUTE_JOB_RESULTS;
+    if (tail == 11 && strncmp(slash, "/aggregates", 11) == 0)
+      return LSMI_ROUTE_JOB_AGGREGATES;
+    if (tail == 7 && strncmp(slash, "/events", 7) == 0)
+      return LSMI_ROUTE_JOB_EVENTS;
+    if (tail > 9 && strncmp(slash, "/results/", 9) == 0 &&
+        sample_tail(slash + 9, tail - 9))
+      return LSMI_ROUTE_JOB_SAMPLE;
     return LSMI_ROUTE_NONE;
   }
   return LSMI_ROUTE_NONE;
@@ -126,5 +176,59 @@ const char *lsmi_router_name(lsmi_route_t route) {
 bool lsmi_router_needs_auth(lsmi_route_t route) {
   return route == LSMI_ROUTE_DATASETS || route == LSMI_ROUTE_DATASET ||
          route == LSMI_ROUTE_JOBS || route == LSMI_ROUTE_JOB ||
-         route == LSMI_ROUTE_JOB_RESULTS;
+         route == LSMI_ROUTE_JOB_RESULTS || route == LSMI_ROUTE_JOB_SAMPLE ||
+         route == LSMI_ROUTE_JOB_AGGREGATES || route == LSMI_ROUTE_JOB_EVENTS;
+}
+
+/* The query parameters of each route and method (NULL-terminated). */
+typedef struct query_names {
+  lsmi_route_t route;
+  const char *method;
+  const char *names[12];
+} query_names_t;
+
+static const query_names_t queries[] = {
+    {LSMI_ROUTE_DATASETS, "POST", {"name", "val_fraction", NULL}},
+    {LSMI_ROUTE_DATASETS, "GET", {"offset", "limit", NULL}},
+    {LSMI_ROUTE_JOBS, "GET", {"state", "offset", "limit", NULL}},
+    {LSMI_ROUTE_JOB_RESULTS,
+     "GET",
+     {"split", "offset", "limit", "sort", "order", "format", "fields", "y",
+      NULL}},
+    {LSMI_ROUTE_JOB_SAMPLE, "GET", {"fields", NULL}},
+    {LSMI_ROUTE_JOB_AGGREGATES,
+     "GET",
+     {"split", "column", "bins", "min", "max", NULL}},
+};
+
+/* COL_min or COL_max for a result column COL. */
+static bool column_range(const char *name) {
+  static const char *cols[] = {"index", "y",     "r",     "u1",   "u2",
+                               "s",     "i1",    "i2",    "i12",  "h1",
+                               "h2",    "r_sd",  "u1_sd", "u2_sd", "s_sd"};
+  size_t len = strlen(name);
+  if (len < 5 || (strcmp(name + len - 4, "_min") && strcmp(name + len - 4,
+                                                            "_max")))
+    return false;
+  for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++)
+    if (strlen(cols[k]) == len - 4 && !strncmp(name, cols[k], len - 4))
+      return true;
+  return false;
+}
+
+bool lsmi_router_query_known(lsmi_route_t route, const char *method,
+                             const char *name) {
+  if (method && strcmp(method, "HEAD") == 0)
+    method = "GET";
+  if (route == LSMI_ROUTE_JOB_RESULTS && column_range(name))
+    return true;
+  for (size_t i = 0; i < sizeof queries / sizeof queries[0]; i++) {
+    if (queries[i].route != route || !method ||
+        strcmp(queries[i].method, method))
+      continue;
+    for (const char *const *n = queries[i].names; *n; n++)
+      if (!strcmp(*n, name))
+        return true;
+  }
+  return false;
 }

@@ -20,6 +20,11 @@ typedef enum lsmi_route {
   LSMI_ROUTE_JOBS,        /* /v1/jobs */
   LSMI_ROUTE_JOB,         /* /v1/jobs/{id} */
   LSMI_ROUTE_JOB_RESULTS, /* /v1/jobs/{id}/results */
+  LSMI_ROUTE_JOB_SAMPLE,  /* /v1/jobs/{id}/results/{split}/{index} */
+  LSMI_ROUTE_JOB_AGGREGATES, /* /v1/jobs/{id}/aggregates */
+  LSMI_ROUTE_JOB_EVENTS,     /* /v1/jobs/{id}/events */
+  LSMI_ROUTE_PARAMS,         /* /v1/params */
+  LSMI_ROUTE_UI,             /* / and /ui/{file}: the dashboard */
   LSMI_ROUTE_COUNT
 } lsmi_route_t;
 
@@ -42,7 +47,16 @@ const char *lsmi_router_allow(lsmi_route_t route);
 /* A route's template, e.g. "/v1/jobs/{id}", used as the metrics label. */
 const char *lsmi_router_name(lsmi_route_t route);
 
-/* Whether the route needs a bearer token (the /v1 API except the spec). */
+/* Whether the route needs a bearer token (the /v1 API except the spec,
+ * the parameter table and the dashboard's static files). */
 bool lsmi_router_needs_auth(lsmi_route_t route);
+
+/*
+ * Whether `name` is a query parameter that route and method take (HEAD as
+ * GET): every other one is answered 400 naming it, so that a misspelt
+ * filter is never silently ignored.
+ */
+bool lsmi_router_query_known(lsmi_route_t route, const char *method,
+                             const char *name);
 
 #endif

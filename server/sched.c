@@ -43,6 +43,7 @@ typedef struct job {
   lsmi_error_t err;
   lsmi_result_t *res;
   double t_start, t_end; /* monotonic */
+  double t_running;      /* monotonic, when it left the queue (sched.mu) */
 } job_t;
 
 struct lsmi_sched {
@@ -244,6 +245,28 @@ int lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
     if (cancel_requested)
       *cancel_requested = atomic_load(&j->cancel) == CANCEL_USER;
   }
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_sched_whereabouts(lsmi_sched_t *s, const char *id, double *seconds,
+                           int *place) {
+  int out = LSMI_ERR_NOTFOUND;
+  *seconds = 0;
+  *place = 0;
+  double now = lsmi_util_mono();
+  pthread_mutex_lock(&s->mu);
+  job_t *j = find(s->running_head, id);
+  if (j) {
+    *seconds = now - j->t_running;
+    out = LSMI_OK;
+  }
+  int k = 1;
+  for (j = s->q_head; j && out; j = j->next, k++)
+    if (!strcmp(j->id, id)) {
+      *place = k;
+      out = LSMI_OK;
+    }
   pthread_mutex_unlock(&s->mu);
   return out;
 }
@@ -459,6 +482,7 @@ static job_t *next_job(lsmi_sched_t *s) {
     j = s->q_head;
     q_unlink(s, j);
     run_add(s, j);
+    j->t_running = lsmi_util_mono();
   }
   pthread_mutex_unlock(&s->mu);
   return j;

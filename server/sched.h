@@ -71,6 +71,13 @@ int lsmi_sched_cancel(lsmi_sched_t *s, const char *id, bool *running);
 int lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
                         bool *cancel_requested);
 void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running);
+/*
+ * Where job id is: running for *seconds (and *place 0), or queued at
+ * *place (1 = next to run; *seconds 0): 0, or LSMI_ERR_NOTFOUND when it is
+ * neither here.
+ */
+int lsmi_sched_whereabouts(lsmi_sched_t *s, const char *id, double *seconds,
+                           int *place);
 /* Loop heartbeat recent and not draining. */
 bool lsmi_sched_ready(lsmi_sched_t *s);
 bool lsmi_sched_draining(lsmi_sched_t *s);

@@ -19,3 +19,11 @@ api-valgrind: $(BIN)
 
 # The API suite is part of the fast loop too.
 CHECK_SCRIPTS += tests/api/run.sh
+
+#   make api-bench    what results requests cost on a 1,000,000-row result
+#                     (tests/api/bench_results.py: RSS, own memory, latency
+#                     of sorted pages, aggregates and exports; not part of
+#                     `make test`)
+.PHONY: api-bench
+api-bench: $(BIN)
+	LSMI_BUILD=$(BUILD) $(PYTHON) tests/api/bench_results.py

@@ -242,3 +242,63 @@ def assert_problem(r, status, field=None):
     if field is not None:
         assert p.get("field") == field, (field, p)
     return p
+
+
+def write_results(path, y, cols):
+    """Writes a result file (server/resfile.h, version 3) of len(y) rows:
+    y (ints) and cols (9 or 13 lists of floats, in the file's order), with
+    its CRC trailer. For tests that need a large result without a fit."""
+    import array
+    import struct
+    import zlib
+    n = len(y)
+    parts = [b"LSMIRES3", struct.pack("<QQ", n, len(cols))]
+    ys = array.array("i", y).tobytes()
+    parts.append(ys + b"\0" * ((-len(ys)) % 8))
+    for c in cols:
+        parts.append(array.array("d", c).tobytes())
+    body = b"".join(parts)
+    with open(path, "wb") as f:
+        f.write(body)
+        f.write(struct.pack("<Q", zlib.crc32(body)) + b"LSMICRC1")
+
+
+def sse_events(d, path, timeout=60, token=None):
+    """Reads a server-sent event stream to its end: [(event, id, data)]."""
+    h = {}
+    tok = token if token is not None else d.token
+    if tok:
+        h["Authorization"] = "Bearer " + tok
+    conn = http.client.HTTPConnection("127.0.0.1", d.port,
+                                      timeout=timeout * SLOW)
+    try:
+        conn.request("GET", path, headers=h)
+        r = conn.getresponse()
+        assert r.status == 200, (r.status, r.read())
+        assert r.getheader("Content-Type") == "text/event-stream"
+        text = r.read().decode()
+    finally:
+        conn.close()
+    out = []
+    for block in text.split("\n\n"):
+        ev, eid, data = "message", None, ""
+        for line in block.split("\n"):
+            if line.startswith("event: "):
+                ev = line[7:]
+            elif line.startswith("id: "):
+                eid = int(line[4:])
+            elif line.startswith("data: "):
+                data += line[6:]
+        if data:
+            out.append((ev, eid, json.loads(data)))
+    return out
+
+
+def rss_kb(pid):
+    """VmRSS and VmHWM of a process, in KiB."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    return out["VmRSS"], out["VmHWM"]

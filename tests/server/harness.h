@@ -111,6 +111,46 @@ fake_info(struct MHD_Connection *c, enum MHD_ConnectionInfoType type, ...) {
   return NULL; /* no peer address: logged as "" */
 }
 
+/* A callback response is drained at once into a buffer response; a
+ * reader that has nothing yet (0) ends it, as the tests have no loop. */
+static inline struct MHD_Response *
+fake_create_cb(uint64_t size, size_t block, MHD_ContentReaderCallback crc,
+               void *cls, MHD_ContentReaderFreeCallback crfc) {
+  (void)size;
+  char *buf = NULL;
+  size_t len = 0, cap = 0;
+  for (;;) {
+    if (cap - len < block) {
+      cap = cap * 2 + block;
+      buf = realloc(buf, cap);
+    }
+    ssize_t n = crc(cls, len, buf + len, block);
+    if (n <= 0)
+      break;
+    len += (size_t)n;
+  }
+  if (crfc)
+    crfc(cls);
+  return fake_create(len, buf ? buf : (char *)"", buf ? MHD_RESPMEM_MUST_FREE
+                                                     : MHD_RESPMEM_PERSISTENT);
+}
+
+static inline int fake_values(struct MHD_Connection *c, enum MHD_ValueKind kind,
+                              MHD_KeyValueIterator it, void *cls) {
+  fake_conn_t *fc = (fake_conn_t *)(void *)c;
+  bool hdr = kind == MHD_HEADER_KIND;
+  int n = hdr ? fc->n_headers : fc->n_args;
+  for (int i = 0; i < n; i++) {
+    const char *const *kv = hdr ? fc->headers[i] : fc->args[i];
+    if (it && it(cls, kind, kv[0], kv[1]) != MHD_YES)
+      return i + 1;
+  }
+  return n;
+}
+
+static inline void fake_suspend(struct MHD_Connection *c) { (void)c; }
+static inline void fake_resume(struct MHD_Connection *c) { (void)c; }
+
 static const lsmi_mhd_t fake_mhd = {
     .lookup_connection_value = fake_lookup,
     .create_response_from_buffer = fake_create,
@@ -118,6 +158,10 @@ static const lsmi_mhd_t fake_mhd = {
     .queue_response = fake_queue,
     .destroy_response = fake_destroy,
     .get_connection_info = fake_info,
+    .create_response_from_callback = fake_create_cb,
+    .get_connection_values = fake_values,
+    .suspend_connection = fake_suspend,
+    .resume_connection = fake_resume,
 };
 
 typedef struct fx {

@@ -1,8 +1,10 @@
 /*
  * test_resfile.c — server/resfile.c: result columns written and read back
  * bit for bit, a write that cannot finish leaving nothing behind, damaged
- * files refused, and pages sorted (ties by index),
- * sliced and rendered as JSON, CSV and NDJSON.
+ * files refused (a wrong size, a flipped byte: the checksum) with messages
+ * that name no path, the orders cached on disk (built once, rebuilt when
+ * damaged), and pages sorted (ties by index), filtered, merged over both
+ * splits, sliced and rendered as JSON, CSV and NDJSON.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -67,19 +69,62 @@ static int teardown(void **state) {
   return system(cmd) == 0 ? 0 : -1;
 }
 
+static lsmi_resfile_t *open_ok(const char *job, const char *split) {
+  lsmi_resfile_t *f = NULL;
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_resfile_open(dir, job, split, &f, &err), 0);
+  assert_non_null(f);
+  return f;
+}
+
+static int open_status(const char *job, const char *split,
+                       lsmi_error_t *err) {
+  lsmi_resfile_t *f = NULL;
+  int st = lsmi_resfile_open(dir, job, split, &f, err);
+  lsmi_resfile_close(f);
+  return st;
+}
+
+/* The whole text q renders over files f (malloc'd). */
+static char *render(lsmi_resfile_t **f, const lsmi_resquery_t *q,
+                    size_t *total) {
+  lsmi_rescursor_t c;
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_rescursor_init(&c, q, f, &err), 0);
+  lsmi_strbuf_t b;
+  lsmi_strbuf_init(&b, 16);
+  /* small pieces: the export's way */
+  while (lsmi_rescursor_render(&c, &b, b.len + 40, NULL))
+    ;
+  assert_false(b.oom);
+  if (total)
+    *total = c.total;
+  lsmi_rescursor_release(&c);
+  return b.p;
+}
+
+static int count_lines(const char *s) {
+  int n = 0;
+  for (; *s; s++)
+    n += *s == '\n';
+  return n;
+}
+
 static void test_round_trip(void **state) {
   (void)state;
-  lsmi_rows_t r = make_rows(), back;
+  lsmi_rows_t r = make_rows();
   lsmi_error_t err = {0};
   assert_int_equal(lsmi_resfile_write(dir, "job_x", "val", &r, &err), 0);
-  assert_int_equal(lsmi_resfile_read(dir, "job_x", "val", &back, &err), 0);
-  assert_int_equal(back.n, N);
-  assert_memory_equal(back.y, y, sizeof y);
-  double *b[9] = {back.r,  back.u1,  back.u2, back.s, back.i1,
-                  back.i2, back.i12, back.h1, back.h2};
+  lsmi_resfile_t *f = open_ok("job_x", "val");
+  const lsmi_rows_t *back = &f->rows;
+  assert_int_equal(back->n, N);
+  assert_string_equal(f->split, "val");
+  assert_memory_equal(back->y, y, sizeof y);
+  double *b[9] = {back->r,  back->u1,  back->u2, back->s, back->i1,
+                  back->i2, back->i12, back->h1, back->h2};
   for (int k = 0; k < 9; k++)
     assert_memory_equal(b[k], cols[k], sizeof cols[k]);
-  lsmi_resfile_rows_free(&back);
+  lsmi_resfile_close(f);
   /* nothing is left in tmp/ */
   char p[128];
   snprintf(p, sizeof p, "%s/tmp", dir);
@@ -88,20 +133,21 @@ static void test_round_trip(void **state) {
   /* an empty split is a valid file too */
   lsmi_rows_t empty = {0};
   assert_int_equal(lsmi_resfile_write(dir, "job_x", "train", &empty, &err), 0);
-  assert_int_equal(lsmi_resfile_read(dir, "job_x", "train", &back, &err), 0);
-  assert_int_equal(back.n, 0);
-  lsmi_resfile_rows_free(&back);
+  f = open_ok("job_x", "train");
+  assert_int_equal(f->rows.n, 0);
+  lsmi_resfile_close(f);
   lsmi_resfile_remove(dir, "job_x");
-  assert_int_equal(lsmi_resfile_read(dir, "job_x", "val", &back, &err),
-                   LSMI_ERR_IO);
+  assert_int_equal(open_status("job_x", "val", &err), LSMI_ERR_NOTFOUND);
+  assert_int_equal(open_status("job_x", "test", &err), LSMI_ERR_NOTFOUND);
 }
 
-/* An ensemble's spread travels as four more columns, sortable; a file of
- * the first version (no column count, nine columns) still reads. */
-static void test_spread_columns_and_version_1(void **state) {
+/* An ensemble's spread travels as four more columns, sortable; files of
+ * the first version (no column count, nine columns) and of the second (no
+ * checksum) still read. */
+static void test_spread_columns_and_old_versions(void **state) {
   (void)state;
   static double sd[4][N];
-  lsmi_rows_t r = make_rows(), back;
+  lsmi_rows_t r = make_rows();
   for (int k = 0; k < 4; k++)
     for (int i = 0; i < N; i++)
       sd[k][i] = 0.01 * (k + 1) + 0.001 * i;
@@ -111,70 +157,98 @@ static void test_spread_columns_and_version_1(void **state) {
   r.s_sd = sd[3];
   lsmi_error_t err = {0};
   assert_int_equal(lsmi_resfile_write(dir, "job_e", "val", &r, &err), 0);
-  assert_int_equal(lsmi_resfile_read(dir, "job_e", "val", &back, &err), 0);
-  assert_memory_equal(back.s_sd, sd[3], sizeof sd[3]);
-  assert_memory_equal(back.h2, cols[8], sizeof cols[8]);
-  assert_true(lsmi_resfile_has_col(&back, LSMI_COL_U2_SD));
-  lsmi_respage_t q = {.split = "val", .limit = 2, .format = LSMI_RES_CSV};
+  lsmi_resfile_t *f = open_ok("job_e", "val");
+  assert_memory_equal(f->rows.s_sd, sd[3], sizeof sd[3]);
+  assert_memory_equal(f->rows.h2, cols[8], sizeof cols[8]);
+  assert_true(lsmi_resfile_has_col(&f->rows, LSMI_COL_U2_SD));
+  lsmi_resquery_t q;
+  lsmi_resquery_init(&q);
+  q.limit = 2;
+  q.format = LSMI_RES_CSV;
   assert_int_equal(lsmi_resfile_parse_sort("-s_sd", NULL, &q.sort, &q.desc), 0);
-  size_t len;
-  const char *ctype;
-  char *body = lsmi_resfile_render(&back, &q, &len, &ctype);
-  assert_non_null(body);
+  char *body = render(&f, &q, NULL);
   /* the largest s_sd is the last row's */
   const char *want = "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2,r_sd,u1_sd,"
                      "u2_sd,s_sd\n6,val,";
   assert_true(strncmp(body, want, strlen(want)) == 0);
   free(body);
-  lsmi_resfile_rows_free(&back);
+  lsmi_resfile_close(f);
 
-  /* Version 1, as the daemon wrote it before ensembles. */
-  char p[160];
-  snprintf(p, sizeof p, "%s/results/job_v1.val", dir);
-  FILE *f = fopen(p, "wb");
-  assert_non_null(f);
-  uint64_t n = N;
-  fwrite("LSMIRES1", 1, 8, f);
-  fwrite(&n, 8, 1, f);
-  fwrite(y, 4, N, f);
-  static const char pad[4] = {0};
-  fwrite(pad, 1, (N * 4 + 7) / 8 * 8 - N * 4, f);
-  for (int k = 0; k < 9; k++)
-    fwrite(cols[k], 8, N, f);
-  fclose(f);
-  assert_int_equal(lsmi_resfile_read(dir, "job_v1", "val", &back, &err), 0);
-  assert_int_equal(back.n, N);
-  assert_memory_equal(back.i12, cols[6], sizeof cols[6]);
-  assert_null(back.r_sd);
-  assert_false(lsmi_resfile_has_col(&back, LSMI_COL_R_SD));
-  lsmi_resfile_rows_free(&back);
+  /* Versions 1 and 2, as the daemon wrote them before. */
+  for (int v = 1; v <= 2; v++) {
+    char p[160];
+    snprintf(p, sizeof p, "%s/results/job_v%d.val", dir, v);
+    FILE *o = fopen(p, "wb");
+    assert_non_null(o);
+    uint64_t n = N, nc = 9;
+    fwrite(v == 1 ? "LSMIRES1" : "LSMIRES2", 1, 8, o);
+    fwrite(&n, 8, 1, o);
+    if (v == 2)
+      fwrite(&nc, 8, 1, o);
+    fwrite(y, 4, N, o);
+    static const char pad[4] = {0};
+    fwrite(pad, 1, (N * 4 + 7) / 8 * 8 - N * 4, o);
+    for (int k = 0; k < 9; k++)
+      fwrite(cols[k], 8, N, o);
+    fclose(o);
+    f = open_ok(v == 1 ? "job_v1" : "job_v2", "val");
+    assert_int_equal(f->rows.n, N);
+    assert_memory_equal(f->rows.i12, cols[6], sizeof cols[6]);
+    assert_null(f->rows.r_sd);
+    assert_false(lsmi_resfile_has_col(&f->rows, LSMI_COL_R_SD));
+    lsmi_resfile_close(f);
+  }
   /* A column count that is neither 9 nor 13 is damage. */
+  char p[160];
   snprintf(p, sizeof p, "%s/results/job_e.val", dir);
-  f = fopen(p, "r+b");
-  assert_non_null(f);
+  FILE *o = fopen(p, "r+b");
+  assert_non_null(o);
   uint64_t bad = 11;
-  fseek(f, 16, SEEK_SET);
-  fwrite(&bad, 8, 1, f);
+  fseek(o, 16, SEEK_SET);
+  fwrite(&bad, 8, 1, o);
+  fclose(o);
+  assert_int_equal(open_status("job_e", "val", &err), LSMI_ERR_FORMAT);
+}
+
+/* Flips byte `at` of dir/rel (negative: from the end). */
+static void flip(const char *rel, long at) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  FILE *f = fopen(p, "r+b");
+  assert_non_null(f);
+  fseek(f, at, at < 0 ? SEEK_END : SEEK_SET);
+  int c = fgetc(f);
+  fseek(f, at, at < 0 ? SEEK_END : SEEK_SET);
+  fputc(c ^ 0x10, f);
   fclose(f);
-  assert_int_equal(lsmi_resfile_read(dir, "job_e", "val", &back, &err),
-                   LSMI_ERR_FORMAT);
 }
 
 static void test_damaged(void **state) {
   (void)state;
-  lsmi_rows_t r = make_rows(), back;
+  lsmi_rows_t r = make_rows();
   lsmi_error_t err = {0};
   assert_int_equal(lsmi_resfile_write(dir, "job_d", "val", &r, &err), 0);
+  lsmi_resfile_close(open_ok("job_d", "val")); /* checked once, remembered */
+  /* One flipped byte of a value: the checksum no longer matches. */
+  flip("results/job_d.val", 24 + 8 + 8 * 3);
+  err = (lsmi_error_t){0};
+  assert_int_equal(open_status("job_d", "val", &err), LSMI_ERR_FORMAT);
+  assert_non_null(strstr(err.message, "checksum"));
+  assert_non_null(strstr(err.message, "job_d"));
+  assert_null(strstr(err.message, dir)); /* no server path */
+  flip("results/job_d.val", 24 + 8 + 8 * 3);
+  lsmi_resfile_close(open_ok("job_d", "val"));
+  flip("results/job_d.val", -20); /* the checksum itself */
+  assert_int_equal(open_status("job_d", "val", &err), LSMI_ERR_FORMAT);
   char p[128];
   snprintf(p, sizeof p, "%s/results/job_d.val", dir);
   assert_int_equal(truncate(p, 100), 0);
-  assert_int_equal(lsmi_resfile_read(dir, "job_d", "val", &back, &err),
-                   LSMI_ERR_FORMAT);
+  assert_int_equal(open_status("job_d", "val", &err), LSMI_ERR_FORMAT);
+  assert_null(strstr(err.message, dir));
   FILE *f = fopen(p, "wb");
   fputs("not a result file at all", f);
   fclose(f);
-  assert_int_equal(lsmi_resfile_read(dir, "job_d", "val", &back, &err),
-                   LSMI_ERR_FORMAT);
+  assert_int_equal(open_status("job_d", "val", &err), LSMI_ERR_FORMAT);
 }
 
 /* Entries of dir/sub (helpers.h). */
@@ -188,7 +262,7 @@ static int entries(const char *sub) {
  * no temp file and no partial result behind. */
 static void test_write_fails_cleanly(void **state) {
   (void)state;
-  lsmi_rows_t r = make_rows(), back;
+  lsmi_rows_t r = make_rows();
   lsmi_error_t err = {0};
   char p[128], away[128];
   snprintf(p, sizeof p, "%s/results", dir);
@@ -207,18 +281,13 @@ static void test_write_fails_cleanly(void **state) {
                    LSMI_ERR_IO);
   assert_int_equal(entries("results"), before);
   mkdir(p, 0700);
-  assert_int_equal(lsmi_resfile_read(dir, "job_f", "val", &back, &err),
-                   LSMI_ERR_IO);
+  assert_int_equal(open_status("job_f", "val", &err), LSMI_ERR_NOTFOUND);
 }
 
-static json_t *render_json(const lsmi_rows_t *r, lsmi_respage_t q) {
-  size_t len = 0;
-  const char *ct = NULL;
-  char *body = lsmi_resfile_render(r, &q, &len, &ct);
-  assert_non_null(body);
-  assert_string_equal(ct, "application/json");
+static json_t *render_json(lsmi_resfile_t **f, const lsmi_resquery_t *q) {
+  char *body = render(f, q, NULL);
   json_error_t je;
-  json_t *v = json_loadb(body, len, 0, &je);
+  json_t *v = json_loads(body, 0, &je);
   free(body);
   assert_non_null(v);
   return v;
@@ -226,16 +295,23 @@ static json_t *render_json(const lsmi_rows_t *r, lsmi_respage_t q) {
 
 static void test_pages(void **state) {
   (void)state;
-  lsmi_rows_t r = make_rows();
-  lsmi_respage_t q = {"val", 0, 100, LSMI_COL_S, true, LSMI_RES_JSON};
-  json_t *v = render_json(&r, q);
-  json_t *rows = json_object_get(v, "rows");
-  assert_int_equal(json_array_size(rows), N);
+  lsmi_rows_t rows = make_rows();
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_resfile_write(dir, "job_p", "val", &rows, &err), 0);
+  assert_int_equal(lsmi_resfile_write(dir, "job_p", "train", &rows, &err), 0);
+  lsmi_resfile_t *f = open_ok("job_p", "val");
+  lsmi_resquery_t q;
+  lsmi_resquery_init(&q);
+  q.sort = LSMI_COL_S;
+  q.desc = true;
+  json_t *v = render_json(&f, &q);
+  json_t *rs = json_object_get(v, "rows");
+  assert_int_equal(json_array_size(rs), N);
   assert_int_equal(json_integer_value(json_object_get(v, "total")), N);
   double prev = INFINITY;
   int prev_index = -1;
   for (size_t i = 0; i < N; i++) {
-    json_t *row = json_array_get(rows, i);
+    json_t *row = json_array_get(rs, i);
     double s = json_real_value(json_object_get(row, "s"));
     int idx = (int)json_integer_value(json_object_get(row, "index"));
     assert_true(s <= prev);
@@ -246,38 +322,140 @@ static void test_pages(void **state) {
     prev_index = idx;
   }
   json_decref(v);
+  /* the order is cached: one file, used again */
+  int cached = entries("cache");
+  assert_true(cached >= 1);
   /* a slice of the same order */
   q.offset = 2;
   q.limit = 3;
-  json_t *w = render_json(&r, q);
+  json_t *w = render_json(&f, &q);
   assert_int_equal(json_array_size(json_object_get(w, "rows")), 3);
   json_decref(w);
+  assert_int_equal(entries("cache"), cached);
   q.offset = 50;
-  w = render_json(&r, q);
+  w = render_json(&f, &q);
   assert_int_equal(json_array_size(json_object_get(w, "rows")), 0);
   json_decref(w);
+  /* a damaged cached order is dropped and built again */
+  char name[160];
+  snprintf(name, sizeof name, "cache/job_p.val.s.desc");
+  flip(name, 20);
+  q.offset = 0;
+  q.limit = 1;
+  w = render_json(&f, &q);
+  assert_int_equal(json_integer_value(json_object_get(
+                       json_array_get(json_object_get(w, "rows"), 0), "index")),
+                   prev_index == 0 ? 0 : json_integer_value(json_object_get(
+                                             json_array_get(rs, 0), "index")));
+  json_decref(w);
+  lsmi_resfile_close(f);
 
-  lsmi_respage_t c = {"train", 1, 2, LSMI_COL_INDEX, false, LSMI_RES_CSV};
-  size_t len;
-  const char *ct;
-  char *body = lsmi_resfile_render(&r, &c, &len, &ct);
-  assert_true(strncmp(ct, "text/csv", 8) == 0);
+  lsmi_resfile_t *t = open_ok("job_p", "train");
+  lsmi_resquery_init(&q);
+  q.splits[0] = "train";
+  q.offset = 1;
+  q.limit = 2;
+  q.format = LSMI_RES_CSV;
+  char *body = render(&t, &q, NULL);
   assert_true(strncmp(body,
                       "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n1,train,1,",
                       50) == 0);
-  int lines = 0;
-  for (size_t i = 0; i < len; i++)
-    lines += body[i] == '\n';
-  assert_int_equal(lines, 3);
+  assert_int_equal(count_lines(body), 3);
   free(body);
-  lsmi_respage_t nd = {"val", 0, 4, LSMI_COL_Y, false, LSMI_RES_NDJSON};
-  body = lsmi_resfile_render(&r, &nd, &len, &ct);
-  assert_string_equal(ct, "application/x-ndjson");
-  lines = 0;
-  for (size_t i = 0; i < len; i++)
-    lines += body[i] == '\n';
-  assert_int_equal(lines, 4);
+  lsmi_resquery_init(&q);
+  q.splits[0] = "train";
+  q.limit = 4;
+  q.sort = LSMI_COL_Y;
+  q.format = LSMI_RES_NDJSON;
+  body = render(&t, &q, NULL);
+  assert_int_equal(count_lines(body), 4);
   free(body);
+  lsmi_resfile_close(t);
+  int before = entries("cache");
+  lsmi_resfile_remove(dir, "job_p");
+  assert_int_equal(entries("cache"), before - 2); /* -s and y */
+}
+
+/* Filters (class, ranges), fields, every row when there is no limit, and
+ * both splits merged by the sort column. */
+static void test_filters_and_merge(void **state) {
+  (void)state;
+  lsmi_rows_t rows = make_rows();
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_resfile_write(dir, "job_m", "val", &rows, &err), 0);
+  assert_int_equal(lsmi_resfile_write(dir, "job_m", "train", &rows, &err), 0);
+  lsmi_resfile_t *f[2] = {open_ok("job_m", "train"), open_ok("job_m", "val")};
+  lsmi_resquery_t q;
+  lsmi_resquery_init(&q);
+  q.format = LSMI_RES_CSV;
+  q.limit = SIZE_MAX;
+  q.ny = 1;
+  q.ys[0] = 1;
+  q.fields = 1u << LSMI_COL_Y | 1u << LSMI_COL_S;
+  size_t total = 0;
+  char *body = render(&f[1], &q, &total);
+  assert_int_equal(total, 3); /* y = 0 1 1 0 2 1 0 */
+  const char *head = "index,split,y,s\n1,val,1,";
+  assert_true(strncmp(body, head, strlen(head)) == 0);
+  assert_int_equal(count_lines(body), 4);
+  free(body);
+  /* a range on s keeps the rows within it, ends included */
+  lsmi_resquery_init(&q);
+  q.has_lo = 1u << LSMI_COL_S;
+  q.lo[LSMI_COL_S] = cols[3][0];
+  q.limit = SIZE_MAX;
+  q.format = LSMI_RES_NDJSON;
+  size_t want = 0;
+  for (int i = 0; i < N; i++)
+    want += cols[3][i] >= cols[3][0];
+  body = render(&f[1], &q, &total);
+  assert_int_equal(total, want);
+  assert_int_equal(count_lines(body), want);
+  free(body);
+  /* split=all: both splits merged by -s, ties train first, then index */
+  lsmi_resquery_init(&q);
+  q.nsplits = 2;
+  q.splits[0] = "train";
+  q.splits[1] = "val";
+  q.sort = LSMI_COL_S;
+  q.desc = true;
+  q.limit = 100;
+  json_t *v = render_json(f, &q);
+  json_t *rs = json_object_get(v, "rows");
+  assert_string_equal(json_string_value(json_object_get(v, "split")), "all");
+  assert_int_equal(json_array_size(rs), 2 * N);
+  for (size_t i = 0; i + 1 < 2 * N; i++) {
+    json_t *a = json_array_get(rs, i), *b = json_array_get(rs, i + 1);
+    double sa = json_real_value(json_object_get(a, "s"));
+    double sb = json_real_value(json_object_get(b, "s"));
+    assert_true(sa >= sb);
+    if (sa == sb && i % 2 == 0 &&
+        !strcmp(json_string_value(json_object_get(a, "split")), "val"))
+      assert_string_equal(json_string_value(json_object_get(b, "split")),
+                          "val");
+  }
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(rs, 0), "split")),
+      "train");
+  json_decref(v);
+  /* index order over both: train then val; an offset past train */
+  lsmi_resquery_init(&q);
+  q.nsplits = 2;
+  q.splits[0] = "train";
+  q.splits[1] = "val";
+  q.offset = N + 1;
+  q.limit = 2;
+  v = render_json(f, &q);
+  rs = json_object_get(v, "rows");
+  assert_int_equal(json_array_size(rs), 2);
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(rs, 0), "split")),
+      "val");
+  assert_int_equal(
+      json_integer_value(json_object_get(json_array_get(rs, 0), "index")), 1);
+  json_decref(v);
+  lsmi_resfile_close(f[0]);
+  lsmi_resfile_close(f[1]);
 }
 
 static void test_parse(void **state) {
@@ -297,6 +475,8 @@ static void test_parse(void **state) {
                    LSMI_ERR_INVALID);
   assert_int_equal(lsmi_resfile_parse_sort("s", "down", &c, &desc),
                    LSMI_ERR_INVALID);
+  assert_int_equal(lsmi_resfile_col_parse("u2,s", 2, &c), 0);
+  assert_int_equal(c, LSMI_COL_U2);
   lsmi_resformat_t f;
   assert_int_equal(lsmi_resfile_parse_format("ndjson", &f), 0);
   assert_int_equal(f, LSMI_RES_NDJSON);
@@ -309,9 +489,10 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_round_trip),
       cmocka_unit_test(test_damaged),
-      cmocka_unit_test(test_spread_columns_and_version_1),
+      cmocka_unit_test(test_spread_columns_and_old_versions),
       cmocka_unit_test(test_write_fails_cleanly),
       cmocka_unit_test(test_pages),
+      cmocka_unit_test(test_filters_and_merge),
       cmocka_unit_test(test_parse),
   };
   return cmocka_run_group_tests(tests, setup, teardown);

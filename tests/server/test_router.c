@@ -26,7 +26,12 @@ static void test_fixed_routes(void **state) {
   assert_int_equal(lsmi_router_match("/v1/datasets/", id),
                    LSMI_ROUTE_DATASETS);
   assert_int_equal(lsmi_router_match("/v1/jobs", id), LSMI_ROUTE_JOBS);
-  assert_int_equal(lsmi_router_match("/", id), LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/", id), LSMI_ROUTE_UI);
+  assert_int_equal(lsmi_router_match("/ui/app.js", id), LSMI_ROUTE_UI);
+  assert_int_equal(lsmi_router_match("/ui/../lsmi.db", id), LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/ui/app", id), LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/ui/", id), LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/v1/params", id), LSMI_ROUTE_PARAMS);
   assert_int_equal(lsmi_router_match("", id), LSMI_ROUTE_NONE);
   assert_int_equal(lsmi_router_match(NULL, id), LSMI_ROUTE_NONE);
   assert_int_equal(lsmi_router_match("/v1/jobsx", id), LSMI_ROUTE_NONE);
@@ -52,6 +57,21 @@ static void test_id_routes(void **state) {
                    LSMI_ROUTE_NONE);
   assert_int_equal(lsmi_router_match("/v1/jobs/job_1/results/x", id),
                    LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/results/val/12", id),
+                   LSMI_ROUTE_JOB_SAMPLE);
+  assert_string_equal(id, "job_1");
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/results/train/0", id),
+                   LSMI_ROUTE_JOB_SAMPLE);
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/results/test/0", id),
+                   LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/results/val/-1", id),
+                   LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/results/val/", id),
+                   LSMI_ROUTE_NONE);
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/aggregates", id),
+                   LSMI_ROUTE_JOB_AGGREGATES);
+  assert_int_equal(lsmi_router_match("/v1/jobs/job_1/events", id),
+                   LSMI_ROUTE_JOB_EVENTS);
   assert_int_equal(lsmi_router_match("/v1/datasets/a/b", id),
                    LSMI_ROUTE_NONE);
 }
@@ -91,6 +111,26 @@ static void test_methods(void **state) {
   assert_true(lsmi_router_needs_auth(LSMI_ROUTE_DATASETS));
   assert_false(lsmi_router_needs_auth(LSMI_ROUTE_OPENAPI));
   assert_false(lsmi_router_needs_auth(LSMI_ROUTE_METRICS));
+  assert_true(lsmi_router_needs_auth(LSMI_ROUTE_JOB_EVENTS));
+  assert_false(lsmi_router_needs_auth(LSMI_ROUTE_UI));
+  assert_false(lsmi_router_needs_auth(LSMI_ROUTE_PARAMS));
+}
+
+/* Each route knows its query parameters; results take a range on every
+ * column. */
+static void test_query_names(void **state) {
+  (void)state;
+  assert_true(lsmi_router_query_known(LSMI_ROUTE_JOBS, "GET", "state"));
+  assert_false(lsmi_router_query_known(LSMI_ROUTE_JOBS, "POST", "state"));
+  assert_false(lsmi_router_query_known(LSMI_ROUTE_JOBS, "GET", "dataset_id"));
+  assert_true(lsmi_router_query_known(LSMI_ROUTE_DATASETS, "HEAD", "limit"));
+  assert_true(lsmi_router_query_known(LSMI_ROUTE_JOB_RESULTS, "GET", "s_min"));
+  assert_true(
+      lsmi_router_query_known(LSMI_ROUTE_JOB_RESULTS, "GET", "u2_sd_max"));
+  assert_false(lsmi_router_query_known(LSMI_ROUTE_JOB_RESULTS, "GET", "min_s"));
+  assert_false(lsmi_router_query_known(LSMI_ROUTE_JOB_RESULTS, "GET", "_min"));
+  assert_true(lsmi_router_query_known(LSMI_ROUTE_JOB_AGGREGATES, "GET", "bins"));
+  assert_false(lsmi_router_query_known(LSMI_ROUTE_HEALTHZ, "GET", "x"));
 }
 
 int main(void) {
@@ -99,6 +139,7 @@ int main(void) {
       cmocka_unit_test(test_id_routes),
       cmocka_unit_test(test_bad_ids),
       cmocka_unit_test(test_methods),
+      cmocka_unit_test(test_query_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
