@@ -66,8 +66,8 @@ INLINE void tile_store(const lsmi_gemm_t *g, __m512 acc[][4], const int *rows,
     int i = rows[r];
     float *c = g->c + (size_t)i * g->ldc + j0;
     int wr = w;
-    if (g->tri == LSMI_GEMM_C_STRICT_LOWER)
-      wr = i - j0 < w ? i - j0 : w; /* columns j < i only */
+    if (g->tri == LSMI_GEMM_C_STRICT_LOWER) /* columns j < i + diag only */
+      wr = i + g->diag - j0 < w ? i + g->diag - j0 : w;
     UNROLL for (int v = 0; v < NV; v++) {
       __mmask16 m = lanes(wr - 16 * v);
       __m512 x = acc[r][v];
@@ -313,8 +313,8 @@ static TARGET void tiles_over(const lsmi_gemm_t *g, const int *rowlist,
           continue;
         }
         /* With C strictly lower, the tile's last row i0 + MR - 1 has the
-         * most columns, i0 + MR - 1 of them: cut the block there. */
-        int wt = v0 + hs[h] - 1 - j0;
+         * most columns, i0 + MR - 1 + diag of them: cut the block there. */
+        int wt = v0 + hs[h] - 1 + g->diag - j0;
         if (wt <= 0)
           continue;
         wt = wt < w ? wt : w;
