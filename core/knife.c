@@ -43,6 +43,22 @@
  * orders, so they agree to float rounding, not to the bit; each gives the
  * same bits at every call.
  *
+ * The training step (lsmi_knife_train_step). At d of a few hundred the
+ * factors no longer fit in the caches (2.4 MB each at d = 768), and a step
+ * done as the backward above followed by Adam streams them, their
+ * gradient and their moments through memory four times over: the
+ * backward writes dL (and zeros above the diagonal), Adam reads it back
+ * with the factor and both moments and writes three of them. From d =
+ * KNIFE_FUSED_D on, the step instead takes the backward product a block
+ * of rows at a time (lsmi_gemm with its cut moved by diag) and consumes
+ * each row at once, while it is in cache: its terms of r and v, then
+ * Adam on that row of the factor with P_i as its gradient. dL is never
+ * stored, and the factor and its moments are each read and written once
+ * (the forward reads the factor once more). The moments of the factors
+ * are kept in packed rows (knife.h), one forward stream each. The sums
+ * are the same sums in the same order, and Adam the same per-element
+ * arithmetic: the step gives the bits of the two-call one.
+ *
  * Nothing is allocated: every buffer is a view into the caller's scratch.
  *
  * Numerics follow the float32 PyTorch reference: everything up to and
@@ -109,6 +125,14 @@ static size_t knife_round(size_t n) { return (n + 15) & ~(size_t)15; }
 /* Up to this d the products are written out (knife_forward_small,
  * knife_backward_small) instead of going through lsmi_gemm. */
 #define KNIFE_SMALL_D 8
+
+/* From this d on, lsmi_knife_train_step fuses the backward with the Adam
+ * step (knife_step_component). Below it the parameters, gradient and
+ * moments (4 K d² floats, 1.3 MB at d = 128) stay in the caches between
+ * the passes, and the three calls measured up to 20% faster at d <= 64
+ * (fewer, longer Adam ranges); at 128 the two are even, beyond it the
+ * fused step pulls ahead (bench/knife_step.c). */
+#define KNIFE_FUSED_D 128
 
 /* Sixteen floats as one value (a GCC/Clang vector extension): the compiler
  * keeps it in one AVX-512 register, or two or four narrower ones, where an
@@ -511,26 +535,20 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 /* ------------------------------------------------------------------------ */
 
 /*
- * The sums over the batch that the gradient of component c needs, given
- * g_n = dloss/dc_nc (B) in w->C and z_c^T in its slice of w->Z (d + 2, B),
- * into W (d + 2, d + 1): W[i + 2][0] = u_i = Σ_n dz_ni and
- * W[i + 2][1 + j] = P_ij = Σ_n dz_ni a_nj for j <= i. Rows 0 and 1 and
- * the columns past the diagonal are not written.
+ * The right operand of component c's backward product, A' (B, d + 1) =
+ * -g_n [1 | a_n], into w->A: a_n = (x_n - means_c) ⊙ s_c straight from the
+ * rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into the rows of
+ * A' rather than scaled into z: dz_ni a_nj = z_ni (-g_n a_nj). g_n =
+ * dloss/dc_nc (B) is in w->C.
  */
 static inline __attribute__((always_inline)) void
-knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
-                       const float *x, size_t ldx, int B, int c) {
-  int d = k->d;
-  size_t dd = (size_t)d, BB = (size_t)B, d1 = dd + 1;
-  const float *g = w->C + (size_t)c * BB;       // (B)
-  float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
-  const float *m = k->means + (size_t)c * dd;   // (d)
-  const float *s = w->s + (size_t)c * dd;       // (d)
-
-  // A' (B, d + 1) = -g_n [1 | a_n]: a_n = (x_n - means_c) ⊙ s_c straight
-  // from the rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into
-  // the rows of A' rather than scaled into z: dz_ni a_nj = z_ni (-g_n a_nj).
-  float *restrict Ap = w->A;
+knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
+                   size_t ldx, int B, int c) {
+  size_t dd = (size_t)k->d, BB = (size_t)B, d1 = dd + 1;
+  const float *g = w->C + (size_t)c * BB;     // (B)
+  const float *m = k->means + (size_t)c * dd; // (d)
+  const float *s = w->s + (size_t)c * dd;     // (d)
+  float *restrict Ap = w->A;                  // (B, d + 1)
   for (size_t n = 0; n < BB; n++) {
     const float *xn = x + n * ldx;
     float *an = Ap + n * d1;
@@ -539,22 +557,49 @@ knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
     for (size_t j = 0; j < dd; j++)
       an[1 + j] = gn * ((xn[j] - m[j]) * s[j]);
   }
-  // W (d + 2, d + 1) = Zs (d + 2, B) · A' (B, d + 1), strictly lower. Row
-  // i + 2 of Zs is z^T row i, so row i + 2 of W keeps the columns
-  // j' < i + 2 of that row: W[i + 2][0] = Σ_n dz_ni = u_i and
-  // W[i + 2][1 + j] = Σ_n dz_ni a_nj = P_ij for j <= i, the diagonal
-  // included. Rows 0 and 1 of W are never read.
-  lsmi_gemm(&(lsmi_gemm_t){.M = d + 2,
-                           .N = d + 1,
+}
+
+/*
+ * Rows [i0, i0 + rows) of component c's backward product, given A' in w->A
+ * (knife_backward_rhs) and z_c^T in its slice of w->Z (d + 2, B), into W
+ * (rows, d + 1) with row stride d + 1: row q holds, for i = i0 + q,
+ * W[q][0] = u_i = Σ_n dz_ni and W[q][1 + j] = P_ij = Σ_n dz_ni a_nj for
+ * j <= i; the columns past 1 + i are not written. That is
+ *   W (rows, d + 1) = Zs[i0 + 2 ..] (rows, B) · A' (B, d + 1)
+ * with a strictly lower cut at j' < q + i0 + 2: row i0 + 2 + q of Zs is z^T
+ * row i. Every element is one sum over the batch in order, the same bits
+ * whether the rows come in one call or in blocks.
+ */
+static inline __attribute__((always_inline)) void
+knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
+                    int i0, int rows, float *W) {
+  size_t dd = (size_t)k->d, BB = (size_t)B, d1 = dd + 1;
+  const float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
+  lsmi_gemm(&(lsmi_gemm_t){.M = rows,
+                           .N = i0 + rows + 1,
                            .K = B,
-                           .a = Zs,
+                           .a = Zs + ((size_t)i0 + 2) * BB,
                            .rsa = BB,
                            .csa = 1,
-                           .b = Ap,
+                           .b = w->A,
                            .ldb = d1,
-                           .c = w->W,
+                           .c = W,
                            .ldc = d1,
-                           .tri = LSMI_GEMM_C_STRICT_LOWER});
+                           .tri = LSMI_GEMM_C_STRICT_LOWER,
+                           .diag = i0 + 2});
+}
+
+/*
+ * The sums over the batch that the gradient of component c needs, all
+ * rows in one product into w->W (d + 2, d + 1): rows 2.. as
+ * knife_backward_rows gives them (row i + 2 for feature i); rows 0 and 1
+ * are not written.
+ */
+static inline __attribute__((always_inline)) void
+knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
+                       const float *x, size_t ldx, int B, int c) {
+  knife_backward_rhs(k, w, x, ldx, B, c);
+  knife_backward_rows(k, w, B, c, 0, k->d, w->W + 2 * ((size_t)k->d + 1));
 }
 
 /* The sum of the 16 lanes of v, in a fixed tree (the same bits whatever
@@ -697,87 +742,205 @@ static void knife_backward_sums(const lsmi_knife_t *k, knife_scratch_t *w,
 }
 
 /*
+ * Row i of component c's factor gradient: dL_i = P_i[0, i) (strictly
+ * lower), and its terms of the column sums r_j += L_ij P_ij and
+ * v_j += L_ij u_i (j < i), KNIFE_COLS columns at a time, rows taken in
+ * order by the callers so that each column sum adds up in row order. With
+ * ti the whole row of dL (d) is written, zero from the diagonal on: the
+ * vector that holds the diagonal is masked to its strictly lower lanes
+ * (the lanes beyond hold whatever W held: the product does not write
+ * there); the columns past the last whole vector (all of them when d < 16)
+ * go one at a time. Without ti (the fused step) nothing is written but r
+ * and v, the same bits: a masked lane adds +0, which leaves a sum that
+ * started at +0 as it is.
+ */
+static inline __attribute__((always_inline)) void
+knife_rv_row(float *restrict r, float *restrict v, const float *Li,
+             const float *Pi, float ui, size_t i, size_t dd, float *ti) {
+  const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
+                           8, 9, 10, 11, 12, 13, 14, 15};
+  size_t jv = dd - dd % KNIFE_COLS; /* columns in whole vectors */
+  knife_v16 p, l, rv, vv;
+  size_t j = 0;
+  for (; j + KNIFE_COLS <= i; j += KNIFE_COLS) {
+    memcpy(&p, Pi + j, sizeof p);
+    memcpy(&l, Li + j, sizeof l);
+    memcpy(&rv, r + j, sizeof rv);
+    memcpy(&vv, v + j, sizeof vv);
+    if (ti)
+      memcpy(ti + j, &p, sizeof p);
+    rv += l * p;
+    vv += l * ui;
+    memcpy(r + j, &rv, sizeof rv);
+    memcpy(v + j, &vv, sizeof vv);
+  }
+  if (j < jv) {                              /* the vector of the diagonal */
+    knife_v16i on = lane < (int32_t)(i - j); /* -1 in lanes j + l < i */
+    memcpy(&p, Pi + j, sizeof p);
+    memcpy(&l, Li + j, sizeof l);
+    memcpy(&rv, r + j, sizeof rv);
+    memcpy(&vv, v + j, sizeof vv);
+    p = (knife_v16)((knife_v16i)p & on);
+    if (ti)
+      memcpy(ti + j, &p, sizeof p);
+    rv += (knife_v16)((knife_v16i)(l * p) & on);
+    vv += (knife_v16)((knife_v16i)(l * ui) & on);
+    memcpy(r + j, &rv, sizeof rv);
+    memcpy(v + j, &vv, sizeof vv);
+    for (j += KNIFE_COLS; ti && j < jv; j += KNIFE_COLS)
+      memcpy(ti + j, &(knife_v16){0}, sizeof p);
+    j = j > jv ? j : jv;
+  }
+  for (; j < (ti ? dd : i); j++) {
+    if (j < i) {
+      if (ti)
+        ti[j] = Pi[j];
+      r[j] += Li[j] * Pi[j];
+      v[j] += Li[j] * ui;
+    } else if (ti) {
+      ti[j] = 0.0f;
+    }
+  }
+}
+
+/*
+ * dmeans_c and dlogvar_c from the sums: u_j = Σ_n dz_nj at u[j su],
+ * P_jj at pd[j sp], r and v (knife_rv_row, all rows done); G = Σ_n g_n.
+ */
+static inline __attribute__((always_inline)) void
+knife_grad_scales(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                  const knife_scratch_t *w, int c, double G, const float *u,
+                  size_t su, const float *pd, size_t sp) {
+  size_t dd = (size_t)k->d;
+  const float *s = w->s + (size_t)c * dd;     // (d)
+  const float *th = w->th + (size_t)c * dd;   // (d)
+  const float *r = w->r, *v = w->v;           // (d)
+  float *dm = grad->means + (size_t)c * dd;   // (d)
+  float *dlv = grad->logvar + (size_t)c * dd; // (d)
+  for (size_t j = 0; j < dd; j++) {
+    // Σ_n da_n = (I + L_c)^T u;  dmeans = -Σ_n da ⊙ s   (a = (x - means) ⊙ s)
+    dm[j] = -(u[j * su] + v[j]) * s[j];
+    // Σ_n da_nj (x_nj - means_j) = (P_jj + r_j) / s_j, and
+    // ds = that + G_c / (|s| + 1e-8)   (logdet term; s > 0)
+    float ds = (pd[j * sp] + r[j]) / s[j] + (float)(G / ((double)s[j] + 1e-8));
+    // dlogvar = ds ⊙ s ⊙ (1 - tanh²(logvar))   (s = exp(tanh(logvar)))
+    dlv[j] = ds * s[j] * (1.0f - th[j] * th[j]);
+  }
+}
+
+/*
  * The gradient of component c from the sums in w->W (knife_backward_sums):
  * dtri_c, dmeans_c and dlogvar_c (dweigh is done by the caller).
- * G = Σ_n g_n.
+ * G = Σ_n g_n. dL_c = strictly_lower(P), zero on and above the diagonal,
+ * and the column sums r_j = Σ_{i>j} L_ij P_ij and v_j = Σ_{i>j} L_ij u_i,
+ * each summed in row order, in one pass down the rows (knife_rv_row).
  */
 LSMI_VECTOR_CLONES
 static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                      knife_scratch_t *w, int c, double G) {
+  size_t dd = (size_t)k->d, d1 = dd + 1;
+  const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
+  float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
+  const float *W = w->W;                         // (d + 2, d + 1)
+  for (size_t j = 0; j < dd; j++)
+    w->r[j] = w->v[j] = 0.0f;
+  for (size_t i = 0; i < dd; i++)
+    knife_rv_row(w->r, w->v, L + i * dd, W + (i + 2) * d1 + 1,
+                 W[(i + 2) * d1], i, dd, dtri + i * dd);
+  knife_grad_scales(k, grad, w, c, G, W + 2 * d1, d1, W + 2 * d1 + 1, d1 + 1);
+}
+
+/* Floats of the block of W that the fused step's backward product fills
+ * at a time (knife_step_component): (R, d + 1) with R = KNIFE_WB / (d + 1)
+ * rows, at least KNIFE_ROWS, 64 KiB, which stays in L2 while its rows are
+ * consumed. Fewer, larger blocks mean fewer calls of lsmi_gemm; at d = 128
+ * the whole product is one block. */
+#define KNIFE_WB 16384
+#define KNIFE_ROWS 16
+
+/*
+ * Floats of one component's factor moments in the fused step's packed
+ * rows (knife.h, lsmi_knife_train_step): row i of [1, d) takes
+ * min(round16(i), d), whole vectors of 16 where the row has room.
+ */
+static size_t knife_packed_floats(size_t dd) {
+  size_t n = 0;
+  for (size_t i = 1; i < dd; i++) {
+    size_t ni = (i + 15) & ~(size_t)15;
+    n += ni < dd ? ni : dd;
+  }
+  return n;
+}
+
+/*
+ * The backward of component c fused with the Adam step of its factor, at
+ * d >= KNIFE_FUSED_D: the product's rows come a block at a time
+ * (knife_backward_rows) into a block of w->W, and each row i is consumed
+ * at once, while it is in cache: its terms of r and v (knife_rv_row, from
+ * L_i before the step), then Adam on L_i with P_i[0, i) as the gradient
+ * (lsmi_adam_run, inlined). dL_c is never stored. u_i and P_ii are kept (d each,
+ * after the block in w->W) for dmeans_c and dlogvar_c, which follow.
+ *
+ * Adam runs on L_i[0, n), n = min(round16(i), d): the lanes from the
+ * diagonal on get a gradient of exactly 0, which moves neither them nor
+ * their moments (see lsmi_knife_adam_update), and whole vectors spare the
+ * update its scalar remainder, which would cost as much as the rest of a
+ * short row. The moments of those n floats are the next n of the
+ * component's packed rows: read and written in one forward stream, which
+ * the hardware prefetcher follows, where rows of the d × d layout are
+ * short runs a row apart that it must find again at every row (on the
+ * lower triangles of five 768 × 768 factors, an update with the moments
+ * so took 1.8 times as long as with them packed, in a stand-alone test).
+ * The factor itself keeps its public d × d layout; its next row is asked
+ * for ahead (__builtin_prefetch), for the same reason (6% of the step at
+ * d = 768).
+ *
+ * The arithmetic is knife_backward_product, knife_backward_component and
+ * lsmi_knife_adam_update's, in the same order: the same bits.
+ */
+LSMI_VECTOR_CLONES
+static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                 knife_scratch_t *w, lsmi_adam_t *a,
+                                 const float *x, size_t ldx, int B, int c,
+                                 double G) {
   int d = k->d;
   size_t dd = (size_t)d, d1 = dd + 1;
-  const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
-  const float *s = w->s + (size_t)c * dd;        // (d)
-  const float *th = w->th + (size_t)c * dd;      // (d)
-  float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
-  float *dm = grad->means + (size_t)c * dd;      // (d)
-  float *dlv = grad->logvar + (size_t)c * dd;    // (d)
-  const float *restrict W = w->W;                // (d + 2, d + 1)
-
-  // dL_c = strictly_lower(P), zero on and above the diagonal, and the
-  // column sums r_j = Σ_{i>j} L_ij P_ij and v_j = Σ_{i>j} L_ij u_i, each
-  // summed in row order. One pass down the rows, KNIFE_COLS columns at a
-  // time, writing every element of dL_c once: the vector that holds the
-  // diagonal is masked to its strictly lower lanes (the lanes beyond hold
-  // whatever W held: the product does not write there); the columns past
-  // the last whole vector (all of them when d < 16) go one at a time.
-  float *restrict r = w->r, *restrict v = w->v;
-  const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
-                           8, 9, 10, 11, 12, 13, 14, 15};
-  size_t jv = dd - dd % KNIFE_COLS; /* columns in whole vectors */
+  int R = KNIFE_WB / (d + 1);
+  R = R < KNIFE_ROWS ? KNIFE_ROWS : R;
+  R = R < d ? R : d; /* so that w->W holds the block, u and pd */
+  float *L = k->tri + (size_t)c * dd * dd; // (d, d)
+  /* The moments of row 1 of L_c: the packed rows of the components before
+   * c come first, where the block keeps the factors. */
+  size_t mo = (size_t)(k->tri - k->means) + (size_t)c * knife_packed_floats(dd);
+  float *Wb = w->W;               // (R, d + 1)
+  float *u = Wb + (size_t)R * d1; // (d)
+  float *pd = u + dd;             // (d)
+  const lsmi_adam_consts_t ak = lsmi_adam_consts(a);
+  knife_backward_rhs(k, w, x, ldx, B, c);
   for (size_t j = 0; j < dd; j++)
-    r[j] = v[j] = 0.0f;
-  for (size_t i = 0; i < dd; i++) {
-    const float *Pi = W + (i + 2) * d1 + 1, *Li = L + i * dd;
-    float *ti = dtri + i * dd, ui = W[(i + 2) * d1];
-    knife_v16 p, l, rv, vv;
-    size_t j = 0;
-    for (; j + KNIFE_COLS <= i; j += KNIFE_COLS) {
-      memcpy(&p, Pi + j, sizeof p);
-      memcpy(&l, Li + j, sizeof l);
-      memcpy(&rv, r + j, sizeof rv);
-      memcpy(&vv, v + j, sizeof vv);
-      memcpy(ti + j, &p, sizeof p);
-      rv += l * p;
-      vv += l * ui;
-      memcpy(r + j, &rv, sizeof rv);
-      memcpy(v + j, &vv, sizeof vv);
-    }
-    if (j < jv) {                              /* the vector of the diagonal */
-      knife_v16i on = lane < (int32_t)(i - j); /* -1 in lanes j + l < i */
-      memcpy(&p, Pi + j, sizeof p);
-      memcpy(&l, Li + j, sizeof l);
-      memcpy(&rv, r + j, sizeof rv);
-      memcpy(&vv, v + j, sizeof vv);
-      p = (knife_v16)((knife_v16i)p & on);
-      memcpy(ti + j, &p, sizeof p);
-      rv += (knife_v16)((knife_v16i)(l * p) & on);
-      vv += (knife_v16)((knife_v16i)(l * ui) & on);
-      memcpy(r + j, &rv, sizeof rv);
-      memcpy(v + j, &vv, sizeof vv);
-      for (j += KNIFE_COLS; j < jv; j += KNIFE_COLS)
-        memcpy(ti + j, &(knife_v16){0}, sizeof p);
-    }
-    for (; j < dd; j++) {
-      if (j < i) {
-        ti[j] = Pi[j];
-        r[j] += Li[j] * Pi[j];
-        v[j] += Li[j] * ui;
-      } else {
-        ti[j] = 0.0f;
-      }
+    w->r[j] = w->v[j] = 0.0f;
+  for (int i0 = 0; i0 < d; i0 += R) {
+    int rows = d - i0 < R ? d - i0 : R;
+    knife_backward_rows(k, w, B, c, i0, rows, Wb);
+    for (int q = 0; q < rows; q++) {
+      size_t i = (size_t)(i0 + q);
+      float *Li = L + i * dd, *Pi = Wb + (size_t)q * d1 + 1;
+      u[i] = Pi[-1];
+      pd[i] = Pi[i];
+      for (size_t j = 0; i + 1 < dd && j <= i + 1; j += 16)
+        __builtin_prefetch(Li + dd + j, 1, 3); /* row i + 1, [0, i + 1] */
+      knife_rv_row(w->r, w->v, Li, Pi, u[i], i, dd, NULL);
+      if (i == 0)
+        continue;
+      size_t n = (i + 15) & ~(size_t)15;
+      n = n < dd ? n : dd;
+      for (size_t j = i; j < n; j++)
+        Pi[j] = 0.0f;
+      lsmi_adam_run(&ak, Li, a->m + mo, a->v + mo, Pi, n);
+      mo += n;
     }
   }
-  for (size_t j = 0; j < dd; j++) {
-    const float *Wj = W + (j + 2) * d1;
-    // Σ_n da_n = (I + L_c)^T u;  dmeans = -Σ_n da ⊙ s   (a = (x - means) ⊙ s)
-    dm[j] = -(Wj[0] + v[j]) * s[j];
-    // Σ_n da_nj (x_nj - means_j) = (P_jj + r_j) / s_j, and
-    // ds = that + G_c / (|s| + 1e-8)   (logdet term; s > 0)
-    float ds = (Wj[1 + j] + r[j]) / s[j] + (float)(G / ((double)s[j] + 1e-8));
-    // dlogvar = ds ⊙ s ⊙ (1 - tanh²(logvar))   (s = exp(tanh(logvar)))
-    dlv[j] = ds * s[j] * (1.0f - th[j] * th[j]);
-  }
+  knife_grad_scales(k, grad, w, c, G, u, 1, pd, 1);
 }
 
 /*
@@ -796,31 +959,36 @@ static double knife_sum(const float *v, size_t n) {
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
-double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
-                                float *scratch, const float *x, size_t ldx,
-                                int B) {
-  assert(B > 0 && ldx >= (size_t)k->d);
-  assert(grad->d == k->d && grad->K == k->K);
+/* G_c = Σ_n g_nc of component c, from g in w->C. */
+static double knife_G(const knife_scratch_t *w, int c, int B) {
+  return knife_sum(w->C + (size_t)c * (size_t)B, (size_t)B);
+}
+
+/*
+ * The forward of a training step and what the backward needs of it: the
+ * loss (returned), g (K, B) = dloss/dc in w->C, and dweigh into grad.
+ */
+static double knife_step_forward(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                 knife_scratch_t *w, const float *x,
+                                 size_t ldx, int B) {
   int d = k->d, K = k->K;
   size_t BB = (size_t)B;
-  knife_scratch_t w;
-  knife_scratch_bind(&w, scratch, d, K, B);
-  knife_prepare(k, &w);
-  knife_forward(k, &w, x, ldx, B, 1);
+  knife_prepare(k, w);
+  knife_forward(k, w, x, ldx, B, 1);
 
   double norm = knife_log_norm(d);
   double loss = 0.0;
   for (int n = 0; n < B; n++)
-    loss -= (double)w.lse[n] + norm;
+    loss -= (double)w->lse[n] + norm;
   loss /= (double)B;
 
   // g (K, B) = dloss/dc = -(1/B) softmax_k(c_n) = -(1/B) e_nk / Σ_k e_nk,
   // written over e.
   float invB = 1.0f / (float)B;
   for (int c = 0; c < K; c++) {
-    float *gc = w.C + (size_t)c * BB;
+    float *gc = w->C + (size_t)c * BB;
     for (size_t n = 0; n < BB; n++)
-      gc[n] = -invB * (gc[n] / w.sum[n]);
+      gc[n] = -invB * (gc[n] / w->sum[n]);
   }
 
   // G_c = Σ_n g_nc is dloss/dlogdet_c and dloss/dlog_softmax(weigh)_c.
@@ -828,15 +996,57 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   // than assumed, so that dweigh sums to zero up to rounding as it should.
   double Gsum = 0.0;
   for (int c = 0; c < K; c++)
-    Gsum += knife_sum(w.C + (size_t)c * BB, BB);
+    Gsum += knife_G(w, c, B);
+  // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
+  for (int c = 0; c < K; c++)
+    grad->weigh[c] = (float)(knife_G(w, c, B) - exp((double)w->lsw[c]) * Gsum);
+  return loss;
+}
 
-  for (int c = 0; c < K; c++) {
-    double G = knife_sum(w.C + (size_t)c * BB, BB);
-    // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
-    grad->weigh[c] = (float)(G - exp((double)w.lsw[c]) * Gsum);
+double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                float *scratch, const float *x, size_t ldx,
+                                int B) {
+  assert(B > 0 && ldx >= (size_t)k->d);
+  assert(grad->d == k->d && grad->K == k->K);
+  knife_scratch_t w;
+  knife_scratch_bind(&w, scratch, k->d, k->K, B);
+  double loss = knife_step_forward(k, grad, &w, x, ldx, B);
+  for (int c = 0; c < k->K; c++) {
     knife_backward_sums(k, &w, x, ldx, B, c);
-    knife_backward_component(k, grad, &w, c, G);
+    knife_backward_component(k, grad, &w, c, knife_G(&w, c, B));
   }
+  return loss;
+}
+
+double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                             lsmi_adam_t *a, double lr, float *scratch,
+                             const float *x, size_t ldx, int B) {
+  assert(B > 0 && ldx >= (size_t)k->d);
+  assert(grad->d == k->d && grad->K == k->K);
+  if (k->d < KNIFE_FUSED_D) {
+    /* The published recipe's path at d <= 8, unchanged to the bit; and
+     * below KNIFE_FUSED_D, where everything is in cache and the three
+     * calls cost less than the fused step's many short rows. */
+    double loss = lsmi_knife_loss_backward(k, grad, scratch, x, ldx, B);
+    if (isfinite(loss)) {
+      lsmi_adam_begin(a, lr);
+      lsmi_knife_adam_update(k, grad, a);
+    }
+    return loss;
+  }
+  knife_scratch_t w;
+  knife_scratch_bind(&w, scratch, k->d, k->K, B);
+  double loss = knife_step_forward(k, grad, &w, x, ldx, B);
+  if (!isfinite(loss))
+    return loss; /* nothing stepped: the caller stops */
+  lsmi_adam_begin(a, lr);
+  for (int c = 0; c < k->K; c++)
+    knife_step_component(k, grad, &w, a, x, ldx, B, c, knife_G(&w, c, B));
+  /* means and logvar (the block's first 2 K d floats), then weigh */
+  size_t Kd = (size_t)k->K * (size_t)k->d;
+  lsmi_adam_update(a, k->means, grad->means, 0, 2 * Kd);
+  lsmi_adam_update(a, k->means, grad->means, (size_t)(k->weigh - k->means),
+                   (size_t)k->K);
   return loss;
 }
 
