@@ -4,13 +4,15 @@
  *
  * For each d it times lsmi_knife_loss_backward on successive 32-row batches
  * and, separately, the Adam step over the KNIFE parameters (lsmi_adam_begin
- * and lsmi_knife_adam_update), then lsmi_knife_logpdf on 1024-row blocks.
+ * and lsmi_knife_adam_update): the step in three calls; then the same step
+ * fused (lsmi_knife_train_step), which the fit runs; then
+ * lsmi_knife_logpdf on 1024-row blocks.
  * The clock is the thread's CPU time (the machine is shared: wall time would
  * count other people's work), read around many calls, never around one (the
  * read is a system call), and the best of several rounds is kept.
  *
  * Usage: knife_step [--gemm NAME] [--rounds N] [d ...]   (default d: 2 10 128
- * 256). Output: one line per d and phase, microseconds per call.
+ * 256 512 768). Output: one line per d, microseconds per call.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +71,7 @@ static void bench_d(int d, int rounds) {
   lsmi_adam_t adam;
   lsmi_adam_init(&adam, np, m, v);
 
-  double best_lb = 1e30, best_adam = 1e30, best_eval = 1e30;
+  double best_lb = 1e30, best_adam = 1e30, best_eval = 1e30, best_fused = 1e30;
   volatile double sink = 0.0;
   long calls = 4;
   for (int r = 0; r < rounds + 1; r++) { /* round 0 is the warm-up */
@@ -85,14 +87,22 @@ static void bench_d(int d, int rounds) {
       lsmi_knife_adam_update(&k, &g, &adam);
     }
     double t2 = cpu_now();
+    for (long i = 0; i < calls; i++) {
+      size_t row = (size_t)(i * B) % (ROWS - B + 1);
+      sink += lsmi_knife_train_step(&k, &g, &adam, 1e-6, scratch,
+                                    x + row * (size_t)d, (size_t)d, B);
+    }
+    double t3 = cpu_now();
     if (r > 0) {
+      double tf = (t3 - t2) / (double)calls;
+      best_fused = tf < best_fused ? tf : best_fused;
       best_lb = (t1 - t0) / (double)calls < best_lb ? (t1 - t0) / (double)calls
                                                     : best_lb;
       best_adam = (t2 - t1) / (double)calls < best_adam
                       ? (t2 - t1) / (double)calls
                       : best_adam;
     }
-    calls = calls_for((t2 - t0) / (double)calls);
+    calls = calls_for((t3 - t0) / (double)calls);
   }
   /* logpdf of one batch (the forward alone), then of evaluation blocks. */
   double best_fwd = 1e30;
@@ -114,10 +124,10 @@ static void bench_d(int d, int rounds) {
     }
   }
   printf("d=%-4d K=%d B=%d  loss+backward %8.2f us (forward %7.2f)  adam "
-         "%7.2f us  step %8.2f us  logpdf(%d rows) %8.1f us = %6.2f "
-         "Mrows/s\n",
+         "%7.2f us  step %8.2f us  fused step %8.2f us  logpdf(%d rows) "
+         "%8.1f us = %6.2f Mrows/s\n",
          d, K, B, 1e6 * best_lb, 1e6 * best_fwd, 1e6 * best_adam,
-         1e6 * (best_lb + best_adam), EVAL, 1e6 * best_eval,
+         1e6 * (best_lb + best_adam), 1e6 * best_fused, EVAL, 1e6 * best_eval,
          (double)EVAL / best_eval * 1e-6);
   (void)sink;
   free(params), free(grads), free(m), free(v), free(scratch), free(x);
@@ -142,8 +152,8 @@ int main(int argc, char **argv) {
     }
   }
   if (nd == 0) {
-    static const int def[] = {2, 10, 128, 256};
-    for (nd = 0; nd < 4; nd++)
+    static const int def[] = {2, 10, 128, 256, 512, 768};
+    for (nd = 0; nd < 6; nd++)
       ds[nd] = def[nd];
   }
   printf("gemm: %s\n", lsmi_gemm_name());
