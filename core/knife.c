@@ -155,8 +155,9 @@ typedef struct knife_scratch {
   float *lse;    // (B) logsumexp_k c_nk
   float *C;      // (K, B) c_nk, then exp(c_nk - cmax_n), then g_nk
   float *xt;     // (d, B) x^T
-  float *A;      // (d, B) a_k^T (forward) or (B, d + 1) [1 | a_k] (backward)
-  float *W;      // (d + 2, d + 1) the backward product
+  float *A;      // (d, B) a_k^T (forward) or (B, ldw) [1 | a_k] (backward)
+  float *W;      // (d + 2, ldw) the backward product
+  size_t ldw;    // d + 1 rounded up to 16: the row stride of A' and W
   float *r;      // (d) Σ_{i>j} L_ij P_ij
   float *v;      // (d) Σ_{i>j} L_ij u_i
   float *Z;      // (K, d + 2, B) two zero rows, then z_k^T, then dz_k^T
@@ -175,8 +176,9 @@ static void knife_scratch_bind(knife_scratch_t *w, float *scratch, int d, int K,
   w->lse = p, p += knife_round(BB);
   w->C = p, p += knife_round(KK * BB);
   w->xt = p, p += knife_round(dd * BB);
-  w->A = p, p += knife_round((dd + 1) * BB);
-  w->W = p, p += knife_round((dd + 2) * (dd + 1));
+  w->ldw = knife_round(dd + 1);
+  w->A = p, p += knife_round(w->ldw * BB);
+  w->W = p, p += knife_round((dd + 2) * w->ldw);
   w->r = p, p += knife_round(dd);
   w->v = p, p += knife_round(dd);
   w->Z = p;
@@ -213,8 +215,11 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
 
 /*
  * s, tanh (K d each) | logdet, lsw (K each) | cmax, sum, lse (B each)
- * | C (K B) | x^T (d B) | A ((d + 1) B) | W ((d + 2)(d + 1)) | r, v (d each)
- * | Z (K (d + 2) B), each rounded up to 16 floats. logpdf uses one
+ * | C (K B) | x^T (d B) | A (B ldw) | W ((d + 2) ldw) | r, v (d each)
+ * | Z (K (d + 2) B), each rounded up to 16 floats, ldw = d + 1 rounded up
+ * to 16 (so that the backward product's rows start on cache lines: with
+ * rows of d + 1 floats every vector load and store of it straddled two,
+ * 10% of its time at d = 512 and 768). logpdf uses one
  * component's slice of Z; the backward keeps z_k of all K components there
  * (at d <= KNIFE_SMALL_D in K (d, B) slices, and A is not used).
  */
@@ -222,7 +227,8 @@ size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
   return 2 * knife_round(KK * dd) + 2 * knife_round(KK) + 3 * knife_round(BB) +
          knife_round(KK * BB) + knife_round(dd * BB) +
-         knife_round((dd + 1) * BB) + knife_round((dd + 2) * (dd + 1)) +
+         knife_round(knife_round(dd + 1) * BB) +
+         knife_round((dd + 2) * knife_round(dd + 1)) +
          2 * knife_round(dd) + KK * (dd + 2) * BB;
 }
 
@@ -544,14 +550,14 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 static inline __attribute__((always_inline)) void
 knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
                    size_t ldx, int B, int c) {
-  size_t dd = (size_t)k->d, BB = (size_t)B, d1 = dd + 1;
+  size_t dd = (size_t)k->d, BB = (size_t)B, ldw = w->ldw;
   const float *g = w->C + (size_t)c * BB;     // (B)
   const float *m = k->means + (size_t)c * dd; // (d)
   const float *s = w->s + (size_t)c * dd;     // (d)
-  float *restrict Ap = w->A;                  // (B, d + 1)
+  float *restrict Ap = w->A;                  // (B, ldw)
   for (size_t n = 0; n < BB; n++) {
     const float *xn = x + n * ldx;
-    float *an = Ap + n * d1;
+    float *an = Ap + n * ldw;
     float gn = -g[n];
     an[0] = gn;
     for (size_t j = 0; j < dd; j++)
@@ -562,10 +568,10 @@ knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
 /*
  * Rows [i0, i0 + rows) of component c's backward product, given A' in w->A
  * (knife_backward_rhs) and z_c^T in its slice of w->Z (d + 2, B), into W
- * (rows, d + 1) with row stride d + 1: row q holds, for i = i0 + q,
+ * (rows, d + 1) with row stride ldw: row q holds, for i = i0 + q,
  * W[q][0] = u_i = Σ_n dz_ni and W[q][1 + j] = P_ij = Σ_n dz_ni a_nj for
  * j <= i; the columns past 1 + i are not written. That is
- *   W (rows, d + 1) = Zs[i0 + 2 ..] (rows, B) · A' (B, d + 1)
+ *   W (rows, d + 1) = Zs[i0 + 2 ..] (rows, B) · A' (B, d + 1)    (ldw)
  * with a strictly lower cut at j' < q + i0 + 2: row i0 + 2 + q of Zs is z^T
  * row i. Every element is one sum over the batch in order, the same bits
  * whether the rows come in one call or in blocks.
@@ -573,7 +579,7 @@ knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
 static inline __attribute__((always_inline)) void
 knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
                     int i0, int rows, float *W) {
-  size_t dd = (size_t)k->d, BB = (size_t)B, d1 = dd + 1;
+  size_t dd = (size_t)k->d, BB = (size_t)B;
   const float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
   lsmi_gemm(&(lsmi_gemm_t){.M = rows,
                            .N = i0 + rows + 1,
@@ -582,16 +588,16 @@ knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
                            .rsa = BB,
                            .csa = 1,
                            .b = w->A,
-                           .ldb = d1,
+                           .ldb = w->ldw,
                            .c = W,
-                           .ldc = d1,
+                           .ldc = w->ldw,
                            .tri = LSMI_GEMM_C_STRICT_LOWER,
                            .diag = i0 + 2});
 }
 
 /*
  * The sums over the batch that the gradient of component c needs, all
- * rows in one product into w->W (d + 2, d + 1): rows 2.. as
+ * rows in one product into w->W (d + 2, ldw): rows 2.. as
  * knife_backward_rows gives them (row i + 2 for feature i); rows 0 and 1
  * are not written.
  */
@@ -599,7 +605,7 @@ static inline __attribute__((always_inline)) void
 knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
                        const float *x, size_t ldx, int B, int c) {
   knife_backward_rhs(k, w, x, ldx, B, c);
-  knife_backward_rows(k, w, B, c, 0, k->d, w->W + 2 * ((size_t)k->d + 1));
+  knife_backward_rows(k, w, B, c, 0, k->d, w->W + 2 * w->ldw);
 }
 
 /* The sum of the 16 lanes of v, in a fixed tree (the same bits whatever
@@ -664,7 +670,7 @@ static inline __attribute__((always_inline)) void
 knife_backward_small(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
                      int c, const int D) {
   enum { NP = KNIFE_SMALL_D * (KNIFE_SMALL_D + 1) / 2 };
-  const size_t dd = (size_t)D, d1 = dd + 1;
+  const size_t dd = (size_t)D, ldw = w->ldw;
   const float *g = w->C + (size_t)c * BB;      // (B)
   const float *Z = w->Z + (size_t)c * dd * BB; // (d, B)
   const float *xt = w->xt;                     // (d, B)
@@ -696,9 +702,9 @@ knife_backward_small(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
     knife_backward_block(u, P, m, s, tg, tx, KNIFE_COLS, tz, KNIFE_COLS, &keep,
                          D);
   }
-  float *W = w->W; // (d + 2, d + 1)
+  float *W = w->W; // (d + 2, ldw)
   for (int i = 0; i < D; i++) {
-    float *Wi = W + ((size_t)i + 2) * d1;
+    float *Wi = W + ((size_t)i + 2) * ldw;
     Wi[0] = knife_hsum(&u[i]);
     for (int j = 0; j <= i; j++)
       Wi[1 + j] = knife_hsum(&P[i * (i + 1) / 2 + j]);
@@ -838,23 +844,24 @@ knife_grad_scales(const lsmi_knife_t *k, lsmi_knife_t *grad,
 LSMI_VECTOR_CLONES
 static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                      knife_scratch_t *w, int c, double G) {
-  size_t dd = (size_t)k->d, d1 = dd + 1;
+  size_t dd = (size_t)k->d, ldw = w->ldw;
   const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
   float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
-  const float *W = w->W;                         // (d + 2, d + 1)
+  const float *W = w->W;                         // (d + 2, ldw)
   for (size_t j = 0; j < dd; j++)
     w->r[j] = w->v[j] = 0.0f;
   for (size_t i = 0; i < dd; i++)
-    knife_rv_row(w->r, w->v, L + i * dd, W + (i + 2) * d1 + 1,
-                 W[(i + 2) * d1], i, dd, dtri + i * dd);
-  knife_grad_scales(k, grad, w, c, G, W + 2 * d1, d1, W + 2 * d1 + 1, d1 + 1);
+    knife_rv_row(w->r, w->v, L + i * dd, W + (i + 2) * ldw + 1,
+                 W[(i + 2) * ldw], i, dd, dtri + i * dd);
+  knife_grad_scales(k, grad, w, c, G, W + 2 * ldw, ldw, W + 2 * ldw + 1,
+                    ldw + 1);
 }
 
 /* Floats of the block of W that the fused step's backward product fills
- * at a time (knife_step_component): (R, d + 1) with R = KNIFE_WB / (d + 1)
- * rows, at least KNIFE_ROWS, 64 KiB, which stays in L2 while its rows are
+ * at a time (knife_step_component): (R, ldw) with R = KNIFE_WB / ldw rows,
+ * at least KNIFE_ROWS, 64 KiB, which stays in L2 while its rows are
  * consumed. Fewer, larger blocks mean fewer calls of lsmi_gemm; at d = 128
- * the whole product is one block. */
+ * nearly the whole product is one block. */
 #define KNIFE_WB 16384
 #define KNIFE_ROWS 16
 
@@ -904,16 +911,16 @@ static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                  const float *x, size_t ldx, int B, int c,
                                  double G) {
   int d = k->d;
-  size_t dd = (size_t)d, d1 = dd + 1;
-  int R = KNIFE_WB / (d + 1);
+  size_t dd = (size_t)d, ldw = w->ldw;
+  int R = (int)(KNIFE_WB / ldw);
   R = R < KNIFE_ROWS ? KNIFE_ROWS : R;
   R = R < d ? R : d; /* so that w->W holds the block, u and pd */
   float *L = k->tri + (size_t)c * dd * dd; // (d, d)
   /* The moments of row 1 of L_c: the packed rows of the components before
    * c come first, where the block keeps the factors. */
   size_t mo = (size_t)(k->tri - k->means) + (size_t)c * knife_packed_floats(dd);
-  float *Wb = w->W;               // (R, d + 1)
-  float *u = Wb + (size_t)R * d1; // (d)
+  float *Wb = w->W;                // (R, ldw)
+  float *u = Wb + (size_t)R * ldw; // (d)
   float *pd = u + dd;             // (d)
   const lsmi_adam_consts_t ak = lsmi_adam_consts(a);
   knife_backward_rhs(k, w, x, ldx, B, c);
@@ -924,7 +931,7 @@ static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
     knife_backward_rows(k, w, B, c, i0, rows, Wb);
     for (int q = 0; q < rows; q++) {
       size_t i = (size_t)(i0 + q);
-      float *Li = L + i * dd, *Pi = Wb + (size_t)q * d1 + 1;
+      float *Li = L + i * dd, *Pi = Wb + (size_t)q * ldw + 1;
       u[i] = Pi[-1];
       pd[i] = Pi[i];
       for (size_t j = 0; i + 1 < dd && j <= i + 1; j += 16)
