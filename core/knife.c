@@ -598,14 +598,28 @@ knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
 /*
  * The sums over the batch that the gradient of component c needs, all
  * rows in one product into w->W (d + 2, ldw): rows 2.. as
- * knife_backward_rows gives them (row i + 2 for feature i); rows 0 and 1
- * are not written.
+ * knife_backward_rows gives them (row i + 2 for feature i). The product is
+ * taken from Zs's first row, whose two zero rows put the cut where
+ * knife_backward_rows puts it with diag: rows 0 and 1 of W come out 0 and
+ * are never read. (Starting at row 2 instead leaves d rows, which at
+ * small d split into more, smaller tiles: 7% of a d = 10 step.)
  */
 static inline __attribute__((always_inline)) void
 knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
                        const float *x, size_t ldx, int B, int c) {
+  size_t dd = (size_t)k->d, BB = (size_t)B;
   knife_backward_rhs(k, w, x, ldx, B, c);
-  knife_backward_rows(k, w, B, c, 0, k->d, w->W + 2 * w->ldw);
+  lsmi_gemm(&(lsmi_gemm_t){.M = k->d + 2,
+                           .N = k->d + 1,
+                           .K = B,
+                           .a = w->Z + (size_t)c * (dd + 2) * BB,
+                           .rsa = BB,
+                           .csa = 1,
+                           .b = w->A,
+                           .ldb = w->ldw,
+                           .c = w->W,
+                           .ldc = w->ldw,
+                           .tri = LSMI_GEMM_C_STRICT_LOWER});
 }
 
 /* The sum of the 16 lanes of v, in a fixed tree (the same bits whatever
@@ -752,17 +766,19 @@ static void knife_backward_sums(const lsmi_knife_t *k, knife_scratch_t *w,
  * lower), and its terms of the column sums r_j += L_ij P_ij and
  * v_j += L_ij u_i (j < i), KNIFE_COLS columns at a time, rows taken in
  * order by the callers so that each column sum adds up in row order. With
- * ti the whole row of dL (d) is written, zero from the diagonal on: the
+ * write (a constant at each call) the whole row of dL (d) is written to
+ * ti, zero from the diagonal on: the
  * vector that holds the diagonal is masked to its strictly lower lanes
  * (the lanes beyond hold whatever W held: the product does not write
  * there); the columns past the last whole vector (all of them when d < 16)
- * go one at a time. Without ti (the fused step) nothing is written but r
- * and v, the same bits: a masked lane adds +0, which leaves a sum that
- * started at +0 as it is.
+ * go one at a time. Without (the fused step) nothing is written but r and
+ * v, the same bits: a masked lane adds +0, which leaves a sum that started
+ * at +0 as it is.
  */
 static inline __attribute__((always_inline)) void
 knife_rv_row(float *restrict r, float *restrict v, const float *Li,
-             const float *Pi, float ui, size_t i, size_t dd, float *ti) {
+             const float *Pi, float ui, size_t i, size_t dd, float *ti,
+             const int write) {
   const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
                            8, 9, 10, 11, 12, 13, 14, 15};
   size_t jv = dd - dd % KNIFE_COLS; /* columns in whole vectors */
@@ -773,7 +789,7 @@ knife_rv_row(float *restrict r, float *restrict v, const float *Li,
     memcpy(&l, Li + j, sizeof l);
     memcpy(&rv, r + j, sizeof rv);
     memcpy(&vv, v + j, sizeof vv);
-    if (ti)
+    if (write)
       memcpy(ti + j, &p, sizeof p);
     rv += l * p;
     vv += l * ui;
@@ -787,23 +803,23 @@ knife_rv_row(float *restrict r, float *restrict v, const float *Li,
     memcpy(&rv, r + j, sizeof rv);
     memcpy(&vv, v + j, sizeof vv);
     p = (knife_v16)((knife_v16i)p & on);
-    if (ti)
+    if (write)
       memcpy(ti + j, &p, sizeof p);
     rv += (knife_v16)((knife_v16i)(l * p) & on);
     vv += (knife_v16)((knife_v16i)(l * ui) & on);
     memcpy(r + j, &rv, sizeof rv);
     memcpy(v + j, &vv, sizeof vv);
-    for (j += KNIFE_COLS; ti && j < jv; j += KNIFE_COLS)
+    for (j += KNIFE_COLS; write && j < jv; j += KNIFE_COLS)
       memcpy(ti + j, &(knife_v16){0}, sizeof p);
     j = j > jv ? j : jv;
   }
-  for (; j < (ti ? dd : i); j++) {
+  for (; j < (write ? dd : i); j++) {
     if (j < i) {
-      if (ti)
+      if (write)
         ti[j] = Pi[j];
       r[j] += Li[j] * Pi[j];
       v[j] += Li[j] * ui;
-    } else if (ti) {
+    } else if (write) {
       ti[j] = 0.0f;
     }
   }
@@ -852,7 +868,7 @@ static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
     w->r[j] = w->v[j] = 0.0f;
   for (size_t i = 0; i < dd; i++)
     knife_rv_row(w->r, w->v, L + i * dd, W + (i + 2) * ldw + 1,
-                 W[(i + 2) * ldw], i, dd, dtri + i * dd);
+                 W[(i + 2) * ldw], i, dd, dtri + i * dd, 1);
   knife_grad_scales(k, grad, w, c, G, W + 2 * ldw, ldw, W + 2 * ldw + 1,
                     ldw + 1);
 }
@@ -936,7 +952,7 @@ static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
       pd[i] = Pi[i];
       for (size_t j = 0; i + 1 < dd && j <= i + 1; j += 16)
         __builtin_prefetch(Li + dd + j, 1, 3); /* row i + 1, [0, i + 1] */
-      knife_rv_row(w->r, w->v, Li, Pi, u[i], i, dd, NULL);
+      knife_rv_row(w->r, w->v, Li, Pi, u[i], i, dd, NULL, 0);
       if (i == 0)
         continue;
       size_t n = (i + 15) & ~(size_t)15;
@@ -973,11 +989,12 @@ static double knife_G(const knife_scratch_t *w, int c, int B) {
 
 /*
  * The forward of a training step and what the backward needs of it: the
- * loss (returned), g (K, B) = dloss/dc in w->C, and dweigh into grad.
+ * loss (returned), g (K, B) = dloss/dc in w->C, and Σ_c G_c into *Gsum
+ * (G_c = Σ_n g_nc, knife_G).
  */
-static double knife_step_forward(const lsmi_knife_t *k, lsmi_knife_t *grad,
-                                 knife_scratch_t *w, const float *x,
-                                 size_t ldx, int B) {
+static double knife_step_forward(const lsmi_knife_t *k, knife_scratch_t *w,
+                                 double *Gsum, const float *x, size_t ldx,
+                                 int B) {
   int d = k->d, K = k->K;
   size_t BB = (size_t)B;
   knife_prepare(k, w);
@@ -1001,13 +1018,16 @@ static double knife_step_forward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   // G_c = Σ_n g_nc is dloss/dlogdet_c and dloss/dlog_softmax(weigh)_c.
   // Σ_c G_c is -1 in exact arithmetic; it is summed from the same g rather
   // than assumed, so that dweigh sums to zero up to rounding as it should.
-  double Gsum = 0.0;
+  *Gsum = 0.0;
   for (int c = 0; c < K; c++)
-    Gsum += knife_G(w, c, B);
-  // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
-  for (int c = 0; c < K; c++)
-    grad->weigh[c] = (float)(knife_G(w, c, B) - exp((double)w->lsw[c]) * Gsum);
+    *Gsum += knife_G(w, c, B);
   return loss;
+}
+
+/* dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh) */
+static void knife_dweigh(lsmi_knife_t *grad, const knife_scratch_t *w, int c,
+                         double G, double Gsum) {
+  grad->weigh[c] = (float)(G - exp((double)w->lsw[c]) * Gsum);
 }
 
 double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
@@ -1017,10 +1037,13 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   assert(grad->d == k->d && grad->K == k->K);
   knife_scratch_t w;
   knife_scratch_bind(&w, scratch, k->d, k->K, B);
-  double loss = knife_step_forward(k, grad, &w, x, ldx, B);
+  double Gsum;
+  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B);
   for (int c = 0; c < k->K; c++) {
+    double G = knife_G(&w, c, B);
+    knife_dweigh(grad, &w, c, G, Gsum);
     knife_backward_sums(k, &w, x, ldx, B, c);
-    knife_backward_component(k, grad, &w, c, knife_G(&w, c, B));
+    knife_backward_component(k, grad, &w, c, G);
   }
   return loss;
 }
@@ -1043,12 +1066,16 @@ double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
   }
   knife_scratch_t w;
   knife_scratch_bind(&w, scratch, k->d, k->K, B);
-  double loss = knife_step_forward(k, grad, &w, x, ldx, B);
+  double Gsum;
+  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B);
   if (!isfinite(loss))
     return loss; /* nothing stepped: the caller stops */
   lsmi_adam_begin(a, lr);
-  for (int c = 0; c < k->K; c++)
-    knife_step_component(k, grad, &w, a, x, ldx, B, c, knife_G(&w, c, B));
+  for (int c = 0; c < k->K; c++) {
+    double G = knife_G(&w, c, B);
+    knife_dweigh(grad, &w, c, G, Gsum);
+    knife_step_component(k, grad, &w, a, x, ldx, B, c, G);
+  }
   /* means and logvar (the block's first 2 K d floats), then weigh */
   size_t Kd = (size_t)k->K * (size_t)k->d;
   lsmi_adam_update(a, k->means, grad->means, 0, 2 * Kd);
