@@ -84,8 +84,8 @@ typedef struct roofline {
 
 static roofline_t roofline(int d) {
   double dd = (double)d, lower = dd * (dd - 1.0) / 2.0;
-  double per = (double)B * dd * (dd - 1.0)               /* forward */
-               + 2.0 * B * (lower + 2.0 * dd)            /* backward */
+  double per = (double)B * dd * (dd - 1.0)                  /* forward */
+               + 2.0 * B * (lower + 2.0 * dd)               /* backward */
                + 4.0 * lower + 11.0 * lower + 7.0 * dd * B; /* r v, Adam */
   double T = 4.0 * K * dd * (dd + 1.0) / 2.0;
   return (roofline_t){K * per, 13.0 * T, 7.0 * T};

@@ -65,8 +65,8 @@ typedef struct worker {
  * stores for large sizes are not what lsmi's loops do). */
 LSMI_VECTOR_CLONES
 __attribute__((optimize("no-tree-loop-distribute-patterns"))) static void
-run_kernel(kernel_t k, float *restrict a, float *restrict b,
-                       float *restrict c, size_t n) {
+run_kernel(kernel_t k, float *restrict a, float *restrict b, float *restrict c,
+           size_t n) {
   const float s = 0.999f;
   switch (k) {
   case COPY:

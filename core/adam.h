@@ -72,9 +72,8 @@ static inline lsmi_adam_consts_t lsmi_adam_consts(const lsmi_adam_t *a) {
  * (GCC then puts no run-time overlap checks in front of the loop).
  */
 static inline __attribute__((always_inline)) void
-lsmi_adam_run(const lsmi_adam_consts_t *k, float *restrict p,
-              float *restrict m, float *restrict v, const float *restrict g,
-              size_t n) {
+lsmi_adam_run(const lsmi_adam_consts_t *k, float *restrict p, float *restrict m,
+              float *restrict v, const float *restrict g, size_t n) {
   const float step_size = k->step_size, bc2_rsqrt = k->bc2_rsqrt;
   const float b1 = k->b1, b2 = k->b2, one_b1 = k->one_b1, one_b2 = k->one_b2;
   const float eps = k->eps;

@@ -127,7 +127,8 @@ void lsmi_gemm_blas(const lsmi_gemm_t *g) {
   }
   if (!g->accumulate)
     for (int i = 0; i < M; i++)
-      memset(g->c + (size_t)i * g->ldc, 0, (size_t)c_cols(g, i) * sizeof(float));
+      memset(g->c + (size_t)i * g->ldc, 0,
+             (size_t)c_cols(g, i) * sizeof(float));
   switch (g->tri) {
   case LSMI_GEMM_FULL:
     blas_block(g, 0, M, 0, N, 0, K);

@@ -160,7 +160,8 @@ INLINE void tile_kernel(const lsmi_gemm_t *g, const int *rows, int j0, int w,
       UNROLL for (int r = 0; r < MR; r++) FMA_ROW(r, k);
       if ((k & 15) == 0)
         for (int r = 0; r < pf_rows; r++)
-          _mm_prefetch((const char *)(an + (size_t)r * g->rsa + k), _MM_HINT_T0);
+          _mm_prefetch((const char *)(an + (size_t)r * g->rsa + k),
+                       _MM_HINT_T0);
     }
   } else {
     for (int k = kf0; k < kf1; k++) {

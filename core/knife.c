@@ -228,8 +228,8 @@ size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   return 2 * knife_round(KK * dd) + 2 * knife_round(KK) + 3 * knife_round(BB) +
          knife_round(KK * BB) + knife_round(dd * BB) +
          knife_round(knife_round(dd + 1) * BB) +
-         knife_round((dd + 2) * knife_round(dd + 1)) +
-         2 * knife_round(dd) + KK * (dd + 2) * BB;
+         knife_round((dd + 2) * knife_round(dd + 1)) + 2 * knife_round(dd) +
+         KK * (dd + 2) * BB;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -901,8 +901,8 @@ static size_t knife_packed_floats(size_t dd) {
  * (knife_backward_rows) into a block of w->W, and each row i is consumed
  * at once, while it is in cache: its terms of r and v (knife_rv_row, from
  * L_i before the step), then Adam on L_i with P_i[0, i) as the gradient
- * (lsmi_adam_run, inlined). dL_c is never stored. u_i and P_ii are kept (d each,
- * after the block in w->W) for dmeans_c and dlogvar_c, which follow.
+ * (lsmi_adam_run, inlined). dL_c is never stored. u_i and P_ii are kept (d
+ * each, after the block in w->W) for dmeans_c and dlogvar_c, which follow.
  *
  * Adam runs on L_i[0, n), n = min(round16(i), d): the lanes from the
  * diagonal on get a gradient of exactly 0, which moves neither them nor
@@ -937,7 +937,7 @@ static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
   size_t mo = (size_t)(k->tri - k->means) + (size_t)c * knife_packed_floats(dd);
   float *Wb = w->W;                // (R, ldw)
   float *u = Wb + (size_t)R * ldw; // (d)
-  float *pd = u + dd;             // (d)
+  float *pd = u + dd;              // (d)
   const lsmi_adam_consts_t ak = lsmi_adam_consts(a);
   knife_backward_rhs(k, w, x, ldx, B, c);
   for (size_t j = 0; j < dd; j++)

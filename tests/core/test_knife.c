@@ -1126,15 +1126,14 @@ static void gradcheck_sampled(int d, int fused) {
     size_t i = (size_t)lsmi_rng_below(&pick, (uint64_t)Kd);
     check_group(&f, "means", f.k.means + i, g + i, 1, x, ldx, B, h, &st);
     i = (size_t)lsmi_rng_below(&pick, (uint64_t)Kd);
-    check_group(&f, "logvar", f.k.logvar + i, g + Kd + i, 1, x, ldx, B, h,
-                &st);
+    check_group(&f, "logvar", f.k.logvar + i, g + Kd + i, 1, x, ldx, B, h, &st);
     size_t c = (size_t)lsmi_rng_below(&pick, K);
     size_t r = 1 + (size_t)lsmi_rng_below(&pick, (uint64_t)(dd - 1));
     size_t col = t % 4 == 3 ? r + (size_t)lsmi_rng_below(&pick, dd - r)
                             : (size_t)lsmi_rng_below(&pick, r);
     size_t at = (c * dd + r) * dd + col;
-    /* check_group tells the diagonal from its index: give it the whole
-     * factor's base and count 1 at the element */
+    /* check_group finds the diagonal from an index into the whole factor:
+     * a single element is checked here, by the same rule and tolerance */
     gc_stats_t one = {0, 0, 0.0};
     double a = (double)g[2 * Kd + at];
     double n = numeric_grad(&f, f.k.tri + at, x, ldx, B, h);
@@ -1147,8 +1146,8 @@ static void gradcheck_sampled(int d, int fused) {
       st.worst = fmax(st.worst, fabs(a - n) / tol);
     }
     if (one.failed)
-      printf("FAIL tri d=%d [%zu][%zu][%zu]%s: analytic %.9g numeric %.9g\n",
-             d, c, r, col, fused ? " (fused step)" : "", a, n);
+      printf("FAIL tri d=%d [%zu][%zu][%zu]%s: analytic %.9g numeric %.9g\n", d,
+             c, r, col, fused ? " (fused step)" : "", a, n);
     st.checked += one.checked;
     st.failed += one.failed;
   }
