@@ -8,7 +8,10 @@
  *    logpdf per row, loss and all four gradient groups;
  *  - contracts: logpdf agrees with the loss, the gradient block is
  *    overwritten, rows are independent of the batch they come in, large |x|
- *    stays finite, init draws in the documented order with weigh = 1.
+ *    stays finite, init draws in the documented order with weigh = 1;
+ *  - the fused training step (lsmi_knife_train_step) against the step in
+ *    three calls, to the bit, moments included, and sampled gradient checks
+ *    of both at d = 512 and 768.
  *
  * Fixtures are read through tests/fixture.h ($LSMI_SHARED, else ../shared).
  */
