@@ -63,3 +63,13 @@ BENCH_GEMM := $(BUILD)/bench/gemm_shapes
 .PHONY: bench-gemm
 bench-gemm: $(BENCH_GEMM)
 	$(BENCH_GEMM)
+
+# stream: memory bandwidth (copy, triad, Adam-like update) on 1 and 2
+# threads over arrays far larger than the caches, and (--sweep) the update's
+# bandwidth by working set: the memory ceiling of doc/roofline.md
+# (`make bench-stream`).
+BENCH_STREAM := $(BUILD)/bench/stream
+
+.PHONY: bench-stream
+bench-stream: $(BENCH_STREAM)
+	$(BENCH_STREAM) --sweep

@@ -2,9 +2,9 @@
  * gemm_shapes.c — GFLOP/s of lsmi_gemm (core/gemm.h) on the products a
  * training step makes, for each implementation this CPU runs: the
  * discriminator's 64-wide layers on a 32-row batch, its two-class logits,
- * and the KNIFE products at d=128 (forward strictly lower A, backward
- * strictly lower C). Flops are those the product executes: a triangular
- * form counts only its triangle.
+ * and the KNIFE products at d=128 and 768 (forward strictly lower A,
+ * backward strictly lower C). Flops are those the product executes: a
+ * triangular form counts only its triangle.
  *
  * Thread CPU time around many calls (the clock read is a system call), best
  * of five rounds: the machine is shared. Usage: gemm_shapes (no arguments).
@@ -44,6 +44,11 @@ static const shape_t shapes[] = {
      LSMI_GEMM_A_STRICT_LOWER, 2.0 * 32 * 128 * 127 / 2},
     {"KNIFE backward, dZ^T A, d=128 (130x129)", 130, 129, 32, 0,
      LSMI_GEMM_C_STRICT_LOWER, 2.0 * 32 * 130 * 129 / 2},
+    /* issue 18's sizes: the roofline's FLOP term (doc/roofline.md) */
+    {"KNIFE forward, L A^T, d=768 (768x32)", 768, 32, 768, 0,
+     LSMI_GEMM_A_STRICT_LOWER, 2.0 * 32 * 768 * 767 / 2},
+    {"KNIFE backward, dZ^T A, d=768 (770x769)", 770, 769, 32, 0,
+     LSMI_GEMM_C_STRICT_LOWER, 2.0 * 32 * 770 * 769 / 2},
 };
 
 static double time_shape(const shape_t *s, float *a, float *b, float *c) {
@@ -73,7 +78,7 @@ static double time_shape(const shape_t *s, float *a, float *b, float *c) {
 }
 
 int main(void) {
-  enum { BIG = 256 * 256 };
+  enum { BIG = 770 * 770 };
   float *a = malloc(BIG * sizeof(float)), *b = malloc(BIG * sizeof(float));
   float *c = malloc(BIG * sizeof(float));
   if (!a || !b || !c)

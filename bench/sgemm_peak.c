@@ -12,14 +12,21 @@
  * and the small shapes lsmi's training actually issues (batch 32 against
  * d x d KNIFE factors and 64-wide MLP layers).
  *
+ * With --threads T, T threads run the same products at the same time, each
+ * on its own matrices and on one OpenBLAS thread (as lsmi's pool threads
+ * each run their own model), started together per shape; the figure is
+ * the sum of their rates: the machine's multi-core peak (doc/roofline.md).
+ *
  * Output: one JSON object on stdout,
  *   {"corename": ..., "threads": 1, "peak_gflops": ..., "shapes": [
  *      {"m":..,"n":..,"k":..,"gflops":..}, ...]}
- * Usage: sgemm_peak [seconds-per-shape]   (default 0.5)
+ * Usage: sgemm_peak [--threads T] [seconds-per-shape]   (defaults 1, 0.5)
  */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "blas.h"
@@ -71,9 +78,60 @@ static double rate(int m, int n, int k, double budget) {
   return best;
 }
 
+enum { MAX_THREADS = 8 };
+
+/* One thread's share of a shape: start together, measure, report. */
+typedef struct job {
+  const int *shape;
+  double budget, gflops;
+  pthread_barrier_t *go;
+} job_t;
+
+static void *job_main(void *arg) {
+  job_t *j = arg;
+  pthread_barrier_wait(j->go);
+  j->gflops = rate(j->shape[0], j->shape[1], j->shape[2], j->budget);
+  return NULL;
+}
+
+/* The summed GFLOP/s of T threads running the shape at once. */
+static double rate_threads(const int *shape, double budget, int T) {
+  if (T <= 1)
+    return rate(shape[0], shape[1], shape[2], budget);
+  pthread_barrier_t go;
+  pthread_barrier_init(&go, NULL, (unsigned)T);
+  pthread_t tid[MAX_THREADS];
+  job_t jobs[MAX_THREADS];
+  for (int t = 0; t < T; t++) {
+    jobs[t] = (job_t){shape, budget, 0.0, &go};
+    if (t > 0 && pthread_create(&tid[t], NULL, job_main, &jobs[t]) != 0) {
+      fprintf(stderr, "sgemm_peak: cannot start a thread\n");
+      exit(1);
+    }
+  }
+  job_main(&jobs[0]);
+  double sum = jobs[0].gflops;
+  for (int t = 1; t < T; t++) {
+    pthread_join(tid[t], NULL);
+    sum += jobs[t].gflops;
+  }
+  pthread_barrier_destroy(&go);
+  return sum;
+}
+
 int main(int argc, char **argv) {
   lsmi_blas_setup(argc, argv);
-  double budget = argc > 1 ? atof(argv[1]) : 0.5;
+  int threads = 1, arg = 1;
+  if (argc > 2 && strcmp(argv[1], "--threads") == 0) {
+    threads = atoi(argv[2]);
+    arg = 3;
+  }
+  if (threads < 1 || threads > MAX_THREADS) {
+    fprintf(stderr, "usage: sgemm_peak [--threads 1..%d] [seconds]\n",
+            MAX_THREADS);
+    return 2;
+  }
+  double budget = argc > arg ? atof(argv[arg]) : 0.5;
   if (!(budget > 0.0))
     budget = 0.5;
   static const int shapes[][3] = {
@@ -87,9 +145,9 @@ int main(int argc, char **argv) {
   size_t ns = sizeof shapes / sizeof shapes[0];
   double peak = 0.0;
   printf("{\"corename\":\"%s\",\"source\":\"%s\",\"threads\":%d,\"shapes\":[",
-         lsmi_blas_corename(), lsmi_blas_source(), openblas_get_num_threads());
+         lsmi_blas_corename(), lsmi_blas_source(), threads);
   for (size_t i = 0; i < ns; i++) {
-    double g = rate(shapes[i][0], shapes[i][1], shapes[i][2], budget);
+    double g = rate_threads(shapes[i], budget, threads);
     if (g > peak)
       peak = g;
     printf("%s{\"m\":%d,\"n\":%d,\"k\":%d,\"gflops\":%.2f}", i ? "," : "",

@@ -64,31 +64,12 @@ void lsmi_adam_begin(lsmi_adam_t *a, double lr) {
   a->bc2_rsqrt = (float)(1.0 / sqrt(bc2));
 }
 
-/* The loop is written so that every clone vectorises it: the flush is a
- * select, not a branch, and the ranges of params, grads and moments are
- * distinct (restrict). */
+/* The loop is lsmi_adam_run (adam.h), inlined here in every clone. */
 LSMI_VECTOR_CLONES
 void lsmi_adam_update(lsmi_adam_t *a, float *params, const float *grads,
                       size_t off, size_t count) {
-  const float step_size = a->step_size, bc2_rsqrt = a->bc2_rsqrt;
-  const float b1 = (float)a->beta1, b2 = (float)a->beta2;
-  const float one_b1 = (float)(1.0 - a->beta1);
-  const float one_b2 = (float)(1.0 - a->beta2);
-  const float eps = (float)a->eps;
-  float *restrict m = a->m + off;
-  float *restrict v = a->v + off;
-  float *restrict p = params + off;
-  const float *restrict g = grads + off;
-  for (size_t i = 0; i < count; i++) {
-    float mi = b1 * m[i] + one_b1 * g[i];
-    float vi = b2 * v[i] + one_b2 * g[i] * g[i];
-    mi = fabsf(mi) < FLT_MIN ? 0.0f : mi; /* no subnormal moments */
-    vi = vi < FLT_MIN ? 0.0f : vi;
-    m[i] = mi;
-    v[i] = vi;
-    float denom = sqrtf(vi) * bc2_rsqrt + eps;
-    p[i] -= step_size * (mi / denom);
-  }
+  const lsmi_adam_consts_t k = lsmi_adam_consts(a);
+  lsmi_adam_run(&k, params + off, a->m + off, a->v + off, grads + off, count);
 }
 
 void lsmi_adam_step(lsmi_adam_t *a, float *params, const float *grads,

@@ -106,6 +106,14 @@ static void blas_block(const lsmi_gemm_t *g, int i0, int m, int j0, int n,
                          g->c + (size_t)i0 * g->ldc + j0, (int)g->ldc);
 }
 
+/* The columns of row i of C that a product writes: all N, or with a
+ * strictly lower C those j < i + diag. */
+static int c_cols(const lsmi_gemm_t *g, int i) {
+  if (g->tri != LSMI_GEMM_C_STRICT_LOWER)
+    return g->N;
+  return i + g->diag < g->N ? i + g->diag : g->N;
+}
+
 void lsmi_gemm_blas(const lsmi_gemm_t *g) {
   const int M = g->M, N = g->N, K = g->K;
   /* The BLAS wants one unit stride in A and leading dimensions that fit an
@@ -118,12 +126,10 @@ void lsmi_gemm_blas(const lsmi_gemm_t *g) {
     lsmi_gemm_generic(g);
     return;
   }
-  const int lowerC = g->tri == LSMI_GEMM_C_STRICT_LOWER;
   if (!g->accumulate)
-    for (int i = 0; i < M; i++) {
-      int n = lowerC ? (i < N ? i : N) : N;
-      memset(g->c + (size_t)i * g->ldc, 0, (size_t)n * sizeof(float));
-    }
+    for (int i = 0; i < M; i++)
+      memset(g->c + (size_t)i * g->ldc, 0,
+             (size_t)c_cols(g, i) * sizeof(float));
   switch (g->tri) {
   case LSMI_GEMM_FULL:
     blas_block(g, 0, M, 0, N, 0, K);
@@ -144,12 +150,12 @@ void lsmi_gemm_blas(const lsmi_gemm_t *g) {
       blas_block(g, i0, i1 - i0, 0, N, i1, K - i1);
     }
     break;
-  default: /* LSMI_GEMM_C_STRICT_LOWER: row i, j < i */
+  default: /* LSMI_GEMM_C_STRICT_LOWER: row i, j < i + diag */
     for (int i0 = 0; i0 < M; i0 += TRI_BLOCK) {
       int i1 = i0 + TRI_BLOCK < M ? i0 + TRI_BLOCK : M;
-      blas_block(g, i0, i1 - i0, 0, i0 < N ? i0 : N, 0, K);
+      blas_block(g, i0, i1 - i0, 0, c_cols(g, i0), 0, K);
       for (int i = i0 + 1; i < i1; i++)
-        add_row_product(g, i, 0, K, i0 < N ? i0 : N, i < N ? i : N);
+        add_row_product(g, i, 0, K, c_cols(g, i0), c_cols(g, i));
     }
     return; /* no epilogue with a triangular C */
   }
@@ -163,12 +169,8 @@ void lsmi_gemm_blas(const lsmi_gemm_t *g) {
 /* ------------------------------------------------------------------------ */
 
 void lsmi_gemm_generic(const lsmi_gemm_t *g) {
-  for (int i = 0; i < g->M; i++) {
-    int n = g->N;
-    if (g->tri == LSMI_GEMM_C_STRICT_LOWER)
-      n = i < g->N ? i : g->N;
-    gemm_row(g, i, n);
-  }
+  for (int i = 0; i < g->M; i++)
+    gemm_row(g, i, c_cols(g, i));
 }
 
 /* In 8×8 blocks, so that both the reads and the writes of a block stay in
@@ -282,6 +284,7 @@ void lsmi_gemm(const lsmi_gemm_t *g) {
   assert(g->M >= 0 && g->N >= 0 && g->K >= 0);
   assert(g->tri != LSMI_GEMM_C_STRICT_LOWER ||
          (!g->bias && !g->relu && !g->mask));
+  assert(g->diag == 0 || (g->tri == LSMI_GEMM_C_STRICT_LOWER && g->diag > 0));
   if (g->M == 0 || g->N == 0)
     return;
   pick()->run(g);

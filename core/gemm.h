@@ -26,9 +26,13 @@
  * written, so they may hold anything):
  *   LSMI_GEMM_A_STRICT_LOWER  A(i, k) is taken as 0 for k >= i
  *   LSMI_GEMM_A_STRICT_UPPER  A(i, k) is taken as 0 for k <= i
- *   LSMI_GEMM_C_STRICT_LOWER  only C(i, j) with j < i is computed and
- *                             written; the rest of C is left untouched
+ *   LSMI_GEMM_C_STRICT_LOWER  only C(i, j) with j < i + diag is computed
+ *                             and written; the rest of C is left untouched
  * With C_STRICT_LOWER the epilogue must be plain (accumulate allowed).
+ * diag (0 unless set) moves that cut right by diag >= 0 columns: a block of
+ * rows i0.. of a larger lower-triangular product is the call with a, c at
+ * row i0 and diag = i0 (how the KNIFE step takes its backward product a
+ * block of rows at a time, each block consumed while it is in cache).
  *
  * live_k and live_rows say which lines of A may hold a nonzero: the
  * post-ReLU activations of a batch have a zero column for every unit that
@@ -78,6 +82,7 @@ typedef struct lsmi_gemm {
   const float *mask; /* (M, N) with row stride ldm, or NULL */
   size_t ldm;
   int tri;           /* LSMI_GEMM_FULL or one of the triangular forms */
+  int diag;          /* C_STRICT_LOWER: C(i, j) for j < i + diag (>= 0) */
   const int *live_k; /* NULL, or the k that may hold a nonzero (see above) */
   int nlive_k;
   const int *live_rows; /* NULL, or the rows of A that may hold a nonzero */

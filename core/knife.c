@@ -43,6 +43,22 @@
  * orders, so they agree to float rounding, not to the bit; each gives the
  * same bits at every call.
  *
+ * The training step (lsmi_knife_train_step). At d of a few hundred the
+ * factors no longer fit in the caches (2.4 MB each at d = 768), and a step
+ * done as the backward above followed by Adam streams them, their
+ * gradient and their moments through memory four times over: the
+ * backward writes dL (and zeros above the diagonal), Adam reads it back
+ * with the factor and both moments and writes three of them. From d =
+ * KNIFE_FUSED_D on, the step instead takes the backward product a block
+ * of rows at a time (lsmi_gemm with its cut moved by diag) and consumes
+ * each row at once, while it is in cache: its terms of r and v, then
+ * Adam on that row of the factor with P_i as its gradient. dL is never
+ * stored, and the factor and its moments are each read and written once
+ * (the forward reads the factor once more). The moments of the factors
+ * are kept in packed rows (knife.h), one forward stream each. The sums
+ * are the same sums in the same order, and Adam the same per-element
+ * arithmetic: the step gives the bits of the two-call one.
+ *
  * Nothing is allocated: every buffer is a view into the caller's scratch.
  *
  * Numerics follow the float32 PyTorch reference: everything up to and
@@ -110,6 +126,14 @@ static size_t knife_round(size_t n) { return (n + 15) & ~(size_t)15; }
  * knife_backward_small) instead of going through lsmi_gemm. */
 #define KNIFE_SMALL_D 8
 
+/* From this d on, lsmi_knife_train_step fuses the backward with the Adam
+ * step (knife_step_component). Below it the parameters, gradient and
+ * moments (4 K d² floats, 1.3 MB at d = 128) stay in the caches between
+ * the passes, and the three calls measured up to 20% faster at d <= 64
+ * (fewer, longer Adam ranges); at 128 the two are even, beyond it the
+ * fused step pulls ahead (bench/knife_step.c). */
+#define KNIFE_FUSED_D 128
+
 /* Sixteen floats as one value (a GCC/Clang vector extension): the compiler
  * keeps it in one AVX-512 register, or two or four narrower ones, where an
  * array of sixteen would be unrolled into scalars. Loads and stores go
@@ -131,8 +155,9 @@ typedef struct knife_scratch {
   float *lse;    // (B) logsumexp_k c_nk
   float *C;      // (K, B) c_nk, then exp(c_nk - cmax_n), then g_nk
   float *xt;     // (d, B) x^T
-  float *A;      // (d, B) a_k^T (forward) or (B, d + 1) [1 | a_k] (backward)
-  float *W;      // (d + 2, d + 1) the backward product
+  float *A;      // (d, B) a_k^T (forward) or (B, ldw) [1 | a_k] (backward)
+  float *W;      // (d + 2, ldw) the backward product
+  size_t ldw;    // d + 1 rounded up to 16: the row stride of A' and W
   float *r;      // (d) Σ_{i>j} L_ij P_ij
   float *v;      // (d) Σ_{i>j} L_ij u_i
   float *Z;      // (K, d + 2, B) two zero rows, then z_k^T, then dz_k^T
@@ -151,8 +176,9 @@ static void knife_scratch_bind(knife_scratch_t *w, float *scratch, int d, int K,
   w->lse = p, p += knife_round(BB);
   w->C = p, p += knife_round(KK * BB);
   w->xt = p, p += knife_round(dd * BB);
-  w->A = p, p += knife_round((dd + 1) * BB);
-  w->W = p, p += knife_round((dd + 2) * (dd + 1));
+  w->ldw = knife_round(dd + 1);
+  w->A = p, p += knife_round(w->ldw * BB);
+  w->W = p, p += knife_round((dd + 2) * w->ldw);
   w->r = p, p += knife_round(dd);
   w->v = p, p += knife_round(dd);
   w->Z = p;
@@ -189,8 +215,11 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
 
 /*
  * s, tanh (K d each) | logdet, lsw (K each) | cmax, sum, lse (B each)
- * | C (K B) | x^T (d B) | A ((d + 1) B) | W ((d + 2)(d + 1)) | r, v (d each)
- * | Z (K (d + 2) B), each rounded up to 16 floats. logpdf uses one
+ * | C (K B) | x^T (d B) | A (B ldw) | W ((d + 2) ldw) | r, v (d each)
+ * | Z (K (d + 2) B), each rounded up to 16 floats, ldw = d + 1 rounded up
+ * to 16 (so that the backward product's rows start on cache lines: with
+ * rows of d + 1 floats every vector load and store of it straddled two,
+ * 10% of its time at d = 512 and 768). logpdf uses one
  * component's slice of Z; the backward keeps z_k of all K components there
  * (at d <= KNIFE_SMALL_D in K (d, B) slices, and A is not used).
  */
@@ -198,8 +227,9 @@ size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
   return 2 * knife_round(KK * dd) + 2 * knife_round(KK) + 3 * knife_round(BB) +
          knife_round(KK * BB) + knife_round(dd * BB) +
-         knife_round((dd + 1) * BB) + knife_round((dd + 2) * (dd + 1)) +
-         2 * knife_round(dd) + KK * (dd + 2) * BB;
+         knife_round(knife_round(dd + 1) * BB) +
+         knife_round((dd + 2) * knife_round(dd + 1)) + 2 * knife_round(dd) +
+         KK * (dd + 2) * BB;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -511,49 +541,84 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 /* ------------------------------------------------------------------------ */
 
 /*
- * The sums over the batch that the gradient of component c needs, given
- * g_n = dloss/dc_nc (B) in w->C and z_c^T in its slice of w->Z (d + 2, B),
- * into W (d + 2, d + 1): W[i + 2][0] = u_i = Σ_n dz_ni and
- * W[i + 2][1 + j] = P_ij = Σ_n dz_ni a_nj for j <= i. Rows 0 and 1 and
- * the columns past the diagonal are not written.
+ * The right operand of component c's backward product, A' (B, d + 1) =
+ * -g_n [1 | a_n], into w->A: a_n = (x_n - means_c) ⊙ s_c straight from the
+ * rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into the rows of
+ * A' rather than scaled into z: dz_ni a_nj = z_ni (-g_n a_nj). g_n =
+ * dloss/dc_nc (B) is in w->C.
  */
 static inline __attribute__((always_inline)) void
-knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
-                       const float *x, size_t ldx, int B, int c) {
-  int d = k->d;
-  size_t dd = (size_t)d, BB = (size_t)B, d1 = dd + 1;
-  const float *g = w->C + (size_t)c * BB;       // (B)
-  float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
-  const float *m = k->means + (size_t)c * dd;   // (d)
-  const float *s = w->s + (size_t)c * dd;       // (d)
-
-  // A' (B, d + 1) = -g_n [1 | a_n]: a_n = (x_n - means_c) ⊙ s_c straight
-  // from the rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into
-  // the rows of A' rather than scaled into z: dz_ni a_nj = z_ni (-g_n a_nj).
-  float *restrict Ap = w->A;
+knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
+                   size_t ldx, int B, int c) {
+  size_t dd = (size_t)k->d, BB = (size_t)B, ldw = w->ldw;
+  const float *g = w->C + (size_t)c * BB;     // (B)
+  const float *m = k->means + (size_t)c * dd; // (d)
+  const float *s = w->s + (size_t)c * dd;     // (d)
+  float *restrict Ap = w->A;                  // (B, ldw)
   for (size_t n = 0; n < BB; n++) {
     const float *xn = x + n * ldx;
-    float *an = Ap + n * d1;
+    float *an = Ap + n * ldw;
     float gn = -g[n];
     an[0] = gn;
     for (size_t j = 0; j < dd; j++)
       an[1 + j] = gn * ((xn[j] - m[j]) * s[j]);
   }
-  // W (d + 2, d + 1) = Zs (d + 2, B) · A' (B, d + 1), strictly lower. Row
-  // i + 2 of Zs is z^T row i, so row i + 2 of W keeps the columns
-  // j' < i + 2 of that row: W[i + 2][0] = Σ_n dz_ni = u_i and
-  // W[i + 2][1 + j] = Σ_n dz_ni a_nj = P_ij for j <= i, the diagonal
-  // included. Rows 0 and 1 of W are never read.
-  lsmi_gemm(&(lsmi_gemm_t){.M = d + 2,
-                           .N = d + 1,
+}
+
+/*
+ * Rows [i0, i0 + rows) of component c's backward product, given A' in w->A
+ * (knife_backward_rhs) and z_c^T in its slice of w->Z (d + 2, B), into W
+ * (rows, d + 1) with row stride ldw: row q holds, for i = i0 + q,
+ * W[q][0] = u_i = Σ_n dz_ni and W[q][1 + j] = P_ij = Σ_n dz_ni a_nj for
+ * j <= i; the columns past 1 + i are not written. That is
+ *   W (rows, d + 1) = Zs[i0 + 2 ..] (rows, B) · A' (B, d + 1)    (ldw)
+ * with a strictly lower cut at j' < q + i0 + 2: row i0 + 2 + q of Zs is z^T
+ * row i. Every element is one sum over the batch in order, the same bits
+ * whether the rows come in one call or in blocks.
+ */
+static inline __attribute__((always_inline)) void
+knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
+                    int i0, int rows, float *W) {
+  size_t dd = (size_t)k->d, BB = (size_t)B;
+  const float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
+  lsmi_gemm(&(lsmi_gemm_t){.M = rows,
+                           .N = i0 + rows + 1,
                            .K = B,
-                           .a = Zs,
+                           .a = Zs + ((size_t)i0 + 2) * BB,
                            .rsa = BB,
                            .csa = 1,
-                           .b = Ap,
-                           .ldb = d1,
+                           .b = w->A,
+                           .ldb = w->ldw,
+                           .c = W,
+                           .ldc = w->ldw,
+                           .tri = LSMI_GEMM_C_STRICT_LOWER,
+                           .diag = i0 + 2});
+}
+
+/*
+ * The sums over the batch that the gradient of component c needs, all
+ * rows in one product into w->W (d + 2, ldw): rows 2.. as
+ * knife_backward_rows gives them (row i + 2 for feature i). The product is
+ * taken from Zs's first row, whose two zero rows put the cut where
+ * knife_backward_rows puts it with diag: rows 0 and 1 of W come out 0 and
+ * are never read. (Starting at row 2 instead leaves d rows, which at
+ * small d split into more, smaller tiles: 7% of a d = 10 step.)
+ */
+static inline __attribute__((always_inline)) void
+knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
+                       const float *x, size_t ldx, int B, int c) {
+  size_t dd = (size_t)k->d, BB = (size_t)B;
+  knife_backward_rhs(k, w, x, ldx, B, c);
+  lsmi_gemm(&(lsmi_gemm_t){.M = k->d + 2,
+                           .N = k->d + 1,
+                           .K = B,
+                           .a = w->Z + (size_t)c * (dd + 2) * BB,
+                           .rsa = BB,
+                           .csa = 1,
+                           .b = w->A,
+                           .ldb = w->ldw,
                            .c = w->W,
-                           .ldc = d1,
+                           .ldc = w->ldw,
                            .tri = LSMI_GEMM_C_STRICT_LOWER});
 }
 
@@ -619,7 +684,7 @@ static inline __attribute__((always_inline)) void
 knife_backward_small(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
                      int c, const int D) {
   enum { NP = KNIFE_SMALL_D * (KNIFE_SMALL_D + 1) / 2 };
-  const size_t dd = (size_t)D, d1 = dd + 1;
+  const size_t dd = (size_t)D, ldw = w->ldw;
   const float *g = w->C + (size_t)c * BB;      // (B)
   const float *Z = w->Z + (size_t)c * dd * BB; // (d, B)
   const float *xt = w->xt;                     // (d, B)
@@ -651,9 +716,9 @@ knife_backward_small(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
     knife_backward_block(u, P, m, s, tg, tx, KNIFE_COLS, tz, KNIFE_COLS, &keep,
                          D);
   }
-  float *W = w->W; // (d + 2, d + 1)
+  float *W = w->W; // (d + 2, ldw)
   for (int i = 0; i < D; i++) {
-    float *Wi = W + ((size_t)i + 2) * d1;
+    float *Wi = W + ((size_t)i + 2) * ldw;
     Wi[0] = knife_hsum(&u[i]);
     for (int j = 0; j <= i; j++)
       Wi[1 + j] = knife_hsum(&P[i * (i + 1) / 2 + j]);
@@ -697,87 +762,208 @@ static void knife_backward_sums(const lsmi_knife_t *k, knife_scratch_t *w,
 }
 
 /*
+ * Row i of component c's factor gradient: dL_i = P_i[0, i) (strictly
+ * lower), and its terms of the column sums r_j += L_ij P_ij and
+ * v_j += L_ij u_i (j < i), KNIFE_COLS columns at a time, rows taken in
+ * order by the callers so that each column sum adds up in row order. With
+ * write (a constant at each call) the whole row of dL (d) is written to
+ * ti, zero from the diagonal on: the
+ * vector that holds the diagonal is masked to its strictly lower lanes
+ * (the lanes beyond hold whatever W held: the product does not write
+ * there); the columns past the last whole vector (all of them when d < 16)
+ * go one at a time. Without (the fused step) nothing is written but r and
+ * v, the same bits: a masked lane adds +0, which leaves a sum that started
+ * at +0 as it is.
+ */
+static inline __attribute__((always_inline)) void
+knife_rv_row(float *restrict r, float *restrict v, const float *Li,
+             const float *Pi, float ui, size_t i, size_t dd, float *ti,
+             const int write) {
+  const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
+                           8, 9, 10, 11, 12, 13, 14, 15};
+  size_t jv = dd - dd % KNIFE_COLS; /* columns in whole vectors */
+  knife_v16 p, l, rv, vv;
+  size_t j = 0;
+  for (; j + KNIFE_COLS <= i; j += KNIFE_COLS) {
+    memcpy(&p, Pi + j, sizeof p);
+    memcpy(&l, Li + j, sizeof l);
+    memcpy(&rv, r + j, sizeof rv);
+    memcpy(&vv, v + j, sizeof vv);
+    if (write)
+      memcpy(ti + j, &p, sizeof p);
+    rv += l * p;
+    vv += l * ui;
+    memcpy(r + j, &rv, sizeof rv);
+    memcpy(v + j, &vv, sizeof vv);
+  }
+  if (j < jv) {                              /* the vector of the diagonal */
+    knife_v16i on = lane < (int32_t)(i - j); /* -1 in lanes j + l < i */
+    memcpy(&p, Pi + j, sizeof p);
+    memcpy(&l, Li + j, sizeof l);
+    memcpy(&rv, r + j, sizeof rv);
+    memcpy(&vv, v + j, sizeof vv);
+    p = (knife_v16)((knife_v16i)p & on);
+    if (write)
+      memcpy(ti + j, &p, sizeof p);
+    rv += (knife_v16)((knife_v16i)(l * p) & on);
+    vv += (knife_v16)((knife_v16i)(l * ui) & on);
+    memcpy(r + j, &rv, sizeof rv);
+    memcpy(v + j, &vv, sizeof vv);
+    for (j += KNIFE_COLS; write && j < jv; j += KNIFE_COLS)
+      memcpy(ti + j, &(knife_v16){0}, sizeof p);
+    j = j > jv ? j : jv;
+  }
+  for (; j < (write ? dd : i); j++) {
+    if (j < i) {
+      if (write)
+        ti[j] = Pi[j];
+      r[j] += Li[j] * Pi[j];
+      v[j] += Li[j] * ui;
+    } else if (write) {
+      ti[j] = 0.0f;
+    }
+  }
+}
+
+/*
+ * dmeans_c and dlogvar_c from the sums: u_j = Σ_n dz_nj at u[j su],
+ * P_jj at pd[j sp], r and v (knife_rv_row, all rows done); G = Σ_n g_n.
+ */
+static inline __attribute__((always_inline)) void
+knife_grad_scales(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                  const knife_scratch_t *w, int c, double G, const float *u,
+                  size_t su, const float *pd, size_t sp) {
+  size_t dd = (size_t)k->d;
+  const float *s = w->s + (size_t)c * dd;     // (d)
+  const float *th = w->th + (size_t)c * dd;   // (d)
+  const float *r = w->r, *v = w->v;           // (d)
+  float *dm = grad->means + (size_t)c * dd;   // (d)
+  float *dlv = grad->logvar + (size_t)c * dd; // (d)
+  for (size_t j = 0; j < dd; j++) {
+    // Σ_n da_n = (I + L_c)^T u;  dmeans = -Σ_n da ⊙ s   (a = (x - means) ⊙ s)
+    dm[j] = -(u[j * su] + v[j]) * s[j];
+    // Σ_n da_nj (x_nj - means_j) = (P_jj + r_j) / s_j, and
+    // ds = that + G_c / (|s| + 1e-8)   (logdet term; s > 0)
+    float ds = (pd[j * sp] + r[j]) / s[j] + (float)(G / ((double)s[j] + 1e-8));
+    // dlogvar = ds ⊙ s ⊙ (1 - tanh²(logvar))   (s = exp(tanh(logvar)))
+    dlv[j] = ds * s[j] * (1.0f - th[j] * th[j]);
+  }
+}
+
+/*
  * The gradient of component c from the sums in w->W (knife_backward_sums):
  * dtri_c, dmeans_c and dlogvar_c (dweigh is done by the caller).
- * G = Σ_n g_n.
+ * G = Σ_n g_n. dL_c = strictly_lower(P), zero on and above the diagonal,
+ * and the column sums r_j = Σ_{i>j} L_ij P_ij and v_j = Σ_{i>j} L_ij u_i,
+ * each summed in row order, in one pass down the rows (knife_rv_row).
  */
 LSMI_VECTOR_CLONES
 static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                      knife_scratch_t *w, int c, double G) {
-  int d = k->d;
-  size_t dd = (size_t)d, d1 = dd + 1;
+  size_t dd = (size_t)k->d, ldw = w->ldw;
   const float *L = k->tri + (size_t)c * dd * dd; // (d, d)
-  const float *s = w->s + (size_t)c * dd;        // (d)
-  const float *th = w->th + (size_t)c * dd;      // (d)
   float *dtri = grad->tri + (size_t)c * dd * dd; // (d, d)
-  float *dm = grad->means + (size_t)c * dd;      // (d)
-  float *dlv = grad->logvar + (size_t)c * dd;    // (d)
-  const float *restrict W = w->W;                // (d + 2, d + 1)
-
-  // dL_c = strictly_lower(P), zero on and above the diagonal, and the
-  // column sums r_j = Σ_{i>j} L_ij P_ij and v_j = Σ_{i>j} L_ij u_i, each
-  // summed in row order. One pass down the rows, KNIFE_COLS columns at a
-  // time, writing every element of dL_c once: the vector that holds the
-  // diagonal is masked to its strictly lower lanes (the lanes beyond hold
-  // whatever W held: the product does not write there); the columns past
-  // the last whole vector (all of them when d < 16) go one at a time.
-  float *restrict r = w->r, *restrict v = w->v;
-  const knife_v16i lane = {0, 1, 2,  3,  4,  5,  6,  7,
-                           8, 9, 10, 11, 12, 13, 14, 15};
-  size_t jv = dd - dd % KNIFE_COLS; /* columns in whole vectors */
+  const float *W = w->W;                         // (d + 2, ldw)
   for (size_t j = 0; j < dd; j++)
-    r[j] = v[j] = 0.0f;
-  for (size_t i = 0; i < dd; i++) {
-    const float *Pi = W + (i + 2) * d1 + 1, *Li = L + i * dd;
-    float *ti = dtri + i * dd, ui = W[(i + 2) * d1];
-    knife_v16 p, l, rv, vv;
-    size_t j = 0;
-    for (; j + KNIFE_COLS <= i; j += KNIFE_COLS) {
-      memcpy(&p, Pi + j, sizeof p);
-      memcpy(&l, Li + j, sizeof l);
-      memcpy(&rv, r + j, sizeof rv);
-      memcpy(&vv, v + j, sizeof vv);
-      memcpy(ti + j, &p, sizeof p);
-      rv += l * p;
-      vv += l * ui;
-      memcpy(r + j, &rv, sizeof rv);
-      memcpy(v + j, &vv, sizeof vv);
-    }
-    if (j < jv) {                              /* the vector of the diagonal */
-      knife_v16i on = lane < (int32_t)(i - j); /* -1 in lanes j + l < i */
-      memcpy(&p, Pi + j, sizeof p);
-      memcpy(&l, Li + j, sizeof l);
-      memcpy(&rv, r + j, sizeof rv);
-      memcpy(&vv, v + j, sizeof vv);
-      p = (knife_v16)((knife_v16i)p & on);
-      memcpy(ti + j, &p, sizeof p);
-      rv += (knife_v16)((knife_v16i)(l * p) & on);
-      vv += (knife_v16)((knife_v16i)(l * ui) & on);
-      memcpy(r + j, &rv, sizeof rv);
-      memcpy(v + j, &vv, sizeof vv);
-      for (j += KNIFE_COLS; j < jv; j += KNIFE_COLS)
-        memcpy(ti + j, &(knife_v16){0}, sizeof p);
-    }
-    for (; j < dd; j++) {
-      if (j < i) {
-        ti[j] = Pi[j];
-        r[j] += Li[j] * Pi[j];
-        v[j] += Li[j] * ui;
-      } else {
-        ti[j] = 0.0f;
-      }
+    w->r[j] = w->v[j] = 0.0f;
+  for (size_t i = 0; i < dd; i++)
+    knife_rv_row(w->r, w->v, L + i * dd, W + (i + 2) * ldw + 1,
+                 W[(i + 2) * ldw], i, dd, dtri + i * dd, 1);
+  knife_grad_scales(k, grad, w, c, G, W + 2 * ldw, ldw, W + 2 * ldw + 1,
+                    ldw + 1);
+}
+
+/* Floats of the block of W that the fused step's backward product fills
+ * at a time (knife_step_component): (R, ldw) with R = KNIFE_WB / ldw rows,
+ * at least KNIFE_ROWS, 64 KiB, which stays in L2 while its rows are
+ * consumed. Fewer, larger blocks mean fewer calls of lsmi_gemm; at d = 128
+ * nearly the whole product is one block. */
+#define KNIFE_WB 16384
+#define KNIFE_ROWS 16
+
+/*
+ * Floats of one component's factor moments in the fused step's packed
+ * rows (knife.h, lsmi_knife_train_step): row i of [1, d) takes
+ * min(round16(i), d), whole vectors of 16 where the row has room.
+ */
+static size_t knife_packed_floats(size_t dd) {
+  size_t n = 0;
+  for (size_t i = 1; i < dd; i++) {
+    size_t ni = (i + 15) & ~(size_t)15;
+    n += ni < dd ? ni : dd;
+  }
+  return n;
+}
+
+/*
+ * The backward of component c fused with the Adam step of its factor, at
+ * d >= KNIFE_FUSED_D: the product's rows come a block at a time
+ * (knife_backward_rows) into a block of w->W, and each row i is consumed
+ * at once, while it is in cache: its terms of r and v (knife_rv_row, from
+ * L_i before the step), then Adam on L_i with P_i[0, i) as the gradient
+ * (lsmi_adam_run, inlined). dL_c is never stored. u_i and P_ii are kept (d
+ * each, after the block in w->W) for dmeans_c and dlogvar_c, which follow.
+ *
+ * Adam runs on L_i[0, n), n = min(round16(i), d): the lanes from the
+ * diagonal on get a gradient of exactly 0, which moves neither them nor
+ * their moments (see lsmi_knife_adam_update), and whole vectors spare the
+ * update its scalar remainder, which would cost as much as the rest of a
+ * short row. The moments of those n floats are the next n of the
+ * component's packed rows: read and written in one forward stream, which
+ * the hardware prefetcher follows, where rows of the d × d layout are
+ * short runs a row apart that it must find again at every row (on the
+ * lower triangles of five 768 × 768 factors, an update with the moments
+ * so took 1.8 times as long as with them packed, in a stand-alone test).
+ * The factor itself keeps its public d × d layout; its next row is asked
+ * for ahead (__builtin_prefetch), for the same reason (6% of the step at
+ * d = 768).
+ *
+ * The arithmetic is knife_backward_product, knife_backward_component and
+ * lsmi_knife_adam_update's, in the same order: the same bits.
+ */
+LSMI_VECTOR_CLONES
+static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                 knife_scratch_t *w, lsmi_adam_t *a,
+                                 const float *x, size_t ldx, int B, int c,
+                                 double G) {
+  int d = k->d;
+  size_t dd = (size_t)d, ldw = w->ldw;
+  int R = (int)(KNIFE_WB / ldw);
+  R = R < KNIFE_ROWS ? KNIFE_ROWS : R;
+  R = R < d ? R : d; /* so that w->W holds the block, u and pd */
+  float *L = k->tri + (size_t)c * dd * dd; // (d, d)
+  /* The moments of row 1 of L_c: the packed rows of the components before
+   * c come first, where the block keeps the factors. */
+  size_t mo = (size_t)(k->tri - k->means) + (size_t)c * knife_packed_floats(dd);
+  float *Wb = w->W;                // (R, ldw)
+  float *u = Wb + (size_t)R * ldw; // (d)
+  float *pd = u + dd;              // (d)
+  const lsmi_adam_consts_t ak = lsmi_adam_consts(a);
+  knife_backward_rhs(k, w, x, ldx, B, c);
+  for (size_t j = 0; j < dd; j++)
+    w->r[j] = w->v[j] = 0.0f;
+  for (int i0 = 0; i0 < d; i0 += R) {
+    int rows = d - i0 < R ? d - i0 : R;
+    knife_backward_rows(k, w, B, c, i0, rows, Wb);
+    for (int q = 0; q < rows; q++) {
+      size_t i = (size_t)(i0 + q);
+      float *Li = L + i * dd, *Pi = Wb + (size_t)q * ldw + 1;
+      u[i] = Pi[-1];
+      pd[i] = Pi[i];
+      for (size_t j = 0; i + 1 < dd && j <= i + 1; j += 16)
+        __builtin_prefetch(Li + dd + j, 1, 3); /* row i + 1, [0, i + 1] */
+      knife_rv_row(w->r, w->v, Li, Pi, u[i], i, dd, NULL, 0);
+      if (i == 0)
+        continue;
+      size_t n = (i + 15) & ~(size_t)15;
+      n = n < dd ? n : dd;
+      for (size_t j = i; j < n; j++)
+        Pi[j] = 0.0f;
+      lsmi_adam_run(&ak, Li, a->m + mo, a->v + mo, Pi, n);
+      mo += n;
     }
   }
-  for (size_t j = 0; j < dd; j++) {
-    const float *Wj = W + (j + 2) * d1;
-    // Σ_n da_n = (I + L_c)^T u;  dmeans = -Σ_n da ⊙ s   (a = (x - means) ⊙ s)
-    dm[j] = -(Wj[0] + v[j]) * s[j];
-    // Σ_n da_nj (x_nj - means_j) = (P_jj + r_j) / s_j, and
-    // ds = that + G_c / (|s| + 1e-8)   (logdet term; s > 0)
-    float ds = (Wj[1 + j] + r[j]) / s[j] + (float)(G / ((double)s[j] + 1e-8));
-    // dlogvar = ds ⊙ s ⊙ (1 - tanh²(logvar))   (s = exp(tanh(logvar)))
-    dlv[j] = ds * s[j] * (1.0f - th[j] * th[j]);
-  }
+  knife_grad_scales(k, grad, w, c, G, u, 1, pd, 1);
 }
 
 /*
@@ -796,47 +982,105 @@ static double knife_sum(const float *v, size_t n) {
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
-double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
-                                float *scratch, const float *x, size_t ldx,
-                                int B) {
-  assert(B > 0 && ldx >= (size_t)k->d);
-  assert(grad->d == k->d && grad->K == k->K);
+/* G_c = Σ_n g_nc of component c, from g in w->C. */
+static double knife_G(const knife_scratch_t *w, int c, int B) {
+  return knife_sum(w->C + (size_t)c * (size_t)B, (size_t)B);
+}
+
+/*
+ * The forward of a training step and what the backward needs of it: the
+ * loss (returned), g (K, B) = dloss/dc in w->C, and Σ_c G_c into *Gsum
+ * (G_c = Σ_n g_nc, knife_G).
+ */
+static double knife_step_forward(const lsmi_knife_t *k, knife_scratch_t *w,
+                                 double *Gsum, const float *x, size_t ldx,
+                                 int B) {
   int d = k->d, K = k->K;
   size_t BB = (size_t)B;
-  knife_scratch_t w;
-  knife_scratch_bind(&w, scratch, d, K, B);
-  knife_prepare(k, &w);
-  knife_forward(k, &w, x, ldx, B, 1);
+  knife_prepare(k, w);
+  knife_forward(k, w, x, ldx, B, 1);
 
   double norm = knife_log_norm(d);
   double loss = 0.0;
   for (int n = 0; n < B; n++)
-    loss -= (double)w.lse[n] + norm;
+    loss -= (double)w->lse[n] + norm;
   loss /= (double)B;
 
   // g (K, B) = dloss/dc = -(1/B) softmax_k(c_n) = -(1/B) e_nk / Σ_k e_nk,
   // written over e.
   float invB = 1.0f / (float)B;
   for (int c = 0; c < K; c++) {
-    float *gc = w.C + (size_t)c * BB;
+    float *gc = w->C + (size_t)c * BB;
     for (size_t n = 0; n < BB; n++)
-      gc[n] = -invB * (gc[n] / w.sum[n]);
+      gc[n] = -invB * (gc[n] / w->sum[n]);
   }
 
   // G_c = Σ_n g_nc is dloss/dlogdet_c and dloss/dlog_softmax(weigh)_c.
   // Σ_c G_c is -1 in exact arithmetic; it is summed from the same g rather
   // than assumed, so that dweigh sums to zero up to rounding as it should.
-  double Gsum = 0.0;
+  *Gsum = 0.0;
   for (int c = 0; c < K; c++)
-    Gsum += knife_sum(w.C + (size_t)c * BB, BB);
+    *Gsum += knife_G(w, c, B);
+  return loss;
+}
 
-  for (int c = 0; c < K; c++) {
-    double G = knife_sum(w.C + (size_t)c * BB, BB);
-    // dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh)
-    grad->weigh[c] = (float)(G - exp((double)w.lsw[c]) * Gsum);
+/* dweigh_c = G_c - softmax(weigh)_c Σ_m G_m   (d log_softmax / d weigh) */
+static void knife_dweigh(lsmi_knife_t *grad, const knife_scratch_t *w, int c,
+                         double G, double Gsum) {
+  grad->weigh[c] = (float)(G - exp((double)w->lsw[c]) * Gsum);
+}
+
+double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                                float *scratch, const float *x, size_t ldx,
+                                int B) {
+  assert(B > 0 && ldx >= (size_t)k->d);
+  assert(grad->d == k->d && grad->K == k->K);
+  knife_scratch_t w;
+  knife_scratch_bind(&w, scratch, k->d, k->K, B);
+  double Gsum;
+  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B);
+  for (int c = 0; c < k->K; c++) {
+    double G = knife_G(&w, c, B);
+    knife_dweigh(grad, &w, c, G, Gsum);
     knife_backward_sums(k, &w, x, ldx, B, c);
     knife_backward_component(k, grad, &w, c, G);
   }
+  return loss;
+}
+
+double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                             lsmi_adam_t *a, double lr, float *scratch,
+                             const float *x, size_t ldx, int B) {
+  assert(B > 0 && ldx >= (size_t)k->d);
+  assert(grad->d == k->d && grad->K == k->K);
+  if (k->d < KNIFE_FUSED_D) {
+    /* The published recipe's path at d <= 8, unchanged to the bit; and
+     * below KNIFE_FUSED_D, where everything is in cache and the three
+     * calls cost less than the fused step's many short rows. */
+    double loss = lsmi_knife_loss_backward(k, grad, scratch, x, ldx, B);
+    if (isfinite(loss)) {
+      lsmi_adam_begin(a, lr);
+      lsmi_knife_adam_update(k, grad, a);
+    }
+    return loss;
+  }
+  knife_scratch_t w;
+  knife_scratch_bind(&w, scratch, k->d, k->K, B);
+  double Gsum;
+  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B);
+  if (!isfinite(loss))
+    return loss; /* nothing stepped: the caller stops */
+  lsmi_adam_begin(a, lr);
+  for (int c = 0; c < k->K; c++) {
+    double G = knife_G(&w, c, B);
+    knife_dweigh(grad, &w, c, G, Gsum);
+    knife_step_component(k, grad, &w, a, x, ldx, B, c, G);
+  }
+  /* means and logvar (the block's first 2 K d floats), then weigh */
+  size_t Kd = (size_t)k->K * (size_t)k->d;
+  lsmi_adam_update(a, k->means, grad->means, 0, 2 * Kd);
+  lsmi_adam_update(a, k->means, grad->means, (size_t)(k->weigh - k->means),
+                   (size_t)k->K);
   return loss;
 }
 

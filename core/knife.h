@@ -9,12 +9,18 @@
  *                                        + log_softmax(weigh)_k)
  * A batch is computed with one triangular product per component forward
  * and one backward (lsmi_gemm, the factor read in place; written out at
- * d <= 8), never per sample.
+ * d <= 8), never per sample. Training runs lsmi_knife_train_step, which
+ * at large d applies Adam to each row of a factor's gradient as the
+ * backward produces it; lsmi_knife_loss_backward and
+ * lsmi_knife_adam_update are the same step in two calls, with the
+ * gradient stored between them.
  *
  * Block layout (lsmi_knife_nparams floats):
  *   means (K, d) | logvar (K, d) | tri (K, d, d) | weigh (K)
  * Only the strictly lower triangle of tri enters; its gradient is zero on
- * and above the diagonal.
+ * and above the diagonal. Adam's moments are blocks of the same size,
+ * laid out alike but for the factors' at d >= 128 under
+ * lsmi_knife_train_step (see there).
  */
 #ifndef LSMI_KNIFE_H
 #define LSMI_KNIFE_H
@@ -50,6 +56,36 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                 float *scratch, const float *x, size_t ldx,
                                 int B);
+
+/*
+ * One training step on B rows of x: the loss (returned), its gradient and
+ * the Adam step at learning rate lr, the same as
+ *   loss = lsmi_knife_loss_backward(k, grad, scratch, x, ldx, B);
+ *   lsmi_adam_begin(a, lr);
+ *   lsmi_knife_adam_update(k, grad, a);
+ * in parameters and loss bit for bit (with lsmi's own kernels; with the
+ * "blas" ones, to float rounding), but at d >= 128 in one pass over each
+ * factor: the gradient of a row of the factor is applied while it is in
+ * cache and never stored, and the factor and its moments are streamed
+ * once, not four times (parameters, gradient, moments) per step.
+ *
+ * When the loss is not finite nothing is stepped (no lsmi_adam_begin;
+ * parameters and moments as they were) and the loss is returned for the
+ * caller to stop on. grad views a gradient block (borrowed) used as work
+ * space: on return its means, logvar and weigh hold the step's gradient;
+ * its tri part is unspecified. a's moments span the parameter block
+ * (lsmi_knife_nparams floats each, zeroed by lsmi_adam_init), laid out as
+ * the parameters except, at d >= 128, the factors': those are kept in
+ * packed rows, so that they stream in one run. Component c's rows i = 1 ..
+ * d - 1 in order, row i taking n_i = min(16 ceil(i / 16), d) floats (the
+ * moments of tri_c[i][0, n_i), zero from the diagonal on), from the start
+ * of the tri part of the block, components one after the other. A model
+ * stepped by this function must therefore not also be stepped by
+ * lsmi_knife_adam_update, nor the other way round.
+ */
+double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                             lsmi_adam_t *a, double lr, float *scratch,
+                             const float *x, size_t ldx, int B);
 
 /*
  * Applies the Adam step begun last (lsmi_adam_begin) to the parameters that

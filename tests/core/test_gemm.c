@@ -36,13 +36,14 @@ static double a_at(const lsmi_gemm_t *g, int i, int k) {
 }
 
 static int c_written(const lsmi_gemm_t *g, int i, int j) {
-  return g->tri != LSMI_GEMM_C_STRICT_LOWER || j < i;
+  return g->tri != LSMI_GEMM_C_STRICT_LOWER || j < i + g->diag;
 }
 
 typedef struct shape {
   int M, N, K;
   int transA; /* A given as the transpose of a row-major (K, M) matrix */
   int accumulate, bias, relu, mask, tri;
+  int diag; /* C_STRICT_LOWER: the cut's shift */
 } shape_t;
 
 /* Runs one shape on the current implementation and checks every entry of
@@ -81,6 +82,7 @@ static void check_shape(const shape_t *s, lsmi_rng_t *rng) {
       .mask = s->mask ? mask : NULL,
       .ldm = ldm,
       .tri = s->tri,
+      .diag = s->diag,
   };
   for (int i = 0; i < M; i++)
     for (int k = 0; k < K; k++) {
@@ -130,9 +132,9 @@ static void check_shape(const shape_t *s, lsmi_rng_t *rng) {
       double tol = 4.0 * (K + 2) * 6e-8 * mag + 1e-30;
       if (!(fabs((double)c[at] - want) <= tol))
         fail_msg("%s M=%d N=%d K=%d transA=%d acc=%d bias=%d relu=%d mask=%d "
-                 "tri=%d: C(%d,%zu) = %.9g, want %.9g",
+                 "tri=%d diag=%d: C(%d,%zu) = %.9g, want %.9g",
                  lsmi_gemm_name(), M, N, K, s->transA, s->accumulate, s->bias,
-                 s->relu, s->mask, s->tri, i, j, (double)c[at], want);
+                 s->relu, s->mask, s->tri, s->diag, i, j, (double)c[at], want);
     }
   free(a);
   free(b);
@@ -208,6 +210,35 @@ static void test_triangular(void **state) {
     run_all(LSMI_GEMM_A_STRICT_UPPER, sq);
     run_all(LSMI_GEMM_C_STRICT_LOWER, sq);
   }
+}
+
+/*
+ * A strictly lower C with its cut moved right by diag: the blocks of rows of
+ * a larger triangular product (the KNIFE backward takes its product so),
+ * over heights that cross the tile heights and the BLAS path's blocks,
+ * widths that cross the vector and panel edges, and cuts from 1 past the
+ * diagonal to beyond the last column (every entry written).
+ */
+static void test_lower_diag(void **state) {
+  static const int dM[] = {1, 5, 12, 13, 24, 70};
+  static const int dN[] = {1, 16, 17, 64, 65, 130};
+  static const int diags[] = {1, 2, 7, 16, 63, 200};
+  select_impl(state);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 31, 5);
+  for (size_t mi = 0; mi < sizeof dM / sizeof dM[0]; mi++)
+    for (size_t ni = 0; ni < sizeof dN / sizeof dN[0]; ni++)
+      for (size_t di = 0; di < sizeof diags / sizeof diags[0]; di++)
+        for (int v = 0; v < 4; v++) {
+          shape_t s = {.M = dM[mi],
+                       .N = dN[ni],
+                       .K = v < 2 ? 32 : 7,
+                       .transA = v & 1,
+                       .accumulate = (v >> 1) & 1,
+                       .tri = LSMI_GEMM_C_STRICT_LOWER,
+                       .diag = diags[di]};
+          check_shape(&s, &rng);
+        }
 }
 
 /* ReLU keeps a NaN (as torch.relu does), and the mask zeroes it. */
@@ -489,6 +520,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       PER_IMPL(test_full),
       PER_IMPL(test_triangular),
+      PER_IMPL(test_lower_diag),
       PER_IMPL(test_nan_epilogue),
       PER_IMPL(test_transpose),
       PER_IMPL(test_live_lists),

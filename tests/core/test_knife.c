@@ -8,7 +8,10 @@
  *    logpdf per row, loss and all four gradient groups;
  *  - contracts: logpdf agrees with the loss, the gradient block is
  *    overwritten, rows are independent of the batch they come in, large |x|
- *    stays finite, init draws in the documented order with weigh = 1.
+ *    stays finite, init draws in the documented order with weigh = 1;
+ *  - the fused training step (lsmi_knife_train_step) against the step in
+ *    three calls, to the bit, moments included, and sampled gradient checks
+ *    of both at d = 512 and 768.
  *
  * Fixtures are read through tests/fixture.h (tests/fixtures/, or
  * $LSMI_FIXTURES).
@@ -925,6 +928,255 @@ static int restore_gemm(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* 8. The fused training step against the step in three calls              */
+/* ------------------------------------------------------------------------ */
+
+/* Offset in a moments block of the moment of tri_c[i][j] as
+ * lsmi_knife_train_step keeps it (knife.h): packed rows from d = 128 on,
+ * row i of [1, d) taking min(16 ceil(i / 16), d) floats; (size_t)-1 where
+ * the packed rows hold no moment (j beyond row i's floats, or row 0). */
+static size_t fused_moment_at(int d, int K, int c, int i, int j) {
+  size_t dd = (size_t)d, tri0 = 2 * (size_t)K * dd;
+  if (d < 128)
+    return tri0 + ((size_t)c * dd + (size_t)i) * dd + (size_t)j;
+  size_t per = 0, before = 0;
+  for (size_t r = 1; r < dd; r++) {
+    size_t n = (r + 15) & ~(size_t)15;
+    n = n < dd ? n : dd;
+    if (r < (size_t)i)
+      before += n;
+    per += n;
+    if (r == (size_t)i && (size_t)j >= n)
+      return (size_t)-1;
+  }
+  if (i == 0)
+    return (size_t)-1;
+  return tri0 + (size_t)c * per + before + (size_t)j;
+}
+
+/*
+ * lsmi_knife_train_step against lsmi_knife_loss_backward, lsmi_adam_begin
+ * and lsmi_knife_adam_update (the previous formulation, which the
+ * gradient checks hold against finite differences) on the same inputs,
+ * `steps` steps with a fresh batch each, for d below the fused step's
+ * threshold (the same calls) and from it on, across the vector and
+ * row-block edges of the fused backward. Parameters, losses and every
+ * moment (the factor's through the packed layout) must agree within a
+ * few ulp of the group's scale; with lsmi's own kernels ("avx512",
+ * "generic") the two do the same arithmetic in the same order and must
+ * agree to the bit.
+ */
+static void fused_vs_calls(int d, int K, int B, int steps) {
+  size_t np = lsmi_knife_nparams(d, K);
+  size_t ldx = (size_t)d + 2;
+  fixture_knife_t a, b;
+  fk_create(&a, d, K, B);
+  fk_create(&b, d, K, B);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 9000u + (uint64_t)(d * 10 + K), 4);
+  lsmi_knife_init(&a.k, &rng);
+  for (int c = 0; c < K; c++)
+    a.k.weigh[c] = (float)(1.0 + 0.5 * lsmi_rng_normal(&rng));
+  size_t Kd = (size_t)K * (size_t)d;
+  for (size_t i = 0; i < Kd * (size_t)d; i++)
+    a.k.tri[i] *= (float)(1.0 / sqrt((double)d));
+  memcpy(b.params, a.params, np * sizeof(float));
+  float *ma = calloc(np, sizeof(float)), *va = calloc(np, sizeof(float));
+  float *mb = calloc(np, sizeof(float)), *vb = calloc(np, sizeof(float));
+  assert_true(ma && va && mb && vb);
+  lsmi_adam_t old, fused;
+  lsmi_adam_init(&old, np, ma, va);
+  lsmi_adam_init(&fused, np, mb, vb);
+  int exact = strcmp(lsmi_gemm_name(), "blas") != 0;
+  for (int t = 0; t < steps; t++) {
+    float *x = make_x(&rng, B, d, ldx, 1.0);
+    for (int n = 0; n < B; n++)
+      for (int j = 0; j < d; j++)
+        x[(size_t)n * ldx + (size_t)j] =
+            a.k.means[(size_t)(n % K) * (size_t)d + (size_t)j] +
+            0.5f * x[(size_t)n * ldx + (size_t)j];
+    double l1 = lsmi_knife_loss_backward(&a.k, &a.g, a.scratch, x, ldx, B);
+    lsmi_adam_begin(&old, 1e-2);
+    lsmi_knife_adam_update(&a.k, &a.g, &old);
+    double l2 =
+        lsmi_knife_train_step(&b.k, &b.g, &fused, 1e-2, b.scratch, x, ldx, B);
+    assert_true(isfinite(l1));
+    if (exact)
+      assert_true(l1 == l2);
+    else
+      assert_true(fabs(l1 - l2) <= 1e-5 * fabs(l1));
+    free(x);
+  }
+  assert_int_equal(old.t, fused.t);
+  /* Each element of the three calls' blocks and where the fused step
+   * keeps it; a factor moment the packed rows do not hold must be 0. */
+  const float *pa[3] = {a.params, ma, va}, *pb[3] = {b.params, mb, vb};
+  static const char *const what[3] = {"params", "m", "v"};
+  size_t bad = 0, differ = 0, tri0 = 2 * Kd, tri1 = tri0 + Kd * (size_t)d;
+  for (int w = 0; w < 3; w++) {
+    double scale = 0.0;
+    for (size_t i = 0; i < np; i++)
+      if (isfinite(pa[w][i]))
+        scale = fmax(scale, fabs((double)pa[w][i]));
+    double tol = exact ? 0.0 : 8.0 * FLT_EPSILON * scale;
+    for (size_t i = 0; i < np; i++) {
+      size_t at = i;
+      if (w > 0 && i >= tri0 && i < tri1) {
+        size_t t = i - tri0, dd = (size_t)d;
+        at = fused_moment_at(d, K, (int)(t / (dd * dd)), (int)(t / dd % dd),
+                             (int)(t % dd));
+      }
+      float want = pa[w][i], got = at == (size_t)-1 ? 0.0f : pb[w][at];
+      int same = memcmp(&want, &got, sizeof(float)) == 0;
+      differ += !same;
+      if (!same && !(fabs((double)want - (double)got) <= tol) && bad++ < 5)
+        printf("FAIL fused step d=%d K=%d B=%d %s[%zu]: three calls %.9g, "
+               "fused %.9g\n",
+               d, K, B, what[w], i, (double)want, (double)got);
+    }
+  }
+  printf("fused step d=%-3d K=%d B=%d %d steps (%s): %zu of %zu elements "
+         "differ, %zu beyond tolerance\n",
+         d, K, B, steps, lsmi_gemm_name(), differ, 3 * np, bad);
+  assert_int_equal(bad, 0);
+  free(ma), free(va), free(mb), free(vb);
+  fk_destroy(&a);
+  fk_destroy(&b);
+}
+
+static void test_fused_step(void **state) {
+  (void)state;
+  /* Below the threshold (the three calls themselves), at it, and across
+   * the edges of the 16-lane vectors and of the row blocks beyond. */
+  static const int ds[] = {2, 9, 64, 128, 129, 143, 144, 200};
+  for (size_t i = 0; i < sizeof ds / sizeof ds[0]; i++)
+    fused_vs_calls(ds[i], 5, 32, 3);
+  fused_vs_calls(130, 1, 7, 2);
+  fused_vs_calls(140, 3, 45, 2);
+  fused_vs_calls(512, 5, 32, 2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 9. Sampled gradient checks at the sizes of issue 18                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * At d = 512 and 768 a finite difference of every element would take
+ * hours; a sample of each group is checked instead (the same five-point
+ * differences and tolerances as section 1), for the gradient of
+ * lsmi_knife_loss_backward and for the one lsmi_knife_train_step applies:
+ * its means, logvar and weigh parts are left in the gradient block, and
+ * the factor's, which it never stores, is read back from the first
+ * moment after one step from zero, m = (1 - β1) g (float rounding aside:
+ * the check's tolerance is far wider). tri is scaled by 1/√d so that ‖z‖²
+ * stays moderate and the float32 loss keeps enough digits for the
+ * differences.
+ */
+static void gradcheck_sampled(int d, int fused) {
+  enum { K = 5, B = 32, SAMPLES = 12 };
+  size_t dd = (size_t)d, Kd = (size_t)K * dd, ldx = dd + 1;
+  size_t np = lsmi_knife_nparams(d, K);
+  fixture_knife_t f, s;
+  fk_create(&f, d, K, B);
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 12000u + (uint64_t)d, 5);
+  lsmi_knife_init(&f.k, &rng);
+  for (int c = 0; c < K; c++)
+    f.k.weigh[c] = (float)(1.0 + 0.5 * lsmi_rng_normal(&rng));
+  for (size_t i = 0; i < Kd * dd; i++)
+    f.k.tri[i] *= (float)(1.0 / sqrt((double)d));
+  float *x = make_x(&rng, B, d, ldx, 1.0);
+  for (int n = 0; n < B; n++)
+    for (size_t j = 0; j < dd; j++)
+      x[(size_t)n * ldx + j] =
+          f.k.means[(size_t)(n % K) * dd + j] + 0.3f * x[(size_t)n * ldx + j];
+  /* The analytic gradient, into g (np floats, the block's layout). */
+  float *g = calloc(np, sizeof(float));
+  assert_non_null(g);
+  if (!fused) {
+    double loss = lsmi_knife_loss_backward(&f.k, &f.g, f.scratch, x, ldx, B);
+    assert_true(isfinite(loss));
+    memcpy(g, f.grads, np * sizeof(float));
+  } else {
+    fk_create(&s, d, K, B);
+    memcpy(s.params, f.params, np * sizeof(float));
+    float *m = calloc(np, sizeof(float)), *v = calloc(np, sizeof(float));
+    assert_true(m && v);
+    lsmi_adam_t adam;
+    lsmi_adam_init(&adam, np, m, v);
+    double loss =
+        lsmi_knife_train_step(&s.k, &s.g, &adam, 1e-3, s.scratch, x, ldx, B);
+    assert_true(isfinite(loss));
+    memcpy(g, s.grads, 2 * Kd * sizeof(float));
+    memcpy(g + np - K, s.k.weigh - s.params + s.grads, K * sizeof(float));
+    float one_b1 = (float)(1.0 - adam.beta1);
+    for (int c = 0; c < K; c++)
+      for (int i = 0; i < d; i++)
+        for (int j = 0; j < i; j++) {
+          size_t at = fused_moment_at(d, K, c, i, j);
+          g[2 * Kd + ((size_t)c * dd + (size_t)i) * dd + (size_t)j] =
+              m[at] / one_b1;
+        }
+    free(m), free(v);
+    fk_destroy(&s);
+  }
+  /* Sampled elements of each group: means, logvar, weigh (all K), tri
+   * strictly lower and a few on or above the diagonal (0 both ways). */
+  gc_stats_t st = {0, 0, 0.0};
+  const float h = 1.0f / 128.0f;
+  lsmi_rng_t pick;
+  lsmi_rng_seed(&pick, 77, (uint64_t)d);
+  for (int t = 0; t < SAMPLES; t++) {
+    size_t i = (size_t)lsmi_rng_below(&pick, (uint64_t)Kd);
+    check_group(&f, "means", f.k.means + i, g + i, 1, x, ldx, B, h, &st);
+    i = (size_t)lsmi_rng_below(&pick, (uint64_t)Kd);
+    check_group(&f, "logvar", f.k.logvar + i, g + Kd + i, 1, x, ldx, B, h, &st);
+    size_t c = (size_t)lsmi_rng_below(&pick, K);
+    size_t r = 1 + (size_t)lsmi_rng_below(&pick, (uint64_t)(dd - 1));
+    size_t col = t % 4 == 3 ? r + (size_t)lsmi_rng_below(&pick, dd - r)
+                            : (size_t)lsmi_rng_below(&pick, r);
+    size_t at = (c * dd + r) * dd + col;
+    /* check_group finds the diagonal from an index into the whole factor:
+     * a single element is checked here, by the same rule and tolerance */
+    gc_stats_t one = {0, 0, 0.0};
+    double a = (double)g[2 * Kd + at];
+    double n = numeric_grad(&f, f.k.tri + at, x, ldx, B, h);
+    one.checked = 1;
+    if (col >= r) {
+      one.failed = !(a == 0.0 && n == 0.0);
+    } else {
+      double tol = FD_ATOL + FD_RTOL * fabs(n);
+      one.failed = !(fabs(a - n) <= tol);
+      st.worst = fmax(st.worst, fabs(a - n) / tol);
+    }
+    if (one.failed)
+      printf("FAIL tri d=%d [%zu][%zu][%zu]%s: analytic %.9g numeric %.9g\n", d,
+             c, r, col, fused ? " (fused step)" : "", a, n);
+    st.checked += one.checked;
+    st.failed += one.failed;
+  }
+  check_group(&f, "weigh", f.k.weigh, g + np - K, K, x, ldx, B, h, &st);
+  printf("gradcheck d=%d%s: %ld sampled elements, %ld failed, worst "
+         "|a-n|/tol %.3f\n",
+         d, fused ? " (fused step)" : "", st.checked, st.failed, st.worst);
+  assert_int_equal(st.failed, 0);
+  free(g), free(x);
+  fk_destroy(&f);
+}
+
+static void test_gradcheck_d512(void **state) {
+  (void)state;
+  gradcheck_sampled(512, 0);
+  gradcheck_sampled(512, 1);
+}
+
+static void test_gradcheck_d768(void **state) {
+  (void)state;
+  gradcheck_sampled(768, 0);
+  gradcheck_sampled(768, 1);
+}
+
+/* ------------------------------------------------------------------------ */
 /* 7. The kernel's expf, logf and tanhf against libm                        */
 /* ------------------------------------------------------------------------ */
 
@@ -1040,6 +1292,9 @@ int main(void) {
       cmocka_unit_test(test_large_x_finite),
       cmocka_unit_test(test_adam_lower_triangle),
       cmocka_unit_test(test_adam_upper_untouched),
+      cmocka_unit_test(test_fused_step),
+      cmocka_unit_test(test_gradcheck_d512),
+      cmocka_unit_test(test_gradcheck_d768),
   };
   /* The same on the portable gemm: the products must not depend on which
    * implementation runs them. */
@@ -1052,6 +1307,7 @@ int main(void) {
       cmocka_unit_test(test_small_d_matches_general),
       cmocka_unit_test(test_grad_overwritten),
       cmocka_unit_test(test_large_x_finite),
+      cmocka_unit_test(test_fused_step),
   };
   int failed = cmocka_run_group_tests_name("knife", tests, NULL, NULL);
   failed += cmocka_run_group_tests_name("knife on the generic gemm", generic,
