@@ -742,8 +742,10 @@ static void task_train_epoch(fit_t *f, task_t *t) {
     gather(f, t, tr, t->perm + b0, 0, B, t->xb, t->yb);
     double loss;
     if (t->is_knife) {
-      loss = lsmi_knife_loss_backward(&t->knife, &t->dknife, t->scratch, t->xb,
-                                      din, B);
+      /* The backward and Adam in one pass (knife.h): the step begins Adam
+       * itself once the loss is known to be finite. */
+      loss = lsmi_knife_train_step(&t->knife, &t->dknife, &t->adam, lr,
+                                   t->scratch, t->xb, din, B);
     } else {
       lsmi_mlp_forward(&t->mlp, &acts, t->xb, din, B);
       loss = lsmi_ce_forward_backward(t->dlogits, acts.logits, t->yb, B, C);
@@ -755,11 +757,10 @@ static void task_train_epoch(fit_t *f, task_t *t) {
       atomic_store(&f->stop, 1);
       return;
     }
-    lsmi_adam_begin(&t->adam, lr);
-    if (t->is_knife)
-      lsmi_knife_adam_update(&t->knife, &t->dknife, &t->adam);
-    else
+    if (!t->is_knife) {
+      lsmi_adam_begin(&t->adam, lr);
       lsmi_adam_update(&t->adam, t->params, t->grads, 0, t->nparams);
+    }
     loss_sum += loss * B;
   }
   t->loss_hist[epoch] = n ? loss_sum / (double)n : 0.0;
