@@ -15,7 +15,8 @@ FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 30
 FUZZ_DIR := build-fuzz
 FUZZ_READERS := npz npy pt safetensors csv json
-FUZZ_SRCS := core/status.c core/rng.c core/dataset.c common/sha256.c common/durable.c \
+FUZZ_SRCS := core/status.c core/rng.c core/split.c core/dataset.c common/sha256.c \
+             common/durable.c \
              $(sort $(wildcard io/*.c))
 FUZZ_BINS := $(FUZZ_READERS:%=$(FUZZ_DIR)/fuzz_%)
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -iquote io -iquote core -iquote common \
