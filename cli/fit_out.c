@@ -2,7 +2,9 @@
  * fit_out.c — the summary, provenance and rows `lsmi fit` writes: see
  * fit_out.h.
  *
- * Every JSON value comes from jansson. The rows of a JSON document are
+ * Every JSON value comes from jansson, the summary's parts from the
+ * service's own codec (server/codec.h), so that the CLI and the API give
+ * them alike. The rows of a JSON document are
  * dumped one object at a time between the document's brackets, so that a
  * fit of millions of rows never holds them all as a tree (some hundreds of
  * bytes a row); each object, and everything else, is jansson's. The CSV
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec.h"
 #include "fit_out.h"
 
 #define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
@@ -28,12 +31,6 @@ static json_t *result_num(lsmi_fit_run_t *run, double v) {
   return json_null();
 }
 
-/* A number that is NaN by design where it does not apply (a diagnostic
- * of an empty part): null, not counted. */
-static json_t *maybe_num(double v) {
-  return isfinite(v) ? json_real(v) : json_null();
-}
-
 /* Text that is an integer's as a JSON integer, other text as a string. */
 static json_t *text_value(const char *t, bool numeric) {
   return numeric ? json_integer((json_int_t)strtoll(t, NULL, 10))
@@ -42,59 +39,16 @@ static json_t *text_value(const char *t, bool numeric) {
 
 /* ---- the summary ---- */
 
+/* The means of one split as the service gives them (server/codec.h: null
+ * for what JSON cannot hold), counting those nulls. */
 static json_t *split_json(lsmi_fit_run_t *run, const lsmi_summary_t *s) {
-  json_t *o = json_object();
-  json_object_set_new(o, "n", json_integer((json_int_t)s->n));
   const double v[] = {s->R,  s->U1,  s->U2, s->S,  s->I1,
                       s->I2, s->I12, s->H1, s->H2, s->shift};
-  static const char *const k[] = {"R",  "U1",  "U2", "S",  "I1",
-                                  "I2", "I12", "H1", "H2", "shift"};
   for (size_t i = 0; i < sizeof v / sizeof v[0]; i++)
-    json_object_set_new(o, k[i], result_num(run, v[i]));
-  if (s->has_ci) {
-    json_t *ci = json_object();
-    for (int c = 0; c < LSMI_CI_COUNT; c++)
-      json_object_set_new(ci, lsmi_ci_name(c),
-                          json_pack("[oo]", result_num(run, s->ci[c][0]),
-                                    result_num(run, s->ci[c][1])));
-    json_object_set_new(o, "ci", ci);
-  }
-  return o;
-}
-
-/* Per model: the loss (and the discriminators' accuracy) on each part,
- * and the epochs kept. */
-static json_t *diagnostics_json(const lsmi_result_t *res) {
-  json_t *o = json_object();
-  for (int m = 0; m < LSMI_MODELS; m++) {
-    const lsmi_model_diag_t *d = &res->diag[m];
-    json_t *md = json_object();
-    for (int part = 0; part < LSMI_PARTS; part++) {
-      char key[32];
-      snprintf(key, sizeof key, "%s_loss", lsmi_part_name(part));
-      json_object_set_new(md, key, maybe_num(d->loss[part]));
-      if (m < LSMI_MODEL_KNIFE1) {
-        snprintf(key, sizeof key, "%s_acc", lsmi_part_name(part));
-        json_object_set_new(md, key, maybe_num(d->acc[part]));
-      }
-    }
-    json_object_set_new(md, "epochs", maybe_num(d->epochs));
-    json_object_set_new(md, "epochs_min", json_integer(d->epochs_min));
-    json_object_set_new(md, "epochs_max", json_integer(d->epochs_max));
-    json_object_set_new(o, lsmi_model_name(m), md);
-  }
-  return o;
-}
-
-static json_t *warnings_json(const lsmi_result_t *res) {
-  json_t *a = json_array();
-  for (int i = 0; i < res->nwarnings; i++) {
-    const lsmi_warning_t *w = &res->warnings[i];
-    json_array_append_new(a,
-                          json_pack("{s:s, s:s, s:s}", "code", w->code, "split",
-                                    w->split, "message", w->message));
-  }
-  return a;
+    run->nonfinite += !isfinite(v[i]);
+  for (int c = 0; s->has_ci && c < LSMI_CI_COUNT; c++)
+    run->nonfinite += !isfinite(s->ci[c][0]) + !isfinite(s->ci[c][1]);
+  return lsmi_codec_summary(s);
 }
 
 static json_t *seconds_json(const lsmi_fit_run_t *run) {
@@ -131,8 +85,8 @@ json_t *lsmi_fit_summary_json(lsmi_fit_run_t *run) {
   json_object_set_new(o, "val", split_json(run, &res->val_summary));
   json_object_set_new(o, "ensemble", json_integer(res->ensemble));
   json_object_set_new(o, "folds", json_integer(res->folds));
-  json_object_set_new(o, "diagnostics", diagnostics_json(res));
-  json_object_set_new(o, "warnings", warnings_json(res));
+  json_object_set_new(o, "diagnostics", lsmi_codec_diagnostics(res));
+  json_object_set_new(o, "warnings", lsmi_codec_warnings(res));
   json_object_set_new(o, "seconds", seconds_json(run));
   json_object_set_new(o, "disc_loss", result_num(run, res->disc_loss));
   json_object_set_new(o, "ent_loss", result_num(run, res->ent_loss));
@@ -141,25 +95,6 @@ json_t *lsmi_fit_summary_json(lsmi_fit_run_t *run) {
 }
 
 /* ---- provenance ---- */
-
-/* Every parameter by its JSON name, typed as the table says. */
-static json_t *params_json(const lsmi_params_t *p) {
-  size_t n;
-  const lsmi_param_desc_t *t = lsmi_params_table(&n);
-  json_t *o = json_object();
-  for (size_t i = 0; i < n; i++) {
-    double v = lsmi_params_get_number(p, t[i].name);
-    char text[64];
-    json_t *j =
-        t[i].type == LSMI_PARAM_DOUBLE ? json_real(v)
-        : t[i].type == LSMI_PARAM_BOOL ? json_boolean(v != 0)
-        : t[i].type == LSMI_PARAM_ENUM
-            ? json_string(lsmi_params_format(p, t[i].name, text, sizeof text))
-            : json_integer((json_int_t)v);
-    json_object_set_new(o, t[i].name, j);
-  }
-  return o;
-}
 
 static json_t *input_json(const lsmi_fit_run_t *run) {
   const lsmi_read_options_t *opt = run->opt;
@@ -184,8 +119,8 @@ json_t *lsmi_fit_provenance_json(lsmi_fit_run_t *run) {
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "lsmi", LSMI_VERSION,
                    "kernels", lsmi_kernels_name(), "started_at", when, "params",
-                   params_json(run->p), "input", input_json(run), "seconds",
-                   seconds_json(run));
+                   lsmi_codec_params_to_json(run->p), "input", input_json(run),
+                   "seconds", seconds_json(run));
 }
 
 /* ---- the rows ---- */
