@@ -75,22 +75,26 @@ static int missing(const lsmi__arrays_t *as, int r, lsmi_error_t *err,
                              : "");
 }
 
+/* Array a does not fit b: "a has shape (..) but b has shape (..): the
+ * <what> differ". */
+static int shapes_differ(const lsmi__array_t *a, const lsmi__array_t *b,
+                         const char *what, lsmi_error_t *err) {
+  char sa[160], sb[160];
+  lsmi__shape_str(a, sa, sizeof sa);
+  lsmi__shape_str(b, sb, sizeof sb);
+  return lsmi_error_set(err, LSMI_ERR_SHAPE, a->key,
+                        "%s has shape %s but %s has shape %s: the %s differ",
+                        a->key, sa, b->key, sb, what);
+}
+
 /* The parts of split s (x2, y, and the ids when there are) have as many
  * rows as its x1. */
 static int check_rows(const lsmi__arrays_t *as, int s, lsmi_error_t *err) {
   const lsmi__array_t *x1 = &as->role[lsmi__role(s, LSMI__X1)];
-  char shp[160], shp1[160];
-  lsmi__shape_str(x1, shp1, sizeof shp1);
   for (int q = LSMI__X2; q < LSMI__PARTS; q++) {
     int r = lsmi__role(s, q);
-    const lsmi__array_t *o = &as->role[r];
-    if (!as->have[r] || rows_of(o) == rows_of(x1))
-      continue;
-    lsmi__shape_str(o, shp, sizeof shp);
-    return lsmi_error_set(err, LSMI_ERR_SHAPE, o->key,
-                          "%s has shape %s but %s has shape %s: the row "
-                          "counts differ",
-                          o->key, shp, x1->key, shp1);
+    if (as->have[r] && rows_of(&as->role[r]) != rows_of(x1))
+      return shapes_differ(&as->role[r], x1, "row counts", err);
   }
   return 0;
 }
@@ -123,18 +127,10 @@ static int check_arrays(const lsmi__arrays_t *as, bool *val,
                           "missing",
                           lsmi__role_names[r]);
   }
-  for (int k = 0; k < 2; k++) {
-    const lsmi__array_t *v = &as->role[3 + k], *t = &as->role[k];
-    if (cols_of(v) != cols_of(t)) {
-      char a[160], b[160];
-      lsmi__shape_str(v, a, sizeof a);
-      lsmi__shape_str(t, b, sizeof b);
-      return lsmi_error_set(err, LSMI_ERR_SHAPE, v->key,
-                            "%s has shape %s but %s has shape %s: the "
-                            "feature dimensions differ",
-                            v->key, a, t->key, b);
-    }
-  }
+  for (int k = 0; k < 2; k++)
+    if (cols_of(&as->role[3 + k]) != cols_of(&as->role[k]))
+      return shapes_differ(&as->role[3 + k], &as->role[k],
+                           "feature dimensions", err);
   return 0;
 }
 

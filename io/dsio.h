@@ -168,6 +168,23 @@ int lsmi__arrays_put_text(lsmi__arrays_t *as, int role, const char *key,
                           const char **v, size_t n, lsmi__dtype_t dt,
                           const lsmi_limits_t *lim, lsmi_error_t *err);
 
+/* The i-th of a reader's strings, *len its bytes (borrowed). */
+typedef const char *(*lsmi__text_fn)(const void *ctx, size_t i, size_t *len);
+
+/*
+ * Copies n strings (the i-th text(ctx, i, ...)) into one buffer `as`
+ * owns, and puts them as a TEXT array named key in the slot of role;
+ * LSMI_ERR_LIMIT for more than max_rows.
+ */
+int lsmi__arrays_put_strings(lsmi__arrays_t *as, int role, const char *key,
+                             size_t n, lsmi__text_fn text, const void *ctx,
+                             const lsmi_limits_t *lim, lsmi_error_t *err);
+
+/* A 1-D array of n elements of dt (not UNICODE or BYTES) at data, named
+ * key. */
+lsmi__array_t lsmi__array_1d(const char *key, lsmi__dtype_t dt,
+                             const void *data, size_t n);
+
 /* Bytes per element of a numeric or pointer dtype (TEXT, FIELD); 0 for
  * UNICODE and BYTES, whose width is the array's. */
 size_t lsmi__dtype_size(lsmi__dtype_t dt);

@@ -343,22 +343,56 @@ int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
   return 0;
 }
 
-int lsmi__arrays_put_text(lsmi__arrays_t *as, int role, const char *key,
-                          const char **v, size_t n, lsmi__dtype_t dt,
-                          const lsmi_limits_t *lim, lsmi_error_t *err) {
-  int rc = lsmi__arrays_own(as, (void *)v, err);
-  if (rc)
-    return rc;
+lsmi__array_t lsmi__array_1d(const char *key, lsmi__dtype_t dt,
+                             const void *data, size_t n) {
   lsmi__array_t a;
   memset(&a, 0, sizeof a);
   snprintf(a.key, sizeof a.key, "%s", key);
   a.dtype = dt;
   a.ndim = 1;
   a.shape[0] = n;
-  a.stride[0] = sizeof *v;
-  a.data = (const unsigned char *)v;
-  a.data_len = n * sizeof *v;
-  return lsmi__arrays_put(as, role, &a, lim, err);
+  a.stride[0] = lsmi__dtype_size(dt);
+  a.data = data;
+  a.data_len = n * a.stride[0];
+  return a;
+}
+
+int lsmi__arrays_put_text(lsmi__arrays_t *as, int role, const char *key,
+                          const char **v, size_t n, lsmi__dtype_t dt,
+                          const lsmi_limits_t *lim, lsmi_error_t *err) {
+  int rc = lsmi__arrays_own(as, (void *)v, err);
+  lsmi__array_t a = lsmi__array_1d(key, dt, v, n);
+  return rc ? rc : lsmi__arrays_put(as, role, &a, lim, err);
+}
+
+int lsmi__arrays_put_strings(lsmi__arrays_t *as, int role, const char *key,
+                             size_t n, lsmi__text_fn text, const void *ctx,
+                             const lsmi_limits_t *lim, lsmi_error_t *err) {
+  if (n > lim->max_rows)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, key,
+                          "%s has %zu rows; the limit is %llu", key, n,
+                          (unsigned long long)lim->max_rows);
+  size_t bytes = 0, len;
+  for (size_t i = 0; i < n; i++) {
+    text(ctx, i, &len);
+    bytes += len + 1; /* each string lies in the caller's memory */
+  }
+  char *blob = malloc(bytes ? bytes : 1);
+  if (!blob)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
+  int rc = lsmi__arrays_own(as, blob, err);
+  const char **ptr = rc ? NULL : malloc((n ? n : 1) * sizeof *ptr);
+  if (!rc && !ptr)
+    rc = lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
+  for (size_t i = 0, k = 0; !rc && i < n; i++, k += len + 1) {
+    const char *t = text(ctx, i, &len);
+    memcpy(blob + k, t, len);
+    blob[k + len] = '\0';
+    ptr[i] = blob + k;
+  }
+  return rc ? rc
+            : lsmi__arrays_put_text(as, role, key, ptr, n, LSMI__DT_TEXT, lim,
+                                    err);
 }
 
 static float half_to_float(uint16_t h) {

@@ -95,40 +95,25 @@ static int read_matrix(json_t *v, const char *key, bool column,
   return lsmi__arrays_put(as, role, &a, lim, err);
 }
 
+/* The i-th string of a JSON array. */
+static const char *json_text(const void *ctx, size_t i, size_t *len) {
+  json_t *e = json_array_get((json_t *)ctx, i);
+  *len = json_string_length(e);
+  return json_string_value(e);
+}
+
 /* A column of strings (labels or ids) as a TEXT array: the strings copied
  * into one buffer `as` owns. */
 static int read_strings(json_t *v, const char *key, const lsmi_limits_t *lim,
                         lsmi__arrays_t *as, int role, lsmi_error_t *err) {
-  size_t n = json_array_size(v), bytes = 0;
-  if (n > lim->max_rows)
-    return lsmi_error_set(err, LSMI_ERR_LIMIT, key,
-                          "%s has %zu rows; the limit is %llu", key, n,
-                          (unsigned long long)lim->max_rows);
-  for (size_t i = 0; i < n; i++) {
-    json_t *e = json_array_get(v, i);
-    if (!json_is_string(e))
+  for (size_t i = 0; i < json_array_size(v); i++)
+    if (!json_is_string(json_array_get(v, i)))
       return lsmi_error_set(err, LSMI_ERR_DATA, key,
                             "%s[%zu] is not a string but %s[0] is: a column "
                             "holds numbers or strings, not both",
                             key, i, key);
-    bytes += json_string_length(e) + 1;
-  }
-  char *blob = malloc(bytes ? bytes : 1);
-  if (!blob)
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
-  int rc = lsmi__arrays_own(as, blob, err);
-  const char **ptr = rc ? NULL : malloc((n ? n : 1) * sizeof *ptr);
-  if (!rc && !ptr)
-    rc = lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
-  for (size_t i = 0, k = 0; !rc && i < n; i++) {
-    json_t *e = json_array_get(v, i);
-    memcpy(blob + k, json_string_value(e), json_string_length(e) + 1);
-    ptr[i] = blob + k;
-    k += json_string_length(e) + 1;
-  }
-  return rc ? rc
-            : lsmi__arrays_put_text(as, role, key, ptr, n, LSMI__DT_TEXT, lim,
-                                    err);
+  return lsmi__arrays_put_strings(as, role, key, json_array_size(v), json_text,
+                                  v, lim, err);
 }
 
 /* The array of `role` under key: features are rows of numbers; labels and

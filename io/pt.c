@@ -976,12 +976,19 @@ static int put_tensor(pt_archive_t *ar, const char *key, const pv_t *v,
   return lsmi__arrays_put(as, role, &a, lim, err);
 }
 
+/* The i-th string of a list value. */
+static const char *list_text(const void *ctx, size_t i, size_t *len) {
+  const pv_t *e = ((const pv_t *)ctx)->items[i];
+  *len = e->len;
+  return e->s;
+}
+
 /* A Python list of str or of int (a label or id per row) as a TEXT or
  * int64 array named key, copied out of the arena into memory `as` owns. */
 static int put_pylist(const char *key, const pv_t *v, int role,
                       const lsmi_limits_t *lim, lsmi__arrays_t *as,
                       lsmi_error_t *err) {
-  size_t n = v->n, bytes = 0;
+  size_t n = v->n;
   bool text = n > 0 && v->items[0]->t == V_STR;
   for (size_t i = 0; i < n; i++) {
     const pv_t *e = v->items[i];
@@ -991,44 +998,20 @@ static int put_pylist(const char *key, const pv_t *v, int role,
                             "and ids are a tensor, or a list of str or of "
                             "int",
                             key, i, text ? "a str" : "an int");
-    bytes += text ? e->len + 1 : 0;
   }
+  if (text)
+    return lsmi__arrays_put_strings(as, role, key, n, list_text, v, lim, err);
   if (n > lim->max_rows)
     return lsmi_error_set(err, LSMI_ERR_LIMIT, key,
                           "%s has %zu rows; the limit is %llu", key, n,
                           (unsigned long long)lim->max_rows);
-  if (text) {
-    char *blob = malloc(bytes ? bytes : 1);
-    if (!blob)
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
-    int rc = lsmi__arrays_own(as, blob, err);
-    const char **ptr = rc ? NULL : malloc((n ? n : 1) * sizeof *ptr);
-    if (!rc && !ptr)
-      rc = lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
-    if (rc)
-      return rc;
-    for (size_t i = 0, k = 0; i < n; k += v->items[i]->len + 1, i++) {
-      memcpy(blob + k, v->items[i]->s, v->items[i]->len + 1);
-      ptr[i] = blob + k;
-    }
-    return lsmi__arrays_put_text(as, role, key, ptr, n, LSMI__DT_TEXT, lim,
-                                 err);
-  }
   int64_t *x = malloc((n ? n : 1) * sizeof *x);
   if (!x)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
   int rc = lsmi__arrays_own(as, x, err);
   for (size_t i = 0; !rc && i < n; i++)
     x[i] = v->items[i]->i;
-  lsmi__array_t a;
-  memset(&a, 0, sizeof a);
-  snprintf(a.key, sizeof a.key, "%s", key);
-  a.dtype = LSMI__DT_I64;
-  a.ndim = 1;
-  a.shape[0] = n;
-  a.stride[0] = 8;
-  a.data = (const unsigned char *)x;
-  a.data_len = n * 8;
+  lsmi__array_t a = lsmi__array_1d(key, LSMI__DT_I64, x, n);
   return rc ? rc : lsmi__arrays_put(as, role, &a, lim, err);
 }
 
