@@ -409,22 +409,11 @@ static void test_progress_on_a_terminal(void **state) {
   assert_int_equal(tcgetattr(slave, &t), 0);
   t.c_oflag &= ~(tcflag_t)OPOST; /* the bytes as written */
   assert_int_equal(tcsetattr(slave, TCSANOW, &t), 0);
-  fflush(stdout);
-  fflush(stderr);
-  int saved_out = dup(1), saved_err = dup(2),
-      null = open("/dev/null", O_WRONLY);
-  dup2(null, 1);
-  dup2(slave, 2);
+  int null = open("/dev/null", O_WRONLY);
   char *argv[] = {
       "fit", demo, "--epochs-discriminator", "2", "--epochs-entropy",
       "2",   NULL};
-  int rc = lsmi_fit_main(6, argv);
-  fflush(stdout);
-  fflush(stderr);
-  dup2(saved_out, 1);
-  dup2(saved_err, 2);
-  close(saved_out);
-  close(saved_err);
+  int rc = cli_run_on(lsmi_fit_main, 6, argv, null, slave);
   close(null);
   close(slave);
   assert_int_equal(rc, 0);

@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -21,7 +20,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "api"))
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from lsmiapi import Daemon, cleanup_all, remove_session  # noqa: E402
+from lsmiapi import Daemon, run_tests  # noqa: E402
 
 from lsmi_client import Client, JobError, ProblemError  # noqa: E402
 
@@ -189,37 +188,10 @@ def test_problems():
         assert e.status == 404, vars(e)
 
 
-def main(argv):
+def start():
     global DAEMON
-    tests = [(n, f) for n, f in sorted(globals().items())
-             if n.startswith("test_") and callable(f)]
-    if len(argv) > 1:
-        tests = [(n, f) for n, f in tests if n in argv[1:]]
-    passed = failed = 0
-    try:
-        DAEMON = Daemon(env={"LSMI_TOKENS": TOKEN + "=lab"},
-                        token=TOKEN).start()
-        for name, fn in tests:
-            t0 = time.time()
-            try:
-                fn()
-                passed += 1
-                print("ok   %-32s %.1fs" % (name, time.time() - t0),
-                      flush=True)
-            except Exception:
-                failed += 1
-                print("FAIL %s" % name, flush=True)
-                traceback.print_exc()
-                print("--- daemon log tail:\n" + DAEMON.log_text()[-3000:])
-    except Exception:
-        failed += 1
-        traceback.print_exc()
-    finally:
-        cleanup_all()
-        remove_session()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    DAEMON = Daemon(env={"LSMI_TOKENS": TOKEN + "=lab"}, token=TOKEN).start()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_tests(globals(), sys.argv, setup=start))

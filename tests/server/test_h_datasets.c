@@ -113,27 +113,12 @@ static void test_upload_refusals(void **state) {
   fx_free(f);
 }
 
-/* The bytes of a fixture of tests/data/ (malloc'd). */
-static unsigned char *fixture(const char *name, size_t *len) {
-  char p[128];
-  snprintf(p, sizeof p, "tests/data/%s", name);
-  FILE *in = fopen(p, "rb");
-  assert_non_null(in);
-  fseek(in, 0, SEEK_END);
-  *len = (size_t)ftell(in);
-  rewind(in);
-  unsigned char *buf = malloc(*len);
-  assert_int_equal(fread(buf, 1, *len, in), *len);
-  fclose(in);
-  return buf;
-}
-
 /* The query says which array is which; a file without val gets one drawn,
  * and the record says with which fraction (0: the file's own). */
 static void test_upload_keys_and_val(void **state) {
   fx_t *f = *state;
   size_t len;
-  unsigned char *b = fixture("user_named.npz", &len);
+  unsigned char *b = fx_file("tests/data/user_named.npz", &len);
   assert_int_equal(upload(f, NULL, b, len), 422);
   assert_non_null(strstr(fx_problem(f, 422, "train_x1"),
                          "the file holds feat_a, feat_b, label: say which "
@@ -149,7 +134,7 @@ static void test_upload_keys_and_val(void **state) {
   assert_true(json_number_value(json_object_get(f->json, "val_fraction")) ==
               0.5);
   free(b);
-  b = fixture("user_labels_str.csv", &len);
+  b = fx_file("tests/data/user_labels_str.csv", &len);
   assert_int_equal(upload(f, NULL, b, len), 201);
   assert_true(json_number_value(json_object_get(f->json, "val_fraction")) == 0);
   assert_int_equal(json_integer_value(json_object_get(f->json, "classes")), 3);
