@@ -248,7 +248,8 @@ static int check_rank(const lsmi__array_t *a, int role, const char *shp,
                       lsmi_error_t *err) {
   int q = lsmi__part(role);
   if (a->ndim < 1 || (q >= LSMI__Y && a->ndim > 2) ||
-      (q == LSMI__ID && a->ndim == 2 && a->shape[1] != 1))
+      (q == LSMI__ID && a->ndim == 2 && a->shape[1] != 1) ||
+      (q == LSMI__Y && a->ndim == 2 && a->shape[1] == 0))
     return lsmi_error_set(err, LSMI_ERR_SHAPE, a->key,
                           "%s has shape %s; expected %s", a->key, shp,
                           q == LSMI__Y    ? "(n,) labels or (n, C) one-hot"

@@ -380,6 +380,13 @@ static void test_arrays_put(void **state) {
   b = f32_array("ids", v, 8, 2);
   put_fails(&as, LSMI__TRAIN_ID, &b, NULL, LSMI_ERR_SHAPE,
             "ids has shape (8, 2); expected (n,) sample ids");
+  /* Labels of no columns have no values (a fuzzed .npy bundle once read
+   * past its records for them). */
+  b = f32_array("labels", v, 8, 2);
+  b.shape[1] = 0;
+  put_fails(&as, LSMI__TRAIN_Y, &b, NULL, LSMI_ERR_SHAPE,
+            "labels has shape (8, 0); expected (n,) labels or (n, C) "
+            "one-hot");
   b = f32_array("labels", v, 8, 2); /* one-hot rows: checked later */
   assert_int_equal(lsmi__arrays_put(&as, LSMI__VAL_Y, &b, &lim, NULL), 0);
   b = f32_array("ids", v, 8, 1); /* (n, 1) ids are fine */

@@ -488,6 +488,10 @@ static void test_bundle_errors(void **state) {
        LSMI_ERR_FORMAT, "npy",
        "3 records of 16 bytes need more bytes than the file holds "
        "(truncated?)"},
+      /* the fuzzer's find: labels of no columns, no bytes in a record */
+      {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8', (0,))]", "(2,)", 16,
+       LSMI_ERR_SHAPE, "y",
+       "y has shape (2, 0); expected (n,) labels or (n, C) one-hot"},
       {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8', (2, 2))]", "(2,)", 80,
        LSMI_ERR_SHAPE, "y",
        "y has shape (2, 2, 2); expected (n,) labels or (n, C) one-hot"},
