@@ -361,9 +361,11 @@ lsmi__array_t lsmi__array_1d(const char *key, lsmi__dtype_t dt,
 int lsmi__arrays_put_text(lsmi__arrays_t *as, int role, const char *key,
                           const char **v, size_t n, lsmi__dtype_t dt,
                           const lsmi_limits_t *lim, lsmi_error_t *err) {
-  int rc = lsmi__arrays_own(as, (void *)v, err);
+  int rc = lsmi__arrays_own(as, (void *)v, err); /* frees v on failure */
+  if (rc)
+    return rc;
   lsmi__array_t a = lsmi__array_1d(key, dt, v, n);
-  return rc ? rc : lsmi__arrays_put(as, role, &a, lim, err);
+  return lsmi__arrays_put(as, role, &a, lim, err);
 }
 
 int lsmi__arrays_put_strings(lsmi__arrays_t *as, int role, const char *key,
@@ -414,11 +416,11 @@ static float half_to_float(uint16_t h) {
 }
 
 double lsmi__array_get(const lsmi__array_t *a, uint64_t pos) {
-  if (lsmi__dtype_is_text(a->dtype))
-    return NAN;
   size_t es = lsmi__dtype_size(a->dtype);
-  const unsigned char *p = a->data + pos;
   unsigned char b[8];
+  if (lsmi__dtype_is_text(a->dtype) || es == 0 || es > sizeof b)
+    return NAN; /* text has no number */
+  const unsigned char *p = a->data + pos;
   if (a->big_endian != lsmi__host_big_endian())
     for (size_t k = 0; k < es; k++)
       b[k] = p[es - 1 - k];

@@ -1008,11 +1008,13 @@ static int put_pylist(const char *key, const pv_t *v, int role,
   int64_t *x = malloc((n ? n : 1) * sizeof *x);
   if (!x)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
-  int rc = lsmi__arrays_own(as, x, err);
-  for (size_t i = 0; !rc && i < n; i++)
+  int rc = lsmi__arrays_own(as, x, err); /* frees x on failure */
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++)
     x[i] = v->items[i]->i;
   lsmi__array_t a = lsmi__array_1d(key, LSMI__DT_I64, x, n);
-  return rc ? rc : lsmi__arrays_put(as, role, &a, lim, err);
+  return lsmi__arrays_put(as, role, &a, lim, err);
 }
 
 /* The value v saved under key, as the array of role (-1: ignored). */
