@@ -117,8 +117,9 @@ json_t *lsmi_fit_provenance_json(lsmi_fit_run_t *run) {
   struct tm tm;
   gmtime_r(&run->started, &tm);
   strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "lsmi", LSMI_VERSION,
-                   "kernels", lsmi_kernels_name(), "started_at", when, "params",
+  return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "lsmi", LSMI_VERSION,
+                   "kernels", lsmi_kernels_name(), "blas_core",
+                   lsmi_blas_corename(), "started_at", when, "params",
                    lsmi_codec_params_to_json(run->p), "input", input_json(run),
                    "seconds", seconds_json(run));
 }

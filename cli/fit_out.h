@@ -59,9 +59,10 @@ const char *lsmi_fit_csv_header(const lsmi_dataset_t *ds,
  * provenance. New reference; NULL when out of memory. */
 json_t *lsmi_fit_summary_json(lsmi_fit_run_t *run);
 
-/* The provenance: lsmi's version and kernels, when, every parameter, the
- * input (path, SHA-256, bytes, format, the keys it was read by, the val
- * split and what the read did), and the seconds. New reference. */
+/* The provenance: lsmi's version and kernels (OpenBLAS's too), when,
+ * every parameter, the input (path, SHA-256, bytes, format, the keys it
+ * was read by, the val split and what the read did), and the seconds. New
+ * reference. */
 json_t *lsmi_fit_provenance_json(lsmi_fit_run_t *run);
 
 /* Writes the rows (CSV, or the JSON document {"provenance", "summary",

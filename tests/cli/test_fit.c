@@ -703,6 +703,8 @@ static void test_provenance(void **state) {
                         LSMI_VERSION);
     assert_string_equal(json_string_value(json_object_get(p, "kernels")),
                         lsmi_kernels_name());
+    assert_string_equal(json_string_value(json_object_get(p, "blas_core")),
+                        lsmi_blas_corename());
     assert_non_null(json_string_value(json_object_get(p, "started_at")));
     json_t *params = json_object_get(p, "params");
     size_t n;
