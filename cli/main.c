@@ -36,14 +36,16 @@ static void usage(FILE *out) {
           "kernels chosen (the daemon logs them always).\n");
 }
 
-/* Whether the command logs the kernels: the daemon always (its log is
- * structured, one JSON object a line), the others with --verbose. */
-static bool log_kernels(int argc, char **argv, bool *json) {
-  *json = argc >= 2 && strcmp(argv[1], "serve") == 0;
-  for (int i = 2; i < argc && !*json; i++)
+/* Whether the command logs the kernels, as JSON lines: the daemon always
+ * (its log is structured, one JSON object a line), the others with
+ * --verbose. */
+static bool log_kernels(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+    return true;
+  for (int i = 2; i < argc; i++)
     if (strcmp(argv[i], "--verbose") == 0 || strcmp(argv[i], "-v") == 0)
       return true;
-  return *json;
+  return false;
 }
 
 /* The kernels chosen, as one JSON line on stderr. */
@@ -66,7 +68,7 @@ int main(int argc, char **argv) {
   /* The health probe uses no BLAS: no re-exec, no log line, every 30 s. */
   if (argc >= 2 && strcmp(argv[1], "probe") == 0)
     return lsmi_probe_main(argc - 1, argv + 1);
-  bool json, log = log_kernels(argc, argv, &json);
+  bool log = log_kernels(argc, argv);
   /* Before anything else, the kernels of the products: the best the CPU
    * runs, or the operator's (LSMI_KERNELS). Only if they go through the
    * BLAS is OpenBLAS opened, its kernels chosen and checked, which may
@@ -77,7 +79,7 @@ int main(int argc, char **argv) {
   bool blas_used = strcmp(lsmi_kernels_name(), "blas") == 0;
   if (blas_used)
     lsmi_blas_setup(argc, argv);
-  if (bad_kernels && json)
+  if (bad_kernels && log)
     fprintf(stderr,
             "{\"level\":\"warn\",\"event\":\"kernels\",\"msg\":\"LSMI_KERNELS "
             "names no kernels this CPU runs (avx512, blas, generic); "
