@@ -279,10 +279,10 @@ class Bench:
                 res.update(train=float(m.group(1)), disc_cpu=float(m.group(2)),
                            ent_cpu=float(m.group(3)), eval=float(m.group(4)),
                            threads_used=int(m.group(5)))
-        blas = [last_json(l) for l in r.stderr.splitlines() if '"event":"blas"' in l]
-        if blas and blas[-1]:
-            res['corename'] = blas[-1].get('corename')
-            res['kernels'] = blas[-1].get('kernels')
+        prov = (j or {}).get('provenance') or {}  # the kernels, in the JSON summary
+        if prov:
+            res['corename'] = prov.get('blas_core')
+            res['kernels'] = prov.get('kernels')
         log(f'    {r.wall:.2f} s, {r.rss_mib:.0f} MiB, load {r.load_before[0]:.2f}')
         return res
 

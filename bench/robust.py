@@ -261,7 +261,7 @@ class Fit:
                 if row['split'] != 'val':
                     continue
                 for k, v in row.items():
-                    if k not in ('split', 'index'):
+                    if k not in ('split', 'index', 'row', 'id', 'label'):
                         cols.setdefault(k, []).append(float(v))
         self.val = {k: np.array(v) for k, v in cols.items()}
         os.unlink(rows)

@@ -29,7 +29,8 @@ static void synth_usage(FILE *out) {
           "--n N     samples, 80%% train and 20%% val [2000]\n"
           "--seed S  seed [0]\n"
           "--dim D   features per modality: the kind's 2, then D - 2 of\n"
-          "          N(0, 1) noise [2]\n");
+          "          N(0, 1) noise [2]\n"
+          "--verbose the kernels chosen, on stderr\n");
 }
 
 static int parse_u64(const char *text, unsigned long long *out) {
@@ -54,7 +55,9 @@ int lsmi_synth_main(int argc, char **argv) {
       return 0;
     }
     bool has_value = i + 1 < argc;
-    if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
+    if (!strcmp(a, "--verbose") || !strcmp(a, "-v")) {
+      continue; /* main.c shows the kernels; synth has nothing to add */
+    } else if (!strcmp(a, "--out") || !strcmp(a, "-o")) {
       if (!has_value)
         goto missing;
       out = argv[++i];

@@ -232,23 +232,41 @@ LSMI_API void lsmi_params_preset(lsmi_params_t *p, lsmi_preset_t preset);
 /*
  * One split: n rows of features in one compact float32 row-major buffer
  * x (n, d1 + d2) whose first d1 columns are modality 1 and last d2 columns
- * modality 2, and labels y (n) in [0, classes).
+ * modality 2, and labels y (n) in [0, classes). Every row also says where
+ * it came from, so that results join back to the researcher's rows: `row`
+ * its position in the file it was read from (io/lsmi_io.h says per
+ * format), and `id` the sample id the file gave it, if any.
  */
 typedef struct lsmi_split {
   size_t n;
-  float *x;   /* (n, d1 + d2) */
-  int32_t *y; /* (n) */
+  float *x;      /* (n, d1 + d2) */
+  int32_t *y;    /* (n) */
+  uint64_t *row; /* (n): position in the file; create fills 0 .. n-1 */
+  char **id;     /* (n) NUL-terminated sample ids, or NULL: none */
 } lsmi_split_t;
 
+/*
+ * A dataset owns everything its pointers reach; the optional parts (id,
+ * class_names, each string) are malloc'ed and freed by
+ * lsmi_dataset_destroy, so a reader may fill them after create.
+ */
 typedef struct lsmi_dataset {
   size_t d1, d2;
   int classes;
   lsmi_split_t train, val;
+  /* (classes) the file's label of each class index, in sorted order, or
+   * NULL when the file's labels were the indices 0 .. classes-1 themselves */
+  char **class_names;
+  bool class_names_numeric; /* every class name is an integer's text */
+  bool id_numeric;          /* every id is an integer's text */
+  bool val_drawn; /* val was drawn from train (lsmi_dataset_split_val), not
+                     read from the file */
 } lsmi_dataset_t;
 
 /*
- * Allocates a dataset with uninitialised buffers of the given sizes
- * (n_val may be 0). Returns NULL (and sets err) on overflow or no memory.
+ * Allocates a dataset with uninitialised features and labels of the given
+ * sizes (n_val may be 0), rows 0 .. n-1 in each split, and no ids or class
+ * names. Returns NULL (and sets err) on overflow or no memory.
  */
 LSMI_API lsmi_dataset_t *lsmi_dataset_create(size_t n_train, size_t n_val,
                                              size_t d1, size_t d2, int classes,
@@ -260,8 +278,9 @@ LSMI_API void lsmi_dataset_destroy(lsmi_dataset_t *ds);
  * ds->train minus a seeded, stratified val split: per class, in class
  * order, that class's rows are shuffled with the seed's split stream and
  * the first round(val_fraction * count) go to val (at least one row of
- * each class stays in train). ds->val is not used. LSMI_ERR_INVALID when
- * no row would go to val.
+ * each class stays in train). Each row keeps its row, id and label; the
+ * class names are copied and val_drawn is set. ds->val is not used.
+ * LSMI_ERR_INVALID when no row would go to val.
  */
 LSMI_API int lsmi_dataset_split_val(const lsmi_dataset_t *ds,
                                     double val_fraction, uint64_t seed,

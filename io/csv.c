@@ -2,23 +2,29 @@
  * csv.c — CSV datasets, as written by pandas or a spreadsheet.
  *
  * The first row is a header. Columns are recognised by name:
- *   y        the integer label (required)
+ *   y        the label (required): integers, or any text (strings are
+ *            classes too; the assembly numbers them in sorted order)
  *   x1_*     features of modality 1, in the order of the header ("x1" alone
  *            for a single feature)
  *   x2_*     features of modality 2, likewise
+ *   id       optional: the sample id, any text, carried to the results
  *   split    optional: "train" or "val" ("validation", "valid" and "test"
  *            count as val; case-insensitive). Without it every row is train
  *            and val_fraction, if given, splits some off.
- * Every other column (an index, ids, notes) is ignored. Fields may be
- * quoted ("1.5", with "" for a quote inside); lines end in LF or CRLF; a
- * UTF-8 byte order mark and blank lines are skipped. Every data row must
- * have as many fields as the header.
+ * The caller may name them otherwise (lsmi__arrays_t.keys): y and id a
+ * column's name, x1 and x2 a name or a prefix ("img_" takes img_0, img_1,
+ * ...; "img" takes img, img_0 and img0, not image). Every other column (an
+ * index, notes) is ignored. Fields may be quoted ("1.5", with "" for a
+ * quote inside); lines end in LF or CRLF; a UTF-8 byte order mark and
+ * blank lines are skipped. Every data row must have as many fields as the
+ * header.
  *
  * Numbers are parsed with strtod in the C locale.
  *
  * One pass: each row's numbers go into a growing float64 block per split,
- * rows laid out as [x1..., x2..., y], and the arrays handed to the
- * assembly are strided views of those blocks. Errors name the line and
+ * rows laid out as [x1..., x2...], its label and id into the split's text,
+ * and its position among the data rows beside them; the arrays handed to
+ * the assembly are strided views of those blocks. Errors name the line and
  * column.
  */
 #include <ctype.h>
@@ -31,16 +37,21 @@
 
 #include "dsio.h"
 
-enum { C_IGNORE, C_X1, C_X2, C_Y, C_SPLIT };
+enum { C_IGNORE, C_X1, C_X2, C_Y, C_ID, C_SPLIT };
 
 typedef struct cursor {
   const char *p, *end;
   size_t line;
 } cursor_t;
 
+/* The rows of one split. */
 typedef struct block {
-  double *v;
-  size_t n, cap; /* rows */
+  double *v;         /* (n, d1 + d2) */
+  uint64_t *row;     /* (n) position among the file's data rows */
+  size_t *y, *id;    /* (n) offsets of the label and id in text */
+  size_t n, cap;     /* rows */
+  char *text;        /* labels and ids, NUL-terminated */
+  size_t tlen, tcap; /* bytes */
 } block_t;
 
 /* Reads one field into out (unquoted, NUL-terminated, truncated to cap-1;
@@ -123,7 +134,7 @@ typedef struct header {
   unsigned char *kind; /* C_* per column */
   size_t ncols, cap;
   size_t d1, d2; /* x1 and x2 columns */
-  bool have_y, have_split, other_sep;
+  bool have_y, have_id, have_split, other_sep;
 } header_t;
 
 /* A room for one more column kind, up to max_cols columns. */
@@ -143,53 +154,101 @@ static int grow_kinds(header_t *h, uint64_t max_cols, lsmi_error_t *err) {
   return 0;
 }
 
-/* Appends the kind of the column named f (trimmed) to h. A second y or
+/* Whether column f belongs to a modality named (or prefixed) p: f is p, or
+ * p and more, where p ends in '_' or the rest starts with '_' or a digit. */
+static bool in_modality(const char *f, const char *p) {
+  size_t k = strlen(p);
+  if (strncmp(f, p, k) != 0)
+    return false;
+  char next = f[k];
+  return next == '\0' || (k > 0 && p[k - 1] == '_') || next == '_' ||
+         (next >= '0' && next <= '9');
+}
+
+/* The kind of the column named f, by the caller's names first. A column
+ * two of them claim is a FORMAT error. */
+static int column_kind(const lsmi__arrays_t *as, const char *f,
+                       unsigned char *kind, lsmi_error_t *err) {
+  const char *const *k = as->keys;
+  bool m1 = k[LSMI__X1] && in_modality(f, k[LSMI__X1]);
+  bool m2 = k[LSMI__X2] && in_modality(f, k[LSMI__X2]);
+  if (m1 && m2)
+    return lsmi_error_set(err, LSMI_ERR_FORMAT, f,
+                          "CSV column %s matches both x1 (%s) and x2 (%s)", f,
+                          k[LSMI__X1], k[LSMI__X2]);
+  *kind = m1                    ? C_X1
+          : m2                  ? C_X2
+          : k[LSMI__Y]          ? (strcmp(f, k[LSMI__Y]) == 0 ? C_Y : C_IGNORE)
+          : strcmp(f, "y") == 0 ? C_Y
+                                : C_IGNORE;
+  if (*kind == C_IGNORE && strcmp(f, k[LSMI__ID] ? k[LSMI__ID] : "id") == 0)
+    *kind = C_ID;
+  else if (*kind == C_IGNORE && strcmp(f, "split") == 0)
+    *kind = C_SPLIT;
+  else if (*kind == C_IGNORE && !k[LSMI__X1] &&
+           (strcmp(f, "x1") == 0 || strncmp(f, "x1_", 3) == 0))
+    *kind = C_X1;
+  else if (*kind == C_IGNORE && !k[LSMI__X2] &&
+           (strcmp(f, "x2") == 0 || strncmp(f, "x2_", 3) == 0))
+    *kind = C_X2;
+  return 0;
+}
+
+/* Appends the kind of the column named f (trimmed) to h. A second y, id or
  * split column is a FORMAT error, returned once the caller has read the
  * rest of the header: a later error of the header takes its place. */
-static int add_column(header_t *h, const char *f, lsmi_error_t *err) {
+static int add_column(header_t *h, const lsmi__arrays_t *as, const char *f,
+                      lsmi_error_t *err) {
   unsigned char k = C_IGNORE;
-  int rc = 0;
+  int rc = column_kind(as, f, &k, err);
   if (strpbrk(f, ";\t"))
     h->other_sep = true;
-  if (strcmp(f, "y") == 0) {
-    k = C_Y;
-    if (h->have_y)
-      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "y",
-                          "CSV header has two y columns");
-    h->have_y = true;
-  } else if (strcmp(f, "split") == 0) {
-    k = C_SPLIT;
-    if (h->have_split)
-      rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "split",
-                          "CSV header has two split columns");
-    h->have_split = true;
-  } else if (strcmp(f, "x1") == 0 || strncmp(f, "x1_", 3) == 0) {
-    k = C_X1;
-    h->d1++;
-  } else if (strcmp(f, "x2") == 0 || strncmp(f, "x2_", 3) == 0) {
-    k = C_X2;
-    h->d2++;
-  }
+  static const char *const what[] = {"", "", "", "y", "id", "split"};
+  bool *once[] = {NULL, NULL, NULL, &h->have_y, &h->have_id, &h->have_split};
+  if (!rc && once[k] && *once[k])
+    rc = lsmi_error_set(err, LSMI_ERR_FORMAT, what[k],
+                        "CSV header has two %s columns", what[k]);
+  if (once[k])
+    *once[k] = true;
+  h->d1 += k == C_X1;
+  h->d2 += k == C_X2;
   h->kind[h->ncols++] = k;
   return rc;
 }
 
 /* The header must name y and at least one x1 and x2 column, within
- * max_dims each. */
-static int check_header(const header_t *h, const lsmi_limits_t *lim,
-                        lsmi_error_t *err) {
+ * max_dims each; when it does not, the message says what it holds and
+ * how to name the columns. */
+static int check_header(const header_t *h, const lsmi__arrays_t *as,
+                        const lsmi_limits_t *lim, lsmi_error_t *err) {
+  static const char hint[] = ": name the columns with --y COLUMN --x1 PREFIX "
+                             "--x2 PREFIX (upload: ?y=&x1=&x2=)";
+  const char *const *k = as->keys;
+  if (!h->have_y && h->other_sep)
+    return lsmi_error_set(err, LSMI_ERR_MISSING, "y",
+                          "CSV header has no y column (labels); fields must "
+                          "be separated by commas, not semicolons or tabs");
+  if (!h->have_y && k[LSMI__Y])
+    return lsmi_error_set(err, LSMI_ERR_MISSING, "y",
+                          "CSV header has no column %s (given for y); it "
+                          "holds %s",
+                          k[LSMI__Y], as->seen);
   if (!h->have_y)
     return lsmi_error_set(err, LSMI_ERR_MISSING, "y",
-                          "CSV header has no y column (labels)%s",
-                          h->other_sep ? "; fields must be separated by "
-                                         "commas, not semicolons or tabs"
-                                       : "");
+                          "CSV header has no y column (labels); it holds "
+                          "%s%s",
+                          as->seen, hint);
   if (h->d1 == 0 || h->d2 == 0) {
-    int m = h->d1 == 0 ? 1 : 2;
-    return lsmi_error_set(err, LSMI_ERR_MISSING, m == 1 ? "x1_*" : "x2_*",
-                          "CSV header has no %s feature columns (named x%d_0, "
-                          "x%d_1, ...)",
-                          m == 1 ? "x1_*" : "x2_*", m, m);
+    int m = h->d1 == 0 ? LSMI__X1 : LSMI__X2;
+    if (k[m])
+      return lsmi_error_set(err, LSMI_ERR_MISSING, k[m],
+                            "CSV header has no column %s or %s... (given for "
+                            "x%d); it holds %s",
+                            k[m], k[m], m + 1, as->seen);
+    return lsmi_error_set(err, LSMI_ERR_MISSING, m ? "x2_*" : "x1_*",
+                          "CSV header has no x%d_* feature columns (named "
+                          "x%d_0, x%d_1, ...); it holds %s%s",
+                          m + 1, m + 1, m + 1, as->seen, hint);
   }
   if (h->d1 > lim->max_dims || h->d2 > lim->max_dims)
     return lsmi_error_set(
@@ -202,7 +261,8 @@ static int check_header(const header_t *h, const lsmi_limits_t *lim,
 
 /* Reads the header row into *h (h->kind taken by the caller, who frees it
  * whatever this returns). */
-static int read_header(cursor_t *c, const lsmi_limits_t *lim, header_t *h,
+static int read_header(cursor_t *c, lsmi__arrays_t *as,
+                       const lsmi_limits_t *lim, header_t *h,
                        lsmi_error_t *err) {
   memset(h, 0, sizeof *h);
   uint64_t max_cols = 2 * lim->max_dims + 64;
@@ -218,11 +278,12 @@ static int read_header(cursor_t *c, const lsmi_limits_t *lim, header_t *h,
     if (grown)
       return grown;
     trim(f);
-    int dup = add_column(h, f, err);
+    lsmi__arrays_seen(as, f);
+    int dup = add_column(h, as, f, err);
     if (dup)
       rc = dup;
   }
-  return rc ? rc : check_header(h, lim, err);
+  return rc ? rc : check_header(h, as, lim, err);
 }
 
 /* The split a row's "split" field names: *which 0 for train, 1 for val. */
@@ -247,7 +308,7 @@ static int parse_split(const char *f, size_t line, int *which,
 static int parse_number(const char *f, bool too_long, size_t line, size_t col,
                         unsigned char k, locale_t cloc, double *v,
                         lsmi_error_t *err) {
-  const char *what = k == C_Y ? "y" : k == C_X1 ? "x1" : "x2";
+  const char *what = k == C_X1 ? "x1" : "x2";
   char *end;
   *v = strtod_l(f, &end, cloc);
   if (too_long || f[0] == '\0' || *end != '\0')
@@ -262,15 +323,36 @@ static int parse_number(const char *f, bool too_long, size_t line, size_t col,
   return 0;
 }
 
-/* Reads one data row into row ([x1..., x2..., y]) and *which (0 train,
- * 1 val); it must have as many fields as the header. */
-static int read_row(cursor_t *c, const header_t *h, locale_t cloc, double *row,
-                    int *which, lsmi_error_t *err) {
+/* One data row: its numbers ([x1..., x2...]), label, id and split. */
+typedef struct row {
+  double *v;
+  char y[256], id[256];
+  int which; /* 0 train, 1 val */
+} row_t;
+
+/* The label or id field f (column col) into out: at most 255 bytes. */
+static int text_field(const char *f, bool too_long, size_t line, size_t col,
+                      unsigned char k, char out[256], lsmi_error_t *err) {
+  const char *what = k == C_Y ? "y" : "id";
+  if (too_long)
+    return lsmi_error_set(err, LSMI_ERR_DATA, what,
+                          "CSV line %zu, column %zu (%s) is longer than 255 "
+                          "bytes",
+                          line, col, what);
+  snprintf(out, 256, "%s", f);
+  return 0;
+}
+
+/* Reads one data row into *r; it must have as many fields as the
+ * header. */
+static int read_row(cursor_t *c, const header_t *h, locale_t cloc, row_t *r,
+                    lsmi_error_t *err) {
   size_t line = c->line, col = 0, j1 = 0, j2 = 0;
   char f[256];
   bool too_long;
   int more = 1, rc = 0;
-  *which = 0;
+  r->which = 0;
+  r->id[0] = '\0';
   while (more == 1 && !rc) {
     more = field(c, f, sizeof f, &too_long);
     if (more < 0)
@@ -286,13 +368,15 @@ static int read_row(cursor_t *c, const header_t *h, locale_t cloc, double *row,
       continue;
     trim(f);
     if (k == C_SPLIT) {
-      rc = parse_split(f, line, which, err);
-      continue;
+      rc = parse_split(f, line, &r->which, err);
+    } else if (k == C_Y || k == C_ID) {
+      rc = text_field(f, too_long, line, col, k, k == C_Y ? r->y : r->id, err);
+    } else {
+      double v;
+      rc = parse_number(f, too_long, line, col, k, cloc, &v, err);
+      if (!rc)
+        r->v[k == C_X1 ? j1++ : h->d1 + j2++] = v;
     }
-    double v;
-    rc = parse_number(f, too_long, line, col, k, cloc, &v, err);
-    if (!rc)
-      row[k == C_X1 ? j1++ : k == C_X2 ? h->d1 + j2++ : h->d1 + h->d2] = v;
   }
   if (!rc && col != h->ncols)
     rc = lsmi_error_set(err, LSMI_ERR_FORMAT, "",
@@ -301,97 +385,179 @@ static int read_row(cursor_t *c, const header_t *h, locale_t cloc, double *row,
   return rc;
 }
 
-/* Appends row (w doubles) to the block of split `which`. */
-static int append_row(block_t *b, int which, const double *row, size_t w,
-                      const lsmi_limits_t *lim, lsmi_error_t *err) {
-  if (b->n == b->cap) {
-    if (b->n >= lim->max_rows)
-      return lsmi_error_set(err, LSMI_ERR_LIMIT, which ? "val_y" : "train_y",
-                            "CSV has more than %llu %s rows",
-                            (unsigned long long)lim->max_rows,
-                            which ? "val" : "train");
-    size_t nc = b->cap ? b->cap * 2 : 256;
-    if (nc > lim->max_rows)
-      nc = (size_t)lim->max_rows;
-    double *nv = realloc(b->v, nc * w * sizeof *nv);
-    if (!nv)
-      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+/* Room for one more row in b, up to max_rows. */
+static int grow_block(block_t *b, int which, size_t w, const lsmi_limits_t *lim,
+                      lsmi_error_t *err) {
+  if (b->n < b->cap)
+    return 0;
+  if (b->n >= lim->max_rows)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, which ? "val_y" : "train_y",
+                          "CSV has more than %llu %s rows",
+                          (unsigned long long)lim->max_rows,
+                          which ? "val" : "train");
+  size_t nc = b->cap ? b->cap * 2 : 256;
+  if (nc > lim->max_rows)
+    nc = (size_t)lim->max_rows;
+  double *nv = realloc(b->v, nc * w * sizeof *nv);
+  if (nv)
     b->v = nv;
-    b->cap = nc;
-  }
-  memcpy(b->v + b->n * w, row, w * sizeof *row);
-  b->n++;
+  uint64_t *nr = nv ? realloc(b->row, nc * sizeof *nr) : NULL;
+  if (nr)
+    b->row = nr;
+  size_t *ny = nr ? realloc(b->y, nc * sizeof *ny) : NULL;
+  if (ny)
+    b->y = ny;
+  size_t *ni = ny ? realloc(b->id, nc * sizeof *ni) : NULL;
+  if (ni)
+    b->id = ni;
+  if (!ni)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  b->cap = nc;
   return 0;
 }
 
+/* Appends s (with its NUL) to b's text; *at its offset. */
+static int add_text(block_t *b, const char *s, size_t *at, lsmi_error_t *err) {
+  size_t n = strlen(s) + 1;
+  if (b->tcap - b->tlen < n) {
+    size_t nc = b->tcap ? b->tcap * 2 : 4096;
+    while (nc - b->tlen < n)
+      nc *= 2;
+    char *nt = realloc(b->text, nc);
+    if (!nt)
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+    b->text = nt;
+    b->tcap = nc;
+  }
+  memcpy(b->text + b->tlen, s, n);
+  *at = b->tlen;
+  b->tlen += n;
+  return 0;
+}
+
+/* Appends row r (the data row at `pos` of the file) to its split's block. */
+static int append_row(block_t *blk, const row_t *r, uint64_t pos, size_t w,
+                      bool ids, const lsmi_limits_t *lim, lsmi_error_t *err) {
+  block_t *b = &blk[r->which];
+  int rc = grow_block(b, r->which, w, lim, err);
+  if (!rc)
+    rc = add_text(b, r->y, &b->y[b->n], err);
+  if (!rc && ids)
+    rc = add_text(b, r->id, &b->id[b->n], err);
+  if (rc)
+    return rc;
+  memcpy(b->v + b->n * w, r->v, w * sizeof *r->v);
+  b->row[b->n++] = pos;
+  return 0;
+}
+
+static void block_free(block_t *b) {
+  free(b->v);
+  free(b->row);
+  free(b->y);
+  free(b->id);
+  free(b->text);
+  memset(b, 0, sizeof *b);
+}
+
 /* Reads every data row into blk[0] (train) and blk[1] (val). On failure
- * the blocks are freed (and NULL). */
+ * the blocks are freed. */
 static int read_rows(cursor_t *c, const header_t *h, const lsmi_limits_t *lim,
                      block_t blk[2], lsmi_error_t *err) {
-  size_t w = h->d1 + h->d2 + 1; /* doubles per stored row */
-  double *row = malloc(w * sizeof *row);
+  size_t w = h->d1 + h->d2; /* doubles per stored row */
+  row_t r;
+  r.v = malloc(w * sizeof *r.v);
   /* Numbers are read in the C locale whatever the process's locale is, so
    * that "1.5" never depends on LC_NUMERIC. */
   locale_t cloc = newlocale(LC_NUMERIC_MASK, "C", (locale_t)0);
   int rc = 0;
-  if (!row || cloc == (locale_t)0) {
+  if (!r.v || cloc == (locale_t)0) {
     rc = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
     goto out;
   }
-  while (!rc && c->p < c->end) {
+  for (uint64_t pos = 0; !rc && c->p < c->end;) {
     if (blank_line(c)) {
       skip_line(c);
       continue;
     }
-    int which;
-    rc = read_row(c, h, cloc, row, &which, err);
+    rc = read_row(c, h, cloc, &r, err);
     if (!rc)
-      rc = append_row(&blk[which], which, row, w, lim, err);
+      rc = append_row(blk, &r, pos++, w, h->have_id, lim, err);
   }
 out:
-  free(row);
+  free(r.v);
   if (cloc != (locale_t)0)
     freelocale(cloc);
-  for (int s = 0; rc && s < 2; s++) {
-    free(blk[s].v);
-    blk[s].v = NULL;
+  for (int s = 0; rc && s < 2; s++)
+    block_free(&blk[s]);
+  return rc;
+}
+
+/* A column of texts (the offsets at off into b's text) as a FIELD array
+ * of role. */
+static int put_texts(lsmi__arrays_t *as, const block_t *b, const size_t *off,
+                     int role, const lsmi_limits_t *lim, lsmi_error_t *err) {
+  const char **p = malloc((b->n ? b->n : 1) * sizeof *p);
+  if (!p)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  for (size_t i = 0; i < b->n; i++)
+    p[i] = b->text + off[i];
+  return lsmi__arrays_put_text(as, role, lsmi__role_names[role], p, b->n,
+                               LSMI__DT_FIELD, lim, err);
+}
+
+/* The features of split s (modality q) as a strided view of its block. */
+static lsmi__array_t feature_view(const block_t *b, const header_t *h, int s,
+                                  int q) {
+  size_t w = h->d1 + h->d2;
+  lsmi__array_t a;
+  memset(&a, 0, sizeof a);
+  snprintf(a.key, sizeof a.key, "%s_x%d", s ? "val" : "train", q + 1);
+  a.dtype = LSMI__DT_F64;
+  a.ndim = 2;
+  a.shape[0] = b->n;
+  a.shape[1] = q ? h->d2 : h->d1;
+  a.stride[0] = w * sizeof(double);
+  a.stride[1] = sizeof(double);
+  a.offset = (q ? h->d1 : 0) * sizeof(double);
+  a.data = (const unsigned char *)b->v;
+  a.data_len = b->n * w * sizeof(double);
+  return a;
+}
+
+/* Hands the buffers of both blocks to `as` (taken, whatever happens). */
+static int own_blocks(lsmi__arrays_t *as, block_t blk[2], lsmi_error_t *err) {
+  int rc = 0;
+  for (int s = 0; s < 2; s++) {
+    void *bufs[5] = {blk[s].v, blk[s].row, blk[s].y, blk[s].id, blk[s].text};
+    for (int k = 0; k < 5; k++) {
+      if (bufs[k] && rc)
+        free(bufs[k]);
+      else if (bufs[k])
+        rc = lsmi__arrays_own(as, bufs[k], err); /* frees it on failure */
+    }
   }
   return rc;
 }
 
-/* Hands the blocks to `as` (taken) and puts the three strided views of
- * each non-empty split. */
+/* Puts the views of each non-empty split: x1, x2, y, and the ids when the
+ * header has them; notes each row's position among the data rows. */
 static int put_blocks(lsmi__arrays_t *as, block_t blk[2], const header_t *h,
                       const lsmi_limits_t *lim, lsmi_error_t *err) {
-  int rc = 0;
-  for (int s = 0; s < 2; s++) {
-    if (blk[s].v && rc)
-      free(blk[s].v);
-    else if (blk[s].v)
-      rc = lsmi__arrays_own(as, blk[s].v, err); /* frees it on failure */
-  }
-  size_t w = h->d1 + h->d2 + 1;
+  int rc = own_blocks(as, blk, err);
   for (int s = 0; s < 2 && !rc; s++) {
-    if (!blk[s].v)
+    const block_t *b = &blk[s];
+    if (!b->v)
       continue;
-    for (int q = 0; q < 3 && !rc; q++) {
-      lsmi__array_t a;
-      memset(&a, 0, sizeof a);
-      snprintf(a.key, sizeof a.key, "%s_%s", s ? "val" : "train",
-               q == 0   ? "x1"
-               : q == 1 ? "x2"
-                        : "y");
-      a.dtype = LSMI__DT_F64;
-      a.ndim = q == 2 ? 1 : 2;
-      a.shape[0] = blk[s].n;
-      a.shape[1] = q == 0 ? h->d1 : h->d2;
-      a.stride[0] = w * sizeof(double);
-      a.stride[1] = sizeof(double);
-      a.offset = (q == 0 ? 0 : q == 1 ? h->d1 : h->d1 + h->d2) * sizeof(double);
-      a.data = (const unsigned char *)blk[s].v;
-      a.data_len = blk[s].n * w * sizeof(double);
-      rc = lsmi__arrays_put(as, 3 * s + q, &a, lim, err);
+    as->file_row[s] = b->row;
+    for (int q = 0; q < 2 && !rc; q++) {
+      lsmi__array_t a = feature_view(b, h, s, q);
+      rc = lsmi__arrays_put(as, lsmi__role(s, q), &a, lim, err);
     }
+    if (!rc)
+      rc = put_texts(as, b, b->y, lsmi__role(s, LSMI__Y), lim, err);
+    if (!rc && h->have_id)
+      rc = put_texts(as, b, b->id, lsmi__role(s, LSMI__ID), lim, err);
   }
   if (!rc && !blk[0].v)
     rc =
@@ -408,8 +574,9 @@ int lsmi__read_csv(const unsigned char *buf, size_t len,
   while (c.p < c.end && blank_line(&c))
     skip_line(&c);
   header_t h;
-  block_t blk[2] = {{NULL, 0, 0}, {NULL, 0, 0}};
-  int rc = read_header(&c, lim, &h, err);
+  block_t blk[2];
+  memset(blk, 0, sizeof blk);
+  int rc = read_header(&c, as, lim, &h, err);
   if (!rc)
     rc = read_rows(&c, &h, lim, blk, err);
   if (!rc)

@@ -2,12 +2,15 @@
  * dsio.h — what the dataset readers share (internal).
  *
  * Every reader (npz, npy, pt, safetensors, csv, json) turns the bytes of a
- * file into at most six typed, strided arrays, one per role (train x1, x2, y
- * and val x1, x2, y), and hands them to lsmi__assemble(), which checks their
- * shapes, converts them to the compact float32 / int32 dataset and names the
- * file's own key in every error. So the checks that matter (shapes, finite
- * values, labels) are written once, and a reader's only job is to find its
- * arrays and prove that each one lies inside the bytes it points to.
+ * file into at most eight typed, strided arrays, one per role (train x1,
+ * x2, y and val x1, x2, y, then the train and val sample ids), and hands
+ * them to lsmi__assemble() (assemble.c), which checks their shapes,
+ * converts them to the compact float32 / int32 dataset, encodes the labels
+ * and names the file's own key in every error. So the checks that matter
+ * (shapes, finite values, labels) are written once, and a reader's only job
+ * is to find its arrays (lsmi__key_role says which key plays which role,
+ * with the caller's names first) and prove that each one lies inside the
+ * bytes it points to.
  *
  * Ownership: an lsmi__arrays_t owns the buffers registered with
  * lsmi__arrays_own() (inflated zip members, parsed CSV/JSON numbers) and
@@ -24,7 +27,7 @@
 
 #include "lsmi_io.h"
 
-/* The six roles, in the order of the canonical names. */
+/* The eight roles: the six of the canonical names, then the ids. */
 enum {
   LSMI__TRAIN_X1 = 0,
   LSMI__TRAIN_X2,
@@ -32,8 +35,22 @@ enum {
   LSMI__VAL_X1,
   LSMI__VAL_X2,
   LSMI__VAL_Y,
+  LSMI__TRAIN_ID,
+  LSMI__VAL_ID,
   LSMI__ROLES
 };
+
+/* The parts of a split, in the order of lsmi__arrays_t.keys. */
+enum { LSMI__X1 = 0, LSMI__X2, LSMI__Y, LSMI__ID, LSMI__PARTS };
+
+/* The role of part q (LSMI__X1 ...) of split s (0 train, 1 val). */
+static inline int lsmi__role(int s, int q) {
+  return q == LSMI__ID ? LSMI__TRAIN_ID + s : 3 * s + q;
+}
+/* The part of a role. */
+static inline int lsmi__part(int role) {
+  return role >= LSMI__TRAIN_ID ? LSMI__ID : role % 3;
+}
 
 typedef enum lsmi__dtype {
   LSMI__DT_BOOL,
@@ -48,8 +65,21 @@ typedef enum lsmi__dtype {
   LSMI__DT_F16,
   LSMI__DT_BF16,
   LSMI__DT_F32,
-  LSMI__DT_F64
+  LSMI__DT_F64,
+  /* Text, for labels and ids only. UNICODE: NumPy 'U' (UCS-4, `width`
+   * bytes per element); BYTES: NumPy 'S' (`width` bytes, NUL-padded);
+   * TEXT: each element a `const char *` to UTF-8; FIELD: likewise, a CSV
+   * field, which counts as a number when every field of the column parses
+   * as one. */
+  LSMI__DT_UNICODE,
+  LSMI__DT_BYTES,
+  LSMI__DT_TEXT,
+  LSMI__DT_FIELD
 } lsmi__dtype_t;
+
+static inline bool lsmi__dtype_is_text(lsmi__dtype_t dt) {
+  return dt >= LSMI__DT_UNICODE;
+}
 
 #define LSMI__MAX_NDIM 8
 
@@ -67,6 +97,7 @@ typedef struct lsmi__array {
   uint64_t shape[LSMI__MAX_NDIM];
   uint64_t stride[LSMI__MAX_NDIM]; /* bytes */
   uint64_t offset;                 /* bytes */
+  uint64_t width;                  /* bytes per element: UNICODE, BYTES */
   const unsigned char *data;       /* borrowed */
   size_t data_len;                 /* bytes available at data */
 } lsmi__array_t;
@@ -79,17 +110,32 @@ typedef struct lsmi__arrays {
   void *owned[LSMI__MAX_OWNED];
   size_t n_owned;
   char seen[160]; /* "a, b, c": the keys a file holds, for MISSING errors */
+  /* The caller's name of each part (LSMI__X1 ...; a CSV column prefix for
+   * x1 and x2), NULL for the usual names; borrowed. */
+  const char *keys[LSMI__PARTS];
+  /* The position in the file of each row of split s, when it is not the
+   * row's index in the split's arrays (CSV and .npy records, which a split
+   * column spreads over the file); NULL otherwise. Borrowed from an owned
+   * buffer. */
+  const uint64_t *file_row[2];
 } lsmi__arrays_t;
 
-/* Canonical short names: "train_x1" ... "val_y". */
+/* Canonical short names: "train_x1" ... "val_y", "train_id", "val_id". */
 extern const char *const lsmi__role_names[LSMI__ROLES];
+/* The parts' own names: "x1", "x2", "y", "id". */
+extern const char *const lsmi__part_names[LSMI__PARTS];
 
 /*
- * The role of a key: the reference names (train_modal_1_features, ...,
- * val_targets) and the short aliases (train_x1, ..., val_y); -1 for any
- * other key, which readers ignore.
+ * The role of a key, or -1 for a key readers ignore. split is -1 for a
+ * key at the top of the file, 0 or 1 for a key inside a "train" or "val"
+ * group (a nested dict or object), which names a part alone ("x1").
+ * At the top: the caller's name K of a part (as->keys) gives K, train_K
+ * and val_K; a part without one has its short names (train_x1 ... val_id),
+ * the published script's (train_modal_1_features ... val_targets) and, for
+ * a file without a val split, "x1", "x2", "y", "id" and np.savez's
+ * positional "arr_0", "arr_1", "arr_2" (x1, x2, y).
  */
-int lsmi__key_role(const char *key);
+int lsmi__key_role(const lsmi__arrays_t *as, int split, const char *key);
 
 void lsmi__arrays_init(lsmi__arrays_t *as);
 /* Takes `p` (malloc'ed): freed by lsmi__arrays_free. NOMEM if full (p is
@@ -101,22 +147,62 @@ void lsmi__arrays_free(lsmi__arrays_t *as);
 void lsmi__arrays_seen(lsmi__arrays_t *as, const char *key);
 
 /*
- * Checks `a` (shape against the limits: dim 0 against max_rows, dim 1
- * against max_dims; rank at most 2; every element inside data_len and no
- * more elements than data_len holds, so no expanded view; all in
- * overflow-safe arithmetic) and stores it in the slot of `role`. A role
- * of -1 is ignored. A second array for the same role is a FORMAT error
- * naming both keys.
+ * Checks `a` (shape against the limits: dim 0 against max_rows, the
+ * product of the others against max_dims; features numeric, of any rank
+ * from 1 (they are flattened in C order); labels (n,), (n, 1) or one-hot
+ * (n, C); ids (n,) or (n, 1); every element inside data_len and no more
+ * elements than data_len holds, so no expanded view; all in overflow-safe
+ * arithmetic) and stores it in the slot of `role`. A role of -1 is
+ * ignored. A second array for the same role is a FORMAT error naming both
+ * keys.
  */
 int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
                      const lsmi_limits_t *lim, lsmi_error_t *err);
 
-/* Bytes per element of a dtype. */
+/*
+ * Puts n strings (v: taken, with the strings it points to, which must be
+ * owned by `as` or outlive it) as a 1-D array of dtype TEXT or FIELD named
+ * key in the slot of role.
+ */
+int lsmi__arrays_put_text(lsmi__arrays_t *as, int role, const char *key,
+                          const char **v, size_t n, lsmi__dtype_t dt,
+                          const lsmi_limits_t *lim, lsmi_error_t *err);
+
+/* The i-th of a reader's strings, *len its bytes (borrowed). */
+typedef const char *(*lsmi__text_fn)(const void *ctx, size_t i, size_t *len);
+
+/*
+ * Copies n strings (the i-th text(ctx, i, ...)) into one buffer `as`
+ * owns, and puts them as a TEXT array named key in the slot of role;
+ * LSMI_ERR_LIMIT for more than max_rows.
+ */
+int lsmi__arrays_put_strings(lsmi__arrays_t *as, int role, const char *key,
+                             size_t n, lsmi__text_fn text, const void *ctx,
+                             const lsmi_limits_t *lim, lsmi_error_t *err);
+
+/* A 1-D array of n elements of dt (not UNICODE or BYTES) at data, named
+ * key. */
+lsmi__array_t lsmi__array_1d(const char *key, lsmi__dtype_t dt,
+                             const void *data, size_t n);
+
+/* Bytes per element of a numeric or pointer dtype (TEXT, FIELD); 0 for
+ * UNICODE and BYTES, whose width is the array's. */
 size_t lsmi__dtype_size(lsmi__dtype_t dt);
-/* Short name for messages: "float32", "bfloat16", ... */
+/* Bytes per element of an array. */
+uint64_t lsmi__item_size(const lsmi__array_t *a);
+/* Short name for messages: "float32", "bfloat16", "text", ... */
 const char *lsmi__dtype_name(lsmi__dtype_t dt);
-/* The element starting at byte `pos` of a->data, converted to double. */
+/* The element starting at byte `pos` of a->data, converted to double (NaN
+ * for text). */
 double lsmi__array_get(const lsmi__array_t *a, uint64_t pos);
+/*
+ * The element starting at byte `pos` as text, in a new string (*out,
+ * free() it): numbers as integers when integral, else %.17g; UCS-4 and
+ * bytes decoded. LSMI_ERR_DATA (naming the key and row) for text that is
+ * not UTF-8, LSMI_ERR_NOMEM.
+ */
+int lsmi__array_text(const lsmi__array_t *a, uint64_t pos, uint64_t row,
+                     char **out, lsmi_error_t *err);
 /* "(3, 4)" into buf. */
 void lsmi__shape_str(const lsmi__array_t *a, char *buf, size_t len);
 /* Fills C-order (row-major) byte strides from the shape and dtype. */
@@ -124,12 +210,21 @@ void lsmi__strides_c(lsmi__array_t *a);
 
 /*
  * Builds a dataset from the arrays: train must be complete; val is either
- * complete or absent (an empty val counts as absent). Checks shapes, labels
- * (integral, in [0, max_classes)) and features (finite in float32), naming
- * the file's key and the first bad row. *out is NULL when it fails.
+ * complete or absent (an empty val counts as absent); ids are optional.
+ * Checks shapes and features (finite in float32), flattens features of
+ * rank 3 and more, decodes one-hot labels, encodes the labels' values
+ * (integers or text) as class indices in sorted order (keeping the values
+ * as class names unless they were 0 .. C-1), and carries ids and file
+ * positions; each error names the file's key and the first bad row. What
+ * it did that the file did not say goes to info's notes (info may be
+ * NULL). *out is NULL when it fails.
  */
 int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
-                   lsmi_dataset_t **out, lsmi_error_t *err);
+                   lsmi_dataset_t **out, lsmi_read_info_t *info,
+                   lsmi_error_t *err);
+
+/* Adds a printf note to info (NULL: none), as far as its room goes. */
+void lsmi__note(lsmi_read_info_t *info, const char *fmt, ...) LSMI_PRINTF(2, 3);
 
 /*
  * The readers. Each reads a whole file held in buf (borrowed; must outlive
@@ -169,20 +264,16 @@ int lsmi__npy_parse(const unsigned char *buf, size_t len, const char *key,
 
 /*
  * The whole read of an in-memory file: detect (or use `fmt` when it is not
- * UNKNOWN), read, assemble, split off val if asked, validate. The buffer
- * entry point behind lsmi_dataset_read and the fuzz harnesses.
+ * UNKNOWN), read with opts (NULL: the usual names, no val drawn), assemble,
+ * draw val if the file has none and opts asks for it, validate. The buffer
+ * entry point behind lsmi_dataset_read_ex and the fuzz harnesses; info may
+ * be NULL.
  */
 int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
                               lsmi_format_t fmt, const lsmi_limits_t *lim,
-                              double val_fraction, uint64_t seed,
-                              lsmi_dataset_t **out, lsmi_format_t *format,
+                              const lsmi_read_options_t *opts,
+                              lsmi_dataset_t **out, lsmi_read_info_t *info,
                               lsmi_error_t *err);
-
-/*
- * Moves a seeded, stratified val_fraction of ds->train into a new val split
- * (ds must have no val rows); rows keep their relative order. *out is a new
- * dataset; ds is left as it was.
- */
 
 /* Overflow-checked arithmetic on sizes read from files. */
 static inline bool lsmi__mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
@@ -190,6 +281,15 @@ static inline bool lsmi__mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
 }
 static inline bool lsmi__add_u64(uint64_t a, uint64_t b, uint64_t *out) {
   return !__builtin_add_overflow(a, b, out);
+}
+
+/* Whether this machine stores numbers big end first. */
+static inline bool lsmi__host_big_endian(void) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+  return true;
+#else
+  return false;
+#endif
 }
 
 /* Little-endian loads from unaligned bytes. */

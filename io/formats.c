@@ -1,15 +1,16 @@
 /*
  * formats.c — one reader interface over every file format: detection by
- * magic bytes, dispatch, the common assembly of arrays into a dataset, and
- * the seeded stratified val split.
+ * magic bytes, the roles of keys, the arrays readers hand over, dispatch,
+ * and the val split drawn for a file without one.
  *
- * The flow of lsmi_dataset_read: map the file (after checking its size
+ * The flow of lsmi_dataset_read_ex: map the file (after checking its size
  * against max_file_bytes), guess the format from its first bytes, let the
- * format's reader find up to six arrays (dsio.h), and assemble them here:
- * shapes, labels and finite values are checked once, for every format, with
- * the file's own key names in the messages. A file without a val split gets
- * one from lsmi__split_val when val_fraction asks for it. Last comes
- * lsmi_dataset_validate, the same checks any caller can run.
+ * format's reader find up to eight arrays (dsio.h), and assemble them
+ * (assemble.c): shapes, labels and finite values are checked once, for
+ * every format, with the file's own key names in the messages. A file
+ * without a val split gets one from lsmi_dataset_split_val when the
+ * options ask for it. Last comes lsmi_dataset_validate, the same checks
+ * any caller can run.
  *
  * Nothing here keeps state between calls; all memory belongs to the call
  * until the dataset is handed to the caller.
@@ -17,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,17 +30,55 @@
 #include "zip.h"
 
 const char *const lsmi__role_names[LSMI__ROLES] = {
-    "train_x1", "train_x2", "train_y", "val_x1", "val_x2", "val_y"};
+    "train_x1", "train_x2", "train_y",  "val_x1",
+    "val_x2",   "val_y",    "train_id", "val_id"};
 
-static const char *const reference_names[LSMI__ROLES] = {
+const char *const lsmi__part_names[LSMI__PARTS] = {"x1", "x2", "y", "id"};
+
+/* The published script's names of the first six roles. */
+static const char *const reference_names[6] = {
     "train_modal_1_features", "train_modal_2_features", "train_targets",
     "val_modal_1_features",   "val_modal_2_features",   "val_targets"};
 
-int lsmi__key_role(const char *key) {
-  for (int r = 0; r < LSMI__ROLES; r++)
-    if (strcmp(key, lsmi__role_names[r]) == 0 ||
-        strcmp(key, reference_names[r]) == 0)
+/* np.savez(x1, x2, y) without names. */
+static const char *const positional_names[3] = {"arr_0", "arr_1", "arr_2"};
+
+/* key == prefix followed by name. */
+static bool prefixed(const char *key, const char *prefix, const char *name) {
+  size_t k = strlen(prefix);
+  return strncmp(key, prefix, k) == 0 && strcmp(key + k, name) == 0;
+}
+
+/* The role of `key` under part q's name `name`: name itself (the train
+ * rows of a file without val, or a part inside a split group), or
+ * train_name / val_name at the top. */
+static int named_role(int split, const char *key, int q, const char *name) {
+  if (split >= 0)
+    return strcmp(key, name) == 0 ? lsmi__role(split, q) : -1;
+  if (strcmp(key, name) == 0 || prefixed(key, "train_", name))
+    return lsmi__role(0, q);
+  return prefixed(key, "val_", name) ? lsmi__role(1, q) : -1;
+}
+
+int lsmi__key_role(const lsmi__arrays_t *as, int split, const char *key) {
+  /* The caller's names first: they may take a key from the usual names. */
+  for (int q = 0; q < LSMI__PARTS; q++) {
+    int r = as->keys[q] ? named_role(split, key, q, as->keys[q]) : -1;
+    if (r >= 0)
       return r;
+  }
+  for (int q = 0; q < LSMI__PARTS; q++) {
+    if (as->keys[q])
+      continue;
+    int r = named_role(split, key, q, lsmi__part_names[q]);
+    for (int s = 0; r < 0 && split < 0 && q < 3 && s < 2; s++)
+      if (strcmp(key, reference_names[lsmi__role(s, q)]) == 0)
+        r = lsmi__role(s, q);
+    if (r < 0 && split < 0 && q < 3 && strcmp(key, positional_names[q]) == 0)
+      r = lsmi__role(0, q);
+    if (r >= 0)
+      return r;
+  }
   return -1;
 }
 
@@ -155,15 +195,28 @@ size_t lsmi__dtype_size(lsmi__dtype_t dt) {
   case LSMI__DT_I32:
   case LSMI__DT_F32:
     return 4;
+  case LSMI__DT_UNICODE:
+  case LSMI__DT_BYTES:
+    return 0;
+  case LSMI__DT_TEXT:
+  case LSMI__DT_FIELD:
+    return sizeof(const char *);
   default:
     return 8;
   }
 }
 
+uint64_t lsmi__item_size(const lsmi__array_t *a) {
+  return a->dtype == LSMI__DT_UNICODE || a->dtype == LSMI__DT_BYTES
+             ? a->width
+             : lsmi__dtype_size(a->dtype);
+}
+
 const char *lsmi__dtype_name(lsmi__dtype_t dt) {
   static const char *const n[] = {
-      "bool",   "uint8", "int8",    "uint16",   "int16",   "uint32", "int32",
-      "uint64", "int64", "float16", "bfloat16", "float32", "float64"};
+      "bool",    "uint8",   "int8",  "uint16",  "int16",    "uint32",
+      "int32",   "uint64",  "int64", "float16", "bfloat16", "float32",
+      "float64", "unicode", "bytes", "text",    "text"};
   return (unsigned)dt < sizeof n / sizeof n[0] ? n[dt] : "?";
 }
 
@@ -181,11 +234,52 @@ void lsmi__shape_str(const lsmi__array_t *a, char *buf, size_t len) {
 }
 
 void lsmi__strides_c(lsmi__array_t *a) {
-  uint64_t s = lsmi__dtype_size(a->dtype);
+  uint64_t s = lsmi__item_size(a);
   for (int i = a->ndim; i-- > 0;) {
     a->stride[i] = s;
     s *= a->shape[i] ? a->shape[i] : 1; /* callers checked the product */
   }
+}
+
+/* The shape of a role's array: features of any rank (flattened later),
+ * labels (n,), (n, 1) or one-hot (n, C), ids (n,) or (n, 1); numbers for
+ * features. */
+static int check_rank(const lsmi__array_t *a, int role, const char *shp,
+                      lsmi_error_t *err) {
+  int q = lsmi__part(role);
+  if (a->ndim < 1 || (q >= LSMI__Y && a->ndim > 2) ||
+      (q == LSMI__ID && a->ndim == 2 && a->shape[1] != 1) ||
+      (q == LSMI__Y && a->ndim == 2 && a->shape[1] == 0))
+    return lsmi_error_set(err, LSMI_ERR_SHAPE, a->key,
+                          "%s has shape %s; expected %s", a->key, shp,
+                          q == LSMI__Y    ? "(n,) labels or (n, C) one-hot"
+                          : q == LSMI__ID ? "(n,) sample ids"
+                                          : "(n, d) features");
+  if (q < LSMI__Y && lsmi__dtype_is_text(a->dtype))
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, a->key,
+                          "%s holds text (%s); features must be numbers",
+                          a->key, lsmi__dtype_name(a->dtype));
+  if (lsmi__dtype_is_text(a->dtype) && a->ndim != 1 && a->shape[1] != 1)
+    return lsmi_error_set(err, LSMI_ERR_SHAPE, a->key,
+                          "%s has shape %s; text must be one value per row",
+                          a->key, shp);
+  return 0;
+}
+
+/* The columns of a (its dims after the first), within max_dims. */
+static int check_columns(const lsmi__array_t *a, const char *shp,
+                         const lsmi_limits_t *lim, lsmi_error_t *err) {
+  uint64_t cols = 1;
+  for (int i = 1; i < a->ndim; i++)
+    if (!lsmi__mul_u64(cols, a->shape[i], &cols))
+      cols = UINT64_MAX;
+  if (cols > lim->max_dims)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, a->key,
+                          "%s has shape %s: %llu columns exceed the limit "
+                          "%llu",
+                          a->key, shp, (unsigned long long)cols,
+                          (unsigned long long)lim->max_dims);
+  return 0;
 }
 
 int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
@@ -198,23 +292,17 @@ int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
     return lsmi_error_set(err, LSMI_ERR_FORMAT, a->key,
                           "keys %s and %s both give %s", as->role[role].key,
                           a->key, lsmi__role_names[role]);
-  bool labels = role == LSMI__TRAIN_Y || role == LSMI__VAL_Y;
-  if (a->ndim < 1 || a->ndim > 2 ||
-      (labels && a->ndim == 2 && a->shape[1] != 1))
-    return lsmi_error_set(err, LSMI_ERR_SHAPE, a->key,
-                          "%s has shape %s; expected %s", a->key, shp,
-                          labels ? "(n,) labels" : "(n, d) features");
+  int rc = check_rank(a, role, shp, err);
+  if (rc)
+    return rc;
   if (a->shape[0] > lim->max_rows)
     return lsmi_error_set(err, LSMI_ERR_LIMIT, a->key,
                           "%s has shape %s: %llu rows exceed the limit %llu",
                           a->key, shp, (unsigned long long)a->shape[0],
                           (unsigned long long)lim->max_rows);
-  if (a->ndim == 2 && a->shape[1] > lim->max_dims)
-    return lsmi_error_set(err, LSMI_ERR_LIMIT, a->key,
-                          "%s has shape %s: %llu columns exceed the limit "
-                          "%llu",
-                          a->key, shp, (unsigned long long)a->shape[1],
-                          (unsigned long long)lim->max_dims);
+  rc = check_columns(a, shp, lim, err);
+  if (rc)
+    return rc;
   /* Every element must lie inside the bytes: the last one starts at
    * offset + sum((shape_k - 1) * stride_k). */
   bool empty = false;
@@ -230,7 +318,7 @@ int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
   }
   if (!empty) {
     uint64_t end;
-    size_t es = lsmi__dtype_size(a->dtype);
+    uint64_t es = lsmi__item_size(a);
     if (!lsmi__add_u64(last, es, &end) || end > a->data_len)
       return lsmi_error_set(err, LSMI_ERR_FORMAT, a->key,
                             "%s with shape %s (%s) needs more bytes than the "
@@ -245,8 +333,7 @@ int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
   for (int i = 0; i < a->ndim; i++)
     if (!lsmi__mul_u64(numel, a->shape[i], &numel))
       numel = UINT64_MAX;
-  if (!lsmi__mul_u64(numel, lsmi__dtype_size(a->dtype), &bytes) ||
-      bytes > a->data_len)
+  if (!lsmi__mul_u64(numel, lsmi__item_size(a), &bytes) || bytes > a->data_len)
     return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, a->key,
                           "%s with shape %s shows more elements than its %zu "
                           "bytes hold (an expanded or overlapping view); save "
@@ -255,6 +342,60 @@ int lsmi__arrays_put(lsmi__arrays_t *as, int role, const lsmi__array_t *a,
   as->role[role] = *a;
   as->have[role] = true;
   return 0;
+}
+
+lsmi__array_t lsmi__array_1d(const char *key, lsmi__dtype_t dt,
+                             const void *data, size_t n) {
+  lsmi__array_t a;
+  memset(&a, 0, sizeof a);
+  snprintf(a.key, sizeof a.key, "%s", key);
+  a.dtype = dt;
+  a.ndim = 1;
+  a.shape[0] = n;
+  a.stride[0] = lsmi__dtype_size(dt);
+  a.data = data;
+  a.data_len = n * a.stride[0];
+  return a;
+}
+
+int lsmi__arrays_put_text(lsmi__arrays_t *as, int role, const char *key,
+                          const char **v, size_t n, lsmi__dtype_t dt,
+                          const lsmi_limits_t *lim, lsmi_error_t *err) {
+  int rc = lsmi__arrays_own(as, (void *)v, err); /* frees v on failure */
+  if (rc)
+    return rc;
+  lsmi__array_t a = lsmi__array_1d(key, dt, v, n);
+  return lsmi__arrays_put(as, role, &a, lim, err);
+}
+
+int lsmi__arrays_put_strings(lsmi__arrays_t *as, int role, const char *key,
+                             size_t n, lsmi__text_fn text, const void *ctx,
+                             const lsmi_limits_t *lim, lsmi_error_t *err) {
+  if (n > lim->max_rows)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, key,
+                          "%s has %zu rows; the limit is %llu", key, n,
+                          (unsigned long long)lim->max_rows);
+  size_t bytes = 0, len;
+  for (size_t i = 0; i < n; i++) {
+    text(ctx, i, &len);
+    bytes += len + 1; /* each string lies in the caller's memory */
+  }
+  char *blob = malloc(bytes ? bytes : 1);
+  if (!blob)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
+  int rc = lsmi__arrays_own(as, blob, err);
+  const char **ptr = rc ? NULL : malloc((n ? n : 1) * sizeof *ptr);
+  if (!rc && !ptr)
+    rc = lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
+  for (size_t i = 0, k = 0; !rc && i < n; i++, k += len + 1) {
+    const char *t = text(ctx, i, &len);
+    memcpy(blob + k, t, len);
+    blob[k + len] = '\0';
+    ptr[i] = blob + k;
+  }
+  return rc ? rc
+            : lsmi__arrays_put_text(as, role, key, ptr, n, LSMI__DT_TEXT, lim,
+                                    err);
 }
 
 static float half_to_float(uint16_t h) {
@@ -274,19 +415,13 @@ static float half_to_float(uint16_t h) {
   return f;
 }
 
-static bool host_big_endian(void) {
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-  return true;
-#else
-  return false;
-#endif
-}
-
 double lsmi__array_get(const lsmi__array_t *a, uint64_t pos) {
   size_t es = lsmi__dtype_size(a->dtype);
-  const unsigned char *p = a->data + pos;
   unsigned char b[8];
-  if (a->big_endian != host_big_endian())
+  if (lsmi__dtype_is_text(a->dtype) || es == 0 || es > sizeof b)
+    return NAN; /* text has no number */
+  const unsigned char *p = a->data + pos;
+  if (a->big_endian != lsmi__host_big_endian())
     for (size_t k = 0; k < es; k++)
       b[k] = p[es - 1 - k];
   else
@@ -351,195 +486,138 @@ double lsmi__array_get(const lsmi__array_t *a, uint64_t pos) {
     memcpy(&v, b, 8);
     return v;
   }
+  default:
+    return NAN;
   }
-  return NAN;
 }
 
-/* ---- assembly ---- */
+/* ---- text ---- */
 
-static uint64_t rows_of(const lsmi__array_t *a) { return a->shape[0]; }
-static uint64_t cols_of(const lsmi__array_t *a) {
-  return a->ndim == 2 ? a->shape[1] : 1;
-}
-static uint64_t colstride_of(const lsmi__array_t *a) {
-  return a->ndim == 2 ? a->stride[1] : 0;
+/* Whether s[0, n) is UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF). */
+static bool utf8_valid(const unsigned char *s, size_t n) {
+  static const uint32_t least[4] = {0, 0x80, 0x800, 0x10000};
+  for (size_t i = 0; i < n;) {
+    unsigned c = s[i];
+    size_t k = c < 0x80             ? 0
+               : (c & 0xE0) == 0xC0 ? 1
+               : (c & 0xF0) == 0xE0 ? 2
+               : (c & 0xF8) == 0xF0 ? 3
+                                    : 4;
+    if (k == 4 || n - i <= k)
+      return false;
+    uint32_t cp = k ? c & (0x7Fu >> (k + 1)) : c;
+    for (size_t j = 1; j <= k; j++) {
+      if ((s[i + j] & 0xC0) != 0x80)
+        return false;
+      cp = (cp << 6) | (s[i + j] & 0x3Fu);
+    }
+    if (cp < least[k] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+      return false;
+    i += k + 1;
+  }
+  return true;
 }
 
-static int missing(const lsmi__arrays_t *as, int r, lsmi_error_t *err,
-                   const char *why) {
-  return lsmi_error_set(err, LSMI_ERR_MISSING, lsmi__role_names[r],
-                        "missing key %s (or %s)%s%s%s", lsmi__role_names[r],
-                        reference_names[r], why,
-                        as->seen[0] ? "; the file holds " : "", as->seen);
+/* Appends code point cp as UTF-8 at out[*k] (room for 4 bytes). */
+static bool utf8_put(uint32_t cp, char *out, size_t *k) {
+  if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+    return false;
+  unsigned char *o = (unsigned char *)out + *k;
+  if (cp < 0x80) {
+    o[0] = (unsigned char)cp;
+    *k += 1;
+  } else if (cp < 0x800) {
+    o[0] = (unsigned char)(0xC0 | (cp >> 6));
+    o[1] = (unsigned char)(0x80 | (cp & 0x3F));
+    *k += 2;
+  } else if (cp < 0x10000) {
+    o[0] = (unsigned char)(0xE0 | (cp >> 12));
+    o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    o[2] = (unsigned char)(0x80 | (cp & 0x3F));
+    *k += 3;
+  } else {
+    o[0] = (unsigned char)(0xF0 | (cp >> 18));
+    o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    *k += 4;
+  }
+  return true;
 }
 
-/* Checks one split's three arrays against each other. */
-static int check_split(const lsmi__arrays_t *as, int base, lsmi_error_t *err) {
-  const lsmi__array_t *x1 = &as->role[base], *x2 = &as->role[base + 1],
-                      *y = &as->role[base + 2];
-  char shp[160], shp1[160];
-  lsmi__shape_str(x1, shp1, sizeof shp1);
-  const lsmi__array_t *other[2] = {x2, y};
-  for (int k = 0; k < 2; k++) {
-    if (rows_of(other[k]) != rows_of(x1)) {
-      lsmi__shape_str(other[k], shp, sizeof shp);
-      return lsmi_error_set(err, LSMI_ERR_SHAPE, other[k]->key,
-                            "%s has shape %s but %s has shape %s: the row "
-                            "counts differ",
-                            other[k]->key, shp, x1->key, shp1);
+/* A NumPy 'U' element (width / 4 UCS-4 code units, NUL-padded) as UTF-8
+ * in a new string; NULL when it is not text or out of memory (*bad says
+ * which). */
+static char *ucs4_text(const lsmi__array_t *a, const unsigned char *p,
+                       bool *bad) {
+  size_t units = (size_t)(a->width / 4);
+  char *out = malloc(4 * units + 1);
+  size_t k = 0;
+  for (size_t u = 0; out && u < units; u++) {
+    const unsigned char *q = p + 4 * u;
+    uint32_t cp = a->big_endian ? (uint32_t)q[0] << 24 | (uint32_t)q[1] << 16 |
+                                      (uint32_t)q[2] << 8 | q[3]
+                                : lsmi__le32(q);
+    if (cp == 0)
+      break;
+    if (!utf8_put(cp, out, &k)) {
+      *bad = true;
+      free(out);
+      return NULL;
     }
   }
+  if (out)
+    out[k] = '\0';
+  return out;
+}
+
+int lsmi__array_text(const lsmi__array_t *a, uint64_t pos, uint64_t row,
+                     char **out, lsmi_error_t *err) {
+  const unsigned char *p = a->data + pos;
+  bool bad = false;
+  char *s = NULL;
+  if (a->dtype == LSMI__DT_TEXT || a->dtype == LSMI__DT_FIELD) {
+    const char *t;
+    memcpy(&t, p, sizeof t);
+    bad = !utf8_valid((const unsigned char *)t, strlen(t));
+    s = bad ? NULL : strdup(t);
+  } else if (a->dtype == LSMI__DT_BYTES) {
+    size_t n = 0;
+    while (n < a->width && p[n])
+      n++;
+    bad = !utf8_valid(p, n);
+    s = bad ? NULL : strndup((const char *)p, n);
+  } else if (a->dtype == LSMI__DT_UNICODE) {
+    s = ucs4_text(a, p, &bad);
+  } else {
+    double v = lsmi__array_get(a, pos);
+    if (v == 0)
+      v = 0; /* not "-0" */
+    char buf[40];
+    snprintf(buf, sizeof buf,
+             v == floor(v) && fabs(v) < 1e17 ? "%.0f" : "%.17g", v);
+    s = strdup(buf);
+  }
+  if (bad)
+    return lsmi_error_set(err, LSMI_ERR_DATA, a->key,
+                          "%s at row %llu is not UTF-8 text", a->key,
+                          (unsigned long long)row);
+  if (!s)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, a->key, "out of memory");
+  *out = s;
   return 0;
 }
 
-/* Labels: finite, integral, in [0, max_classes); *maxlab the largest. */
-static int scan_labels(const lsmi__array_t *y, const lsmi_limits_t *lim,
-                       int64_t *maxlab, lsmi_error_t *err) {
-  for (uint64_t i = 0; i < y->shape[0]; i++) {
-    double v = lsmi__array_get(y, y->offset + i * y->stride[0]);
-    if (!isfinite(v) || v != floor(v))
-      return lsmi_error_set(err, LSMI_ERR_DATA, y->key,
-                            "%s has a non-integral label %g at row %llu",
-                            y->key, v, (unsigned long long)i);
-    if (v < 0)
-      return lsmi_error_set(err, LSMI_ERR_DATA, y->key,
-                            "%s has a negative label %.0f at row %llu", y->key,
-                            v, (unsigned long long)i);
-    if (v >= (double)lim->max_classes || v >= 2147483647.0)
-      return lsmi_error_set(err, LSMI_ERR_LIMIT, y->key,
-                            "%s has label %.0f at row %llu; at most %llu "
-                            "classes are allowed (max_classes)",
-                            y->key, v, (unsigned long long)i,
-                            (unsigned long long)lim->max_classes);
-    if ((int64_t)v > *maxlab)
-      *maxlab = (int64_t)v;
-  }
-  return 0;
-}
+/* ---- notes ---- */
 
-static int fill_features(const lsmi__array_t *a, float *x, size_t ld,
-                         lsmi_error_t *err) {
-  uint64_t n = rows_of(a), d = cols_of(a), cs = colstride_of(a);
-  bool fast = a->dtype == LSMI__DT_F32 && a->big_endian == host_big_endian() &&
-              (cs == 4 || d == 1);
-  for (uint64_t i = 0; i < n; i++) {
-    float *row = x + i * ld;
-    uint64_t base = a->offset + i * a->stride[0];
-    if (fast)
-      memcpy(row, a->data + base, (size_t)d * 4);
-    else
-      for (uint64_t j = 0; j < d; j++)
-        row[j] = (float)lsmi__array_get(a, base + j * cs);
-    for (uint64_t j = 0; j < d; j++) {
-      if (!isfinite(row[j])) {
-        double v = lsmi__array_get(a, base + j * cs);
-        return lsmi_error_set(err, LSMI_ERR_DATA, a->key,
-                              "%s has %s at row %llu, column %llu", a->key,
-                              isnan(v)   ? "a NaN"
-                              : isinf(v) ? "an infinite value"
-                                         : "a value outside the float32 range",
-                              (unsigned long long)i, (unsigned long long)j);
-      }
-    }
-  }
-  return 0;
-}
-
-/* Which arrays there are and whether their shapes agree: train complete,
- * val complete or absent, rows equal within a split, features equal
- * across splits. *val: the dataset gets a val split (an empty one counts
- * as none). */
-static int check_arrays(const lsmi__arrays_t *as, bool *val,
-                        lsmi_error_t *err) {
-  for (int r = 0; r < 3; r++)
-    if (!as->have[r])
-      return missing(as, r, err, "");
-  int nval = as->have[3] + as->have[4] + as->have[5];
-  if (nval > 0 && nval < 3)
-    for (int r = 3; r < 6; r++)
-      if (!as->have[r])
-        return missing(as, r, err, ": the val split is incomplete");
-  int rc = check_split(as, 0, err);
-  if (rc)
-    return rc;
-  *val = nval == 3;
-  if (!*val)
-    return 0;
-  rc = check_split(as, 3, err);
-  if (rc)
-    return rc;
-  if (rows_of(&as->role[3]) == 0) {
-    *val = false; /* an empty val split is no val split */
-    return 0;
-  }
-  for (int k = 0; k < 2; k++) {
-    const lsmi__array_t *v = &as->role[3 + k], *t = &as->role[k];
-    if (cols_of(v) != cols_of(t)) {
-      char a[160], b[160];
-      lsmi__shape_str(v, a, sizeof a);
-      lsmi__shape_str(t, b, sizeof b);
-      return lsmi_error_set(err, LSMI_ERR_SHAPE, v->key,
-                            "%s has shape %s but %s has shape %s: the "
-                            "feature dimensions differ",
-                            v->key, a, t->key, b);
-    }
-  }
-  return 0;
-}
-
-/* Converts the arrays of each split into ds (features to float32, labels
- * to int32). */
-static int fill_dataset(const lsmi__arrays_t *as, lsmi_dataset_t *ds,
-                        lsmi_error_t *err) {
-  size_t d = ds->d1 + ds->d2;
-  int rc = 0;
-  for (int s = 0; s < (ds->val.n ? 2 : 1) && !rc; s++) {
-    lsmi_split_t *sp = s ? &ds->val : &ds->train;
-    const lsmi__array_t *x1 = &as->role[3 * s], *x2 = &as->role[3 * s + 1],
-                        *y = &as->role[3 * s + 2];
-    rc = fill_features(x1, sp->x, d, err);
-    if (!rc)
-      rc = fill_features(x2, sp->x + ds->d1, d, err);
-    for (size_t i = 0; !rc && i < sp->n; i++)
-      sp->y[i] = (int32_t)lsmi__array_get(y, y->offset + i * y->stride[0]);
-  }
-  return rc;
-}
-
-int lsmi__assemble(const lsmi__arrays_t *as, const lsmi_limits_t *lim,
-                   lsmi_dataset_t **out, lsmi_error_t *err) {
-  *out = NULL;
-  bool val = false;
-  int rc = check_arrays(as, &val, err);
-  if (rc)
-    return rc;
-  int64_t maxlab = -1;
-  rc = scan_labels(&as->role[2], lim, &maxlab, err);
-  if (!rc && val)
-    rc = scan_labels(&as->role[5], lim, &maxlab, err);
-  if (rc)
-    return rc;
-  const lsmi__array_t *tx1 = &as->role[0], *tx2 = &as->role[1];
-  uint64_t d1 = cols_of(tx1), d2 = cols_of(tx2);
-  if (rows_of(tx1) == 0)
-    return lsmi_error_set(err, LSMI_ERR_SHAPE, tx1->key, "%s has no rows",
-                          tx1->key);
-  if (d1 == 0 || d2 == 0)
-    return lsmi_error_set(err, LSMI_ERR_SHAPE, d1 == 0 ? tx1->key : tx2->key,
-                          "%s has no feature columns",
-                          d1 == 0 ? tx1->key : tx2->key);
-  size_t n_val = val ? (size_t)rows_of(&as->role[3]) : 0;
-  lsmi_dataset_t *ds =
-      lsmi_dataset_create((size_t)rows_of(tx1), n_val, (size_t)d1, (size_t)d2,
-                          (int)(maxlab + 1), err);
-  if (!ds)
-    return err ? err->status : LSMI_ERR_NOMEM;
-  rc = fill_dataset(as, ds, err);
-  if (rc)
-    lsmi_dataset_destroy(ds);
-  else
-    *out = ds;
-  return rc;
+void lsmi__note(lsmi_read_info_t *info, const char *fmt, ...) {
+  if (!info || info->nnotes >= LSMI_READ_NOTES)
+    return;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(info->notes[info->nnotes++], sizeof info->notes[0], fmt, ap);
+  va_end(ap);
 }
 
 /* ---- dispatch ---- */
@@ -582,47 +660,55 @@ static int read_arrays(const unsigned char *buf, size_t len, lsmi_format_t fmt,
   }
 }
 
-/* A read dataset's last steps: a val split made from train when the file
- * had none (and val_fraction asks for one), then validation. *ds is
- * replaced by the split dataset, and destroyed (NULL) on failure. */
-static int finish(lsmi_dataset_t **ds, const lsmi_limits_t *lim,
-                  double val_fraction, uint64_t seed, lsmi_error_t *err) {
-  int rc = 0;
-  if ((*ds)->val.n == 0 && val_fraction == 0.0)
-    rc = lsmi_error_set(err, LSMI_ERR_MISSING, "val_x1",
-                        "the file has no val split (val_x1, val_x2, val_y); "
-                        "set val_fraction to split one off train");
-  if (!rc && (*ds)->val.n == 0) {
-    lsmi_dataset_t *split = NULL;
-    rc = lsmi_dataset_split_val(*ds, val_fraction, seed, &split, err);
-    lsmi_dataset_destroy(*ds);
-    *ds = split;
-  }
-  if (!rc)
-    rc = lsmi_dataset_validate(*ds, lim, err);
-  if (rc) {
-    lsmi_dataset_destroy(*ds);
-    *ds = NULL;
-  }
+/* The val split of a read dataset: the file's own, or drawn from train
+ * when the options ask for it (*ds is then replaced by the split dataset).
+ * A fraction asked for by the user that cannot apply is an error. */
+static int val_split(lsmi_dataset_t **ds, const lsmi_read_options_t *o,
+                     lsmi_error_t *err) {
+  if ((*ds)->val.n > 0 && o->val_fraction_given && o->val_fraction > 0)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "val_fraction",
+                          "val_fraction %g cannot apply: the file has its "
+                          "own val split (%zu rows); leave val_fraction out "
+                          "to use it",
+                          o->val_fraction, (*ds)->val.n);
+  if ((*ds)->val.n > 0)
+    return 0;
+  if (o->val_fraction == 0.0)
+    return lsmi_error_set(err, LSMI_ERR_MISSING, "val_x1",
+                          "the file has no val split (val_x1, val_x2, val_y); "
+                          "set val_fraction (lsmi fit --val-fraction, upload "
+                          "?val_fraction=) to draw one from train");
+  lsmi_dataset_t *split = NULL;
+  int rc = lsmi_dataset_split_val(*ds, o->val_fraction, o->seed, &split, err);
+  lsmi_dataset_destroy(*ds);
+  *ds = split;
   return rc;
 }
 
 int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
                               lsmi_format_t fmt, const lsmi_limits_t *lim,
-                              double val_fraction, uint64_t seed,
-                              lsmi_dataset_t **out, lsmi_format_t *format,
+                              const lsmi_read_options_t *opts,
+                              lsmi_dataset_t **out, lsmi_read_info_t *info,
                               lsmi_error_t *err) {
   lsmi_limits_t dl;
   if (!lim) {
     lsmi_limits_default(&dl);
     lim = &dl;
   }
+  static const lsmi_read_options_t none = LSMI_READ_OPTIONS_INIT;
+  if (!opts)
+    opts = &none;
+  lsmi_read_info_t di;
+  if (!info)
+    info = &di;
+  memset(info, 0, sizeof *info);
   *out = NULL;
-  if (!(val_fraction >= 0.0 && val_fraction < 1.0))
+  double vf = opts->val_fraction;
+  if (!(vf >= 0.0 && vf < 1.0))
     return lsmi_error_set(err, LSMI_ERR_INVALID, "val_fraction",
                           "val_fraction must be 0 (none) or in (0, 1), not "
                           "%g",
-                          val_fraction);
+                          vf);
   if (len > lim->max_file_bytes)
     return lsmi_error_set(err, LSMI_ERR_LIMIT, "",
                           "file has %zu bytes; the limit is %llu", len,
@@ -634,17 +720,25 @@ int lsmi__dataset_read_buffer(const unsigned char *buf, size_t len,
     if (fmt == LSMI_FORMAT_NPZ && zip_is_torch(buf, len, lim))
       fmt = LSMI_FORMAT_PT;
   }
-  if (format)
-    *format = fmt;
+  info->format = fmt;
   lsmi__arrays_t as;
   lsmi__arrays_init(&as);
+  const char *keys[LSMI__PARTS] = {opts->x1, opts->x2, opts->y, opts->id};
+  for (int q = 0; q < LSMI__PARTS; q++)
+    as.keys[q] = keys[q] && *keys[q] ? keys[q] : NULL;
   lsmi_dataset_t *ds = NULL;
   int rc = read_arrays(buf, len, fmt, lim, &as, err);
   if (!rc)
-    rc = lsmi__assemble(&as, lim, &ds, err);
+    rc = lsmi__assemble(&as, lim, &ds, info, err);
   lsmi__arrays_free(&as);
   if (!rc)
-    rc = finish(&ds, lim, val_fraction, seed, err);
+    rc = val_split(&ds, opts, err);
+  if (!rc)
+    rc = lsmi_dataset_validate(ds, lim, err);
+  if (rc) {
+    lsmi_dataset_destroy(ds);
+    ds = NULL;
+  }
   *out = ds;
   return rc;
 }
@@ -684,9 +778,9 @@ out:
   return rc;
 }
 
-int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
-                      double val_fraction, uint64_t seed, lsmi_dataset_t **out,
-                      lsmi_format_t *format, lsmi_error_t *err) {
+int lsmi_dataset_read_ex(const char *path, const lsmi_limits_t *lim,
+                         const lsmi_read_options_t *opts, lsmi_dataset_t **out,
+                         lsmi_read_info_t *info, lsmi_error_t *err) {
   lsmi_limits_t dl;
   if (!lim) {
     lsmi_limits_default(&dl);
@@ -694,8 +788,8 @@ int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
   }
   if (out)
     *out = NULL;
-  if (format)
-    *format = LSMI_FORMAT_UNKNOWN;
+  if (info)
+    memset(info, 0, sizeof *info);
   if (!path || !out)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "", "no path or output");
   void *map;
@@ -704,7 +798,20 @@ int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
   if (rc)
     return rc;
   rc = lsmi__dataset_read_buffer(map, (size_t)size, LSMI_FORMAT_UNKNOWN, lim,
-                                 val_fraction, seed, out, format, err);
+                                 opts, out, info, err);
   munmap(map, (size_t)size);
+  return rc;
+}
+
+int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
+                      double val_fraction, uint64_t seed, lsmi_dataset_t **out,
+                      lsmi_format_t *format, lsmi_error_t *err) {
+  lsmi_read_options_t o = LSMI_READ_OPTIONS_INIT;
+  o.val_fraction = val_fraction;
+  o.seed = seed;
+  lsmi_read_info_t info;
+  int rc = lsmi_dataset_read_ex(path, lim, &o, out, &info, err);
+  if (format)
+    *format = info.format;
   return rc;
 }

@@ -5,17 +5,28 @@
  *
  *     lsmi_limits_t lim;
  *     lsmi_limits_default(&lim);
+ *     lsmi_read_options_t opt = LSMI_READ_OPTIONS_INIT;
+ *     opt.x1 = "feat_a";                 // which array is which
+ *     opt.val_fraction = 0.2;            // drawn when the file has no val
  *     lsmi_dataset_t *ds;
- *     lsmi_format_t fmt;
+ *     lsmi_read_info_t info;
  *     lsmi_error_t err;
- *     if (lsmi_dataset_read("features.npz", &lim, 0.2, 0, &ds, &fmt, &err))
- *       fprintf(stderr, "%s: %s\n", err.field, err.message);  // the key at fault
+ *     if (lsmi_dataset_read_ex("features.npz", &lim, &opt, &ds, &info, &err))
+ *       fprintf(stderr, "%s: %s\n", err.field, err.message);  // the key at
+ * fault
  *
  * Formats, detected from the content: .npz, a bundle of .npy arrays, a
  * PyTorch .pt (zip; read by a pickle machine that builds no objects),
  * .safetensors, CSV and JSON. Every size read from a file is checked
  * against lsmi_limits_t before it is multiplied or allocated. The library
  * needs zlib and jansson; the conventions are those of lsmi.h.
+ *
+ * What a read keeps besides the numbers (core/lsmi.h): each row's
+ * position in the file (`row`: the record or data line for CSV and a .npy
+ * bundle, counted from 0 over the whole file; else the index in the
+ * split's own arrays, in train's arrays when val was drawn), the sample ids
+ * of a key or column "id" (or opt.id), and the labels' own values as class
+ * names when they were not 0 .. C-1.
  */
 #ifndef LSMI_IO_H
 #define LSMI_IO_H
@@ -65,11 +76,52 @@ LSMI_API lsmi_format_t lsmi_format_detect(const unsigned char *head,
                                           size_t len);
 
 /*
+ * How to read a file: which key holds each part (in .npz, .pt,
+ * .safetensors and JSON a key, in a .npy bundle a field, in CSV a column:
+ * x1 and x2 a column name or prefix, "img_" for img_0, img_1, ...; NULL:
+ * the usual names, doc/formats.md), and the val split of a file without
+ * one. The strings are borrowed for the call.
+ */
+typedef struct lsmi_read_options {
+  const char *x1, *x2, *y, *id;
+  double val_fraction;     /* a file without val: draw this fraction of train
+                              (0: refuse such a file, LSMI_ERR_MISSING) */
+  bool val_fraction_given; /* asked for by the user: a file with its own
+                              val split is then LSMI_ERR_INVALID, not a
+                              fraction silently unused */
+  uint64_t seed;           /* of the drawn split */
+} lsmi_read_options_t;
+
+#define LSMI_READ_OPTIONS_INIT                                                 \
+  { NULL, NULL, NULL, NULL, 0.0, false, 0 }
+
+#define LSMI_READ_NOTES 4
+
+/* What a read found: the format, and what lsmi did that the file did not
+ * say (one-hot labels decoded, features flattened), one sentence each. */
+typedef struct lsmi_read_info {
+  lsmi_format_t format;
+  int nnotes;
+  char notes[LSMI_READ_NOTES][200];
+} lsmi_read_info_t;
+
+/*
  * Reads and validates a dataset file of any supported format (detected from
- * its content). When the file has no val split and val_fraction is in
- * (0, 1), lsmi_dataset_split_val makes one with `seed`; with no val split
- * and val_fraction 0 it fails with LSMI_ERR_MISSING. *out receives a new
- * dataset (taken by the caller), *format (may be NULL) the detected format.
+ * its content), with opts (NULL: LSMI_READ_OPTIONS_INIT). A file without a
+ * val split gets one from lsmi_dataset_split_val (opts->val_fraction,
+ * opts->seed; ds->val_drawn says so). *out receives a new dataset (taken
+ * by the caller); *info (may be NULL) what the read found. A refused
+ * file's message says what the file holds and which option fixes it.
+ */
+LSMI_API int lsmi_dataset_read_ex(const char *path, const lsmi_limits_t *lim,
+                                  const lsmi_read_options_t *opts,
+                                  lsmi_dataset_t **out, lsmi_read_info_t *info,
+                                  lsmi_error_t *err);
+
+/*
+ * lsmi_dataset_read_ex with the usual names and val_fraction, seed as
+ * given (val_fraction not marked as given: a file with its own val split
+ * keeps it); *format (may be NULL) receives the detected format.
  */
 LSMI_API int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
                                double val_fraction, uint64_t seed,
@@ -79,16 +131,17 @@ LSMI_API int lsmi_dataset_read(const char *path, const lsmi_limits_t *lim,
 /*
  * The checks every reader runs after reading: row counts, finite features
  * (the error names the key and first bad row), labels in [0, classes), every
- * class present in train with at least lim->min_rows_per_class rows.
+ * class present in train with at least lim->min_rows_per_class rows (the
+ * error names the class by its name when it has one).
  */
 LSMI_API int lsmi_dataset_validate(const lsmi_dataset_t *ds,
-                                   const lsmi_limits_t *lim,
-                                   lsmi_error_t *err);
+                                   const lsmi_limits_t *lim, lsmi_error_t *err);
 
 /*
  * SHA-256 of the dataset's content in a canonical form (shapes, classes,
  * float32 features, int32 labels, little endian): the same numbers read from
- * any format give the same hash. out: 32 bytes.
+ * any format give the same hash; ids, rows and class names do not count.
+ * out: 32 bytes.
  */
 LSMI_API void lsmi_dataset_hash(const lsmi_dataset_t *ds,
                                 unsigned char out[32]);

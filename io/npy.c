@@ -199,13 +199,32 @@ static int dict_get(const lit_t *L, int dict, const char *key) {
 
 /* ---- dtypes ---- */
 
-/* "<f4" etc. into dtype and byte order; 0 or UNSUPPORTED. */
+/* Text dtypes: "<U8" (UCS-4, 8 characters) or "|S8" (8 bytes), at most
+ * 1 MiB an element: *dt and *width. */
+static bool parse_text_descr(const char *d, lsmi__dtype_t *dt, bool *big,
+                             uint64_t *width) {
+  if (!strchr("<>|=", d[0]) || (d[1] != 'U' && d[1] != 'S'))
+    return false;
+  char *end;
+  unsigned long long w = strtoull(d + 2, &end, 10);
+  if (d[2] < '0' || d[2] > '9' || *end != '\0' || w == 0 || w > (1u << 18))
+    return false;
+  *dt = d[1] == 'U' ? LSMI__DT_UNICODE : LSMI__DT_BYTES;
+  *width = d[1] == 'U' ? 4 * w : w;
+  *big = d[0] == '>';
+  return true;
+}
+
+/* "<f4" etc. into dtype, byte order and (text) width; 0 or UNSUPPORTED. */
 static int parse_descr(const node_t *n, const char *key, lsmi__dtype_t *dt,
-                       bool *big, lsmi_error_t *err) {
+                       bool *big, uint64_t *width, lsmi_error_t *err) {
   char d[16];
   size_t len = n->len < sizeof d - 1 ? n->len : sizeof d - 1;
   memcpy(d, n->s, len);
   d[len] = '\0';
+  *width = 0;
+  if (parse_text_descr(d, dt, big, width))
+    return 0;
   static const struct {
     const char *code;
     lsmi__dtype_t dt;
@@ -223,9 +242,11 @@ static int parse_descr(const node_t *n, const char *key, lsmi__dtype_t *dt,
     }
   }
   return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key,
-                        "%s has dtype '%s'; supported are bool, int8-64, "
-                        "uint8-64, float16, float32 and float64",
-                        key, d);
+                        "%s has dtype '%s'%s; supported are bool, int8-64, "
+                        "uint8-64, float16, float32, float64 and, for labels "
+                        "and ids, strings",
+                        key, d,
+                        strcmp(d, "|O") == 0 ? " (Python objects)" : "");
 }
 
 /* Fills shape from a tuple node, with the element count checked. */
@@ -236,8 +257,8 @@ static int parse_shape(const lit_t *L, int t, const char *key, lsmi__array_t *a,
                           "%s: .npy header has no shape tuple", key);
   if (L->n[t].count > LSMI__MAX_NDIM)
     return lsmi_error_set(err, LSMI_ERR_SHAPE, key,
-                          "%s has %d dimensions; at most 2 are meaningful", key,
-                          L->n[t].count);
+                          "%s has %d dimensions; at most %d are supported", key,
+                          L->n[t].count, LSMI__MAX_NDIM);
   a->ndim = 0;
   uint64_t prod = 1;
   bool overflow = false;
@@ -332,12 +353,13 @@ int lsmi__npy_parse(const unsigned char *buf, size_t len, const char *key,
                         "are supported here",
                         key);
   if (!rc)
-    rc = parse_descr(&L->n[descr], key, &a->dtype, &a->big_endian, err);
+    rc = parse_descr(&L->n[descr], key, &a->dtype, &a->big_endian, &a->width,
+                     err);
   if (!rc)
     rc = parse_shape(L, shape, key, a, &numel, err);
   if (!rc) {
     uint64_t bytes;
-    if (!lsmi__mul_u64(numel, lsmi__dtype_size(a->dtype), &bytes) ||
+    if (!lsmi__mul_u64(numel, lsmi__item_size(a), &bytes) ||
         bytes > len - off) {
       char shp[160];
       lsmi__shape_str(a, shp, sizeof shp);
@@ -352,7 +374,7 @@ int lsmi__npy_parse(const unsigned char *buf, size_t len, const char *key,
     a->data_len = len - off;
     a->offset = 0;
     if (L->n[fo].i) {
-      uint64_t s = lsmi__dtype_size(a->dtype);
+      uint64_t s = lsmi__item_size(a);
       for (int i = 0; i < a->ndim; i++) {
         a->stride[i] = s;
         s *= a->shape[i] ? a->shape[i] : 1;
@@ -381,7 +403,7 @@ int lsmi__read_npz(const unsigned char *buf, size_t len,
     memcpy(key, e->name, nl - 4);
     key[nl - 4] = '\0';
     lsmi__arrays_seen(as, key);
-    int role = lsmi__key_role(key);
+    int role = lsmi__key_role(as, -1, key);
     if (role < 0)
       continue;
     const unsigned char *data;
@@ -402,13 +424,19 @@ int lsmi__read_npz(const unsigned char *buf, size_t len,
 
 /* ---- single-file bundle ---- */
 
+/* A field of the record: x1, x2, y, id (by the caller's names or these)
+ * and split. */
+enum { F_X1, F_X2, F_Y, F_ID, F_SPLIT, F_COUNT };
+
 typedef struct field {
   const char *name;
   bool found;
   lsmi__dtype_t dt;
   bool big;
-  uint64_t off;  /* byte offset in the record */
-  uint64_t cols; /* subarray length, 1 for a scalar */
+  uint64_t width; /* text dtypes */
+  uint64_t off;   /* byte offset in the record */
+  int sub_ndim;   /* subarray dims, 0 for a scalar */
+  uint64_t sub[LSMI__MAX_NDIM - 1];
 } field_t;
 
 /* The name a bundle's errors give the file itself. */
@@ -416,7 +444,7 @@ static const char bundle_key[] = "npy";
 
 /* What the header of a bundle says: its fields, record size and count. */
 typedef struct bundle {
-  field_t f[4]; /* x1, x2, y, split */
+  field_t f[F_COUNT];
   uint64_t itemsize, n;
   size_t off;     /* of the first record in the file */
   uint64_t total; /* n * itemsize bytes of records */
@@ -440,11 +468,35 @@ static int other_field_size(const node_t *tn, const char *fname,
   return 0;
 }
 
+/* A field's subarray shape (the tuple at node sh, or none: a scalar) into
+ * f, with its element count *cols. */
+static int field_shape(const lit_t *L, int sh, const char *fname, field_t *f,
+                       uint64_t *cols, lsmi_error_t *err) {
+  *cols = 1;
+  if (sh < 0)
+    return 0;
+  lsmi__array_t tmp;
+  memset(&tmp, 0, sizeof tmp);
+  int rc = parse_shape(L, sh, fname, &tmp, cols, err);
+  if (rc)
+    return rc;
+  if (f && tmp.ndim > LSMI__MAX_NDIM - 1)
+    return lsmi_error_set(err, LSMI_ERR_SHAPE, fname,
+                          "field %s has %d dimensions; at most %d are "
+                          "supported",
+                          fname, tmp.ndim, LSMI__MAX_NDIM - 1);
+  if (f) {
+    f->sub_ndim = tmp.ndim;
+    memcpy(f->sub, tmp.shape, (size_t)tmp.ndim * sizeof f->sub[0]);
+  }
+  return 0;
+}
+
 /* One field of the structured dtype, the tuple (name, descr[, shape]) at
  * node k: recorded in b->f when it is one of ours, and counted into
  * b->itemsize. */
 static int read_field(const lit_t *L, int k, const lsmi_limits_t *lim,
-                      bundle_t *b, lsmi_error_t *err) {
+                      bundle_t *b, lsmi__arrays_t *as, lsmi_error_t *err) {
   const node_t *t = &L->n[k];
   int nm = t->first, ty = nm >= 0 ? L->n[nm].next : -1,
       sh = ty >= 0 ? L->n[ty].next : -1;
@@ -459,35 +511,30 @@ static int read_field(const lit_t *L, int k, const lsmi_limits_t *lim,
   size_t fl = L->n[nm].len < 63 ? L->n[nm].len : 63;
   memcpy(fname, L->n[nm].s, fl);
   fname[fl] = '\0';
+  lsmi__arrays_seen(as, fname);
   field_t *target = NULL;
-  for (int q = 0; q < 4; q++)
+  for (int q = 0; q < F_COUNT; q++)
     if (strcmp(fname, b->f[q].name) == 0)
       target = &b->f[q];
-  uint64_t fsize = 0, cols = 1;
+  uint64_t fsize = 0, cols = 1, width = 0;
   lsmi__dtype_t dt = LSMI__DT_U8;
   bool big = false;
-  int rc = target ? parse_descr(&L->n[ty], fname, &dt, &big, err)
+  int rc = target ? parse_descr(&L->n[ty], fname, &dt, &big, &width, err)
                   : other_field_size(&L->n[ty], fname, lim, &fsize, err);
+  if (!rc)
+    rc = field_shape(L, sh, fname, target, &cols, err);
   if (rc)
     return rc;
-  if (target)
-    fsize = lsmi__dtype_size(dt);
-  if (sh >= 0) {
-    lsmi__array_t tmp;
-    memset(&tmp, 0, sizeof tmp);
-    rc = parse_shape(L, sh, fname, &tmp, &cols, err);
-    if (rc)
-      return rc;
-    if (target && tmp.ndim != 1)
-      return lsmi_error_set(err, LSMI_ERR_SHAPE, fname,
-                            "field %s must be a scalar or a 1-D subarray",
-                            fname);
-  }
   if (target) {
     if (target->found)
       return lsmi_error_set(err, LSMI_ERR_FORMAT, fname,
                             "field %s appears twice", fname);
-    *target = (field_t){target->name, true, dt, big, b->itemsize, cols};
+    fsize = width ? width : lsmi__dtype_size(dt);
+    target->found = true;
+    target->dt = dt;
+    target->big = big;
+    target->width = width;
+    target->off = b->itemsize;
   }
   uint64_t bytes;
   if (!lsmi__mul_u64(fsize, cols, &bytes) ||
@@ -501,7 +548,7 @@ static int read_field(const lit_t *L, int k, const lsmi_limits_t *lim,
  * x2 and y, with all its records inside the file. L is scratch. */
 static int read_bundle_header(const unsigned char *buf, size_t len,
                               const lsmi_limits_t *lim, lit_t *L, bundle_t *b,
-                              lsmi_error_t *err) {
+                              lsmi__arrays_t *as, lsmi_error_t *err) {
   const char *key = bundle_key;
   int dict = -1;
   int rc = npy_header(buf, len, key, lim, L, &dict, &b->off, err);
@@ -515,16 +562,19 @@ static int read_bundle_header(const unsigned char *buf, size_t len,
   if (L->n[descr].type != N_LIST)
     return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key,
                           "a single .npy file must hold a structured array "
-                          "with fields x1, x2, y (and optionally split); this "
-                          "one holds a plain array");
+                          "with fields x1, x2, y (and optionally split, id); "
+                          "this one holds a plain array: save the arrays "
+                          "with np.savez(\"ds.npz\", x1=x1, x2=x2, y=y)");
   for (int k = L->n[descr].first; k >= 0 && !rc; k = L->n[k].next)
-    rc = read_field(L, k, lim, b, err);
-  for (int q = 0; q < 3 && !rc; q++)
+    rc = read_field(L, k, lim, b, as, err);
+  for (int q = 0; q < F_ID && !rc; q++)
     if (!b->f[q].found)
       rc = lsmi_error_set(err, LSMI_ERR_MISSING, b->f[q].name,
-                          "the .npy structured array has no field %s "
-                          "(needs x1, x2, y; optional split)",
-                          b->f[q].name);
+                          "the .npy structured array has no field %s (needs "
+                          "x1, x2, y; optional split, id); its fields are %s: "
+                          "say which is which with --x1 FIELD --x2 FIELD "
+                          "--y FIELD (upload: ?x1=&x2=&y=)",
+                          b->f[q].name, as->seen);
   lsmi__array_t rec;
   memset(&rec, 0, sizeof rec);
   if (!rc)
@@ -552,12 +602,38 @@ static int read_bundle_header(const unsigned char *buf, size_t len,
  * nonzero. */
 static int record_split(const bundle_t *b, const lsmi__array_t *sp,
                         uint64_t i) {
-  return b->f[3].found &&
-         lsmi__array_get(sp, i * b->itemsize + b->f[3].off) != 0;
+  return b->f[F_SPLIT].found &&
+         lsmi__array_get(sp, i * b->itemsize + b->f[F_SPLIT].off) != 0;
+}
+
+/* Field f of the `count` records at data (a copy of split s's), as an
+ * array: one row per record, the field's subarray dims after it. */
+static lsmi__array_t field_view(const field_t *f, int s, const bundle_t *b,
+                                const unsigned char *data, uint64_t count) {
+  lsmi__array_t a;
+  memset(&a, 0, sizeof a);
+  snprintf(a.key, sizeof a.key, "%s%s", s ? "val." : "", f->name);
+  a.dtype = f->dt;
+  a.big_endian = f->big;
+  a.width = f->width;
+  bool feature = f == &b->f[F_X1] || f == &b->f[F_X2];
+  /* A scalar feature is one column; a scalar label or id one value. */
+  a.ndim = 1 + (f->sub_ndim ? f->sub_ndim : feature);
+  a.shape[0] = count;
+  a.shape[1] = 1;
+  for (int k = 0; k < f->sub_ndim; k++)
+    a.shape[1 + k] = f->sub[k];
+  lsmi__strides_c(&a);
+  a.stride[0] = b->itemsize;
+  a.offset = f->off;
+  a.data = data;
+  a.data_len = (size_t)(count * b->itemsize);
+  return a;
 }
 
 /* Copies the `count` records of split s out of recs (the copy taken by
- * `as`) and puts x1, x2 and y as strided views of it. */
+ * `as`), notes their positions in the file, and puts the fields as
+ * strided views of the copy. */
 static int put_split(const unsigned char *recs, const bundle_t *b,
                      const lsmi__array_t *sp, int s, uint64_t count,
                      const lsmi_limits_t *lim, lsmi__arrays_t *as,
@@ -567,30 +643,23 @@ static int put_split(const unsigned char *recs, const bundle_t *b,
   if (!copy)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   int rc = lsmi__arrays_own(as, copy, err);
+  uint64_t *pos = rc ? NULL : malloc((size_t)(count ? count : 1) * 8);
+  if (!rc && !pos)
+    rc = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  if (!rc)
+    rc = lsmi__arrays_own(as, pos, err);
+  as->file_row[s] = rc ? NULL : pos;
   uint64_t k = 0;
   for (uint64_t i = 0; !rc && i < b->n; i++)
-    if (record_split(b, sp, i) == s)
-      memcpy(copy + (k++) * size, recs + i * size, (size_t)size);
-  for (int q = 0; q < 3 && !rc; q++) {
-    const field_t *f = &b->f[q];
-    lsmi__array_t a;
-    memset(&a, 0, sizeof a);
-    snprintf(a.key, sizeof a.key, "%s%s", s ? "val." : "", f->name);
-    a.dtype = f->dt;
-    a.big_endian = f->big;
-    a.ndim = q == 2 ? 1 : 2;
-    a.shape[0] = count;
-    a.shape[1] = f->cols;
-    a.stride[0] = size;
-    a.stride[1] = lsmi__dtype_size(f->dt);
-    a.offset = f->off;
-    a.data = copy;
-    a.data_len = (size_t)(count * size);
-    if (q == 2 && f->cols != 1)
-      rc = lsmi_error_set(err, LSMI_ERR_SHAPE, "y",
-                          "field y must be a scalar label per record");
-    if (!rc)
-      rc = lsmi__arrays_put(as, 3 * s + q, &a, lim, err);
+    if (record_split(b, sp, i) == s) {
+      memcpy(copy + k * size, recs + i * size, (size_t)size);
+      pos[k++] = i;
+    }
+  for (int q = 0; q < F_SPLIT && !rc; q++) {
+    if (!b->f[q].found)
+      continue;
+    lsmi__array_t a = field_view(&b->f[q], s, b, copy, count);
+    rc = lsmi__arrays_put(as, lsmi__role(s, q), &a, lim, err);
   }
   return rc;
 }
@@ -602,11 +671,15 @@ static int put_records(const unsigned char *buf, const bundle_t *b,
   const unsigned char *recs = buf + b->off;
   lsmi__array_t sp;
   memset(&sp, 0, sizeof sp);
-  if (b->f[3].found) {
-    sp.dtype = b->f[3].dt;
-    sp.big_endian = b->f[3].big;
+  if (b->f[F_SPLIT].found) {
+    sp.dtype = b->f[F_SPLIT].dt;
+    sp.big_endian = b->f[F_SPLIT].big;
     sp.data = recs;
     sp.data_len = (size_t)b->total;
+    if (lsmi__dtype_is_text(sp.dtype) || b->f[F_SPLIT].sub_ndim)
+      return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "split",
+                            "field split must be an integer or bool per "
+                            "record (0 train, nonzero val)");
   }
   uint64_t count[2] = {0, 0};
   for (uint64_t i = 0; i < b->n; i++)
@@ -626,10 +699,10 @@ int lsmi__read_npy(const unsigned char *buf, size_t len,
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   bundle_t b;
   memset(&b, 0, sizeof b);
-  static const char *const names[4] = {"x1", "x2", "y", "split"};
-  for (int q = 0; q < 4; q++)
-    b.f[q].name = names[q];
-  int rc = read_bundle_header(buf, len, lim, L, &b, err);
+  for (int q = 0; q < F_SPLIT; q++)
+    b.f[q].name = as->keys[q] ? as->keys[q] : lsmi__part_names[q];
+  b.f[F_SPLIT].name = "split";
+  int rc = read_bundle_header(buf, len, lim, L, &b, as, err);
   free(L);
   if (!rc)
     rc = put_records(buf, &b, lim, as, err);

@@ -6,7 +6,8 @@
  * object in which every storage is a persistent id), "<name>/data/<key>"
  * (the raw bytes of each storage, little endian unless "<name>/byteorder"
  * says "big") and some version records. We accept exactly what torch.save
- * emits for a dict of tensors:
+ * emits for a dict of tensors (or a list or tuple of them, a dict of such
+ * dicts per split, and lists of str or int for labels and ids):
  *
  *   globals   torch._utils._rebuild_tensor_v2, torch._utils._rebuild_parameter,
  *             collections.OrderedDict, torch.<Type>Storage (Float, Double,
@@ -25,11 +26,15 @@
  * Tensors become strided views (offset, sizes, strides in elements, turned
  * into bytes here) into their storage member, read once per storage key so
  * that tensors sharing a storage share its bytes. The legacy pre-zip format
- * (a bare pickle stream) is refused with an 'unsupported' error that says
- * how to re-save the file.
+ * (a bare pickle stream that starts with torch's magic number) is refused
+ * with an 'unsupported' error that says how to re-save the file, and so is
+ * any other bare pickle (pickle.dump), which could only be read by running
+ * it.
  *
  * The reader is four steps (lsmi__read_pt): find data.pkl, read the byte
- * order, unpickle, and turn each tensor of the dict into an array.
+ * order, unpickle, and turn each tensor of the saved object into an array:
+ * a dict's values by their keys (lsmi__key_role), a {"train": {...},
+ * "val": {...}} dict's per split, a list or tuple of three as x1, x2, y.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -391,10 +396,14 @@ static bool allowed_global(const char *mod, size_t ml, const char *name,
 static int refuse_global(vm_t *m, const char *mod, size_t ml, const char *name,
                          size_t nl) {
   int a = ml > 100 ? 100 : (int)ml, b = nl > 100 ? 100 : (int)nl;
+  bool numpy = ml >= 5 && memcmp(mod, "numpy", 5) == 0;
   return lsmi_error_set(m->err, LSMI_ERR_UNSUPPORTED, "data.pkl",
                         "unsupported pickle global %.*s.%.*s: only tensors "
-                        "saved by torch.save in a dict are accepted",
-                        a, mod, b, name);
+                        "saved by torch.save in a dict are accepted%s",
+                        a, mod, b, name,
+                        numpy ? " (NumPy arrays inside a .pt are not: save "
+                                "torch.as_tensor(a), or use np.savez)"
+                              : "");
 }
 
 static int push_global(vm_t *m, const char *mod, size_t ml, const char *name,
@@ -438,9 +447,9 @@ static int rebuild_tensor(vm_t *m, pv_t *args) {
   pv_t *size = args->items[2], *stride = args->items[3];
   if (size->n > LSMI__MAX_NDIM)
     return lsmi_error_set(m->err, LSMI_ERR_SHAPE, "data.pkl",
-                          "a tensor has %zu dimensions; at most 2 are "
-                          "meaningful",
-                          size->n);
+                          "a tensor has %zu dimensions; at most %d are "
+                          "supported",
+                          size->n, LSMI__MAX_NDIM);
   pv_t *v = new_value(m, V_TENSOR);
   tensor_t *t = arena_alloc(&m->arena, sizeof *t);
   if (!v || !t)
@@ -827,7 +836,7 @@ typedef struct pt_archive {
   lsmi__zip_t z;
   char prefix[256]; /* "<name>/": where data.pkl and the storages live */
   bool big;         /* storages are big endian */
-  loaded_t cache[LSMI__ROLES + 1]; /* a 7th tensor fails in _put */
+  loaded_t cache[LSMI__ROLES + 1]; /* a 9th tensor fails in _put */
   size_t ncache;
 } pt_archive_t;
 
@@ -884,7 +893,7 @@ static int read_byteorder(pt_archive_t *ar, lsmi_error_t *err) {
 }
 
 /* Reads data.pkl (its bytes taken by `as`) and runs it on m: *top is the
- * saved dict, allocated in m's arena. */
+ * saved object, allocated in m's arena. */
 static int unpickle(pt_archive_t *ar, const lsmi__zip_entry_t *pkl, vm_t *m,
                     lsmi__arrays_t *as, pv_t **top, lsmi_error_t *err) {
   const unsigned char *data;
@@ -896,11 +905,7 @@ static int unpickle(pt_archive_t *ar, const lsmi__zip_entry_t *pkl, vm_t *m,
   if (rc)
     return rc;
   vm_init(m, data, len, err);
-  rc = run(m, top);
-  if (!rc && (*top)->t != V_DICT)
-    rc = lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "data.pkl",
-                        "the saved object is not a dict of tensors");
-  return rc;
+  return run(m, top);
 }
 
 /* The bytes of storage s (of the tensor under `key`), from the cache or
@@ -971,36 +976,147 @@ static int put_tensor(pt_archive_t *ar, const char *key, const pv_t *v,
   return lsmi__arrays_put(as, role, &a, lim, err);
 }
 
-/* Every tensor of the saved dict whose key names a role. */
+/* The i-th string of a list value. */
+static const char *list_text(const void *ctx, size_t i, size_t *len) {
+  const pv_t *e = ((const pv_t *)ctx)->items[i];
+  *len = e->len;
+  return e->s;
+}
+
+/* A Python list of str or of int (a label or id per row) as a TEXT or
+ * int64 array named key, copied out of the arena into memory `as` owns. */
+static int put_pylist(const char *key, const pv_t *v, int role,
+                      const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                      lsmi_error_t *err) {
+  size_t n = v->n;
+  bool text = n > 0 && v->items[0]->t == V_STR;
+  for (size_t i = 0; i < n; i++) {
+    const pv_t *e = v->items[i];
+    if (text ? e->t != V_STR : (e->t != V_INT && e->t != V_BOOL))
+      return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key,
+                            "%s is a list whose item %zu is not %s; labels "
+                            "and ids are a tensor, or a list of str or of "
+                            "int",
+                            key, i, text ? "a str" : "an int");
+  }
+  if (text)
+    return lsmi__arrays_put_strings(as, role, key, n, list_text, v, lim, err);
+  if (n > lim->max_rows)
+    return lsmi_error_set(err, LSMI_ERR_LIMIT, key,
+                          "%s has %zu rows; the limit is %llu", key, n,
+                          (unsigned long long)lim->max_rows);
+  int64_t *x = malloc((n ? n : 1) * sizeof *x);
+  if (!x)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, key, "out of memory");
+  int rc = lsmi__arrays_own(as, x, err); /* frees x on failure */
+  if (rc)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    x[i] = v->items[i]->i;
+  lsmi__array_t a = lsmi__array_1d(key, LSMI__DT_I64, x, n);
+  return lsmi__arrays_put(as, role, &a, lim, err);
+}
+
+/* The value v saved under key, as the array of role (-1: ignored). */
+static int put_value(pt_archive_t *ar, const char *key, const pv_t *v, int role,
+                     const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                     lsmi_error_t *err) {
+  if (role < 0)
+    return 0;
+  if (v->t == V_TENSOR)
+    return put_tensor(ar, key, v, role, lim, as, err);
+  if ((v->t == V_LIST || v->t == V_TUPLE) && lsmi__part(role) >= LSMI__Y)
+    return put_pylist(key, v, role, lim, as, err);
+  return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, key, "%s is not a tensor",
+                        key);
+}
+
+/* The items of dict d whose keys name a role; split -1 at the top, 0 or 1
+ * inside a "train" or "val" dict (whose keys are then named
+ * "train.KEY"). */
+static int put_dict(pt_archive_t *ar, const pv_t *d, int split,
+                    const lsmi_limits_t *lim, lsmi__arrays_t *as,
+                    lsmi_error_t *err) {
+  int rc = 0;
+  for (size_t i = 0; !rc && i + 1 < d->n; i += 2) {
+    const pv_t *k = d->items[i], *v = d->items[i + 1];
+    if (k->t != V_STR)
+      continue;
+    bool group = split < 0 && v->t == V_DICT &&
+                 (strcmp(k->s, "train") == 0 || strcmp(k->s, "val") == 0);
+    if (group) {
+      rc = put_dict(ar, v, k->s[0] == 'v', lim, as, err);
+      continue;
+    }
+    char key[64];
+    snprintf(key, sizeof key, "%s%s",
+             split < 0 ? ""
+             : split   ? "val."
+                       : "train.",
+             k->s);
+    lsmi__arrays_seen(as, key);
+    rc = put_value(ar, key, v, lsmi__key_role(as, split, k->s), lim, as, err);
+  }
+  return rc;
+}
+
+/* The saved object: a dict, or a list or tuple of three tensors (x1, x2,
+ * y of a file without val). */
 static int put_tensors(pt_archive_t *ar, const pv_t *top,
                        const lsmi_limits_t *lim, lsmi__arrays_t *as,
                        lsmi_error_t *err) {
+  if (top->t == V_DICT)
+    return put_dict(ar, top, -1, lim, as, err);
+  static const char *const kinds[] = {"None",  "bool",    "int",   "float",
+                                      "str",   "tuple",   "list",  "dict",
+                                      "class", "storage", "tensor"};
+  if ((top->t != V_LIST && top->t != V_TUPLE) || top->n != 3)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "data.pkl",
+                          "the saved object is a %s%s; lsmi reads a dict of "
+                          "tensors (x1, x2, y or train_x1 ... val_y; other "
+                          "keys with --x1 KEY --x2 KEY --y KEY), a dict "
+                          "{'train': {...}, 'val': {...}}, or a list or "
+                          "tuple of three tensors (x1, x2, y)",
+                          kinds[top->t],
+                          top->t == V_LIST || top->t == V_TUPLE ? " of the "
+                                                                  "wrong "
+                                                                  "length"
+                                                                : "");
   int rc = 0;
-  for (size_t i = 0; !rc && i + 1 < top->n; i += 2) {
-    const pv_t *k = top->items[i], *v = top->items[i + 1];
-    if (k->t != V_STR)
-      continue;
-    lsmi__arrays_seen(as, k->s);
-    int role = lsmi__key_role(k->s);
-    if (role < 0)
-      continue;
-    if (v->t != V_TENSOR)
-      return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, k->s,
-                            "%s is not a tensor", k->s);
-    rc = put_tensor(ar, k->s, v, role, lim, as, err);
+  for (int q = 0; q < 3 && !rc; q++) {
+    char key[8];
+    snprintf(key, sizeof key, "[%d]", q);
+    lsmi__arrays_seen(as, key);
+    rc = put_value(ar, key, top->items[q], lsmi__role(0, q), lim, as, err);
   }
   return rc;
+}
+
+/* A bare pickle stream (not a zip): a legacy torch.save file when it
+ * starts with torch's magic number, else a plain pickle.dump. */
+static int refuse_bare_pickle(const unsigned char *buf, size_t len,
+                              lsmi_error_t *err) {
+  static const unsigned char magic[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                        0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+  if (len >= 2 + sizeof magic && memcmp(buf + 2, magic, sizeof magic) == 0)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
+                          "legacy PyTorch file (a bare pickle, written before "
+                          "PyTorch 1.6 or with "
+                          "_use_new_zipfile_serialization=False) is not "
+                          "supported; re-save it with a current torch.save");
+  return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
+                        "a plain Python pickle (pickle.dump) is not read: "
+                        "unpickling could run any code; save the arrays with "
+                        "np.savez(\"ds.npz\", x1=x1, x2=x2, y=y) or "
+                        "torch.save({\"x1\": ..., \"x2\": ..., \"y\": ...}, "
+                        "\"ds.pt\")");
 }
 
 int lsmi__read_pt(const unsigned char *buf, size_t len,
                   const lsmi_limits_t *lim, lsmi__arrays_t *as,
                   lsmi_error_t *err) {
   if (len >= 2 && buf[0] == 0x80)
-    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "",
-                          "legacy PyTorch file (a bare pickle, written before "
-                          "PyTorch 1.6 or with "
-                          "_use_new_zipfile_serialization=False) is not "
-                          "supported; re-save it with a current torch.save");
+    return refuse_bare_pickle(buf, len, err);
   pt_archive_t ar;
   vm_t m;
   memset(&ar, 0, sizeof ar);

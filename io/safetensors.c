@@ -8,7 +8,7 @@
  * parsed (jansson, duplicate keys rejected); every tensor's offsets are
  * checked against the data region and its byte count against shape x dtype
  * in overflow-safe arithmetic. Tensors are read in place (little endian,
- * C order); tensors with other names are ignored.
+ * C order); tensors whose names play no role (lsmi__key_role) are ignored.
  */
 #include <jansson.h>
 #include <stdio.h>
@@ -54,8 +54,8 @@ static int read_tensor(const char *key, json_t *info, const unsigned char *data,
                           json_string_value(dt));
   if (json_array_size(shape) > LSMI__MAX_NDIM)
     return lsmi_error_set(err, LSMI_ERR_SHAPE, key,
-                          "%s has %zu dimensions; at most 2 are meaningful",
-                          key, json_array_size(shape));
+                          "%s has %zu dimensions; at most %d are supported",
+                          key, json_array_size(shape), LSMI__MAX_NDIM);
   uint64_t numel = 1;
   bool overflow = false;
   a.ndim = (int)json_array_size(shape);
@@ -131,7 +131,7 @@ int lsmi__read_safetensors(const unsigned char *buf, size_t len,
   json_object_foreach(h, key, info) {
     if (strcmp(key, "__metadata__") != 0)
       lsmi__arrays_seen(as, key);
-    int role = lsmi__key_role(key);
+    int role = lsmi__key_role(as, -1, key);
     if (role < 0)
       continue;
     if (!json_is_object(info)) {

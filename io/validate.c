@@ -96,11 +96,20 @@ int lsmi_dataset_validate(const lsmi_dataset_t *ds, const lsmi_limits_t *lim,
     rc = validate_split(ds, &ds->val, "val", lim, NULL, err);
   for (int c = 0; !rc && c < ds->classes; c++) {
     uint64_t need = lim->min_rows_per_class ? lim->min_rows_per_class : 1;
-    if (counts[c] < need)
+    if (counts[c] < need && ds->class_names)
+      rc = lsmi_error_set(
+          err, LSMI_ERR_DATA, "train_y",
+          "class %s%.64s%s has %llu row%s in train; every "
+          "class needs at least %llu",
+          ds->class_names_numeric ? "" : "\"", ds->class_names[c],
+          ds->class_names_numeric ? "" : "\"", (unsigned long long)counts[c],
+          counts[c] == 1 ? "" : "s", (unsigned long long)need);
+    else if (counts[c] < need)
       rc = lsmi_error_set(err, LSMI_ERR_DATA, "train_y",
-                          "class %d has %llu rows in train; every class in "
-                          "[0, %d) needs at least %llu",
-                          c, (unsigned long long)counts[c], ds->classes,
+                          "class %d has %llu row%s in train; every class "
+                          "in [0, %d) needs at least %llu",
+                          c, (unsigned long long)counts[c],
+                          counts[c] == 1 ? "" : "s", ds->classes,
                           (unsigned long long)need);
   }
   free(counts);

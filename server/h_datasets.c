@@ -6,8 +6,9 @@
  * (common/durable.h) while its SHA-256 is computed, so a dataset is never
  * whole in memory. When the body is in: the same bytes uploaded before by
  * this tenant answer the earlier dataset (200); otherwise the file is read
- * and checked (lsmi_dataset_read: any format, found from the content), the
- * temp file is committed as datasets/ID and the row recorded (201). The row
+ * and checked (lsmi_dataset_read_ex: any format, found from the content,
+ * with the keys the query names for x1, x2, y and id), the temp file is
+ * committed as datasets/ID and the row recorded (201). The row
  * comes last: a crash in between leaves a file with no row, which the next
  * start removes (serve.c), never a row with no file.
  */
@@ -72,29 +73,50 @@ void lsmi_h_upload_chunk(lsmi_req_t *r, const char *data, size_t n) {
     upload_sink(r, data, n);
 }
 
-/* The upload's query: its name (NULL: the id) and the val split fraction
- * for a file without one. 0 or a 400. */
-static int upload_query(lsmi_req_t *r, const char **name, double *vf) {
+/* A query value echoed in JSON: at most max bytes of UTF-8. 0 or a 400. */
+static int query_text(lsmi_req_t *r, const char *field, const char *v,
+                      size_t max) {
+  if (!v)
+    return LSMI_OK;
+  if (strlen(v) > max)
+    return lsmi_http_bad_request(r, field, "%s is longer than %zu bytes", field,
+                                 max);
+  json_t *t = json_string(v);
+  json_decref(t);
+  if (t == NULL)
+    return lsmi_http_bad_request(r, field, "%s is not valid UTF-8", field);
+  return LSMI_OK;
+}
+
+/* The upload's query: its name (NULL: the id), which keys hold x1, x2, y
+ * and id (NULL: the usual names), and the val split fraction for a file
+ * without one (given: a file with its own is refused). 0 or a 400. */
+static int upload_query(lsmi_req_t *r, const char **name,
+                        lsmi_read_options_t *opt) {
   *name = lsmi_http_arg(r, "name");
-  *vf = 0.2;
-  if (*name && strlen(*name) > 200)
-    return lsmi_http_bad_request(r, "name", "name is longer than 200 bytes");
-  if (*name) { /* it is echoed in JSON: it must be UTF-8 */
-    json_t *t = json_string(*name);
-    json_decref(t);
-    if (t == NULL)
-      return lsmi_http_bad_request(r, "name", "name is not valid UTF-8");
+  *opt = (lsmi_read_options_t)LSMI_READ_OPTIONS_INIT;
+  opt->val_fraction = 0.2;
+  int st = query_text(r, "name", *name, 200);
+  static const char *const keys[] = {"x1", "x2", "y", "id"};
+  const char **dst[] = {&opt->x1, &opt->x2, &opt->y, &opt->id};
+  for (int k = 0; k < 4 && !st; k++) {
+    *dst[k] = lsmi_http_arg(r, keys[k]);
+    st = query_text(r, keys[k], *dst[k], 60);
+    if (!st && *dst[k] && !**dst[k])
+      st = lsmi_http_bad_request(r, keys[k], "%s names no key", keys[k]);
   }
   const char *vft = lsmi_http_arg(r, "val_fraction");
-  if (vft && *vft) {
+  if (!st && vft && *vft) {
     char *end = NULL;
-    *vf = strtod(vft, &end);
-    if (end == vft || *end || !(*vf > 0 && *vf <= 0.9))
+    opt->val_fraction = strtod(vft, &end);
+    opt->val_fraction_given = true;
+    if (end == vft || *end ||
+        !(opt->val_fraction > 0 && opt->val_fraction <= 0.9))
       return lsmi_http_bad_request(r, "val_fraction",
                                    "val_fraction must be a number in (0, "
                                    "0.9]");
   }
-  return LSMI_OK;
+  return st;
 }
 
 /* Answers a dataset with its Location. */
@@ -106,15 +128,18 @@ static int reply_dataset(lsmi_req_t *r, int status,
   return lsmi_http_reply_json(r, status, lsmi_store_dataset_json(rec), hd);
 }
 
-/* Reads the upload (format from its content) into rec: id, shapes, ... */
-static int read_upload(lsmi_req_t *r, const char *name, double vf,
-                       const char sha[65], lsmi_dataset_rec_t *rec) {
+/* Reads the upload (format from its content) into rec: id, shapes, and
+ * the fraction of train drawn as val (0: the file has its own). */
+static int read_upload(lsmi_req_t *r, const char *name,
+                       const lsmi_read_options_t *opt, const char sha[65],
+                       lsmi_dataset_rec_t *rec) {
   lsmi_dataset_t *ds = NULL;
-  lsmi_format_t fmt = LSMI_FORMAT_UNKNOWN;
-  int st = lsmi_dataset_read(r->dur.tmp, &r->h->cfg->limits, vf, 0, &ds, &fmt,
-                             &r->err);
+  lsmi_read_info_t info;
+  int st = lsmi_dataset_read_ex(r->dur.tmp, &r->h->cfg->limits, opt, &ds, &info,
+                                &r->err);
   if (st)
     return st;
+  lsmi_format_t fmt = info.format;
   memset(rec, 0, sizeof *rec);
   st = lsmi_util_random_id("ds_", rec->id, sizeof rec->id);
   if (st) {
@@ -131,7 +156,7 @@ static int read_upload(lsmi_req_t *r, const char *name, double vf,
   rec->n_val = ds->val.n;
   rec->d1 = ds->d1;
   rec->d2 = ds->d2;
-  rec->val_fraction = vf;
+  rec->val_fraction = ds->val_drawn ? opt->val_fraction : 0;
   rec->created_at = lsmi_util_now();
 out:
   lsmi_dataset_destroy(ds);
@@ -177,8 +202,8 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
     return lsmi_http_bad_request(
         r, "body", "empty body: send the dataset file as the request body");
   const char *name;
-  double vf;
-  int st = upload_query(r, &name, &vf);
+  lsmi_read_options_t opt;
+  int st = upload_query(r, &name, &opt);
   if (st)
     return st;
   if (name == NULL && r->mp.filename[0]) { /* the form's file name */
@@ -199,7 +224,7 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
                           "could not look for an earlier upload of these "
                           "bytes");
   bool existed = false;
-  st = read_upload(r, name, vf, sha, &rec);
+  st = read_upload(r, name, &opt, sha, &rec);
   if (st == LSMI_OK)
     st = keep_upload(r, &rec, &existed);
   if (st)

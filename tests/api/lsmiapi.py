@@ -11,6 +11,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import traceback
 
 BUILD = os.environ.get("LSMI_BUILD", "build")
 LSMI = os.path.join(BUILD, "lsmi")
@@ -204,6 +205,45 @@ def cleanup_all():
             d.stop(signal.SIGKILL)
         except Exception:
             pass
+
+
+def run_tests(names, argv, setup=None):
+    """Runs the test_* functions of `names` (a module's globals), or those
+    argv[1:] names, one line each with its time; a failure prints its
+    traceback and the live daemons' log tails. setup() runs first (its
+    failure counts as one). Stops every daemon, removes the session's
+    directories, prints "N passed, N failed" last; returns the exit
+    status."""
+    tests = [(n, f) for n, f in sorted(names.items())
+             if n.startswith("test_") and callable(f)]
+    if len(argv) > 1:
+        tests = [(n, f) for n, f in tests if n in argv[1:]]
+    passed = failed = 0
+    try:
+        if setup:
+            setup()
+        for name, fn in tests:
+            t0 = time.time()
+            try:
+                fn()
+                passed += 1
+                print("ok   %-32s %.1fs" % (name, time.time() - t0),
+                      flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL %s" % name, flush=True)
+                traceback.print_exc()
+                for dmn in list(Daemon.live):
+                    print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
+                cleanup_all()
+    except Exception:
+        failed += 1
+        traceback.print_exc()
+    finally:
+        cleanup_all()
+        remove_session()
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
 
 
 def synth(path, kind="gaussian", n=400, seed=0):

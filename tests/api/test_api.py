@@ -16,12 +16,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lsmiapi import (ASAN, LSMI, SLOW, Daemon, assert_problem,  # noqa: E402
-                     cleanup_all, json_dataset, remove_session, rss_kb,
-                     sse_events, synth, write_results)
+                     json_dataset, rss_kb, run_tests, sse_events, synth,
+                     write_results)
 
 FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
 # Long enough to be caught running (and cancelled, or killed) mid-fit.
@@ -1048,32 +1047,10 @@ def test_clean_cycle():
 
 
 def main(argv):
-    tests = [(n, f) for n, f in sorted(globals().items())
-             if n.startswith("test_") and callable(f)]
-    if len(argv) > 1:
-        tests = [(n, f) for n, f in tests if n in argv[1:]]
-    passed = failed = 0
     try:
-        for name, fn in tests:
-            t0 = time.time()
-            try:
-                fn()
-                passed += 1
-                print("ok   %-32s %.1fs" % (name, time.time() - t0),
-                      flush=True)
-            except Exception:
-                failed += 1
-                print("FAIL %s" % name, flush=True)
-                traceback.print_exc()
-                for dmn in list(Daemon.live):
-                    print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
-                cleanup_all()
+        return run_tests(globals(), argv)
     finally:
-        cleanup_all()
         shutil.rmtree(WORK, ignore_errors=True)
-        remove_session()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -53,6 +53,26 @@ static inline char *cli_slurp(const char *path) {
   return buf;
 }
 
+/* Calls fn with argv[0..argc) with its stdout on out_fd and its stderr
+ * on err_fd (a file, a terminal); returns fn's status. */
+static inline int cli_run_on(cli_main_fn fn, int argc, char **argv,
+                             int out_fd, int err_fd) {
+  fflush(stdout);
+  fflush(stderr);
+  int saved_out = dup(1), saved_err = dup(2);
+  assert_true(saved_out >= 0 && saved_err >= 0);
+  dup2(out_fd, 1);
+  dup2(err_fd, 2);
+  int rc = fn(argc, argv);
+  fflush(stdout);
+  fflush(stderr);
+  dup2(saved_out, 1);
+  dup2(saved_err, 2);
+  close(saved_out);
+  close(saved_err);
+  return rc;
+}
+
 /* Calls fn with argv[0..argc), capturing stdout and stderr. */
 static inline cli_run_t cli_runv(cli_main_fn fn, int argc, char **argv) {
   char out_name[] = "/tmp/lsmi-cli-out-XXXXXX";
@@ -61,20 +81,8 @@ static inline cli_run_t cli_runv(cli_main_fn fn, int argc, char **argv) {
   assert_true(out_fd >= 0 && err_fd >= 0);
   unlink(out_name);
   unlink(err_name);
-  fflush(stdout);
-  fflush(stderr);
-  int saved_out = dup(1), saved_err = dup(2);
-  assert_true(saved_out >= 0 && saved_err >= 0);
-  dup2(out_fd, 1);
-  dup2(err_fd, 2);
   cli_run_t r;
-  r.rc = fn(argc, argv);
-  fflush(stdout);
-  fflush(stderr);
-  dup2(saved_out, 1);
-  dup2(saved_err, 2);
-  close(saved_out);
-  close(saved_err);
+  r.rc = cli_run_on(fn, argc, argv, out_fd, err_fd);
   r.out = cli_slurp_fd(out_fd);
   r.err = cli_slurp_fd(err_fd);
   close(out_fd);

@@ -1,9 +1,13 @@
 /*
  * test_fit.c — cli/cmd_fit.c: `lsmi fit` called as lsmi_fit_main with
  * argument vectors. Its exit statuses, every usage error, the summary on
- * stdout (table and --json), the progress lines on stderr, both --out
- * formats, and the durable write: the rows appear whole under their name,
- * and no temp file is left after a success or a failure.
+ * stdout (table and --json, with the provenance), the progress on stderr
+ * (plain lines, and one line in place on a terminal), the flags that say
+ * which array is which, the val split drawn for a file without one, the
+ * outputs' row, id and label columns, --out checked before the fit, both
+ * --out formats and stdout, null for what JSON cannot hold, and the
+ * durable write: the rows appear whole under their name, and no temp file
+ * is left after a success or a failure.
  *
  * The fits are small (300 rows of the gaussian demo, 2+2 epochs), so the
  * file runs in well under a second.
@@ -15,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <signal.h>
@@ -23,6 +28,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include "cmd.h"
 #include "lsmi_io.h"
@@ -202,24 +209,141 @@ static void test_every_format(void **state) {
   }
 }
 
-static void test_train_only_file_needs_val_fraction(void **state) {
+/* A file without val gets a drawn split, and says so; a val fraction that
+ * cannot apply is an error. */
+static void test_train_only_file_draws_val(void **state) {
   (void)state;
-  cli_run_t r = FIT("tests/data/good_trainonly.npz", "--quiet");
-  assert_int_equal(r.rc, 1);
-  assert_contains(r.err, "lsmi fit: tests/data/good_trainonly.npz: ");
+  cli_run_t r = FIT("tests/data/good_trainonly.npz", "--json");
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.err, "lsmi: the file has no val split: drew 0.2 of "
+                         "train as val (3 rows, stratified, seed 0); "
+                         "--val-fraction sets the fraction\n");
+  json_t *j = json_loads(r.out, 0, NULL);
+  assert_non_null(j);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(j, "val"), "n")), 3);
+  json_t *in = json_object_get(json_object_get(j, "provenance"), "input");
+  assert_string_equal(json_string_value(json_object_get(in, "val")), "drawn");
+  assert_true(json_number_value(json_object_get(in, "val_fraction")) == 0.2);
+  json_decref(j);
   cli_run_free(&r);
 
   r = FIT("tests/data/good_trainonly.npz", "--quiet", "--json",
-          "--val-fraction", "0.25");
+          "--val-fraction", "0.5");
+  assert_int_equal(r.rc, 0);
+  assert_true(strstr(r.err, "drew") == NULL); /* --quiet */
+  j = json_loads(r.out, 0, NULL);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(j, "val"), "n")), 6);
+  json_decref(j);
+  cli_run_free(&r);
+
+  r = FIT("tests/data/good.npz", "--val-fraction", "0.3");
+  assert_int_equal(r.rc, 1);
+  assert_string_equal(r.out, "");
+  assert_contains(r.err, "lsmi fit: tests/data/good.npz: val_fraction 0.3 "
+                         "cannot apply: the file has its own val split (6 "
+                         "rows); leave val_fraction out to use it "
+                         "[val_fraction]\n");
+  cli_run_free(&r);
+}
+
+/* Which array is which: keys and CSV prefixes by flag; without them, the
+ * message names the flags. */
+static void test_key_flags(void **state) {
+  (void)state;
+  cli_run_t r = FIT("tests/data/user_named.npz", "--quiet");
+  assert_int_equal(r.rc, 1);
+  assert_contains(r.err, "the file holds feat_a, feat_b, label: say which "
+                         "array is which with --x1 KEY --x2 KEY --y KEY");
+  cli_run_free(&r);
+  r = FIT("tests/data/user_named.npz", "--quiet", "--x1", "feat_a", "--x2",
+          "feat_b", "--y", "label");
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  const char *rows = cli_scratch("prefixed.csv");
+  r = FIT("tests/data/user_prefixed.csv", "--x1", "img_", "--x2", "txt_", "--y",
+          "label", "--out", rows);
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.err, "(csv): train 15, val 3 rows, d1 3, d2 2, "
+                         "3 classes\n");
+  cli_run_free(&r);
+  /* lsmi drew val: each row says where it was in the file */
+  char *text = cli_slurp(rows);
+  assert_true(
+      strncmp(text, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2,row\n", 43) == 0);
+  free(text);
+  r = cli_run(lsmi_fit_main, "fit", "tests/data/user_named.npz", "--x1", NULL);
+  assert_int_equal(r.rc, 2);
+  assert_contains(r.err, "lsmi fit: --x1 needs a key");
+  cli_run_free(&r);
+}
+
+/* Labels of the file's own values, ids and rows in every output. */
+static void test_labels_ids_rows_out(void **state) {
+  (void)state;
+  const char *csv = cli_scratch("labels.csv"), *js = cli_scratch("labels.json");
+  cli_run_t r = FIT("tests/data/user_labels_str.csv", "--quiet", "--out", csv);
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.out, "\nclasses: 0 = bird, 1 = cat, 2 = dog\n");
+  cli_run_free(&r);
+  char *text = cli_slurp(csv);
+  assert_true(strncmp(text,
+                      "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2,row,id,label\n",
+                      52) == 0);
+  assert_contains(text, ",0,s-100,bird\n");
+  assert_contains(text, ",17,s-117,bird\n"); /* the val rows: 12 .. 17 */
+  free(text);
+  /* ids with commas and quotes are quoted as CSV quotes them */
+  r = FIT("tests/data/user_ids.csv", "--quiet", "--id", "sample_id", "--out",
+          csv);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  text = cli_slurp(csv);
+  assert_contains(text, ",\"r0, \"\"bird\"\"\"\n");
+  free(text);
+  r = FIT("tests/data/user_labels_1based.npz", "--quiet", "--json", "--out",
+          js);
   assert_int_equal(r.rc, 0);
   json_t *j = json_loads(r.out, 0, NULL);
-  assert_non_null(j);
-  json_int_t ntrain =
-      json_integer_value(json_object_get(json_object_get(j, "train"), "n"));
-  json_int_t nval =
-      json_integer_value(json_object_get(json_object_get(j, "val"), "n"));
-  assert_true(ntrain > 0 && nval > 0);
+  json_t *names = json_object_get(j, "class_names");
+  assert_int_equal(json_array_size(names), 3);
+  assert_int_equal(json_integer_value(json_array_get(names, 0)), 1);
   json_decref(j);
+  cli_run_free(&r);
+  j = json_load_file(js, 0, NULL);
+  json_t *row = json_array_get(json_object_get(j, "rows"), 0);
+  assert_int_equal(json_integer_value(json_object_get(row, "label")), 1);
+  assert_int_equal(json_integer_value(json_object_get(row, "y")), 0);
+  assert_null(json_object_get(row, "row")); /* the file's own split */
+  assert_null(json_object_get(row, "id"));
+  json_decref(j);
+  r = FIT("tests/data/user_ids_str.npz", "--quiet", "--out", js);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  j = json_load_file(js, 0, NULL);
+  json_t *rs = json_object_get(j, "rows");
+  for (size_t i = 0; i < json_array_size(rs); i++) {
+    row = json_array_get(rs, i);
+    char id[24];
+    snprintf(id, sizeof id, "s-%03d",
+             100 + (int)json_integer_value(json_object_get(row, "row")));
+    assert_string_equal(json_string_value(json_object_get(row, "id")), id);
+  }
+  json_decref(j);
+}
+
+/* What lsmi did that the file did not say is said. */
+static void test_notes_on_stderr(void **state) {
+  (void)state;
+  cli_run_t r = FIT("tests/data/user_feat3d.npz");
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.err, "lsmi: note: train_x1: features of shape (12, 4, 4) "
+                         "flattened in C order to (12, 16)\n");
+  cli_run_free(&r);
+  r = FIT("tests/data/user_plain.pkl", "--quiet");
+  assert_int_equal(r.rc, 1);
+  assert_contains(r.err, "a plain Python pickle (pickle.dump) is not read");
   cli_run_free(&r);
 }
 
@@ -245,15 +369,71 @@ static void test_summary_table_and_progress(void **state) {
   for (const char *c = r.out; *c; c++)
     lines += *c == '\n';
   assert_int_equal(lines, 4);
-  /* stderr: the file, the start of training, epochs, the end. */
+  /* stderr: the file, plain progress lines (not a terminal), the end. */
   assert_contains(r.err, "(npz): train 240, val 60 rows, d1 2, d2 2, "
                          "2 classes\n");
-  assert_contains(r.err, "lsmi: training 3 discriminators and 2 KNIFE "
-                         "kernels\n");
+  assert_contains(r.err, "lsmi: train   0%  discriminators 0/2  entropy "
+                         "0/2\n"); /* no loss before one exists */
   assert_contains(r.err, "discriminators 2/2 loss ");
-  assert_contains(r.err, "entropy 2/2 loss ");
-  assert_contains(r.err, "lsmi: done 100%\n");
+  assert_contains(r.err, "lsmi: done 100%  in ");
+  assert_true(strstr(r.err, "0/2 loss") == NULL);
+  assert_true(strchr(r.err, '\r') == NULL);
+  int plain = 0;
+  for (const char *c = r.err; *c; c++)
+    plain += *c == '\n';
+  assert_true(plain <= 16); /* a tenth of the work a line, and phases */
+  /* no diagnostics without --verbose */
+  assert_true(strstr(r.err, "\"event\"") == NULL);
   cli_run_free(&r);
+  /* --verbose: a line at every epoch */
+  r = FIT(demo, "--seed", "1", "--verbose");
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.err, "discriminators 1/2 loss ");
+  cli_run_free(&r);
+  r = FIT(demo, "-q", "-v");
+  assert_int_equal(r.rc, 2);
+  assert_contains(r.err, "lsmi fit: --quiet and --verbose contradict");
+  cli_run_free(&r);
+}
+
+/* On a terminal, one line updated in place. */
+static void test_progress_on_a_terminal(void **state) {
+  (void)state;
+  int master = posix_openpt(O_RDWR | O_NOCTTY);
+  assert_true(master >= 0);
+  assert_int_equal(grantpt(master), 0);
+  assert_int_equal(unlockpt(master), 0);
+  int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+  assert_true(slave >= 0);
+  struct termios t;
+  assert_int_equal(tcgetattr(slave, &t), 0);
+  t.c_oflag &= ~(tcflag_t)OPOST; /* the bytes as written */
+  assert_int_equal(tcsetattr(slave, TCSANOW, &t), 0);
+  int null = open("/dev/null", O_WRONLY);
+  char *argv[] = {
+      "fit", demo, "--epochs-discriminator", "2", "--epochs-entropy",
+      "2",   NULL};
+  int rc = cli_run_on(lsmi_fit_main, 6, argv, null, slave);
+  close(null);
+  close(slave);
+  assert_int_equal(rc, 0);
+  char buf[8192];
+  size_t n = 0;
+  fcntl(master, F_SETFL, O_NONBLOCK);
+  for (ssize_t k; n < sizeof buf - 1 &&
+                  (k = read(master, buf + n, sizeof buf - 1 - n)) > 0;)
+    n += (size_t)k;
+  buf[n] = '\0';
+  close(master);
+  assert_contains(buf, "\rlsmi: train   0%  discriminators 0/2  entropy 0/2");
+  assert_contains(buf, "\rlsmi: done 100%  in ");
+  /* the line ends once, after the last update */
+  const char *done = strstr(buf, "\rlsmi: done");
+  assert_non_null(strchr(done, '\n'));
+  int lines = 0;
+  for (const char *c = strstr(buf, "\rlsmi: train"); c < done; c++)
+    lines += *c == '\n';
+  assert_int_equal(lines, 0);
 }
 
 static double member(json_t *obj, const char *split, const char *key) {
@@ -404,36 +584,150 @@ static void test_out_replaces_and_is_deterministic(void **state) {
   assert_int_equal(temp_files(), 0);
 }
 
-/* A failed write says so, exits 1 after the summary, and leaves nothing. */
-static void test_out_failures_leave_no_temp_file(void **state) {
+/* --out is checked before the file is read and fitted: an unknown
+ * extension, a directory, a directory that does not exist; nothing is
+ * left behind. */
+static void test_out_checked_before_the_fit(void **state) {
   (void)state;
-  /* The final name is a directory: the temp file is written, the rename
-   * fails, and the temp file must go. */
-  const char *sub = cli_scratch("taken");
+  const char *sub = cli_scratch("taken.csv");
   assert_int_equal(mkdir(sub, 0755), 0);
-  char inner[160];
-  snprintf(inner, sizeof inner, "%s/keep", sub);
-  assert_int_equal(mkdir(inner, 0755), 0);
   int before = cli_count_entries(cli_dir, "");
-  cli_run_t r = FIT(demo, "--quiet", "--out", sub);
-  assert_int_equal(r.rc, 1);
-  assert_contains(r.out, "\ntrain       240 ");
-  assert_contains(r.err, "lsmi: writing ");
-  assert_contains(r.err, "taken failed: ");
-  cli_run_free(&r);
+  static const struct {
+    const char *name;
+    int rc;
+    const char *says;
+  } cases[] = {
+      {"rows.parquet", 2,
+       "rows.parquet: unknown extension .parquet; --out writes .csv, .json, "
+       "or - (CSV on stdout)\n"},
+      {"rows", 2, "rows: unknown extension (none)"},
+      {"taken.csv", 1, "taken.csv is a directory\n"},
+      {"missing-dir/rows.csv", 1, "missing-dir/rows.csv: no directory "},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    /* "no-such-file": had the file been read first, that would fail */
+    cli_run_t r = FIT("no-such-file.npz", "--out", cli_scratch(cases[i].name));
+    assert_int_equal(r.rc, cases[i].rc);
+    assert_string_equal(r.out, "");
+    assert_contains(r.err, "lsmi fit: --out ");
+    assert_contains(r.err, cases[i].says);
+    cli_run_free(&r);
+  }
   assert_int_equal(temp_files(), 0);
   assert_int_equal(cli_count_entries(cli_dir, ""), before);
-  assert_int_equal(cli_count_entries(sub, ""), 1);
+}
 
-  /* The directory does not exist: nothing can be created. */
-  const char *nowhere = cli_scratch("missing-dir/rows.csv");
-  r = FIT(demo, "--quiet", "--out", nowhere);
-  assert_int_equal(r.rc, 1);
-  assert_contains(r.err, "lsmi: cannot write ");
-  assert_contains(r.err, "missing-dir/rows.csv: No such file or directory");
+/* --out - writes the rows on stdout and the summary on stderr; no file
+ * named "-". */
+static void test_out_stdout(void **state) {
+  (void)state;
+  cli_run_t r = FIT(demo, "--quiet", "--out", "-");
+  assert_int_equal(r.rc, 0);
+  assert_true(strncmp(r.out, "index,split,y,r,", 16) == 0);
+  int lines = 0;
+  for (const char *c = r.out; *c; c++)
+    lines += *c == '\n';
+  assert_int_equal(lines, 301);
+  assert_contains(r.err, "\ntrain       240 ");
+  assert_int_equal(access("-", F_OK), -1);
   cli_run_free(&r);
-  assert_int_equal(temp_files(), 0);
-  assert_int_equal(cli_count_entries(cli_dir, ""), before);
+}
+
+/* A value far outside the train data gives an infinite entropy: JSON
+ * holds null there, and the command says so. */
+static void test_nonfinite_is_null(void **state) {
+  (void)state;
+  const char *js = cli_scratch("huge.json");
+  cli_run_t r =
+      FIT("tests/data/user_huge.npz", "--quiet", "--json", "--out", js);
+  assert_int_equal(r.rc, 0);
+  json_error_t e;
+  json_t *j = json_loads(r.out, 0, &e);
+  if (!j)
+    fail_msg("stdout is not JSON (%s): %s", e.text, r.out);
+  assert_true(json_is_null(json_object_get(json_object_get(j, "val"), "H1")));
+  json_decref(j);
+  assert_contains(r.err, "lsmi: warning [not_finite]: 3 values are infinite "
+                         "or NaN");
+  cli_run_free(&r);
+  j = json_load_file(js, 0, &e);
+  if (!j)
+    fail_msg("%s is not JSON: %s", js, e.text);
+  json_t *row = json_array_get(json_object_get(j, "rows"), 13);
+  assert_string_equal(json_string_value(json_object_get(row, "split")), "val");
+  assert_true(json_is_null(json_object_get(row, "h1")));
+  json_decref(j);
+  /* CSV holds inf as it is */
+  const char *csv = cli_scratch("huge.csv");
+  r = FIT("tests/data/user_huge.npz", "--quiet", "--out", csv);
+  assert_int_equal(r.rc, 0);
+  assert_true(strstr(r.err, "not_finite") == NULL);
+  cli_run_free(&r);
+  char *text = cli_slurp(csv);
+  assert_contains(text, ",inf,");
+  free(text);
+}
+
+/* JSON outputs carry what made them: version, kernels, every parameter,
+ * the input's path, SHA-256, size and format, and the seconds. */
+static void test_provenance(void **state) {
+  (void)state;
+  const char *js = cli_scratch("prov.json");
+  cli_run_t r = FIT(demo, "--quiet", "--json", "--seed", "5", "--out", js);
+  assert_int_equal(r.rc, 0);
+  json_t *j = json_loads(r.out, 0, NULL);
+  json_t *file = json_load_file(js, 0, NULL);
+  assert_non_null(j);
+  assert_non_null(file);
+  char *bytes = NULL;
+  size_t len = 0;
+  FILE *f = fopen(demo, "rb");
+  assert_non_null(f);
+  bytes = malloc(1 << 20);
+  len = fread(bytes, 1, 1 << 20, f);
+  fclose(f);
+  lsmi_sha256_t sh;
+  unsigned char d[32];
+  char hex[65];
+  lsmi_sha256_init(&sh);
+  lsmi_sha256_update(&sh, bytes, len);
+  lsmi_sha256_final(&sh, d);
+  free(bytes);
+  for (int i = 0; i < 32; i++)
+    snprintf(hex + 2 * i, 3, "%02x", d[i]);
+  json_t *provs[2] = {json_object_get(j, "provenance"),
+                      json_object_get(file, "provenance")};
+  for (int k = 0; k < 2; k++) {
+    json_t *p = provs[k];
+    assert_string_equal(json_string_value(json_object_get(p, "lsmi")),
+                        LSMI_VERSION);
+    assert_string_equal(json_string_value(json_object_get(p, "kernels")),
+                        lsmi_kernels_name());
+    assert_string_equal(json_string_value(json_object_get(p, "blas_core")),
+                        lsmi_blas_corename());
+    assert_non_null(json_string_value(json_object_get(p, "started_at")));
+    json_t *params = json_object_get(p, "params");
+    size_t n;
+    lsmi_params_table(&n);
+    assert_int_equal(json_object_size(params), n);
+    assert_int_equal(json_integer_value(json_object_get(params, "seed")), 5);
+    assert_int_equal(
+        json_integer_value(json_object_get(params, "epochs_entropy")), 2);
+    assert_string_equal(json_string_value(json_object_get(params, "prior")),
+                        "uniform");
+    json_t *in = json_object_get(p, "input");
+    assert_string_equal(json_string_value(json_object_get(in, "path")), demo);
+    assert_string_equal(json_string_value(json_object_get(in, "sha256")), hex);
+    assert_int_equal(json_integer_value(json_object_get(in, "bytes")), len);
+    assert_string_equal(json_string_value(json_object_get(in, "format")),
+                        "npz");
+    assert_string_equal(json_string_value(json_object_get(in, "val")), "file");
+    assert_true(json_number_value(json_object_get(json_object_get(p, "seconds"),
+                                                  "total")) > 0);
+  }
+  json_decref(j);
+  json_decref(file);
+  cli_run_free(&r);
 }
 
 /* A write that fails half-way (the file-size limit stops it) removes the
@@ -603,13 +897,20 @@ int main(void) {
       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_bad_file_names_the_key),
       cmocka_unit_test(test_every_format),
-      cmocka_unit_test(test_train_only_file_needs_val_fraction),
+      cmocka_unit_test(test_train_only_file_draws_val),
+      cmocka_unit_test(test_key_flags),
+      cmocka_unit_test(test_labels_ids_rows_out),
+      cmocka_unit_test(test_notes_on_stderr),
       cmocka_unit_test(test_summary_table_and_progress),
+      cmocka_unit_test(test_progress_on_a_terminal),
       cmocka_unit_test(test_summary_json_and_quiet),
       cmocka_unit_test(test_out_csv),
       cmocka_unit_test(test_out_json),
       cmocka_unit_test(test_out_replaces_and_is_deterministic),
-      cmocka_unit_test(test_out_failures_leave_no_temp_file),
+      cmocka_unit_test(test_out_checked_before_the_fit),
+      cmocka_unit_test(test_out_stdout),
+      cmocka_unit_test(test_nonfinite_is_null),
+      cmocka_unit_test(test_provenance),
       cmocka_unit_test(test_out_write_error_mid_file),
       cmocka_unit_test(test_out_mode_follows_umask),
       cmocka_unit_test(test_ensemble_outputs),

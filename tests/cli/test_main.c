@@ -3,8 +3,8 @@
  * included with its main() renamed, as h2o's unit tests include the file
  * under test. Each subcommand is reached, usage goes to stdout when asked
  * for and to stderr (exit 2) otherwise, `version` prints the version, and
- * the start-up line names the kernels (LSMI_KERNELS that names none is
- * warned about and ignored).
+ * the kernels are logged by the daemon and otherwise only with --verbose
+ * (LSMI_KERNELS that names none is warned about and ignored).
  *
  * The kernels are fixed to "generic" before any call, so that main() never
  * takes the BLAS path, whose set-up may re-execute the process.
@@ -75,22 +75,40 @@ static void test_version(void **state) {
   }
 }
 
-/* Every command but probe logs the kernels first, as one JSON line. */
-static void test_startup_line_names_the_kernels(void **state) {
+/* The kernels are logged as one JSON line by the daemon, and by the other
+ * commands only with --verbose: `lsmi version` prints its version alone. */
+static void test_kernels_line_only_when_asked(void **state) {
   (void)state;
   cli_run_t r = cli_run(lsmi_cli_main, "lsmi", "version", NULL);
+  assert_string_equal(r.err, "");
+  cli_run_free(&r);
+  r = cli_run(lsmi_cli_main, "lsmi", "version", "--verbose", NULL);
   assert_contains(r.err, "{\"level\":\"info\",\"event\":\"blas\","
                          "\"kernels\":\"generic\",\"used\":false,"
                          "\"loaded\":false}\n");
   cli_run_free(&r);
+  r = cli_run(lsmi_cli_main, "lsmi", "synth", "--help", "-v", NULL);
+  assert_int_equal(r.rc, 0);
+  assert_contains(r.err, "\"event\":\"blas\"");
+  cli_run_free(&r);
+  /* the daemon's log always has it (its usage exits before it starts) */
+  r = cli_run(lsmi_cli_main, "lsmi", "serve", "--help", NULL);
+  assert_contains(r.err, "\"event\":\"blas\"");
+  cli_run_free(&r);
 
+  /* LSMI_KERNELS that names no kernels is a warning: a sentence, or a
+   * JSON line where the kernels are logged. */
   setenv("LSMI_KERNELS", "warp-drive", 1);
   r = cli_run(lsmi_cli_main, "lsmi", "version", NULL);
-  unsetenv("LSMI_KERNELS");
   assert_int_equal(r.rc, 0);
+  assert_string_equal(r.err,
+                      "lsmi: warning: LSMI_KERNELS names no kernels this CPU "
+                      "runs (avx512, blas, generic); ignored\n");
+  cli_run_free(&r);
+  r = cli_run(lsmi_cli_main, "lsmi", "version", "--verbose", NULL);
+  unsetenv("LSMI_KERNELS");
   assert_contains(r.err, "\"event\":\"kernels\"");
   assert_contains(r.err, "LSMI_KERNELS names no kernels this CPU runs");
-  assert_contains(r.err, "\"kernels\":\"generic\"");
   cli_run_free(&r);
 
   /* The health probe stays quiet: no start-up line. */
@@ -134,7 +152,7 @@ int main(void) {
       cmocka_unit_test(test_help_goes_to_stdout),
       cmocka_unit_test(test_unknown_command),
       cmocka_unit_test(test_version),
-      cmocka_unit_test(test_startup_line_names_the_kernels),
+      cmocka_unit_test(test_kernels_line_only_when_asked),
       cmocka_unit_test(test_dispatch),
   };
   return cmocka_run_group_tests_name("cli/main", tests, setup, NULL);

@@ -390,7 +390,8 @@ static void test_setup_off(void **state) {
 /*
  * End to end, through the real binary of this build ($LSMI_BUILD/lsmi, as
  * tests/run.sh sets it): with the products on the BLAS (LSMI_KERNELS=blas)
- * the re-exec happens and the start-up log line names the kernels in use;
+ * the re-exec happens and the start-up log line (`lsmi version --verbose`)
+ * names the kernels in use;
  * with lsmi's own kernels OpenBLAS is never loaded. Skipped when the binary
  * is not there.
  */
@@ -403,7 +404,7 @@ static char *run_lsmi(const char *env) {
   snprintf(cmd, sizeof cmd,
            "env -u OPENBLAS_CORETYPE -u OPENBLAS_NUM_THREADS -u "
            "LSMI_BLAS_CORETYPE -u LSMI_BLAS_STAGE -u LSMI_KERNELS %s %s "
-           "version 2>&1",
+           "version --verbose 2>&1",
            env, bin);
   FILE *f = popen(cmd, "r");
   assert_non_null(f);

@@ -18,6 +18,7 @@ import collections
 import io
 import json
 import os
+import pickle
 import struct
 import zipfile
 import zlib
@@ -163,7 +164,7 @@ def json_obj():
 
 def main():
     for f in os.listdir(OUT):
-        if f.startswith(('good', 'bad', 'legacy', 'bomb', 'unknown', 'empty')):
+        if f.startswith(('good', 'bad', 'legacy', 'bomb', 'unknown', 'empty', 'user')):
             os.remove(path(f))
 
     # ---------------- good: the same numbers in every format ----------------
@@ -251,9 +252,88 @@ def main():
     write('good_flat.json', json.dumps({k: v.tolist() for k, v in SHORT.items()},
                                        indent=1).encode())
 
+    # Features of rank 3 are flattened in C order: (12, 3, 1) is (12, 3),
+    # and a Fortran-order (6, 1, 2) is (6, 2).
+    write('good_3d.npz', zip_bytes(
+        [(k + '.npy', npy_bytes(v)) for k, v in SHORT.items() if k not in ('train_x1', 'val_x2')] +
+        [('train_x1.npy', npy_bytes(tr_x1.reshape(N_TR, D1, 1))),
+         ('val_x2.npy', npy_bytes(va_x2.reshape(N_VA, 1, D2), fortran=True))]))
+
     # Train-only files: need val_fraction.
     np.savez(path('good_trainonly.npz'), train_x1=tr_x1, train_x2=tr_x2, train_y=tr_y)
     write('good_trainonly.csv', csv_text(rows_split=False, crlf=False))
+
+    # ---------------- user_*: files as researchers save them -------------
+    # (doc/formats.md; the test of each says whether it reads, with which
+    # options, or is refused with which message)
+    X1, X2 = np.concatenate([tr_x1, va_x1]), np.concatenate([tr_x2, va_x2])
+    Y = np.concatenate([tr_y, va_y])  # 18 rows, 6 of each class
+    torch.save({'x1': t(X1), 'x2': t(X2), 'y': t(Y)}, path('user_xy.pt'))
+    np.savez(path('user_positional.npz'), X1, X2, Y)
+    np.savez(path('user_named.npz'), feat_a=X1, feat_b=X2, label=Y)
+    torch.save([t(X1), t(X2), t(Y)], path('user_list.pt'))
+    torch.save((t(X1), t(X2), t(Y)), path('user_tuple.pt'))
+    torch.save({'train': {'x1': t(tr_x1), 'x2': t(tr_x2), 'y': t(tr_y)},
+                'val': {'x1': t(va_x1), 'x2': t(va_x2), 'y': t(va_y)}},
+               path('user_nested.pt'))
+    rows = ['label,' + ','.join('img_%d' % j for j in range(D1)) + ',' +
+            ','.join('txt_%d' % j for j in range(D2))]
+    rows += ['%d,%s,%s' % (Y[i], ','.join(repr(float(v)) for v in X1[i]),
+                           ','.join(repr(float(v)) for v in X2[i])) for i in range(len(Y))]
+    write('user_prefixed.csv', ('\n'.join(rows) + '\n').encode())
+    # Labels of any values, with the file's own val split.
+    np.savez(path('user_labels_1based.npz'), **dict(SHORT, train_y=tr_y + 1, val_y=va_y + 1))
+    sparse = np.array([3, 7, 42])
+    np.savez(path('user_labels_sparse.npz'), **dict(SHORT, train_y=sparse[tr_y], val_y=sparse[va_y]))
+    names = np.array(['bird', 'cat', 'dog'])
+    np.savez(path('user_labels_str.npz'), **dict(SHORT, train_y=names[tr_y], val_y=names[va_y]))
+    torch.save(dict({k: t(v) for k, v in SHORT.items()}, train_y=[str(n) for n in names[tr_y]],
+                    val_y=[str(n) for n in names[va_y]]), path('user_labels_str.pt'))
+    o = json_obj(); o['train']['y'] = list(names[tr_y]); o['val']['y'] = list(names[va_y])
+    write('user_labels_str.json', json.dumps(o).encode())
+    rows = ['id,split,y,' + ','.join('x1_%d' % j for j in range(D1)) + ',' +
+            ','.join('x2_%d' % j for j in range(D2))]
+    for i in range(len(Y)):
+        rows.append('s-%03d,%s,%s,%s,%s' % (
+            100 + i, 'train' if i < N_TR else 'val', names[Y[i]],
+            ','.join(repr(float(v)) for v in X1[i]), ','.join(repr(float(v)) for v in X2[i])))
+    write('user_labels_str.csv', ('\n'.join(rows) + '\n').encode())
+    # One-hot labels (decoded), and soft ones (refused).
+    eye = np.eye(C, dtype=np.float32)
+    np.savez(path('user_onehot.npz'), **dict(SHORT, train_y=eye[tr_y], val_y=eye[va_y]))
+    torch.save(dict({k: t(v) for k, v in SHORT.items()},
+                    train_y=torch.nn.functional.one_hot(t(tr_y), C),
+                    val_y=torch.nn.functional.one_hot(t(va_y), C)), path('user_onehot.pt'))
+    soft = eye[tr_y] * 0.8 + 0.1
+    np.savez(path('user_soft.npz'), **dict(SHORT, train_y=soft))
+    # Features of shape (n, 4, 4): flattened in C order; the .pt holds the
+    # same numbers as a transposed (non-contiguous) view.
+    img_tr = (rs.randint(-60, 61, size=(N_TR, 4, 4)) / 8.0).astype(np.float32)
+    img_va = (rs.randint(-60, 61, size=(N_VA, 4, 4)) / 8.0).astype(np.float32)
+    np.savez(path('user_feat3d.npz'), **dict(SHORT, train_x1=img_tr, val_x1=img_va))
+    torch.save(dict({k: t(v) for k, v in SHORT.items()},
+                    train_x1=t(img_tr.transpose(0, 2, 1).copy()).transpose(1, 2),
+                    val_x1=t(img_va)), path('user_feat3d.pt'))
+    # A plain pickle of NumPy arrays, which lsmi refuses to run.
+    write('user_plain.pkl', pickle.dumps({'x1': X1, 'x2': X2, 'y': Y}, protocol=4))
+    # Sample ids: integers of the file's own split, strings through a val
+    # split lsmi draws, a column lsmi is told to take.
+    np.savez(path('user_ids.npz'), **dict(SHORT, train_id=np.arange(1000, 1000 + N_TR),
+                                          val_id=np.arange(2000, 2000 + N_VA)))
+    np.savez(path('user_ids_str.npz'), x1=X1, x2=X2, y=Y,
+             id=np.array(['s-%03d' % (100 + i) for i in range(len(Y))]))
+    torch.save({'x1': t(X1), 'x2': t(X2), 'y': t(Y),
+                'id': ['s-%03d' % (100 + i) for i in range(len(Y))]}, path('user_ids.pt'))
+    rows = ['sample_id,y,' + ','.join('x1_%d' % j for j in range(D1)) + ',' +
+            ','.join('x2_%d' % j for j in range(D2))]
+    rows += ['"r%d, ""%s"""' % (i, names[Y[i]]) + ',%d,%s,%s' % (
+        Y[i], ','.join(repr(float(v)) for v in X1[i]), ','.join(repr(float(v)) for v in X2[i]))
+        for i in range(len(Y))]
+    write('user_ids.csv', ('\n'.join(rows) + '\n').encode())
+    # A value of 1e30 (finite in float32) in a val row: its density is 0,
+    # its entropy infinite.
+    huge = va_x1.copy(); huge[1, 0] = 1e30
+    np.savez(path('user_huge.npz'), **dict(SHORT, val_x1=huge))
 
     # ---------------- bad: npz ----------------
     good = open(path('good.npz'), 'rb').read()
@@ -274,7 +354,6 @@ def main():
     write('bad_label_frac.npz', npz_of(dict(SHORT, val_y=va_y.astype(np.float64) + [0, 0, 0.5, 0, 0, 0])))
     rare = tr_y.copy(); rare[rare == 2] = 1; rare[2] = 2  # class 2: one train row
     write('bad_rare_class.npz', npz_of(dict(SHORT, train_y=rare)))
-    write('bad_3d.npz', npz_of(dict(SHORT, train_x1=tr_x1.reshape(N_TR, D1, 1))))
     write('bad_string_dtype.npz', npz_of(dict(SHORT, train_x2=tr_x2.astype('U8'))))
     write('bad_object.npz', zip_bytes([(k + '.npy', npy_bytes(v, descr='|O') if k == 'val_y' else npy_bytes(v))
                                        for k, v in SHORT.items()]))

@@ -27,10 +27,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   lsmi_dataset_t *ds = NULL;
   lsmi_error_t err;
   memset(&err, 0, sizeof err);
-  /* The val fraction comes from the input so both paths are explored. */
-  double vf = size > 0 && (data[size - 1] & 1) ? 0.25 : 0.0;
-  int rc = lsmi__dataset_read_buffer(data, size, FUZZ_FORMAT, &lim, vf, 1, &ds,
-                                     NULL, &err);
+  /* The val fraction and the key names come from the input's last byte,
+   * so that every path is explored: the usual names, or the caller's (the
+   * fuzz dictionaries hold them). */
+  unsigned char last = size > 0 ? data[size - 1] : 0;
+  lsmi_read_options_t opt = LSMI_READ_OPTIONS_INIT;
+  opt.val_fraction = last & 1 ? 0.25 : 0.0;
+  opt.val_fraction_given = (last & 6) == 6;
+  opt.seed = 1;
+  if (last & 2) {
+    opt.x1 = "a";
+    opt.x2 = "b_";
+    opt.y = "label";
+  }
+  if (last & 4)
+    opt.id = "sample";
+  lsmi_read_info_t info;
+  int rc = lsmi__dataset_read_buffer(data, size, FUZZ_FORMAT, &lim, &opt, &ds,
+                                     &info, &err);
   if (rc == 0) {
     if (!ds || lsmi_dataset_validate(ds, &lim, NULL) != 0)
       abort(); /* a dataset that was read must be valid */

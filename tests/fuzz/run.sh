@@ -31,6 +31,7 @@ for r in $readers; do
   # Every fixture seeds every reader: a file of another format is a fine
   # start for mutations, and the reader's own files come first.
   cp tests/data/good* tests/data/bad* tests/data/bomb* tests/data/legacy* \
+     tests/data/user* \
      "$corpus/" 2>/dev/null
   log="$dir/fuzz_$r.log"
   "$dir/fuzz_$r" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \

@@ -165,21 +165,23 @@ static inline void io_check_every_prefix(const char *file) {
 }
 
 /*
- * Reads the bytes (p, len) as format fmt (UNKNOWN: detected) with val
- * fraction vf and limits lim (NULL: the defaults), as lsmi_dataset_read
- * does; *ds (may be NULL: destroyed here) receives the dataset.
+ * Reads the bytes (p, len) as format fmt (UNKNOWN: detected) with options
+ * opt (NULL: the usual names, no val drawn) and limits lim (NULL: the
+ * defaults), as lsmi_dataset_read_ex does; *ds (may be NULL: destroyed
+ * here) receives the dataset, *info (may be NULL) what the read found.
  */
-static inline int io_read_mem(const void *p, size_t len, lsmi_format_t fmt,
-                              const lsmi_limits_t *lim, double vf,
-                              lsmi_dataset_t **ds, lsmi_error_t *err) {
+static inline int io_read_opts(const void *p, size_t len, lsmi_format_t fmt,
+                               const lsmi_limits_t *lim,
+                               const lsmi_read_options_t *opt,
+                               lsmi_dataset_t **ds, lsmi_read_info_t *info,
+                               lsmi_error_t *err) {
   lsmi_dataset_t *got = NULL;
   memset(err, 0, sizeof *err);
   /* An exact copy, so that the sanitizers see any read past the end. */
   unsigned char *copy = malloc(len ? len : 1);
   assert_non_null(copy);
   memcpy(copy, p, len);
-  int rc =
-      lsmi__dataset_read_buffer(copy, len, fmt, lim, vf, 1, &got, NULL, err);
+  int rc = lsmi__dataset_read_buffer(copy, len, fmt, lim, opt, &got, info, err);
   free(copy);
   if (rc)
     assert_null(got);
@@ -188,6 +190,16 @@ static inline int io_read_mem(const void *p, size_t len, lsmi_format_t fmt,
   else
     lsmi_dataset_destroy(got);
   return rc;
+}
+
+/* io_read_opts with val fraction vf (seed 1) and the usual names. */
+static inline int io_read_mem(const void *p, size_t len, lsmi_format_t fmt,
+                              const lsmi_limits_t *lim, double vf,
+                              lsmi_dataset_t **ds, lsmi_error_t *err) {
+  lsmi_read_options_t opt = LSMI_READ_OPTIONS_INIT;
+  opt.val_fraction = vf;
+  opt.seed = 1;
+  return io_read_opts(p, len, fmt, lim, &opt, ds, NULL, err);
 }
 
 /* io_read_mem of (p, len) as fmt, with limits lim (NULL: the defaults)
@@ -213,6 +225,21 @@ static inline lsmi_dataset_t *io_must_read(const void *p, size_t len,
   lsmi_dataset_t *ds = NULL;
   lsmi_error_t err;
   int rc = io_read_mem(p, len, fmt, NULL, vf, &ds, &err);
+  if (rc)
+    print_error("%s: %s\n", lsmi_status_name(rc), err.message);
+  assert_int_equal(rc, 0);
+  return ds;
+}
+
+/* io_read_opts of (p, len) as fmt with options opt, which must succeed:
+ * the dataset (destroy it); *info (may be NULL) what the read found. */
+static inline lsmi_dataset_t *io_must_read_opts(const void *p, size_t len,
+                                                lsmi_format_t fmt,
+                                                const lsmi_read_options_t *opt,
+                                                lsmi_read_info_t *info) {
+  lsmi_dataset_t *ds = NULL;
+  lsmi_error_t err;
+  int rc = io_read_opts(p, len, fmt, NULL, opt, &ds, info, &err);
   if (rc)
     print_error("%s: %s\n", lsmi_status_name(rc), err.message);
   assert_int_equal(rc, 0);

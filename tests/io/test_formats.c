@@ -29,16 +29,20 @@ static void test_bad_files(void **state) {
        "train_x2 has shape (11, 2)"},
       {"bad_dims.npz", LSMI_ERR_SHAPE, "val_x1", "val_x1 has shape (6, 2)"},
       {"bad_missing.npz", LSMI_ERR_MISSING, "train_y",
-       "missing key train_y (or train_targets); the file holds train_x1, "
-       "train_x2, val_x1"},
+       "missing key train_y (or train_targets, or y in a file without val); "
+       "the file holds train_x1, train_x2, val_x1, val_x2, val_y: say which "
+       "array is which with --x1 KEY --x2 KEY --y KEY (upload: ?x1=KEY&"
+       "x2=KEY&y=KEY)"},
       {"bad_val_partial.npz", LSMI_ERR_MISSING, "val_x2", "val_x2"},
       {"bad_nan.npz", LSMI_ERR_DATA, "train_x1", "NaN at row 4, column 1"},
       {"bad_f32_range.npz", LSMI_ERR_DATA, "val_x2", "float32 range at row 2"},
-      {"bad_label_neg.npz", LSMI_ERR_DATA, "train_y", "label -1 at row 5"},
+      /* -1 is a label like any other: here one of a single train row */
+      {"bad_label_neg.npz", LSMI_ERR_DATA, "train_y",
+       "class -1 has 1 row in train; every class needs at least 2"},
       {"bad_label_frac.npz", LSMI_ERR_DATA, "val_y", "2.5 at row 2"},
-      {"bad_3d.npz", LSMI_ERR_SHAPE, "train_x1", "shape (12, 3, 1)"},
       {"bad_nan.pt", LSMI_ERR_DATA, "train_x2", "infinite value at row 7"},
-      {"bad_label_big.pt", LSMI_ERR_LIMIT, "train_y", "label 50000 at row 3"},
+      {"bad_label_big.pt", LSMI_ERR_DATA, "train_y",
+       "class 50000 has 1 row in train"},
       {"bad_view_oob.pt", LSMI_ERR_FORMAT, "train_x1", "shape (12, 9)"},
       {"bad_expanded.pt", LSMI_ERR_UNSUPPORTED, "train_x1", "expanded"},
       {"bad_nan.safetensors", LSMI_ERR_DATA, "val_x1",
@@ -102,18 +106,18 @@ static void test_dispatch_torch_zip(void **state) {
   unsigned char *z = io_zip(m, 2, &len);
   assert_int_equal(lsmi_format_detect(z, len), LSMI_FORMAT_NPZ);
   lsmi_dataset_t *ds = NULL;
-  lsmi_format_t fmt = LSMI_FORMAT_UNKNOWN;
+  lsmi_read_info_t info;
   lsmi_error_t err;
   assert_int_equal(lsmi__dataset_read_buffer(z, len, LSMI_FORMAT_UNKNOWN, NULL,
-                                             0, 0, &ds, &fmt, &err),
+                                             NULL, &ds, &info, &err),
                    LSMI_ERR_MISSING);
-  assert_int_equal(fmt, LSMI_FORMAT_PT);
+  assert_int_equal(info.format, LSMI_FORMAT_PT);
   assert_string_equal(err.field, "train_x1");
   /* A format given is used as it is. */
-  assert_int_equal(lsmi__dataset_read_buffer(z, len, LSMI_FORMAT_CSV, NULL, 0,
-                                             0, &ds, &fmt, &err),
+  assert_int_equal(lsmi__dataset_read_buffer(z, len, LSMI_FORMAT_CSV, NULL,
+                                             NULL, &ds, &info, &err),
                    LSMI_ERR_MISSING);
-  assert_int_equal(fmt, LSMI_FORMAT_CSV);
+  assert_int_equal(info.format, LSMI_FORMAT_CSV);
   assert_null(ds);
   free(z);
 }
@@ -135,6 +139,65 @@ static void test_seen_keys(void **state) {
   assert_true(n < sizeof as.seen);
   assert_string_equal(as.seen + n - 3, "...");
   lsmi__arrays_free(&as);
+}
+
+/* ---- key roles ---- */
+
+static void test_key_roles(void **state) {
+  (void)state;
+  lsmi__arrays_t as;
+  lsmi__arrays_init(&as);
+  static const struct {
+    int split;
+    const char *key;
+    int role;
+  } usual[] = {
+      {-1, "train_x1", LSMI__TRAIN_X1},
+      {-1, "val_targets", LSMI__VAL_Y},
+      {-1, "train_modal_2_features", LSMI__TRAIN_X2},
+      {-1, "x2", LSMI__TRAIN_X2},
+      {-1, "y", LSMI__TRAIN_Y},
+      {-1, "id", LSMI__TRAIN_ID},
+      {-1, "val_id", LSMI__VAL_ID},
+      {-1, "arr_0", LSMI__TRAIN_X1},
+      {-1, "arr_2", LSMI__TRAIN_Y},
+      {-1, "arr_3", -1},
+      {-1, "targets", -1},
+      {-1, "val_x3", -1},
+      {0, "x1", LSMI__TRAIN_X1},
+      {1, "y", LSMI__VAL_Y},
+      {1, "id", LSMI__VAL_ID},
+      {1, "val_y", -1}, /* inside a split, a part goes by its own name */
+  };
+  for (size_t i = 0; i < sizeof usual / sizeof usual[0]; i++)
+    if (lsmi__key_role(&as, usual[i].split, usual[i].key) != usual[i].role)
+      fail_msg("%s in split %d: role %d, want %d", usual[i].key, usual[i].split,
+               lsmi__key_role(&as, usual[i].split, usual[i].key),
+               usual[i].role);
+  /* The caller's names win, even over another part's usual name. */
+  as.keys[LSMI__X1] = "x2";
+  as.keys[LSMI__Y] = "label";
+  assert_int_equal(lsmi__key_role(&as, -1, "x2"), LSMI__TRAIN_X1);
+  assert_int_equal(lsmi__key_role(&as, -1, "val_x2"), LSMI__VAL_X1);
+  assert_int_equal(lsmi__key_role(&as, -1, "train_label"), LSMI__TRAIN_Y);
+  assert_int_equal(lsmi__key_role(&as, 1, "label"), LSMI__VAL_Y);
+  assert_int_equal(lsmi__key_role(&as, -1, "y"), -1);
+  assert_int_equal(lsmi__key_role(&as, -1, "train_x1"), -1);
+  assert_int_equal(lsmi__key_role(&as, -1, "arr_2"), -1);
+  lsmi__arrays_free(&as);
+}
+
+/* A read keeps at most LSMI_READ_NOTES notes, each cut to its room. */
+static void test_notes(void **state) {
+  (void)state;
+  lsmi_read_info_t info;
+  memset(&info, 0, sizeof info);
+  lsmi__note(NULL, "nowhere");
+  for (int i = 0; i < LSMI_READ_NOTES + 2; i++)
+    lsmi__note(&info, "note %d %0300d", i, 0);
+  assert_int_equal(info.nnotes, LSMI_READ_NOTES);
+  assert_int_equal(strlen(info.notes[3]), sizeof info.notes[3] - 1);
+  assert_true(strncmp(info.notes[3], "note 3 000", 10) == 0);
 }
 
 /* ---- val split ---- */
@@ -305,15 +368,45 @@ static void test_arrays_put(void **state) {
   lsmi__array_t b = f32_array("other", v, 8, 2);
   put_fails(&as, LSMI__TRAIN_X1, &b, NULL, LSMI_ERR_FORMAT,
             "keys feats and other both give train_x1");
-  b.ndim = 3;
-  b.shape[2] = 1;
+  b.ndim = 0;
   put_fails(&as, LSMI__TRAIN_X2, &b, NULL, LSMI_ERR_SHAPE,
-            "other has shape (8, 2, 1); expected (n, d) features");
-  b = f32_array("labels", v, 8, 2);
+            "other has shape (); expected (n, d) features");
+  b = f32_array("labels", v, 4, 2);
+  b.ndim = 3;
+  b.shape[2] = 2;
   put_fails(&as, LSMI__VAL_Y, &b, NULL, LSMI_ERR_SHAPE,
-            "labels has shape (8, 2); expected (n,) labels");
-  b = f32_array("labels", v, 8, 1); /* (n, 1) labels are fine */
+            "labels has shape (4, 2, 2); expected (n,) labels or (n, C) "
+            "one-hot");
+  b = f32_array("ids", v, 8, 2);
+  put_fails(&as, LSMI__TRAIN_ID, &b, NULL, LSMI_ERR_SHAPE,
+            "ids has shape (8, 2); expected (n,) sample ids");
+  /* Labels of no columns have no values (a fuzzed .npy bundle once read
+   * past its records for them). */
+  b = f32_array("labels", v, 8, 2);
+  b.shape[1] = 0;
+  put_fails(&as, LSMI__TRAIN_Y, &b, NULL, LSMI_ERR_SHAPE,
+            "labels has shape (8, 0); expected (n,) labels or (n, C) "
+            "one-hot");
+  b = f32_array("labels", v, 8, 2); /* one-hot rows: checked later */
   assert_int_equal(lsmi__arrays_put(&as, LSMI__VAL_Y, &b, &lim, NULL), 0);
+  b = f32_array("ids", v, 8, 1); /* (n, 1) ids are fine */
+  assert_int_equal(lsmi__arrays_put(&as, LSMI__VAL_ID, &b, &lim, NULL), 0);
+  b = f32_array("cube", v, 4, 2); /* features of any rank */
+  b.ndim = 3;
+  b.shape[2] = 2;
+  b.data_len = sizeof v;
+  lsmi__strides_c(&b);
+  assert_int_equal(lsmi__arrays_put(&as, LSMI__VAL_X2, &b, &lim, NULL), 0);
+  b.shape[1] = 3;
+  lim.max_dims = 5;
+  put_fails(&as, LSMI__TRAIN_X2, &b, &lim, LSMI_ERR_LIMIT,
+            "cube has shape (4, 3, 2): 6 columns exceed the limit 5");
+  lim.max_dims = 65536;
+  b = f32_array("names", v, 8, 0);
+  b.dtype = LSMI__DT_BYTES;
+  b.width = 4;
+  put_fails(&as, LSMI__TRAIN_X2, &b, NULL, LSMI_ERR_UNSUPPORTED,
+            "names holds text (bytes); features must be numbers");
   lim.max_rows = 7;
   b = f32_array("big", v, 8, 2);
   put_fails(&as, LSMI__TRAIN_X2, &b, &lim, LSMI_ERR_LIMIT,
@@ -451,7 +544,7 @@ static void assemble_fails(const lsmi__arrays_t *as, int status,
   lsmi_dataset_t *ds = (lsmi_dataset_t *)1;
   lsmi_error_t err;
   memset(&err, 0, sizeof err);
-  int rc = lsmi__assemble(as, &lim, &ds, &err);
+  int rc = lsmi__assemble(as, &lim, &ds, NULL, &err);
   assert_true(io_failed_as(rc, ds, &err, "assemble", status, field, msg));
 }
 
@@ -463,7 +556,7 @@ static void test_assemble(void **state) {
   lsmi_dataset_t *ds;
   lsmi_error_t err;
   fill_arrays(&as, 4);
-  assert_int_equal(lsmi__assemble(&as, &lim, &ds, &err), 0);
+  assert_int_equal(lsmi__assemble(&as, &lim, &ds, NULL, &err), 0);
   assert_int_equal(ds->train.n, 8);
   assert_int_equal(ds->val.n, 4);
   assert_int_equal(ds->classes, 2);
@@ -472,7 +565,7 @@ static void test_assemble(void **state) {
   lsmi_dataset_destroy(ds);
   /* An empty val split is no val split. */
   fill_arrays(&as, 0);
-  assert_int_equal(lsmi__assemble(&as, &lim, &ds, &err), 0);
+  assert_int_equal(lsmi__assemble(&as, &lim, &ds, NULL, &err), 0);
   assert_int_equal(ds->val.n, 0);
   lsmi_dataset_destroy(ds);
   fill_arrays(&as, 4);
@@ -506,6 +599,8 @@ int main(void) {
       cmocka_unit_test(test_detect),
       cmocka_unit_test(test_dispatch_torch_zip),
       cmocka_unit_test(test_seen_keys),
+      cmocka_unit_test(test_key_roles),
+      cmocka_unit_test(test_notes),
       cmocka_unit_test(test_val_fraction_split),
       cmocka_unit_test(test_val_fraction_errors),
       cmocka_unit_test(test_read_path_errors),

@@ -43,11 +43,18 @@ static void *oom_calloc(size_t k, size_t n) {
 static void *oom_realloc(void *p, size_t n) {
   return oom_hit() ? NULL : realloc(p, n);
 }
+static char *oom_strdup(const char *s) { return oom_hit() ? NULL : strdup(s); }
+static char *oom_strndup(const char *s, size_t n) {
+  return oom_hit() ? NULL : strndup(s, n);
+}
 
 #define malloc(n) oom_malloc(n)
 #define calloc(k, n) oom_calloc(k, n)
 #define realloc(p, n) oom_realloc(p, n)
+#define strdup(s) oom_strdup(s)
+#define strndup(s, n) oom_strndup(s, n)
 #include "../../core/dataset.c"
+#include "../../io/assemble.c"
 #include "../../io/csv.c"
 #include "../../io/formats.c"
 #include "../../io/jsonds.c"
@@ -59,14 +66,20 @@ static void *oom_realloc(void *p, size_t n) {
 #undef malloc
 #undef calloc
 #undef realloc
+#undef strdup
+#undef strndup
 
 static void test_every_allocation_fails(void **state) {
   (void)state;
   static const char *const files[] = {
-      "tests/data/good.npz",         "tests/data/good_deflate.npz",
-      "tests/data/good_bundle.npy",  "tests/data/good_views.pt",
+      "tests/data/good.npz", "tests/data/good_deflate.npz",
+      "tests/data/good_bundle.npy", "tests/data/good_views.pt",
       "tests/data/good.safetensors", "tests/data/good.csv",
-      "tests/data/good.json",        "tests/data/good_trainonly.npz"};
+      "tests/data/good.json", "tests/data/good_trainonly.npz",
+      /* ids, text labels and names, lists, one-hot rows, flattening */
+      "tests/data/user_labels_str.csv", "tests/data/user_labels_str.npz",
+      "tests/data/user_labels_str.json", "tests/data/user_ids.pt",
+      "tests/data/user_onehot.npz", "tests/data/user_feat3d.pt"};
   for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
     long total = -1;
     for (long n = 0; total < 0 || n < total; n++) {

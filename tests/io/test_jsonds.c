@@ -1,6 +1,7 @@
 /*
  * test_jsonds.c — io/jsonds.c: JSON datasets ({"train": {"x1", "x2",
- * "y"}, "val": ...}, or the flat keys train_x1 ... val_y).
+ * "y"}, "val": ...}, the flat keys train_x1 ... val_y, or x1, x2, y), with
+ * labels and ids of numbers or strings.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -57,6 +58,54 @@ static void test_shapes_and_values(void **state) {
        "invalid JSON at line 1, column");
 }
 
+/* Labels and ids of numbers or strings, one-hot label rows, the short
+ * names of a file without val, the caller's names inside a split. */
+static void test_labels_ids_and_names(void **state) {
+  (void)state;
+  const char *j = "{\"train\": {\"a\": [[1], [2], [3], [4]], \"x2\": [[1], "
+                  "[2], [3], [4]], \"cls\": [\"dog\", \"cat\", \"dog\", "
+                  "\"cat\"], \"id\": [7, 8, 9, 10]}, \"val\": {\"a\": [[5]], "
+                  "\"x2\": [[5]], \"cls\": [\"cat\"], \"id\": [11]}}";
+  lsmi_read_options_t opt = LSMI_READ_OPTIONS_INIT;
+  opt.x1 = "a";
+  opt.y = "cls";
+  lsmi_dataset_t *ds =
+      io_must_read_opts(j, strlen(j), LSMI_FORMAT_JSON, &opt, NULL);
+  assert_int_equal(ds->classes, 2);
+  assert_string_equal(ds->class_names[0], "cat");
+  assert_int_equal(ds->train.y[0], 1);
+  assert_int_equal(ds->val.y[0], 0);
+  assert_true(ds->id_numeric);
+  assert_string_equal(ds->train.id[3], "10");
+  assert_string_equal(ds->val.id[0], "11");
+  lsmi_dataset_destroy(ds);
+  /* x1, x2, y at the top: a file without val; one-hot label rows. */
+  j = "{\"x1\": [[1], [2], [3], [4], [5], [6]], \"x2\": [[1], [2], [3], "
+      "[4], [5], [6]], \"y\": [[1, 0], [0, 1], [1, 0], [0, 1], [1, 0], [0, "
+      "1]], \"id\": [\"a\", \"b\", \"c\", \"d\", \"e\", \"f\"]}";
+  opt = (lsmi_read_options_t)LSMI_READ_OPTIONS_INIT;
+  opt.val_fraction = 0.34;
+  lsmi_read_info_t info;
+  ds = io_must_read_opts(j, strlen(j), LSMI_FORMAT_JSON, &opt, &info);
+  assert_int_equal(ds->train.n + ds->val.n, 6);
+  assert_true(ds->val_drawn);
+  assert_false(ds->id_numeric);
+  assert_null(ds->class_names);
+  assert_string_equal(info.notes[0],
+                      "y: one-hot rows (6, 2) read as class indices (argmax)");
+  for (size_t i = 0; i < ds->val.n; i++)
+    assert_int_equal(ds->val.id[i][0] - 'a', (int)ds->val.row[i]);
+  lsmi_dataset_destroy(ds);
+  JSON("{\"train\": {\"y\": [\"a\", 1]}}", LSMI_ERR_DATA, "train.y",
+       "train.y[1] is not a string but train.y[0] is: a column holds numbers "
+       "or strings, not both");
+  JSON("{\"train\": {\"x1\": [[1], [2]], \"x2\": [[1], [2]], \"y\": [0, "
+       "1]}, \"val\": {\"x1\": [[1]], \"x2\": [[1]], \"y\": [\"a\"]}}",
+       LSMI_ERR_DATA, "val.y",
+       "train.y holds numbers but val.y holds text: labels must be all "
+       "numbers or all text");
+}
+
 static void test_limits(void **state) {
   (void)state;
   lsmi_limits_t lim;
@@ -84,6 +133,7 @@ int main(void) {
       cmocka_unit_test(test_bad_files),
       cmocka_unit_test(test_every_prefix),
       cmocka_unit_test(test_shapes_and_values),
+      cmocka_unit_test(test_labels_ids_and_names),
       cmocka_unit_test(test_limits),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -25,6 +25,7 @@ static void test_good_files(void **state) {
       {"good_layouts.npz", LSMI_FORMAT_NPZ},
       {"good_bundle.npy", LSMI_FORMAT_NPY},
       {"good_bundle_aligned.npy", LSMI_FORMAT_NPY},
+      {"good_3d.npz", LSMI_FORMAT_NPZ},
   };
   io_check_good(good, sizeof good / sizeof good[0]);
 }
@@ -34,8 +35,10 @@ static void test_bad_files(void **state) {
   static const io_bad_t bad[] = {
       /* npz */
       {"bad_member_magic.npz", LSMI_ERR_FORMAT, "train_x2", "bad magic"},
-      {"bad_string_dtype.npz", LSMI_ERR_UNSUPPORTED, "train_x2", "<U8"},
-      {"bad_object.npz", LSMI_ERR_UNSUPPORTED, "val_y", "|O"},
+      {"bad_string_dtype.npz", LSMI_ERR_UNSUPPORTED, "train_x2",
+       "train_x2 holds text (unicode); features must be numbers"},
+      {"bad_object.npz", LSMI_ERR_UNSUPPORTED, "val_y",
+       "val_y has dtype '|O' (Python objects)"},
       {"bad_shape_overflow.npz", LSMI_ERR_LIMIT, "train_x1",
        "shape (4611686018427387904, 4611686018427387904)"},
       {"bad_shape_lies.npz", LSMI_ERR_FORMAT, "train_x1", "shape (1000, 3)"},
@@ -158,14 +161,21 @@ static void test_npy_header_errors(void **state) {
   parse_fails(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (2,), }",
               16, LSMI_ERR_UNSUPPORTED,
               "arr has dtype '<c8'; supported are bool, int8-64, uint8-64, "
-              "float16, float32 and float64");
+              "float16, float32, float64 and, for labels and ids, strings");
+  parse_fails(1, "{'descr': '<U0', 'fortran_order': False, 'shape': (2,), }",
+              16, LSMI_ERR_UNSUPPORTED, "arr has dtype '<U0'");
+  parse_fails(1, "{'descr': '|S9x', 'fortran_order': False, 'shape': (2,), }",
+              16, LSMI_ERR_UNSUPPORTED, "arr has dtype '|S9x'");
+  parse_fails(1,
+              "{'descr': '<U999999', 'fortran_order': False, 'shape': (2,), }",
+              16, LSMI_ERR_UNSUPPORTED, "arr has dtype '<U999999'");
   parse_fails(1, "{'descr': '<f4', 'fortran_order': False, 'shape': [2], }", 8,
               LSMI_ERR_FORMAT, "arr: .npy header has no shape tuple");
   parse_fails(1,
               "{'descr': '<f4', 'fortran_order': False, "
               "'shape': (1, 1, 1, 1, 1, 1, 1, 1, 1), }",
               4, LSMI_ERR_SHAPE,
-              "arr has 9 dimensions; at most 2 are meaningful");
+              "arr has 9 dimensions; at most 8 are supported");
   parse_fails(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,), }",
               8, LSMI_ERR_FORMAT,
               "arr: .npy shape holds a non-integer or negative size");
@@ -269,9 +279,11 @@ static void test_npz_members(void **state) {
   assert_int_equal(io_read_mem(z, len, LSMI_FORMAT_NPZ, NULL, 0.5, NULL, &err),
                    LSMI_ERR_MISSING);
   assert_string_equal(err.message,
-                      "missing key train_x2 (or train_modal_2_features); the "
-                      "file holds train_modal_1_features, train_x3, "
-                      "train_targets, seed");
+                      "missing key train_x2 (or train_modal_2_features, or x2 "
+                      "in a file without val); the file holds "
+                      "train_modal_1_features, train_x3, train_targets, seed: "
+                      "say which array is which with --x1 KEY --x2 KEY --y "
+                      "KEY (upload: ?x1=KEY&x2=KEY&y=KEY)");
   free(z);
   free(a1);
   free(a2);
@@ -330,6 +342,99 @@ static void test_bundle_records(void **state) {
   free(b);
 }
 
+/* Fields by the caller's names, a (2, 2) subarray flattened, text labels
+ * and ids, and each record's position in the file kept. 8 records of
+ * feat (2, 2 float32), x2 (float32), label ('<U4'), id ('|S3'), split:
+ * records 3 and 7 are val. */
+static void test_bundle_names_text_rows(void **state) {
+  (void)state;
+  unsigned char recs[8 * 40];
+  memset(recs, 0, sizeof recs);
+  for (int i = 0; i < 8; i++) {
+    unsigned char *r = recs + 40 * i;
+    float f[5] = {(float)i, i + 0.25f, i + 0.5f, i + 0.75f, (float)-i};
+    memcpy(r, f, sizeof f);
+    const char *label = i % 2 ? "dog" : "cat";
+    for (int k = 0; k < 3; k++)
+      r[20 + 4 * k] = (unsigned char)label[k]; /* UCS-4, little endian */
+    r[36] = 'r';
+    r[37] = (unsigned char)('0' + i);
+    r[39] = i % 4 == 3;
+  }
+  size_t n;
+  unsigned char *b =
+      bundle("[('feat', '<f4', (2, 2)), ('x2', '<f4'), "
+             "('label', '<U4'), ('id', '|S3'), ('split', '|b1')]",
+             "(8,)", recs, sizeof recs, &n);
+  lsmi_read_options_t opt = LSMI_READ_OPTIONS_INIT;
+  opt.x1 = "feat";
+  opt.y = "label";
+  lsmi_read_info_t info;
+  lsmi_dataset_t *ds = io_must_read_opts(b, n, LSMI_FORMAT_NPY, &opt, &info);
+  assert_int_equal(ds->train.n, 6);
+  assert_int_equal(ds->val.n, 2);
+  assert_int_equal(ds->d1, 4);
+  assert_int_equal(ds->d2, 1);
+  assert_int_equal(info.nnotes, 2);
+  assert_string_equal(info.notes[0], "feat: features of shape (6, 2, 2) "
+                                     "flattened in C order to (6, 4)");
+  static const uint64_t train_rows[6] = {0, 1, 2, 4, 5, 6};
+  for (int i = 0; i < 6; i++) {
+    uint64_t r = train_rows[i];
+    assert_int_equal(ds->train.row[i], r);
+    assert_true(ds->train.x[5 * i + 1] == r + 0.25f);
+    assert_true(ds->train.x[5 * i + 4] == -(float)r);
+    assert_int_equal(ds->train.y[i], (int)(r % 2));
+    char id[4] = {'r', (char)('0' + r), 0, 0};
+    assert_string_equal(ds->train.id[i], id);
+  }
+  assert_int_equal(ds->val.row[0], 3);
+  assert_int_equal(ds->val.row[1], 7);
+  assert_string_equal(ds->val.id[1], "r7");
+  assert_int_equal(ds->classes, 2);
+  assert_string_equal(ds->class_names[0], "cat");
+  assert_string_equal(ds->class_names[1], "dog");
+  assert_false(ds->class_names_numeric);
+  assert_false(ds->id_numeric);
+  lsmi_dataset_destroy(ds);
+  /* By the usual names, the fields are missing; the message lists them. */
+  lsmi_error_t err;
+  assert_int_equal(io_read_mem(b, n, LSMI_FORMAT_NPY, NULL, 0, NULL, &err),
+                   LSMI_ERR_MISSING);
+  assert_string_equal(err.message,
+                      "the .npy structured array has no field x1 (needs x1, "
+                      "x2, y; optional split, id); its fields are feat, x2, "
+                      "label, id, split: say which is which with --x1 FIELD "
+                      "--x2 FIELD --y FIELD (upload: ?x1=&x2=&y=)");
+  free(b);
+}
+
+/* Text that is not UTF-8 is refused, by key and row. */
+static void test_text_not_utf8(void **state) {
+  (void)state;
+  float x[4] = {1, 2, 3, 4};
+  size_t n1, n2, n3, len;
+  unsigned char *a1 =
+      npy_image(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }",
+                x, sizeof x, &n1);
+  unsigned char *a2 =
+      npy_image(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }",
+                x, sizeof x, &n2);
+  unsigned char *a3 =
+      npy_image(1, "{'descr': '|S2', 'fortran_order': False, 'shape': (4,), }",
+                "a\0b\0a\0\xff\xfe", 8, &n3);
+  io_member_t m[] = {{"x1.npy", a1, n1, false},
+                     {"x2.npy", a2, n2, false},
+                     {"y.npy", a3, n3, false}};
+  unsigned char *z = io_zip(m, 3, &len);
+  io_expect(z, len, LSMI_FORMAT_NPZ, NULL, LSMI_ERR_DATA, "y",
+            "y at row 3 is not UTF-8 text");
+  free(z);
+  free(a1);
+  free(a2);
+  free(a3);
+}
+
 static void test_bundle_errors(void **state) {
   (void)state;
   static const struct {
@@ -355,8 +460,13 @@ static void test_bundle_errors(void **state) {
        "zz", "field zz has an unsupported dtype"},
       {"[('x1', '<c8'), ('y', '<i8')]", "(1,)", 16, LSMI_ERR_UNSUPPORTED, "x1",
        "x1 has dtype '<c8'"},
-      {"[('x1', '<f4', (2, 2)), ('y', '<i8')]", "(1,)", 24, LSMI_ERR_SHAPE,
-       "x1", "field x1 must be a scalar or a 1-D subarray"},
+      {"[('x1', '<f4', (1, 1, 1, 1, 1, 1, 1, 1)), ('x2', '<f4'), ('y', "
+       "'<i8')]",
+       "(1,)", 16, LSMI_ERR_SHAPE, "x1",
+       "field x1 has 8 dimensions; at most 7 are supported"},
+      {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8'), ('split', '<U2')]", "(1,)",
+       24, LSMI_ERR_UNSUPPORTED, "split",
+       "field split must be an integer or bool per record"},
       {"[('x1', '<f4', (-1,)), ('y', '<i8')]", "(1,)", 8, LSMI_ERR_FORMAT, "x1",
        "x1: .npy shape holds a non-integer or negative size"},
       {"[('x1', '<f4', (4611686018427387904,)), ('y', '<i8')]", "(1,)", 0,
@@ -366,7 +476,8 @@ static void test_bundle_errors(void **state) {
        "(1,)", 0, LSMI_ERR_LIMIT, "x2", "record size overflows at field x2"},
       {"[('x1', '<f4'), ('y', '<i8')]", "(1,)", 12, LSMI_ERR_MISSING, "x2",
        "the .npy structured array has no field x2 (needs x1, x2, y; optional "
-       "split)"},
+       "split, id); its fields are x1, y: say which is which with --x1 FIELD "
+       "--x2 FIELD --y FIELD (upload: ?x1=&x2=&y=)"},
       {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8')]", "(1, 1)", 16,
        LSMI_ERR_SHAPE, "npy",
        "the .npy structured array must be 1-D (one record per sample), not "
@@ -377,8 +488,13 @@ static void test_bundle_errors(void **state) {
        LSMI_ERR_FORMAT, "npy",
        "3 records of 16 bytes need more bytes than the file holds "
        "(truncated?)"},
-      {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8', (2,))]", "(2,)", 48,
-       LSMI_ERR_SHAPE, "y", "field y must be a scalar label per record"},
+      /* the fuzzer's find: labels of no columns, no bytes in a record */
+      {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8', (0,))]", "(2,)", 16,
+       LSMI_ERR_SHAPE, "y",
+       "y has shape (2, 0); expected (n,) labels or (n, C) one-hot"},
+      {"[('x1', '<f4'), ('x2', '<f4'), ('y', '<i8', (2, 2))]", "(2,)", 80,
+       LSMI_ERR_SHAPE, "y",
+       "y has shape (2, 2, 2); expected (n,) labels or (n, C) one-hot"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     size_t n;
@@ -409,6 +525,8 @@ int main(void) {
       cmocka_unit_test(test_npy_preamble_errors),
       cmocka_unit_test(test_npz_members),
       cmocka_unit_test(test_bundle_records),
+      cmocka_unit_test(test_bundle_names_text_rows),
+      cmocka_unit_test(test_text_not_utf8),
       cmocka_unit_test(test_bundle_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -21,9 +21,13 @@
 static void test_good_files(void **state) {
   (void)state;
   static const io_good_t good[] = {
-      {"good.pt", LSMI_FORMAT_PT},           {"good_views.pt", LSMI_FORMAT_PT},
-      {"good_half.pt", LSMI_FORMAT_PT},      {"good_param.pt", LSMI_FORMAT_PT},
+      {"good.pt", LSMI_FORMAT_PT},
+      {"good_views.pt", LSMI_FORMAT_PT},
+      {"good_half.pt", LSMI_FORMAT_PT},
+      {"good_param.pt", LSMI_FORMAT_PT},
       {"good_bigendian.pt", LSMI_FORMAT_PT},
+      /* {'train': {'x1': ...}, 'val': {...}} */
+      {"user_nested.pt", LSMI_FORMAT_PT},
   };
   io_check_good(good, sizeof good / sizeof good[0]);
 }
@@ -42,7 +46,13 @@ static void test_bad_files(void **state) {
       {"bad_no_storage.pt", LSMI_ERR_FORMAT, "train_x2", "missing"},
       {"bad_short_storage.pt", LSMI_ERR_FORMAT, "train_x1", "storage 0"},
       {"bad_not_tensor.pt", LSMI_ERR_UNSUPPORTED, "train_x2", "not a tensor"},
-      {"bad_not_dict.pt", LSMI_ERR_UNSUPPORTED, NULL, "not a dict"},
+      {"bad_not_dict.pt", LSMI_ERR_UNSUPPORTED, "data.pkl",
+       "the saved object is a list of the wrong length; lsmi reads a dict of "
+       "tensors"},
+      {"user_plain.pkl", LSMI_ERR_UNSUPPORTED, "",
+       "a plain Python pickle (pickle.dump) is not read: unpickling could run "
+       "any code; save the arrays with np.savez(\"ds.npz\", x1=x1, x2=x2, "
+       "y=y) or torch.save"},
   };
   io_check_bad(bad, sizeof bad / sizeof bad[0]);
 }
@@ -434,7 +444,7 @@ static void test_tensors(void **state) {
   FAILS(REBUILD "(" STORAGE
                 "K\x00(K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01t"
                 "(K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01K\x01t" HOOKS "tR.",
-        LSMI_ERR_SHAPE, "a tensor has 9 dimensions; at most 2 are meaningful");
+        LSMI_ERR_SHAPE, "a tensor has 9 dimensions; at most 8 are supported");
   FAILS(REBUILD "(" STORAGE "K\x00J\xff\xff\xff\xff\x85K\x01\x85" HOOKS "tR.",
         LSMI_ERR_FORMAT, "a tensor size is not a non-negative int");
   FAILS(REBUILD "(" STORAGE "K\x00K\x02\x85J\xff\xff\xff\xff\x85" HOOKS "tR.",
@@ -693,7 +703,60 @@ static void test_archive_errors(void **state) {
   archive_fails((io_member_t){"data.pkl", pkl, strlen(pkl), false},
                 LSMI_ERR_MISSING, "train_x1", "the file holds note");
   archive_fails((io_member_t){"data.pkl", "].", 2, false}, LSMI_ERR_UNSUPPORTED,
-                "data.pkl", "the saved object is not a dict of tensors");
+                "data.pkl",
+                "the saved object is a list of the wrong length; lsmi reads a "
+                "dict of tensors (x1, x2, y or train_x1 ... val_y; other keys "
+                "with --x1 KEY --x2 KEY --y KEY), a dict {'train': {...}, "
+                "'val': {...}}, or a list or tuple of three tensors (x1, x2, "
+                "y)");
+  archive_fails((io_member_t){"data.pkl", "N.", 2, false}, LSMI_ERR_UNSUPPORTED,
+                "data.pkl", "the saved object is a None; lsmi reads a dict");
+  /* Each item of a list or tuple of three must be a tensor. */
+  archive_fails((io_member_t){"data.pkl", "(NNNt.", 6, false},
+                LSMI_ERR_UNSUPPORTED, "[0]", "[0] is not a tensor");
+}
+
+/* Labels and ids may be lists of str or of int; the error names the key
+ * and the first item that is neither. */
+static void test_python_lists(void **state) {
+  (void)state;
+  static const struct {
+    const char *pkl;
+    const char *field, *msg;
+  } cases[] = {
+      /* {'train_y': ['a', 1]} */
+      {"}(\x8c\x07train_y](\x8c\x01"
+       "aK\x01"
+       "eu.",
+       "train_y",
+       "train_y is a list whose item 1 is not a str; labels and ids are a "
+       "tensor, or a list of str or of int"},
+      /* {'id': [1, None]} */
+      {"}(\x8c\x02id](K\x01"
+       "Neu.",
+       "id", "id is a list whose item 1 is not an int"},
+      /* {'x1': [1]}: features must be tensors */
+      {"}(\x8c\x02x1](K\x01"
+       "eu.",
+       "x1", "x1 is not a tensor"},
+      /* {'train': {'y': 'abc'}}: a str is no column */
+      {"}(\x8c\x05train}(\x8c\x01y\x8c\x03"
+       "abcuu.",
+       "train.y", "train.y is not a tensor"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    archive_fails(
+        (io_member_t){"data.pkl", cases[i].pkl, strlen(cases[i].pkl), false},
+        LSMI_ERR_UNSUPPORTED, cases[i].field, cases[i].msg);
+  /* A NumPy array inside a .pt: refused, with what to do instead. */
+  const char *np = "\x8c\x15numpy.core.multiarray\x8c\x0c_reconstruct\x93"
+                   ".";
+  archive_fails((io_member_t){"data.pkl", np, strlen(np), false},
+                LSMI_ERR_UNSUPPORTED, "data.pkl",
+                "unsupported pickle global numpy.core.multiarray._reconstruct: "
+                "only tensors saved by torch.save in a dict are accepted "
+                "(NumPy arrays inside a .pt are not: save torch.as_tensor(a), "
+                "or use np.savez)");
 }
 
 static void test_pickle_names(void **state) {
@@ -730,6 +793,7 @@ int main(void) {
       cmocka_unit_test(test_views_share_storages),
       cmocka_unit_test(test_tensor_errors),
       cmocka_unit_test(test_archive_errors),
+      cmocka_unit_test(test_python_lists),
       cmocka_unit_test(test_pickle_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -81,7 +81,7 @@ static void test_header_errors(void **state) {
   header_fails("{\"train_x1\": {\"dtype\": \"F32\", \"shape\": "
                "[1,1,1,1,1,1,1,1,1], \"data_offsets\": [0, 4]}}",
                4, LSMI_ERR_SHAPE, "train_x1",
-               "train_x1 has 9 dimensions; at most 2 are meaningful");
+               "train_x1 has 9 dimensions; at most 8 are supported");
   header_fails("{\"train_x1\": {\"dtype\": \"F32\", \"shape\": [-1], "
                "\"data_offsets\": [0, 4]}}",
                4, LSMI_ERR_FORMAT, "train_x1",
@@ -106,8 +106,42 @@ static void test_other_entries(void **state) {
                "{\"dtype\": \"C64\"}, \"train_x1\": {\"dtype\": \"U8\", "
                "\"shape\": [2, 1], \"data_offsets\": [0, 2]}}",
                2, LSMI_ERR_MISSING, "train_x2",
-               "missing key train_x2 (or train_modal_2_features); the file "
-               "holds weights, train_x1");
+               "missing key train_x2 (or train_modal_2_features, or x2 in a "
+               "file without val); the file holds weights, train_x1: say "
+               "which array is which with --x1 KEY --x2 KEY --y KEY (upload: "
+               "?x1=KEY&x2=KEY&y=KEY)");
+}
+
+/* Tensors by the caller's names, and a file without val (val drawn). */
+static void test_caller_names(void **state) {
+  (void)state;
+  float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+  int64_t y[8] = {0, 1, 0, 1, 0, 1, 0, 1};
+  const char *h = "{\"emb\": {\"dtype\": \"F32\", \"shape\": [8, 1], "
+                  "\"data_offsets\": [0, 32]}, \"x2\": {\"dtype\": \"F32\", "
+                  "\"shape\": [8], \"data_offsets\": [0, 32]}, \"cls\": "
+                  "{\"dtype\": \"I64\", \"shape\": [8], \"data_offsets\": "
+                  "[32, 96]}}";
+  size_t hl = strlen(h), n = 8 + hl + sizeof x + sizeof y;
+  unsigned char *b = malloc(n);
+  assert_non_null(b);
+  for (int i = 0; i < 8; i++)
+    b[i] = (unsigned char)(hl >> (8 * i));
+  memcpy(b + 8, h, hl);
+  memcpy(b + 8 + hl, x, sizeof x);
+  memcpy(b + 8 + hl + sizeof x, y, sizeof y);
+  lsmi_read_options_t opt = LSMI_READ_OPTIONS_INIT;
+  opt.x1 = "emb";
+  opt.y = "cls";
+  opt.val_fraction = 0.25;
+  lsmi_dataset_t *ds =
+      io_must_read_opts(b, n, LSMI_FORMAT_SAFETENSORS, &opt, NULL);
+  assert_int_equal(ds->train.n, 6);
+  assert_int_equal(ds->val.n, 2);
+  assert_true(ds->val_drawn);
+  assert_null(ds->class_names);
+  lsmi_dataset_destroy(ds);
+  free(b);
 }
 
 int main(void) {
@@ -117,6 +151,7 @@ int main(void) {
       cmocka_unit_test(test_every_prefix),
       cmocka_unit_test(test_header_errors),
       cmocka_unit_test(test_other_entries),
+      cmocka_unit_test(test_caller_names),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,7 +20,8 @@
 static void test_bad_files(void **state) {
   (void)state;
   static const io_bad_t bad[] = {
-      {"bad_rare_class.npz", LSMI_ERR_DATA, "train_y", "class 2 has 1 rows"},
+      {"bad_rare_class.npz", LSMI_ERR_DATA, "train_y",
+       "class 2 has 1 row in train"},
       {"bad_label.json", LSMI_ERR_DATA, "train_y", "class 3 has 0 rows"},
   };
   io_check_bad(bad, sizeof bad / sizeof bad[0]);
@@ -164,6 +165,18 @@ static void test_validate_shapes(void **state) {
   ds = lsmi_dataset_create(0, 2, 1, 1, 2, &err);
   assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_SHAPE);
   assert_string_equal(err.message, "the train split has no rows");
+  lsmi_dataset_destroy(ds);
+  /* A class with too few rows is named by the file's label. */
+  ds = lsmi_dataset_create(3, 0, 1, 1, 2, &err);
+  memset(ds->train.x, 0, 6 * sizeof(float));
+  ds->train.y[0] = ds->train.y[1] = 0;
+  ds->train.y[2] = 1;
+  ds->class_names = calloc(2, sizeof(char *));
+  ds->class_names[0] = strdup("bird");
+  ds->class_names[1] = strdup("cat");
+  assert_int_equal(lsmi_dataset_validate(ds, &lim, &err), LSMI_ERR_DATA);
+  assert_string_equal(err.message, "class \"cat\" has 1 row in train; every "
+                                   "class needs at least 2");
   lsmi_dataset_destroy(ds);
 }
 

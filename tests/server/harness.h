@@ -339,6 +339,19 @@ static inline int fx_entries(const fx_t *f, const char *sub) {
   return count_entries(p);
 }
 
+/* The bytes of the file at path (malloc'd), *len of them. */
+static inline unsigned char *fx_file(const char *path, size_t *len) {
+  FILE *in = fopen(path, "rb");
+  assert_non_null(in);
+  fseek(in, 0, SEEK_END);
+  *len = (size_t)ftell(in);
+  rewind(in);
+  unsigned char *buf = malloc(*len ? *len : 1);
+  assert_int_equal(fread(buf, 1, *len, in), *len);
+  fclose(in);
+  return buf;
+}
+
 /* The bytes of a small synthetic dataset as an .npz file (malloc'd). */
 static inline unsigned char *fx_npz(const fx_t *f, size_t n_rows, uint64_t seed,
                                     size_t *len) {
@@ -349,14 +362,7 @@ static inline unsigned char *fx_npz(const fx_t *f, size_t n_rows, uint64_t seed,
   fx_path(f, "synth.npz", p, sizeof p);
   assert_int_equal(lsmi_dataset_write_npz(ds, p, &err), 0);
   lsmi_dataset_destroy(ds);
-  FILE *in = fopen(p, "rb");
-  assert_non_null(in);
-  fseek(in, 0, SEEK_END);
-  *len = (size_t)ftell(in);
-  rewind(in);
-  unsigned char *buf = malloc(*len);
-  assert_int_equal(fread(buf, 1, *len, in), *len);
-  fclose(in);
+  unsigned char *buf = fx_file(p, len);
   unlink(p);
   return buf;
 }

@@ -2,10 +2,11 @@
  * test_h_datasets.c — server/h_datasets.c through the transport
  * (harness.h): an upload (201, its file in datasets/, nothing left in
  * tmp/), the same bytes again (200, the same dataset), the refusals of the
- * query and the body (400, 413, 415, 422), every way storing an upload can
- * fail (no temp file, a full disk, the rename, the row; the store failing
- * while looking for an earlier upload, which once went on as if there were
- * none), the list, one dataset, and deletion.
+ * query and the body (400, 413, 415, 422), the keys and the val split the
+ * query names (a fraction that cannot apply is a 422), every way storing
+ * an upload can fail (no temp file, a full disk, the rename, the row; the
+ * store failing while looking for an earlier upload, which once went on as
+ * if there were none), the list, one dataset, and deletion.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -79,8 +80,18 @@ static void test_upload_refusals(void **state) {
     assert_int_equal(upload(f, q3, npz, len), 400);
     fx_problem(f, 400, "val_fraction");
   }
+  /* A fraction that cannot apply: the file has its own val split. */
   const char *q4[] = {"val_fraction", "0.5", NULL};
-  assert_int_equal(upload(f, q4, npz, len), 201); /* the file has its own */
+  assert_int_equal(upload(f, q4, npz, len), 422);
+  assert_non_null(strstr(fx_problem(f, 422, "val_fraction"),
+                         "val_fraction 0.5 cannot apply: the file has its own "
+                         "val split"));
+  const char *q5[] = {"x1", "", NULL};
+  assert_int_equal(upload(f, q5, npz, len), 400);
+  fx_problem(f, 400, "x1");
+  const char *q6[] = {"y", "\xff", NULL};
+  assert_int_equal(upload(f, q6, npz, len), 400);
+  fx_problem(f, 400, "y");
   const char junk[] = "\x00\x01\x02garbage garbage garbage";
   assert_int_equal(upload(f, NULL, junk, sizeof junk), 415);
   const char zip[] = "PK\x03\x04 truncated";
@@ -100,6 +111,34 @@ static void test_upload_refusals(void **state) {
   assert_int_equal(fx_entries(f, "tmp"), 0);
   free(npz);
   fx_free(f);
+}
+
+/* The query says which array is which; a file without val gets one drawn,
+ * and the record says with which fraction (0: the file's own). */
+static void test_upload_keys_and_val(void **state) {
+  fx_t *f = *state;
+  size_t len;
+  unsigned char *b = fx_file("tests/data/user_named.npz", &len);
+  assert_int_equal(upload(f, NULL, b, len), 422);
+  assert_non_null(strstr(fx_problem(f, 422, "train_x1"),
+                         "the file holds feat_a, feat_b, label: say which "
+                         "array is which with --x1 KEY --x2 KEY --y KEY "
+                         "(upload: ?x1=KEY&x2=KEY&y=KEY)"));
+  const char *keys[] = {"x1",    "feat_a",       "x2",  "feat_b", "y",
+                        "label", "val_fraction", "0.5", NULL};
+  assert_int_equal(upload(f, keys, b, len), 201);
+  json_t *splits = json_object_get(f->json, "splits");
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(splits, "val"), "n")),
+      9);
+  assert_true(json_number_value(json_object_get(f->json, "val_fraction")) ==
+              0.5);
+  free(b);
+  b = fx_file("tests/data/user_labels_str.csv", &len);
+  assert_int_equal(upload(f, NULL, b, len), 201);
+  assert_true(json_number_value(json_object_get(f->json, "val_fraction")) == 0);
+  assert_int_equal(json_integer_value(json_object_get(f->json, "classes")), 3);
+  free(b);
 }
 
 /* The regression: a store failing while looking for an earlier upload of
@@ -203,6 +242,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_upload),
       cmocka_unit_test(test_upload_refusals),
+      T(test_upload_keys_and_val),
       T(test_store_fails_on_lookup),
       T(test_no_temp_file),
       T(test_disk_full),
