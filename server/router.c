@@ -188,7 +188,8 @@ typedef struct query_names {
 } query_names_t;
 
 static const query_names_t queries[] = {
-    {LSMI_ROUTE_DATASETS, "POST", {"name", "val_fraction", NULL}},
+    {LSMI_ROUTE_DATASETS, "POST",
+     {"name", "val_fraction", "x1", "x2", "y", "id", NULL}},
     {LSMI_ROUTE_DATASETS, "GET", {"offset", "limit", NULL}},
     {LSMI_ROUTE_JOBS, "GET", {"state", "offset", "limit", NULL}},
     {LSMI_ROUTE_JOB_RESULTS,
