@@ -1,0 +1,453 @@
+/*
+ * pgqueue.c — the queue of work in PostgreSQL and its wake-ups (see
+ * pgstore.h for the model: units of work, claims under leases, the
+ * combination handed to the node that completes the last member).
+ *
+ * A claim is one statement: the next runnable member row is picked and
+ * locked with FOR UPDATE SKIP LOCKED (two nodes claiming at once lock
+ * different rows, never wait for each other's), then updated, its job
+ * marked running and its tenant's turn recorded. "Runnable" is a queued
+ * unit, or a running one whose lease is past (its node died or was cut
+ * off), of a job still queued or running. The order is fair: the tenant
+ * whose work was claimed longest ago first (round-robin), then the oldest
+ * job, then the lowest member.
+ *
+ * Every transaction locks members before jobs, and jobs before tenants (a
+ * claim, a completion, a cancel, a failure alike), so that no two can
+ * deadlock. A unit's claim is identified by (job, member, attempts, node):
+ * once its lease was taken over, the old claim matches no row, and renew,
+ * complete, fail and release answer LSMI_ERR_CONFLICT.
+ */
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pgint.h"
+#include "util.h"
+
+void lsmi_pg_claim_clear(lsmi_pg_claim_t *c) {
+  free(c->params_json);
+  c->params_json = NULL;
+}
+
+int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, pg->node);
+  lsmi_pq_double(&p, lease_seconds);
+  lsmi_pq_double(&p, lsmi_util_now());
+  PGresult *res = NULL;
+  int rc = lsmi_pg__one(
+      pg,
+      "WITH c AS ("
+      " SELECT m.job_id, m.idx FROM members m"
+      " JOIN jobs j ON j.id = m.job_id"
+      " LEFT JOIN tenants t ON t.tenant = j.tenant"
+      " WHERE (m.state = 'queued' OR (m.state = 'running' AND"
+      "  m.lease_until < now())) AND j.state IN ('queued', 'running')"
+      " ORDER BY t.last_claim NULLS FIRST, j.seq, m.idx"
+      " LIMIT 1 FOR UPDATE OF m SKIP LOCKED),"
+      "u AS ("
+      " UPDATE members m SET state = 'running', node = $1,"
+      "  attempts = m.attempts + 1,"
+      "  lease_until = now() + make_interval(secs => $2::float8),"
+      "  started_at = $3, progress = NULL, fraction = 0"
+      " FROM c WHERE m.job_id = c.job_id AND m.idx = c.idx"
+      " RETURNING m.job_id, m.idx, m.attempts),"
+      "j AS ("
+      " UPDATE jobs SET state = 'running',"
+      "  started_at = coalesce(jobs.started_at, $3),"
+      "  attempts = greatest(jobs.attempts, u.attempts)"
+      " FROM u WHERE jobs.id = u.job_id"
+      " RETURNING jobs.id, jobs.tenant, jobs.dataset_id, jobs.params,"
+      "  jobs.members),"
+      "t AS ("
+      " INSERT INTO tenants (tenant, last_claim)"
+      " SELECT j.tenant, nextval('claim_seq') FROM j"
+      " ON CONFLICT (tenant) DO UPDATE SET last_claim = excluded.last_claim)"
+      "SELECT j.id, j.tenant, j.dataset_id, u.idx, j.members, u.attempts,"
+      " j.params FROM j JOIN u ON u.job_id = j.id",
+      &p, false, &res);
+  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
+    rc = LSMI_ERR_NOTFOUND;
+  if (rc == LSMI_OK) {
+    snprintf(c->job_id, sizeof c->job_id, "%s", lsmi_pq_get(res, 0, 0));
+    snprintf(c->tenant, sizeof c->tenant, "%s", lsmi_pq_get(res, 0, 1));
+    snprintf(c->dataset_id, sizeof c->dataset_id, "%s", lsmi_pq_get(res, 0, 2));
+    c->member = (int)lsmi_pq_get_int(res, 0, 3);
+    c->members = (int)lsmi_pq_get_int(res, 0, 4);
+    c->attempt = (int)lsmi_pq_get_int(res, 0, 5);
+    c->params_json = strdup(lsmi_pq_get(res, 0, 6));
+    if (c->params_json == NULL)
+      rc = LSMI_ERR_NOMEM; /* the lease runs out and the unit returns */
+  }
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
+/* The claim's identity as $1 .. $4, the start of every statement on it. */
+static void claim_params(lsmi_pq_params_t *p, const lsmi_pg_t *pg,
+                         const lsmi_pg_claim_t *c) {
+  lsmi_pq_text(p, c->job_id);
+  lsmi_pq_int(p, c->member);
+  lsmi_pq_int(p, c->attempt);
+  lsmi_pq_text(p, pg->node);
+}
+#define CLAIM_IS                                                               \
+  "job_id = $1 AND idx = $2 AND attempts = $3 AND node = $4 AND state = "      \
+  "'running'"
+
+int lsmi_pg_renew(lsmi_pg_t *pg, const lsmi_pg_claim_t *c, double lease_seconds,
+                  const char *progress_json, double fraction) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, c);
+  lsmi_pq_double(&p, lease_seconds);
+  lsmi_pq_text(&p, progress_json);
+  if (progress_json)
+    lsmi_pq_double(&p, fraction);
+  else
+    lsmi_pq_text(&p, NULL);
+  PGresult *res = NULL;
+  /* One statement, safe to run twice (pq.h's retry may). The job's
+   * progress is the unit's last report (job_get averages the fraction). */
+  int rc =
+      lsmi_pg__one(pg,
+                   "WITH m AS (UPDATE members SET"
+                   " lease_until = now() + make_interval(secs => $5::float8),"
+                   " progress = coalesce($6::json, progress),"
+                   " fraction = coalesce($7::float8, fraction)"
+                   " WHERE " CLAIM_IS " RETURNING job_id),"
+                   "j AS (UPDATE jobs SET progress = $6::json FROM m"
+                   " WHERE jobs.id = m.job_id AND $6::text IS NOT NULL"
+                   " AND jobs.state = 'running')"
+                   "SELECT count(*) FROM m",
+                   &p, false, &res);
+  if (rc == LSMI_OK && lsmi_pq_get_int(res, 0, 0) == 0)
+    rc = LSMI_ERR_CONFLICT;
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
+typedef struct complete {
+  const lsmi_pg_claim_t *c;
+  const void *bytes;
+  size_t len;
+  double lease;
+  int combine_attempt; /* > 0: this node now holds the combination */
+} complete_t;
+
+/* After member c is done: when no other member of the job is left, hands
+ * the combination to this node. The job row is locked first, so of two
+ * nodes completing the last two members, the second sees the first's. */
+static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, a->c->job_id);
+  int rows = 0;
+  int rc = lsmi_pg__count(conn,
+                          "SELECT 1 FROM jobs WHERE id = $1 AND state = "
+                          "'running' FOR UPDATE",
+                          &p, &rows);
+  if (rc == LSMI_OK && rows == 0)
+    rc = LSMI_ERR_CONFLICT; /* cancelled, or failed by another member */
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__count(conn,
+                        "SELECT 1 FROM members WHERE job_id = $1 AND idx >= 0 "
+                        "AND state <> 'done' LIMIT 1",
+                        &p, &rows);
+  if (rc || rows > 0)
+    return rc;
+  lsmi_pq_text(&p, pg->node);
+  lsmi_pq_double(&p, a->lease);
+  lsmi_pq_double(&p, lsmi_util_now());
+  PGresult *res = NULL;
+  rc = lsmi_pq_run(conn,
+                   "UPDATE members SET state = 'running', node = $2, "
+                   "attempts = attempts + 1, lease_until = now() + "
+                   "make_interval(secs => $3::float8), started_at = $4, "
+                   "progress = NULL, fraction = 0 WHERE job_id = $1 AND idx "
+                   "= -1 AND state = 'waiting' RETURNING attempts",
+                   &p, false, &res);
+  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
+    rc = LSMI_ERR_CONFLICT;
+  if (rc == LSMI_OK)
+    a->combine_attempt = (int)lsmi_pq_get_int(res, 0, 0);
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
+static int complete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
+  complete_t *a = ctx;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, a->c);
+  lsmi_pq_bytes(&p, a->bytes, a->len);
+  lsmi_pq_double(&p, lsmi_util_now());
+  int rows = 0;
+  int rc = lsmi_pg__count(conn,
+                          "UPDATE members SET state = 'done', data = $5, "
+                          "lease_until = NULL, finished_at = $6, fraction = 1 "
+                          "WHERE " CLAIM_IS " RETURNING 1",
+                          &p, &rows);
+  if (rc == LSMI_OK && rows == 0)
+    rc = LSMI_ERR_CONFLICT;
+  return rc ? rc : complete_last(pg, conn, a);
+}
+
+int lsmi_pg_member_complete(lsmi_pg_t *pg, lsmi_pg_claim_t *c,
+                            const void *bytes, size_t len, double lease_seconds,
+                            bool *combine) {
+  *combine = false;
+  if (c->member < 0)
+    return LSMI_ERR_INVALID;
+  complete_t a = {c, bytes, len, lease_seconds, 0};
+  int rc = lsmi_pg__in_tx(pg, "BEGIN", complete_body, &a);
+  if (rc == LSMI_OK && a.combine_attempt > 0) {
+    *combine = true;
+    c->member = LSMI_PG_COMBINE;
+    c->attempt = a.combine_attempt;
+  }
+  return rc;
+}
+
+int lsmi_pg_member_load(lsmi_pg_t *pg, const char *job_id, int member,
+                        void **buf, size_t *len) {
+  *buf = NULL;
+  *len = 0;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, job_id);
+  lsmi_pq_int(&p, member);
+  PGresult *res = NULL;
+  int rc = lsmi_pg__one(pg,
+                        "SELECT data FROM members WHERE job_id = $1 AND idx = "
+                        "$2 AND state = 'done' AND data IS NOT NULL",
+                        &p, true, &res);
+  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
+    rc = LSMI_ERR_NOTFOUND;
+  if (rc == LSMI_OK) {
+    const lsmi_pq_t *L = lsmi_pq();
+    size_t n = (size_t)L->getlength(res, 0, 0);
+    *buf = malloc(n ? n : 1);
+    if (*buf == NULL)
+      rc = LSMI_ERR_NOMEM;
+    else
+      memcpy(*buf, L->getvalue(res, 0, 0), n);
+    *len = *buf ? n : 0;
+  }
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
+typedef struct fail {
+  const lsmi_pg_claim_t *c;
+  const char *error_json;
+  double finished_at;
+} fail_t;
+
+static int fail_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
+  const fail_t *a = ctx;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, a->c);
+  lsmi_pq_double(&p, a->finished_at);
+  int rows = 0;
+  int rc =
+      lsmi_pg__count(conn,
+                     "UPDATE members SET state = 'failed', lease_until = "
+                     "NULL, finished_at = $5 WHERE " CLAIM_IS " RETURNING 1",
+                     &p, &rows);
+  if (rc == LSMI_OK && rows == 0)
+    rc = LSMI_ERR_CONFLICT;
+  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&q, a->c->job_id);
+  if (rc == LSMI_OK)
+    rc = lsmi_pq_run(conn,
+                     "UPDATE members SET state = 'cancelled', lease_until = "
+                     "NULL WHERE job_id = $1 AND state IN ('waiting', "
+                     "'queued', 'running')",
+                     &q, false, NULL);
+  lsmi_pq_text(&q, a->error_json);
+  lsmi_pq_double(&q, a->finished_at);
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__count(conn,
+                        "UPDATE jobs SET state = 'failed', error = $2::json, "
+                        "finished_at = $3 WHERE id = $1 AND state IN "
+                        "('queued', 'running') RETURNING pg_notify("
+                        "'lsmi_cancel', id)",
+                        &q, &rows);
+  if (rc == LSMI_OK && rows == 0)
+    rc = LSMI_ERR_CONFLICT;
+  return rc;
+}
+
+int lsmi_pg_member_fail(lsmi_pg_t *pg, const lsmi_pg_claim_t *c,
+                        const char *error_json, double finished_at) {
+  fail_t a = {c, error_json, finished_at};
+  return lsmi_pg__in_tx(pg, "BEGIN", fail_body, &a);
+}
+
+static int release_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, ctx);
+  int rows = 0;
+  int rc = lsmi_pg__count(conn,
+                          "UPDATE members SET state = 'queued', node = NULL, "
+                          "lease_until = NULL, progress = NULL, fraction = 0 "
+                          "WHERE " CLAIM_IS
+                          " RETURNING pg_notify('lsmi_work', job_id)",
+                          &p, &rows);
+  return rc == LSMI_OK && rows == 0 ? LSMI_ERR_CONFLICT : rc;
+}
+
+int lsmi_pg_member_release(lsmi_pg_t *pg, const lsmi_pg_claim_t *c) {
+  return lsmi_pg__in_tx(pg, "BEGIN", release_body, (void *)c);
+}
+
+typedef struct finish {
+  const lsmi_pg_claim_t *c;
+  const lsmi_pg_finish_t *f;
+} finish_t;
+
+/* The job's row with its end; LSMI_ERR_CONFLICT when it is no longer
+ * running (cancelled meanwhile). */
+static int finish_job(lsmi_pq_conn_t *conn, const finish_t *a) {
+  const lsmi_pg_finish_t *f = a->f;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, a->c->job_id);
+  lsmi_pq_text(&p, lsmi_job_state_name(f->state));
+  lsmi_pq_double(&p, f->finished_at);
+  lsmi_pq_text(&p, f->error_json);
+  lsmi_pq_text(&p, f->summary_json);
+  lsmi_pq_text(&p, f->timings_json);
+  lsmi_pq_text(&p, f->progress_json);
+  int rows = 0;
+  int rc = lsmi_pg__count(conn,
+                          "UPDATE jobs SET state = $2, finished_at = $3, error "
+                          "= $4::json, summary = $5::json, timings = $6::json, "
+                          "progress = coalesce($7::json, progress) WHERE id = "
+                          "$1 AND state = 'running' RETURNING 1",
+                          &p, &rows);
+  return rc == LSMI_OK && rows == 0 ? LSMI_ERR_CONFLICT : rc;
+}
+
+static int finish_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
+  const finish_t *a = ctx;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, a->c);
+  lsmi_pq_double(&p, a->f->finished_at);
+  int rows = 0;
+  int rc =
+      lsmi_pg__count(conn,
+                     "UPDATE members SET state = 'done', lease_until = "
+                     "NULL, finished_at = $5 WHERE " CLAIM_IS " RETURNING 1",
+                     &p, &rows);
+  if (rc == LSMI_OK && rows == 0)
+    rc = LSMI_ERR_CONFLICT;
+  /* The members' bytes have served: the result files hold what they
+   * made. */
+  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&q, a->c->job_id);
+  if (rc == LSMI_OK)
+    rc = lsmi_pq_run(conn, "UPDATE members SET data = NULL WHERE job_id = $1",
+                     &q, false, NULL);
+  for (int i = 0; rc == LSMI_OK && i < a->f->nresults; i++) {
+    char key[LSMI_PG_KEY_MAX];
+    lsmi_pg_result_key(a->c->job_id, a->f->results[i].split, key);
+    rc = lsmi_pg__blob_write(pg, conn, key, a->f->results[i].path);
+  }
+  return rc ? rc : finish_job(conn, a);
+}
+
+int lsmi_pg_job_finish(lsmi_pg_t *pg, const lsmi_pg_claim_t *c,
+                       const lsmi_pg_finish_t *f) {
+  if (c->member != LSMI_PG_COMBINE ||
+      (f->state != LSMI_JOB_SUCCEEDED && f->state != LSMI_JOB_FAILED))
+    return LSMI_ERR_INVALID;
+  finish_t a = {c, f};
+  return lsmi_pg__in_tx(pg, "BEGIN", finish_body, &a);
+}
+
+/* ---- wake-ups ---- */
+
+struct lsmi_pg_listener {
+  lsmi_pq_conn_t *c;
+};
+
+/* LISTENs on both channels (again, after a reconnection). */
+static int listen_all(lsmi_pg_listener_t *l) {
+  int rc = lsmi_pq_conn_begin(l->c);
+  if (rc == LSMI_OK)
+    rc = lsmi_pq_run(l->c, "LISTEN lsmi_work; LISTEN lsmi_cancel", NULL, false,
+                     NULL);
+  return rc;
+}
+
+int lsmi_pg_listen_open(lsmi_pg_t *pg, lsmi_pg_listener_t **out,
+                        lsmi_error_t *err) {
+  *out = NULL;
+  lsmi_pg_listener_t *l = calloc(1, sizeof *l);
+  if (l == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  char app[96];
+  snprintf(app, sizeof app, "%s listener", pg->app);
+  int rc = lsmi_pq_conn_open(pg->dsn, app, &l->c, err);
+  if (l->c == NULL) {
+    free(l);
+    return rc;
+  }
+  *out = l;
+  if (rc == LSMI_OK && (rc = listen_all(l)) != LSMI_OK)
+    lsmi_error_set(err, rc, "store", "cannot LISTEN: %s",
+                   lsmi_status_message(rc));
+  return rc;
+}
+
+void lsmi_pg_listen_close(lsmi_pg_listener_t *l) {
+  if (l == NULL)
+    return;
+  lsmi_pq_conn_close(l->c);
+  free(l);
+}
+
+int lsmi_pg_listen_fd(const lsmi_pg_listener_t *l) {
+  const lsmi_pq_t *L = lsmi_pq();
+  return L->status(l->c->pg) == CONNECTION_OK ? L->socket(l->c->pg) : -1;
+}
+
+int lsmi_pg_listen_reconnect(lsmi_pg_listener_t *l) { return listen_all(l); }
+
+int lsmi_pg_listen_read(lsmi_pg_listener_t *l, lsmi_pg_event_t *ev, int max,
+                        int *n) {
+  const lsmi_pq_t *L = lsmi_pq();
+  *n = 0;
+  if (L->status(l->c->pg) != CONNECTION_OK || !L->consume_input(l->c->pg) ||
+      L->status(l->c->pg) != CONNECTION_OK) {
+    lsmi_util_log("store_unavailable", json_pack("{s:s}", "what", "listener"));
+    return LSMI_ERR_UNAVAILABLE;
+  }
+  PGnotify *nt;
+  while (*n < max && (nt = L->notifies(l->c->pg)) != NULL) {
+    lsmi_pg_event_t *e = &ev[(*n)++];
+    e->kind =
+        !strcmp(nt->relname, "lsmi_cancel") ? LSMI_PG_CANCEL : LSMI_PG_WORK;
+    snprintf(e->job_id, sizeof e->job_id, "%s", nt->extra);
+    L->freemem(nt);
+  }
+  return LSMI_OK;
+}
+
+int lsmi_pg_listen_wait(lsmi_pg_listener_t *l, int timeout_ms,
+                        lsmi_pg_event_t *ev, int max, int *n) {
+  *n = 0;
+  /* What an earlier read left in libpq's queue first. */
+  int rc = lsmi_pg_listen_read(l, ev, max, n);
+  if (rc || *n > 0)
+    return rc;
+  struct pollfd pfd = {.fd = lsmi_pg_listen_fd(l), .events = POLLIN};
+  if (pfd.fd < 0)
+    return LSMI_ERR_UNAVAILABLE;
+  if (poll(&pfd, 1, timeout_ms) <= 0)
+    return LSMI_OK;
+  return lsmi_pg_listen_read(l, ev, max, n);
+}
