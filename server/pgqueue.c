@@ -8,9 +8,11 @@
  * different rows, never wait for each other's), then updated, its job
  * marked running and its tenant's turn recorded. "Runnable" is a queued
  * unit, or a running one whose lease is past (its node died or was cut
- * off), of a job still queued or running. The order is fair: the tenant
- * whose work was claimed longest ago first (round-robin), then the oldest
- * job, then the lowest member.
+ * off); the units of a cancelled or failed job are cancelled with it, so
+ * the unit's state is all a claim reads. The order is fair: an expired
+ * lease first, then the tenant whose work was claimed longest ago
+ * (round-robin), then its oldest job, then the lowest member. Both are
+ * index probes (pgschema.c), whatever the length of the queue.
  *
  * Every transaction locks members before jobs, and jobs before tenants (a
  * claim, a completion, a cancel, a failure alike), so that no two can
@@ -32,6 +34,7 @@ void lsmi_pg_claim_clear(lsmi_pg_claim_t *c) {
 }
 
 int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
+  lsmi_pg_claim_clear(c);
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, pg->node);
   lsmi_pq_double(&p, lease_seconds);
@@ -39,14 +42,20 @@ int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
   PGresult *res = NULL;
   int rc = lsmi_pg__one(
       pg,
+      /* An expired lease first (its work is the oldest), else the head
+       * of the queue of the tenant whose turn it is: tenants in turn
+       * order, each probed for its oldest queued unit, until one has. */
       "WITH c AS ("
-      " SELECT m.job_id, m.idx FROM members m"
-      " JOIN jobs j ON j.id = m.job_id"
-      " LEFT JOIN tenants t ON t.tenant = j.tenant"
-      " WHERE (m.state = 'queued' OR (m.state = 'running' AND"
-      "  m.lease_until < now())) AND j.state IN ('queued', 'running')"
-      " ORDER BY t.last_claim NULLS FIRST, j.seq, m.idx"
-      " LIMIT 1 FOR UPDATE OF m SKIP LOCKED),"
+      " SELECT * FROM (SELECT job_id, idx FROM members"
+      "  WHERE state = 'running' AND lease_until < now()"
+      "  ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED) e"
+      " UNION ALL"
+      " SELECT * FROM (SELECT q.job_id, q.idx FROM tenants t CROSS JOIN"
+      "  LATERAL (SELECT job_id, idx FROM members m"
+      "   WHERE m.tenant = t.tenant AND m.state = 'queued'"
+      "   ORDER BY m.job_seq, m.idx LIMIT 1 FOR UPDATE SKIP LOCKED) q"
+      "  ORDER BY t.last_claim, t.tenant LIMIT 1) f"
+      " LIMIT 1),"
       "u AS ("
       " UPDATE members m SET state = 'running', node = $1,"
       "  attempts = m.attempts + 1,"

@@ -31,8 +31,14 @@
  *   clocks do not matter) and attempts + 1, which is the claim's token: a
  *   node whose lease was taken over can no longer renew or complete. data
  *   holds a done member (lsmi_member_save) until the job's results are
- *   written; progress and fraction are the running member's.
- * tenants: when each tenant last had work claimed, for round-robin claims.
+ *   written; progress and fraction are the running member's. A unit's
+ *   state alone says whether it is runnable (cancelling or failing a job
+ *   cancels its units), and it carries its job's tenant and seq, so that
+ *   a claim finds the next unit in two small indexes (members_queued in
+ *   the fair order, members_leased for expired leases) without a join
+ *   or a sort of the whole queue.
+ * tenants: every tenant that ever queued work, and when its work was last
+ *   claimed, for round-robin claims.
  * idempotency: Idempotency-Key of POST /v1/jobs, as in the SQLite store.
  */
 static const char v1[] =
@@ -92,6 +98,8 @@ static const char v1[] =
     "CREATE TABLE members ("
     " job_id text NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,"
     " idx integer NOT NULL CHECK (idx >= -1),"
+    " tenant text NOT NULL,"
+    " job_seq bigint NOT NULL,"
     " state text NOT NULL CHECK (state IN ('waiting', 'queued', 'running',"
     "  'done', 'failed', 'cancelled')),"
     " node text,"
@@ -104,11 +112,14 @@ static const char v1[] =
     " finished_at double precision,"
     " PRIMARY KEY (job_id, idx));"
     "ALTER TABLE members ALTER COLUMN data SET STORAGE EXTERNAL;"
-    "CREATE INDEX members_runnable ON members (job_id, idx)"
-    " WHERE state IN ('queued', 'running');"
+    "CREATE INDEX members_queued ON members (tenant, job_seq, idx)"
+    " WHERE state = 'queued';"
+    "CREATE INDEX members_leased ON members (lease_until)"
+    " WHERE state = 'running';"
     "CREATE TABLE tenants ("
     " tenant text PRIMARY KEY,"
-    " last_claim bigint NOT NULL);"
+    " last_claim bigint NOT NULL DEFAULT 0);"
+    "CREATE INDEX tenants_turn ON tenants (last_claim, tenant);"
     "CREATE SEQUENCE claim_seq;"
     "CREATE TABLE idempotency ("
     " tenant text NOT NULL,"

@@ -514,9 +514,12 @@ static int job_create_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
   lsmi_pq_int(&m, a->members);
   if (rc == LSMI_OK)
     rc = lsmi_pq_run(c,
-                     "WITH m AS (INSERT INTO members (job_id, idx, state) "
-                     "SELECT $1, i, CASE WHEN i < 0 THEN 'waiting' ELSE "
-                     "'queued' END FROM generate_series(-1, $2 - 1) AS i) "
+                     "WITH m AS (INSERT INTO members (job_id, idx, state, "
+                     "tenant, job_seq) SELECT j.id, i, CASE WHEN i < 0 THEN "
+                     "'waiting' ELSE 'queued' END, j.tenant, j.seq FROM jobs "
+                     "j, generate_series(-1, $2 - 1) AS i WHERE j.id = $1), "
+                     "t AS (INSERT INTO tenants (tenant) SELECT tenant FROM "
+                     "jobs WHERE id = $1 ON CONFLICT DO NOTHING) "
                      "SELECT pg_notify('lsmi_work', $1)",
                      &m, false, NULL);
   return rc;

@@ -191,8 +191,9 @@ void lsmi_pg_claim_clear(lsmi_pg_claim_t *c);
 
 /*
  * Claims the next runnable unit for this node for lease_seconds (the
- * server's clock): 0 and *c filled (clear it first when reused),
- * LSMI_ERR_NOTFOUND when there is none. The job turns running.
+ * server's clock): 0 and *c filled (its earlier params_json freed; start
+ * from a zeroed struct), LSMI_ERR_NOTFOUND when there is none. The job
+ * turns running.
  */
 int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c);
 /*
