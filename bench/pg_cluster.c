@@ -332,20 +332,20 @@ typedef struct waker {
   lsmi_pg_listener_t *l;
   int n;
   double *heard;   /* when each event arrived (monotonic) */
-  double *claimed; /* when its job was claimed */
-  atomic_int ready;
+  double *claimed; /* when its job was claimed (NULL: do not claim) */
+  atomic_int done; /* events recorded so far */
 } waker_t;
 
 /* The idle node: waits for each NOTIFY, and claims on a "work" one. */
 static void *idle_node(void *arg) {
   waker_t *w = arg;
-  atomic_store(&w->ready, 1);
-  for (int got = 0; got < w->n;) {
+  while (atomic_load(&w->done) < w->n) {
     lsmi_pg_event_t ev[8];
     int n = 0;
     if (lsmi_pg_listen_wait(w->l, 1000, ev, 8, &n))
       die("listen", LSMI_ERR_UNAVAILABLE);
-    for (int i = 0; i < n && got < w->n; i++) {
+    for (int i = 0; i < n && atomic_load(&w->done) < w->n; i++) {
+      int got = atomic_load(&w->done);
       w->heard[got] = lsmi_util_mono();
       if (ev[i].kind == LSMI_PG_WORK && w->claimed) {
         lsmi_pg_claim_t c = {0};
@@ -353,73 +353,72 @@ static void *idle_node(void *arg) {
           w->claimed[got] = lsmi_util_mono();
         lsmi_pg_claim_clear(&c);
       }
-      got++;
+      atomic_fetch_add(&w->done, 1);
     }
   }
   return NULL;
 }
+
+/* Runs the idle node while send(ctx, i) is called for each sample, 2 ms
+ * apart, each once the previous one was heard; the latencies into lat,
+ * to the event heard, or with w->claimed to the claim. */
+static void sample(waker_t *w, void (*send)(void *ctx, int i), void *ctx,
+                   double *lat) {
+  double *sent = calloc((size_t)w->n, sizeof *sent);
+  atomic_store(&w->done, 0);
+  pthread_t t;
+  pthread_create(&t, NULL, idle_node, w);
+  usleep(100 * 1000); /* the listener waits */
+  for (int i = 0; i < w->n; i++) {
+    usleep(2000);
+    sent[i] = lsmi_util_mono();
+    send(ctx, i);
+    while (atomic_load(&w->done) <= i)
+      usleep(50);
+  }
+  pthread_join(t, NULL);
+  for (int i = 0; i < w->n; i++)
+    lat[i] = (w->claimed ? w->claimed[i] : w->heard[i]) - sent[i];
+  free(sent);
+}
+
+static void send_notify(void *ctx, int i) {
+  (void)i;
+  lsmi_pq_run(ctx, "NOTIFY lsmi_cancel, 'x'", NULL, false, NULL);
+}
+
+static void send_job(void *ctx, int i) { create_jobs(ctx, 1, 1000000 + i); }
 
 static void bench_wakeup(int samples) {
   char dsn[512];
   fresh_db("bench_wakeup", dsn, sizeof dsn);
   lsmi_pg_t *a = node(dsn, "busy", 0), *b = node(dsn, "idle", 0);
   add_datasets(a);
-  double *sent = calloc((size_t)samples, sizeof *sent);
   double *lat = calloc((size_t)samples, sizeof *lat);
-  waker_t w = {b,    NULL, samples, calloc((size_t)samples, sizeof(double)),
-               NULL, 0};
+  waker_t w = {.pg = b, .n = samples};
+  w.heard = calloc((size_t)samples, sizeof(double));
   if (lsmi_pg_listen_open(b, &w.l, NULL))
     die("listen_open", LSMI_ERR_UNAVAILABLE);
-
-  /* NOTIFY alone: the time of the commit's return to the listener's. */
-  lsmi_pq_conn_t *c = NULL;
-  if (lsmi_pq_conn_open(dsn, "bench notify", &c, NULL))
-    die("connect", LSMI_ERR_UNAVAILABLE);
-  pthread_t t;
-  pthread_create(&t, NULL, idle_node, &w);
-  while (!atomic_load(&w.ready))
-    usleep(1000);
-  for (int i = 0; i < samples; i++) {
-    usleep(2000);
-    sent[i] = lsmi_util_mono();
-    lsmi_pq_run(c, "NOTIFY lsmi_cancel, 'x'", NULL, false, NULL);
-    while (w.heard[i] == 0)
-      usleep(50);
-  }
-  pthread_join(t, NULL);
   printf("\nwake-up, %d samples | p50 ms | p99 ms | max ms |\n|---|---|---|"
          "---|\n",
          samples);
-  for (int i = 0; i < samples; i++)
-    lat[i] = w.heard[i] - sent[i];
+
+  /* NOTIFY alone: from sending it (autocommit) to the listener's poll. */
+  lsmi_pq_conn_t *c = NULL;
+  if (lsmi_pq_conn_open(dsn, "bench notify", &c, NULL))
+    die("connect", LSMI_ERR_UNAVAILABLE);
+  sample(&w, send_notify, c, lat);
   report("NOTIFY to the listener's poll", lat, samples);
 
   /* A job queued on a busy node, claimed by the idle one. */
-  memset(w.heard, 0, (size_t)samples * sizeof(double));
   w.claimed = calloc((size_t)samples, sizeof(double));
-  atomic_store(&w.ready, 0);
-  pthread_create(&t, NULL, idle_node, &w);
-  while (!atomic_load(&w.ready))
-    usleep(1000);
-  for (int i = 0; i < samples; i++) {
-    usleep(2000);
-    sent[i] = lsmi_util_mono();
-    create_jobs(a, 1, 1000000 + i);
-    while (w.heard[i] == 0)
-      usleep(50);
-    while (w.claimed[i] == 0)
-      usleep(50);
-  }
-  pthread_join(t, NULL);
-  for (int i = 0; i < samples; i++)
-    lat[i] = w.claimed[i] - sent[i];
+  sample(&w, send_job, a, lat);
   report("job_create called to the claim returned on the idle node", lat,
          samples);
   lsmi_pq_conn_close(c);
   lsmi_pg_listen_close(w.l);
   lsmi_pg_close(a);
   lsmi_pg_close(b);
-  free(sent);
   free(lat);
   free(w.heard);
   free(w.claimed);

@@ -130,16 +130,14 @@ static int fetch_chunk(lsmi_pq_conn_t *c, const char *key, int seq,
   lsmi_pq_text(&p, key);
   lsmi_pq_int(&p, seq);
   PGresult *res = NULL;
-  int rc = lsmi_pq_run(c,
-                       "SELECT data FROM blob_chunks WHERE key = $1 AND "
-                       "seq = $2",
-                       &p, true, &res);
+  int rc = lsmi_pg__query(NULL, c,
+                          "SELECT data FROM blob_chunks WHERE key = $1 AND "
+                          "seq = $2",
+                          &p, true, LSMI_ERR_NOTFOUND, &res);
+  if (rc == LSMI_ERR_NOTFOUND)
+    return file_error("blob_fetch: a chunk is missing", key, EIO);
   if (rc)
     return rc;
-  if (lsmi_pg__rows(res) != 1) {
-    L->clear(res);
-    return file_error("blob_fetch: a chunk is missing", key, EIO);
-  }
   const char *data = L->getvalue(res, 0, 0);
   size_t n = (size_t)L->getlength(res, 0, 0);
   lsmi_sha256_update(sha, data, n);
@@ -174,21 +172,16 @@ static int fetch_chunks(lsmi_pq_conn_t *c, const char *key, uint64_t bytes,
 }
 
 static int blob_fetch_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
-  (void)pg;
   const blob_ctx_t *b = ctx;
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, b->key);
   PGresult *res = NULL;
-  int rc = lsmi_pq_run(c,
-                       "SELECT bytes, sha256, chunks FROM blobs WHERE key = "
-                       "$1",
-                       &p, false, &res);
+  int rc = lsmi_pg__query(pg, c,
+                          "SELECT bytes, sha256, chunks FROM blobs WHERE key "
+                          "= $1",
+                          &p, false, LSMI_ERR_NOTFOUND, &res);
   if (rc)
     return rc;
-  if (lsmi_pg__rows(res) == 0) {
-    lsmi_pq()->clear(res);
-    return LSMI_ERR_NOTFOUND;
-  }
   uint64_t bytes = (uint64_t)lsmi_pq_get_int(res, 0, 0);
   char want[65];
   snprintf(want, sizeof want, "%s", lsmi_pq_get(res, 0, 1));
@@ -217,12 +210,7 @@ int lsmi_pg_blob_fetch(lsmi_pg_t *pg, const char *key, const char *path,
 int lsmi_pg_blob_delete(lsmi_pg_t *pg, const char *key) {
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, key);
-  PGresult *res = NULL;
-  int rc = lsmi_pg__one(pg, "DELETE FROM blobs WHERE key = $1 RETURNING 1", &p,
-                        false, &res);
-  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
-    rc = LSMI_ERR_NOTFOUND;
-  if (res)
-    lsmi_pq()->clear(res);
-  return rc;
+  return lsmi_pg__query(pg, NULL,
+                        "DELETE FROM blobs WHERE key = $1 RETURNING 1", &p,
+                        false, LSMI_ERR_NOTFOUND, NULL);
 }

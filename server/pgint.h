@@ -53,6 +53,25 @@ int lsmi_pg__rows(const PGresult *res);
  * dropped). */
 int lsmi_pg__count(lsmi_pq_conn_t *c, const char *sql,
                    const lsmi_pq_params_t *p, int *rows);
+/*
+ * Runs sql on c (NULL: on a connection of pg's pool) for at least one row:
+ * 0 with the result in *res (may be NULL: dropped; else taken), or `none`
+ * (LSMI_ERR_NOTFOUND, LSMI_ERR_CONFLICT) when it returned no row, or the
+ * statement's failure; *res is NULL unless 0.
+ */
+int lsmi_pg__query(lsmi_pg_t *pg, lsmi_pq_conn_t *c, const char *sql,
+                   const lsmi_pq_params_t *p, bool binary, int none,
+                   PGresult **res);
+
+/*
+ * Ends job_id as `state` (LSMI_JOB_CANCELLED or LSMI_JOB_FAILED, with
+ * error_json, may be NULL) inside the caller's transaction: its unfinished
+ * units are cancelled, *claimed (may be NULL) says whether one of them had
+ * been claimed, and "lsmi_cancel" is NOTIFYed so that the nodes running
+ * them stop. 0, or LSMI_ERR_CONFLICT when the job had ended already.
+ */
+int lsmi_pg__end_job(lsmi_pq_conn_t *conn, const char *job_id, int state,
+                     const char *error_json, double finished_at, bool *claimed);
 
 /* Publishes the file at path as blob key inside the caller's transaction
  * (lsmi_pg_blob_put's contract). */

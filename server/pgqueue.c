@@ -40,8 +40,8 @@ int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
   lsmi_pq_double(&p, lease_seconds);
   lsmi_pq_double(&p, lsmi_util_now());
   PGresult *res = NULL;
-  int rc = lsmi_pg__one(
-      pg,
+  int rc = lsmi_pg__query(
+      pg, NULL,
       /* An expired lease first (its work is the oldest), else the head
        * of the queue of the tenant whose turn it is: tenants in turn
        * order, each probed for its oldest queued unit, until one has. */
@@ -76,9 +76,7 @@ int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
       " ON CONFLICT (tenant) DO UPDATE SET last_claim = excluded.last_claim)"
       "SELECT j.id, j.tenant, j.dataset_id, u.idx, j.members, u.attempts,"
       " j.params FROM j JOIN u ON u.job_id = j.id",
-      &p, false, &res);
-  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
-    rc = LSMI_ERR_NOTFOUND;
+      &p, false, LSMI_ERR_NOTFOUND, &res);
   if (rc == LSMI_OK) {
     snprintf(c->job_id, sizeof c->job_id, "%s", lsmi_pq_get(res, 0, 0));
     snprintf(c->tenant, sizeof c->tenant, "%s", lsmi_pq_get(res, 0, 1));
@@ -139,6 +137,56 @@ int lsmi_pg_renew(lsmi_pg_t *pg, const lsmi_pg_claim_t *c, double lease_seconds,
   return rc;
 }
 
+/* Ends the unit of claim c as `state` ("done", "failed") in the caller's
+ * transaction, storing data when it is not NULL: 0, or LSMI_ERR_CONFLICT
+ * when the claim is over. */
+static int end_unit(lsmi_pg_t *pg, lsmi_pq_conn_t *conn,
+                    const lsmi_pg_claim_t *c, const char *state,
+                    const void *data, size_t len) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, c);
+  lsmi_pq_text(&p, state);
+  if (data)
+    lsmi_pq_bytes(&p, data, len);
+  else
+    lsmi_pq_text(&p, NULL);
+  lsmi_pq_double(&p, lsmi_util_now());
+  return lsmi_pg__query(pg, conn,
+                        "UPDATE members SET state = $5, data = coalesce($6, "
+                        "data), lease_until = NULL, finished_at = $7, "
+                        "fraction = 1 WHERE " CLAIM_IS " RETURNING 1",
+                        &p, false, LSMI_ERR_CONFLICT, NULL);
+}
+
+int lsmi_pg__end_job(lsmi_pq_conn_t *conn, const char *job_id, int state,
+                     const char *error_json, double finished_at,
+                     bool *claimed) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, job_id);
+  /* node is set by a claim and cleared only by a release: the units that
+   * were running (or whose node died) are those with one. */
+  int rows = 0;
+  int rc = lsmi_pg__count(conn,
+                          "WITH u AS (UPDATE members SET state = 'cancelled', "
+                          "lease_until = NULL WHERE job_id = $1 AND state IN "
+                          "('waiting', 'queued', 'running') RETURNING node) "
+                          "SELECT 1 FROM u WHERE node IS NOT NULL",
+                          &p, &rows);
+  if (claimed)
+    *claimed = rows > 0;
+  lsmi_pq_text(&p, lsmi_job_state_name(state));
+  lsmi_pq_text(&p, error_json);
+  lsmi_pq_double(&p, finished_at);
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__query(NULL, conn,
+                        "UPDATE jobs SET state = $2, error = $3::json, "
+                        "finished_at = $4, cancel_requested = ($2 = "
+                        "'cancelled') WHERE id = $1 AND state IN ('queued', "
+                        "'running') RETURNING pg_notify('lsmi_cancel', id)",
+                        &p, false, LSMI_ERR_CONFLICT, NULL);
+  return rc;
+}
+
 typedef struct complete {
   const lsmi_pg_claim_t *c;
   const void *bytes;
@@ -154,12 +202,11 @@ static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, a->c->job_id);
   int rows = 0;
-  int rc = lsmi_pg__count(conn,
+  /* LSMI_ERR_CONFLICT: cancelled, or failed by another member. */
+  int rc = lsmi_pg__query(pg, conn,
                           "SELECT 1 FROM jobs WHERE id = $1 AND state = "
                           "'running' FOR UPDATE",
-                          &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_CONFLICT; /* cancelled, or failed by another member */
+                          &p, false, LSMI_ERR_CONFLICT, NULL);
   if (rc == LSMI_OK)
     rc = lsmi_pg__count(conn,
                         "SELECT 1 FROM members WHERE job_id = $1 AND idx >= 0 "
@@ -171,36 +218,24 @@ static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
   lsmi_pq_double(&p, a->lease);
   lsmi_pq_double(&p, lsmi_util_now());
   PGresult *res = NULL;
-  rc = lsmi_pq_run(conn,
-                   "UPDATE members SET state = 'running', node = $2, "
-                   "attempts = attempts + 1, lease_until = now() + "
-                   "make_interval(secs => $3::float8), started_at = $4, "
-                   "progress = NULL, fraction = 0 WHERE job_id = $1 AND idx "
-                   "= -1 AND state = 'waiting' RETURNING attempts",
-                   &p, false, &res);
-  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
-    rc = LSMI_ERR_CONFLICT;
-  if (rc == LSMI_OK)
+  rc = lsmi_pg__query(pg, conn,
+                      "UPDATE members SET state = 'running', node = $2, "
+                      "attempts = attempts + 1, lease_until = now() + "
+                      "make_interval(secs => $3::float8), started_at = $4, "
+                      "progress = NULL, fraction = 0 WHERE job_id = $1 AND "
+                      "idx = -1 AND state = 'waiting' RETURNING attempts",
+                      &p, false, LSMI_ERR_CONFLICT, &res);
+  if (rc == LSMI_OK) {
     a->combine_attempt = (int)lsmi_pq_get_int(res, 0, 0);
-  if (res)
     lsmi_pq()->clear(res);
+  }
   return rc;
 }
 
 static int complete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   complete_t *a = ctx;
-  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
-  claim_params(&p, pg, a->c);
-  lsmi_pq_bytes(&p, a->bytes, a->len);
-  lsmi_pq_double(&p, lsmi_util_now());
-  int rows = 0;
-  int rc = lsmi_pg__count(conn,
-                          "UPDATE members SET state = 'done', data = $5, "
-                          "lease_until = NULL, finished_at = $6, fraction = 1 "
-                          "WHERE " CLAIM_IS " RETURNING 1",
-                          &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_CONFLICT;
+  /* A member of no bytes is stored as such, not as "unchanged". */
+  int rc = end_unit(pg, conn, a->c, "done", a->bytes ? a->bytes : "", a->len);
   return rc ? rc : complete_last(pg, conn, a);
 }
 
@@ -228,24 +263,21 @@ int lsmi_pg_member_load(lsmi_pg_t *pg, const char *job_id, int member,
   lsmi_pq_text(&p, job_id);
   lsmi_pq_int(&p, member);
   PGresult *res = NULL;
-  int rc = lsmi_pg__one(pg,
-                        "SELECT data FROM members WHERE job_id = $1 AND idx = "
-                        "$2 AND state = 'done' AND data IS NOT NULL",
-                        &p, true, &res);
-  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
-    rc = LSMI_ERR_NOTFOUND;
-  if (rc == LSMI_OK) {
-    const lsmi_pq_t *L = lsmi_pq();
-    size_t n = (size_t)L->getlength(res, 0, 0);
-    *buf = malloc(n ? n : 1);
-    if (*buf == NULL)
-      rc = LSMI_ERR_NOMEM;
-    else
-      memcpy(*buf, L->getvalue(res, 0, 0), n);
-    *len = *buf ? n : 0;
-  }
-  if (res)
-    lsmi_pq()->clear(res);
+  int rc = lsmi_pg__query(pg, NULL,
+                          "SELECT data FROM members WHERE job_id = $1 AND idx "
+                          "= $2 AND state = 'done' AND data IS NOT NULL",
+                          &p, true, LSMI_ERR_NOTFOUND, &res);
+  if (rc)
+    return rc;
+  const lsmi_pq_t *L = lsmi_pq();
+  size_t n = (size_t)L->getlength(res, 0, 0);
+  *buf = malloc(n ? n : 1);
+  if (*buf == NULL)
+    rc = LSMI_ERR_NOMEM;
+  else
+    memcpy(*buf, L->getvalue(res, 0, 0), n);
+  *len = *buf ? n : 0;
+  L->clear(res);
   return rc;
 }
 
@@ -257,37 +289,10 @@ typedef struct fail {
 
 static int fail_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   const fail_t *a = ctx;
-  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
-  claim_params(&p, pg, a->c);
-  lsmi_pq_double(&p, a->finished_at);
-  int rows = 0;
-  int rc =
-      lsmi_pg__count(conn,
-                     "UPDATE members SET state = 'failed', lease_until = "
-                     "NULL, finished_at = $5 WHERE " CLAIM_IS " RETURNING 1",
-                     &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_CONFLICT;
-  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
-  lsmi_pq_text(&q, a->c->job_id);
-  if (rc == LSMI_OK)
-    rc = lsmi_pq_run(conn,
-                     "UPDATE members SET state = 'cancelled', lease_until = "
-                     "NULL WHERE job_id = $1 AND state IN ('waiting', "
-                     "'queued', 'running')",
-                     &q, false, NULL);
-  lsmi_pq_text(&q, a->error_json);
-  lsmi_pq_double(&q, a->finished_at);
-  if (rc == LSMI_OK)
-    rc = lsmi_pg__count(conn,
-                        "UPDATE jobs SET state = 'failed', error = $2::json, "
-                        "finished_at = $3 WHERE id = $1 AND state IN "
-                        "('queued', 'running') RETURNING pg_notify("
-                        "'lsmi_cancel', id)",
-                        &q, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_CONFLICT;
-  return rc;
+  int rc = end_unit(pg, conn, a->c, "failed", NULL, 0);
+  return rc ? rc
+            : lsmi_pg__end_job(conn, a->c->job_id, LSMI_JOB_FAILED,
+                               a->error_json, a->finished_at, NULL);
 }
 
 int lsmi_pg_member_fail(lsmi_pg_t *pg, const lsmi_pg_claim_t *c,
@@ -299,14 +304,12 @@ int lsmi_pg_member_fail(lsmi_pg_t *pg, const lsmi_pg_claim_t *c,
 static int release_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   claim_params(&p, pg, ctx);
-  int rows = 0;
-  int rc = lsmi_pg__count(conn,
-                          "UPDATE members SET state = 'queued', node = NULL, "
-                          "lease_until = NULL, progress = NULL, fraction = 0 "
-                          "WHERE " CLAIM_IS
-                          " RETURNING pg_notify('lsmi_work', job_id)",
-                          &p, &rows);
-  return rc == LSMI_OK && rows == 0 ? LSMI_ERR_CONFLICT : rc;
+  return lsmi_pg__query(pg, conn,
+                        "UPDATE members SET state = 'queued', node = NULL, "
+                        "lease_until = NULL, progress = NULL, fraction = 0 "
+                        "WHERE " CLAIM_IS
+                        " RETURNING pg_notify('lsmi_work', job_id)",
+                        &p, false, LSMI_ERR_CONFLICT, NULL);
 }
 
 int lsmi_pg_member_release(lsmi_pg_t *pg, const lsmi_pg_claim_t *c) {
@@ -330,29 +333,17 @@ static int finish_job(lsmi_pq_conn_t *conn, const finish_t *a) {
   lsmi_pq_text(&p, f->summary_json);
   lsmi_pq_text(&p, f->timings_json);
   lsmi_pq_text(&p, f->progress_json);
-  int rows = 0;
-  int rc = lsmi_pg__count(conn,
-                          "UPDATE jobs SET state = $2, finished_at = $3, error "
-                          "= $4::json, summary = $5::json, timings = $6::json, "
-                          "progress = coalesce($7::json, progress) WHERE id = "
-                          "$1 AND state = 'running' RETURNING 1",
-                          &p, &rows);
-  return rc == LSMI_OK && rows == 0 ? LSMI_ERR_CONFLICT : rc;
+  return lsmi_pg__query(NULL, conn,
+                        "UPDATE jobs SET state = $2, finished_at = $3, error "
+                        "= $4::json, summary = $5::json, timings = $6::json, "
+                        "progress = coalesce($7::json, progress) WHERE id = "
+                        "$1 AND state = 'running' RETURNING 1",
+                        &p, false, LSMI_ERR_CONFLICT, NULL);
 }
 
 static int finish_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   const finish_t *a = ctx;
-  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
-  claim_params(&p, pg, a->c);
-  lsmi_pq_double(&p, a->f->finished_at);
-  int rows = 0;
-  int rc =
-      lsmi_pg__count(conn,
-                     "UPDATE members SET state = 'done', lease_until = "
-                     "NULL, finished_at = $5 WHERE " CLAIM_IS " RETURNING 1",
-                     &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_CONFLICT;
+  int rc = end_unit(pg, conn, a->c, "done", NULL, 0);
   /* The members' bytes have served: the result files hold what they
    * made. */
   lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;

@@ -103,6 +103,23 @@ int lsmi_pg__count(lsmi_pq_conn_t *c, const char *sql,
   return rc;
 }
 
+int lsmi_pg__query(lsmi_pg_t *pg, lsmi_pq_conn_t *c, const char *sql,
+                   const lsmi_pq_params_t *p, bool binary, int none,
+                   PGresult **res) {
+  PGresult *r = NULL;
+  int rc = c ? lsmi_pq_run(c, sql, p, binary, &r)
+             : lsmi_pg__one(pg, sql, p, binary, &r);
+  if (rc == LSMI_OK && lsmi_pg__rows(r) == 0)
+    rc = none;
+  if (rc == LSMI_OK && res)
+    *res = r;
+  else if (r)
+    lsmi_pq()->clear(r);
+  if (res && rc)
+    *res = NULL;
+  return rc;
+}
+
 int lsmi_pg_open(const lsmi_pg_options_t *o, lsmi_pg_t **out,
                  lsmi_error_t *err) {
   *out = NULL;
@@ -229,14 +246,11 @@ static int ds_query(lsmi_pq_conn_t *c, lsmi_pg_t *pg, const char *sql,
   lsmi_pq_text(&p, a);
   lsmi_pq_text(&p, b);
   PGresult *res = NULL;
-  int rc = c ? lsmi_pq_run(c, sql, &p, false, &res)
-             : lsmi_pg__one(pg, sql, &p, false, &res);
-  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
-    rc = LSMI_ERR_NOTFOUND;
-  if (rc == LSMI_OK)
+  int rc = lsmi_pg__query(pg, c, sql, &p, false, LSMI_ERR_NOTFOUND, &res);
+  if (rc == LSMI_OK) {
     ds_read(res, 0, rec);
-  if (res)
     lsmi_pq()->clear(res);
+  }
   return rc;
 }
 
@@ -304,20 +318,17 @@ typedef struct ds_delete {
 } ds_delete_t;
 
 static int ds_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
-  (void)pg;
   const ds_delete_t *a = ctx;
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, a->id);
   lsmi_pq_text(&p, a->tenant);
   /* Locked first: a job being created for it (FOR SHARE) commits before
    * the count below, or finds the dataset gone. */
-  int rows = 0;
-  int rc = lsmi_pg__count(c,
+  int rc = lsmi_pg__query(pg, c,
                           "SELECT 1 FROM datasets WHERE id = $1 AND tenant = "
                           "$2 FOR UPDATE",
-                          &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_NOTFOUND;
+                          &p, false, LSMI_ERR_NOTFOUND, NULL);
+  int rows = 0;
   lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&q, a->id);
   if (rc == LSMI_OK)
@@ -477,7 +488,6 @@ static int idem_claim(lsmi_pq_conn_t *c, job_create_t *a) {
 }
 
 static int job_create_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
-  (void)pg;
   job_create_t *a = ctx;
   const lsmi_job_new_t *j = a->j;
   int rc = j->idem_key ? idem_claim(c, a) : LSMI_OK;
@@ -486,13 +496,10 @@ static int job_create_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, j->dataset_id);
   lsmi_pq_text(&p, j->tenant);
-  int rows = 0;
-  rc = lsmi_pg__count(c,
+  rc = lsmi_pg__query(pg, c,
                       "SELECT 1 FROM datasets WHERE id = $1 AND tenant = $2 "
                       "FOR SHARE",
-                      &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_NOTFOUND;
+                      &p, false, LSMI_ERR_NOTFOUND, NULL);
   lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&q, j->id);
   lsmi_pq_text(&q, j->tenant);
@@ -601,12 +608,10 @@ int lsmi_pg_job_get(lsmi_pg_t *pg, const char *tenant, const char *id,
   lsmi_pq_text(&p, id);
   lsmi_pq_text(&p, tenant);
   PGresult *res = NULL;
-  int rc = lsmi_pg__one(pg,
-                        "SELECT " JOB_COLS " FROM jobs j WHERE j.id = $1 AND "
-                        "($2::text IS NULL OR j.tenant = $2)",
-                        &p, false, &res);
-  if (rc == LSMI_OK && lsmi_pg__rows(res) == 0)
-    rc = LSMI_ERR_NOTFOUND;
+  int rc = lsmi_pg__query(pg, NULL,
+                          "SELECT " JOB_COLS " FROM jobs j WHERE j.id = $1 AND "
+                          "($2::text IS NULL OR j.tenant = $2)",
+                          &p, false, LSMI_ERR_NOTFOUND, &res);
   if (rc == LSMI_OK && (*job = job_json(res, 0, state)) == NULL)
     rc = LSMI_ERR_NOMEM;
   if (res)
@@ -641,43 +646,17 @@ typedef struct job_cancel {
 } job_cancel_t;
 
 static int job_cancel_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
-  (void)pg;
   job_cancel_t *a = ctx;
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, a->id);
   lsmi_pq_text(&p, a->tenant);
-  int rows = 0;
-  int rc = lsmi_pg__count(c,
+  int rc = lsmi_pg__query(pg, c,
                           "SELECT 1 FROM jobs WHERE id = $1 AND ($2::text IS "
                           "NULL OR tenant = $2)",
-                          &p, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_NOTFOUND;
-  /* The members first, then the job: the order every writer locks in. */
-  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
-  lsmi_pq_text(&q, a->id);
-  /* node is set by a claim and cleared only by a release: the units
-   * that were running (or whose node died) are those with one. */
-  if (rc == LSMI_OK)
-    rc = lsmi_pg__count(c,
-                        "WITH u AS (UPDATE members SET state = 'cancelled', "
-                        "lease_until = NULL WHERE job_id = $1 AND state IN "
-                        "('waiting', 'queued', 'running') RETURNING node) "
-                        "SELECT 1 FROM u WHERE node IS NOT NULL",
-                        &q, &rows);
-  if (rc == LSMI_OK && a->was_running)
-    *a->was_running = rows > 0;
-  lsmi_pq_double(&q, a->finished_at);
-  if (rc == LSMI_OK)
-    rc = lsmi_pg__count(c,
-                        "UPDATE jobs SET state = 'cancelled', finished_at = "
-                        "$2, cancel_requested = true WHERE id = $1 AND state "
-                        "IN ('queued', 'running') RETURNING pg_notify("
-                        "'lsmi_cancel', id)",
-                        &q, &rows);
-  if (rc == LSMI_OK && rows == 0)
-    rc = LSMI_ERR_CONFLICT;
-  return rc;
+                          &p, false, LSMI_ERR_NOTFOUND, NULL);
+  return rc ? rc
+            : lsmi_pg__end_job(c, a->id, LSMI_JOB_CANCELLED, NULL,
+                               a->finished_at, a->was_running);
 }
 
 int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
