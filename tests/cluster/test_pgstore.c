@@ -498,6 +498,76 @@ static void test_jobs(void **state) {
   assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"), LSMI_OK);
 }
 
+/* ---- races between nodes ---- */
+
+typedef struct racer {
+  lsmi_pg_t *pg;
+  const char *id, *path;
+  int rc;
+  bool lost;    /* existed / replayed */
+  char got[64]; /* the winner's id */
+  pthread_barrier_t *start;
+} racer_t;
+
+static void *upload_thread(void *arg) {
+  racer_t *r = arg;
+  lsmi_dataset_rec_t d = rec(r->id, "t1", "same-bytes"), existing;
+  pthread_barrier_wait(r->start);
+  r->rc = lsmi_pg_dataset_insert(r->pg, &d, r->path, &existing, &r->lost);
+  snprintf(r->got, sizeof r->got, "%s", r->lost ? existing.id : r->id);
+  return NULL;
+}
+
+static void *submit_thread(void *arg) {
+  racer_t *r = arg;
+  pthread_barrier_wait(r->start);
+  r->rc =
+      create(r->pg, r->id, "t1", "ds0", 1, r->path, "hash", r->got, &r->lost);
+  if (r->rc == LSMI_OK && !r->lost)
+    snprintf(r->got, sizeof r->got, "%s", r->id);
+  return NULL;
+}
+
+/* Both nodes at the same instant, round after round: the same bytes
+ * uploaded, or the same idempotency key used, give one dataset or job,
+ * and the loser is told the winner's id. */
+static void test_races(void **state) {
+  fx_t *f = nodes(state);
+  insert_ds(f, "ds0", "t1", "aaa");
+  char path[256];
+  make_file(f, "upload", 2 * LSMI_PG_CHUNK_BYTES, 3, path);
+  pthread_barrier_t start;
+  pthread_barrier_init(&start, NULL, 2);
+  for (int round = 0; round < 10; round++) {
+    char ids[4][32], key[32];
+    for (int i = 0; i < 4; i++)
+      snprintf(ids[i], sizeof ids[i], "r%d-%d", round, i);
+    snprintf(key, sizeof key, "key-%d", round);
+    racer_t up[2] = {{f->a, ids[0], path, 1, false, "", &start},
+                     {f->b, ids[1], path, 1, false, "", &start}};
+    racer_t sub[2] = {{f->a, ids[2], key, 1, false, "", &start},
+                      {f->b, ids[3], key, 1, false, "", &start}};
+    for (int k = 0; k < 2; k++) {
+      racer_t *r = k ? sub : up;
+      pthread_t t[2];
+      for (int i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, k ? submit_thread : upload_thread, &r[i]);
+      for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+      assert_int_equal(r[0].rc, LSMI_OK);
+      assert_int_equal(r[1].rc, LSMI_OK);
+      assert_int_equal(r[0].lost + r[1].lost, 1);
+      assert_string_equal(r[0].got, r[1].got);
+    }
+    char q[160];
+    snprintf(q, sizeof q, "DELETE FROM datasets WHERE sha256 = 'same-bytes'");
+    sql_db(f, q);
+  }
+  pthread_barrier_destroy(&start);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM jobs"), 10);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM members"), 20);
+}
+
 /* ---- the queue ---- */
 
 /* Claims per unit in a round: job (id % 100) * 8 + member; + 7 is the
@@ -1053,6 +1123,7 @@ int main(void) {
       T(test_blob_errors),
       T(test_datasets),
       T(test_jobs),
+      T(test_races),
       T(test_claims_concurrent),
       T(test_fair_order),
       T(test_lease_expiry),
