@@ -39,14 +39,19 @@
  * Every call returns 0 or a negative status of lsmi.h's table:
  * LSMI_ERR_UNAVAILABLE when the database cannot be reached or the
  * connection was lost (the daemon's 503 with Retry-After; the next call
- * reconnects); LSMI_ERR_IO for any other failure of the server (logged as
- * a "store_error" line) or of a local file; LSMI_ERR_NOMEM; and where a
- * function says so LSMI_ERR_NOTFOUND or LSMI_ERR_CONFLICT. A call that
- * failed with LSMI_ERR_UNAVAILABLE in the middle of a transaction did not
- * commit it, except COMMIT itself: a claim, a completion or a finish whose
- * answer was lost may have happened, and the caller learns it from the
- * next call on the same claim (renew: 0 it holds; LSMI_ERR_CONFLICT it was
- * over).
+ * reconnects); LSMI_ERR_BUSY when the database aborted the transaction
+ * to break a deadlock (try again); LSMI_ERR_IO for any other failure of
+ * the server (logged as a "store_error" line) or of a local file;
+ * LSMI_ERR_NOMEM; and where a function says so LSMI_ERR_NOTFOUND or
+ * LSMI_ERR_CONFLICT.
+ *
+ * A call that failed with LSMI_ERR_UNAVAILABLE committed nothing, unless
+ * the connection was lost during the COMMIT itself: then a completion or
+ * a finish may have happened. Calling it again is safe: it answers
+ * LSMI_ERR_CONFLICT once the claim is over, whether this node's call
+ * landed or another node took the unit over, and either way the unit
+ * needs nothing more from this node (a combination handed over unheard
+ * returns to the queue when its lease expires).
  */
 #ifndef LSMI_PGSTORE_H
 #define LSMI_PGSTORE_H
