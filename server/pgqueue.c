@@ -14,9 +14,12 @@
  * (round-robin), then its oldest job, then the lowest member. Both are
  * index probes (pgschema.c), whatever the length of the queue.
  *
- * Every transaction locks members before jobs, and jobs before tenants (a
- * claim, a completion, a cancel, a failure alike), so that no two can
- * deadlock. A unit's claim is identified by (job, member, attempts, node):
+ * Locks are taken in one order so that no two transactions deadlock:
+ * units before their job, jobs before tenants; and a transaction that
+ * locks several units of a job takes them in index order, the
+ * combination's (-1) first (a completion, a failure, a cancel), while a
+ * claim, which locks one unit, never waits for one (SKIP LOCKED). A unit's
+ * claim is identified by (job, member, attempts, node):
  * once its lease was taken over, the old claim matches no row, and renew,
  * complete, fail and release answer LSMI_ERR_CONFLICT.
  */
@@ -158,6 +161,21 @@ static int end_unit(lsmi_pg_t *pg, lsmi_pq_conn_t *conn,
                         &p, false, LSMI_ERR_CONFLICT, NULL);
 }
 
+/* Locks the units of job_id in index order (see the top of this file);
+ * all of them, or with combination_only the combination's alone. */
+static int lock_units(lsmi_pq_conn_t *conn, const char *job_id,
+                      bool combination_only) {
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, job_id);
+  return lsmi_pq_run(conn,
+                     combination_only
+                         ? "SELECT 1 FROM members WHERE job_id = $1 AND idx = "
+                           "-1 FOR UPDATE"
+                         : "SELECT 1 FROM members WHERE job_id = $1 ORDER BY "
+                           "idx FOR UPDATE",
+                     &p, false, NULL);
+}
+
 int lsmi_pg__end_job(lsmi_pq_conn_t *conn, const char *job_id, int state,
                      const char *error_json, double finished_at,
                      bool *claimed) {
@@ -166,12 +184,14 @@ int lsmi_pg__end_job(lsmi_pq_conn_t *conn, const char *job_id, int state,
   /* node is set by a claim and cleared only by a release: the units that
    * were running (or whose node died) are those with one. */
   int rows = 0;
-  int rc = lsmi_pg__count(conn,
-                          "WITH u AS (UPDATE members SET state = 'cancelled', "
-                          "lease_until = NULL WHERE job_id = $1 AND state IN "
-                          "('waiting', 'queued', 'running') RETURNING node) "
-                          "SELECT 1 FROM u WHERE node IS NOT NULL",
-                          &p, &rows);
+  int rc = lock_units(conn, job_id, false);
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__count(conn,
+                        "WITH u AS (UPDATE members SET state = 'cancelled', "
+                        "lease_until = NULL WHERE job_id = $1 AND state IN "
+                        "('waiting', 'queued', 'running') RETURNING node) "
+                        "SELECT 1 FROM u WHERE node IS NOT NULL",
+                        &p, &rows);
   if (claimed)
     *claimed = rows > 0;
   lsmi_pq_text(&p, lsmi_job_state_name(state));
@@ -196,8 +216,9 @@ typedef struct complete {
 } complete_t;
 
 /* After member c is done: when no other member of the job is left, hands
- * the combination to this node. The job row is locked first, so of two
- * nodes completing the last two members, the second sees the first's. */
+ * the combination to this node. The combination's row, locked first,
+ * orders the completions of one job: of two nodes completing the last two
+ * members, the second sees the first's. */
 static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, a->c->job_id);
@@ -205,7 +226,7 @@ static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
   /* LSMI_ERR_CONFLICT: cancelled, or failed by another member. */
   int rc = lsmi_pg__query(pg, conn,
                           "SELECT 1 FROM jobs WHERE id = $1 AND state = "
-                          "'running' FOR UPDATE",
+                          "'running'",
                           &p, false, LSMI_ERR_CONFLICT, NULL);
   if (rc == LSMI_OK)
     rc = lsmi_pg__count(conn,
@@ -234,8 +255,10 @@ static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
 
 static int complete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   complete_t *a = ctx;
+  int rc = lock_units(conn, a->c->job_id, true);
   /* A member of no bytes is stored as such, not as "unchanged". */
-  int rc = end_unit(pg, conn, a->c, "done", a->bytes ? a->bytes : "", a->len);
+  if (rc == LSMI_OK)
+    rc = end_unit(pg, conn, a->c, "done", a->bytes ? a->bytes : "", a->len);
   return rc ? rc : complete_last(pg, conn, a);
 }
 
@@ -289,7 +312,9 @@ typedef struct fail {
 
 static int fail_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   const fail_t *a = ctx;
-  int rc = end_unit(pg, conn, a->c, "failed", NULL, 0);
+  int rc = lock_units(conn, a->c->job_id, false);
+  if (rc == LSMI_OK)
+    rc = end_unit(pg, conn, a->c, "failed", NULL, 0);
   return rc ? rc
             : lsmi_pg__end_job(conn, a->c->job_id, LSMI_JOB_FAILED,
                                a->error_json, a->finished_at, NULL);
