@@ -33,7 +33,9 @@
 #include "util.h"
 
 static const char *base_dsn;
-static char dir[64] = "/tmp/lsmi-pgbench-XXXXXX";
+/* Files of the run, in pg.sh's directory (removed with it whatever
+ * happens), or in /tmp. */
+static char dir[200];
 
 static void die(const char *what, int rc) {
   fprintf(stderr, "pg_cluster: %s: %s\n", what, lsmi_status_name(rc));
@@ -91,7 +93,7 @@ static void make_file(const char *path, size_t bytes) {
 static void bench_bytea(const char *dsn, const char *src, size_t bytes,
                         size_t chunk) {
   lsmi_pg_t *pg = node(dsn, "bench", chunk);
-  char dst[128];
+  char dst[256];
   snprintf(dst, sizeof dst, "%s/bytea.out", dir);
   double t0 = lsmi_util_mono();
   int rc = lsmi_pg_blob_put(pg, "bench", src);
@@ -131,7 +133,7 @@ static void bench_lo(const char *dsn, const char *src, size_t bytes,
   lo_close(c, fd);
   PQclear(PQexec(c, "COMMIT"));
   double t1 = lsmi_util_mono();
-  char dst[128];
+  char dst[256];
   snprintf(dst, sizeof dst, "%s/lo.out", dir);
   FILE *out = fopen(dst, "wb");
   PQclear(PQexec(c, "BEGIN"));
@@ -156,7 +158,7 @@ static void bench_lo(const char *dsn, const char *src, size_t bytes,
 }
 
 static void bench_blobs(size_t mb) {
-  char dsn[512], src[128];
+  char dsn[512], src[256];
   fresh_db("bench_blobs", dsn, sizeof dsn);
   node(dsn, "migrate", 0); /* leaked on purpose: a short-lived program */
   snprintf(src, sizeof src, "%s/blob.in", dir);
@@ -195,7 +197,7 @@ static void create_jobs(lsmi_pg_t *pg, int n, int from) {
 }
 
 static void add_datasets(lsmi_pg_t *pg) {
-  char path[128];
+  char path[256];
   snprintf(path, sizeof path, "%s/ds", dir);
   make_file(path, 1000);
   for (int t = 1; t <= 2; t++) {
@@ -208,6 +210,7 @@ static void add_datasets(lsmi_pg_t *pg) {
     if (rc)
       die("dataset_insert", rc);
   }
+  unlink(path);
 }
 
 typedef struct claimer {
@@ -444,6 +447,8 @@ int main(int argc, char **argv) {
     }
   }
   base_dsn = getenv("LSMI_TEST_PG_DSN");
+  const char *pgdir = getenv("LSMI_TEST_PG_DIR");
+  snprintf(dir, sizeof dir, "%s/lsmi-pgbench-XXXXXX", pgdir ? pgdir : "/tmp");
   if (base_dsn == NULL || mkdtemp(dir) == NULL) {
     fprintf(stderr, "pg_cluster: run me through tests/cluster/pg.sh\n");
     return 2;
