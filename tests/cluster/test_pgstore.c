@@ -93,7 +93,9 @@ static int setup(void **state) {
   snprintf(f->db, sizeof f->db, "lsmi_t%d_%d", (int)getpid(),
            atomic_fetch_add(&serial, 1));
   snprintf(f->dsn, sizeof f->dsn, "%s dbname=%s", base_dsn(), f->db);
-  snprintf(f->dir, sizeof f->dir, "/tmp/lsmi-pgtest-XXXXXX");
+  /* In pg.sh's directory, which goes whatever happens to this process. */
+  const char *pgdir = getenv("LSMI_TEST_PG_DIR");
+  snprintf(f->dir, sizeof f->dir, "%s/test-XXXXXX", pgdir ? pgdir : "/tmp");
   if (mkdtemp(f->dir) == NULL)
     return -1;
   char q[128];
