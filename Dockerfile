@@ -3,6 +3,7 @@
 # Two stages on debian:bookworm-slim: the build stage installs the -dev
 # packages with the project's own deploy/install-deps.sh and runs `make`; the
 # runtime stage carries only the shared libraries the binary links against
+# or opens (libmicrohttpd always, libpq for `serve --store postgresql://`)
 # and the stripped binary, and runs as an unprivileged user.
 #
 #   docker build -t lsmi .
@@ -32,7 +33,7 @@ RUN make -j"$(nproc)" build/lsmi && strip build/lsmi && ./build/lsmi probe --hel
 FROM debian:bookworm-slim
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      libmicrohttpd12 libjansson4 libopenblas0-pthread libuv1 libsqlite3-0 zlib1g \
+      libmicrohttpd12 libjansson4 libopenblas0-pthread libuv1 libsqlite3-0 zlib1g libpq5 \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/* /var/log/apt /var/log/dpkg.log \
  && find /usr/share/doc -type f ! -name copyright -delete \

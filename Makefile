@@ -44,13 +44,14 @@ endif
 #            pthreads; OpenBLAS's headers only (it is opened at run time)
 #   io/      every dataset file format (public header io/lsmi_io.h): core's
 #            public header, zlib, jansson
-#   server/  `lsmi serve`: core, io, libmicrohttpd, jansson, libuv, SQLite
+#   server/  `lsmi serve`: core, io, libmicrohttpd, jansson, libuv, SQLite,
+#            libpq (the cluster mode's PostgreSQL store)
 #   cli/     the `lsmi` binary's commands and main(): everything above
 # liblsmi.a is core + common and links alone (-lm -lpthread -ldl);
 # liblsmi_io.a adds the readers.
 CORE_PKGS := openblas
 IO_PKGS := zlib jansson
-SERVER_PKGS := libmicrohttpd jansson libuv sqlite3
+SERVER_PKGS := libmicrohttpd jansson libuv sqlite3 libpq
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
         -Wmissing-prototypes -Wvla
@@ -80,10 +81,11 @@ TEST_FLAGS := -iquote tests $(call pkg_cflags,cmocka jansson)
 # OpenBLAS is not linked: core/blas.c opens it when the "blas" kernels need
 # it (never, on a CPU with AVX-512F); the benchmarks that call it directly
 # link OPENBLAS_LIBS. libmicrohttpd is not linked either: server/mhd.c opens
-# it when the daemon starts, so that no other command pays for loading it.
+# it when the daemon starts, so that no other command pays for loading it;
+# nor libpq, which server/pq.c opens for `serve --store postgresql://` only.
 CORE_LIBS := -ldl -lpthread -lm
 IO_LIBS := $(call pkg_libs,$(IO_PKGS))
-SERVER_LIBS := $(call pkg_libs,$(filter-out libmicrohttpd,$(SERVER_PKGS)))
+SERVER_LIBS := $(call pkg_libs,$(filter-out libmicrohttpd libpq,$(SERVER_PKGS)))
 OPENBLAS_LIBS := $(call pkg_libs,openblas)
 CMOCKA_LIBS := $(call pkg_libs,cmocka)
 
