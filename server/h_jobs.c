@@ -245,7 +245,8 @@ int lsmi_h_job_delete(lsmi_req_t *r) {
   lsmi_sched_cancel(r->h->sched, r->id, &running); /* NOTFOUND: not here yet */
   if (!running) {
     /* Queued (or about to be): the store decides who wins the race. */
-    st = lsmi_store_job_cancel_queued(r->h->store, r->id, lsmi_util_now());
+    st = lsmi_store_job_cancel_queued(r->h->store, r->id, lsmi_util_now(),
+                                      false);
     if (st == LSMI_OK)
       lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id, "tenant",
                                      r->tenant, "state", "cancelled"));

@@ -631,14 +631,15 @@ int lsmi_sched_start(lsmi_sched_t *s) {
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_timer_start(&s->tick, on_tick, 1000, 1000);
   s->started = true;
-  int requeued = 0;
-  int st = lsmi_store_job_recover(s->store, &requeued);
+  int requeued = 0, cancelled = 0;
+  int st = lsmi_store_job_recover(s->store, &requeued, &cancelled);
   if (st == LSMI_OK)
     st = lsmi_store_job_each_queued(s->store, load_queued, s);
   int queued, running;
   lsmi_sched_counts(s, &queued, &running);
-  lsmi_util_log("recovered", json_pack("{s:i, s:i}", "requeued", requeued,
-                                       "queued", queued));
+  lsmi_util_log("recovered",
+                json_pack("{s:i, s:i, s:i}", "requeued", requeued, "cancelled",
+                          cancelled, "queued", queued));
   uv_async_send(&s->wake);
   return st;
 }

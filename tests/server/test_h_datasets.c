@@ -191,7 +191,7 @@ static void test_get_and_delete(void **state) {
                    0);
   assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 409);
   assert_non_null(strstr(fx_problem(f, 409, NULL), "cancel them first"));
-  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_1", 3e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_1", 3e9, false), 0);
   assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 204);
   assert_int_equal(f->conn.resp.len, 0);
   assert_int_equal(fx_entries(f, "datasets"), 0);

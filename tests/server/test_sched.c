@@ -245,7 +245,7 @@ static void test_cancel_queued_and_running(void **state) {
   bool running = true;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_b", &running), 0);
   assert_false(running); /* was queued: out of the queue, the store next */
-  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9, false), 0);
   assert_int_equal(lsmi_sched_cancel(f->s, "job_b", &running),
                    LSMI_ERR_NOTFOUND);
   lsmi_progress_t p;
@@ -271,7 +271,7 @@ static void test_cancel_queued_and_running(void **state) {
 static void test_cancelled_in_store_never_starts(void **state) {
   fx_t *f = *state;
   a_running_b_queued(f);
-  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9, false), 0);
   bool running;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_a", &running), 0);
   RUN_UNTIL(&f->loop, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
