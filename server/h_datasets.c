@@ -8,9 +8,14 @@
  * this tenant answer the earlier dataset (200); otherwise the file is read
  * and checked (lsmi_dataset_read: any format, found from the content), the
  * temp file is committed as datasets/ID and the row recorded (201). The row
- * comes last: a crash in between leaves a file with no row, which the next
- * start removes (serve.c), never a row with no file.
+ * comes last, never a row with no file; and the store knows the file before
+ * it is put in place (a pending "upload" entry, removed with the row's
+ * insert in one transaction), so a crash in between leaves a file the next
+ * start knows to be unacknowledged and removes, while a file the store does
+ * not know at all is never removed (datadir.h). A deletion is the mirror:
+ * the row goes with a pending "delete" entry, then the file, then the entry.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -124,18 +129,25 @@ out:
 /* Commits the temp file as datasets/ID and records rec. *existed: a
  * concurrent upload of the same bytes won the race; rec is then its. */
 static int keep_upload(lsmi_req_t *r, lsmi_dataset_rec_t *rec, bool *existed) {
+  lsmi_store_t *store = r->h->store;
+  int st = lsmi_store_pending_add(store, "upload", rec->id);
+  if (st)
+    return lsmi_error_set(&r->err, st, NULL, "could not record the upload");
   char dst[PATH_MAX];
   snprintf(dst, sizeof dst, "%s/datasets/%s", r->h->cfg->data_dir, rec->id);
   int rc = lsmi_durable_commit(&r->dur, dst);
-  if (rc) {
-    unlink(dst); /* there when only the directory's fsync failed */
+  lsmi_dataset_rec_t existing;
+  if (rc == 0)
+    st = lsmi_store_dataset_insert(store, rec, &existing, existed);
+  if (rc || st || *existed) {
+    /* Never acknowledged: the file goes, then its pending entry (a crash
+     * in between leaves the entry, and the next start removes the file). */
+    unlink(dst); /* there too when only the directory's fsync failed */
+    lsmi_store_pending_remove(store, "upload", rec->id);
+  }
+  if (rc)
     return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL,
                           "could not store the upload: %s", strerror(-rc));
-  }
-  lsmi_dataset_rec_t existing;
-  int st = lsmi_store_dataset_insert(r->h->store, rec, &existing, existed);
-  if (st || *existed)
-    unlink(dst);
   if (st)
     return lsmi_error_set(&r->err, st, NULL, "could not record the dataset");
   if (*existed)
@@ -228,6 +240,9 @@ int lsmi_h_dataset_delete(lsmi_req_t *r) {
     return dataset_failed(r, st);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/datasets/%s", r->h->cfg->data_dir, r->id);
-  unlink(path);
+  /* The row is gone and the store remembers the file until it is: an
+   * entry left by a failure here is finished at the next start. */
+  if (unlink(path) == 0 || errno == ENOENT)
+    lsmi_store_pending_remove(r->h->store, "delete", r->id);
   return lsmi_http_reply(r, 204, NULL, (char *)"", 0, true, NULL);
 }
