@@ -561,9 +561,12 @@ def test_crash_during_upload():
     assert os.listdir(tmpdir), "the upload never reached the temp dir"
     d.kill9()
     s.close()
-    # An upload renamed into place whose row was never committed.
+    # An upload renamed into place whose row was never committed: the store
+    # knows it as a pending upload, so the next start removes it.
     with open(os.path.join(data, "datasets", "ds_orphan"), "wb") as f:
         f.write(SMALL)
+    store_exec(data, "INSERT INTO pending (kind, id, created_at) VALUES "
+               "('upload', 'ds_orphan', 0)")
     d = Daemon(data_dir=data).start()
     lst = d.request("GET", "/v1/datasets").json()
     assert [x["id"] for x in lst["datasets"]] == [ds["id"]]
@@ -571,6 +574,201 @@ def test_crash_during_upload():
     assert sorted(os.listdir(os.path.join(data, "datasets"))) == [ds["id"]]
     # The whole file uploads fine afterwards.
     assert d.upload(BIG).status == 201
+    assert d.stop() == 0
+
+
+def store_exec(data, sql):
+    """Runs one statement on a stopped daemon's store."""
+    import sqlite3
+    db = sqlite3.connect(os.path.join(data, "lsmi.db"))
+    db.execute(sql)
+    db.commit()
+    db.close()
+
+
+def serve_refused(data, *words):
+    """Starts a daemon on data that must refuse to start (exit 1) saying
+    all of words; returns its stderr."""
+    p = subprocess.run([LSMI, "serve", "--listen", "127.0.0.1:0",
+                        "--data-dir", data], capture_output=True,
+                       timeout=60 * SLOW)
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 1, (p.returncode, err[-2000:])
+    for w in words:
+        assert w in err, (w, err[-2000:])
+    return err
+
+
+def rebuild_store(data, *args):
+    p = subprocess.run([LSMI, "admin", "rebuild-store", "--data-dir", data] +
+                       list(args), capture_output=True, timeout=120 * SLOW)
+    out = p.stdout.decode(errors="replace")
+    assert p.returncode == 0, (p.returncode, out, p.stderr[-2000:])
+    return out
+
+
+def listing(data):
+    out = {}
+    for sub in ("datasets", "results", "quarantine/datasets",
+                "quarantine/results"):
+        path = os.path.join(data, sub)
+        out[sub] = sorted(os.listdir(path)) if os.path.isdir(path) else []
+    return out
+
+
+def test_lost_store_keeps_the_files():
+    """A store removed or emptied under its data directory: the daemon
+    refuses to start and removes nothing (it used to delete every dataset
+    file and report ready with an empty store); rebuild-store registers the
+    datasets again, with their ids and bytes, and quarantines the results
+    of jobs it cannot bring back."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-lost-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    a = upload_ok(d, SMALL, query="?name=a")
+    b = upload_ok(d, BIG)
+    jid = d.submit(a["id"], FAST).json()["id"]
+    assert d.wait_job(jid)["state"] == "succeeded"
+    assert d.stop() == 0
+    before = listing(data)
+    assert len(before["datasets"]) == 2 and len(before["results"]) >= 2
+    for how in ("removed", "emptied"):
+        for suffix in ("", "-wal", "-shm"):
+            path = os.path.join(data, "lsmi.db" + suffix)
+            if os.path.exists(path):
+                os.remove(path)
+        if how == "emptied":
+            open(os.path.join(data, "lsmi.db"), "wb").close()
+        serve_refused(data, "does not know 2 dataset file(s) and %d result "
+                      "file(s)" % len(before["results"]),
+                      "Nothing was removed", "rebuild-store")
+        assert listing(data) == before, how
+    out = rebuild_store(data)
+    assert "2 dataset(s) registered for tenant default" in out, out
+    after = listing(data)
+    assert after["datasets"] == before["datasets"]
+    assert after["results"] == []
+    assert after["quarantine/results"] == before["results"]
+    d = Daemon(data_dir=data).start()
+    lst = {x["id"]: x for x in d.request("GET", "/v1/datasets").json()[
+        "datasets"]}
+    assert set(lst) == {a["id"], b["id"]}
+    for x in (a, b):
+        got = lst[x["id"]]
+        for k in ("sha256", "bytes", "format", "classes", "splits"):
+            assert got[k] == x[k], (k, got[k], x[k])
+    j2 = d.submit(b["id"], FAST).json()["id"]
+    assert d.wait_job(j2)["state"] == "succeeded"
+    # The same bytes again are the registered dataset.
+    assert d.upload(BIG).json()["id"] == b["id"]
+    assert d.stop() == 0
+    # Nothing left to do: a second run registers nothing.
+    assert "0 dataset(s) registered" in rebuild_store(data)
+
+
+def test_rebuild_store_quarantines():
+    """What rebuild-store cannot register is moved aside, never removed:
+    a file that is no dataset, a name that is no id, the same bytes
+    twice."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-quar-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "datasets"))
+    files = {"ds_good": SMALL, "ds_twin": SMALL, "ds_junk": b"not a dataset",
+             "has space": BIG}
+    for name, body in files.items():
+        with open(os.path.join(data, "datasets", name), "wb") as f:
+            f.write(body)
+    out = rebuild_store(data, "--tenant", "alice")
+    assert "1 dataset(s) registered for tenant alice" in out, out
+    after = listing(data)
+    kept = after["datasets"]
+    assert len(kept) == 1 and kept[0] in ("ds_good", "ds_twin")
+    assert sorted(after["quarantine/datasets"] + kept) == sorted(files)
+    assert "same bytes as dataset" in out and "not a dataset" in out
+    p = subprocess.run([LSMI, "admin", "rebuild-store"], capture_output=True)
+    assert p.returncode == 2 and b"--data-dir is required" in p.stderr
+    # The daemon holds the lock: the command refuses.
+    d = Daemon(data_dir=data, env={"LSMI_TOKENS": "t=alice"},
+               token="t").start()
+    assert d.request("GET", "/v1/datasets").json()["total"] == 1
+    p = subprocess.run([LSMI, "admin", "rebuild-store", "--data-dir", data],
+                       capture_output=True)
+    assert p.returncode == 1 and b"in use by another lsmi process" in \
+        p.stderr, p.stderr
+    assert d.stop() == 0
+
+
+def test_crash_during_rebuild():
+    """kill -9 in the middle of rebuild-store: run again, it finishes, and
+    every file is registered or quarantined, none lost."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-rb9-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    os.makedirs(os.path.join(data, "datasets"))
+    names = ["ds_f%03d" % i for i in range(60)]
+    for i, name in enumerate(names):
+        with open(os.path.join(data, "datasets", name), "wb") as f:
+            f.write(json_dataset(n=1500, seed=100 + i))
+    kills = 0
+    for _ in range(3):
+        p = subprocess.Popen([LSMI, "admin", "rebuild-store", "--data-dir",
+                              data], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+        seen = 0
+        for line in p.stdout:
+            seen += line.startswith(b"registered")
+            if seen == 5:
+                p.kill()
+                kills += 1
+                break
+        p.wait()
+        p.stdout.close()
+    out = rebuild_store(data)
+    assert "rebuild-store:" in out
+    after = listing(data)
+    assert after["datasets"] == names, after
+    assert after["quarantine/datasets"] == []
+    d = Daemon(data_dir=data).start()
+    lst = d.request("GET", "/v1/datasets?limit=100").json()
+    assert lst["total"] == len(names)
+    assert d.stop() == 0
+    print("    rebuild-store killed -9 %d time(s) mid-way; %d datasets "
+          "registered in the end" % (kills, lst["total"]))
+
+
+def test_two_daemons_one_directory():
+    """A second daemon on the same data directory refuses to start (it
+    used to empty the first one's tmp/ and run its jobs again)."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-two-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    ds = upload_ok(d, BIG)
+    jid = d.submit(ds["id"], LONG).json()["id"]
+    d.wait_progress(jid)
+    # Half an upload in the first one's tmp/.
+    s = socket.create_connection(("127.0.0.1", d.port))
+    s.sendall(b"POST /v1/datasets HTTP/1.1\r\nHost: x\r\nContent-Length: %d"
+              b"\r\n\r\n" % len(SMALL))
+    s.sendall(SMALL[:100])
+    tmpdir = os.path.join(data, "tmp")
+    deadline = time.time() + 10 * SLOW
+    while time.time() < deadline and not os.listdir(tmpdir):
+        time.sleep(0.02)
+    assert os.listdir(tmpdir)
+    err = serve_refused(data, "in use by another lsmi process",
+                        "pid %d" % d.proc.pid, "lsmi.lock")
+    assert "stop it first" in err
+    assert os.listdir(tmpdir), "the second daemon swept the first's tmp/"
+    s.sendall(SMALL[100:])
+    resp = s.recv(65536)
+    s.close()
+    assert b" 201 " in resp.split(b"\r\n", 1)[0], resp[:300]
+    j = d.job(jid)
+    assert j["state"] == "running" and j["attempts"] == 1, j
+    assert d.request("DELETE", "/v1/jobs/" + jid).status == 202
+    assert d.stop() == 0
+    # Once the first is gone, the directory is free again.
+    d = Daemon(data_dir=data).start()
+    assert d.wait_job(jid)["state"] == "cancelled"
     assert d.stop() == 0
 
 
