@@ -36,7 +36,10 @@ typedef struct lsmi_config {
   int retry_after;
   int shutdown_timeout;
   int connection_timeout;
-  bool quiet; /* no per-request log lines */
+  uint64_t max_memory;     /* fits and upload checks together */
+  uint64_t max_job_memory; /* one fit or upload check */
+  int tenant_queue_size;   /* queued jobs per tenant; 0: automatic */
+  bool quiet;              /* no per-request log lines */
   lsmi_limits_t
       limits; /* dataset reader limits (max_file_bytes = max_upload) */
 
