@@ -94,13 +94,102 @@ static int reply_dataset(lsmi_req_t *r, int status,
   return lsmi_http_reply_json(r, status, lsmi_store_dataset_json(rec), hd);
 }
 
+/*
+ * What checking the upload may cost (memory.h): the limits to read it with
+ * (a zip's members may inflate to what the budget of one check allows, at
+ * most max_ratio times the file and never past --max-decompressed) and
+ * the estimate of the read's peak, from the file's size and format (its
+ * first bytes). 0, or a 413 when even that exceeds --max-job-memory.
+ */
+static int check_cost(lsmi_req_t *r, lsmi_limits_t *lim, uint64_t *need) {
+  const lsmi_config_t *cfg = r->h->cfg;
+  unsigned char head[512];
+  ssize_t n = pread(r->dur.fd, head, sizeof head, 0);
+  lsmi_format_t fmt = lsmi_format_detect(head, n > 0 ? (size_t)n : 0);
+  *lim = cfg->limits;
+  uint64_t job = cfg->max_job_memory ? cfg->max_job_memory : UINT64_MAX;
+  if (fmt == LSMI_FORMAT_NPZ || fmt == LSMI_FORMAT_PT) {
+    double by_ratio = lim->max_ratio * (double)r->bytes + (double)(64 << 20);
+    uint64_t cap = job > r->bytes ? (job - r->bytes) / 2 : 0;
+    if (by_ratio < (double)cap)
+      cap = (uint64_t)by_ratio;
+    if (cap < lim->max_decompressed_bytes)
+      lim->max_decompressed_bytes = cap;
+  }
+  *need = lsmi_mem_read_estimate(fmt, r->bytes, lim->max_decompressed_bytes);
+  if (*need <= job)
+    return LSMI_OK;
+  char a[32], b[32];
+  return lsmi_error_set(&r->err, LSMI_ERR_LIMIT, "body",
+                        "checking this %s upload of %llu bytes needs about %s "
+                        "of memory, above --max-job-memory %s",
+                        lsmi_format_name(fmt), (unsigned long long)r->bytes,
+                        lsmi_mem_format(*need, a, sizeof a),
+                        lsmi_mem_format(job, b, sizeof b));
+}
+
+/* Reads and checks the upload (format from its content) within the memory
+ * budget: 0 with *out the dataset, a 413 (too costly), a 503 (no memory
+ * free now) or the reader's status. */
+static int check_upload(lsmi_req_t *r, double vf, lsmi_dataset_t **out,
+                        lsmi_format_t *fmt) {
+  lsmi_limits_t lim;
+  uint64_t need = 0;
+  int st = check_cost(r, &lim, &need);
+  if (st)
+    return st;
+  lsmi_sched_t *sched = r->h->sched;
+  if (!lsmi_sched_check_begin(sched, need)) {
+    r->http = 503;
+    return lsmi_error_set(&r->err, LSMI_ERR_BUSY, NULL,
+                          "the memory for checking uploads is taken by "
+                          "running jobs and other uploads; retry in %d s",
+                          r->h->cfg->retry_after);
+  }
+  st = lsmi_dataset_read(r->dur.tmp, &lim, vf, 0, out, fmt, &r->err);
+  lsmi_sched_check_end(sched, need);
+  if (st == LSMI_ERR_LIMIT &&
+      lim.max_decompressed_bytes < r->h->cfg->limits.max_decompressed_bytes &&
+      strstr(r->err.message, "max_decompressed_bytes")) {
+    char a[32];
+    size_t len = strlen(r->err.message);
+    snprintf(r->err.message + len, sizeof r->err.message - len,
+             "; checking an upload of this size may inflate %s at most "
+             "(--max-job-memory, --max-ratio)",
+             lsmi_mem_format(lim.max_decompressed_bytes, a, sizeof a));
+  }
+  return st;
+}
+
+/* 0 when a job of the default parameters on dataset rec fits
+ * --max-job-memory; a 422 otherwise (no job could ever run on it). */
+static int fits_a_job(lsmi_req_t *r, const lsmi_dataset_rec_t *rec) {
+  const lsmi_config_t *cfg = r->h->cfg;
+  lsmi_params_t p;
+  lsmi_params_default(&p);
+  p.threads = 1;
+  uint64_t need = lsmi_mem_job_estimate(rec, &p);
+  if (cfg->max_job_memory == 0 || need <= cfg->max_job_memory)
+    return LSMI_OK;
+  char a[32], b[32];
+  r->http = 422;
+  return lsmi_error_set(
+      &r->err, LSMI_ERR_LIMIT, "body",
+      "a job on this dataset (%llu + %llu rows, d1 %llu, "
+      "d2 %llu) needs about %s of memory even with the "
+      "default parameters, above --max-job-memory %s",
+      (unsigned long long)rec->n_train, (unsigned long long)rec->n_val,
+      (unsigned long long)rec->d1, (unsigned long long)rec->d2,
+      lsmi_mem_format(need, a, sizeof a),
+      lsmi_mem_format(cfg->max_job_memory, b, sizeof b));
+}
+
 /* Reads the upload (format from its content) into rec: id, shapes, ... */
 static int read_upload(lsmi_req_t *r, const char *name, double vf,
                        const char sha[65], lsmi_dataset_rec_t *rec) {
   lsmi_dataset_t *ds = NULL;
   lsmi_format_t fmt = LSMI_FORMAT_UNKNOWN;
-  int st = lsmi_dataset_read(r->dur.tmp, &r->h->cfg->limits, vf, 0, &ds, &fmt,
-                             &r->err);
+  int st = check_upload(r, vf, &ds, &fmt);
   if (st)
     return st;
   memset(rec, 0, sizeof *rec);
@@ -121,6 +210,7 @@ static int read_upload(lsmi_req_t *r, const char *name, double vf,
   rec->d2 = ds->d2;
   rec->val_fraction = vf;
   rec->created_at = lsmi_util_now();
+  st = fits_a_job(r, rec);
 out:
   lsmi_dataset_destroy(ds);
   return st;

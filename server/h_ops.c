@@ -36,8 +36,21 @@ int lsmi_h_metrics(lsmi_req_t *r) {
   g.queue_depth = queued;
   g.running = running;
   g.workers = h->cfg->workers;
-  /* What a failing store cannot count stays 0: a scrape still answers. */
+  /* What a failing store cannot count stays 0: a scrape still answers.
+   * Ends the store has not taken yet count in their true state, so that
+   * running jobs here and in the store agree. */
   lsmi_store_counts(h->store, g.jobs_by_state, &g.datasets);
+  int64_t ended[LSMI_JOB_STATES];
+  g.unrecorded = lsmi_sched_unrecorded(h->sched, ended);
+  for (int i = 0; i < LSMI_JOB_STATES; i++)
+    g.jobs_by_state[i] += ended[i];
+  g.jobs_by_state[LSMI_JOB_RUNNING] -= g.unrecorded;
+  if (g.jobs_by_state[LSMI_JOB_RUNNING] < 0)
+    g.jobs_by_state[LSMI_JOB_RUNNING] = 0;
+  uint64_t reserved = 0, budget = 0;
+  lsmi_mem_usage(lsmi_sched_mem(h->sched), &reserved, &budget);
+  g.memory_reserved = (int64_t)reserved;
+  g.memory_budget = (int64_t)budget;
   char *text = lsmi_metrics_render(&g);
   if (text == NULL)
     return lsmi_error_set(&r->err, LSMI_ERR_NOMEM, NULL, "out of memory");

@@ -21,6 +21,9 @@
  *    sched.mu   — queue, running set, reservations, progress snapshots
  *                 (owner: loop thread; sched.c)
  *    store.mu   — the SQLite connection (owner: store.c; any thread)
+ *    mem.mu     — the memory budget's counters (memory.c; any thread; an
+ *                 upload's check may wait on its condition variable for
+ *                 memory that jobs and other checks give back)
  *    metrics.mu — the counters (metrics.c; any thread)
  *    stderr's stdio lock — one log line at a time (util.c)
  *  Order: the daemon's own code never holds two of them at once; each

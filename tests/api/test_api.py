@@ -15,12 +15,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lsmiapi import (ASAN, LSMI, SLOW, Daemon, assert_problem,  # noqa: E402
-                     cleanup_all, json_dataset, remove_session, synth)
+from lsmiapi import (ASAN, LSMI, SESSION, SLOW, Daemon,  # noqa: E402
+                     assert_problem, cleanup_all, json_dataset,
+                     remove_session, synth)
+
+SESSION_DIR = SESSION
 
 FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
 # Long enough to be caught running (and cancelled, or killed) mid-fit.
@@ -769,6 +773,27 @@ def test_two_daemons_one_directory():
     # Once the first is gone, the directory is free again.
     d = Daemon(data_dir=data).start()
     assert d.wait_job(jid)["state"] == "cancelled"
+    assert d.stop() == 0
+
+
+def test_crash_after_cancel():
+    """kill -9 right after a running job's cancel was answered 202: the
+    restart cancels it instead of running it again (the cancel was lost)."""
+    tmp = tempfile.mkdtemp(prefix="lsmi-crash-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    ds = upload_ok(d, BIG)
+    jid = d.submit(ds["id"], LONG).json()["id"]
+    queued = d.submit(ds["id"], LONG).json()["id"]
+    d.wait_progress(jid, settle=0.02)
+    assert d.request("DELETE", "/v1/jobs/" + jid).status == 202
+    assert d.kill9() == -signal.SIGKILL
+    d = Daemon(data_dir=data).start()
+    j = d.job(jid)
+    assert j["state"] == "cancelled" and j["attempts"] == 1, j
+    assert d.job(queued)["state"] in ("queued", "running")
+    assert d.request("DELETE", "/v1/jobs/" + queued).status == 202
+    assert d.wait_job(queued)["state"] == "cancelled"
     assert d.stop() == 0
 
 
