@@ -62,6 +62,24 @@ static const opt_t opts[] = {
      "and requeued"},
     {"connection-timeout", "LSMI_CONNECTION_TIMEOUT", OPT_INT,
      C(connection_timeout), 0, "60", "idle HTTP connection timeout, seconds"},
+    {"header-timeout", "LSMI_HEADER_TIMEOUT", OPT_INT, C(header_timeout), 0,
+     "10",
+     "seconds a client has to send a request's head (from its connection or "
+     "its previous request); then it is closed"},
+    {"min-body-rate", "LSMI_MIN_BODY_RATE", OPT_SIZE, C(min_body_rate), 0, "1K",
+     "bytes per second a request body must average over each --header-"
+     "timeout; a slower one is closed (0: no floor)"},
+    {"max-connections", "LSMI_MAX_CONNECTIONS", OPT_INT, C(max_connections), 0,
+     "512",
+     "HTTP connections at once; lowered to fit the open-files limit "
+     "(ulimit -n)"},
+    {"max-connections-per-ip", "LSMI_MAX_CONNECTIONS_PER_IP", OPT_INT,
+     C(max_connections_per_ip), 0, "32",
+     "HTTP connections at once from one client address (0: no limit; "
+     "behind a proxy every client has the proxy's address)"},
+    {"ops-listen", "LSMI_OPS_LISTEN", OPT_STR, C(ops_listen), 0, "",
+     "address:port of a second listener for /healthz, /readyz and /metrics "
+     "only, which answers when the API's connections are all taken"},
     {"max-memory", "LSMI_MAX_MEMORY", OPT_SIZE, C(max_memory), 0, "0",
      "memory running jobs and upload checks may hold together (0: three "
      "quarters of the machine's or the container's)"},
@@ -229,6 +247,9 @@ static int split_hostport(const char *flag, const char *l, char *host,
 static int derive(lsmi_config_t *cfg, lsmi_error_t *err) {
   int st = split_hostport("listen", cfg->listen, cfg->host, sizeof cfg->host,
                           &cfg->port, err);
+  if (st == LSMI_OK && cfg->ops_listen[0])
+    st = split_hostport("ops-listen", cfg->ops_listen, cfg->ops_host,
+                        sizeof cfg->ops_host, &cfg->ops_port, err);
   if (st)
     return st;
   if (cfg->max_memory == 0)
@@ -305,6 +326,12 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
   if (cfg->data_dir[0] == '\0')
     return lsmi_error_set(err, LSMI_ERR_INVALID, "data-dir",
                           "--data-dir must not be empty");
+  if (cfg->header_timeout < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "header-timeout",
+                          "--header-timeout must be at least 1");
+  if (cfg->max_connections < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "max-connections",
+                          "--max-connections must be at least 1");
   cfg->limits.max_file_bytes = cfg->max_upload;
   return derive(cfg, err);
 }
@@ -477,6 +504,7 @@ void lsmi_config_free(lsmi_config_t *cfg) {
   free(cfg->data_dir);
   free(cfg->tokens_file);
   free(cfg->cors_origins);
+  free(cfg->ops_listen);
   for (size_t i = 0; i < cfg->n_tokens; i++) {
     free(cfg->tokens[i].token);
     free(cfg->tokens[i].tenant);

@@ -36,6 +36,11 @@ typedef struct lsmi_config {
   int retry_after;
   int shutdown_timeout;
   int connection_timeout;
+  int header_timeout;     /* seconds for a request's head */
+  uint64_t min_body_rate; /* bytes/s a body must keep up */
+  int max_connections;    /* HTTP connections at once (fd budget caps) */
+  int max_connections_per_ip;
+  char *ops_listen;        /* "" or host:port of /healthz, /readyz, ... */
   uint64_t max_memory;     /* fits and upload checks together */
   uint64_t max_job_memory; /* one fit or upload check */
   int tenant_queue_size;   /* queued jobs per tenant; 0: automatic */
@@ -49,6 +54,8 @@ typedef struct lsmi_config {
   /* Derived by parse: */
   char host[256];
   int port;
+  char ops_host[256]; /* "" when --ops-listen is empty */
+  int ops_port;
 } lsmi_config_t;
 
 /* Environment lookup, injectable for tests (getenv in production). */

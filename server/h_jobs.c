@@ -20,7 +20,7 @@
 
 int lsmi_h_jobs_begin(lsmi_req_t *r) {
   const char *ct = lsmi_http_header(r, "Content-Type");
-  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
+  if (!lsmi_http_media_type_is(ct, "application/json"))
     return lsmi_error_set(&r->err, LSMI_ERR_UNSUPPORTED, "Content-Type",
                           "POST /v1/jobs takes application/json, got %s",
                           ct ? ct : "no Content-Type");

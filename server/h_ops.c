@@ -51,6 +51,10 @@ int lsmi_h_metrics(lsmi_req_t *r) {
   lsmi_mem_usage(lsmi_sched_mem(h->sched), &reserved, &budget);
   g.memory_reserved = (int64_t)reserved;
   g.memory_budget = (int64_t)budget;
+  uint64_t head = 0, body = 0;
+  lsmi_conns_reaped(h->conns, &head, &body);
+  g.closed_head = (int64_t)head;
+  g.closed_body = (int64_t)body;
   char *text = lsmi_metrics_render(&g);
   if (text == NULL)
     return lsmi_error_set(&r->err, LSMI_ERR_NOMEM, NULL, "out of memory");

@@ -33,6 +33,8 @@ typedef struct lsmi_metrics_gauges {
   int64_t unrecorded;      /* ended jobs whose end the store lacks */
   int64_t memory_reserved; /* bytes held by running fits and checks */
   int64_t memory_budget;   /* --max-memory */
+  int64_t closed_head;     /* connections closed for a late request head */
+  int64_t closed_body;     /* ... for a body below --min-body-rate */
 } lsmi_metrics_gauges_t;
 
 /* The text exposition (version 0.0.4); malloc'd, taken by the caller. */

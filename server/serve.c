@@ -106,12 +106,16 @@ static int run_loop(const lsmi_config_t *cfg, lsmi_store_t *store,
   else
     rc = lsmi_http_start(cfg, store, sched, &st.http, err);
   if (rc == LSMI_OK)
-    lsmi_util_log("start",
-                  json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:b}", "version",
-                            LSMI_VERSION, "host", cfg->host, "port",
-                            lsmi_http_port(st.http), "data_dir", cfg->data_dir,
-                            "workers", cfg->workers, "queue_size",
-                            cfg->queue_size, "auth", cfg->n_tokens > 0));
+    lsmi_util_log(
+        "start",
+        json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:i, s:b, s:i, s:I}",
+                  "version", LSMI_VERSION, "host", cfg->host, "port",
+                  lsmi_http_port(st.http), "ops_port",
+                  lsmi_http_ops_port(st.http), "data_dir", cfg->data_dir,
+                  "workers", cfg->workers, "queue_size", cfg->queue_size,
+                  "auth", cfg->n_tokens > 0, "max_connections",
+                  lsmi_http_connection_limit(st.http), "max_memory",
+                  (json_int_t)cfg->max_memory));
   else
     lsmi_sched_shutdown(sched);
   uv_run(loop, UV_RUN_DEFAULT);
