@@ -19,8 +19,14 @@
 
 struct lsmi_store {
   sqlite3 *db;
-  pthread_mutex_t mu; /* store.mu: guards db; a leaf below no other lock */
+  pthread_mutex_t mu; /* store.mu: guards db and the check's cache; a leaf
+                         below no other lock */
+  double checked_at;  /* monotonic seconds of the last quick_check */
+  char check[160];    /* its finding: "" when the pages are whole */
 };
+
+/* How often /readyz runs PRAGMA quick_check (it reads every page). */
+#define CHECK_EVERY 10.0
 
 static const char *state_names[LSMI_JOB_STATES] = {
     "queued", "running", "succeeded", "failed", "cancelled"};
@@ -146,6 +152,46 @@ int lsmi_store_ping(lsmi_store_t *s) {
   int out = st && sqlite3_step(st) == SQLITE_ROW ? LSMI_OK : LSMI_ERR_IO;
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+/* PRAGMA quick_check(1) into s->check ("" when ok); store.mu held. */
+static void quick_check_locked(lsmi_store_t *s) {
+  sqlite3_stmt *st = prep(s, "PRAGMA quick_check(1)");
+  int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+  const char *t = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
+                                   : sqlite3_errmsg(s->db);
+  snprintf(s->check, sizeof s->check, "%s",
+           t && strcmp(t, "ok") == 0 ? ""
+           : t                       ? t
+                                     : "quick_check failed");
+  sqlite3_finalize(st);
+}
+
+int lsmi_store_check(lsmi_store_t *s, char *why, size_t size) {
+  pthread_mutex_lock(&s->mu);
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM sqlite_master WHERE "
+                             "type = 'table' AND name IN ('datasets', "
+                             "'jobs', 'idempotency', 'pending')");
+  int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+  int tables = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  if (tables < 0)
+    snprintf(why, size, "the store does not answer: %s", sqlite3_errmsg(s->db));
+  else if (tables != 4)
+    snprintf(why, size, "the store lacks %d of its 4 tables", 4 - tables);
+  sqlite3_finalize(st);
+  double now = lsmi_util_mono();
+  if (tables == 4 &&
+      (s->checked_at == 0 || now - s->checked_at >= CHECK_EVERY)) {
+    quick_check_locked(s);
+    s->checked_at = now;
+  }
+  if (tables == 4 && s->check[0])
+    snprintf(why, size, "the store is damaged: %s", s->check);
+  int out = tables == 4 && s->check[0] == '\0' ? LSMI_OK : LSMI_ERR_IO;
+  pthread_mutex_unlock(&s->mu);
+  if (out == LSMI_OK && size)
+    why[0] = '\0';
   return out;
 }
 

@@ -48,6 +48,10 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err);
 void lsmi_store_close(lsmi_store_t *s);
 /* A trivial query: 0, or LSMI_ERR_IO when the database does not answer. */
 int lsmi_store_ping(lsmi_store_t *s);
+/* For /readyz: the store answers, has its tables, and its pages are whole
+ * (PRAGMA quick_check, run at most every 10 s, its finding kept between):
+ * 0, or LSMI_ERR_IO with why (size bytes) saying what is wrong. */
+int lsmi_store_check(lsmi_store_t *s, char *why, size_t size);
 
 typedef struct lsmi_dataset_rec {
   char id[64];

@@ -965,6 +965,53 @@ def test_bodies_past_their_limits():
         assert d.stop() == 0
 
 
+def test_readyz_sees_damage():
+    """/readyz says 503, and why, with a malformed database page or an
+    unwritable tmp/ (it said 200: it only ran SELECT 1)."""
+    import sqlite3
+    tmp = tempfile.mkdtemp(prefix="lsmi-ready-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    ds = upload_ok(d)
+    for i in range(40):
+        r = d.submit(ds["id"], dict(FAST, seed=i), key="key-%03d-%s" % (
+            i, "k" * 150))
+        assert r.status == 202
+    for j in d.request("GET", "/v1/jobs?limit=100").json()["jobs"]:
+        d.wait_job(j["id"])
+    r = d.request("GET", "/readyz")
+    assert r.status == 200 and r.json()["tmp"] is True, r.body
+    # tmp/ replaced by a file: nothing can be uploaded.
+    tmpdir = os.path.join(data, "tmp")
+    os.rename(tmpdir, tmpdir + ".away")
+    with open(tmpdir, "w") as f:
+        f.write("not a directory")
+    r = d.request("GET", "/readyz")
+    body = r.json()
+    assert r.status == 503 and body["tmp"] is False, r.body
+    assert "tmp/" in body["detail"] and data not in body["detail"], body
+    os.remove(tmpdir)
+    os.rename(tmpdir + ".away", tmpdir)
+    assert d.request("GET", "/readyz").status == 200
+    assert d.stop() == 0
+    # A page of the idempotency table overwritten with garbage.
+    db = sqlite3.connect(os.path.join(data, "lsmi.db"))
+    root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = "
+                      "'idempotency'").fetchone()[0]
+    size = db.execute("PRAGMA page_size").fetchone()[0]
+    db.close()
+    with open(os.path.join(data, "lsmi.db"), "r+b") as f:
+        f.seek((root - 1) * size)
+        f.write(b"\xde\xad\xbe\xef" * (size // 4))
+    d = Daemon(data_dir=data).start()
+    r = d.request("GET", "/readyz")
+    body = r.json()
+    assert r.status == 503 and body["store"] is False, r.body
+    assert "damaged" in body["detail"] and data not in body["detail"], body
+    assert d.request("GET", "/healthz").status == 200
+    d.kill9()
+
+
 def test_clean_cycle():
     """Upload, fit, results, SIGTERM: exit 0, and under ASan no leak."""
     d = Daemon().start()
