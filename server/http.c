@@ -176,6 +176,13 @@ static int problem(lsmi_req_t *r, int status, const char *field,
  * (LSMI_ERR_BUSY) says when to come back. */
 static int answer_failure(lsmi_req_t *r, int st) {
   int http = r->http ? r->http : lsmi_codec_http_status(st);
+  if (http >= 500 && r->err.message[0]) /* the whole story, for the log */
+    lsmi_util_log("error",
+                  json_pack("{s:s, s:i, s:s}", "request_id", r->request_id,
+                            "status", http, "detail", r->err.message));
+  /* Never a server path to the client. */
+  lsmi_util_scrub_paths(r->err.message, sizeof r->err.message,
+                        r->h->cfg->data_dir);
   const char *detail =
       r->err.message[0] ? r->err.message : lsmi_status_message(st);
   char retry[16];

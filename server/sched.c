@@ -571,9 +571,13 @@ static outcome_t outcome_of(const job_t *j, double secs) {
   } else if (cancelled) {
     o.state = LSMI_JOB_CANCELLED;
   } else {
-    o.error = error_json(j->status, j->err.field,
-                         j->err.message[0] ? j->err.message
-                                           : lsmi_status_message(j->status));
+    /* The client sees the error; the log (log_transition) has it whole. */
+    char detail[sizeof j->err.message];
+    snprintf(detail, sizeof detail, "%s",
+             j->err.message[0] ? j->err.message
+                               : lsmi_status_message(j->status));
+    lsmi_util_scrub_paths(detail, sizeof detail, j->owner->cfg->data_dir);
+    o.error = error_json(j->status, j->err.field, detail);
   }
   return o;
 }
@@ -660,10 +664,13 @@ static void work_done(uv_work_t *req, int uv_status) {
     lsmi_resfile_remove(s->cfg->data_dir, j->id);
   if (o.state != LSMI_JOB_QUEUED)
     lsmi_metrics_fit(secs, lsmi_job_state_name(o.state));
+  json_t *extra = json_pack("{s:f, s:s}", "seconds", secs, "status",
+                            lsmi_status_name(j->status));
+  if (extra && o.state == LSMI_JOB_FAILED && j->err.message[0])
+    json_object_set_new(extra, "detail", json_string(j->err.message));
   log_transition(
       j, o.state == LSMI_JOB_QUEUED ? "requeued" : lsmi_job_state_name(o.state),
-      json_pack("{s:f, s:s}", "seconds", secs, "status",
-                lsmi_status_name(j->status)));
+      extra);
   int running = 0;
   end_job(s, j, &o, &running);
   if (!atomic_load(&s->draining))

@@ -1012,6 +1012,29 @@ def test_readyz_sees_damage():
     d.kill9()
 
 
+def test_no_server_paths():
+    """A 500, and a failed job's error, never show the server's paths (a
+    result file or a dataset file gone under the daemon printed them)."""
+    with Daemon() as d:
+        ds = upload_ok(d)
+        jid = d.submit(ds["id"], FAST).json()["id"]
+        assert d.wait_job(jid)["state"] == "succeeded"
+        for name in os.listdir(os.path.join(d.data_dir, "results")):
+            os.remove(os.path.join(d.data_dir, "results", name))
+        r = d.request("GET", "/v1/jobs/%s/results" % jid)
+        p = assert_problem(r, 500)
+        assert "/" not in p["detail"].split("results/")[0], p
+        assert d.data_dir not in p["detail"] and SESSION_DIR not in \
+            p["detail"], p
+        os.remove(os.path.join(d.data_dir, "datasets", ds["id"]))
+        j = d.wait_job(d.submit(ds["id"], FAST).json()["id"])
+        assert j["state"] == "failed", j
+        assert d.data_dir not in j["error"]["detail"], j["error"]
+        assert "datasets/" + ds["id"] in j["error"]["detail"], j["error"]
+        log = d.log_text()
+        assert d.data_dir in log  # the log has the whole story
+
+
 def test_clean_cycle():
     """Upload, fit, results, SIGTERM: exit 0, and under ASan no leak."""
     d = Daemon().start()
