@@ -245,6 +245,30 @@ static int keep_upload(lsmi_req_t *r, lsmi_dataset_rec_t *rec, bool *existed) {
   return LSMI_OK;
 }
 
+/*
+ * The tenant uploaded these bytes before, as dataset rec: answered 200 with
+ * it when the query asks for nothing else, or 409 when it names another
+ * name or val_fraction, which the earlier dataset would silently ignore
+ * (the same bytes make one dataset per tenant; a job's
+ * params.val_fraction gives another split).
+ */
+static int same_bytes(lsmi_req_t *r, const lsmi_dataset_rec_t *rec) {
+  const char *name = lsmi_http_arg(r, "name");
+  const char *vft = lsmi_http_arg(r, "val_fraction");
+  bool other_name = name && *name && strcmp(name, rec->name) != 0;
+  bool other_vf = vft && *vft && strtod(vft, NULL) != rec->val_fraction;
+  if (!other_name && !other_vf)
+    return reply_dataset(r, 200, rec);
+  return lsmi_error_set(
+      &r->err, LSMI_ERR_CONFLICT, other_vf ? "val_fraction" : "name",
+      "these bytes were uploaded before as dataset %s (name '%s', "
+      "val_fraction %g), which the same bytes always give; %s",
+      rec->id, rec->name, rec->val_fraction,
+      other_vf ? "for another val split, pass params.val_fraction with the "
+                 "job"
+               : "upload without a name, or with its name, to get it");
+}
+
 int lsmi_h_upload_end(lsmi_req_t *r) {
   const lsmi_config_t *cfg = r->h->cfg;
   lsmi_metrics_upload_bytes(r->bytes);
@@ -271,7 +295,7 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
   lsmi_dataset_rec_t rec;
   st = lsmi_store_dataset_find_sha(r->h->store, r->tenant, sha, &rec);
   if (st == LSMI_OK) /* these bytes again: the same dataset */
-    return reply_dataset(r, 200, &rec);
+    return same_bytes(r, &rec);
   if (st != LSMI_ERR_NOTFOUND)
     return lsmi_error_set(&r->err, st, NULL,
                           "could not look for an earlier upload of these "
@@ -282,12 +306,12 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
     st = keep_upload(r, &rec, &existed);
   if (st)
     return st;
-  if (!existed)
-    lsmi_util_log("dataset",
-                  json_pack("{s:s, s:s, s:s, s:I}", "dataset", rec.id, "tenant",
-                            rec.tenant, "format", rec.format, "bytes",
-                            (json_int_t)rec.bytes));
-  return reply_dataset(r, existed ? 200 : 201, &rec);
+  if (existed)
+    return same_bytes(r, &rec);
+  lsmi_util_log("dataset", json_pack("{s:s, s:s, s:s, s:I}", "dataset", rec.id,
+                                     "tenant", rec.tenant, "format", rec.format,
+                                     "bytes", (json_int_t)rec.bytes));
+  return reply_dataset(r, 201, &rec);
 }
 
 int lsmi_h_datasets_list(lsmi_req_t *r) {

@@ -1035,6 +1035,24 @@ def test_no_server_paths():
         assert d.data_dir in log  # the log has the whole story
 
 
+def test_reupload_other_query():
+    """The same bytes again with another val_fraction or name: 409 naming
+    the earlier dataset (it used to answer that dataset as if it were the
+    one asked for); the same query, or none, still answers it with 200."""
+    with Daemon() as d:
+        a = upload_ok(d, SMALL, query="?name=first&val_fraction=0.3")
+        p = assert_problem(d.upload(SMALL, query="?val_fraction=0.25"), 409,
+                           "val_fraction")
+        assert a["id"] in p["detail"] and "params.val_fraction" in p["detail"]
+        p = assert_problem(d.upload(SMALL, query="?name=second"), 409, "name")
+        assert a["id"] in p["detail"]
+        for q in ("", "?name=first", "?val_fraction=0.3",
+                  "?name=first&val_fraction=0.3"):
+            r = d.upload(SMALL, query=q)
+            assert r.status == 200 and r.json()["id"] == a["id"], (q, r.body)
+        assert d.request("GET", "/v1/datasets").json()["total"] == 1
+
+
 def test_clean_cycle():
     """Upload, fit, results, SIGTERM: exit 0, and under ASan no leak."""
     d = Daemon().start()
