@@ -6,11 +6,13 @@ temp data directory, talks HTTP to it with http.client, and stops it again.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+import traceback
 
 BUILD = os.environ.get("LSMI_BUILD", "build")
 LSMI = os.path.join(BUILD, "lsmi")
@@ -71,6 +73,7 @@ class Daemon:
         self.proc = None
         self.port = None
         self.log_path = None
+        self.preexec = None  # run in the child before exec (rlimits)
 
     def start(self):
         self.port = free_port()
@@ -80,7 +83,7 @@ class Daemon:
         cmd = [LSMI, "serve", "--listen", "127.0.0.1:%d" % self.port,
                "--data-dir", self.data_dir, "--quiet"] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=self.preexec)
         Daemon.live.append(self)
         deadline = time.time() + 20 * SLOW
         while time.time() < deadline:
@@ -242,3 +245,44 @@ def assert_problem(r, status, field=None):
     if field is not None:
         assert p.get("field") == field, (field, p)
     return p
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here (it says why)."""
+
+
+def run_tests(namespace, argv, work):
+    """Runs the test_* functions of namespace (those named in argv[1:], or
+    all), each after the last one's daemons are gone; prints one line per
+    test and, last, "N passed, N failed, N skipped"; removes `work` and the
+    session's directories at the end. Returns the exit status."""
+    tests = [(n, f) for n, f in sorted(namespace.items())
+             if n.startswith("test_") and callable(f)]
+    if len(argv) > 1:
+        tests = [(n, f) for n, f in tests if n in argv[1:]]
+    passed = failed = skipped = 0
+    try:
+        for name, fn in tests:
+            t0 = time.time()
+            try:
+                fn()
+                passed += 1
+                print("ok   %-32s %.1fs" % (name, time.time() - t0),
+                      flush=True)
+            except Skip as e:
+                skipped += 1
+                print("skip %-32s %s" % (name, e), flush=True)
+            except Exception:
+                failed += 1
+                print("FAIL %s" % name, flush=True)
+                traceback.print_exc()
+                for dmn in list(Daemon.live):
+                    print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
+            finally:
+                cleanup_all()
+    finally:
+        cleanup_all()
+        shutil.rmtree(work, ignore_errors=True)
+        remove_session()
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    return 1 if failed else 0

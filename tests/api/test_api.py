@@ -2,14 +2,14 @@
 """test_api.py — end-to-end tests of `lsmi serve` over real HTTP.
 
 Each test starts its own daemon(s) on a free loopback port with a temp data
-directory and stops them again. The last line is "N passed, N failed".
+directory and stops them again. The last line is "N passed, N failed,
+N skipped".
 Run one test: tests/api/test_api.py test_happy_path
 """
 import csv
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,12 +17,10 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lsmiapi import (ASAN, LSMI, SESSION, SLOW, Daemon,  # noqa: E402
-                     assert_problem, cleanup_all, json_dataset,
-                     remove_session, synth)
+                     assert_problem, json_dataset, run_tests, synth)
 
 SESSION_DIR = SESSION
 
@@ -1069,34 +1067,5 @@ def test_clean_cycle():
     assert '"event":"stop"' in log
 
 
-def main(argv):
-    tests = [(n, f) for n, f in sorted(globals().items())
-             if n.startswith("test_") and callable(f)]
-    if len(argv) > 1:
-        tests = [(n, f) for n, f in tests if n in argv[1:]]
-    passed = failed = 0
-    try:
-        for name, fn in tests:
-            t0 = time.time()
-            try:
-                fn()
-                passed += 1
-                print("ok   %-32s %.1fs" % (name, time.time() - t0),
-                      flush=True)
-            except Exception:
-                failed += 1
-                print("FAIL %s" % name, flush=True)
-                traceback.print_exc()
-                for dmn in list(Daemon.live):
-                    print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
-                cleanup_all()
-    finally:
-        cleanup_all()
-        shutil.rmtree(WORK, ignore_errors=True)
-        remove_session()
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(run_tests(globals(), sys.argv, WORK))
