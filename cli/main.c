@@ -28,6 +28,8 @@ static void usage(FILE *out) {
           "                  uniqueness, synergy)\n"
           "  serve [--listen HOST:PORT] [--data-dir DIR] ...\n"
           "                  run the HTTP daemon (see `lsmi serve --help`)\n"
+          "  admin rebuild-store --data-dir DIR [--tenant NAME]\n"
+          "                  rebuild the daemon's store from its files\n"
           "  probe [URL | /PATH]\n"
           "                  exit 0 when the daemon answers 2xx\n"
           "  version         print the version\n"
@@ -101,6 +103,8 @@ int main(int argc, char **argv) {
     return lsmi_synth_main(argc - 1, argv + 1);
   if (strcmp(cmd, "serve") == 0)
     return lsmi_serve_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "admin") == 0)
+    return lsmi_admin_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("lsmi %s\n", LSMI_VERSION);
     return 0;

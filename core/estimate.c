@@ -474,11 +474,48 @@ static int knife_data_init(fit_t *f, task_t *t, lsmi_error_t *err) {
   return LSMI_OK;
 }
 
+/* The sizes of model `id`'s blocks, in floats, for input width din and C
+ * classes: its parameters, its activations and scratch, the rows of an
+ * evaluation block and the training block (grads | m | v | acts | scratch |
+ * dlogits | xb). task_setup allocates by them and lsmi_fit_memory counts
+ * them, so the estimate follows the allocation. */
+typedef struct task_sizes {
+  size_t nparams, nacts, nscratch, nwork;
+  int eval_block;
+} task_sizes_t;
+
+static task_sizes_t task_sizes(const lsmi_params_t *p, int id, size_t din,
+                               int C) {
+  task_sizes_t z;
+  int B = p->batch_size, H = p->hidden, K = p->components;
+  if (id >= KNIFE1) {
+    z.nparams = lsmi_knife_nparams((int)din, K);
+    /* Evaluation blocks are capped so that large d stays within memory:
+     * the scratch has a small part fixed per call and a part that grows
+     * with the rows. */
+    size_t per_row = lsmi_knife_nscratch((int)din, K, 1) -
+                     lsmi_knife_nscratch((int)din, K, 0);
+    size_t rows = per_row ? EVAL_SCRATCH_FLOATS / per_row : EVAL_BLOCK;
+    z.eval_block = (int)(rows < 1 ? 1 : rows > EVAL_BLOCK ? EVAL_BLOCK : rows);
+  } else {
+    z.nparams = lsmi_mlp_nparams((int)din, H, C);
+    z.eval_block = EVAL_BLOCK;
+  }
+  int rows = B > z.eval_block ? B : z.eval_block;
+  z.nscratch = id >= KNIFE1 ? lsmi_knife_nscratch((int)din, K, rows)
+                            : lsmi_mlp_nscratch(H, B);
+  z.nacts = id >= KNIFE1 ? 0 : lsmi_mlp_nacts(H, C, rows);
+  /* Every part starts on a cache line: the products load whole 64-byte
+   * vectors of them, and a vector split across two lines costs two loads. */
+  z.nwork = 3 * round16(z.nparams) + round16(z.nacts) + round16(z.nscratch) +
+            round16((size_t)B * (size_t)C) + round16((size_t)rows * din);
+  return z;
+}
+
 static int task_setup(fit_t *f, task_t *t, set_t *s, int id,
                       lsmi_error_t *err) {
   const lsmi_dataset_t *ds = f->ds;
   const lsmi_params_t *p = f->p;
-  int B = p->batch_size;
   int C = ds->classes;
   int H = p->hidden;
   int K = p->components;
@@ -495,32 +532,18 @@ static int task_setup(fit_t *f, task_t *t, set_t *s, int id,
   t->epochs = t->is_knife ? p->epochs_entropy : p->epochs_discriminator;
   t->kept_epochs = t->epochs;
   double dd = (double)din;
-  if (t->is_knife) {
-    /* Per row: K d×d products forward, twice that backward (counted dense;
-     * only the ordering of tasks and the progress fraction use it). */
-    t->cost = (double)n * K * (6.0 * dd * dd + 20.0 * dd);
-    t->nparams = lsmi_knife_nparams(t->din, K);
-    /* Evaluation blocks are capped so that large d stays within memory:
-     * the scratch has a small part fixed per call and a part that grows
-     * with the rows. */
-    size_t per_row =
-        lsmi_knife_nscratch(t->din, K, 1) - lsmi_knife_nscratch(t->din, K, 0);
-    size_t rows = per_row ? EVAL_SCRATCH_FLOATS / per_row : EVAL_BLOCK;
-    t->eval_block = (int)(rows < 1 ? 1 : rows > EVAL_BLOCK ? EVAL_BLOCK : rows);
-  } else {
-    t->cost = (double)n * 6.0 * (dd * H + (double)H * H + (double)H * C);
-    t->nparams = lsmi_mlp_nparams(t->din, H, C);
-    t->eval_block = EVAL_BLOCK;
-  }
-  int rows = B > t->eval_block ? B : t->eval_block;
-  t->nscratch = t->is_knife ? lsmi_knife_nscratch(t->din, K, rows)
-                            : lsmi_mlp_nscratch(H, B);
-  t->nacts = t->is_knife ? 0 : lsmi_mlp_nacts(H, C, rows);
+  /* Per row: K d×d products forward, twice that backward (counted dense;
+   * only the ordering of tasks and the progress fraction use it). */
+  t->cost = t->is_knife
+                ? (double)n * K * (6.0 * dd * dd + 20.0 * dd)
+                : (double)n * 6.0 * (dd * H + (double)H * H + (double)H * C);
+  task_sizes_t z = task_sizes(p, id, din, C);
+  t->nparams = z.nparams;
+  t->eval_block = z.eval_block;
+  t->nscratch = z.nscratch;
+  t->nacts = z.nacts;
+  t->nwork = z.nwork;
   size_t np = round16(t->nparams);
-  /* Every part starts on a cache line: the products load whole 64-byte
-   * vectors of them, and a vector split across two lines costs two loads. */
-  t->nwork = 3 * np + round16(t->nacts) + round16(t->nscratch) +
-             round16((size_t)B * (size_t)C) + round16((size_t)rows * din);
   bool es = f->p->early_stopping;
   t->params = alloc_floats(es ? 2 * np : np, &t->params_alloc);
   t->loss_hist = calloc((size_t)t->epochs, sizeof *t->loss_hist);
@@ -1258,6 +1281,72 @@ int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   }
   fit_destroy(f);
   return st;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Memory                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Bytes of n floats allocated by alloc_floats. */
+static double float_block(size_t n) { return ((double)n + 15.0) * 4.0; }
+
+/*
+ * What lsmi_fit allocates, counted from the same sizes (task_sizes) and the
+ * same structure (members, sets, tasks) as fit_setup, task_setup,
+ * task_start and task_eval, at the larger of its two phases:
+ *   always:    every task's parameters (twice with early stopping), the
+ *              sets' row lists, the result's columns and the members';
+ *   training:  the training blocks of the tasks being trained; a new set
+ *              starts only when every unfinished task of the started ones
+ *              is held by a thread, so at most one set's five plus one per
+ *              thread are allocated at once;
+ *   evaluation: one evaluation block per thread, and the bootstrap.
+ * In double, so that no product of the documented ranges overflows.
+ */
+uint64_t lsmi_fit_memory(size_t n_train, size_t n_val, size_t d1, size_t d2,
+                         int classes, const lsmi_params_t *p) {
+  int C = classes < 2 ? 2 : classes;
+  int nfolds = p->folds;
+  int nmembers = p->ensemble < 1 ? 1 : p->ensemble;
+  int nsets = nmembers * (nfolds ? nfolds : 1);
+  int ntasks = nsets * N_MODELS;
+  int T = resolve_threads(p->threads, ntasks);
+  bool es = p->early_stopping, sd = nmembers > 1;
+  double nt = (double)n_train, nv = (double)n_val, rows = nt + nv;
+  size_t din[N_MODELS] = {d1, d2, d1 + d2, d1, d2};
+  double params = 0.0, set_train = 0.0, max_train = 0.0, max_eval = 0.0;
+  for (int id = 0; id < N_MODELS; id++) {
+    task_sizes_t z = task_sizes(p, id, din[id], C);
+    bool knife = id >= KNIFE1;
+    int epochs = knife ? p->epochs_entropy : p->epochs_discriminator;
+    int brows = p->batch_size > z.eval_block ? p->batch_size : z.eval_block;
+    params +=
+        float_block(es ? 2 * round16(z.nparams) : z.nparams) + 8.0 * epochs +
+        (knife && p->knife_init == LSMI_KNIFE_INIT_DATA ? 8.0 * (double)din[id]
+                                                        : 0.0);
+    double train = float_block(z.nwork) + 4.0 * brows + 4.0 * nt;
+    double eval = float_block(round16(z.nacts) + round16(z.nscratch) +
+                              round16((size_t)brows * din[id]));
+    set_train += train;
+    max_train = fmax(max_train, train);
+    max_eval = fmax(max_eval, eval);
+  }
+  params *= nsets;
+  double in_flight = nsets > 1 ? set_train + T * max_train : set_train;
+  double per_set = (nfolds || es ? 9.0 * nt : 0.0) +
+                   (nfolds ? 8.0 * N_MODELS * nv : 0.0) +
+                   (double)sizeof(task_t) * N_MODELS;
+  /* The result's columns (9, and the 4 of the spread with an ensemble),
+   * and with an ensemble the members' own 9 (combine.c). */
+  enum { N_COLUMNS = 9, N_SD = 4 };
+  double cols = rows * (4.0 + 8.0 * (N_COLUMNS + (sd ? N_SD : 0)));
+  if (sd)
+    cols += nmembers * rows * (4.0 + 8.0 * N_COLUMNS);
+  cols += nfolds ? nmembers * nt : 0.0;
+  double boot = sd ? 8.0 * LSMI_CI_COUNT * (fmax(nt, nv) + 2000.0) : 0.0;
+  double total =
+      params + nsets * per_set + cols + fmax(in_flight, T * max_eval + boot);
+  return total >= 1.8e19 ? UINT64_MAX : (uint64_t)total;
 }
 
 const char *lsmi_phase_name(lsmi_phase_t phase) {

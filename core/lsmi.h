@@ -561,6 +561,19 @@ LSMI_API int lsmi_member_load(const void *buf, size_t len, lsmi_member_t **out,
                               lsmi_error_t *err);
 
 /*
+ * The bytes lsmi_fit would allocate at its peak for a dataset of n_train and
+ * n_val rows of d1 + d2 features and `classes` classes, with params p (its
+ * threads as lsmi_fit resolves them): models, their training and
+ * evaluation blocks, the sets' rows and the result. The dataset itself is
+ * not counted. It counts what is allocated, an upper bound of what is
+ * touched (large blocks come as zero pages that a fit may never write), so
+ * that a caller can admit a fit to a memory budget before it starts.
+ */
+LSMI_API uint64_t lsmi_fit_memory(size_t n_train, size_t n_val, size_t d1,
+                                  size_t d2, int classes,
+                                  const lsmi_params_t *p);
+
+/*
  * The kernels of the training and evaluation products: "avx512" (lsmi's own
  * register-tiled kernels, where the CPU has AVX-512F), "blas" (the BLAS for
  * the bulk of each product, plain loops for the rest) or "generic" (plain

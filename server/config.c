@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "memory.h"
 
 typedef enum opt_kind {
   OPT_STR,
@@ -61,6 +62,35 @@ static const opt_t opts[] = {
      "and requeued"},
     {"connection-timeout", "LSMI_CONNECTION_TIMEOUT", OPT_INT,
      C(connection_timeout), 0, "60", "idle HTTP connection timeout, seconds"},
+    {"header-timeout", "LSMI_HEADER_TIMEOUT", OPT_INT, C(header_timeout), 0,
+     "10",
+     "seconds a client has to send a request's head (from its connection or "
+     "its previous request); then it is closed"},
+    {"min-body-rate", "LSMI_MIN_BODY_RATE", OPT_SIZE, C(min_body_rate), 0, "1K",
+     "bytes per second a request body must average over each --header-"
+     "timeout; a slower one is closed (0: no floor)"},
+    {"max-connections", "LSMI_MAX_CONNECTIONS", OPT_INT, C(max_connections), 0,
+     "512",
+     "HTTP connections at once; lowered to fit the open-files limit "
+     "(ulimit -n)"},
+    {"max-connections-per-ip", "LSMI_MAX_CONNECTIONS_PER_IP", OPT_INT,
+     C(max_connections_per_ip), 0, "32",
+     "HTTP connections at once from one client address (0: no limit; "
+     "behind a proxy every client has the proxy's address)"},
+    {"ops-listen", "LSMI_OPS_LISTEN", OPT_STR, C(ops_listen), 0, "",
+     "address:port of a second listener for /healthz, /readyz and /metrics "
+     "only, which answers when the API's connections are all taken"},
+    {"max-memory", "LSMI_MAX_MEMORY", OPT_SIZE, C(max_memory), 0, "0",
+     "memory running jobs and upload checks may hold together (0: three "
+     "quarters of the machine's or the container's)"},
+    {"max-job-memory", "LSMI_MAX_JOB_MEMORY", OPT_SIZE, C(max_job_memory), 0,
+     "0",
+     "memory one job or one upload check may need (0: --max-memory); a job "
+     "estimated above it is refused with 422"},
+    {"tenant-queue-size", "LSMI_TENANT_QUEUE_SIZE", OPT_INT,
+     C(tenant_queue_size), 0, "0",
+     "queued jobs one tenant may hold (0: half of --queue-size when tokens "
+     "name several tenants, else all of it)"},
     {"quiet", "LSMI_QUIET", OPT_BOOL, C(quiet), 0, "false",
      "no per-request log lines (job transitions are still logged)"},
     {"max-rows", "LSMI_MAX_ROWS", OPT_U64, L(max_rows), NULL,
@@ -187,29 +217,52 @@ static int apply(lsmi_config_t *cfg, const opt_t *o, const char *val,
   return 0;
 }
 
-static int split_listen(lsmi_config_t *cfg, lsmi_error_t *err) {
-  const char *l = cfg->listen;
+/* host:port (host may be [v6]) of option `flag` into host and *port. */
+static int split_hostport(const char *flag, const char *l, char *host,
+                          size_t size, int *port_out, lsmi_error_t *err) {
   const char *colon = strrchr(l, ':');
   if (colon == NULL)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
-                          "--listen wants host:port, got '%s'", l);
+    return lsmi_error_set(err, LSMI_ERR_INVALID, flag,
+                          "--%s wants host:port, got '%s'", flag, l);
   const char *h = l;
   size_t hlen = (size_t)(colon - l);
   if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']') {
     h++;
     hlen -= 2;
   }
-  if (hlen == 0 || hlen >= sizeof cfg->host)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
-                          "--listen wants host:port, got '%s'", l);
-  memcpy(cfg->host, h, hlen);
-  cfg->host[hlen] = '\0';
+  if (hlen == 0 || hlen >= size)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, flag,
+                          "--%s wants host:port, got '%s'", flag, l);
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
   uint64_t port = 0;
   if (parse_u64(colon + 1, false, &port) || port > 65535)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
-                          "--listen: bad port in '%s'", l);
-  cfg->port = (int)port;
+    return lsmi_error_set(err, LSMI_ERR_INVALID, flag, "--%s: bad port in '%s'",
+                          flag, l);
+  *port_out = (int)port;
   return 0;
+}
+
+/* The derived values: both listeners' addresses, the memory budgets. */
+static int derive(lsmi_config_t *cfg, lsmi_error_t *err) {
+  int st = split_hostport("listen", cfg->listen, cfg->host, sizeof cfg->host,
+                          &cfg->port, err);
+  if (st == LSMI_OK && cfg->ops_listen[0])
+    st = split_hostport("ops-listen", cfg->ops_listen, cfg->ops_host,
+                        sizeof cfg->ops_host, &cfg->ops_port, err);
+  if (st)
+    return st;
+  if (cfg->max_memory == 0)
+    cfg->max_memory = lsmi_mem_default_budget();
+  if (cfg->max_job_memory == 0)
+    cfg->max_job_memory = cfg->max_memory;
+  if (cfg->max_job_memory > cfg->max_memory)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "max-job-memory",
+                          "--max-job-memory (%llu bytes) must not exceed "
+                          "--max-memory (%llu bytes)",
+                          (unsigned long long)cfg->max_job_memory,
+                          (unsigned long long)cfg->max_memory);
+  return LSMI_OK;
 }
 
 int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
@@ -273,8 +326,14 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
   if (cfg->data_dir[0] == '\0')
     return lsmi_error_set(err, LSMI_ERR_INVALID, "data-dir",
                           "--data-dir must not be empty");
+  if (cfg->header_timeout < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "header-timeout",
+                          "--header-timeout must be at least 1");
+  if (cfg->max_connections < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "max-connections",
+                          "--max-connections must be at least 1");
   cfg->limits.max_file_bytes = cfg->max_upload;
-  return split_listen(cfg, err);
+  return derive(cfg, err);
 }
 
 void lsmi_config_help(FILE *out) {
@@ -445,6 +504,7 @@ void lsmi_config_free(lsmi_config_t *cfg) {
   free(cfg->data_dir);
   free(cfg->tokens_file);
   free(cfg->cors_origins);
+  free(cfg->ops_listen);
   for (size_t i = 0; i < cfg->n_tokens; i++) {
     free(cfg->tokens[i].token);
     free(cfg->tokens[i].tenant);

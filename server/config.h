@@ -36,7 +36,15 @@ typedef struct lsmi_config {
   int retry_after;
   int shutdown_timeout;
   int connection_timeout;
-  bool quiet; /* no per-request log lines */
+  int header_timeout;     /* seconds for a request's head */
+  uint64_t min_body_rate; /* bytes/s a body must keep up */
+  int max_connections;    /* HTTP connections at once (fd budget caps) */
+  int max_connections_per_ip;
+  char *ops_listen;        /* "" or host:port of /healthz, /readyz, ... */
+  uint64_t max_memory;     /* fits and upload checks together */
+  uint64_t max_job_memory; /* one fit or upload check */
+  int tenant_queue_size;   /* queued jobs per tenant; 0: automatic */
+  bool quiet;              /* no per-request log lines */
   lsmi_limits_t
       limits; /* dataset reader limits (max_file_bytes = max_upload) */
 
@@ -46,6 +54,8 @@ typedef struct lsmi_config {
   /* Derived by parse: */
   char host[256];
   int port;
+  char ops_host[256]; /* "" when --ops-listen is empty */
+  int ops_port;
 } lsmi_config_t;
 
 /* Environment lookup, injectable for tests (getenv in production). */

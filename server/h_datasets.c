@@ -8,10 +8,15 @@
  * this tenant answer the earlier dataset (200); otherwise the file is read
  * and checked (lsmi_dataset_read_ex: any format, found from the content,
  * with the keys the query names for x1, x2, y and id), the temp file is
- * committed as datasets/ID and the row recorded (201). The row
- * comes last: a crash in between leaves a file with no row, which the next
- * start removes (serve.c), never a row with no file.
+ * committed as datasets/ID and the row recorded (201). The row comes last,
+ * never a row with no file; and the store knows the file before it is put
+ * in place (a pending "upload" entry, removed with the row's insert in one
+ * transaction), so a crash in between leaves a file the next start knows to
+ * be unacknowledged and removes, while a file the store does not know at all
+ * is never removed (datadir.h). A deletion is the mirror: the row goes with
+ * a pending "delete" entry, then the file, then the entry.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,6 +133,96 @@ static int reply_dataset(lsmi_req_t *r, int status,
   return lsmi_http_reply_json(r, status, lsmi_store_dataset_json(rec), hd);
 }
 
+/*
+ * What checking the upload may cost (memory.h): the limits to read it with
+ * (a zip's members may inflate to what the budget of one check allows, at
+ * most max_ratio times the file and never past --max-decompressed) and
+ * the estimate of the read's peak, from the file's size and format (its
+ * first bytes). 0, or a 413 when even that exceeds --max-job-memory.
+ */
+static int check_cost(lsmi_req_t *r, lsmi_limits_t *lim, uint64_t *need) {
+  const lsmi_config_t *cfg = r->h->cfg;
+  unsigned char head[512];
+  ssize_t n = pread(r->dur.fd, head, sizeof head, 0);
+  lsmi_format_t fmt = lsmi_format_detect(head, n > 0 ? (size_t)n : 0);
+  *lim = cfg->limits;
+  uint64_t job = cfg->max_job_memory ? cfg->max_job_memory : UINT64_MAX;
+  if (fmt == LSMI_FORMAT_NPZ || fmt == LSMI_FORMAT_PT) {
+    double by_ratio = lim->max_ratio * (double)r->bytes + (double)(64 << 20);
+    uint64_t cap = job > r->bytes ? (job - r->bytes) / 2 : 0;
+    if (by_ratio < (double)cap)
+      cap = (uint64_t)by_ratio;
+    if (cap < lim->max_decompressed_bytes)
+      lim->max_decompressed_bytes = cap;
+  }
+  *need = lsmi_mem_read_estimate(fmt, r->bytes, lim->max_decompressed_bytes);
+  if (*need <= job)
+    return LSMI_OK;
+  char a[32], b[32];
+  return lsmi_error_set(&r->err, LSMI_ERR_LIMIT, "body",
+                        "checking this %s upload of %llu bytes needs about %s "
+                        "of memory, above --max-job-memory %s",
+                        lsmi_format_name(fmt), (unsigned long long)r->bytes,
+                        lsmi_mem_format(*need, a, sizeof a),
+                        lsmi_mem_format(job, b, sizeof b));
+}
+
+/* Reads and checks the upload (format from its content) within the memory
+ * budget: 0 with *out the dataset, a 413 (too costly), a 503 (no memory
+ * free now) or the reader's status. */
+static int check_upload(lsmi_req_t *r, const lsmi_read_options_t *opt,
+                        lsmi_dataset_t **out, lsmi_read_info_t *info) {
+  lsmi_limits_t lim;
+  uint64_t need = 0;
+  int st = check_cost(r, &lim, &need);
+  if (st)
+    return st;
+  lsmi_sched_t *sched = r->h->sched;
+  if (!lsmi_sched_check_begin(sched, need)) {
+    r->http = 503;
+    return lsmi_error_set(&r->err, LSMI_ERR_BUSY, NULL,
+                          "the memory for checking uploads is taken by "
+                          "running jobs and other uploads; retry in %d s",
+                          r->h->cfg->retry_after);
+  }
+  st = lsmi_dataset_read_ex(r->dur.tmp, &lim, opt, out, info, &r->err);
+  lsmi_sched_check_end(sched, need);
+  if (st == LSMI_ERR_LIMIT &&
+      lim.max_decompressed_bytes < r->h->cfg->limits.max_decompressed_bytes &&
+      strstr(r->err.message, "max_decompressed_bytes")) {
+    char a[32];
+    size_t len = strlen(r->err.message);
+    snprintf(r->err.message + len, sizeof r->err.message - len,
+             "; checking an upload of this size may inflate %s at most "
+             "(--max-job-memory, --max-ratio)",
+             lsmi_mem_format(lim.max_decompressed_bytes, a, sizeof a));
+  }
+  return st;
+}
+
+/* 0 when a job of the default parameters on dataset rec fits
+ * --max-job-memory; a 422 otherwise (no job could ever run on it). */
+static int fits_a_job(lsmi_req_t *r, const lsmi_dataset_rec_t *rec) {
+  const lsmi_config_t *cfg = r->h->cfg;
+  lsmi_params_t p;
+  lsmi_params_default(&p);
+  p.threads = 1;
+  uint64_t need = lsmi_mem_job_estimate(rec, &p);
+  if (cfg->max_job_memory == 0 || need <= cfg->max_job_memory)
+    return LSMI_OK;
+  char a[32], b[32];
+  r->http = 422;
+  return lsmi_error_set(
+      &r->err, LSMI_ERR_LIMIT, "body",
+      "a job on this dataset (%llu + %llu rows, d1 %llu, "
+      "d2 %llu) needs about %s of memory even with the "
+      "default parameters, above --max-job-memory %s",
+      (unsigned long long)rec->n_train, (unsigned long long)rec->n_val,
+      (unsigned long long)rec->d1, (unsigned long long)rec->d2,
+      lsmi_mem_format(need, a, sizeof a),
+      lsmi_mem_format(cfg->max_job_memory, b, sizeof b));
+}
+
 /* Reads the upload (format from its content) into rec: id, shapes, and
  * the fraction of train drawn as val (0: the file has its own). */
 static int read_upload(lsmi_req_t *r, const char *name,
@@ -135,8 +230,7 @@ static int read_upload(lsmi_req_t *r, const char *name,
                        lsmi_dataset_rec_t *rec) {
   lsmi_dataset_t *ds = NULL;
   lsmi_read_info_t info;
-  int st = lsmi_dataset_read_ex(r->dur.tmp, &r->h->cfg->limits, opt, &ds, &info,
-                                &r->err);
+  int st = check_upload(r, opt, &ds, &info);
   if (st)
     return st;
   lsmi_format_t fmt = info.format;
@@ -158,6 +252,7 @@ static int read_upload(lsmi_req_t *r, const char *name,
   rec->d2 = ds->d2;
   rec->val_fraction = ds->val_drawn ? opt->val_fraction : 0;
   rec->created_at = lsmi_util_now();
+  st = fits_a_job(r, rec);
 out:
   lsmi_dataset_destroy(ds);
   return st;
@@ -166,23 +261,54 @@ out:
 /* Commits the temp file as datasets/ID and records rec. *existed: a
  * concurrent upload of the same bytes won the race; rec is then its. */
 static int keep_upload(lsmi_req_t *r, lsmi_dataset_rec_t *rec, bool *existed) {
+  lsmi_store_t *store = r->h->store;
+  int st = lsmi_store_pending_add(store, "upload", rec->id);
+  if (st)
+    return lsmi_error_set(&r->err, st, NULL, "could not record the upload");
   char dst[PATH_MAX];
   snprintf(dst, sizeof dst, "%s/datasets/%s", r->h->cfg->data_dir, rec->id);
   int rc = lsmi_durable_commit(&r->dur, dst);
-  if (rc) {
-    unlink(dst); /* there when only the directory's fsync failed */
+  lsmi_dataset_rec_t existing;
+  if (rc == 0)
+    st = lsmi_store_dataset_insert(store, rec, &existing, existed);
+  if (rc || st || *existed) {
+    /* Never acknowledged: the file goes, then its pending entry (a crash
+     * in between leaves the entry, and the next start removes the file). */
+    unlink(dst); /* there too when only the directory's fsync failed */
+    lsmi_store_pending_remove(store, "upload", rec->id);
+  }
+  if (rc)
     return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL,
                           "could not store the upload: %s", strerror(-rc));
-  }
-  lsmi_dataset_rec_t existing;
-  int st = lsmi_store_dataset_insert(r->h->store, rec, &existing, existed);
-  if (st || *existed)
-    unlink(dst);
   if (st)
     return lsmi_error_set(&r->err, st, NULL, "could not record the dataset");
   if (*existed)
     *rec = existing;
   return LSMI_OK;
+}
+
+/*
+ * The tenant uploaded these bytes before, as dataset rec: answered 200 with
+ * it when the query asks for nothing else, or 409 when it names another
+ * name or val_fraction, which the earlier dataset would silently ignore
+ * (the same bytes make one dataset per tenant; a job's
+ * params.val_fraction gives another split).
+ */
+static int same_bytes(lsmi_req_t *r, const lsmi_dataset_rec_t *rec) {
+  const char *name = lsmi_http_arg(r, "name");
+  const char *vft = lsmi_http_arg(r, "val_fraction");
+  bool other_name = name && *name && strcmp(name, rec->name) != 0;
+  bool other_vf = vft && *vft && strtod(vft, NULL) != rec->val_fraction;
+  if (!other_name && !other_vf)
+    return reply_dataset(r, 200, rec);
+  return lsmi_error_set(
+      &r->err, LSMI_ERR_CONFLICT, other_vf ? "val_fraction" : "name",
+      "these bytes were uploaded before as dataset %s (name '%s', "
+      "val_fraction %g), which the same bytes always give; %s",
+      rec->id, rec->name, rec->val_fraction,
+      other_vf ? "for another val split, pass params.val_fraction with the "
+                 "job"
+               : "upload without a name, or with its name, to get it");
 }
 
 int lsmi_h_upload_end(lsmi_req_t *r) {
@@ -218,7 +344,7 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
   lsmi_dataset_rec_t rec;
   st = lsmi_store_dataset_find_sha(r->h->store, r->tenant, sha, &rec);
   if (st == LSMI_OK) /* these bytes again: the same dataset */
-    return reply_dataset(r, 200, &rec);
+    return same_bytes(r, &rec);
   if (st != LSMI_ERR_NOTFOUND)
     return lsmi_error_set(&r->err, st, NULL,
                           "could not look for an earlier upload of these "
@@ -229,12 +355,12 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
     st = keep_upload(r, &rec, &existed);
   if (st)
     return st;
-  if (!existed)
-    lsmi_util_log("dataset",
-                  json_pack("{s:s, s:s, s:s, s:I}", "dataset", rec.id, "tenant",
-                            rec.tenant, "format", rec.format, "bytes",
-                            (json_int_t)rec.bytes));
-  return reply_dataset(r, existed ? 200 : 201, &rec);
+  if (existed)
+    return same_bytes(r, &rec);
+  lsmi_util_log("dataset", json_pack("{s:s, s:s, s:s, s:I}", "dataset", rec.id,
+                                     "tenant", rec.tenant, "format", rec.format,
+                                     "bytes", (json_int_t)rec.bytes));
+  return reply_dataset(r, 201, &rec);
 }
 
 int lsmi_h_datasets_list(lsmi_req_t *r) {
@@ -277,6 +403,9 @@ int lsmi_h_dataset_delete(lsmi_req_t *r) {
     return dataset_failed(r, st);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/datasets/%s", r->h->cfg->data_dir, r->id);
-  unlink(path);
+  /* The row is gone and the store remembers the file until it is: an
+   * entry left by a failure here is finished at the next start. */
+  if (unlink(path) == 0 || errno == ENOENT)
+    lsmi_store_pending_remove(r->h->store, "delete", r->id);
   return lsmi_http_reply(r, 204, NULL, (char *)"", 0, true, NULL);
 }

@@ -6,8 +6,10 @@
  * dataset is the tenant's, the Idempotency-Key is new or names this very
  * request) and then handed to the scheduler, in a place of its queue
  * reserved before the store was touched, so a full queue answers 429
- * without writing anything. A job read back shows the store's object with
- * the live progress of a running fit laid over it.
+ * without writing anything. A job whose memory estimate exceeds
+ * --max-job-memory is refused with 422 before that. A job read back shows
+ * the store's object with the live progress of a running fit laid over it,
+ * or, when its end is not in the store yet (sched.h), that end.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -19,7 +21,7 @@
 
 int lsmi_h_jobs_begin(lsmi_req_t *r) {
   const char *ct = lsmi_http_header(r, "Content-Type");
-  if (ct == NULL || strncasecmp(ct, "application/json", 16) != 0)
+  if (!lsmi_http_media_type_is(ct, "application/json"))
     return lsmi_error_set(&r->err, LSMI_ERR_UNSUPPORTED, "Content-Type",
                           "POST /v1/jobs takes application/json, got %s",
                           ct ? ct : "no Content-Type");
@@ -30,19 +32,44 @@ int lsmi_h_jobs_begin(lsmi_req_t *r) {
   return LSMI_OK;
 }
 
+/* A JSON text as a value (null when NULL or unparsable). */
+static json_t *parsed(const char *text) {
+  json_t *v = text ? json_loads(text, 0, NULL) : NULL;
+  return v ? v : json_null();
+}
+
+/* Lays the end the store has not taken yet over a job's stored object:
+ * its true state, and "recorded": false. */
+static void overlay_end(json_t *job, lsmi_sched_end_t *end) {
+  char at[40];
+  lsmi_util_iso8601(end->finished_at, at, sizeof at);
+  json_object_set_new(job, "state",
+                      json_string(lsmi_job_state_name(end->state)));
+  json_object_set_new(job, "finished_at", json_string(at));
+  json_object_set_new(job, "error", parsed(end->error));
+  json_object_set_new(job, "summary", parsed(end->summary));
+  if (end->progress)
+    json_object_set_new(job, "progress", parsed(end->progress));
+  json_object_set_new(job, "recorded", json_false());
+  lsmi_sched_end_free(end);
+}
+
 /* Lays the live progress of a running job over its stored object, with
  * its ETA (from the seconds it has run and its fraction done) and, while
- * queued, its place in the queue (1 = next). */
+ * queued, its place in the queue (1 = next); or the end of one whose end
+ * the store has not taken. */
 static void overlay_progress(lsmi_http_t *h, json_t *job) {
   const char *state = json_string_value(json_object_get(job, "state"));
   const char *id = json_string_value(json_object_get(job, "id"));
-  bool cancel = false;
+  bool running = state && id && !strcmp(state, "running");
+  bool cancel = json_is_true(json_object_get(job, "cancel_requested"));
+  bool asked = false;
   lsmi_progress_t p;
   double ran = 0;
   int place = 0;
   json_t *eta = json_null(), *queue = json_null();
-  if (state && id && !strcmp(state, "running") &&
-      lsmi_sched_progress(h->sched, id, &p, &cancel) == LSMI_OK) {
+  lsmi_sched_end_t end;
+  if (running && lsmi_sched_progress(h->sched, id, &p, &asked) == LSMI_OK) {
     lsmi_params_t params;
     lsmi_params_default(&params);
     json_object_set_new(job, "progress", lsmi_codec_progress(&p, &params));
@@ -51,6 +78,8 @@ static void overlay_progress(lsmi_http_t *h, json_t *job) {
       json_decref(eta);
       eta = json_integer((json_int_t)ceil(ran * (1 - p.fraction) / p.fraction));
     }
+  } else if (running && lsmi_sched_ended(h->sched, id, &end) == LSMI_OK) {
+    overlay_end(job, &end);
   } else if (state && id && !strcmp(state, "queued") &&
              lsmi_sched_whereabouts(h->sched, id, &ran, &place) == LSMI_OK &&
              place > 0) {
@@ -65,7 +94,7 @@ static void overlay_progress(lsmi_http_t *h, json_t *job) {
     json_decref(eta);
     json_decref(queue);
   }
-  json_object_set_new(job, "cancel_requested", json_boolean(cancel));
+  json_object_set_new(job, "cancel_requested", json_boolean(cancel || asked));
 }
 
 int lsmi_h_job_view(lsmi_http_t *h, const char *tenant, const char *id,
@@ -182,9 +211,17 @@ out:
   return st;
 }
 
-/* A place in the queue: 0, or a 429 (full) or 503 (shutting down). */
+/* A place in the queue: 0, or a 429 (full, or this tenant's share of it
+ * taken) or 503 (shutting down). */
 static int reserve(lsmi_req_t *r) {
-  int st = lsmi_sched_reserve(r->h->sched);
+  bool own = false;
+  int st = lsmi_sched_reserve(r->h->sched, r->tenant, &own);
+  if (st == LSMI_ERR_BUSY && own)
+    return lsmi_error_set(&r->err, st, NULL,
+                          "you have %d jobs queued, the most one tenant may "
+                          "(--tenant-queue-size); retry in %d s",
+                          lsmi_sched_tenant_limit(r->h->sched),
+                          r->h->cfg->retry_after);
   if (st == LSMI_ERR_BUSY)
     return lsmi_error_set(&r->err, st, NULL,
                           "the job queue is full (%d queued); retry in %d s",
@@ -192,6 +229,40 @@ static int reserve(lsmi_req_t *r) {
   if (st)
     return lsmi_error_set(&r->err, st, NULL, "the daemon is shutting down");
   return LSMI_OK;
+}
+
+/* 0 when the job's memory estimate fits --max-job-memory; a 422 naming
+ * what it needs otherwise. A dataset the tenant does not have is left for
+ * the store's check, in one transaction with the job's insert. */
+static int admit_memory(lsmi_req_t *r, const job_req_t *q) {
+  const lsmi_config_t *cfg = r->h->cfg;
+  lsmi_dataset_rec_t rec;
+  int st = lsmi_store_dataset_get(r->h->store, r->tenant, q->dataset_id, &rec);
+  if (st == LSMI_ERR_NOTFOUND)
+    return LSMI_OK;
+  if (st)
+    return lsmi_http_store_failed(r, st);
+  lsmi_params_t p = q->params;
+  p.threads = lsmi_sched_fit_threads(cfg, &p);
+  uint64_t need = lsmi_mem_job_estimate(&rec, &p);
+  if (cfg->max_job_memory == 0 || need <= cfg->max_job_memory)
+    return LSMI_OK;
+  char a[32], b[32], d[32];
+  r->http = 422;
+  return lsmi_error_set(
+      &r->err, LSMI_ERR_LIMIT, "params",
+      "this job needs about %s of memory (%s of data: %llu + %llu rows, d1 "
+      "%llu, d2 %llu; the models of hidden %d, components %d, ensemble %d, "
+      "folds %d), above --max-job-memory %s: lower hidden, components, "
+      "ensemble or folds",
+      lsmi_mem_format(need, a, sizeof a),
+      lsmi_mem_format(
+          lsmi_mem_dataset_bytes(rec.n_train, rec.n_val, rec.d1, rec.d2), d,
+          sizeof d),
+      (unsigned long long)rec.n_train, (unsigned long long)rec.n_val,
+      (unsigned long long)rec.d1, (unsigned long long)rec.d2, p.hidden,
+      p.components, p.ensemble, p.folds,
+      lsmi_mem_format(cfg->max_job_memory, b, sizeof b));
 }
 
 int lsmi_h_jobs_post(lsmi_req_t *r) {
@@ -210,6 +281,8 @@ int lsmi_h_jobs_post(lsmi_req_t *r) {
       return reply_job(r, existing, true);
   }
   if (st == LSMI_OK)
+    st = admit_memory(r, &q);
+  if (st == LSMI_OK)
     st = reserve(r);
   if (st)
     return st;
@@ -219,7 +292,7 @@ int lsmi_h_jobs_post(lsmi_req_t *r) {
   else
     st = store_job(r, &q, id, existing, &replayed);
   if (st || replayed) {
-    lsmi_sched_unreserve(r->h->sched);
+    lsmi_sched_unreserve(r->h->sched, r->tenant);
     return st ? st : reply_job(r, existing, true);
   }
   /* Out of memory here, the job stays queued in the store: it runs after
@@ -260,28 +333,63 @@ int lsmi_h_job_get(lsmi_req_t *r) {
   return st ? st : lsmi_http_reply_tagged(r, job);
 }
 
+/* The 409 of a job that has finished (its state in the store, or its end
+ * not recorded yet). */
+static int already_finished(lsmi_req_t *r, int state) {
+  return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
+                        "job '%s' has already finished (%s); only queued "
+                        "or running jobs can be cancelled",
+                        r->id, lsmi_job_state_name(state));
+}
+
+/*
+ * Cancels a queued or running job. The cancel is recorded in the store
+ * first, so that it survives a restart (202 means it will be cancelled);
+ * then a running fit is told to stop within a batch, a queued job leaves
+ * the queue and the store marks it cancelled, and a job the store says
+ * runs but that runs nowhere here is marked cancelled at once.
+ */
 int lsmi_h_job_delete(lsmi_req_t *r) {
-  json_t *job = NULL;
+  lsmi_store_t *store = r->h->store;
+  lsmi_sched_t *sched = r->h->sched;
   int state = -1;
-  int st = job_view(r, r->id, &job, &state);
-  if (st)
-    return st;
+  json_t *job = NULL;
+  int st = lsmi_store_job_get(store, r->tenant, r->id, &job, &state);
   json_decref(job);
+  if (st == LSMI_ERR_NOTFOUND)
+    return lsmi_error_set(&r->err, st, NULL, "no job '%s'", r->id);
+  if (st)
+    return lsmi_http_store_failed(r, st);
+  lsmi_sched_end_t end;
+  if (lsmi_sched_ended(sched, r->id, &end) == LSMI_OK) {
+    state = end.state;
+    lsmi_sched_end_free(&end);
+  }
   if (state != LSMI_JOB_QUEUED && state != LSMI_JOB_RUNNING)
-    return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
-                          "job '%s' has already finished (%s); only queued "
-                          "or running jobs can be cancelled",
-                          r->id, lsmi_job_state_name(state));
+    return already_finished(r, state);
+  st = lsmi_store_job_request_cancel(store, r->id);
+  if (st == LSMI_ERR_NOTFOUND) { /* it ended meanwhile */
+    lsmi_store_job_state(store, r->id, &state);
+    return already_finished(r, state);
+  }
+  if (st) {
+    r->http = 503;
+    return lsmi_error_set(&r->err, LSMI_ERR_BUSY, NULL,
+                          "could not record the cancel (the store failed); "
+                          "the job goes on: retry");
+  }
   bool running = false;
-  lsmi_sched_cancel(r->h->sched, r->id, &running); /* NOTFOUND: not here yet */
+  bool here = lsmi_sched_cancel(sched, r->id, &running) == LSMI_OK;
   if (!running) {
-    /* Queued (or about to be): the store decides who wins the race. */
-    st = lsmi_store_job_cancel_queued(r->h->store, r->id, lsmi_util_now());
+    /* Queued (or about to be, or running nowhere): the store decides who
+     * wins the race with a start. */
+    st = lsmi_store_job_cancel_queued(store, r->id, lsmi_util_now(),
+                                      !here && state == LSMI_JOB_RUNNING);
     if (st == LSMI_OK)
       lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id, "tenant",
                                      r->tenant, "state", "cancelled"));
     else if (st == LSMI_ERR_NOTFOUND) /* it started meanwhile: stop it */
-      lsmi_sched_cancel(r->h->sched, r->id, &running);
+      lsmi_sched_cancel(sched, r->id, &running);
     else
       return lsmi_http_store_failed(r, st);
   }

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "conns.h"
 #include "durable.h"
 #include "http.h"
 #include "lsmi.h"
@@ -49,6 +50,10 @@ struct lsmi_http {
   lsmi_sched_t *sched;
   struct MHD_Daemon *d;
   int port;
+  struct MHD_Daemon *ops; /* the --ops-listen daemon, or NULL */
+  int ops_port;
+  lsmi_conns_t *conns; /* connection deadlines (NULL: none) */
+  int conn_limit;      /* the API's connections at once */
 };
 
 /* A response header; arrays of them end with a NULL name. */
@@ -70,7 +75,13 @@ typedef struct lsmi_req {
   char request_id[72]; /* X-Request-Id: the client's, or a new one */
   int status;          /* the HTTP status answered; 0 until then */
   size_t resp_bytes;
-  bool responded;   /* answered before the body's end: discard the rest */
+  bool responded;    /* answered before the body's end: discard the rest */
+  lsmi_conn_t *conn; /* its connection's deadlines (conns.h), or NULL */
+  /* Answered on the socket mid-body (a body past its limit): the rest is
+   * read and dropped for a moment, then the connection is closed. */
+  bool early;
+  double early_at;
+  uint64_t early_bytes;
   lsmi_error_t err; /* why a step failed */
   int http;         /* its HTTP status when not the table's (400), or 0 */
   /* A JSON body (the transport's buffer). */
@@ -138,6 +149,10 @@ void lsmi_http_each_arg(const lsmi_req_t *r, MHD_KeyValueIterator fn,
                         void *ctx);
 /* Content-Length as sent (0 when absent or not a number). */
 uint64_t lsmi_http_content_length(const lsmi_req_t *r);
+/* Whether a Content-Type header value names the media type `type`
+ * ("application/json"): the type and subtype in any case, then nothing or
+ * parameters (";charset=utf-8"); "application/jsonx" is not. */
+bool lsmi_http_media_type_is(const char *value, const char *type);
 /* `offset` (default 0) and `limit` (default 100, at most --page-limit) of
  * a list or page: 0, or a 400 (lsmi_http_bad_request). */
 int lsmi_http_page_args(lsmi_req_t *r, uint64_t *offset, uint64_t *limit);

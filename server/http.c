@@ -15,13 +15,36 @@
  *
  * libmicrohttpd is opened when the daemon starts (mhd.h); its entry points
  * sit in the lsmi_http_t, which every call here reaches.
+ *
+ * What one client may take, and what is kept for everyone:
+ *  - connections: at most --max-connections at once, lowered to what the
+ *    open-files limit allows (two descriptors each: the socket and an
+ *    upload's temp file, after a reserve for the store, the loop and the
+ *    threads), so that accept never fails for want of descriptors (which
+ *    made libmicrohttpd busy-wait and flood the log); at most
+ *    --max-connections-per-ip from one address;
+ *  - time: a request's head within --header-timeout, its body at
+ *    --min-body-rate (conns.h), besides libmicrohttpd's idle timeout;
+ *  - a reserve: --ops-listen starts a second, small daemon that serves
+ *    /healthz, /readyz and /metrics only, with connections of its own, so
+ *    that probes and scrapes answer while the API's connections are all
+ *    taken (a reserve inside one listener cannot tell a probe from an
+ *    attacker before it has read its request line);
+ *  - the log: libmicrohttpd's own messages at most a few a second.
+ * A body that runs past its limit mid-stream is answered 413 on the socket
+ * at once (libmicrohttpd 0.9.75 queues no response before the body's end),
+ * read and dropped for a moment so that the client can see the answer,
+ * then cut (early_reply).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include "codec.h"
@@ -29,9 +52,16 @@
 #include "metrics.h"
 #include "util.h"
 
-/* How far past --max-upload a body may run before the connection is
- * dropped instead of being drained for a proper 413. */
-#define ABORT_SLACK ((uint64_t)16 << 20)
+/* After a 413 written mid-body, how long and how much of the rest is read
+ * and dropped before the connection is cut: enough for the client to read
+ * the answer before it would meet a reset. */
+#define LINGER_SECONDS 1.0
+#define LINGER_BYTES ((uint64_t)1 << 20)
+/* libmicrohttpd's messages: a burst, then this many a second. */
+#define LOG_BURST 20.0
+#define LOG_RATE 5.0
+/* Connections of the --ops-listen daemon. */
+#define OPS_CONNECTIONS 16
 
 static const char problem_type[] = "application/problem+json";
 
@@ -110,6 +140,7 @@ static int queue(lsmi_req_t *r, int status, const char *ctype,
   r->status = status;
   r->resp_bytes = len;
   r->responded = true;
+  lsmi_conns_received(r->conn);
   return ok == MHD_YES ? LSMI_OK : LSMI_ERR_IO;
 }
 
@@ -171,6 +202,13 @@ static int problem(lsmi_req_t *r, int status, const char *field,
  * (LSMI_ERR_BUSY) says when to come back. */
 static int answer_failure(lsmi_req_t *r, int st) {
   int http = r->http ? r->http : lsmi_codec_http_status(st);
+  if (http >= 500 && r->err.message[0]) /* the whole story, for the log */
+    lsmi_util_log("error",
+                  json_pack("{s:s, s:i, s:s}", "request_id", r->request_id,
+                            "status", http, "detail", r->err.message));
+  /* Never a server path to the client. */
+  lsmi_util_scrub_paths(r->err.message, sizeof r->err.message,
+                        r->h->cfg->data_dir);
   const char *detail =
       r->err.message[0] ? r->err.message : lsmi_status_message(st);
   char retry[16];
@@ -224,7 +262,27 @@ const char *lsmi_http_header(const lsmi_req_t *r, const char *name) {
 
 uint64_t lsmi_http_content_length(const lsmi_req_t *r) {
   const char *cl = lsmi_http_header(r, "Content-Length");
-  return cl ? strtoull(cl, NULL, 10) : 0;
+  uint64_t v = 0;
+  for (const char *p = cl; p && *p; p++) {
+    if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+      return 0;
+    v = v * 10 + (uint64_t)(*p - '0');
+  }
+  return v;
+}
+
+bool lsmi_http_media_type_is(const char *value, const char *type) {
+  if (value == NULL)
+    return false;
+  while (*value == ' ' || *value == '\t')
+    value++;
+  size_t n = strlen(type);
+  if (strncasecmp(value, type, n) != 0)
+    return false;
+  value += n;
+  while (*value == ' ' || *value == '\t')
+    value++;
+  return *value == '\0' || *value == ';';
 }
 
 /* An optional whole number >= 0 of the query: 0 or LSMI_ERR_INVALID. */
@@ -389,6 +447,78 @@ static void buffer_body(lsmi_req_t *r, const char *data, size_t n) {
   r->body[r->len] = '\0';
 }
 
+/*
+ * Answers a body past its limit while it still comes: the problem is
+ * written to the socket as a whole response with "Connection: close", the
+ * socket's sending side is shut, and the access callback reads and drops
+ * the rest for LINGER_SECONDS or LINGER_BYTES, then cuts the connection.
+ * libmicrohttpd sends nothing on this connection any more (no response is
+ * ever queued for it).
+ */
+static void early_reply(lsmi_req_t *r, const char *detail) {
+  const union MHD_ConnectionInfo *ci =
+      r->h->mhd->get_connection_info(r->c, MHD_CONNECTION_INFO_CONNECTION_FD);
+  json_t *p = lsmi_codec_problem(413, NULL, detail, "body");
+  if (p && r->path[0])
+    json_object_set_new(p, "instance", json_string(r->path));
+  char *body = lsmi_util_json_text(p);
+  char head[512];
+  size_t blen = body ? strlen(body) : 0;
+  int hlen = snprintf(head, sizeof head,
+                      "HTTP/1.1 413 Content Too Large\r\n"
+                      "Content-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\nX-Request-Id: %s\r\n"
+                      "Connection: close\r\n\r\n",
+                      problem_type, blen, r->request_id);
+  if (ci && hlen > 0 && (size_t)hlen < sizeof head) {
+    int fd = ci->connect_fd;
+    ssize_t w = send(fd, head, (size_t)hlen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w == hlen && body)
+      w = send(fd, body, blen, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+  }
+  free(body);
+  r->status = 413;
+  r->resp_bytes = blen;
+  r->responded = true;
+  r->early = true;
+  r->early_at = lsmi_util_mono();
+  lsmi_conns_received(r->conn);
+}
+
+/* A piece of body: the route's chunk step, or the JSON buffer; a body that
+ * runs past its limit is answered 413 at once. MHD_NO cuts the connection
+ * once an early answer has had its moment. */
+static enum MHD_Result body_piece(lsmi_req_t *r, const char *data, size_t n) {
+  const lsmi_config_t *cfg = r->h->cfg;
+  lsmi_conns_body(r->conn, n);
+  if (r->early) {
+    r->early_bytes += n;
+    return r->early_bytes > LINGER_BYTES ||
+                   lsmi_util_mono() - r->early_at > LINGER_SECONDS
+               ? MHD_NO
+               : MHD_YES;
+  }
+  const route_handler_t *rh = handler_of(r);
+  if (!r->responded && rh && rh->chunk)
+    rh->chunk(r, data, n);
+  else if (!r->responded)
+    buffer_body(r, data, n);
+  if (r->too_big && !r->responded) {
+    char detail[160];
+    if (rh && rh->chunk)
+      snprintf(detail, sizeof detail,
+               "the upload exceeds --max-upload (%llu bytes)",
+               (unsigned long long)cfg->max_upload);
+    else
+      snprintf(detail, sizeof detail,
+               "the request body exceeds --max-body (%llu bytes)",
+               (unsigned long long)cfg->max_body);
+    early_reply(r, detail);
+  }
+  return MHD_YES;
+}
+
 static int last_call(lsmi_req_t *r) {
   const route_handler_t *rh = handler_of(r);
   if (rh == NULL)
@@ -410,6 +540,10 @@ static lsmi_req_t *req_new(lsmi_http_t *h, struct MHD_Connection *c,
     return NULL;
   r->h = h;
   r->c = c;
+  const union MHD_ConnectionInfo *ci =
+      h->mhd->get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  r->conn = ci ? ci->socket_context : NULL;
+  lsmi_conns_head(r->conn);
   r->dur = (lsmi_durable_t)LSMI_DURABLE_INIT;
   r->t0 = lsmi_util_mono();
   printable(r->method, sizeof r->method, method);
@@ -423,32 +557,51 @@ static lsmi_req_t *req_new(lsmi_http_t *h, struct MHD_Connection *c,
   return r;
 }
 
-enum MHD_Result lsmi_http_access(void *cls, struct MHD_Connection *c,
-                                 const char *url, const char *method,
-                                 const char *version, const char *upload_data,
+/* The access callback of both daemons; `ops`: the --ops-listen one, which
+ * serves the operations routes only. */
+static enum MHD_Result access_of(lsmi_http_t *h, bool ops,
+                                 struct MHD_Connection *c, const char *url,
+                                 const char *method, const char *upload_data,
                                  size_t *upload_data_size, void **con_cls) {
-  lsmi_http_t *h = cls;
   lsmi_req_t *r = *con_cls;
-  (void)version;
   if (r == NULL) {
     if ((r = req_new(h, c, url, method)) == NULL)
       return MHD_NO;
     *con_cls = r;
+    if (ops && r->route != LSMI_ROUTE_HEALTHZ &&
+        r->route != LSMI_ROUTE_READYZ && r->route != LSMI_ROUTE_METRICS)
+      return result(r, lsmi_error_set(&r->err, LSMI_ERR_NOTFOUND, NULL,
+                                      "this listener serves /healthz, "
+                                      "/readyz and /metrics only"));
     return result(r, first_call(r));
   }
   if (*upload_data_size) {
-    const route_handler_t *rh = handler_of(r);
-    if (!r->responded && rh && rh->chunk)
-      rh->chunk(r, upload_data, *upload_data_size);
-    else if (!r->responded)
-      buffer_body(r, upload_data, *upload_data_size);
+    size_t n = *upload_data_size;
     *upload_data_size = 0;
-    /* A chunked upload far past the limit: stop reading, drop the client. */
-    if (r->too_big && r->bytes > h->cfg->max_upload + ABORT_SLACK)
-      return MHD_NO;
-    return MHD_YES;
+    return body_piece(r, upload_data, n);
   }
+  if (r->early) /* the body ended within the linger: cut now */
+    return MHD_NO;
+  lsmi_conns_received(r->conn); /* no deadline while it is worked on */
   return r->responded ? MHD_YES : result(r, last_call(r));
+}
+
+enum MHD_Result lsmi_http_access(void *cls, struct MHD_Connection *c,
+                                 const char *url, const char *method,
+                                 const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls) {
+  (void)version;
+  return access_of(cls, false, c, url, method, upload_data, upload_data_size,
+                   con_cls);
+}
+
+static enum MHD_Result access_ops(void *cls, struct MHD_Connection *c,
+                                  const char *url, const char *method,
+                                  const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+  (void)version;
+  return access_of(cls, true, c, url, method, upload_data, upload_data_size,
+                   con_cls);
 }
 
 /* ---- completion: log, count, release ---- */
@@ -499,49 +652,168 @@ void lsmi_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
   if (!lsmi_util_log_requests_quiet() || status >= 500)
     log_request(r, status, secs, toe);
   lsmi_durable_abort(&r->dur); /* an upload not committed */
+  lsmi_conns_done(r->conn);
   free(r->body);
   free(r);
   *con_cls = NULL;
 }
 
+/* libmicrohttpd's connection start and end: the deadlines' entries. */
+static void notify_connection(void *cls, struct MHD_Connection *c,
+                              void **socket_context,
+                              enum MHD_ConnectionNotificationCode toe) {
+  lsmi_http_t *h = cls;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    const union MHD_ConnectionInfo *ci =
+        h->mhd->get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+    *socket_context = ci ? lsmi_conns_open(h->conns, ci->connect_fd) : NULL;
+  } else {
+    lsmi_conns_close(*socket_context);
+    *socket_context = NULL;
+  }
+}
+
 /* ---- the daemon ---- */
 
+/* The token bucket of libmicrohttpd's messages (one HTTP server per
+ * process), under its own leaf lock. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static double log_tokens = LOG_BURST, log_last;
+static uint64_t log_dropped;
+
+/* libmicrohttpd's messages into the JSON log, LOG_BURST at once and
+ * LOG_RATE a second at most: at a connection limit it says something about
+ * every connection it turns away. A line that passes after some were
+ * dropped says how many. */
 static void mhd_log(void *cls, const char *fmt, va_list ap) {
   (void)cls;
+  double now = lsmi_util_mono();
+  uint64_t dropped = 0;
+  bool pass;
+  pthread_mutex_lock(&log_mu);
+  log_tokens += (now - log_last) * LOG_RATE;
+  if (log_tokens > LOG_BURST)
+    log_tokens = LOG_BURST;
+  log_last = now;
+  pass = log_tokens >= 1.0;
+  if (pass) {
+    log_tokens -= 1.0;
+    dropped = log_dropped;
+    log_dropped = 0;
+  } else {
+    log_dropped++;
+  }
+  pthread_mutex_unlock(&log_mu);
+  if (!pass)
+    return;
   char msg[512];
   vsnprintf(msg, sizeof msg, fmt, ap);
   size_t n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
     msg[--n] = '\0';
-  lsmi_util_log("http_error", json_pack("{s:s}", "detail", msg));
+  json_t *o = json_pack("{s:s}", "detail", msg);
+  if (o && dropped)
+    json_object_set_new(o, "suppressed", json_integer((json_int_t)dropped));
+  lsmi_util_log("http_error", o);
 }
 
-/* The socket address of cfg's host and port, and the daemon's flags for
- * it: 0, or LSMI_ERR_INVALID when the host is no IP address. */
-static int bind_address(const lsmi_config_t *cfg, struct sockaddr_storage *ss,
-                        unsigned *flags, lsmi_error_t *err) {
+/* The socket address of a host and port, and the daemon's flags for it: 0,
+ * or LSMI_ERR_INVALID when the host is no IP address. */
+static int bind_address(const char *flag, const char *host_, int port,
+                        struct sockaddr_storage *ss, unsigned *flags,
+                        lsmi_error_t *err) {
   memset(ss, 0, sizeof *ss);
-  const char *host = strcmp(cfg->host, "localhost") ? cfg->host : "127.0.0.1";
+  const char *host = strcmp(host_, "localhost") ? host_ : "127.0.0.1";
   bool v6 = strchr(host, ':') != NULL;
   struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)(void *)ss;
   struct sockaddr_in *a4 = (struct sockaddr_in *)(void *)ss;
-  /* AUTO: epoll where there is one, so no select() limit on descriptors. */
-  *flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+  /* poll(2): no select() limit on descriptors, and level-triggered.
+   * libmicrohttpd 0.9.75's epoll loses the end of a connection whose
+   * partial request and FIN were both waiting when it was accepted (a
+   * short read clears its "readable" and no edge follows): at the
+   * connection limit such connections, queued while the limit held,
+   * stayed open until the idle timeout and kept the limit reached. */
+  *flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ERROR_LOG;
   /* Server-sent events park their connection between updates. */
   *flags |= MHD_ALLOW_SUSPEND_RESUME;
   if (v6) {
     a6->sin6_family = AF_INET6;
-    a6->sin6_port = htons((uint16_t)cfg->port);
+    a6->sin6_port = htons((uint16_t)port);
     *flags |= MHD_USE_IPv6;
   } else {
     a4->sin_family = AF_INET;
-    a4->sin_port = htons((uint16_t)cfg->port);
+    a4->sin_port = htons((uint16_t)port);
   }
   void *addr = v6 ? (void *)&a6->sin6_addr : (void *)&a4->sin_addr;
   if (inet_pton(v6 ? AF_INET6 : AF_INET, host, addr) != 1)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
-                          "--listen: '%s' is not an %s address", host,
+    return lsmi_error_set(err, LSMI_ERR_INVALID, flag,
+                          "--%s: '%s' is not an %s address", flag, host,
                           v6 ? "IPv6" : "IPv4");
+  return LSMI_OK;
+}
+
+/*
+ * The API's connections at once: --max-connections, lowered so that every
+ * connection can have its socket and an upload's temp file open within the
+ * open-files limit, after a reserve for the rest of the daemon (standard
+ * streams, the lock, the store's three files, the loop's handles, two per
+ * HTTP thread and per worker, the ops daemon). The soft limit is raised to
+ * the hard one first. 0, or LSMI_ERR_LIMIT when not even one connection
+ * per HTTP thread fits.
+ */
+static int connection_limit(const lsmi_config_t *cfg, int *limit,
+                            lsmi_error_t *err) {
+  struct rlimit rl;
+  long files = 1L << 20;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    if (rl.rlim_cur < rl.rlim_max) {
+      struct rlimit up = {rl.rlim_max, rl.rlim_max};
+      if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+        rl.rlim_cur = rl.rlim_max;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)files)
+      files = (long)rl.rlim_cur;
+  }
+  bool ops = cfg->ops_host[0] != '\0';
+  long reserve = 16 + 2L * cfg->http_threads + 2L * cfg->workers +
+                 (ops ? 4 + OPS_CONNECTIONS : 0);
+  long fit = (files - reserve) / 2;
+  *limit = fit < cfg->max_connections ? (int)fit : cfg->max_connections;
+  if (*limit >= cfg->http_threads)
+    return LSMI_OK;
+  return lsmi_error_set(err, LSMI_ERR_LIMIT, "max-connections",
+                        "the open-files limit (ulimit -n) is %ld: too few for "
+                        "%d HTTP threads with a connection each; raise it to "
+                        "at least %ld",
+                        files, cfg->http_threads,
+                        reserve + 2L * cfg->http_threads);
+}
+
+/* The --ops-listen daemon: one thread, a few connections, the operations
+ * routes. */
+static int start_ops(lsmi_http_t *h, lsmi_error_t *err) {
+  const lsmi_config_t *cfg = h->cfg;
+  struct sockaddr_storage ss;
+  unsigned flags = 0;
+  int st = bind_address("ops-listen", cfg->ops_host, cfg->ops_port, &ss, &flags,
+                        err);
+  if (st)
+    return st;
+  h->ops = h->mhd->start_daemon(
+      flags, 0, NULL, NULL, access_ops, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+      h, MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_CONNECTION_LIMIT,
+      (unsigned)OPS_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+      (unsigned)cfg->header_timeout, MHD_OPTION_NOTIFY_CONNECTION,
+      notify_connection, h, MHD_OPTION_NOTIFY_COMPLETED, lsmi_http_completed, h,
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_END);
+  if (h->ops == NULL)
+    return lsmi_error_set(err, LSMI_ERR_IO, "ops-listen",
+                          "cannot listen on %s (address in use or not "
+                          "permitted?)",
+                          cfg->ops_listen);
+  const union MHD_DaemonInfo *di =
+      h->mhd->get_daemon_info(h->ops, MHD_DAEMON_INFO_BIND_PORT);
+  h->ops_port = di ? (int)di->port : cfg->ops_port;
   return LSMI_OK;
 }
 
@@ -550,7 +822,10 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
   *out = NULL;
   struct sockaddr_storage ss;
   unsigned flags = 0;
-  int st = bind_address(cfg, &ss, &flags, err);
+  int limit = 0;
+  int st = bind_address("listen", cfg->host, cfg->port, &ss, &flags, err);
+  if (st == LSMI_OK)
+    st = connection_limit(cfg, &limit, err);
   if (st)
     return st;
   const lsmi_mhd_t *mhd = lsmi_mhd();
@@ -560,18 +835,31 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
   lsmi_http_t *h = calloc(1, sizeof *h);
   if (h == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  *h = (lsmi_http_t){mhd, cfg, store, sched, NULL, cfg->port};
+  *h = (lsmi_http_t){.mhd = mhd,
+                     .cfg = cfg,
+                     .store = store,
+                     .sched = sched,
+                     .port = cfg->port};
+  h->conn_limit = limit;
+  st = lsmi_conns_create(cfg->header_timeout, cfg->min_body_rate, &h->conns);
+  if (st) {
+    free(h);
+    return lsmi_error_set(err, st, "", "cannot start the connection reaper");
+  }
   h->d = mhd->start_daemon(
       flags, 0, NULL, NULL, lsmi_http_access, h,
       /* First, so that libmicrohttpd's own messages about the options that
        * follow go to our JSON log too. */
       MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h, MHD_OPTION_SOCK_ADDR, &ss,
       MHD_OPTION_THREAD_POOL_SIZE, (unsigned)cfg->http_threads,
+      MHD_OPTION_CONNECTION_LIMIT, (unsigned)limit,
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)cfg->max_connections_per_ip,
       MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->connection_timeout,
+      MHD_OPTION_NOTIFY_CONNECTION, notify_connection, h,
       MHD_OPTION_NOTIFY_COMPLETED, lsmi_http_completed, h,
       MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_END);
   if (h->d == NULL) {
-    free(h);
+    lsmi_http_stop(h);
     return lsmi_error_set(err, LSMI_ERR_IO, "listen",
                           "cannot listen on %s (address in use or not "
                           "permitted?)",
@@ -581,9 +869,19 @@ int lsmi_http_start(const lsmi_config_t *cfg, lsmi_store_t *store,
       mhd->get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
   if (di)
     h->port = (int)di->port;
+  if (cfg->ops_host[0] && (st = start_ops(h, err)) != LSMI_OK) {
+    lsmi_http_stop(h);
+    return st;
+  }
   *out = h;
   return LSMI_OK;
 }
+
+int lsmi_http_ops_port(const lsmi_http_t *h) {
+  return h->ops ? h->ops_port : 0;
+}
+
+int lsmi_http_connection_limit(const lsmi_http_t *h) { return h->conn_limit; }
 
 int lsmi_http_port(const lsmi_http_t *h) { return h->port; }
 
@@ -591,7 +889,10 @@ void lsmi_http_stop(lsmi_http_t *h) {
   if (h == NULL)
     return;
   lsmi_events_stop(h); /* no stream may stay suspended */
+  if (h->ops)
+    h->mhd->stop_daemon(h->ops);
   if (h->d)
     h->mhd->stop_daemon(h->d);
+  lsmi_conns_destroy(h->conns); /* after the daemons: no connection left */
   free(h);
 }

@@ -140,6 +140,26 @@ static void render_jobs(lsmi_strbuf_t *b, const snapshot_t *c,
   for (int i = 0; i < 5; i++)
     lsmi_strbuf_printf(b, "lsmi_jobs{state=\"%s\"} %lld\n", states[i],
                        (long long)g->jobs_by_state[i]);
+  lsmi_strbuf_printf(
+      b,
+      "# HELP lsmi_jobs_unrecorded Ended jobs whose end the store has not "
+      "taken yet (retried every second).\n"
+      "# TYPE lsmi_jobs_unrecorded gauge\nlsmi_jobs_unrecorded %lld\n"
+      "# HELP lsmi_memory_reserved_bytes Memory reserved by running jobs and "
+      "upload checks.\n"
+      "# TYPE lsmi_memory_reserved_bytes gauge\n"
+      "lsmi_memory_reserved_bytes %lld\n"
+      "# HELP lsmi_memory_budget_bytes The memory budget (--max-memory).\n"
+      "# TYPE lsmi_memory_budget_bytes gauge\nlsmi_memory_budget_bytes %lld\n"
+      "# HELP lsmi_http_connections_closed_total Connections closed for a "
+      "request head later than --header-timeout or a body slower than "
+      "--min-body-rate.\n"
+      "# TYPE lsmi_http_connections_closed_total counter\n"
+      "lsmi_http_connections_closed_total{reason=\"head\"} %lld\n"
+      "lsmi_http_connections_closed_total{reason=\"body\"} %lld\n",
+      (long long)g->unrecorded, (long long)g->memory_reserved,
+      (long long)g->memory_budget, (long long)g->closed_head,
+      (long long)g->closed_body);
   const uint64_t *fc = c->fc;
   lsmi_strbuf_printf(
       b,

@@ -19,8 +19,10 @@ void lsmi_metrics_upload_bytes(uint64_t n);
 void lsmi_metrics_fit(double seconds, const char *outcome);
 
 /*
- * The gauges the caller supplies: queue depth, running jobs, and the number
- * of jobs in each state (queued, running, succeeded, failed, cancelled).
+ * The gauges the caller supplies: queue depth, running jobs, the number of
+ * jobs in each state (queued, running, succeeded, failed, cancelled: the
+ * truth, so ends the store has not taken yet count in their true state),
+ * those ends, and the memory budget.
  */
 typedef struct lsmi_metrics_gauges {
   int64_t queue_depth;
@@ -28,6 +30,11 @@ typedef struct lsmi_metrics_gauges {
   int64_t workers;
   int64_t jobs_by_state[5];
   int64_t datasets;
+  int64_t unrecorded;      /* ended jobs whose end the store lacks */
+  int64_t memory_reserved; /* bytes held by running fits and checks */
+  int64_t memory_budget;   /* --max-memory */
+  int64_t closed_head;     /* connections closed for a late request head */
+  int64_t closed_body;     /* ... for a body below --min-body-rate */
 } lsmi_metrics_gauges_t;
 
 /* The text exposition (version 0.0.4); malloc'd, taken by the caller. */

@@ -11,6 +11,23 @@
  * callback, which stores the summary. On shutdown running fits are stopped
  * through their cancel flag and go back to queued, so a restart runs them
  * again from the start with the same seed, hence the same results.
+ *
+ * Which queued job starts next: the oldest of the tenant that started a job
+ * least recently (round robin over the tenants with queued jobs, oldest
+ * first within each), once a worker is free and its memory estimate
+ * (memory.h) fits what is left of --max-memory; until it fits, nothing
+ * starts after it, so a large job is not overtaken forever by small ones.
+ * A tenant holds at most --tenant-queue-size queued jobs, so one tenant
+ * cannot fill the queue for everyone.
+ *
+ * Every job reaches a true state. When the store cannot take a job's end
+ * (a full disk), the job leaves the running list for the ended list, with
+ * its outcome: the API and the metrics show that outcome, and the tick
+ * writes it to the store every second until the store takes it. If the
+ * daemon stops first, the store still says running, and the next start
+ * queues the job again (or cancels it, when a cancel was asked for): never
+ * a job "running" with no fit behind it. A store that fails when a job
+ * would start leaves the job queued, tried again at the next tick.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -28,12 +45,30 @@
 
 enum { CANCEL_NONE = 0, CANCEL_USER = 1, CANCEL_SHUTDOWN = 2 };
 
+/* What a finished fit leaves in the store: its state, when, and JSON texts
+ * (malloc'd; NULL stores NULL). */
+typedef struct outcome {
+  int state;
+  double finished_at;
+  char *error, *summary, *timings, *progress;
+} outcome_t;
+
+static void outcome_free(outcome_t *o) {
+  free(o->error);
+  free(o->summary);
+  free(o->timings);
+  free(o->progress);
+  memset(o, 0, sizeof *o);
+}
+
 typedef struct job {
-  struct job *next, *prev; /* queue or running list, under sched.mu */
+  struct job *next, *prev; /* on one list, under sched.mu */
   lsmi_sched_t *owner;
   char id[64], tenant[64], dataset_id[64];
+  uint64_t seq; /* order of arrival: queue order */
   lsmi_params_t params;
   double ds_val_fraction;   /* the dataset's upload-time split fraction */
+  uint64_t mem;             /* bytes reserved for its run (loop thread) */
   atomic_int cancel;        /* CANCEL_*: the fit polls it every batch */
   lsmi_progress_t progress; /* written by fit threads under sched.mu */
   bool has_progress;
@@ -44,21 +79,40 @@ typedef struct job {
   lsmi_result_t *res;
   double t_start, t_end; /* monotonic */
   double t_running;      /* monotonic, when it left the queue (sched.mu) */
+  /* On the ended list: the outcome the store has not taken yet. */
+  outcome_t out;
 } job_t;
+
+/* A list of jobs in order (the queue, the running and the ended jobs). */
+typedef struct jlist {
+  job_t *head, *tail;
+  int n;
+} jlist_t;
+
+/* A tenant the scheduler has seen: its queued jobs and places, and when it
+ * last started one (for the round robin). */
+typedef struct tenant {
+  char name[64];
+  int queued, reserved;
+  uint64_t last_start; /* s->starts when it last started a job; 0 never */
+} tenant_t;
 
 struct lsmi_sched {
   uv_loop_t *loop;
   const lsmi_config_t *cfg;
   lsmi_store_t *store;
+  lsmi_mem_t *mem;
   lsmi_sched_stop_fn on_stop;
   void *stop_ctx;
+  int tenant_limit; /* queued jobs per tenant */
 
-  pthread_mutex_t mu; /* sched.mu: queue, running list, reserved, progress */
-  job_t *q_head, *q_tail;
-  int queued;
+  /* sched.mu: the lists, the places reserved, the tenants, progress */
+  pthread_mutex_t mu;
+  jlist_t queue, running, ended;
   int reserved;
-  job_t *running_head;
-  int running;
+  tenant_t *tenants;
+  int ntenants, tcap;
+  uint64_t seq, starts;
 
   atomic_int draining;
   atomic_llong heartbeat_ms; /* last loop timer tick (monotonic ms) */
@@ -73,28 +127,61 @@ struct lsmi_sched {
 
 static long long mono_ms(void) { return (long long)(lsmi_util_mono() * 1e3); }
 
+/* Any thread: wakes the loop to dispatch (memory was released). */
+static void wake_loop(void *ctx) {
+  lsmi_sched_t *s = ctx;
+  if (s->started && !s->closing)
+    uv_async_send(&s->wake);
+}
+
+/* The distinct tenants the tokens name (1 without tokens). */
+static int tenants_configured(const lsmi_config_t *cfg) {
+  int n = 0;
+  for (size_t i = 0; i < cfg->n_tokens; i++) {
+    bool seen = false;
+    for (size_t k = 0; k < i && !seen; k++)
+      seen = !strcmp(cfg->tokens[k].tenant, cfg->tokens[i].tenant);
+    n += !seen;
+  }
+  return n ? n : 1;
+}
+
 int lsmi_sched_create(uv_loop_t *loop, const lsmi_config_t *cfg,
                       lsmi_store_t *store, lsmi_sched_stop_fn on_stop,
                       void *stop_ctx, lsmi_sched_t **out) {
+  *out = NULL;
   lsmi_sched_t *s = calloc(1, sizeof *s);
-  if (s == NULL)
+  if (s == NULL || lsmi_mem_create(cfg->max_memory, &s->mem)) {
+    free(s);
     return LSMI_ERR_NOMEM;
+  }
   s->loop = loop;
   s->cfg = cfg;
   s->store = store;
   s->on_stop = on_stop;
   s->stop_ctx = stop_ctx;
+  s->tenant_limit = cfg->tenant_queue_size;
+  if (s->tenant_limit <= 0)
+    s->tenant_limit = tenants_configured(cfg) > 1 ? (cfg->queue_size + 1) / 2
+                                                  : cfg->queue_size;
   pthread_mutex_init(&s->mu, NULL);
   atomic_init(&s->draining, 0);
   atomic_init(&s->heartbeat_ms, mono_ms());
+  lsmi_mem_on_release(s->mem, wake_loop, s);
   *out = s;
   return LSMI_OK;
+}
+
+static void job_free(job_t *j) {
+  outcome_free(&j->out);
+  lsmi_result_destroy(j->res);
+  free(j);
 }
 
 static void free_list(job_t *j) {
   while (j) {
     job_t *next = j->next;
-    free(j);
+    job_free(j);
     j = next;
   }
 }
@@ -102,83 +189,137 @@ static void free_list(job_t *j) {
 void lsmi_sched_destroy(lsmi_sched_t *s) {
   if (s == NULL)
     return;
-  free_list(s->q_head);
-  free_list(s->running_head); /* empty after a clean shutdown */
+  free_list(s->queue.head);
+  free_list(s->running.head); /* empty after a clean shutdown */
+  free_list(s->ended.head);
+  free(s->tenants);
+  lsmi_mem_destroy(s->mem);
   pthread_mutex_destroy(&s->mu);
   free(s);
 }
 
-/* ---- queue primitives, called with sched.mu held ---- */
+lsmi_mem_t *lsmi_sched_mem(lsmi_sched_t *s) { return s->mem; }
 
-static void q_push(lsmi_sched_t *s, job_t *j) {
+int lsmi_sched_fit_threads(const lsmi_config_t *cfg, const lsmi_params_t *p) {
+  if (p->threads > 0)
+    return p->threads;
+  long cores = sysconf(_SC_NPROCESSORS_ONLN);
+  long share = cores / (cfg->workers > 0 ? cfg->workers : 1);
+  return share < 1 ? 1 : (int)share;
+}
+
+/* ---- lists and tenants, called with sched.mu held ---- */
+
+static void list_push(jlist_t *l, job_t *j) {
   j->next = NULL;
-  j->prev = s->q_tail;
-  if (s->q_tail)
-    s->q_tail->next = j;
+  j->prev = l->tail;
+  if (l->tail)
+    l->tail->next = j;
   else
-    s->q_head = j;
-  s->q_tail = j;
-  s->queued++;
+    l->head = j;
+  l->tail = j;
+  l->n++;
 }
 
-static void q_unlink(lsmi_sched_t *s, job_t *j) {
+static void list_unlink(jlist_t *l, job_t *j) {
   if (j->prev)
     j->prev->next = j->next;
   else
-    s->q_head = j->next;
+    l->head = j->next;
   if (j->next)
     j->next->prev = j->prev;
   else
-    s->q_tail = j->prev;
-  s->queued--;
+    l->tail = j->prev;
+  l->n--;
 }
 
-static void run_add(lsmi_sched_t *s, job_t *j) {
-  j->prev = NULL;
-  j->next = s->running_head;
-  if (s->running_head)
-    s->running_head->prev = j;
-  s->running_head = j;
-  s->running++;
-}
-
-static void run_unlink(lsmi_sched_t *s, job_t *j) {
-  if (j->prev)
-    j->prev->next = j->next;
-  else
-    s->running_head = j->next;
-  if (j->next)
-    j->next->prev = j->prev;
-  s->running--;
-}
-
-static job_t *find(job_t *head, const char *id) {
-  for (job_t *j = head; j; j = j->next)
+static job_t *find(const jlist_t *l, const char *id) {
+  for (job_t *j = l->head; j; j = j->next)
     if (!strcmp(j->id, id))
       return j;
   return NULL;
 }
 
+/* The tenant called name, added when new; NULL only without memory. */
+static tenant_t *tenant_of(lsmi_sched_t *s, const char *name) {
+  for (int i = 0; i < s->ntenants; i++)
+    if (!strcmp(s->tenants[i].name, name))
+      return &s->tenants[i];
+  if (s->ntenants == s->tcap) {
+    int cap = s->tcap ? 2 * s->tcap : 8;
+    tenant_t *t = realloc(s->tenants, (size_t)cap * sizeof *t);
+    if (t == NULL)
+      return NULL;
+    s->tenants = t;
+    s->tcap = cap;
+  }
+  tenant_t *t = &s->tenants[s->ntenants++];
+  memset(t, 0, sizeof *t);
+  snprintf(t->name, sizeof t->name, "%s", name);
+  return t;
+}
+
+/* Into the queue, in arrival order (a job put back keeps its place). */
+static void q_insert(lsmi_sched_t *s, job_t *j) {
+  job_t *after = s->queue.tail;
+  while (after && after->seq > j->seq)
+    after = after->prev;
+  if (after == s->queue.tail) {
+    list_push(&s->queue, j);
+  } else {
+    job_t *before = after ? after->next : s->queue.head;
+    j->prev = after;
+    j->next = before;
+    before->prev = j;
+    if (after)
+      after->next = j;
+    else
+      s->queue.head = j;
+    s->queue.n++;
+  }
+  tenant_t *t = tenant_of(s, j->tenant);
+  if (t)
+    t->queued++;
+}
+
+static void q_unlink(lsmi_sched_t *s, job_t *j) {
+  list_unlink(&s->queue, j);
+  tenant_t *t = tenant_of(s, j->tenant);
+  if (t)
+    t->queued--;
+}
+
 /* ---- any thread ---- */
 
-int lsmi_sched_reserve(lsmi_sched_t *s) {
+int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own) {
+  *own = false;
   if (atomic_load(&s->draining))
     return LSMI_ERR_SHUTDOWN;
   int st = LSMI_OK;
   pthread_mutex_lock(&s->mu);
-  if (s->queued + s->reserved >= s->cfg->queue_size)
+  tenant_t *t = tenant_of(s, tenant);
+  if (t == NULL)
+    st = LSMI_ERR_NOMEM;
+  else if (s->queue.n + s->reserved >= s->cfg->queue_size)
     st = LSMI_ERR_BUSY;
+  else if (t->queued + t->reserved >= s->tenant_limit)
+    st = LSMI_ERR_BUSY, *own = true;
   else
-    s->reserved++;
+    s->reserved++, t->reserved++;
   pthread_mutex_unlock(&s->mu);
   return st;
 }
 
-void lsmi_sched_unreserve(lsmi_sched_t *s) {
+void lsmi_sched_unreserve(lsmi_sched_t *s, const char *tenant) {
   pthread_mutex_lock(&s->mu);
   s->reserved--;
+  tenant_t *t = tenant_of(s, tenant);
+  if (t)
+    t->reserved--;
   pthread_mutex_unlock(&s->mu);
 }
+
+int lsmi_sched_tenant_limit(const lsmi_sched_t *s) { return s->tenant_limit; }
 
 static job_t *job_new(lsmi_sched_t *s, const char *id, const char *tenant,
                       const char *dataset_id, const lsmi_params_t *params) {
@@ -199,8 +340,13 @@ int lsmi_sched_submit(lsmi_sched_t *s, const char *id, const char *tenant,
   job_t *j = job_new(s, id, tenant, dataset_id, params);
   pthread_mutex_lock(&s->mu);
   s->reserved--;
-  if (j)
-    q_push(s, j);
+  tenant_t *t = tenant_of(s, tenant);
+  if (t)
+    t->reserved--;
+  if (j) {
+    j->seq = ++s->seq;
+    q_insert(s, j);
+  }
   pthread_mutex_unlock(&s->mu);
   if (j == NULL)
     return LSMI_ERR_NOMEM; /* stays queued in the store: runs after restart */
@@ -213,11 +359,11 @@ int lsmi_sched_cancel(lsmi_sched_t *s, const char *id, bool *running) {
   job_t *gone = NULL;
   *running = false;
   pthread_mutex_lock(&s->mu);
-  job_t *j = find(s->q_head, id);
+  job_t *j = find(&s->queue, id);
   if (j) {
     q_unlink(s, j);
     gone = j;
-  } else if ((j = find(s->running_head, id))) {
+  } else if ((j = find(&s->running, id))) {
     atomic_store(&j->cancel, CANCEL_USER);
     *running = true;
   } else {
@@ -232,7 +378,7 @@ int lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
                         bool *cancel_requested) {
   int out = LSMI_ERR_NOTFOUND;
   pthread_mutex_lock(&s->mu);
-  job_t *j = find(s->running_head, id);
+  job_t *j = find(&s->running, id);
   if (j) {
     out = LSMI_OK;
     if (j->has_progress) {
@@ -256,13 +402,15 @@ int lsmi_sched_whereabouts(lsmi_sched_t *s, const char *id, double *seconds,
   *place = 0;
   double now = lsmi_util_mono();
   pthread_mutex_lock(&s->mu);
-  job_t *j = find(s->running_head, id);
+  job_t *j = find(&s->running, id);
   if (j) {
     *seconds = now - j->t_running;
     out = LSMI_OK;
   }
+  /* The queue's order; the round robin across tenants may take a later
+   * tenant's job first, so the place is where it stands, not a promise. */
   int k = 1;
-  for (j = s->q_head; j && out; j = j->next, k++)
+  for (j = s->queue.head; j && out; j = j->next, k++)
     if (!strcmp(j->id, id)) {
       *place = k;
       out = LSMI_OK;
@@ -271,11 +419,49 @@ int lsmi_sched_whereabouts(lsmi_sched_t *s, const char *id, double *seconds,
   return out;
 }
 
+int lsmi_sched_ended(lsmi_sched_t *s, const char *id, lsmi_sched_end_t *end) {
+  int out = LSMI_ERR_NOTFOUND;
+  pthread_mutex_lock(&s->mu);
+  const job_t *j = find(&s->ended, id);
+  if (j) {
+    out = LSMI_OK;
+    if (end) {
+      const outcome_t *o = &j->out;
+      end->state = o->state;
+      end->finished_at = o->finished_at;
+      end->error = o->error ? strdup(o->error) : NULL;
+      end->summary = o->summary ? strdup(o->summary) : NULL;
+      end->progress = o->progress ? strdup(o->progress) : NULL;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+void lsmi_sched_end_free(lsmi_sched_end_t *end) {
+  free(end->error);
+  free(end->summary);
+  free(end->progress);
+  memset(end, 0, sizeof *end);
+}
+
 void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running) {
   pthread_mutex_lock(&s->mu);
-  *queued = s->queued;
-  *running = s->running;
+  *queued = s->queue.n;
+  *running = s->running.n;
   pthread_mutex_unlock(&s->mu);
+}
+
+int lsmi_sched_unrecorded(lsmi_sched_t *s, int64_t by_state[LSMI_JOB_STATES]) {
+  for (int i = 0; i < LSMI_JOB_STATES; i++)
+    by_state[i] = 0;
+  pthread_mutex_lock(&s->mu);
+  for (const job_t *j = s->ended.head; j; j = j->next)
+    if (j->out.state >= 0 && j->out.state < LSMI_JOB_STATES)
+      by_state[j->out.state]++;
+  int n = s->ended.n;
+  pthread_mutex_unlock(&s->mu);
+  return n;
 }
 
 bool lsmi_sched_draining(lsmi_sched_t *s) {
@@ -285,6 +471,14 @@ bool lsmi_sched_draining(lsmi_sched_t *s) {
 bool lsmi_sched_ready(lsmi_sched_t *s) {
   return !lsmi_sched_draining(s) &&
          mono_ms() - atomic_load(&s->heartbeat_ms) < 5000;
+}
+
+bool lsmi_sched_check_begin(lsmi_sched_t *s, uint64_t bytes) {
+  return lsmi_mem_reserve(s->mem, bytes, (double)s->cfg->retry_after);
+}
+
+void lsmi_sched_check_end(lsmi_sched_t *s, uint64_t bytes) {
+  lsmi_mem_release(s->mem, bytes);
 }
 
 /* ---- worker thread ---- */
@@ -325,11 +519,7 @@ static void work(uv_work_t *req) {
   /* threads 0: share the cores among the workers rather than have every
    * running fit take all of them (the results do not depend on it). */
   lsmi_params_t p = j->params;
-  if (p.threads == 0) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long share = cores / (cfg->workers > 0 ? cfg->workers : 1);
-    p.threads = share < 1 ? 1 : (int)share;
-  }
+  p.threads = lsmi_sched_fit_threads(cfg, &p);
   lsmi_fit_hooks_t hooks = {on_progress, fit_cancelled, j};
   j->status = lsmi_fit(ds, &p, &hooks, &j->res, &j->err);
   if (j->status)
@@ -368,13 +558,6 @@ static char *error_json(int status, const char *field, const char *detail) {
   return lsmi_util_json_text(e);
 }
 
-/* What a finished fit leaves in the store: its state and JSON texts
- * (malloc'd; NULL stores NULL). */
-typedef struct outcome {
-  int state;
-  char *error, *summary, *timings, *progress;
-} outcome_t;
-
 static void succeeded(const job_t *j, double secs, outcome_t *o) {
   const lsmi_result_t *res = j->res;
   json_t *sum = json_object();
@@ -402,7 +585,7 @@ static void succeeded(const job_t *j, double secs, outcome_t *o) {
 }
 
 static outcome_t outcome_of(const job_t *j, double secs) {
-  outcome_t o = {LSMI_JOB_FAILED, NULL, NULL, NULL, NULL};
+  outcome_t o = {LSMI_JOB_FAILED, lsmi_util_now(), NULL, NULL, NULL, NULL};
   bool cancelled = j->status == LSMI_ERR_CANCELLED;
   if (j->status == LSMI_OK) {
     o.state = LSMI_JOB_SUCCEEDED;
@@ -413,23 +596,87 @@ static outcome_t outcome_of(const job_t *j, double secs) {
   } else if (cancelled) {
     o.state = LSMI_JOB_CANCELLED;
   } else {
-    o.error = error_json(j->status, j->err.field,
-                         j->err.message[0] ? j->err.message
-                                           : lsmi_status_message(j->status));
+    /* The client sees the error; the log (log_transition) has it whole. */
+    char detail[sizeof j->err.message];
+    snprintf(detail, sizeof detail, "%s",
+             j->err.message[0] ? j->err.message
+                               : lsmi_status_message(j->status));
+    lsmi_util_scrub_paths(detail, sizeof detail, j->owner->cfg->data_dir);
+    o.error = error_json(j->status, j->err.field, detail);
   }
   return o;
 }
 
-/* Takes j off the running list and frees it; *running (may be NULL)
- * receives how many still run. */
+/* Takes j off the running list, gives its memory back and frees it;
+ * *running (may be NULL) receives how many still run. */
 static void job_drop(lsmi_sched_t *s, job_t *j, int *running) {
   pthread_mutex_lock(&s->mu);
-  run_unlink(s, j);
+  list_unlink(&s->running, j);
   if (running)
-    *running = s->running;
+    *running = s->running.n;
   pthread_mutex_unlock(&s->mu);
+  if (j->mem)
+    lsmi_mem_release(s->mem, j->mem);
+  job_free(j);
+}
+
+/* Writes o to the store: 0 when the store took it (or has no running job
+ * of that id: nothing left to record), else the store's failure. */
+static int record(lsmi_sched_t *s, const char *id, const outcome_t *o) {
+  int st = lsmi_store_job_finish(s->store, id, o->state, o->finished_at,
+                                 o->error, o->summary, o->timings, o->progress);
+  return st == LSMI_ERR_NOTFOUND ? LSMI_OK : st;
+}
+
+/*
+ * Job j (on the running list) has ended with outcome *o (taken): records
+ * it and frees j, or, when the store fails, parks j with o on the ended
+ * list for the tick to record. Its memory is given back either way.
+ * *running (may be NULL) receives how many still run.
+ */
+static void end_job(lsmi_sched_t *s, job_t *j, outcome_t *o, int *running) {
+  if (record(s, j->id, o) == LSMI_OK) {
+    outcome_free(o);
+    job_drop(s, j, running);
+    return;
+  }
+  lsmi_util_log("store_error",
+                json_pack("{s:s, s:s, s:s}", "job", j->id, "state",
+                          lsmi_job_state_name(o->state), "detail",
+                          "could not record the end of the job: the API "
+                          "shows it, and it is written again every second "
+                          "until the store takes it"));
+  if (j->mem)
+    lsmi_mem_release(s->mem, j->mem);
+  j->mem = 0;
   lsmi_result_destroy(j->res);
-  free(j);
+  j->res = NULL;
+  pthread_mutex_lock(&s->mu);
+  list_unlink(&s->running, j);
+  j->out = *o;
+  list_push(&s->ended, j);
+  if (running)
+    *running = s->running.n;
+  pthread_mutex_unlock(&s->mu);
+  memset(o, 0, sizeof *o);
+}
+
+/* Writes the parked ends to the store again; those it takes leave the
+ * ended list. Only the loop thread changes that list, so it walks it
+ * unlocked and locks to unlink. */
+static void record_ended(lsmi_sched_t *s) {
+  for (job_t *j = s->ended.head, *next; j; j = next) {
+    next = j->next;
+    if (record(s, j->id, &j->out))
+      continue;
+    log_transition(
+        j, "recorded",
+        json_pack("{s:s}", "state", lsmi_job_state_name(j->out.state)));
+    pthread_mutex_lock(&s->mu);
+    list_unlink(&s->ended, j);
+    pthread_mutex_unlock(&s->mu);
+    job_free(j);
+  }
 }
 
 static void work_done(uv_work_t *req, int uv_status) {
@@ -440,24 +687,17 @@ static void work_done(uv_work_t *req, int uv_status) {
   outcome_t o = outcome_of(j, secs);
   if (o.state != LSMI_JOB_SUCCEEDED)
     lsmi_resfile_remove(s->cfg->data_dir, j->id);
-  if (lsmi_store_job_finish(s->store, j->id, o.state, lsmi_util_now(), o.error,
-                            o.summary, o.timings, o.progress))
-    lsmi_util_log("store_error",
-                  json_pack("{s:s, s:s}", "job", j->id, "error",
-                            "could not record the end of the job; it runs "
-                            "again after a restart"));
   if (o.state != LSMI_JOB_QUEUED)
     lsmi_metrics_fit(secs, lsmi_job_state_name(o.state));
+  json_t *extra = json_pack("{s:f, s:s}", "seconds", secs, "status",
+                            lsmi_status_name(j->status));
+  if (extra && o.state == LSMI_JOB_FAILED && j->err.message[0])
+    json_object_set_new(extra, "detail", json_string(j->err.message));
   log_transition(
       j, o.state == LSMI_JOB_QUEUED ? "requeued" : lsmi_job_state_name(o.state),
-      json_pack("{s:f, s:s}", "seconds", secs, "status",
-                lsmi_status_name(j->status)));
-  free(o.error);
-  free(o.summary);
-  free(o.timings);
-  free(o.progress);
+      extra);
   int running = 0;
-  job_drop(s, j, &running);
+  end_job(s, j, &o, &running);
   if (!atomic_load(&s->draining))
     dispatch(s);
   else if (running == 0)
@@ -465,73 +705,145 @@ static void work_done(uv_work_t *req, int uv_status) {
 }
 
 static void fail_now(lsmi_sched_t *s, job_t *j, int status, const char *msg) {
-  char *e = error_json(status, NULL, msg);
-  lsmi_store_job_finish(s->store, j->id, LSMI_JOB_FAILED, lsmi_util_now(), e,
-                        NULL, NULL, NULL);
+  outcome_t o = {LSMI_JOB_FAILED,
+                 lsmi_util_now(),
+                 error_json(status, NULL, msg),
+                 NULL,
+                 NULL,
+                 NULL};
   log_transition(j, "failed", json_pack("{s:s}", "detail", msg));
-  free(e);
+  end_job(s, j, &o, NULL);
 }
 
-/* The queue's first job moved to the running list, if a worker is free;
- * in one step, so that a cancel always finds the job in one of the two (a
- * cancel before the work starts is seen by work() at its first check). */
+/* The job to start next, moved from the queue to the running list (in one
+ * step, so that a cancel always finds it in one of the two; a cancel before
+ * the work starts is seen by work() at its first check): the oldest job of
+ * the tenant that started one least recently. NULL when no worker is free
+ * or nothing is queued. */
 static job_t *next_job(lsmi_sched_t *s) {
-  job_t *j = NULL;
+  job_t *best = NULL;
+  uint64_t best_last = 0;
   pthread_mutex_lock(&s->mu);
-  if (s->running < s->cfg->workers && s->q_head) {
-    j = s->q_head;
-    q_unlink(s, j);
-    run_add(s, j);
-    j->t_running = lsmi_util_mono();
+  for (job_t *j = s->queue.head; j && s->running.n < s->cfg->workers;
+       j = j->next) {
+    tenant_t *t = tenant_of(s, j->tenant);
+    uint64_t last = t ? t->last_start : 0;
+    if (best == NULL || last < best_last) {
+      best = j;
+      best_last = last;
+    }
+  }
+  if (best) {
+    q_unlink(s, best);
+    list_push(&s->running, best);
+    best->t_running = lsmi_util_mono();
   }
   pthread_mutex_unlock(&s->mu);
-  return j;
+  return best;
+}
+
+/* Back to its place in the queue (the store still has it queued). */
+static void put_back(lsmi_sched_t *s, job_t *j) {
+  pthread_mutex_lock(&s->mu);
+  list_unlink(&s->running, j);
+  q_insert(s, j);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* What start() did with a job. */
+enum { STARTED, ENDED, WAIT };
+
+/* The job's memory for its run: reserved (STARTED), or it can never run
+ * (failed: ENDED), or not now (WAIT). */
+static int reserve_memory(lsmi_sched_t *s, job_t *j,
+                          const lsmi_dataset_rec_t *rec) {
+  lsmi_params_t p = j->params;
+  p.threads = lsmi_sched_fit_threads(s->cfg, &p);
+  uint64_t need = lsmi_mem_job_estimate(rec, &p);
+  if (s->cfg->max_job_memory && need > s->cfg->max_job_memory) {
+    char a[32], b[32], msg[200];
+    snprintf(msg, sizeof msg,
+             "the job needs about %s of memory, above --max-job-memory %s",
+             lsmi_mem_format(need, a, sizeof a),
+             lsmi_mem_format(s->cfg->max_job_memory, b, sizeof b));
+    if (lsmi_store_job_start(s->store, j->id, lsmi_util_now()) == LSMI_OK)
+      fail_now(s, j, LSMI_ERR_LIMIT, msg);
+    else
+      job_drop(s, j, NULL);
+    return ENDED;
+  }
+  if (!lsmi_mem_reserve(s->mem, need, 0))
+    return WAIT;
+  j->mem = need;
+  return STARTED;
 }
 
 /*
- * Starts job j (on the running list) in the store and on a worker: 0; or
- * LSMI_ERR_NOTFOUND when the store no longer has it queued (cancelled
- * meanwhile: the store decides); or the status it failed with (recorded);
- * or LSMI_ERR_THREAD when the loop would not take the work (it is queued
- * again in the store and runs after a restart).
+ * Starts job j (on the running list): its dataset looked up, its memory
+ * reserved, the store told, the work queued (STARTED). ENDED: j is no
+ * longer ours (the store had it cancelled meanwhile, or it failed and its
+ * end is recorded or parked). WAIT: not now (no memory, or the store
+ * failed); j is back in its place in the queue.
  */
 static int start(lsmi_sched_t *s, job_t *j) {
-  int st = lsmi_store_job_start(s->store, j->id, lsmi_util_now());
-  if (st)
-    return st;
   lsmi_dataset_rec_t rec;
-  st = lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec);
-  if (st == LSMI_ERR_NOTFOUND)
-    fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
-  else if (st)
-    fail_now(s, j, st, "could not read the job's dataset from the store");
-  if (st)
-    return st;
+  int st = lsmi_store_dataset_get(s->store, NULL, j->dataset_id, &rec);
+  if (st == LSMI_ERR_NOTFOUND) {
+    if (lsmi_store_job_start(s->store, j->id, lsmi_util_now()) == LSMI_OK)
+      fail_now(s, j, LSMI_ERR_MISSING, "the job's dataset no longer exists");
+    else
+      job_drop(s, j, NULL);
+    return ENDED;
+  }
+  int got = st ? WAIT : reserve_memory(s, j, &rec);
+  if (got != STARTED) {
+    if (got == WAIT)
+      put_back(s, j);
+    return got;
+  }
+  st = lsmi_store_job_start(s->store, j->id, lsmi_util_now());
+  if (st == LSMI_ERR_NOTFOUND) { /* cancelled meanwhile: the store decides */
+    job_drop(s, j, NULL);
+    return ENDED;
+  }
+  if (st) {
+    lsmi_mem_release(s->mem, j->mem);
+    j->mem = 0;
+    put_back(s, j);
+    return WAIT;
+  }
+  pthread_mutex_lock(&s->mu);
+  tenant_t *t = tenant_of(s, j->tenant);
+  if (t)
+    t->last_start = ++s->starts;
+  pthread_mutex_unlock(&s->mu);
   j->ds_val_fraction = rec.val_fraction;
   j->work.data = j;
-  log_transition(j, "running", NULL);
+  log_transition(j, "running",
+                 json_pack("{s:I}", "memory", (json_int_t)j->mem));
   if (uv_queue_work(s->loop, &j->work, work, work_done) != 0) {
+    /* Cannot happen with a live loop: queued again in the store, it runs
+     * after a restart. */
     lsmi_store_job_finish(s->store, j->id, LSMI_JOB_QUEUED, 0, NULL, NULL, NULL,
                           NULL);
-    return LSMI_ERR_THREAD;
+    job_drop(s, j, NULL);
+    return ENDED;
   }
-  return LSMI_OK;
+  return STARTED;
 }
 
 static void dispatch(lsmi_sched_t *s) {
   job_t *j;
-  while (!atomic_load(&s->draining) && (j = next_job(s)) != NULL) {
-    int st = start(s, j);
-    if (st)
-      job_drop(s, j, NULL);
-    if (st == LSMI_ERR_THREAD) /* cannot happen with a live loop */
+  while (!atomic_load(&s->draining) && (j = next_job(s)) != NULL)
+    if (start(s, j) == WAIT)
       return;
-  }
 }
 
 static void on_wake(uv_async_t *h) { dispatch(h->data); }
 
-/* Every second: heartbeat for /readyz, and running jobs' progress saved. */
+/* Every second: heartbeat for /readyz, running jobs' progress saved, ends
+ * the store did not take written again, and the queue tried again (a job
+ * may wait for memory or for the store). */
 static void on_tick(uv_timer_t *h) {
   lsmi_sched_t *s = h->data;
   atomic_store(&s->heartbeat_ms, mono_ms());
@@ -543,7 +855,7 @@ static void on_tick(uv_timer_t *h) {
   } snap[MAXSNAP];
   int n = 0;
   pthread_mutex_lock(&s->mu);
-  for (job_t *j = s->running_head; j && n < MAXSNAP; j = j->next)
+  for (job_t *j = s->running.head; j && n < MAXSNAP; j = j->next)
     if (j->has_progress) {
       memcpy(snap[n].id, j->id, sizeof snap[n].id);
       snap[n].p = j->progress;
@@ -558,12 +870,15 @@ static void on_tick(uv_timer_t *h) {
       lsmi_store_job_progress(s->store, snap[i].id, t);
     free(t);
   }
+  record_ended(s);
+  if (!atomic_load(&s->draining))
+    dispatch(s);
 }
 
 static void on_grace(uv_timer_t *h) {
   lsmi_sched_t *s = h->data;
   pthread_mutex_lock(&s->mu);
-  for (job_t *j = s->running_head; j; j = j->next) {
+  for (job_t *j = s->running.head; j; j = j->next) {
     int expected = CANCEL_NONE;
     atomic_compare_exchange_strong(&j->cancel, &expected, CANCEL_SHUTDOWN);
   }
@@ -574,10 +889,19 @@ static void on_grace(uv_timer_t *h) {
 }
 
 /* Closes the loop handles, so that uv_run returns; never opened before
- * lsmi_sched_start, so a shutdown before it has nothing to close. */
+ * lsmi_sched_start, so a shutdown before it has nothing to close. Ends the
+ * store did not take get a last try; those it still refuses stay running
+ * in the store, and the next start queues them again. */
 static void close_all(lsmi_sched_t *s) {
   if (s->closing || !s->started)
     return;
+  record_ended(s);
+  if (s->ended.n)
+    lsmi_util_log("store_error",
+                  json_pack("{s:i, s:s}", "unrecorded", s->ended.n, "detail",
+                            "the end of these jobs is not in the store: the "
+                            "next start queues them again (or cancels them, "
+                            "when a cancel was asked for)"));
   s->closing = true;
   uv_close((uv_handle_t *)&s->wake, NULL);
   uv_close((uv_handle_t *)&s->tick, NULL);
@@ -591,7 +915,7 @@ void lsmi_sched_shutdown(lsmi_sched_t *s) {
     return;
   int running;
   pthread_mutex_lock(&s->mu);
-  running = s->running;
+  running = s->running.n;
   pthread_mutex_unlock(&s->mu);
   lsmi_util_log("shutdown",
                 json_pack("{s:s, s:i}", "detail",
@@ -601,10 +925,11 @@ void lsmi_sched_shutdown(lsmi_sched_t *s) {
   if (s->on_stop)
     s->on_stop(s->stop_ctx); /* HTTP threads are gone after this returns */
   pthread_mutex_lock(&s->mu);
-  job_t *q = s->q_head; /* still queued in the store: they run next start */
-  s->q_head = s->q_tail = NULL;
-  s->queued = 0;
-  running = s->running;
+  job_t *q = s->queue.head; /* still queued in the store: they run next start */
+  s->queue = (jlist_t){NULL, NULL, 0};
+  for (int i = 0; i < s->ntenants; i++)
+    s->tenants[i].queued = 0;
+  running = s->running.n;
   pthread_mutex_unlock(&s->mu);
   free_list(q);
   if (running == 0) {
@@ -636,7 +961,8 @@ static void load_queued(void *ctx, const lsmi_job_row_t *row) {
   if (j == NULL)
     return;
   pthread_mutex_lock(&s->mu);
-  q_push(s, j);
+  j->seq = ++s->seq;
+  q_insert(s, j);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -655,14 +981,15 @@ int lsmi_sched_start(lsmi_sched_t *s) {
   uv_signal_start(&s->sigint, on_signal, SIGINT);
   uv_timer_start(&s->tick, on_tick, 1000, 1000);
   s->started = true;
-  int requeued = 0;
-  int st = lsmi_store_job_recover(s->store, &requeued);
+  int requeued = 0, cancelled = 0;
+  int st = lsmi_store_job_recover(s->store, &requeued, &cancelled);
   if (st == LSMI_OK)
     st = lsmi_store_job_each_queued(s->store, load_queued, s);
   int queued, running;
   lsmi_sched_counts(s, &queued, &running);
-  lsmi_util_log("recovered", json_pack("{s:i, s:i}", "requeued", requeued,
-                                       "queued", queued));
+  lsmi_util_log("recovered",
+                json_pack("{s:i, s:i, s:i}", "requeued", requeued, "cancelled",
+                          cancelled, "queued", queued));
   uv_async_send(&s->wake);
   return st;
 }

@@ -1,7 +1,9 @@
 /*
- * sched.h — the job scheduler: a bounded FIFO of queued jobs, the running
- * set, the worker dispatch, timers and signals, all driven by the libuv
- * loop thread.
+ * sched.h — the job scheduler: a bounded queue of jobs started round robin
+ * across tenants as workers and memory free up (--workers, --max-memory),
+ * the running set, the ended jobs whose end the store has not taken yet,
+ * the worker dispatch, timers and signals, all driven by the libuv loop
+ * thread.
  *
  * Owner and lock: the loop thread owns the queue and the running set. HTTP
  * threads may append to the queue, remove a queued job, set a running job's
@@ -17,6 +19,7 @@
 
 #include "config.h"
 #include "lsmi.h"
+#include "memory.h"
 #include "store.h"
 
 typedef struct lsmi_sched lsmi_sched_t;
@@ -43,12 +46,16 @@ void lsmi_sched_shutdown(lsmi_sched_t *s);
 /* ---- any thread ---- */
 
 /*
- * Reserves a place in the queue for a job about to be stored: 0, or
- * LSMI_ERR_BUSY when the queue is full, LSMI_ERR_SHUTDOWN when draining.
- * Every successful reserve is followed by submit or unreserve.
+ * Reserves a place in the queue for a job of `tenant` about to be stored:
+ * 0, or LSMI_ERR_BUSY when the queue is full (*own false) or the tenant
+ * holds its share of it already (*own true: --tenant-queue-size),
+ * LSMI_ERR_SHUTDOWN when draining. Every successful reserve is followed by
+ * submit or unreserve (of the same tenant).
  */
-int lsmi_sched_reserve(lsmi_sched_t *s);
-void lsmi_sched_unreserve(lsmi_sched_t *s);
+int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own);
+void lsmi_sched_unreserve(lsmi_sched_t *s, const char *tenant);
+/* The queued jobs one tenant may hold. */
+int lsmi_sched_tenant_limit(const lsmi_sched_t *s);
 /* Queues a stored job (params copied) in the reserved place: 0, or
  * LSMI_ERR_NOMEM (the job stays queued in the store and runs after a
  * restart). */
@@ -78,6 +85,32 @@ void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running);
  */
 int lsmi_sched_whereabouts(lsmi_sched_t *s, const char *id, double *seconds,
                            int *place);
+
+/* A job that has ended but whose end the store has not taken yet (a full
+ * disk): its true state, and copies of its JSON texts (NULL when none). */
+typedef struct lsmi_sched_end {
+  int state;
+  double finished_at;
+  char *error, *summary, *progress;
+} lsmi_sched_end_t;
+/* Job id's unrecorded end into *end (may be NULL; release it with
+ * lsmi_sched_end_free): 0, or LSMI_ERR_NOTFOUND when it has none. */
+int lsmi_sched_ended(lsmi_sched_t *s, const char *id, lsmi_sched_end_t *end);
+void lsmi_sched_end_free(lsmi_sched_end_t *end);
+/* The unrecorded ends by their true state; returns how many. */
+int lsmi_sched_unrecorded(lsmi_sched_t *s, int64_t by_state[LSMI_JOB_STATES]);
+
+/* The memory budget of fits and upload checks (memory.h); owned by the
+ * scheduler, whose loop it wakes when memory is given back. */
+lsmi_mem_t *lsmi_sched_mem(lsmi_sched_t *s);
+/* An upload check about to hold `bytes`: reserves them, waiting up to
+ * --retry-after seconds for memory to free (true: granted; then call
+ * lsmi_sched_check_end). */
+bool lsmi_sched_check_begin(lsmi_sched_t *s, uint64_t bytes);
+void lsmi_sched_check_end(lsmi_sched_t *s, uint64_t bytes);
+/* The threads a fit with params p runs on: p->threads, or for 0 the cores
+ * shared among the workers. */
+int lsmi_sched_fit_threads(const lsmi_config_t *cfg, const lsmi_params_t *p);
 /* Loop heartbeat recent and not draining. */
 bool lsmi_sched_ready(lsmi_sched_t *s);
 bool lsmi_sched_draining(lsmi_sched_t *s);

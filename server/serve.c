@@ -21,6 +21,9 @@
  *    sched.mu   — queue, running set, reservations, progress snapshots
  *                 (owner: loop thread; sched.c)
  *    store.mu   — the SQLite connection (owner: store.c; any thread)
+ *    mem.mu     — the memory budget's counters (memory.c; any thread; an
+ *                 upload's check may wait on its condition variable for
+ *                 memory that jobs and other checks give back)
  *    metrics.mu — the counters (metrics.c; any thread)
  *    stderr's stdio lock — one log line at a time (util.c)
  *  Order: the daemon's own code never holds two of them at once; each
@@ -33,7 +36,6 @@
  *  A json_t never crosses threads: each is made, used and released by the
  *  thread that made it. Jobs cross threads as plain C structs.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -46,6 +48,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "datadir.h"
 #include "http.h"
 #include "sched.h"
 #include "serve.h"
@@ -53,68 +56,6 @@
 #include "util.h"
 
 static const char *env_get(const char *name) { return getenv(name); }
-
-/* Creates the data directory and its tmp/, datasets/ and results/ (those
- * that are missing): 0, or LSMI_ERR_IO with err naming the one that is
- * not. */
-static int make_dirs(const char *data_dir, lsmi_error_t *err) {
-  static const char *subdirs[] = {"", "/tmp", "/datasets", "/results"};
-  char path[PATH_MAX];
-  for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
-    snprintf(path, sizeof path, "%s%s", data_dir, subdirs[i]);
-    if (mkdir(path, 0750) != 0 && errno != EEXIST)
-      return lsmi_error_set(err, LSMI_ERR_IO, "data-dir",
-                            "cannot create %s: %s", path, strerror(errno));
-  }
-  return LSMI_OK;
-}
-
-/*
- * Removes the entries of DATA_DIR/sub for which doomed(store, name) says so
- * (every entry when doomed is NULL) and logs how many went, with `why`.
- */
-static void sweep_dir(const char *data_dir, const char *sub,
-                      bool (*doomed)(lsmi_store_t *, const char *),
-                      lsmi_store_t *store, const char *why) {
-  char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s/%s", data_dir, sub);
-  DIR *d = opendir(dir);
-  if (d == NULL)
-    return;
-  struct dirent *e;
-  int n = 0;
-  while ((e = readdir(d))) {
-    /* Temp files of common/durable.h are dot-files: only . and .. stay. */
-    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-      continue;
-    if ((doomed == NULL || doomed(store, e->d_name)) &&
-        unlinkat(dirfd(d), e->d_name, 0) == 0)
-      n++;
-  }
-  closedir(d);
-  if (n)
-    lsmi_util_log("cleanup",
-                  json_pack("{s:i, s:s}", "removed", n, "detail", why));
-}
-
-/* A dataset file with no row: an upload renamed into place whose row was
- * never committed (a crash in between) was never acknowledged. */
-static bool dataset_unacknowledged(lsmi_store_t *store, const char *name) {
-  lsmi_dataset_rec_t rec;
-  return lsmi_store_dataset_get(store, NULL, name, &rec) == LSMI_ERR_NOTFOUND;
-}
-
-/* Removes leftovers of interrupted uploads and result writes. */
-static void clean_tmp(const char *data_dir) {
-  sweep_dir(data_dir, "tmp", NULL, NULL,
-            "partial uploads or result files of an interrupted run");
-}
-
-/* Removes dataset files that were never acknowledged. */
-static void sweep_datasets(const char *data_dir, lsmi_store_t *store) {
-  sweep_dir(data_dir, "datasets", dataset_unacknowledged, store,
-            "dataset files never acknowledged");
-}
 
 typedef struct serve_state {
   lsmi_http_t *http;
@@ -165,12 +106,16 @@ static int run_loop(const lsmi_config_t *cfg, lsmi_store_t *store,
   else
     rc = lsmi_http_start(cfg, store, sched, &st.http, err);
   if (rc == LSMI_OK)
-    lsmi_util_log("start",
-                  json_pack("{s:s, s:s, s:i, s:s, s:i, s:i, s:b}", "version",
-                            LSMI_VERSION, "host", cfg->host, "port",
-                            lsmi_http_port(st.http), "data_dir", cfg->data_dir,
-                            "workers", cfg->workers, "queue_size",
-                            cfg->queue_size, "auth", cfg->n_tokens > 0));
+    lsmi_util_log(
+        "start",
+        json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:i, s:b, s:i, s:I}",
+                  "version", LSMI_VERSION, "host", cfg->host, "port",
+                  lsmi_http_port(st.http), "ops_port",
+                  lsmi_http_ops_port(st.http), "data_dir", cfg->data_dir,
+                  "workers", cfg->workers, "queue_size", cfg->queue_size,
+                  "auth", cfg->n_tokens > 0, "max_connections",
+                  lsmi_http_connection_limit(st.http), "max_memory",
+                  (json_int_t)cfg->max_memory));
   else
     lsmi_sched_shutdown(sched);
   uv_run(loop, UV_RUN_DEFAULT);
@@ -180,24 +125,60 @@ out:
   return rc;
 }
 
-/* Prepares the data directory and the store, then runs the daemon: 0, or a
- * status with err when it could not start. */
+/* Opens the store of a locked data directory and accounts for its files:
+ * finishes pending uploads and deletions, refuses a directory with files
+ * the store does not know (datadir.h), sweeps tmp/. */
+static int open_store(const char *data_dir, lsmi_store_t **store,
+                      lsmi_error_t *err) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/lsmi.db", data_dir);
+  int rc = lsmi_store_open(path, store, err);
+  int finished = 0, swept = 0;
+  if (rc == LSMI_OK &&
+      lsmi_datadir_finish_pending(data_dir, *store, &finished) != LSMI_OK)
+    rc = lsmi_error_set(err, LSMI_ERR_IO, "data-dir",
+                        "could not finish the pending file operations of %s",
+                        data_dir);
+  lsmi_datadir_unknown_t u;
+  if (rc == LSMI_OK)
+    rc = lsmi_datadir_scan(data_dir, *store, &u, err);
+  if (rc == LSMI_OK && u.datasets + u.results > 0) {
+    lsmi_datadir_unknown_message(data_dir, &u, err);
+    lsmi_util_log("refused",
+                  json_pack("{s:s, s:I, s:I, s:s}", "data_dir", data_dir,
+                            "unknown_datasets", (json_int_t)u.datasets,
+                            "unknown_results", (json_int_t)u.results, "detail",
+                            err->message));
+    rc = LSMI_ERR_CONFLICT;
+  }
+  if (rc == LSMI_OK)
+    lsmi_datadir_clean_tmp(data_dir, &swept);
+  if (finished || swept)
+    lsmi_util_log("cleanup",
+                  json_pack("{s:i, s:i, s:s}", "pending_finished", finished,
+                            "tmp_removed", swept, "detail",
+                            "uploads never acknowledged, deletions under way "
+                            "and temp files of an interrupted run"));
+  return rc;
+}
+
+/* Prepares the data directory (locked for the daemon's life) and the
+ * store, then runs the daemon: 0, or a status with err when it could not
+ * start. */
 static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
   lsmi_store_t *store = NULL;
-  int rc = make_dirs(cfg->data_dir, err);
+  int lock = -1;
+  int rc = lsmi_datadir_make(cfg->data_dir, err);
+  if (rc == LSMI_OK)
+    rc = lsmi_datadir_lock(cfg->data_dir, &lock, err);
+  if (rc == LSMI_OK)
+    rc = open_store(cfg->data_dir, &store, err);
   if (rc)
     goto out;
-  clean_tmp(cfg->data_dir);
   /* The pool size is read once, at the first uv_queue_work. */
   char pool[16];
   snprintf(pool, sizeof pool, "%d", cfg->workers);
   setenv("UV_THREADPOOL_SIZE", pool, 1);
-  char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/lsmi.db", cfg->data_dir);
-  rc = lsmi_store_open(path, &store, err);
-  if (rc)
-    goto out;
-  sweep_datasets(cfg->data_dir, store);
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) {
     rc = lsmi_error_set(err, LSMI_ERR_IO, "", "cannot start the event loop");
@@ -208,6 +189,7 @@ static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
   lsmi_util_log("stop", json_pack("{s:i}", "status", rc ? 1 : 0));
 out:
   lsmi_store_close(store);
+  lsmi_datadir_unlock(lock);
   return rc;
 }
 

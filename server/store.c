@@ -19,8 +19,14 @@
 
 struct lsmi_store {
   sqlite3 *db;
-  pthread_mutex_t mu; /* store.mu: guards db; a leaf below no other lock */
+  pthread_mutex_t mu; /* store.mu: guards db and the check's cache; a leaf
+                         below no other lock */
+  double checked_at;  /* monotonic seconds of the last quick_check */
+  char check[160];    /* its finding: "" when the pages are whole */
 };
+
+/* How often /readyz runs PRAGMA quick_check (it reads every page). */
+#define CHECK_EVERY 10.0
 
 static const char *state_names[LSMI_JOB_STATES] = {
     "queued", "running", "succeeded", "failed", "cancelled"};
@@ -53,14 +59,32 @@ static const char schema[] =
     " state TEXT NOT NULL, params TEXT NOT NULL, progress TEXT,"
     " created_at REAL NOT NULL, started_at REAL, finished_at REAL,"
     " error TEXT, summary TEXT, timings TEXT,"
-    " attempts INTEGER NOT NULL DEFAULT 0);"
+    " attempts INTEGER NOT NULL DEFAULT 0,"
+    " cancel_requested INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS jobs_tenant ON jobs(tenant);"
     "CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state);"
     "CREATE INDEX IF NOT EXISTS jobs_dataset ON jobs(dataset_id);"
     "CREATE TABLE IF NOT EXISTS idempotency("
     " tenant TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,"
     " job_id TEXT NOT NULL, created_at REAL NOT NULL,"
-    " PRIMARY KEY(tenant, key));";
+    " PRIMARY KEY(tenant, key));"
+    "CREATE TABLE IF NOT EXISTS pending("
+    " kind TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL,"
+    " PRIMARY KEY(kind, id));";
+
+/* What a store written before the columns above existed gains. */
+static int migrate(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(db, "SELECT cancel_requested FROM jobs LIMIT 0", -1,
+                         &st, NULL) == SQLITE_OK) {
+    sqlite3_finalize(st);
+    return SQLITE_OK;
+  }
+  return sqlite3_exec(db,
+                      "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER "
+                      "NOT NULL DEFAULT 0",
+                      NULL, NULL, NULL);
+}
 
 int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
   *out = NULL;
@@ -81,6 +105,8 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
   if (rc != SQLITE_OK)
     goto fail;
   rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = migrate(s->db);
   if (rc != SQLITE_OK)
     goto fail;
   *out = s;
@@ -117,12 +143,55 @@ static void log_step_error(lsmi_store_t *s, const char *where) {
                                          sqlite3_errmsg(s->db)));
 }
 
+static int exec3(lsmi_store_t *s, const char *sql, const char *a, const char *b,
+                 const char *c, int *changes);
+
 int lsmi_store_ping(lsmi_store_t *s) {
   pthread_mutex_lock(&s->mu);
   sqlite3_stmt *st = prep(s, "SELECT 1");
   int out = st && sqlite3_step(st) == SQLITE_ROW ? LSMI_OK : LSMI_ERR_IO;
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+/* PRAGMA quick_check(1) into s->check ("" when ok); store.mu held. */
+static void quick_check_locked(lsmi_store_t *s) {
+  sqlite3_stmt *st = prep(s, "PRAGMA quick_check(1)");
+  int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+  const char *t = rc == SQLITE_ROW ? (const char *)sqlite3_column_text(st, 0)
+                                   : sqlite3_errmsg(s->db);
+  snprintf(s->check, sizeof s->check, "%s",
+           t && strcmp(t, "ok") == 0 ? ""
+           : t                       ? t
+                                     : "quick_check failed");
+  sqlite3_finalize(st);
+}
+
+int lsmi_store_check(lsmi_store_t *s, char *why, size_t size) {
+  pthread_mutex_lock(&s->mu);
+  sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM sqlite_master WHERE "
+                             "type = 'table' AND name IN ('datasets', "
+                             "'jobs', 'idempotency', 'pending')");
+  int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
+  int tables = rc == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
+  if (tables < 0)
+    snprintf(why, size, "the store does not answer: %s", sqlite3_errmsg(s->db));
+  else if (tables != 4)
+    snprintf(why, size, "the store lacks %d of its 4 tables", 4 - tables);
+  sqlite3_finalize(st);
+  double now = lsmi_util_mono();
+  if (tables == 4 &&
+      (s->checked_at == 0 || now - s->checked_at >= CHECK_EVERY)) {
+    quick_check_locked(s);
+    s->checked_at = now;
+  }
+  if (tables == 4 && s->check[0])
+    snprintf(why, size, "the store is damaged: %s", s->check);
+  int out = tables == 4 && s->check[0] == '\0' ? LSMI_OK : LSMI_ERR_IO;
+  pthread_mutex_unlock(&s->mu);
+  if (out == LSMI_OK && size)
+    why[0] = '\0';
   return out;
 }
 
@@ -210,19 +279,22 @@ int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
                               lsmi_dataset_rec_t *existing, bool *existed) {
   *existed = false;
   pthread_mutex_lock(&s->mu);
-  int out = dataset_query(s,
-                          "SELECT " DS_COLS " FROM datasets WHERE sha256 = ?1 "
-                          "AND tenant = ?2",
-                          r->sha256, r->tenant, existing);
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  if (out)
+    goto unlock;
+  out = dataset_query(s,
+                      "SELECT " DS_COLS " FROM datasets WHERE sha256 = ?1 "
+                      "AND tenant = ?2",
+                      r->sha256, r->tenant, existing);
   if (out != LSMI_ERR_NOTFOUND) {
     *existed = out == LSMI_OK;
-    goto done;
+    goto rollback;
   }
   sqlite3_stmt *st = prep(s, "INSERT INTO datasets (" DS_COLS ") VALUES "
                              "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
   if (st == NULL) {
     out = LSMI_ERR_IO;
-    goto done;
+    goto rollback;
   }
   sqlite3_bind_text(st, 1, r->id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, r->tenant, -1, SQLITE_STATIC);
@@ -241,7 +313,17 @@ int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
   if (out)
     log_step_error(s, "dataset_insert");
   sqlite3_finalize(st);
-done:
+  /* The file is acknowledged with its row: no longer a pending upload. */
+  if (out == LSMI_OK)
+    out = exec3(s, "DELETE FROM pending WHERE kind = 'upload' AND id = ?1",
+                r->id, NULL, NULL, NULL);
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out == LSMI_OK)
+    goto unlock;
+rollback:
+  exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+unlock:
   pthread_mutex_unlock(&s->mu);
   return out;
 }
@@ -306,10 +388,13 @@ int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id) {
   pthread_mutex_lock(&s->mu);
   int64_t active = 0;
-  int out = count2(s,
-                   "SELECT COUNT(*) FROM jobs WHERE dataset_id = ?1 AND "
-                   "state IN ('queued','running')",
-                   id, NULL, &active);
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  if (out)
+    goto unlock;
+  out = count2(s,
+               "SELECT COUNT(*) FROM jobs WHERE dataset_id = ?1 AND "
+               "state IN ('queued','running')",
+               id, NULL, &active);
   if (out == LSMI_OK && active > 0) {
     out = dataset_owned(s, tenant, id);
     if (out == LSMI_OK)
@@ -320,8 +405,76 @@ int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                 tenant, NULL, &changes);
     if (out == LSMI_OK && changes == 0)
       out = LSMI_ERR_NOTFOUND;
+    /* The file goes after the commit; until then the store remembers it. */
+    if (out == LSMI_OK)
+      out = exec3(s,
+                  "INSERT OR REPLACE INTO pending (kind, id, created_at) "
+                  "VALUES ('delete', ?1, strftime('%s','now'))",
+                  id, NULL, NULL, NULL);
   }
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out)
+    exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+unlock:
   pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_pending_add(lsmi_store_t *s, const char *kind, const char *id) {
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s,
+                  "INSERT OR REPLACE INTO pending (kind, id, created_at) "
+                  "VALUES (?1, ?2, strftime('%s','now'))",
+                  kind, id, NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
+                              const char *id) {
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s, "DELETE FROM pending WHERE kind = ?1 AND id = ?2", kind,
+                  id, NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_pending_list(lsmi_store_t *s, lsmi_pending_t **items,
+                            size_t *count) {
+  *items = NULL;
+  *count = 0;
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_ERR_IO;
+  sqlite3_stmt *st =
+      prep(s, "SELECT kind, id FROM pending ORDER BY created_at, id");
+  size_t cap = 0;
+  int rc = SQLITE_ERROR;
+  while (st && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    if (*count == cap) {
+      cap = cap ? 2 * cap : 8;
+      lsmi_pending_t *p = realloc(*items, cap * sizeof *p);
+      if (p == NULL) {
+        rc = SQLITE_NOMEM;
+        break;
+      }
+      *items = p;
+    }
+    lsmi_pending_t *p = &(*items)[(*count)++];
+    copy_col(p->kind, sizeof p->kind, st, 0);
+    copy_col(p->id, sizeof p->id, st, 1);
+  }
+  if (rc == SQLITE_DONE)
+    out = LSMI_OK;
+  else if (rc == SQLITE_NOMEM)
+    out = LSMI_ERR_NOMEM;
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
+  if (out) {
+    free(*items);
+    *items = NULL;
+    *count = 0;
+  }
   return out;
 }
 
@@ -491,7 +644,7 @@ static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
 
 #define JOB_COLS                                                               \
   "id, dataset_id, state, params, progress, created_at, started_at, "          \
-  "finished_at, error, summary, timings, attempts"
+  "finished_at, error, summary, timings, attempts, cancel_requested"
 
 /* A stored JSON text column as a value (null when NULL or unparsable). */
 static json_t *json_col(sqlite3_stmt *st, int col) {
@@ -530,6 +683,8 @@ static json_t *read_job(sqlite3_stmt *st, int *state) {
   json_object_set_new(o, "summary", json_col(st, 9));
   json_object_set_new(o, "timings", json_col(st, 10));
   json_object_set_new(o, "attempts", json_integer(sqlite3_column_int(st, 11)));
+  json_object_set_new(o, "cancel_requested",
+                      json_boolean(sqlite3_column_int(st, 12) != 0));
   return o;
 }
 
@@ -589,14 +744,64 @@ int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
   return page_done(out, page);
 }
 
-int lsmi_store_job_recover(lsmi_store_t *s, int *count) {
+int lsmi_store_job_recover(lsmi_store_t *s, int *requeued, int *cancelled) {
+  pthread_mutex_lock(&s->mu);
+  int n_cancelled = 0, n_requeued = 0;
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  if (out == LSMI_OK)
+    out = exec3(s,
+                "UPDATE jobs SET state = 'cancelled', finished_at = "
+                "CAST(strftime('%s','now') AS REAL) WHERE state IN "
+                "('queued','running') AND cancel_requested != 0",
+                NULL, NULL, NULL, &n_cancelled);
+  if (out == LSMI_OK)
+    out = exec3(s, "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
+                NULL, NULL, NULL, &n_requeued);
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out)
+    exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  if (requeued)
+    *requeued = out ? 0 : n_requeued;
+  if (cancelled)
+    *cancelled = out ? 0 : n_cancelled;
+  return out;
+}
+
+int lsmi_store_job_request_cancel(lsmi_store_t *s, const char *id) {
   pthread_mutex_lock(&s->mu);
   int changes = 0;
-  int out = exec3(s, "UPDATE jobs SET state = 'queued' WHERE state = 'running'",
-                  NULL, NULL, NULL, &changes);
+  int out = exec3(s,
+                  "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND "
+                  "state IN ('queued','running')",
+                  id, NULL, NULL, &changes);
   pthread_mutex_unlock(&s->mu);
-  if (count)
-    *count = changes;
+  return out ? out : changes ? LSMI_OK : LSMI_ERR_NOTFOUND;
+}
+
+int lsmi_store_job_state(lsmi_store_t *s, const char *id, int *state) {
+  *state = -1;
+  pthread_mutex_lock(&s->mu);
+  int out = LSMI_ERR_IO;
+  sqlite3_stmt *st = prep(s, "SELECT state FROM jobs WHERE id = ?1");
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const char *name;
+      text(&name, st, 0);
+      if (lsmi_job_state_parse(name, state))
+        *state = -1;
+      out = LSMI_OK;
+    } else if (rc == SQLITE_DONE) {
+      out = LSMI_ERR_NOTFOUND;
+    } else {
+      log_step_error(s, "job_state");
+    }
+  }
+  sqlite3_finalize(st);
+  pthread_mutex_unlock(&s->mu);
   return out;
 }
 
@@ -678,12 +883,16 @@ int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
 }
 
 int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
-                                 double finished_at) {
+                                 double finished_at, bool running_too) {
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
-  sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = 'cancelled', "
-                             "finished_at = ?2 WHERE id = ?1 AND state = "
-                             "'queued'");
+  sqlite3_stmt *st = prep(
+      s, running_too ? "UPDATE jobs SET state = 'cancelled', finished_at = "
+                       "?2, cancel_requested = 1 WHERE id = ?1 AND state IN "
+                       "('queued','running')"
+                     : "UPDATE jobs SET state = 'cancelled', finished_at = "
+                       "?2, cancel_requested = 1 WHERE id = ?1 AND state = "
+                       "'queued'");
   if (st) {
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, finished_at);

@@ -48,6 +48,10 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err);
 void lsmi_store_close(lsmi_store_t *s);
 /* A trivial query: 0, or LSMI_ERR_IO when the database does not answer. */
 int lsmi_store_ping(lsmi_store_t *s);
+/* For /readyz: the store answers, has its tables, and its pages are whole
+ * (PRAGMA quick_check, run at most every 10 s, its finding kept between):
+ * 0, or LSMI_ERR_IO with why (size bytes) saying what is wrong. */
+int lsmi_store_check(lsmi_store_t *s, char *why, size_t size);
 
 typedef struct lsmi_dataset_rec {
   char id[64];
@@ -76,10 +80,33 @@ int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant, const char *id,
 /* The tenant's dataset of these bytes: as lsmi_store_dataset_get. */
 int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
                                 const char *sha256, lsmi_dataset_rec_t *rec);
-/* 0, LSMI_ERR_NOTFOUND, LSMI_ERR_CONFLICT when queued or running jobs still
- * use it, or LSMI_ERR_IO. */
+/* Deletes the row and, in the same transaction, records the file as a
+ * pending deletion (see below): 0, LSMI_ERR_NOTFOUND, LSMI_ERR_CONFLICT
+ * when queued or running jobs still use it, or LSMI_ERR_IO. */
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id);
+
+/*
+ * Pending file operations, so that the store knows every file of the data
+ * directory it may have left behind (serve.c refuses to start on a file it
+ * does not know; datadir.c). kind "upload": datasets/ID is being put in
+ * place and has no row yet (lsmi_store_dataset_insert removes the entry
+ * with the row's insert, in one transaction); a start finds the file
+ * unacknowledged and removes it. kind "delete": the row is gone and
+ * datasets/ID is being removed (added by lsmi_store_dataset_delete); a
+ * start finishes the removal. 0 or LSMI_ERR_IO.
+ */
+typedef struct lsmi_pending {
+  char kind[16];
+  char id[64];
+} lsmi_pending_t;
+int lsmi_store_pending_add(lsmi_store_t *s, const char *kind, const char *id);
+int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
+                              const char *id);
+/* Every pending entry, oldest first, into *items (malloc'd, taken by the
+ * caller; NULL when there is none): 0, LSMI_ERR_NOMEM or LSMI_ERR_IO. */
+int lsmi_store_pending_list(lsmi_store_t *s, lsmi_pending_t **items,
+                            size_t *count);
 /* A page of the tenant's datasets, newest first (*page: a new array, taken
  * by the caller; NULL on failure): 0, LSMI_ERR_NOMEM or LSMI_ERR_IO. */
 int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant, int64_t offset,
@@ -131,8 +158,18 @@ typedef struct lsmi_job_row {
   char *params_json;
 } lsmi_job_row_t;
 
-/* Marks running jobs queued again (startup); *count receives how many. */
-int lsmi_store_job_recover(lsmi_store_t *s, int *count);
+/* Start-up, in one transaction: queued or running jobs whose cancel was
+ * requested (lsmi_store_job_request_cancel) become cancelled, the other
+ * running ones queued again; *requeued and *cancelled (may be NULL)
+ * receive how many. */
+int lsmi_store_job_recover(lsmi_store_t *s, int *requeued, int *cancelled);
+/* Records that the job's cancel was asked for, so that a restart does not
+ * run it again: 0, LSMI_ERR_NOTFOUND when it is neither queued nor
+ * running, or LSMI_ERR_IO. */
+int lsmi_store_job_request_cancel(lsmi_store_t *s, const char *id);
+/* The state of job id (any tenant) into *state (-1 for a name no state
+ * has): 0, LSMI_ERR_NOTFOUND or LSMI_ERR_IO. */
+int lsmi_store_job_state(lsmi_store_t *s, const char *id, int *state);
 /*
  * Calls fn for every queued job, oldest first. The row is borrowed for the
  * call (fn copies what it keeps).
@@ -152,10 +189,11 @@ int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
                           double finished_at, const char *error_json,
                           const char *summary_json, const char *timings_json,
                           const char *progress_json);
-/* queued -> cancelled: 0, LSMI_ERR_NOTFOUND when no queued job has that id
- * (it started meanwhile), or LSMI_ERR_IO. */
+/* queued -> cancelled (and with running_too, running -> cancelled: a job
+ * the store says runs but that runs nowhere): 0, LSMI_ERR_NOTFOUND when no
+ * such job has that id (it started or ended meanwhile), or LSMI_ERR_IO. */
 int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
-                                 double finished_at);
+                                 double finished_at, bool running_too);
 int lsmi_store_job_progress(lsmi_store_t *s, const char *id,
                             const char *progress_json);
 /* Jobs by state and the number of datasets, for /metrics. */

@@ -5,7 +5,9 @@
  * is set once before any thread starts.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,53 @@ void lsmi_util_log(const char *event, json_t *fields) {
   fflush(stderr);
   funlockfile(stderr);
   free(line);
+}
+
+/* Characters a path token of a message is made of. */
+static bool path_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || strchr("/._-+~@%", c) != NULL;
+}
+
+/* Whether position i of msg may begin a path (after a space, a quote, a
+ * bracket or an equals sign, or at the start). */
+static bool path_start(const char *msg, size_t i) {
+  return i == 0 || strchr(" \t'\"(=[", msg[i - 1]) != NULL;
+}
+
+/* The length of prefix `dir` at p when it is followed by '/'; 0 otherwise. */
+static size_t under(const char *p, const char *dir) {
+  size_t n = dir ? strlen(dir) : 0;
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  return n && strncmp(p, dir, n) == 0 && p[n] == '/' ? n + 1 : 0;
+}
+
+void lsmi_util_scrub_paths(char *msg, size_t size, const char *data_dir) {
+  if (msg == NULL || size == 0)
+    return;
+  char real[PATH_MAX];
+  const char *rdir = data_dir && realpath(data_dir, real) ? real : NULL;
+  char out[1024];
+  size_t o = 0;
+  for (size_t i = 0; msg[i] && o + 1 < sizeof out;) {
+    size_t skip = 0;
+    if (path_start(msg, i) && (skip = under(msg + i, rdir)) == 0 &&
+        (skip = under(msg + i, data_dir)) == 0 && msg[i] == '/') {
+      /* Another absolute path: its last component only. */
+      size_t end = i, last = i;
+      while (msg[end] && path_char(msg[end]))
+        if (msg[end++] == '/')
+          last = end;
+      i = last;
+      continue;
+    }
+    i += skip;
+    if (skip == 0)
+      out[o++] = msg[i++];
+  }
+  out[o] = '\0';
+  snprintf(msg, size, "%s", out);
 }
 
 void lsmi_strbuf_init(lsmi_strbuf_t *b, size_t cap) {

@@ -25,6 +25,15 @@ void lsmi_util_iso8601(double t, char *buf, size_t size);
  */
 int lsmi_util_random_id(const char *prefix, char *out, size_t size);
 
+/*
+ * Rewrites, in place, every path of msg (size bytes) that a client must
+ * not see: one under the data directory (as configured, or resolved) to
+ * its place there ("datasets/ds_1"), any other absolute path to its last
+ * component. Error details pass through it before they leave the daemon;
+ * the log keeps the whole message.
+ */
+void lsmi_util_scrub_paths(char *msg, size_t size, const char *data_dir);
+
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void lsmi_util_hex(const unsigned char *in, size_t n, char *out);
 

@@ -29,7 +29,8 @@ trap cleanup EXIT INT TERM
 
 "$LSMI" synth gaussian --out "$work/g.npz" --n 2000 >/dev/null 2>&1
 "$LSMI" serve --listen "127.0.0.1:$port" --data-dir "$work/data" --quiet \
-  --workers 2 --shutdown-timeout 1 >"$work/daemon.log" 2>&1 &
+  --workers 2 --shutdown-timeout 1 --max-connections-per-ip 0 \
+  >"$work/daemon.log" 2>&1 &
 pid=$!
 i=0
 until curl -fs "$base/healthz" >/dev/null 2>&1; do

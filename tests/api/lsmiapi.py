@@ -6,6 +6,7 @@ temp data directory, talks HTTP to it with http.client, and stops it again.
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -72,6 +73,7 @@ class Daemon:
         self.proc = None
         self.port = None
         self.log_path = None
+        self.preexec = None  # run in the child before exec (rlimits)
 
     def start(self):
         self.port = free_port()
@@ -81,7 +83,7 @@ class Daemon:
         cmd = [LSMI, "serve", "--listen", "127.0.0.1:%d" % self.port,
                "--data-dir", self.data_dir, "--quiet"] + self.args
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log,
-                                     env=self.env)
+                                     env=self.env, preexec_fn=self.preexec)
         Daemon.live.append(self)
         deadline = time.time() + 20 * SLOW
         while time.time() < deadline:
@@ -207,18 +209,22 @@ def cleanup_all():
             pass
 
 
-def run_tests(names, argv, setup=None):
+class Skip(Exception):
+    """Raised by a test that cannot run here (it says why)."""
+
+
+def run_tests(names, argv, work=None, setup=None):
     """Runs the test_* functions of `names` (a module's globals), or those
     argv[1:] names, one line each with its time; a failure prints its
-    traceback and the live daemons' log tails. setup() runs first (its
-    failure counts as one). Stops every daemon, removes the session's
-    directories, prints "N passed, N failed" last; returns the exit
-    status."""
+    traceback and the live daemons' log tails, a Skip its reason. setup()
+    runs first (its failure counts as one). Stops every daemon, removes
+    `work` and the session's directories, prints "N passed, N failed,
+    N skipped" last; returns the exit status."""
     tests = [(n, f) for n, f in sorted(names.items())
              if n.startswith("test_") and callable(f)]
     if len(argv) > 1:
         tests = [(n, f) for n, f in tests if n in argv[1:]]
-    passed = failed = 0
+    passed = failed = skipped = 0
     try:
         if setup:
             setup()
@@ -229,20 +235,26 @@ def run_tests(names, argv, setup=None):
                 passed += 1
                 print("ok   %-32s %.1fs" % (name, time.time() - t0),
                       flush=True)
+            except Skip as e:
+                skipped += 1
+                print("skip %-32s %s" % (name, e), flush=True)
             except Exception:
                 failed += 1
                 print("FAIL %s" % name, flush=True)
                 traceback.print_exc()
                 for dmn in list(Daemon.live):
                     print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
+            finally:
                 cleanup_all()
     except Exception:
         failed += 1
         traceback.print_exc()
     finally:
         cleanup_all()
+        if work:
+            shutil.rmtree(work, ignore_errors=True)
         remove_session()
-    print("%d passed, %d failed" % (passed, failed))
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     return 1 if failed else 0
 
 

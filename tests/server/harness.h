@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +46,7 @@ typedef struct fake_conn {
   bool refuse;     /* queue_response says MHD_NO */
   unsigned status; /* 0 until a response is queued */
   fake_resp_t resp;
+  int sock[2]; /* the "socket": [0] the server's, [1] the client's */
 } fake_conn_t;
 
 static inline const char *fake_lookup(struct MHD_Connection *c,
@@ -106,9 +108,42 @@ static inline void fake_destroy(struct MHD_Response *resp) {
 
 static inline const union MHD_ConnectionInfo *
 fake_info(struct MHD_Connection *c, enum MHD_ConnectionInfoType type, ...) {
-  (void)c;
-  (void)type;
-  return NULL; /* no peer address: logged as "" */
+  static __thread union MHD_ConnectionInfo info;
+  fake_conn_t *fc = (fake_conn_t *)(void *)c;
+  if (type != MHD_CONNECTION_INFO_CONNECTION_FD)
+    return NULL; /* no peer address (logged as ""), no socket context */
+  info.connect_fd = fc->sock[0];
+  return &info;
+}
+
+/* What the server wrote on the socket itself (an answer mid-body): its
+ * status line and headers into the fake response, as if queued. */
+static inline void fake_read_socket(fake_conn_t *fc) {
+  static char buf[8192];
+  ssize_t n = recv(fc->sock[1], buf, sizeof buf - 1, MSG_DONTWAIT);
+  if (n <= 0)
+    return;
+  buf[n] = '\0';
+  unsigned status = 0;
+  if (sscanf(buf, "HTTP/1.1 %u", &status) != 1)
+    return;
+  fc->status = status;
+  char *body = strstr(buf, "\r\n\r\n");
+  for (char *line = strstr(buf, "\r\n") + 2; body && line < body;) {
+    char *end = strstr(line, "\r\n"), *colon = strchr(line, ':');
+    if (colon && colon < end && fc->resp.n < FAKE_MAX) {
+      snprintf(fc->resp.names[fc->resp.n], sizeof fc->resp.names[0], "%.*s",
+               (int)(colon - line), line);
+      snprintf(fc->resp.values[fc->resp.n], sizeof fc->resp.values[0], "%.*s",
+               (int)(end - colon - 2), colon + 2);
+      fc->resp.n++;
+    }
+    line = end + 2;
+  }
+  if (body) {
+    fc->resp.len = strlen(body + 4);
+    fc->resp.body = strdup(body + 4);
+  }
 }
 
 /* A callback response is drained at once into a buffer response; a
@@ -214,13 +249,18 @@ static inline fx_t *fx_new(const char *const *flags) {
   assert_int_equal(
       lsmi_sched_create(&f->loop, &f->cfg, f->store, NULL, NULL, &f->sched), 0);
   assert_int_equal(lsmi_sched_start(f->sched), 0);
-  f->h = (lsmi_http_t){&fake_mhd, &f->cfg, f->store, f->sched, NULL, 0};
+  f->h = (lsmi_http_t){
+      .mhd = &fake_mhd, .cfg = &f->cfg, .store = f->store, .sched = f->sched};
   fx_after_first = NULL;
   return f;
 }
 
 static inline void fx_reset(fx_t *f) {
   free(f->conn.resp.body);
+  if (f->conn.sock[0] > 0) {
+    close(f->conn.sock[0]);
+    close(f->conn.sock[1]);
+  }
   memset(&f->conn, 0, sizeof f->conn);
   json_decref(f->json);
   f->json = NULL;
@@ -273,6 +313,7 @@ static inline int fx_request(fx_t *f, const char *method, const char *url,
     memcpy(f->conn.args[f->conn.n_args], query, 2 * sizeof *query);
   for (; headers && *headers; headers += 2, f->conn.n_headers++)
     memcpy(f->conn.headers[f->conn.n_headers], headers, 2 * sizeof *headers);
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, f->conn.sock), 0);
   struct MHD_Connection *c = (struct MHD_Connection *)(void *)&f->conn;
   void *cls = NULL;
   size_t n = 0;
@@ -292,6 +333,8 @@ static inline int fx_request(fx_t *f, const char *method, const char *url,
         lsmi_http_access(&f->h, c, url, method, "HTTP/1.1", NULL, &n, &cls);
   lsmi_http_completed(&f->h, c, &cls, MHD_REQUEST_TERMINATED_COMPLETED_OK);
   assert_null(cls);
+  if (f->conn.status == 0)
+    fake_read_socket(&f->conn);
   if (f->conn.resp.body && f->conn.resp.len)
     f->json = json_loadb(f->conn.resp.body, f->conn.resp.len, 0, NULL);
   return (int)f->conn.status;

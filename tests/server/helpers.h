@@ -2,8 +2,8 @@
  * helpers.h — what several server tests share (include after <cmocka.h>):
  * SQL run on a store's file through a second connection, to break the
  * store under the daemon as a failing disk or an operator would; the
- * entries of a directory; a job's progress phase; and a libuv loop run
- * until a condition holds.
+ * entries of a directory, and its removal; a job's progress phase; and a
+ * libuv loop run until a condition holds.
  */
 #ifndef LSMI_TESTS_SERVER_HELPERS_H
 #define LSMI_TESTS_SERVER_HELPERS_H
@@ -11,6 +11,8 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
@@ -22,6 +24,13 @@ static inline void sql_exec(const char *db_path, const char *sql) {
   assert_int_equal(sqlite3_open(db_path, &db), SQLITE_OK);
   assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
   sqlite3_close(db);
+}
+
+/* Removes a test's temp directory and all it holds: 0 or -1. */
+static inline int remove_tree(const char *dir) {
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
 }
 
 /* Entries of the directory `path`, . and .. aside; -1 when it is not

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "memory.h"
 
 /* A fake environment: NAME=VALUE pairs in `fake_env`. */
 static const char *const *fake_env;
@@ -128,6 +129,33 @@ static void test_bad_values(void **state) {
   lsmi_config_free(&cfg);
 }
 
+/* The memory budget: 0 is the machine's (or the container's) three
+ * quarters, the per-job budget defaults to the whole and may not exceed
+ * it. */
+static void test_memory_budget(void **state) {
+  (void)state;
+  lsmi_config_t cfg;
+  lsmi_error_t err = {0};
+  const char *argv[] = {"serve"};
+  assert_int_equal(parse(&cfg, NULL, 1, argv, &err), 0);
+  assert_true(cfg.max_memory > 0 &&
+              cfg.max_memory == lsmi_mem_default_budget());
+  assert_true(cfg.max_job_memory == cfg.max_memory);
+  assert_int_equal(cfg.tenant_queue_size, 0);
+  lsmi_config_free(&cfg);
+  const char *set[] = {"serve", "--max-memory", "8G", "--max-job-memory",
+                       "2G"};
+  assert_int_equal(parse(&cfg, NULL, 5, set, &err), 0);
+  assert_true(cfg.max_memory == 8ULL << 30 &&
+              cfg.max_job_memory == 2ULL << 30);
+  lsmi_config_free(&cfg);
+  const char *bad[] = {"serve", "--max-memory", "1G", "--max-job-memory",
+                       "2G"};
+  assert_int_equal(parse(&cfg, NULL, 5, bad, &err), LSMI_ERR_INVALID);
+  assert_string_equal(err.field, "max-job-memory");
+  lsmi_config_free(&cfg);
+}
+
 static void test_tokens(void **state) {
   (void)state;
   char path[] = "/tmp/lsmi-tokens-XXXXXX";
@@ -198,6 +226,7 @@ int main(void) {
       cmocka_unit_test(test_defaults),
       cmocka_unit_test(test_env_and_flags),
       cmocka_unit_test(test_bad_values),
+      cmocka_unit_test(test_memory_budget),
       cmocka_unit_test(test_tokens),
       cmocka_unit_test(test_loopback_and_origins),
   };

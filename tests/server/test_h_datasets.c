@@ -212,6 +212,52 @@ static void test_record_fails(void **state) {
   assert_upload_fails(f, "could not record"); /* no file without a row */
 }
 
+/* Checking an upload within the memory budget: a JSON file whose check
+ * would exceed --max-job-memory is refused before it is read (413); while
+ * running jobs hold the budget, a check waits --retry-after seconds and
+ * answers 503 with Retry-After; a dataset no job could ever fit in
+ * --max-job-memory is refused (422). */
+static void test_upload_memory(void **state) {
+  (void)state;
+  const char *flags[] = {"--max-memory", "64M", "--retry-after", "1", NULL};
+  fx_t *f = fx_new(flags);
+  /* 2 MB of JSON: about 40 times that to check. */
+  size_t n = 2 << 20;
+  char *json = malloc(n);
+  memset(json, ' ', n);
+  memcpy(json, "{\"train\": {", 11);
+  assert_int_equal(upload(f, NULL, json, n), 413);
+  const char *d = fx_problem(f, 413, "body");
+  assert_non_null(strstr(d, "checking this json upload"));
+  assert_non_null(strstr(d, "--max-job-memory 64.0 MiB"));
+  free(json);
+  lsmi_mem_t *mem = lsmi_sched_mem(f->sched);
+  assert_true(lsmi_mem_reserve(mem, 63 << 20, 0));
+  size_t len;
+  unsigned char *npz = fx_npz(f, 200, 1, &len);
+  double t0 = lsmi_util_mono();
+  assert_int_equal(upload(f, NULL, npz, len), 503);
+  assert_true(lsmi_util_mono() - t0 >= 0.9);
+  assert_non_null(strstr(fx_problem(f, 503, NULL), "memory"));
+  assert_string_equal(fx_header(f, "Retry-After"), "1");
+  assert_int_equal(fx_entries(f, "tmp"), 0);
+  lsmi_mem_release(mem, 63 << 20);
+  assert_int_equal(upload(f, NULL, npz, len), 201);
+  uint64_t reserved, total;
+  lsmi_mem_usage(mem, &reserved, &total);
+  assert_true(reserved == 0 && total == (uint64_t)64 << 20);
+  free(npz);
+  fx_free(f);
+  const char *tight[] = {"--max-memory", "16M", NULL};
+  f = fx_new(tight);
+  npz = fx_npz(f, 200, 1, &len);
+  assert_int_equal(upload(f, NULL, npz, len), 422);
+  assert_non_null(strstr(fx_problem(f, 422, "body"), "even with the default"));
+  assert_int_equal(fx_entries(f, "datasets"), 0);
+  free(npz);
+  fx_free(f);
+}
+
 static void test_get_and_delete(void **state) {
   fx_t *f = *state;
   assert_int_equal(fx_get(f, "/v1/datasets/ds_nope", NULL), 404);
@@ -230,7 +276,8 @@ static void test_get_and_delete(void **state) {
                    0);
   assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 409);
   assert_non_null(strstr(fx_problem(f, 409, NULL), "cancel them first"));
-  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_1", 3e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_1", 3e9, false),
+                   0);
   assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 204);
   assert_int_equal(f->conn.resp.len, 0);
   assert_int_equal(fx_entries(f, "datasets"), 0);
@@ -249,6 +296,7 @@ int main(void) {
       T(test_rename_fails),
       T(test_record_fails),
       T(test_get_and_delete),
+      cmocka_unit_test(test_upload_memory),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,9 @@ static int submit(fx_t *f, const char *dataset_id, const char *params,
 
 static const char fast[] =
     "{\"epochs_discriminator\": 2, \"epochs_entropy\": 2, \"threads\": 1}";
+/* A fit long enough to be caught running (it is always cancelled). */
+static const char slow[] = "{\"epochs_discriminator\": 10000, "
+                           "\"epochs_entropy\": 10000, \"threads\": 1}";
 
 static void test_submit_get_list(void **state) {
   fx_t *f = *state;
@@ -146,11 +149,7 @@ static void test_cancel_running(void **state) {
   fx_t *f = *state;
   char ds[64], url[128];
   snprintf(ds, sizeof ds, "%s", fx_upload(f, 300, 1));
-  assert_int_equal(submit(f, ds,
-                          "{\"epochs_discriminator\": 10000, "
-                          "\"epochs_entropy\": 10000, \"threads\": 1}",
-                          NULL),
-                   202);
+  assert_int_equal(submit(f, ds, slow, NULL), 202);
   snprintf(url, sizeof url, "/v1/jobs/%s", fx_str(f, "id"));
   RUN_UNTIL(&f->loop, job_running(f, url));
   json_t *progress = json_object_get(f->json, "progress");
@@ -164,6 +163,7 @@ static void test_cancel_running(void **state) {
 }
 
 static void test_store_fails(void **state) {
+  bool own = false;
   fx_t *f = *state;
   char ds[64];
   snprintf(ds, sizeof ds, "%s", fx_upload(f, 200, 1));
@@ -180,16 +180,96 @@ static void test_store_fails(void **state) {
   int q, r;
   lsmi_sched_counts(f->sched, &q, &r);
   assert_int_equal(q, 1); /* and no place was kept */
-  assert_int_equal(lsmi_sched_reserve(f->sched), 0);
-  lsmi_sched_unreserve(f->sched);
+  assert_int_equal(lsmi_sched_reserve(f->sched, "default", &own), 0);
+  lsmi_sched_unreserve(f->sched, "default");
+}
+
+/* A job whose memory estimate exceeds --max-job-memory: 422, naming what
+ * it needs; within it, accepted. */
+static void test_memory_admission(void **state) {
+  (void)state;
+  const char *flags[] = {"--max-memory", "64M", NULL};
+  fx_t *f = fx_new(flags);
+  char ds[64];
+  snprintf(ds, sizeof ds, "%s", fx_upload(f, 200, 1));
+  assert_int_equal(submit(f, ds, fast, NULL), 202);
+  assert_int_equal(
+      submit(f, ds, "{\"hidden\": 4096, \"components\": 256}", NULL), 422);
+  const char *d = fx_problem(f, 422, "params");
+  assert_non_null(strstr(d, "--max-job-memory 64.0 MiB"));
+  assert_non_null(strstr(d, "hidden 4096, components 256"));
+  int q, r;
+  lsmi_sched_counts(f->sched, &q, &r);
+  assert_int_equal(q + r, 1); /* the refused one took no place */
+  fx_free(f);
+}
+
+/* Cancelling: a store that cannot record the cancel answers 503 (not a
+ * 202 that does nothing); a job the store says runs, that runs nowhere,
+ * is cancelled at once; a job whose end the store has not taken yet shows
+ * that end and cannot be cancelled. */
+static void test_cancel_truth(void **state) {
+  fx_t *f = *state;
+  char ds[64], url[128], id[64];
+  snprintf(ds, sizeof ds, "%s", fx_upload(f, 300, 1));
+  assert_int_equal(submit(f, ds, slow, NULL), 202);
+  snprintf(id, sizeof id, "%s", fx_str(f, "id"));
+  snprintf(url, sizeof url, "/v1/jobs/%s", id);
+  RUN_UNTIL(&f->loop, job_running(f, url));
+  fx_sql(f, "CREATE TRIGGER full BEFORE UPDATE ON jobs BEGIN SELECT "
+            "RAISE(ABORT, 'database or disk is full'); END;");
+  assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 503);
+  assert_non_null(strstr(fx_problem(f, 503, NULL), "could not record"));
+  assert_non_null(fx_header(f, "Retry-After"));
+  assert_true(job_running(f, url)); /* nothing happened */
+  fx_sql(f, "DROP TRIGGER full;"
+            "CREATE TRIGGER full BEFORE UPDATE OF state ON jobs WHEN "
+            "NEW.state != 'running' BEGIN SELECT RAISE(ABORT, 'database or "
+            "disk is full'); END;");
+  assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 202);
+  /* The fit stops; the store refuses its end; the API shows the truth. */
+  RUN_UNTIL(&f->loop, lsmi_sched_ended(f->sched, id, NULL) == 0);
+  assert_int_equal(fx_get(f, url, NULL), 200);
+  assert_string_equal(fx_str(f, "state"), "cancelled");
+  assert_true(json_is_false(json_object_get(f->json, "recorded")));
+  assert_true(json_is_string(json_object_get(f->json, "finished_at")));
+  assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 409);
+  assert_int_equal(fx_get(f, "/metrics", NULL), 200);
+  const char *m = f->conn.resp.body;
+  assert_non_null(strstr(m, "lsmi_jobs_running 0\n"));
+  assert_non_null(strstr(m, "lsmi_jobs{state=\"running\"} 0\n"));
+  assert_non_null(strstr(m, "lsmi_jobs{state=\"cancelled\"} 1\n"));
+  assert_non_null(strstr(m, "lsmi_jobs_unrecorded 1\n"));
+  fx_sql(f, "DROP TRIGGER full");
+  RUN_UNTIL(&f->loop, lsmi_sched_ended(f->sched, id, NULL) != 0);
+  assert_int_equal(fx_get(f, url, NULL), 200);
+  assert_string_equal(fx_str(f, "state"), "cancelled");
+  assert_null(json_object_get(f->json, "recorded"));
+  /* A job the store says runs but that runs nowhere here (a store copied
+   * from a daemon that died): cancelled at once. */
+  assert_int_equal(submit(f, ds, fast, NULL), 202);
+  snprintf(id, sizeof id, "%s", fx_str(f, "id"));
+  snprintf(url, sizeof url, "/v1/jobs/%s", id);
+  RUN_UNTIL(&f->loop, job_in(f, url, "succeeded"));
+  char sql[256];
+  snprintf(sql, sizeof sql, "UPDATE jobs SET state = 'running' WHERE id = '%s'",
+           id);
+  fx_sql(f, sql);
+  assert_int_equal(fx_request(f, "DELETE", url, NULL, NULL, NULL, 0), 202);
+  assert_string_equal(fx_str(f, "state"), "cancelled");
 }
 
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
   const struct CMUnitTest tests[] = {
-      T(test_submit_get_list),         T(test_idempotency),
-      cmocka_unit_test(test_refusals), T(test_cancel_queued),
-      T(test_cancel_running),          T(test_store_fails),
+      T(test_submit_get_list),
+      T(test_idempotency),
+      cmocka_unit_test(test_refusals),
+      T(test_cancel_queued),
+      T(test_cancel_running),
+      T(test_store_fails),
+      cmocka_unit_test(test_memory_admission),
+      T(test_cancel_truth),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -131,7 +131,8 @@ static void test_json_body_limits(void **state) {
   assert_int_equal(
       fx_request(f, "POST", "/v1/jobs", NULL, announced, big, sizeof big), 413);
   fx_problem(f, 413, "body");
-  /* Chunked (no length): found too large on the way, answered at the end. */
+  /* Chunked (no length): found too large on the way, answered at once on
+   * the socket (libmicrohttpd queues nothing mid-body), then cut. */
   assert_int_equal(
       fx_request(f, "POST", "/v1/jobs", NULL, json_ct, big, sizeof big), 413);
   assert_non_null(strstr(fx_problem(f, 413, "body"), "--max-body"));
@@ -206,6 +207,26 @@ static void test_counted(void **state) {
   free(text);
 }
 
+/* Media types are parsed, not prefix-matched: parameters and case are
+ * fine, a longer subtype is another type. */
+static void test_media_type(void **state) {
+  (void)state;
+  assert_true(lsmi_http_media_type_is("application/json", "application/json"));
+  assert_true(lsmi_http_media_type_is(" Application/JSON ; charset=utf-8",
+                                      "application/json"));
+  assert_true(lsmi_http_media_type_is("application/json;charset=utf-8",
+                                      "application/json"));
+  assert_false(lsmi_http_media_type_is("application/jsonFOO",
+                                       "application/json"));
+  assert_false(lsmi_http_media_type_is("application/json-seq",
+                                       "application/json"));
+  assert_false(lsmi_http_media_type_is("application/json x",
+                                       "application/json"));
+  assert_false(lsmi_http_media_type_is("text/plain", "application/json"));
+  assert_false(lsmi_http_media_type_is(NULL, "application/json"));
+  assert_false(lsmi_http_media_type_is("", "application/json"));
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
   const struct CMUnitTest tests[] = {
@@ -219,6 +240,7 @@ int main(void) {
       cmocka_unit_test(test_busy_is_429),
       T(test_refused_response),
       T(test_counted),
+      cmocka_unit_test(test_media_type),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -135,16 +135,23 @@ static void store_job(fx_t *f, const char *id, const char *params_json) {
   assert_false(replayed);
 }
 
-/* Stores job `id` and queues it in a reserved place. */
-static void add_job(fx_t *f, const char *id, int epochs) {
+/* Stores job `id` of `tenant` (alice's dataset ds_a: the scheduler does
+ * not check tenants) and queues it in a reserved place. */
+static void add_job_of(fx_t *f, const char *tenant, const char *id,
+                       int epochs) {
+  bool own = false;
   lsmi_params_t p = params_of(epochs);
   json_t *pj = lsmi_codec_params_to_json(&p);
   char *text = json_dumps(pj, JSON_COMPACT);
   json_decref(pj);
   store_job(f, id, text);
   free(text);
-  assert_int_equal(lsmi_sched_reserve(f->s), 0);
-  assert_int_equal(lsmi_sched_submit(f->s, id, "alice", "ds_a", &p), 0);
+  assert_int_equal(lsmi_sched_reserve(f->s, tenant, &own), 0);
+  assert_int_equal(lsmi_sched_submit(f->s, id, tenant, "ds_a", &p), 0);
+}
+
+static void add_job(fx_t *f, const char *id, int epochs) {
+  add_job_of(f, "alice", id, epochs);
 }
 
 /* The job's API object from the store (taken by the caller). */
@@ -201,14 +208,15 @@ static void a_running_b_queued(fx_t *f) {
 }
 
 static void test_reserve(void **state) {
+  bool own = false;
   fx_t *f = *state;
   for (int i = 0; i < f->cfg.queue_size; i++)
-    assert_int_equal(lsmi_sched_reserve(f->s), 0);
-  assert_int_equal(lsmi_sched_reserve(f->s), LSMI_ERR_BUSY);
-  lsmi_sched_unreserve(f->s); /* a place given back is a place again */
-  assert_int_equal(lsmi_sched_reserve(f->s), 0);
+    assert_int_equal(lsmi_sched_reserve(f->s, "alice", &own), 0);
+  assert_int_equal(lsmi_sched_reserve(f->s, "alice", &own), LSMI_ERR_BUSY);
+  lsmi_sched_unreserve(f->s, "alice"); /* a place given back is a place again */
+  assert_int_equal(lsmi_sched_reserve(f->s, "alice", &own), 0);
   for (int i = 0; i < f->cfg.queue_size; i++)
-    lsmi_sched_unreserve(f->s);
+    lsmi_sched_unreserve(f->s, "alice");
   assert_counts(f, 0, 0);
 }
 
@@ -245,7 +253,8 @@ static void test_cancel_queued_and_running(void **state) {
   bool running = true;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_b", &running), 0);
   assert_false(running); /* was queued: out of the queue, the store next */
-  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9, false),
+                   0);
   assert_int_equal(lsmi_sched_cancel(f->s, "job_b", &running),
                    LSMI_ERR_NOTFOUND);
   lsmi_progress_t p;
@@ -271,7 +280,8 @@ static void test_cancel_queued_and_running(void **state) {
 static void test_cancelled_in_store_never_starts(void **state) {
   fx_t *f = *state;
   a_running_b_queued(f);
-  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->store, "job_b", 3e9, false),
+                   0);
   bool running;
   assert_int_equal(lsmi_sched_cancel(f->s, "job_a", &running), 0);
   RUN_UNTIL(&f->loop, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
@@ -320,12 +330,21 @@ static void test_dataset_row_gone(void **state) {
   assert_fails(f, 422, "ERR_MISSING", "no longer exists");
 }
 
-/* The store fails to read the dataset's row (but can still record the
- * job's end): the job fails with the store's status, not "missing". */
+/* The store fails to read the dataset's row: nothing is known to be wrong
+ * with the job, so it stays queued (not failed, not "running" with no fit)
+ * and starts at a tick once the store answers again. */
 static void test_dataset_row_unreadable(void **state) {
   fx_t *f = *state;
   queue_then(f, "ALTER TABLE datasets RENAME TO datasets_gone");
-  assert_fails(f, 500, "ERR_IO", "could not read the job's dataset");
+  double until = lsmi_util_mono() + 2.5;
+  while (lsmi_util_mono() < until) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  assert_int_equal(state_of(f, "job_1"), LSMI_JOB_QUEUED);
+  assert_counts(f, 1, 0);
+  exec_other(f, "ALTER TABLE datasets_gone RENAME TO datasets");
+  RUN_UNTIL(&f->loop, state_of(f, "job_1") == LSMI_JOB_SUCCEEDED);
 }
 
 static void test_dataset_file_gone(void **state) {
@@ -336,6 +355,164 @@ static void test_dataset_file_gone(void **state) {
   assert_int_equal(lsmi_sched_start(f->s), 0);
   add_job(f, "job_1", FAST);
   assert_fails(f, 500, "ERR_IO", "");
+}
+
+/* Makes the scheduler again with the fixture's configuration as the test
+ * changed it. */
+static void remake(fx_t *f) {
+  lsmi_sched_destroy(f->s);
+  assert_int_equal(
+      lsmi_sched_create(&f->loop, &f->cfg, f->store, on_stop, f, &f->s), 0);
+}
+
+/* When a job started, from the store (0 when it has not). */
+static double started_at(fx_t *f, const char *id) {
+  json_t *j = job(f, id, NULL);
+  const char *t = json_string_value(json_object_get(j, "started_at"));
+  double v = 0;
+  if (t) { /* ISO 8601: the order of the strings is the order of times */
+    char hms[16];
+    snprintf(hms, sizeof hms, "%.12s", t + 11); /* HH:MM:SS.mmm */
+    int h, m;
+    double sec;
+    if (sscanf(hms, "%d:%d:%lf", &h, &m, &sec) == 3)
+      v = h * 3600.0 + m * 60.0 + sec + 1.0;
+  }
+  json_decref(j);
+  return v;
+}
+
+/* One tenant cannot fill the queue: past its share, its reserve is
+ * refused (saying it is its own share), while another tenant still gets a
+ * place; and jobs start round robin across the tenants, not in the order
+ * they came. */
+static void test_tenants_fair(void **state) {
+  fx_t *f = *state;
+  f->cfg.queue_size = 6;
+  f->cfg.tenant_queue_size = 3;
+  remake(f);
+  assert_int_equal(lsmi_sched_tenant_limit(f->s), 3);
+  assert_int_equal(lsmi_sched_start(f->s), 0);
+  add_job_of(f, "alice", "job_a0", LONG); /* holds the one worker */
+  RUN_UNTIL(&f->loop, running_here(f, "job_a0"));
+  add_job_of(f, "alice", "job_a1", FAST);
+  add_job_of(f, "alice", "job_a2", FAST);
+  add_job_of(f, "alice", "job_a3", FAST);
+  bool own = false;
+  assert_int_equal(lsmi_sched_reserve(f->s, "alice", &own), LSMI_ERR_BUSY);
+  assert_true(own);
+  add_job_of(f, "bob", "job_b1", FAST);
+  add_job_of(f, "bob", "job_b2", FAST);
+  bool running;
+  assert_int_equal(lsmi_sched_cancel(f->s, "job_a0", &running), 0);
+  const char *ids[] = {"job_a1", "job_a2", "job_a3", "job_b1", "job_b2"};
+  for (int i = 0; i < 5; i++)
+    RUN_UNTIL(&f->loop, state_of(f, ids[i]) == LSMI_JOB_SUCCEEDED);
+  /* alice started a0 last, so bob goes first, then they alternate. */
+  assert_true(started_at(f, "job_b1") <= started_at(f, "job_a1"));
+  assert_true(started_at(f, "job_a1") <= started_at(f, "job_b2"));
+  assert_true(started_at(f, "job_b2") <= started_at(f, "job_a2"));
+  assert_true(started_at(f, "job_a2") <= started_at(f, "job_a3"));
+}
+
+/* Two workers but memory for one fit: the second starts when the first
+ * has ended and given its memory back. */
+static void test_memory_budget(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t rec;
+  assert_int_equal(lsmi_store_dataset_get(f->store, NULL, "ds_a", &rec), 0);
+  lsmi_params_t p = params_of(LONG);
+  uint64_t one = lsmi_mem_job_estimate(&rec, &p); /* LONG's is the larger */
+  f->cfg.workers = 2;
+  f->cfg.max_memory = one + one / 2;
+  f->cfg.max_job_memory = f->cfg.max_memory;
+  remake(f);
+  assert_int_equal(lsmi_sched_start(f->s), 0);
+  add_job(f, "job_1", LONG);
+  add_job(f, "job_2", FAST);
+  RUN_UNTIL(&f->loop, running_here(f, "job_1"));
+  double until = lsmi_util_mono() + 1.5;
+  while (lsmi_util_mono() < until) {
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    usleep(1000);
+  }
+  assert_int_equal(state_of(f, "job_2"), LSMI_JOB_QUEUED);
+  assert_counts(f, 1, 1);
+  uint64_t reserved, total;
+  lsmi_mem_usage(lsmi_sched_mem(f->s), &reserved, &total);
+  assert_true(reserved == one && total == f->cfg.max_memory);
+  bool running;
+  assert_int_equal(lsmi_sched_cancel(f->s, "job_1", &running), 0);
+  RUN_UNTIL(&f->loop, state_of(f, "job_2") == LSMI_JOB_SUCCEEDED);
+  RUN_UNTIL(&f->loop, idle(f));
+  lsmi_mem_usage(lsmi_sched_mem(f->s), &reserved, &total);
+  assert_true(reserved == 0);
+  /* A job above --max-job-memory (lowered since it was queued) fails with
+   * a message that says so, instead of waiting forever. */
+  f->cfg.max_job_memory = one / 2;
+  add_job(f, "job_3", FAST);
+  RUN_UNTIL(&f->loop, state_of(f, "job_3") == LSMI_JOB_FAILED);
+  json_t *j = job(f, "job_3", NULL);
+  const char *d =
+      json_string_value(json_object_get(json_object_get(j, "error"), "detail"));
+  assert_non_null(strstr(d, "--max-job-memory"));
+  json_decref(j);
+}
+
+/* job_a running, job_b queued; the store then refuses every end (a full
+ * disk, here a trigger) and job_a is cancelled: its end is parked. */
+static void end_refused(fx_t *f) {
+  a_running_b_queued(f);
+  exec_other(f, "CREATE TRIGGER full BEFORE UPDATE OF state ON jobs WHEN "
+                "NEW.state != 'running' BEGIN SELECT RAISE(ABORT, "
+                "'database or disk is full'); END;");
+  assert_int_equal(lsmi_store_job_request_cancel(f->store, "job_a"), 0);
+  bool running;
+  assert_int_equal(lsmi_sched_cancel(f->s, "job_a", &running), 0);
+  RUN_UNTIL(&f->loop, lsmi_sched_ended(f->s, "job_a", NULL) == 0);
+}
+
+/* The store refuses a job's end (a full disk, here a trigger): the job
+ * leaves the running list for the ended list; its true end is what the
+ * scheduler reports, the metrics count it there, and the tick writes it
+ * once the store takes it again. */
+static void test_end_not_recorded(void **state) {
+  fx_t *f = *state;
+  end_refused(f);
+  assert_int_equal(state_of(f, "job_a"), LSMI_JOB_RUNNING); /* the store's */
+  lsmi_sched_end_t end;
+  assert_int_equal(lsmi_sched_ended(f->s, "job_a", &end), 0);
+  assert_int_equal(end.state, LSMI_JOB_CANCELLED);
+  lsmi_sched_end_free(&end);
+  int64_t by[LSMI_JOB_STATES];
+  assert_int_equal(lsmi_sched_unrecorded(f->s, by), 1);
+  assert_int_equal(by[LSMI_JOB_CANCELLED], 1);
+  assert_false(running_here(f, "job_a"));
+  /* job_b ran meanwhile; its end is refused too. */
+  RUN_UNTIL(&f->loop, lsmi_sched_ended(f->s, "job_b", NULL) == 0);
+  assert_int_equal(lsmi_sched_unrecorded(f->s, by), 2);
+  assert_int_equal(by[LSMI_JOB_SUCCEEDED], 1);
+  exec_other(f, "DROP TRIGGER full");
+  RUN_UNTIL(&f->loop, state_of(f, "job_a") == LSMI_JOB_CANCELLED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_b") == LSMI_JOB_SUCCEEDED);
+  assert_int_equal(lsmi_sched_unrecorded(f->s, by), 0);
+  assert_int_equal(lsmi_sched_ended(f->s, "job_a", NULL), LSMI_ERR_NOTFOUND);
+}
+
+/* The daemon stops before the store takes the end: the store says
+ * running, and the next start makes that true again: queued (or
+ * cancelled, for a job whose cancel was recorded). */
+static void test_end_unrecorded_at_shutdown(void **state) {
+  fx_t *f = *state;
+  end_refused(f);
+  lsmi_sched_shutdown(f->s);
+  uv_run(&f->loop, UV_RUN_DEFAULT);
+  assert_int_equal(state_of(f, "job_a"), LSMI_JOB_RUNNING);
+  exec_other(f, "DROP TRIGGER full");
+  remake(f);
+  assert_int_equal(lsmi_sched_start(f->s), 0);
+  assert_int_equal(state_of(f, "job_a"), LSMI_JOB_CANCELLED);
+  RUN_UNTIL(&f->loop, state_of(f, "job_b") == LSMI_JOB_SUCCEEDED);
 }
 
 /* Queued jobs the store holds are queued at start, except those whose
@@ -368,13 +545,14 @@ static void test_start_store_fails(void **state) {
  * in the store), the running job stopped and queued again; the next start
  * runs both, the interrupted one for the second time. */
 static void test_shutdown_requeues(void **state) {
+  bool own = false;
   fx_t *f = *state;
   a_running_b_queued(f);
   raise(SIGTERM);
   RUN_UNTIL(&f->loop, lsmi_sched_draining(f->s));
   assert_int_equal(f->stops, 1);
   assert_false(lsmi_sched_ready(f->s));
-  assert_int_equal(lsmi_sched_reserve(f->s), LSMI_ERR_SHUTDOWN);
+  assert_int_equal(lsmi_sched_reserve(f->s, "alice", &own), LSMI_ERR_SHUTDOWN);
   assert_int_equal(uv_run(&f->loop, UV_RUN_DEFAULT), 0); /* all closed */
   assert_counts(f, 0, 0);
   int st;
@@ -414,6 +592,10 @@ int main(void) {
       T(test_start_loads_the_queue),
       T(test_start_store_fails),
       T(test_shutdown_requeues),
+      T(test_tenants_fair),
+      T(test_memory_budget),
+      T(test_end_not_recorded),
+      T(test_end_unrecorded_at_shutdown),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

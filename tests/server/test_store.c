@@ -42,12 +42,9 @@ static int setup(void **state) {
 static int teardown(void **state) {
   fx_t *f = *state;
   lsmi_store_close(f->s);
-  char cmd[160];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
-  if (system(cmd) != 0)
-    return -1;
+  int rc = remove_tree(f->dir);
   free(f);
-  return 0;
+  return rc;
 }
 
 static lsmi_dataset_rec_t ds(const char *id, const char *tenant,
@@ -77,8 +74,9 @@ enum { REPLAYED = 1, EXISTED = 2 };
 static int new_job(lsmi_store_t *s, const char *id, const char *tenant,
                    const char *dsid, const char *key, const char *hash,
                    char *existing) {
-  lsmi_job_new_t j = {id, tenant, dsid, "{\"seed\":1}", "{\"phase\":\"queued\"}",
-                      2e9, key, hash};
+  lsmi_job_new_t j = {
+      id,  tenant, dsid, "{\"seed\":1}", "{\"phase\":\"queued\"}",
+      2e9, key,    hash};
   bool replayed = true; /* the store must clear it */
   int st = lsmi_store_job_create(s, &j, existing, &replayed);
   return st == 0 && replayed ? REPLAYED : st;
@@ -125,17 +123,16 @@ static void test_datasets(void **state) {
   assert_string_equal(got.id, "ds_b");
   json_t *page = NULL;
   int64_t total = 0;
-  assert_int_equal(lsmi_store_dataset_list(f->s, "alice", 0, 10, &page,
-                                           &total),
+  assert_int_equal(lsmi_store_dataset_list(f->s, "alice", 0, 10, &page, &total),
                    0);
   assert_int_equal(total, 1);
   assert_int_equal(json_array_size(page), 1);
   json_t *o = json_array_get(page, 0);
   assert_string_equal(json_string_value(json_object_get(o, "id")), "ds_a");
-  assert_int_equal(json_integer_value(json_object_get(
-                       json_object_get(json_object_get(o, "splits"), "val"),
-                       "n")),
-                   2);
+  assert_int_equal(
+      json_integer_value(json_object_get(
+          json_object_get(json_object_get(o, "splits"), "val"), "n")),
+      2);
   json_decref(page);
   assert_int_equal(lsmi_store_dataset_delete(f->s, "bob", "ds_a"),
                    LSMI_ERR_NOTFOUND);
@@ -149,8 +146,7 @@ static void test_jobs_and_idempotency(void **state) {
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
   assert_int_equal(insert(f->s, &a, &ex), 0);
   char existing[64] = "";
-  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1",
-                           existing),
+  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", "k", "h1", existing),
                    0);
   assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", "k", "h1", existing),
                    REPLAYED);
@@ -163,20 +159,18 @@ static void test_jobs_and_idempotency(void **state) {
   assert_int_equal(new_job(f->s, "job_4", "bob", "ds_a", "k", "h1", existing),
                    LSMI_ERR_NOTFOUND);
   assert_int_equal(idem(f->s, "bob", "k", "h1", existing), 0); /* unused */
-  assert_int_equal(new_job(f->s, "job_5", "alice", "ds_a", NULL, NULL,
-                           existing),
-                   0);
+  assert_int_equal(
+      new_job(f->s, "job_5", "alice", "ds_a", NULL, NULL, existing), 0);
 
   int state_ = -1;
   json_t *j = job_get(f->s, "alice", "job_1", &state_);
   assert_non_null(j);
   assert_int_equal(state_, LSMI_JOB_QUEUED);
-  assert_string_equal(json_string_value(json_object_get(j, "state")),
-                      "queued");
+  assert_string_equal(json_string_value(json_object_get(j, "state")), "queued");
   assert_true(json_is_null(json_object_get(j, "started_at")));
-  assert_int_equal(json_integer_value(json_object_get(
-                       json_object_get(j, "params"), "seed")),
-                   1);
+  assert_int_equal(
+      json_integer_value(json_object_get(json_object_get(j, "params"), "seed")),
+      1);
   json_decref(j);
   assert_null(job_get(f->s, "bob", "job_1", NULL));
 
@@ -187,24 +181,23 @@ static void test_jobs_and_idempotency(void **state) {
   /* state machine */
   assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), 0);
   assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), LSMI_ERR_NOTFOUND);
-  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9),
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9, false),
                    LSMI_ERR_NOTFOUND);
-  assert_int_equal(lsmi_store_job_progress(f->s, "job_1",
-                                           "{\"phase\":\"train\"}"),
-                   0);
-  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_5", 4e9), 0);
+  assert_int_equal(
+      lsmi_store_job_progress(f->s, "job_1", "{\"phase\":\"train\"}"), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_5", 4e9, false), 0);
 
   /* a crash: the running job is queued again, with its attempt counted */
   int n = -1;
-  assert_int_equal(lsmi_store_job_recover(f->s, &n), 0);
+  assert_int_equal(lsmi_store_job_recover(f->s, &n, NULL), 0);
   assert_int_equal(n, 1);
   j = job_get(f->s, NULL, "job_1", &state_);
   assert_int_equal(state_, LSMI_JOB_QUEUED);
   assert_int_equal(json_integer_value(json_object_get(j, "attempts")), 1);
   json_decref(j);
   assert_int_equal(lsmi_store_job_start(f->s, "job_1", 5e9), 0);
-  assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_SUCCEEDED,
-                                         6e9, NULL, "{\"val\":{\"R\":1}}",
+  assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_SUCCEEDED, 6e9,
+                                         NULL, "{\"val\":{\"R\":1}}",
                                          "{\"seconds_total\":1}", NULL),
                    0);
   assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_FAILED, 7e9,
@@ -226,8 +219,8 @@ static void test_jobs_and_idempotency(void **state) {
 
   json_t *page = NULL;
   int64_t total = 0;
-  assert_int_equal(lsmi_store_job_list(f->s, "alice", LSMI_JOB_CANCELLED, 0,
-                                       10, &page, &total),
+  assert_int_equal(lsmi_store_job_list(f->s, "alice", LSMI_JOB_CANCELLED, 0, 10,
+                                       &page, &total),
                    0);
   assert_int_equal(total, 1);
   assert_string_equal(
@@ -249,23 +242,88 @@ static void test_reopen_keeps_everything(void **state) {
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
   assert_int_equal(insert(f->s, &a, &ex), 0);
   char existing[64];
-  assert_int_equal(new_job(f->s, "job_1", "alice", "ds_a", NULL, NULL,
-                           existing),
-                   0);
-  assert_int_equal(new_job(f->s, "job_2", "alice", "ds_a", NULL, NULL,
-                           existing),
-                   0);
+  assert_int_equal(
+      new_job(f->s, "job_1", "alice", "ds_a", NULL, NULL, existing), 0);
+  assert_int_equal(
+      new_job(f->s, "job_2", "alice", "ds_a", NULL, NULL, existing), 0);
   assert_int_equal(lsmi_store_job_start(f->s, "job_2", 3e9), 0);
   lsmi_store_close(f->s);
   lsmi_error_t err = {0};
   assert_int_equal(lsmi_store_open(f->path, &f->s, &err), 0);
   assert_int_equal(lsmi_store_ping(f->s), 0);
   int n = 0;
-  assert_int_equal(lsmi_store_job_recover(f->s, &n), 0);
+  assert_int_equal(lsmi_store_job_recover(f->s, &n, NULL), 0);
   assert_int_equal(n, 1);
   n = 0;
   assert_int_equal(lsmi_store_job_each_queued(f->s, count_row, &n), 0);
   assert_int_equal(n, 2);
+}
+
+/* A cancel asked for is not lost to a crash: the next start cancels the
+ * job instead of running it again, running or queued. */
+static void test_cancel_survives_a_restart(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), ex;
+  assert_int_equal(insert(f->s, &a, &ex), 0);
+  char existing[64];
+  for (int i = 1; i <= 3; i++) {
+    char id[16];
+    snprintf(id, sizeof id, "job_%d", i);
+    assert_int_equal(new_job(f->s, id, "alice", "ds_a", NULL, NULL, existing),
+                     0);
+  }
+  assert_int_equal(lsmi_store_job_start(f->s, "job_1", 3e9), 0);
+  assert_int_equal(lsmi_store_job_start(f->s, "job_2", 3e9), 0);
+  assert_int_equal(lsmi_store_job_request_cancel(f->s, "job_1"), 0);
+  assert_int_equal(lsmi_store_job_request_cancel(f->s, "job_3"), 0);
+  assert_int_equal(lsmi_store_job_request_cancel(f->s, "job_9"),
+                   LSMI_ERR_NOTFOUND);
+  int st = -1;
+  json_t *j = job_get(f->s, "alice", "job_1", &st);
+  assert_true(json_is_true(json_object_get(j, "cancel_requested")));
+  json_decref(j);
+  lsmi_store_close(f->s);
+  assert_int_equal(lsmi_store_open(f->path, &f->s, NULL), 0);
+  int requeued = -1, cancelled = -1;
+  assert_int_equal(lsmi_store_job_recover(f->s, &requeued, &cancelled), 0);
+  assert_int_equal(requeued, 1);
+  assert_int_equal(cancelled, 2);
+  assert_int_equal(lsmi_store_job_state(f->s, "job_1", &st), 0);
+  assert_int_equal(st, LSMI_JOB_CANCELLED);
+  assert_int_equal(lsmi_store_job_state(f->s, "job_2", &st), 0);
+  assert_int_equal(st, LSMI_JOB_QUEUED);
+  assert_int_equal(lsmi_store_job_state(f->s, "job_3", &st), 0);
+  assert_int_equal(st, LSMI_JOB_CANCELLED);
+  assert_int_equal(lsmi_store_job_state(f->s, "job_9", &st), LSMI_ERR_NOTFOUND);
+  /* A job the store says runs, that runs nowhere, can be cancelled. */
+  assert_int_equal(lsmi_store_job_start(f->s, "job_2", 4e9), 0);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_2", 5e9, false),
+                   LSMI_ERR_NOTFOUND);
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_2", 5e9, true), 0);
+  assert_int_equal(lsmi_store_job_state(f->s, "job_2", &st), 0);
+  assert_int_equal(st, LSMI_JOB_CANCELLED);
+}
+
+/* A store of the first schema (no cancel_requested) is brought up to date
+ * when it is opened. */
+static void test_old_schema_migrates(void **state) {
+  fx_t *f = *state;
+  lsmi_store_close(f->s);
+  f->s = NULL;
+  unlink(f->path);
+  sql_exec(f->path,
+           "CREATE TABLE jobs(id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+           " dataset_id TEXT NOT NULL, state TEXT NOT NULL, params TEXT NOT "
+           "NULL, progress TEXT, created_at REAL NOT NULL, started_at REAL,"
+           " finished_at REAL, error TEXT, summary TEXT, timings TEXT,"
+           " attempts INTEGER NOT NULL DEFAULT 0);"
+           "INSERT INTO jobs (id, tenant, dataset_id, state, params, "
+           "created_at) VALUES ('job_old', 't', 'ds', 'running', '{}', 1);");
+  assert_int_equal(lsmi_store_open(f->path, &f->s, NULL), 0);
+  assert_int_equal(lsmi_store_job_request_cancel(f->s, "job_old"), 0);
+  int requeued = -1, cancelled = -1;
+  assert_int_equal(lsmi_store_job_recover(f->s, &requeued, &cancelled), 0);
+  assert_int_equal(cancelled, 1);
 }
 
 static void test_state_names(void **state) {
@@ -326,10 +384,10 @@ static void test_store_errors_are_errors(void **state) {
   assert_int_equal(lsmi_store_job_finish(f->s, "job_1", LSMI_JOB_FAILED, 4e9,
                                          NULL, NULL, NULL, NULL),
                    LSMI_ERR_IO);
-  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9),
+  assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_1", 4e9, false),
                    LSMI_ERR_IO);
   int n = 0;
-  assert_int_equal(lsmi_store_job_recover(f->s, &n), LSMI_ERR_IO);
+  assert_int_equal(lsmi_store_job_recover(f->s, &n, NULL), LSMI_ERR_IO);
   int64_t by[LSMI_JOB_STATES], dsn = -1;
   assert_int_equal(lsmi_store_counts(f->s, by, &dsn), LSMI_ERR_IO);
   assert_int_equal(dsn, 0);
@@ -354,6 +412,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_reopen_keeps_everything, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_store_errors_are_errors, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_cancel_survives_a_restart, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_old_schema_migrates, setup,
                                       teardown),
       cmocka_unit_test(test_state_names),
       cmocka_unit_test(test_open_failure),

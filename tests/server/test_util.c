@@ -189,6 +189,31 @@ static void test_quiet_requests(void **state) {
   assert_int_equal(lsmi_util_log_requests_quiet(), 0);
 }
 
+/* Error details lose the server's paths: the data directory's prefix
+ * (as configured, or resolved), and any other absolute path but its last
+ * component. */
+static void test_scrub_paths(void **state) {
+  (void)state;
+  char m[256];
+  snprintf(m, sizeof m,
+           "cannot open /srv/lsmi/datasets/ds_1: No such file; see "
+           "'/etc/x/y.conf' and ./data/tmp/.upload.tmp.AB12 (a/b stays)");
+  lsmi_util_scrub_paths(m, sizeof m, "./data");
+  assert_string_equal(m, "cannot open ds_1: No such file; see 'y.conf' and "
+                         "tmp/.upload.tmp.AB12 (a/b stays)");
+  snprintf(m, sizeof m, "could not write /srv/lsmi/results/job_1.val: full");
+  lsmi_util_scrub_paths(m, sizeof m, "/srv/lsmi/");
+  assert_string_equal(m, "could not write results/job_1.val: full");
+  char cwd[200];
+  assert_non_null(getcwd(cwd, sizeof cwd));
+  snprintf(m, sizeof m, "%s/datasets/x is empty", cwd);
+  lsmi_util_scrub_paths(m, sizeof m, ".");
+  assert_string_equal(m, "datasets/x is empty");
+  snprintf(m, sizeof m, "10/2 = 5, no path here");
+  lsmi_util_scrub_paths(m, sizeof m, "/data");
+  assert_string_equal(m, "10/2 = 5, no path here");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_clocks),
@@ -200,6 +225,7 @@ int main(void) {
       cmocka_unit_test(test_log_lines),
       cmocka_unit_test(test_log_threads),
       cmocka_unit_test(test_quiet_requests),
+      cmocka_unit_test(test_scrub_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

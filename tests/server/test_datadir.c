@@ -1,0 +1,189 @@
+/*
+ * test_datadir.c — server/datadir.c on a temp data directory: the lock
+ * (a second taker is refused with the holder's pid; released on unlock),
+ * pending uploads and deletions finished at a start (an upload whose row
+ * was committed keeps its file), the files the store does not know found
+ * and named, never removed, and tmp/ swept.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datadir.h"
+#include "helpers.h"
+#include "store.h"
+
+typedef struct fx {
+  char dir[64];
+  lsmi_store_t *s;
+} fx_t;
+
+static void touch(const fx_t *f, const char *rel) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", f->dir, rel);
+  FILE *fp = fopen(path, "wb");
+  assert_non_null(fp);
+  fputs("bytes", fp);
+  fclose(fp);
+}
+
+static bool exists(const fx_t *f, const char *rel) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/%s", f->dir, rel);
+  return access(path, F_OK) == 0;
+}
+
+static int setup(void **state) {
+  fx_t *f = calloc(1, sizeof *f);
+  snprintf(f->dir, sizeof f->dir, "/tmp/lsmi-datadir-XXXXXX");
+  if (mkdtemp(f->dir) == NULL || lsmi_datadir_make(f->dir, NULL))
+    return -1;
+  char path[128];
+  snprintf(path, sizeof path, "%s/lsmi.db", f->dir);
+  if (lsmi_store_open(path, &f->s, NULL))
+    return -1;
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx_t *f = *state;
+  lsmi_store_close(f->s);
+  int rc = remove_tree(f->dir);
+  free(f);
+  return rc;
+}
+
+static lsmi_dataset_rec_t rec(const char *id) {
+  lsmi_dataset_rec_t r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.id, sizeof r.id, "%s", id);
+  snprintf(r.tenant, sizeof r.tenant, "t");
+  snprintf(r.format, sizeof r.format, "npz");
+  snprintf(r.sha256, sizeof r.sha256, "sha-%s", id);
+  r.classes = 2;
+  return r;
+}
+
+static void test_lock(void **state) {
+  fx_t *f = *state;
+  int a = -1, b = -1;
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_datadir_lock(f->dir, &a, &err), LSMI_OK);
+  assert_true(a >= 0);
+  assert_int_equal(lsmi_datadir_lock(f->dir, &b, &err), LSMI_ERR_BUSY);
+  assert_int_equal(b, -1);
+  char pid[32];
+  snprintf(pid, sizeof pid, "pid %ld", (long)getpid());
+  assert_non_null(strstr(err.message, pid));
+  assert_non_null(strstr(err.message, "lsmi.lock"));
+  lsmi_datadir_unlock(a);
+  assert_int_equal(lsmi_datadir_lock(f->dir, &b, &err), LSMI_OK);
+  lsmi_datadir_unlock(b);
+  lsmi_datadir_unlock(-1); /* a no-op */
+}
+
+static void test_pending(void **state) {
+  fx_t *f = *state;
+  /* An upload never acknowledged, one whose row made it, a deletion. */
+  touch(f, "datasets/ds_half");
+  touch(f, "datasets/ds_done");
+  touch(f, "datasets/ds_gone");
+  assert_int_equal(lsmi_store_pending_add(f->s, "upload", "ds_half"), 0);
+  assert_int_equal(lsmi_store_pending_add(f->s, "upload", "ds_done"), 0);
+  lsmi_dataset_rec_t r = rec("ds_done"), old;
+  bool existed = true;
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &r, &old, &existed), 0);
+  assert_false(existed);
+  r = rec("ds_gone");
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &r, &old, &existed), 0);
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "t", "ds_gone"), 0);
+  lsmi_pending_t *items = NULL;
+  size_t n = 0;
+  assert_int_equal(lsmi_store_pending_list(f->s, &items, &n), 0);
+  /* The insert took ds_done's entry with it; the delete added one. */
+  assert_int_equal(n, 2);
+  free(items);
+  int done = 0;
+  assert_int_equal(lsmi_datadir_finish_pending(f->dir, f->s, &done), 0);
+  assert_int_equal(done, 2);
+  assert_false(exists(f, "datasets/ds_half"));
+  assert_false(exists(f, "datasets/ds_gone"));
+  assert_true(exists(f, "datasets/ds_done"));
+  assert_int_equal(lsmi_store_pending_list(f->s, &items, &n), 0);
+  assert_int_equal(n, 0);
+  assert_null(items);
+}
+
+static void test_unknown_files_stay(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t r = rec("ds_known"), old;
+  bool existed;
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &r, &old, &existed), 0);
+  lsmi_job_new_t j = {"job_k", "t", "ds_known", "{}", "{}", 1.0, NULL, NULL};
+  char existing[64];
+  bool replayed;
+  assert_int_equal(lsmi_store_job_create(f->s, &j, existing, &replayed), 0);
+  touch(f, "datasets/ds_known");
+  touch(f, "results/job_k.val");
+  touch(f, "results/job_k.train.idx"); /* any suffix of a known job */
+  lsmi_datadir_unknown_t u;
+  assert_int_equal(lsmi_datadir_scan(f->dir, f->s, &u, NULL), 0);
+  assert_int_equal(u.datasets + u.results, 0);
+  touch(f, "datasets/ds_stranger");
+  touch(f, "datasets/.hidden");
+  touch(f, "results/job_x.val");
+  assert_int_equal(lsmi_datadir_scan(f->dir, f->s, &u, NULL), 0);
+  assert_int_equal(u.datasets, 2);
+  assert_int_equal(u.results, 1);
+  assert_int_equal(u.nfirst, 3);
+  lsmi_error_t err = {0};
+  lsmi_datadir_unknown_message(f->dir, &u, &err);
+  assert_non_null(strstr(err.message, "datasets/ds_stranger"));
+  assert_non_null(strstr(err.message, "results/job_x.val"));
+  assert_non_null(strstr(err.message, "Nothing was removed"));
+  assert_non_null(strstr(err.message, "rebuild-store"));
+  assert_true(exists(f, "datasets/ds_stranger"));
+  assert_true(exists(f, "results/job_x.val"));
+}
+
+static void test_clean_tmp(void **state) {
+  fx_t *f = *state;
+  touch(f, "tmp/.upload.tmp.Ab12Cd");
+  touch(f, "tmp/.job_1.val.tmp.Xy");
+  int removed = 0;
+  lsmi_datadir_clean_tmp(f->dir, &removed);
+  assert_int_equal(removed, 2);
+  char path[128];
+  snprintf(path, sizeof path, "%s/tmp", f->dir);
+  assert_int_equal(count_entries(path), 0);
+}
+
+static void test_result_job(void **state) {
+  (void)state;
+  char job[64];
+  assert_int_equal(lsmi_datadir_result_job("job_1.val", job), 0);
+  assert_string_equal(job, "job_1");
+  assert_int_equal(lsmi_datadir_result_job("job_2", job), 0);
+  assert_string_equal(job, "job_2");
+  assert_int_not_equal(lsmi_datadir_result_job(".hidden", job), 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      T(test_lock),      T(test_pending),    T(test_unknown_files_stay),
+      T(test_clean_tmp), T(test_result_job),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
