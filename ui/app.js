@@ -205,11 +205,12 @@ function upload(file) {
     let body = null;
     try { body = JSON.parse(xhr.responseText); } catch (e) { /* none */ }
     if (xhr.status === 201 || xhr.status === 200) {
+      // The list first: once the status says so, the dataset is listed.
+      await loadDatasets();
+      $("job-dataset").value = body.id;
       status.textContent = xhr.status === 201
         ? `uploaded ${file.name} as ${body.id}`
         : `${file.name} was uploaded before: ${body.id}`;
-      await loadDatasets();
-      $("job-dataset").value = body.id;
       return;
     }
     status.textContent = "";
