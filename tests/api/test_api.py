@@ -672,7 +672,10 @@ def test_lost_store_keeps_the_files():
     assert set(lst) == {a["id"], b["id"]}
     for x in (a, b):
         got = lst[x["id"]]
-        for k in ("sha256", "bytes", "format", "classes", "splits"):
+        # val_fraction too: 0 for a file with its own val split (a job's
+        # params.val_fraction cannot apply to it), as the upload said.
+        for k in ("sha256", "bytes", "format", "classes", "splits",
+                  "val_fraction", "keys"):
             assert got[k] == x[k], (k, got[k], x[k])
     j2 = d.submit(b["id"], FAST).json()["id"]
     assert d.wait_job(j2)["state"] == "succeeded"
