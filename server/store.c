@@ -73,23 +73,9 @@ static const char schema[] =
     " kind TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL,"
     " PRIMARY KEY(kind, id));";
 
-/* What a store written before the columns above existed gains. */
-static int migrate(sqlite3 *db) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT cancel_requested FROM jobs LIMIT 0", -1,
-                         &st, NULL) == SQLITE_OK) {
-    sqlite3_finalize(st);
-    return SQLITE_OK;
-  }
-  return sqlite3_exec(db,
-                      "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER "
-                      "NOT NULL DEFAULT 0",
-                      NULL, NULL, NULL);
-}
-
 /* Adds column `decl` (its name first) to `table` unless it is there: a
- * store written before it existed keeps every row, the column NULL in
- * them. */
+ * store written before it existed keeps every row, the column taking its
+ * default (NULL without one) in them. */
 static int add_column(sqlite3 *db, const char *table, const char *decl) {
   char sql[256];
   int len = (int)strcspn(decl, " ");
@@ -103,15 +89,20 @@ static int add_column(sqlite3 *db, const char *table, const char *decl) {
   return sqlite3_exec(db, sql, NULL, NULL, NULL);
 }
 
-/* The keys an upload was read with (lsmi_dataset_rec_t), which stores of
- * the first schemas lack: their datasets were read with the usual names,
- * which a NULL key says. */
-static int migrate_dataset_keys(sqlite3 *db) {
-  static const char *const cols[] = {"key_x1 TEXT", "key_x2 TEXT", "key_y TEXT",
-                                     "key_id TEXT"};
+/* What a store written before the columns above existed gains: a job's
+ * recorded cancel, and the keys an upload was read with (a NULL key, in
+ * the datasets of older stores: the usual names). */
+static int migrate(sqlite3 *db) {
+  static const struct {
+    const char *table, *decl;
+  } cols[] = {{"jobs", "cancel_requested INTEGER NOT NULL DEFAULT 0"},
+              {"datasets", "key_x1 TEXT"},
+              {"datasets", "key_x2 TEXT"},
+              {"datasets", "key_y TEXT"},
+              {"datasets", "key_id TEXT"}};
   int rc = SQLITE_OK;
   for (size_t i = 0; i < sizeof cols / sizeof cols[0] && rc == SQLITE_OK; i++)
-    rc = add_column(db, "datasets", cols[i]);
+    rc = add_column(db, cols[i].table, cols[i].decl);
   return rc;
 }
 
@@ -136,8 +127,6 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
   rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
   if (rc == SQLITE_OK)
     rc = migrate(s->db);
-  if (rc == SQLITE_OK)
-    rc = migrate_dataset_keys(s->db);
   if (rc != SQLITE_OK)
     goto fail;
   *out = s;
