@@ -7,14 +7,17 @@
  * Every dataset file the store does not know is read and checked as an
  * upload is (lsmi_dataset_read) and registered under its file name as id,
  * with its format, shape, classes and the SHA-256 of its bytes, for the
- * tenant given (the files do not say whose they were). What cannot be
- * registered (unreadable, not a dataset id, the same bytes as another
- * dataset of the tenant) and the result files of jobs the store does not
- * know (a job's parameters and tenant are in no file, so it cannot be
- * brought back) are moved to DIR/quarantine/, never removed. Each step is
- * one transaction or one rename, so a run interrupted at any point (kill
- * -9 included) is finished by running it again. The daemon must be
- * stopped: the command takes the data directory's lock.
+ * tenant given (the files do not say whose they were), read by the usual
+ * names: the keys an upload named (?x1= and the others) are in no file
+ * either, so a file only they read is quarantined, to be uploaded again
+ * with them. What cannot be registered (unreadable, not a dataset id, the
+ * same bytes as another dataset of the tenant) and the result files of
+ * jobs the store does not know (a job's parameters and tenant are in no
+ * file, so it cannot be brought back) are moved to DIR/quarantine/, never
+ * removed. Each step is one transaction or one rename, so a run
+ * interrupted at any point (kill -9 included) is finished by running it
+ * again. The daemon must be stopped: the command takes the data
+ * directory's lock.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -161,7 +164,8 @@ static int register_dataset(rebuild_t *b, const char *name) {
   rec.n_val = ds->val.n;
   rec.d1 = ds->d1;
   rec.d2 = ds->d2;
-  rec.val_fraction = b->val_fraction;
+  /* As an upload records it: 0 when the file has its own val split. */
+  rec.val_fraction = ds->val_drawn ? b->val_fraction : 0;
   rec.created_at = (double)sb.st_mtime;
   lsmi_dataset_destroy(ds);
   lsmi_dataset_rec_t existing;

@@ -2,9 +2,9 @@
  * fit_out.c — the summary, provenance and rows `lsmi fit` writes: see
  * fit_out.h.
  *
- * Every JSON value comes from jansson, the summary's parts from the
- * service's own codec (server/codec.h), so that the CLI and the API give
- * them alike. The rows of a JSON document are
+ * Every JSON value comes from jansson, the summary's parts and the
+ * provenance from the service's own codec (server/codec.h), so that the
+ * CLI and the API give them alike. The rows of a JSON document are
  * dumped one object at a time between the document's brackets, so that a
  * fit of millions of rows never holds them all as a tree (some hundreds of
  * bytes a row); each object, and everything else, is jansson's. The CSV
@@ -17,6 +17,7 @@
 
 #include "codec.h"
 #include "fit_out.h"
+#include "resfile.h"
 
 #define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(9))
 
@@ -52,22 +53,7 @@ static json_t *split_json(lsmi_fit_run_t *run, const lsmi_summary_t *s) {
 }
 
 static json_t *seconds_json(const lsmi_fit_run_t *run) {
-  const lsmi_result_t *r = run->res;
-  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read", run->read_s,
-                   "train", r->seconds_train, "disc_cpu", r->seconds_disc,
-                   "ent_cpu", r->seconds_ent, "eval", r->seconds_eval, "total",
-                   run->total_s);
-}
-
-/* The class names (numbers when they are), or the indices 0 .. C-1. */
-static json_t *class_names_json(const lsmi_dataset_t *ds) {
-  json_t *a = json_array();
-  for (int c = 0; c < ds->classes; c++)
-    json_array_append_new(
-        a, ds->class_names
-               ? text_value(ds->class_names[c], ds->class_names_numeric)
-               : json_integer(c));
-  return a;
+  return lsmi_codec_seconds(run->res, run->read_s, run->total_s);
 }
 
 json_t *lsmi_fit_summary_json(lsmi_fit_run_t *run) {
@@ -77,7 +63,7 @@ json_t *lsmi_fit_summary_json(lsmi_fit_run_t *run) {
   json_object_set_new(o, "format",
                       json_string(lsmi_format_name(run->info->format)));
   json_object_set_new(o, "classes", json_integer(ds->classes));
-  json_object_set_new(o, "class_names", class_names_json(ds));
+  json_object_set_new(o, "class_names", lsmi_codec_class_names(ds));
   json_object_set_new(o, "d1", json_integer((json_int_t)ds->d1));
   json_object_set_new(o, "d2", json_integer((json_int_t)ds->d2));
   json_object_set_new(o, "threads", json_integer(res->threads));
@@ -96,43 +82,25 @@ json_t *lsmi_fit_summary_json(lsmi_fit_run_t *run) {
 
 /* ---- provenance ---- */
 
-static json_t *input_json(const lsmi_fit_run_t *run) {
-  const lsmi_read_options_t *opt = run->opt;
-  json_t *keys = json_pack("{s:s?, s:s?, s:s?, s:s?}", "x1", opt->x1, "x2",
-                           opt->x2, "y", opt->y, "id", opt->id);
-  json_t *notes = json_array();
-  for (int i = 0; i < run->info->nnotes; i++)
-    json_array_append_new(notes, json_string(run->info->notes[i]));
-  bool drawn = run->ds->val_drawn;
-  return json_pack(
-      "{s:s, s:s?, s:I, s:s, s:o, s:s, s:o, s:o}", "path", run->path, "sha256",
-      run->sha256, "bytes", (json_int_t)run->bytes, "format",
-      lsmi_format_name(run->info->format), "keys", keys, "val",
-      drawn ? "drawn" : "file", "val_fraction",
-      drawn ? json_real(opt->val_fraction) : json_null(), "notes", notes);
-}
-
 json_t *lsmi_fit_provenance_json(lsmi_fit_run_t *run) {
-  char when[32];
-  struct tm tm;
-  gmtime_r(&run->started, &tm);
-  strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "lsmi", LSMI_VERSION,
-                   "kernels", lsmi_kernels_name(), "blas_core",
-                   lsmi_blas_corename(), "started_at", when, "params",
-                   lsmi_codec_params_to_json(run->p), "input", input_json(run),
-                   "seconds", seconds_json(run));
+  lsmi_codec_input_t in = {.path = run->path,
+                           .sha256 = run->sha256,
+                           .bytes = run->bytes,
+                           .opt = run->opt,
+                           .info = run->info,
+                           .val_drawn = run->ds->val_drawn};
+  return lsmi_codec_provenance(&in, run->p, run->res, (double)run->started,
+                               run->read_s, run->total_s);
 }
 
 /* ---- the rows ---- */
 
+/* The rule is the service's too (server/resfile.h), so that `lsmi fit`
+ * and the API give the same columns. */
 lsmi_fit_columns_t lsmi_fit_columns(const lsmi_dataset_t *ds) {
-  lsmi_fit_columns_t c = {false, ds->train.id != NULL, ds->class_names != NULL};
-  for (int s = 0; s < 2 && !c.row; s++) {
-    const lsmi_split_t *sp = s ? &ds->val : &ds->train;
-    for (size_t i = 0; i < sp->n && !c.row; i++)
-      c.row = sp->row[i] != i;
-  }
+  lsmi_resjoin_t jn = lsmi_resjoin_of(ds, &ds->train);
+  lsmi_fit_columns_t c = {jn.row != NULL, jn.id != NULL,
+                          jn.class_names != NULL};
   return c;
 }
 

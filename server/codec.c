@@ -5,9 +5,11 @@
  */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "codec.h"
+#include "util.h"
 
 static int param_from_value(lsmi_params_t *p, const lsmi_param_desc_t *d,
                             const json_t *v, lsmi_error_t *err) {
@@ -222,6 +224,74 @@ json_t *lsmi_codec_warnings(const lsmi_result_t *res) {
                                     w->split, "message", w->message));
   }
   return a;
+}
+
+/* Text that is an integer's (lsmi_dataset_t: class_names_numeric) as a
+ * JSON integer, other text as a string. */
+static json_t *text_value(const char *t, bool numeric) {
+  return numeric ? json_integer((json_int_t)strtoll(t, NULL, 10))
+                 : json_string(t);
+}
+
+json_t *lsmi_codec_class_names(const lsmi_dataset_t *ds) {
+  json_t *a = json_array();
+  for (int c = 0; a && c < ds->classes; c++)
+    json_array_append_new(
+        a, ds->class_names
+               ? text_value(ds->class_names[c], ds->class_names_numeric)
+               : json_integer(c));
+  return a;
+}
+
+json_t *lsmi_codec_seconds(const lsmi_result_t *res, double read_s,
+                           double total_s) {
+  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read", read_s, "train",
+                   res->seconds_train, "disc_cpu", res->seconds_disc, "ent_cpu",
+                   res->seconds_ent, "eval", res->seconds_eval, "total",
+                   total_s);
+}
+
+/* The input part of the provenance. */
+static json_t *input_json(const lsmi_codec_input_t *in) {
+  const lsmi_read_options_t *opt = in->opt;
+  json_t *o = json_object();
+  if (o == NULL)
+    return NULL;
+  if (in->path)
+    json_object_set_new(o, "path", json_string(in->path));
+  if (in->dataset_id)
+    json_object_set_new(o, "dataset_id", json_string(in->dataset_id));
+  if (in->name)
+    json_object_set_new(o, "name", json_string(in->name));
+  json_object_set_new(o, "sha256",
+                      in->sha256 ? json_string(in->sha256) : json_null());
+  json_object_set_new(o, "bytes", json_integer((json_int_t)in->bytes));
+  json_object_set_new(o, "format",
+                      json_string(lsmi_format_name(in->info->format)));
+  json_object_set_new(o, "keys",
+                      json_pack("{s:s?, s:s?, s:s?, s:s?}", "x1", opt->x1, "x2",
+                                opt->x2, "y", opt->y, "id", opt->id));
+  json_object_set_new(o, "val", json_string(in->val_drawn ? "drawn" : "file"));
+  json_object_set_new(o, "val_fraction",
+                      in->val_drawn ? json_real(opt->val_fraction)
+                                    : json_null());
+  json_t *notes = json_array();
+  for (int i = 0; notes && i < in->info->nnotes; i++)
+    json_array_append_new(notes, json_string(in->info->notes[i]));
+  json_object_set_new(o, "notes", notes);
+  return o;
+}
+
+json_t *lsmi_codec_provenance(const lsmi_codec_input_t *in,
+                              const lsmi_params_t *p, const lsmi_result_t *res,
+                              double started, double read_s, double total_s) {
+  char when[40];
+  lsmi_util_iso8601(started, when, sizeof when);
+  return json_pack("{s:s, s:s, s:s, s:s, s:o, s:o, s:o}", "lsmi", LSMI_VERSION,
+                   "kernels", lsmi_kernels_name(), "blas_core",
+                   lsmi_blas_corename(), "started_at", when, "params",
+                   lsmi_codec_params_to_json(p), "input", input_json(in),
+                   "seconds", lsmi_codec_seconds(res, read_s, total_s));
 }
 
 json_t *lsmi_codec_progress(const lsmi_progress_t *p,

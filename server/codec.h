@@ -1,7 +1,9 @@
 /*
  * codec.h — JSON codecs of the API: job parameters (from and to the
  * `params` object, checked against the core's parameter table), the job
- * request, summaries, and RFC 9457 problem bodies.
+ * request, summaries, a fit's provenance, and RFC 9457 problem bodies.
+ * `lsmi fit` writes its JSON with the same functions, so that the CLI and
+ * the API describe a fit alike.
  *
  * Every json_t made here belongs to the calling thread: the caller takes
  * the returned reference and must release it on the same thread.
@@ -10,8 +12,11 @@
 #define LSMI_CODEC_H
 
 #include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
 
 #include "lsmi.h"
+#include "lsmi_io.h"
 
 /*
  * Fills *p from the defaults and then from the JSON object `params` (may be
@@ -43,6 +48,40 @@ json_t *lsmi_codec_diagnostics(const lsmi_result_t *res);
 
 /* [{code, split, message}, ...]. New ref. */
 json_t *lsmi_codec_warnings(const lsmi_result_t *res);
+
+/* The class names of ds (integers when every name is an integer's text),
+ * or its class indices 0 .. C-1 when the labels were those. New ref. */
+json_t *lsmi_codec_class_names(const lsmi_dataset_t *ds);
+
+/* {read, train, disc_cpu, ent_cpu, eval, total}: seconds reading the
+ * input, training (wall), the discriminators' and the KNIFEs' CPU,
+ * evaluating, and from the read to the results. New ref. */
+json_t *lsmi_codec_seconds(const lsmi_result_t *res, double read_s,
+                           double total_s);
+
+/* Where a fit's input came from and how it was read (all borrowed). */
+typedef struct lsmi_codec_input {
+  const char *path;       /* the file as `lsmi fit` was given it, or NULL */
+  const char *dataset_id; /* the service's dataset, or NULL */
+  const char *name;       /* its name, or NULL */
+  const char *sha256;     /* hex SHA-256 of the file's bytes, or NULL */
+  uint64_t bytes;         /* the file's size */
+  const lsmi_read_options_t *opt; /* the keys and val split it was read by */
+  const lsmi_read_info_t *info;   /* what the read found */
+  bool val_drawn; /* lsmi drew val (opt->val_fraction of train) */
+} lsmi_codec_input_t;
+
+/*
+ * The provenance of a fit, alike in `lsmi fit`'s JSON outputs and in a
+ * job's summary: {lsmi (version), kernels, blas_core, started_at, params
+ * (every one, as fitted), input {path | dataset_id and name, sha256,
+ * bytes, format, keys, val ("file" | "drawn"), val_fraction, notes},
+ * seconds (lsmi_codec_seconds)}. started: wall-clock seconds since the
+ * epoch. New ref.
+ */
+json_t *lsmi_codec_provenance(const lsmi_codec_input_t *in,
+                              const lsmi_params_t *p, const lsmi_result_t *res,
+                              double started, double read_s, double total_s);
 
 /*
  * The API progress object {phase, epoch, epochs, fraction, ...}: epoch and

@@ -7,8 +7,9 @@
  * whole in memory. When the body is in: the same bytes uploaded before by
  * this tenant answer the earlier dataset (200); otherwise the file is read
  * and checked (lsmi_dataset_read_ex: any format, found from the content,
- * with the keys the query names for x1, x2, y and id), the temp file is
- * committed as datasets/ID and the row recorded (201). The row comes last,
+ * with the keys the query names for x1, x2, y and id, which the row keeps
+ * for the jobs that read the file again), the temp file is committed as
+ * datasets/ID and the row recorded (201). The row comes last,
  * never a row with no file; and the store knows the file before it is put
  * in place (a pending "upload" entry, removed with the row's insert in one
  * transaction), so a crash in between leaves a file the next start knows to
@@ -252,6 +253,11 @@ static int read_upload(lsmi_req_t *r, const char *name,
   rec->d2 = ds->d2;
   rec->val_fraction = ds->val_drawn ? opt->val_fraction : 0;
   rec->created_at = lsmi_util_now();
+  /* A job reads the file again, with the same keys (sched.c). */
+  snprintf(rec->key_x1, sizeof rec->key_x1, "%s", opt->x1 ? opt->x1 : "");
+  snprintf(rec->key_x2, sizeof rec->key_x2, "%s", opt->x2 ? opt->x2 : "");
+  snprintf(rec->key_y, sizeof rec->key_y, "%s", opt->y ? opt->y : "");
+  snprintf(rec->key_id, sizeof rec->key_id, "%s", opt->id ? opt->id : "");
   st = fits_a_job(r, rec);
 out:
   lsmi_dataset_destroy(ds);
@@ -287,28 +293,64 @@ static int keep_upload(lsmi_req_t *r, lsmi_dataset_rec_t *rec, bool *existed) {
   return LSMI_OK;
 }
 
+/* The first of the keys x1, x2, y, id that the query names otherwise
+ * than rec was read with (a key the query leaves out asks for nothing),
+ * or NULL. */
+static const char *other_key(lsmi_req_t *r, const lsmi_dataset_rec_t *rec) {
+  static const char *const names[] = {"x1", "x2", "y", "id"};
+  const char *had[] = {rec->key_x1, rec->key_x2, rec->key_y, rec->key_id};
+  for (int k = 0; k < 4; k++) {
+    const char *v = lsmi_http_arg(r, names[k]);
+    if (v && *v && strcmp(v, had[k]) != 0)
+      return names[k];
+  }
+  return NULL;
+}
+
+/* "x1=feat_a, y=label" of the keys rec was read with, or "the usual
+ * names", into buf. */
+static void keys_text(const lsmi_dataset_rec_t *rec, char *buf, size_t size) {
+  static const char *const names[] = {"x1", "x2", "y", "id"};
+  const char *had[] = {rec->key_x1, rec->key_x2, rec->key_y, rec->key_id};
+  size_t len = 0;
+  buf[0] = '\0';
+  for (int k = 0; k < 4; k++)
+    if (had[k][0] && len < size)
+      len += (size_t)snprintf(buf + len, size - len, "%s%s=%s", len ? ", " : "",
+                              names[k], had[k]);
+  if (len == 0)
+    snprintf(buf, size, "the usual names");
+}
+
 /*
  * The tenant uploaded these bytes before, as dataset rec: answered 200 with
  * it when the query asks for nothing else, or 409 when it names another
- * name or val_fraction, which the earlier dataset would silently ignore
- * (the same bytes make one dataset per tenant; a job's
- * params.val_fraction gives another split).
+ * name, val_fraction or key (x1, x2, y, id), which the earlier dataset
+ * would silently ignore: the same bytes make one dataset per tenant, read
+ * one way (a job's params.val_fraction gives another split; other keys
+ * need the earlier dataset deleted first).
  */
 static int same_bytes(lsmi_req_t *r, const lsmi_dataset_rec_t *rec) {
   const char *name = lsmi_http_arg(r, "name");
   const char *vft = lsmi_http_arg(r, "val_fraction");
   bool other_name = name && *name && strcmp(name, rec->name) != 0;
   bool other_vf = vft && *vft && strtod(vft, NULL) != rec->val_fraction;
-  if (!other_name && !other_vf)
+  const char *key = other_key(r, rec);
+  if (!other_name && !other_vf && !key)
     return reply_dataset(r, 200, rec);
-  return lsmi_error_set(
-      &r->err, LSMI_ERR_CONFLICT, other_vf ? "val_fraction" : "name",
-      "these bytes were uploaded before as dataset %s (name '%s', "
-      "val_fraction %g), which the same bytes always give; %s",
-      rec->id, rec->name, rec->val_fraction,
-      other_vf ? "for another val split, pass params.val_fraction with the "
-                 "job"
-               : "upload without a name, or with its name, to get it");
+  char keys[300];
+  keys_text(rec, keys, sizeof keys);
+  const char *field = key ? key : other_vf ? "val_fraction" : "name";
+  const char *fix =
+      key        ? "to read them with other keys, delete that dataset first"
+      : other_vf ? "for another val split, pass params.val_fraction with "
+                   "the job"
+                 : "upload without a name, or with its name, to get it";
+  return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, field,
+                        "these bytes were uploaded before as dataset %s "
+                        "(name '%s', val_fraction %g, read by %s), which the "
+                        "same bytes always give; %s",
+                        rec->id, rec->name, rec->val_fraction, keys, fix);
 }
 
 int lsmi_h_upload_end(lsmi_req_t *r) {

@@ -231,9 +231,26 @@ static int reserve(lsmi_req_t *r) {
   return LSMI_OK;
 }
 
-/* 0 when the job's memory estimate fits --max-job-memory; a 422 naming
- * what it needs otherwise. A dataset the tenant does not have is left for
- * the store's check, in one transaction with the job's insert. */
+/* 0 unless the job asks for a val split (params.val_fraction) that
+ * cannot apply: the dataset's file has its own, which a job never
+ * redraws (as `lsmi fit --val-fraction` is an error on such a file); a
+ * 422 naming params.val_fraction then, never a fraction silently unused. */
+static int check_val_fraction(lsmi_req_t *r, const job_req_t *q,
+                              const lsmi_dataset_rec_t *rec) {
+  if (!(q->params.val_fraction > 0) || rec->val_fraction > 0)
+    return LSMI_OK;
+  return lsmi_error_set(&r->err, LSMI_ERR_INVALID, "params.val_fraction",
+                        "params.val_fraction %g cannot apply: the file of "
+                        "dataset %s has its own val split (%llu rows); leave "
+                        "val_fraction out to use it",
+                        q->params.val_fraction, rec->id,
+                        (unsigned long long)rec->n_val);
+}
+
+/* 0 when the job fits its dataset (check_val_fraction) and its memory
+ * estimate fits --max-job-memory; a 422 naming what it needs otherwise. A
+ * dataset the tenant does not have is left for the store's check, in one
+ * transaction with the job's insert. */
 static int admit_memory(lsmi_req_t *r, const job_req_t *q) {
   const lsmi_config_t *cfg = r->h->cfg;
   lsmi_dataset_rec_t rec;
@@ -242,6 +259,8 @@ static int admit_memory(lsmi_req_t *r, const job_req_t *q) {
     return LSMI_OK;
   if (st)
     return lsmi_http_store_failed(r, st);
+  if ((st = check_val_fraction(r, q, &rec)))
+    return st;
   lsmi_params_t p = q->params;
   p.threads = lsmi_sched_fit_threads(cfg, &p);
   uint64_t need = lsmi_mem_job_estimate(&rec, &p);

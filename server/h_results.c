@@ -107,7 +107,8 @@ static int parse_fields(lsmi_req_t *r, uint32_t *fields) {
       return lsmi_http_bad_request(r, "fields",
                                    "fields must be a comma list of index, "
                                    "y, r, u1, u2, s, i1, i2, i12, h1, h2, "
-                                   "r_sd, u1_sd, u2_sd, s_sd");
+                                   "r_sd, u1_sd, u2_sd, s_sd, row, id, "
+                                   "label");
     *fields |= 1u << c;
     p += len + (p[len] == ',');
   }
@@ -135,10 +136,11 @@ static int parse_classes(lsmi_req_t *r, lsmi_resquery_t *q) {
   return LSMI_OK;
 }
 
-/* COL_min= and COL_max= for every column: 0 or a 400. */
+/* COL_min= and COL_max= for every column of numbers: 0 or a 400. */
 static int parse_ranges(lsmi_req_t *r, lsmi_resquery_t *q) {
   for (int c = 0; c < LSMI_COL_COUNT; c++)
-    for (int hi = 0; hi < 2; hi++) {
+    for (int hi = 0; hi < 2 && lsmi_resfile_col_numeric((lsmi_rescol_t)c);
+         hi++) {
       char name[32];
       snprintf(name, sizeof name, "%s_%s",
                lsmi_resfile_col_name((lsmi_rescol_t)c), hi ? "max" : "min");
@@ -204,10 +206,10 @@ static int parse_query(lsmi_req_t *r, lsmi_resquery_t *q) {
                               lsmi_http_arg(r, "order"), &q->sort, &q->desc))
     return lsmi_http_bad_request(r, "sort",
                                  "sort must be one of index, y, r, u1, u2, "
-                                 "s, i1, i2, i12, h1, h2 (with an ensemble "
-                                 "also r_sd, u1_sd, u2_sd, s_sd; a leading "
-                                 "'-' sorts descending) and order asc or "
-                                 "desc");
+                                 "s, i1, i2, i12, h1, h2, row (with an "
+                                 "ensemble also r_sd, u1_sd, u2_sd, s_sd; a "
+                                 "leading '-' sorts descending) and order "
+                                 "asc or desc");
   if (lsmi_resfile_parse_format(lsmi_http_arg(r, "format"), &q->format))
     return lsmi_http_bad_request(r, "format",
                                  "format must be json, csv or ndjson");
@@ -218,20 +220,18 @@ static int parse_query(lsmi_req_t *r, lsmi_resquery_t *q) {
 }
 
 /* A 400 when the query names a column the job has not (the spread
- * columns come with an ensemble). */
+ * columns come with an ensemble; row, id and label with the file). */
 static int check_columns(lsmi_req_t *r, const lsmi_resquery_t *q,
-                         const lsmi_rows_t *rows) {
+                         const lsmi_resfile_t *f) {
   uint32_t used = q->fields | q->has_lo | q->has_hi | (1u << q->sort);
   for (int c = 0; c < LSMI_COL_COUNT; c++)
-    if ((used >> c & 1u) && !lsmi_resfile_has_col(rows, (lsmi_rescol_t)c)) {
+    if ((used >> c & 1u) && !lsmi_resfile_has_col(f, (lsmi_rescol_t)c)) {
       const char *field = c == (int)q->sort ? "sort" : "fields";
       if (!(q->fields >> c & 1u) && c != (int)q->sort)
         field = lsmi_resfile_col_name((lsmi_rescol_t)c);
-      return lsmi_http_bad_request(r, field,
-                                   "this job has no %s column: the spread "
-                                   "columns come with an ensemble (params."
-                                   "ensemble >= 2)",
-                                   lsmi_resfile_col_name((lsmi_rescol_t)c));
+      return lsmi_http_bad_request(r, field, "this job has no %s column: %s",
+                                   lsmi_resfile_col_name((lsmi_rescol_t)c),
+                                   lsmi_resfile_why_not(f, (lsmi_rescol_t)c));
     }
   return LSMI_OK;
 }
@@ -388,7 +388,7 @@ int lsmi_h_results_get(lsmi_req_t *r) {
     free(e);
     return st;
   }
-  st = check_columns(r, &e->q, &e->f[0]->rows);
+  st = check_columns(r, &e->q, e->f[0]);
   if (st == LSMI_OK) {
     lsmi_error_t err = {0};
     st = lsmi_rescursor_init(&e->c, &e->q, e->f, &err);
@@ -419,6 +419,13 @@ int lsmi_h_sample_get(lsmi_req_t *r) {
     st = open_files(r, 1, &split, &f);
   if (st)
     return st;
+  lsmi_resquery_t q;
+  lsmi_resquery_init(&q);
+  q.fields = fields;
+  if ((st = check_columns(r, &q, f))) {
+    lsmi_resfile_close(f);
+    return st;
+  }
   if (index >= f->rows.n) {
     size_t n = f->rows.n;
     lsmi_resfile_close(f);
@@ -449,7 +456,7 @@ static int parse_agg(lsmi_req_t *r, lsmi_resagg_query_t *q) {
     size_t len = strcspn(p, ",");
     lsmi_rescol_t c;
     if (lsmi_resfile_col_parse(p, len, &c) || c == LSMI_COL_INDEX ||
-        c == LSMI_COL_Y || q->ncols == LSMI_COL_COUNT)
+        c == LSMI_COL_Y || c >= LSMI_COL_ROW || q->ncols == LSMI_COL_COUNT)
       return lsmi_http_bad_request(r, "column",
                                    "column must be a comma list of r, u1, "
                                    "u2, s, i1, i2, i12, h1, h2 (with an "
@@ -495,7 +502,7 @@ int lsmi_h_aggregates_get(lsmi_req_t *r) {
   if (st)
     return st;
   for (int k = 0; k < q.ncols; k++)
-    if (!lsmi_resfile_has_col(&f[0]->rows, q.cols[k])) {
+    if (!lsmi_resfile_has_col(f[0], q.cols[k])) {
       close_files(nsplits, f);
       return lsmi_http_bad_request(r, "column",
                                    "this job has no %s column: the spread "

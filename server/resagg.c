@@ -79,7 +79,7 @@ static bool range_of(lsmi_resfile_t *const *f, int nsplits, lsmi_rescol_t c,
   *hi = -INFINITY;
   for (int s = 0; s < nsplits; s++)
     for (size_t i = 0; i < f[s]->rows.n; i++) {
-      double v = lsmi_resfile_value(&f[s]->rows, c, i);
+      double v = lsmi_resfile_value(f[s], c, i);
       if (isfinite(v)) {
         *lo = v < *lo ? v : *lo;
         *hi = v > *hi ? v : *hi;
@@ -114,7 +114,7 @@ static json_t *column(const lsmi_resfile_t *f, lsmi_rescol_t c, int bins,
   double sum = 0, sum2 = 0, mn = INFINITY, mx = -INFINITY;
   double width = (hi - lo) / bins;
   for (size_t i = 0; i < n; i++) {
-    double v = lsmi_resfile_value(r, c, i);
+    double v = lsmi_resfile_value(f, c, i);
     if (!isfinite(v)) {
       nan++;
       continue;
@@ -160,10 +160,15 @@ static json_t *column(const lsmi_resfile_t *f, lsmi_rescol_t c, int bins,
     double cv = kk->n > 1 ? (kk->sum2 - (double)kk->n * cm * cm) /
                                 (double)(kk->n - 1)
                           : NAN;
-    json_array_append_new(
-        byc, json_pack("{s:i, s:I, s:o, s:o}", "y", y, "n",
-                       (json_int_t)kk->n, "mean", num(cm), "sd",
-                       num(cv > 0 ? sqrt(cv) : (cv == cv ? 0.0 : NAN))));
+    json_t *kj = json_pack("{s:i, s:I, s:o, s:o}", "y", y, "n",
+                           (json_int_t)kk->n, "mean", num(cm), "sd",
+                           num(cv > 0 ? sqrt(cv) : (cv == cv ? 0.0 : NAN)));
+    json_t *label = lsmi_resfile_label_json(f, y); /* the class's name */
+    if (kj && label)
+      json_object_set_new(kj, "label", label);
+    else
+      json_decref(label);
+    json_array_append_new(byc, kj);
   }
   o = json_pack(
       "{s:I, s:I, s:o, s:o, s:o, s:o, s:{s:f, s:f, s:o, s:o, s:I, s:I}, "

@@ -36,14 +36,18 @@
 
 static const char magic1[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '1'};
 static const char magic2[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '2'};
-static const char magic[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '3'};
+static const char magic3[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '3'};
+static const char magic[8] = {'L', 'S', 'M', 'I', 'R', 'E', 'S', '4'};
 static const char magic_ord[8] = {'L', 'S', 'M', 'I', 'O', 'R', 'D', '1'};
 static const char magic_crc[8] = {'L', 'S', 'M', 'I', 'C', 'R', 'C', '1'};
 static const char *col_names[LSMI_COL_COUNT] = {
-    "index", "y",  "r",  "u1",   "u2",    "s",     "i1",  "i2",
-    "i12",   "h1", "h2", "r_sd", "u1_sd", "u2_sd", "s_sd"};
+    "index", "y",  "r",    "u1",    "u2",    "s",    "i1",  "i2", "i12",
+    "h1",    "h2", "r_sd", "u1_sd", "u2_sd", "s_sd", "row", "id", "label"};
 
 enum { N_PARTS = 9, N_SD = 4, N_MAX = N_PARTS + N_SD, TRAILER = 16 };
+/* Version 4: the head's length and its flags (resfile.h). */
+enum { HEAD4 = 56 };
+enum { F_ROW = 1, F_ID = 2, F_ID_NUM = 4, F_NAMES = 8, F_NAMES_NUM = 16 };
 /* A walk gives back the pages it touched every DROP_ROWS rows: at most
  * 13 columns' pages per row stay mapped in between (a few MiB). */
 enum { DROP_ROWS = 4096 };
@@ -99,10 +103,144 @@ static int seal(sealed_t *s) {
   return rc ? rc : lsmi_durable_write(&s->d, magic_crc, sizeof magic_crc);
 }
 
-/* The columns of rows, in file order, to s. */
-static int write_columns(sealed_t *s, const lsmi_rows_t *rows) {
+/* Bytes gathered before they go to the file: the join columns are many
+ * small pieces (a write each would be a system call each). */
+typedef struct gather {
+  sealed_t *s;
+  char *buf;
+  size_t len;
+  int rc;
+} gather_t;
+enum { GATHER = 1 << 16 };
+
+static void gput(gather_t *g, const void *p, size_t n) {
+  if (g->rc == 0 && g->len + n > GATHER) {
+    g->rc = put(g->s, g->buf, g->len);
+    g->len = 0;
+  }
+  if (g->rc)
+    return;
+  if (n > GATHER) {
+    g->rc = put(g->s, p, n);
+    return;
+  }
+  memcpy(g->buf + g->len, p, n);
+  g->len += n;
+}
+
+static int gflush(gather_t *g) {
+  if (g->rc == 0 && g->len)
+    g->rc = put(g->s, g->buf, g->len);
+  g->len = 0;
+  return g->rc;
+}
+
+/* The length of the well-formed UTF-8 sequence at p (RFC 3629: no
+ * overlong forms, surrogates or code points past U+10FFFF), or 0. */
+static size_t utf8_seq(const unsigned char *p) {
+  unsigned char c = p[0];
+  if (c < 0x80)
+    return 1;
+  size_t n = c >= 0xC2 && c <= 0xDF   ? 2
+             : c >= 0xE0 && c <= 0xEF ? 3
+             : c >= 0xF0 && c <= 0xF4 ? 4
+                                      : 0;
+  unsigned char lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80;
+  unsigned char hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
+  if (n && (p[1] < lo || p[1] > hi))
+    return 0;
+  for (size_t k = 2; k < n; k++)
+    if (p[k] < 0x80 || p[k] > 0xBF)
+      return 0;
+  return n;
+}
+
+/* The length of t as UTF-8, every byte that is not one stored as U+FFFD;
+ * and those bytes to g when g is not NULL. */
+static size_t put_utf8(gather_t *g, const char *t) {
+  static const char fffd[3] = {(char)0xEF, (char)0xBF, (char)0xBD};
+  const unsigned char *p = (const unsigned char *)t;
+  size_t len = 0;
+  while (*p) {
+    size_t run = 0, k;
+    while (p[run] && (k = utf8_seq(p + run)) > 0)
+      run += k;
+    if (g && run)
+      gput(g, p, run);
+    len += run;
+    p += run;
+    if (*p) { /* a byte that starts no sequence */
+      if (g)
+        gput(g, fffd, 3);
+      len += 3;
+      p++;
+    }
+  }
+  return len;
+}
+
+static uint64_t pad8(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+
+/* The bytes of the text of t[0..n) (each NUL-terminated, padded). */
+static uint64_t text_bytes(char *const *t, size_t n) {
+  uint64_t b = 0;
+  for (size_t i = 0; i < n; i++)
+    b += put_utf8(NULL, t[i]) + 1;
+  return pad8(b);
+}
+
+/* The offsets of t[0..n), then their text of `bytes` bytes. */
+static void put_texts(gather_t *g, char *const *t, size_t n, uint64_t bytes) {
   static const char zero[8] = {0};
-  uint64_t head[2] = {rows->n, (uint64_t)ncols(rows)};
+  uint64_t off = 0;
+  for (size_t i = 0; i < n; i++) {
+    gput(g, &off, sizeof off);
+    off += put_utf8(NULL, t[i]) + 1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    put_utf8(g, t[i]);
+    gput(g, zero, 1);
+  }
+  gput(g, zero, (size_t)(bytes - off));
+}
+
+/* The join columns of rows (n) after the value columns: rows, ids, class
+ * names, as head says. */
+static int write_join(sealed_t *s, const lsmi_resjoin_t *jn, size_t n,
+                      uint64_t flags, uint64_t id_bytes, uint64_t name_bytes) {
+  gather_t g = {s, malloc(GATHER), 0, 0};
+  if (g.buf == NULL)
+    return -ENOMEM;
+  if (flags & F_ROW && n)
+    gput(&g, jn->row, n * sizeof *jn->row);
+  if (flags & F_ID)
+    put_texts(&g, jn->id, n, id_bytes);
+  if (flags & F_NAMES)
+    put_texts(&g, jn->class_names, (size_t)jn->classes, name_bytes);
+  int rc = gflush(&g);
+  free(g.buf);
+  return rc;
+}
+
+/* The columns of rows and what joins them back (jn, may be NULL), in file
+ * order, to s. */
+static int write_columns(sealed_t *s, const lsmi_rows_t *rows,
+                         const lsmi_resjoin_t *jn) {
+  static const char zero[8] = {0};
+  uint64_t flags = 0, id_bytes = 0, name_bytes = 0, nnames = 0;
+  if (jn && jn->row)
+    flags |= F_ROW;
+  if (jn && jn->id) {
+    flags |= F_ID | (jn->id_numeric ? F_ID_NUM : 0);
+    id_bytes = text_bytes(jn->id, rows->n);
+  }
+  if (jn && jn->class_names && jn->classes > 0) {
+    flags |= F_NAMES | (jn->class_names_numeric ? F_NAMES_NUM : 0);
+    nnames = (uint64_t)jn->classes;
+    name_bytes = text_bytes(jn->class_names, (size_t)nnames);
+  }
+  uint64_t head[6] = {rows->n,   (uint64_t)ncols(rows), flags, nnames, id_bytes,
+                      name_bytes};
   size_t yb = y_bytes(rows->n);
   int rc = put(s, magic, sizeof magic);
   if (rc == 0)
@@ -115,26 +253,49 @@ static int write_columns(sealed_t *s, const lsmi_rows_t *rows) {
   dcols((lsmi_rows_t *)rows, c);
   for (int k = 0; k < ncols(rows) && rc == 0 && rows->n; k++)
     rc = put(s, *c[k], rows->n * sizeof(double));
+  if (rc == 0 && flags)
+    rc = write_join(s, jn, rows->n, flags, id_bytes, name_bytes);
   return rc ? rc : seal(s);
 }
 
-int lsmi_resfile_write(const char *data_dir, const char *job_id,
-                       const char *split, const lsmi_rows_t *rows,
-                       lsmi_error_t *err) {
+lsmi_resjoin_t lsmi_resjoin_of(const lsmi_dataset_t *ds,
+                               const lsmi_split_t *sp) {
+  bool moved = false;
+  for (int k = 0; k < 2 && !moved; k++) {
+    const lsmi_split_t *s = k ? &ds->val : &ds->train;
+    for (size_t i = 0; s->row && i < s->n && !moved; i++)
+      moved = s->row[i] != i;
+  }
+  lsmi_resjoin_t jn = {
+      moved ? sp->row : NULL, sp->id,      ds->id_numeric,
+      ds->class_names,        ds->classes, ds->class_names_numeric};
+  return jn;
+}
+
+int lsmi_resfile_write_ex(const char *data_dir, const char *job_id,
+                          const char *split, const lsmi_rows_t *rows,
+                          const lsmi_resjoin_t *join, lsmi_error_t *err) {
   char tmpdir[PATH_MAX], dst[PATH_MAX];
   snprintf(tmpdir, sizeof tmpdir, "%s/tmp", data_dir);
   snprintf(dst, sizeof dst, "%s/results/%s.%s", data_dir, job_id, split);
   sealed_t s = {LSMI_DURABLE_INIT, crc32(0L, Z_NULL, 0)};
   int rc = lsmi_durable_begin(&s.d, tmpdir, dst, 0600);
   if (rc == 0)
-    rc = write_columns(&s, rows);
+    rc = write_columns(&s, rows, join);
   if (rc == 0)
     rc = lsmi_durable_commit(&s.d, dst);
   if (rc == 0)
     return LSMI_OK;
   lsmi_durable_abort(&s.d);
-  return lsmi_error_set(err, LSMI_ERR_IO, "results",
-                        "cannot write results %s: %s", dst, strerror(-rc));
+  return lsmi_error_set(err, rc == -ENOMEM ? LSMI_ERR_NOMEM : LSMI_ERR_IO,
+                        "results", "cannot write results %s: %s", dst,
+                        strerror(-rc));
+}
+
+int lsmi_resfile_write(const char *data_dir, const char *job_id,
+                       const char *split, const lsmi_rows_t *rows,
+                       lsmi_error_t *err) {
+  return lsmi_resfile_write_ex(data_dir, job_id, split, rows, NULL, err);
 }
 
 /* ---- checking ---- */
@@ -226,9 +387,27 @@ static void *map_file(int fd, size_t size) {
 
 /* ---- reading ---- */
 
-/* The size a file of n rows with nc columns has, header hlen, trailer t. */
-static uint64_t file_size(uint64_t n, uint64_t nc, size_t hlen, size_t t) {
-  return hlen + y_bytes((size_t)n) + 8 * nc * n + t;
+/* What a file's head says: its version and the sizes of its parts. */
+typedef struct layout {
+  int version;
+  uint64_t n, nc; /* rows, float64 columns */
+  size_t hlen;    /* bytes of the head */
+  bool sealed;    /* a CRC trailer follows (version 3 on) */
+  uint64_t flags; /* version 4: F_* */
+  uint64_t nnames, id_bytes, name_bytes;
+} layout_t;
+
+/* The size of a file laid out as l. */
+static uint64_t file_size(const layout_t *l) {
+  uint64_t n = l->n;
+  uint64_t size = l->hlen + y_bytes((size_t)n) + 8 * l->nc * n;
+  if (l->flags & F_ROW)
+    size += 8 * n;
+  if (l->flags & F_ID)
+    size += 8 * n + l->id_bytes;
+  if (l->flags & F_NAMES)
+    size += 8 * l->nnames + l->name_bytes;
+  return size + (l->sealed ? TRAILER : 0);
 }
 
 /* The split's own name, static ("train" or "val"), or NULL. */
@@ -240,31 +419,86 @@ static const char *split_name(const char *split) {
   return NULL;
 }
 
-/* Reads the head of fd into f's shape: n, columns, header length, whether
- * a trailer is there. 0 or LSMI_ERR_FORMAT. */
-static int read_head(int fd, const struct stat *sb, uint64_t *n, uint64_t *nc,
-                     size_t *hlen, bool *sealed_file) {
-  char head[24];
+/* Reads the head of fd into *l and checks that the file's size is what
+ * it says: 0 or LSMI_ERR_FORMAT. */
+static int read_head(int fd, const struct stat *sb, layout_t *l) {
+  char head[HEAD4];
+  memset(l, 0, sizeof *l);
   if (sb->st_size < 16 || pread(fd, head, 16, 0) != 16)
     return LSMI_ERR_FORMAT;
-  memcpy(n, head + 8, 8);
-  *nc = N_PARTS;
-  *hlen = 16;
-  *sealed_file = false;
+  memcpy(&l->n, head + 8, 8);
+  l->nc = N_PARTS;
+  l->hlen = 16;
   if (!memcmp(head, magic1, 8))
-    ;
-  else if (!memcmp(head, magic2, 8) || !memcmp(head, magic, 8)) {
-    *sealed_file = !memcmp(head, magic, 8);
-    *hlen = 24;
-    if (pread(fd, head + 16, 8, 16) != 8)
+    l->version = 1;
+  else if (!memcmp(head, magic2, 8))
+    l->version = 2;
+  else if (!memcmp(head, magic3, 8))
+    l->version = 3;
+  else if (!memcmp(head, magic, 8))
+    l->version = 4;
+  else
+    return LSMI_ERR_FORMAT;
+  l->sealed = l->version >= 3;
+  l->hlen = l->version == 1 ? 16 : l->version < 4 ? 24 : HEAD4;
+  if (l->hlen > 16 &&
+      pread(fd, head + 16, l->hlen - 16, 16) != (ssize_t)(l->hlen - 16))
+    return LSMI_ERR_FORMAT;
+  if (l->version >= 2)
+    memcpy(&l->nc, head + 16, 8);
+  if (l->version == 4) {
+    memcpy(&l->flags, head + 24, 8);
+    memcpy(&l->nnames, head + 32, 8);
+    memcpy(&l->id_bytes, head + 40, 8);
+    memcpy(&l->name_bytes, head + 48, 8);
+  }
+  /* Every size bounded by the file's before any sum, so none overflows. */
+  uint64_t size = (uint64_t)sb->st_size;
+  if ((l->nc != N_PARTS && l->nc != N_MAX) || l->n > (uint64_t)UINT32_MAX ||
+      l->flags >> 5 || l->nnames > size / 8 || l->id_bytes > size ||
+      l->name_bytes > size || l->id_bytes % 8 || l->name_bytes % 8 ||
+      (l->flags & F_ID && l->n && l->id_bytes == 0) ||
+      (l->flags & F_NAMES && l->nnames && l->name_bytes == 0) ||
+      size != file_size(l))
+    return LSMI_ERR_FORMAT;
+  return LSMI_OK;
+}
+
+/* Points f's columns into its mapping m, laid out as l: 0, or
+ * LSMI_ERR_FORMAT when a text section does not end in a NUL. */
+static int place_columns(lsmi_resfile_t *f, const char *m, const layout_t *l) {
+  size_t n = (size_t)l->n;
+  f->version = l->version;
+  f->rows.n = n;
+  f->rows.y = (int32_t *)(void *)(m + l->hlen);
+  const char *p = m + l->hlen + y_bytes(n);
+  double **c[N_MAX];
+  dcols(&f->rows, c);
+  for (int k = 0; k < (int)l->nc; k++)
+    *c[k] = (double *)(void *)(p + (size_t)k * n * 8);
+  p += (size_t)l->nc * n * 8;
+  if (l->flags & F_ROW) {
+    f->row = (const uint64_t *)(const void *)p;
+    p += n * 8;
+  }
+  if (l->flags & F_ID) {
+    f->id_off = (const uint64_t *)(const void *)p;
+    f->id_text = p + n * 8;
+    f->id_bytes = l->id_bytes;
+    f->id_numeric = (l->flags & F_ID_NUM) != 0;
+    p += n * 8 + l->id_bytes;
+    if (f->id_bytes && f->id_text[f->id_bytes - 1] != '\0')
       return LSMI_ERR_FORMAT;
-    memcpy(nc, head + 16, 8);
-  } else
-    return LSMI_ERR_FORMAT;
-  if ((*nc != N_PARTS && *nc != N_MAX) || *n > (uint64_t)UINT32_MAX ||
-      (uint64_t)sb->st_size !=
-          file_size(*n, *nc, *hlen, *sealed_file ? TRAILER : 0))
-    return LSMI_ERR_FORMAT;
+  }
+  if (l->flags & F_NAMES) {
+    f->name_off = (const uint64_t *)(const void *)p;
+    f->nnames = l->nnames;
+    f->name_text = p + l->nnames * 8;
+    f->name_bytes = l->name_bytes;
+    f->names_numeric = (l->flags & F_NAMES_NUM) != 0;
+    if (f->name_bytes && f->name_text[f->name_bytes - 1] != '\0')
+      return LSMI_ERR_FORMAT;
+  }
   return LSMI_OK;
 }
 
@@ -281,48 +515,46 @@ int lsmi_resfile_open(const char *data_dir, const char *job_id,
                           "results", "the %s results of job %s cannot be read",
                           split, job_id);
   struct stat sb;
-  uint64_t n = 0, nc = 0;
-  size_t hlen = 0;
-  bool sealed_file = false;
+  layout_t l;
+  memset(&l, 0, sizeof l);
   lsmi_resfile_t *f = NULL;
-  int st = fstat(fd, &sb) ? LSMI_ERR_IO
-                          : read_head(fd, &sb, &n, &nc, &hlen, &sealed_file);
+  void *m = NULL;
+  const char *why = "wrong size";
+  int st = fstat(fd, &sb) ? LSMI_ERR_IO : read_head(fd, &sb, &l);
   file_key_t key = key_of(&sb);
-  if (st == LSMI_OK && sealed_file && !was_verified(&key)) {
+  if (st == LSMI_OK && l.sealed && !was_verified(&key)) {
     if (!check_sum(fd, (size_t)sb.st_size))
-      st = LSMI_ERR_FORMAT;
+      st = LSMI_ERR_FORMAT, why = "checksum mismatch";
     else
       remember_verified(&key);
   }
+  if (st == LSMI_OK) {
+    f = calloc(1, sizeof *f);
+    m = f ? map_file(fd, (size_t)sb.st_size) : NULL;
+    if (m == NULL) {
+      free(f);
+      f = NULL;
+      st = lsmi_error_set(err, LSMI_ERR_NOMEM, "results",
+                          "cannot map the results of job %s", job_id);
+      goto out;
+    }
+    f->map = m;
+    f->map_len = (size_t)sb.st_size;
+    st = place_columns(f, m, &l);
+    why = "its text is cut short";
+  }
   if (st) {
+    lsmi_resfile_close(f);
+    f = NULL;
     st = lsmi_error_set(err, st, "results",
                         "the %s results of job %s are damaged (%s); the job "
                         "must run again",
-                        split, job_id,
-                        sealed_file ? "checksum mismatch" : "wrong size");
+                        split, job_id, why);
     goto out;
   }
-  f = calloc(1, sizeof *f);
-  void *m = f ? map_file(fd, (size_t)sb.st_size) : NULL;
-  if (m == NULL) {
-    free(f);
-    f = NULL;
-    st = lsmi_error_set(err, LSMI_ERR_NOMEM, "results",
-                        "cannot map the results of job %s", job_id);
-    goto out;
-  }
-  f->map = m;
-  f->map_len = (size_t)sb.st_size;
   f->split = sp;
   snprintf(f->job_id, sizeof f->job_id, "%s", job_id);
   f->data_dir = data_dir;
-  f->rows.n = (size_t)n;
-  f->rows.y = (int32_t *)(void *)((char *)m + hlen);
-  double *d = (double *)(void *)((char *)m + hlen + y_bytes(f->rows.n));
-  double **c[N_MAX];
-  dcols(&f->rows, c);
-  for (int k = 0; k < (int)nc; k++)
-    *c[k] = d + (size_t)k * f->rows.n;
 out:
   close(fd);
   *out = f;
@@ -372,7 +604,8 @@ void lsmi_resfile_remove(const char *data_dir, const char *job_id) {
 
 /* ---- values ---- */
 
-double lsmi_resfile_value(const lsmi_rows_t *r, lsmi_rescol_t c, size_t i) {
+double lsmi_resfile_value(const lsmi_resfile_t *f, lsmi_rescol_t c, size_t i) {
+  const lsmi_rows_t *r = &f->rows;
   switch (c) {
   case LSMI_COL_INDEX:
     return (double)i;
@@ -404,14 +637,85 @@ double lsmi_resfile_value(const lsmi_rows_t *r, lsmi_rescol_t c, size_t i) {
     return r->u2_sd[i];
   case LSMI_COL_S_SD:
     return r->s_sd[i];
+  case LSMI_COL_ROW:
+    return f->row ? (double)f->row[i] : f->version >= 4 ? (double)i : NAN;
   default:
-    return 0.0;
+    return NAN;
   }
 }
 
-bool lsmi_resfile_has_col(const lsmi_rows_t *rows, lsmi_rescol_t col) {
-  return col >= 0 && col < LSMI_COL_COUNT &&
-         (col < LSMI_COL_R_SD || rows->r_sd != NULL);
+bool lsmi_resfile_col_numeric(lsmi_rescol_t col) {
+  return col >= 0 && col < LSMI_COL_COUNT && col != LSMI_COL_ID &&
+         col != LSMI_COL_LABEL;
+}
+
+bool lsmi_resfile_has_col(const lsmi_resfile_t *f, lsmi_rescol_t col) {
+  switch (col) {
+  case LSMI_COL_R_SD:
+  case LSMI_COL_U1_SD:
+  case LSMI_COL_U2_SD:
+  case LSMI_COL_S_SD:
+    return f->rows.r_sd != NULL;
+  case LSMI_COL_ROW:
+    return f->version >= 4;
+  case LSMI_COL_ID:
+    return f->id_off != NULL;
+  case LSMI_COL_LABEL:
+    return f->name_off != NULL;
+  default:
+    return col >= 0 && col < LSMI_COL_COUNT;
+  }
+}
+
+const char *lsmi_resfile_why_not(const lsmi_resfile_t *f, lsmi_rescol_t col) {
+  if (col >= LSMI_COL_ROW && col <= LSMI_COL_LABEL && f->version < 4)
+    return "its results were written by a version of lsmi that kept no "
+           "rows, ids or labels; run the job again to have them";
+  switch (col) {
+  case LSMI_COL_ID:
+    return "its dataset has no sample ids (a key or column \"id\", or the "
+           "one the upload's ?id= names)";
+  case LSMI_COL_LABEL:
+    return "its labels were the class indices 0 .. C-1 themselves, which y "
+           "gives";
+  default:
+    return "the spread columns come with an ensemble (params.ensemble >= 2)";
+  }
+}
+
+const char *lsmi_resfile_id(const lsmi_resfile_t *f, size_t i) {
+  if (f->id_off == NULL || i >= f->rows.n || f->id_off[i] >= f->id_bytes)
+    return NULL;
+  return f->id_text + f->id_off[i];
+}
+
+const char *lsmi_resfile_label(const lsmi_resfile_t *f, int32_t y) {
+  if (f->name_off == NULL || y < 0 || (uint64_t)y >= f->nnames ||
+      f->name_off[y] >= f->name_bytes)
+    return NULL;
+  return f->name_text + f->name_off[y];
+}
+
+/* Whether t is an integer's text as JSON writes one. */
+static bool integer_text(const char *t) {
+  if (*t == '-')
+    t++;
+  size_t n = strspn(t, "0123456789");
+  return n > 0 && t[n] == '\0' && (t[0] != '0' || n == 1);
+}
+
+/* Text of the file as JSON: an integer when the file says its texts are
+ * (and this one is), else a string; NULL without text. New ref. */
+static json_t *text_json(const char *t, bool numeric) {
+  if (t == NULL)
+    return NULL;
+  if (numeric && integer_text(t) && strlen(t) <= 18)
+    return json_integer((json_int_t)strtoll(t, NULL, 10));
+  return json_string(t);
+}
+
+json_t *lsmi_resfile_label_json(const lsmi_resfile_t *f, int32_t y) {
+  return text_json(lsmi_resfile_label(f, y), f->names_numeric);
 }
 
 /* ---- orders ---- */
@@ -488,7 +792,7 @@ static int sort_rows(const lsmi_resfile_t *f, lsmi_rescol_t col, bool desc,
   if (k == NULL)
     return LSMI_ERR_NOMEM;
   for (size_t i = 0; i < n; i++) {
-    double v = lsmi_resfile_value(&f->rows, col, i);
+    double v = lsmi_resfile_value(f, col, i);
     if (isnan(v))
       nan++;
     else
@@ -499,7 +803,7 @@ static int sort_rows(const lsmi_resfile_t *f, lsmi_rescol_t col, bool desc,
     idx[j] = k[j].i;
   munmap(k, n ? n * sizeof *k : 1);
   for (size_t i = 0; i < n && nan; i++)
-    if (isnan(lsmi_resfile_value(&f->rows, col, i)))
+    if (isnan(lsmi_resfile_value(f, col, i)))
       idx[m++] = (uint32_t)i, nan--;
   return LSMI_OK;
 }
@@ -635,7 +939,9 @@ int lsmi_resfile_parse_sort(const char *sort, const char *order,
   } else if (*sort == '+') {
     sort++;
   }
-  return lsmi_resfile_col_parse(sort, strlen(sort), col);
+  int st = lsmi_resfile_col_parse(sort, strlen(sort), col);
+  return st == LSMI_OK && !lsmi_resfile_col_numeric(*col) ? LSMI_ERR_INVALID
+                                                          : st;
 }
 
 int lsmi_resfile_parse_format(const char *name, lsmi_resformat_t *fmt) {
@@ -664,7 +970,9 @@ bool lsmi_resquery_filters(const lsmi_resquery_t *q) {
 }
 
 /* Whether row i of f passes q's filters. */
-static bool matches(const lsmi_resquery_t *q, const lsmi_rows_t *r, size_t i) {
+static bool matches(const lsmi_resquery_t *q, const lsmi_resfile_t *f,
+                    size_t i) {
+  const lsmi_rows_t *r = &f->rows;
   if (q->ny) {
     bool in = false;
     for (int k = 0; k < q->ny && !in; k++)
@@ -676,7 +984,7 @@ static bool matches(const lsmi_resquery_t *q, const lsmi_rows_t *r, size_t i) {
   for (int c = 0; ranged >> c; c++) {
     if (!(ranged >> c & 1u))
       continue;
-    double v = lsmi_resfile_value(r, (lsmi_rescol_t)c, i);
+    double v = lsmi_resfile_value(f, (lsmi_rescol_t)c, i);
     if (isnan(v) || (q->has_lo >> c & 1u && v < q->lo[c]) ||
         (q->has_hi >> c & 1u && v > q->hi[c]))
       return false;
@@ -697,7 +1005,7 @@ static bool head_of(lsmi_rescursor_t *c, int s, size_t *row) {
   bool filter = lsmi_resquery_filters(c->q);
   for (; c->pos[s] < r->n; c->pos[s]++) {
     *row = row_at(c, s, c->pos[s]);
-    if (!filter || matches(c->q, r, *row))
+    if (!filter || matches(c->q, c->f[s], *row))
       return true;
   }
   return false;
@@ -708,8 +1016,8 @@ static bool first_before(const lsmi_rescursor_t *c, size_t a, size_t b) {
   const lsmi_resquery_t *q = c->q;
   if (q->sort == LSMI_COL_INDEX)
     return !q->desc;
-  double x = lsmi_resfile_value(&c->f[0]->rows, q->sort, a);
-  double y = lsmi_resfile_value(&c->f[1]->rows, q->sort, b);
+  double x = lsmi_resfile_value(c->f[0], q->sort, a);
+  double y = lsmi_resfile_value(c->f[1], q->sort, b);
   if (isnan(x) || isnan(y))
     return !isnan(x) || isnan(y);
   if (x == y)
@@ -744,7 +1052,7 @@ int lsmi_rescursor_init(lsmi_rescursor_t *c, const lsmi_resquery_t *q,
       return st;
     }
     for (size_t i = 0; filter && i < f[s]->rows.n; i++)
-      c->total += matches(q, &f[s]->rows, i);
+      c->total += matches(q, f[s], i);
     if (filter)
       drop_pages(f[s], NULL, 0);
     if (!filter)
@@ -785,9 +1093,45 @@ static void put_num(lsmi_strbuf_t *b, const char *key, double v, bool json) {
   }
 }
 
-static bool printed(const lsmi_rows_t *r, uint32_t fields, int k) {
-  return lsmi_resfile_has_col(r, (lsmi_rescol_t)k) &&
-         (fields == 0 || (fields >> k & 1u));
+/* A CSV field: as it is, or quoted (RFC 4180) when it holds a comma, a
+ * quote, a line break or spaces at either end (as `lsmi fit` writes it). */
+static void put_csv_text(lsmi_strbuf_t *b, const char *t) {
+  size_t n = strlen(t);
+  if (!strpbrk(t, ",\"\r\n") && !(n && (t[0] == ' ' || t[n - 1] == ' '))) {
+    lsmi_strbuf_printf(b, ",%s", t);
+    return;
+  }
+  lsmi_strbuf_printf(b, ",\"");
+  for (const char *p = t; *p;) {
+    size_t k = strcspn(p, "\"");
+    lsmi_strbuf_printf(b, "%.*s%s", (int)k, p, p[k] ? "\"\"" : "");
+    p += k + (p[k] != '\0');
+  }
+  lsmi_strbuf_printf(b, "\"");
+}
+
+/* An id or a label: in JSON a string (jansson's), or an integer when the
+ * file's are (null when the row has none); in CSV the text. */
+static void put_text(lsmi_strbuf_t *b, const char *key, const char *t,
+                     bool numeric, bool json) {
+  if (!json) {
+    put_csv_text(b, t ? t : "");
+    return;
+  }
+  json_t *v = text_json(t, numeric);
+  char *d = v ? json_dumps(v, JSON_ENCODE_ANY) : NULL;
+  lsmi_strbuf_printf(b, ",\"%s\":%s", key, d ? d : "null");
+  free(d);
+  json_decref(v);
+}
+
+/* Whether column k is printed: asked for, or with no fields= any column
+ * f has (row only when stored: otherwise it is index). */
+static bool printed(const lsmi_resfile_t *f, uint32_t fields, int k) {
+  if (fields)
+    return (fields >> k & 1u) && lsmi_resfile_has_col(f, (lsmi_rescol_t)k);
+  return lsmi_resfile_has_col(f, (lsmi_rescol_t)k) &&
+         (k != LSMI_COL_ROW || f->row != NULL);
 }
 
 static void put_row(lsmi_strbuf_t *b, const lsmi_resfile_t *f, size_t i,
@@ -797,12 +1141,20 @@ static void put_row(lsmi_strbuf_t *b, const lsmi_resfile_t *f, size_t i,
     lsmi_strbuf_printf(b, "{\"index\":%zu,\"split\":\"%s\"", i, f->split);
   else
     lsmi_strbuf_printf(b, "%zu,%s", i, f->split);
-  if (printed(r, fields, LSMI_COL_Y))
+  if (printed(f, fields, LSMI_COL_Y))
     lsmi_strbuf_printf(b, json ? ",\"y\":%d" : ",%d", (int)r->y[i]);
-  for (int k = LSMI_COL_R; k < LSMI_COL_COUNT; k++)
-    if (printed(r, fields, k))
-      put_num(b, col_names[k], lsmi_resfile_value(r, (lsmi_rescol_t)k, i),
+  for (int k = LSMI_COL_R; k <= LSMI_COL_S_SD; k++)
+    if (printed(f, fields, k))
+      put_num(b, col_names[k], lsmi_resfile_value(f, (lsmi_rescol_t)k, i),
               json);
+  if (printed(f, fields, LSMI_COL_ROW))
+    lsmi_strbuf_printf(b, json ? ",\"row\":%llu" : ",%llu",
+                       (unsigned long long)(f->row ? f->row[i] : i));
+  if (printed(f, fields, LSMI_COL_ID))
+    put_text(b, "id", lsmi_resfile_id(f, i), f->id_numeric, json);
+  if (printed(f, fields, LSMI_COL_LABEL))
+    put_text(b, "label", lsmi_resfile_label(f, r->y[i]), f->names_numeric,
+             json);
   lsmi_strbuf_printf(b, json ? "}" : "\n");
 }
 
@@ -814,7 +1166,6 @@ void lsmi_resfile_row_json(lsmi_strbuf_t *b, const lsmi_resfile_t *f,
 static void put_head(lsmi_rescursor_t *c, lsmi_strbuf_t *b,
                      const char *extra) {
   const lsmi_resquery_t *q = c->q;
-  const lsmi_rows_t *r = &c->f[0]->rows;
   switch (q->format) {
   case LSMI_RES_JSON:
     lsmi_strbuf_printf(
@@ -827,7 +1178,7 @@ static void put_head(lsmi_rescursor_t *c, lsmi_strbuf_t *b,
   case LSMI_RES_CSV:
     lsmi_strbuf_printf(b, "index,split");
     for (int k = LSMI_COL_Y; k < LSMI_COL_COUNT; k++)
-      if (printed(r, q->fields, k))
+      if (printed(c->f[0], q->fields, k))
         lsmi_strbuf_printf(b, ",%s", col_names[k]);
     lsmi_strbuf_printf(b, "\n");
     break;

@@ -3,18 +3,31 @@
  * in, and pages of them as JSON, CSV or NDJSON.
  *
  * One file per job and split, results/<job>.<split>, holding the columns of
- * an lsmi_rows_t: magic "LSMIRES3", n (u64 LE), the number of float64
- * columns (u64 LE: 9, or 13 with an ensemble's spread), y (int32 × n,
- * padded to 8 bytes), then r, u1, u2, s, i1, i2, i12, h1, h2 and with an
- * ensemble r_sd, u1_sd, u2_sd, s_sd (float64 × n each), and last a trailer
- * of 16 bytes: the CRC-32 of everything before it (u64 LE) and "LSMICRC1".
- * Files of version 2 ("LSMIRES2", no trailer) and 1 ("LSMIRES1", no column
- * count, always 9) are still read, unchecked. It is written through
- * common/durable.h with tmp/ as the temp directory (temp name, fsync,
- * rename into results/, fsync of results/), so a crash leaves either the
- * whole file or none, and at worst a temp file that the next start sweeps
- * from tmp/. Files are never changed after the rename, so readers need no
- * lock.
+ * an lsmi_rows_t and what joins each row back to the input file. Version 4,
+ * all integers u64 LE, every section a multiple of 8 bytes:
+ *
+ *   "LSMIRES4", n, the number of float64 columns (9, or 13 with an
+ *   ensemble's spread), flags (1: rows, 2: ids, 4: ids are integers,
+ *   8: class names, 16: class names are integers), the number of class
+ *   names, the bytes of the ids' text, the bytes of the names' text;
+ *   y (int32 × n, padded to 8 bytes); r, u1, u2, s, i1, i2, i12, h1, h2
+ *   and with an ensemble r_sd, u1_sd, u2_sd, s_sd (float64 × n each);
+ *   with flag 1 the rows' positions in the file (u64 × n); with flag 2 the
+ *   ids: their offsets (u64 × n) into their text (each id NUL-terminated,
+ *   the whole padded with NULs); with flag 8 the class names alike (offsets
+ *   u64 × names, text); and last a trailer of 16 bytes: the CRC-32 of
+ *   everything before it (u64 LE) and "LSMICRC1".
+ *
+ * Ids and names are stored as UTF-8 (a byte that is not is stored as
+ * U+FFFD), so that every one is a JSON string. Files of version 3
+ * ("LSMIRES3": the head's first three numbers, then y and the columns,
+ * then the trailer), 2 ("LSMIRES2", no trailer) and 1 ("LSMIRES1", no
+ * column count, always 9) are still read, the older two unchecked; they
+ * have no row, id or label. A file is written through common/durable.h
+ * with tmp/ as the temp directory (temp name, fsync, rename into results/,
+ * fsync of results/), so a crash leaves either the whole file or none, and
+ * at worst a temp file that the next start sweeps from tmp/. Files are
+ * never changed after the rename, so readers need no lock.
  *
  * Reading never loads a file whole: lsmi_resfile_open maps it read-only
  * and a page touches the rows it prints. The checksum is verified the
@@ -42,7 +55,9 @@
 #include "lsmi.h"
 #include "util.h"
 
-/* The columns of a result row, in the CSV order (split aside). */
+/* The columns of a result row, in the CSV order (split aside): those of
+ * `lsmi fit`'s CSV, then the file's row, the sample id and the label (the
+ * class name of y). */
 typedef enum lsmi_rescol {
   LSMI_COL_INDEX = 0,
   LSMI_COL_Y,
@@ -59,6 +74,9 @@ typedef enum lsmi_rescol {
   LSMI_COL_U1_SD,
   LSMI_COL_U2_SD,
   LSMI_COL_S_SD,
+  LSMI_COL_ROW,   /* the position in the input file (version 4) */
+  LSMI_COL_ID,    /* the sample id, when the file had ids (text) */
+  LSMI_COL_LABEL, /* the class name, when labels were not 0 .. C-1 (text) */
   LSMI_COL_COUNT
 } lsmi_rescol_t;
 
@@ -68,15 +86,42 @@ typedef enum lsmi_resformat {
   LSMI_RES_NDJSON
 } lsmi_resformat_t;
 
+/* What joins result rows back to the input (lsmi_split_t and
+ * lsmi_dataset_t's; all borrowed; a NULL pointer: none). */
+typedef struct lsmi_resjoin {
+  const uint64_t *row;      /* (n) positions in the file */
+  char *const *id;          /* (n) sample ids */
+  bool id_numeric;          /* every id is an integer's text */
+  char *const *class_names; /* (classes) the labels' own values */
+  int classes;
+  bool class_names_numeric;
+} lsmi_resjoin_t;
+
 /*
- * Writes rows of `split` ("train"/"val") for job_id durably (see above):
- * 0, or LSMI_ERR_IO with err naming the file and the system's reason.
+ * What joins the rows of split sp of ds back to the file, as `lsmi fit`'s
+ * rows give it (cli/fit_out.h): the rows' positions only when some row of
+ * ds is not at its index in its split (lsmi drew val, or a split column
+ * interleaved the file; else row = index), the ids when the file had
+ * them, the class names when the labels were not 0 .. C-1.
  */
+lsmi_resjoin_t lsmi_resjoin_of(const lsmi_dataset_t *ds,
+                               const lsmi_split_t *sp);
+
+/*
+ * Writes rows of `split` ("train"/"val") for job_id durably (see above),
+ * with join (may be NULL: no row, id or label): 0, or LSMI_ERR_IO with err
+ * naming the file and the system's reason (LSMI_ERR_NOMEM without memory).
+ */
+int lsmi_resfile_write_ex(const char *data_dir, const char *job_id,
+                          const char *split, const lsmi_rows_t *rows,
+                          const lsmi_resjoin_t *join, lsmi_error_t *err);
+/* lsmi_resfile_write_ex without join. */
 int lsmi_resfile_write(const char *data_dir, const char *job_id,
                        const char *split, const lsmi_rows_t *rows,
                        lsmi_error_t *err);
 
-/* An open result file: `rows` points into its read-only mapping. */
+/* An open result file: `rows` and the join columns point into its
+ * read-only mapping. */
 typedef struct lsmi_resfile {
   lsmi_rows_t rows;
   const char *split; /* "train" or "val" (static) */
@@ -84,6 +129,16 @@ typedef struct lsmi_resfile {
   const char *data_dir; /* borrowed from the opener: outlives f */
   void *map;
   size_t map_len;
+  int version;
+  const uint64_t *row;    /* (n) or NULL */
+  const uint64_t *id_off; /* (n) or NULL */
+  const char *id_text;    /* id_bytes, the last one NUL */
+  uint64_t id_bytes;
+  bool id_numeric;
+  const uint64_t *name_off; /* (nnames) or NULL */
+  const char *name_text;
+  uint64_t name_bytes, nnames;
+  bool names_numeric;
 } lsmi_resfile_t;
 
 /*
@@ -125,11 +180,24 @@ const char *lsmi_resfile_col_name(lsmi_rescol_t col);
  * LSMI_ERR_INVALID. */
 int lsmi_resfile_col_parse(const char *name, size_t len, lsmi_rescol_t *col);
 
-/* Whether rows has column col (the sd columns only with an ensemble). */
-bool lsmi_resfile_has_col(const lsmi_rows_t *rows, lsmi_rescol_t col);
-/* Row i's value of column col (index and y as doubles). */
-double lsmi_resfile_value(const lsmi_rows_t *rows, lsmi_rescol_t col,
-                          size_t i);
+/* Whether f has column col (the sd columns only with an ensemble; row in
+ * a file of version 4, stored or equal to index; id and label where the
+ * file has them). */
+bool lsmi_resfile_has_col(const lsmi_resfile_t *f, lsmi_rescol_t col);
+/* Whether col holds numbers (every column but id and label). */
+bool lsmi_resfile_col_numeric(lsmi_rescol_t col);
+/* Why f has no column col, as a sentence (static). */
+const char *lsmi_resfile_why_not(const lsmi_resfile_t *f, lsmi_rescol_t col);
+/* Row i's value of the numeric column col (index, y and row as doubles;
+ * NaN for id and label). */
+double lsmi_resfile_value(const lsmi_resfile_t *f, lsmi_rescol_t col, size_t i);
+/* Row i's id (NUL-terminated, in the mapping), or NULL when it has none. */
+const char *lsmi_resfile_id(const lsmi_resfile_t *f, size_t i);
+/* The name of class y, or NULL when f has no class names (or not y's). */
+const char *lsmi_resfile_label(const lsmi_resfile_t *f, int32_t y);
+/* A label of f as JSON (an integer when the names are), or NULL when it
+ * has none. New ref. */
+json_t *lsmi_resfile_label_json(const lsmi_resfile_t *f, int32_t y);
 
 enum { LSMI_RES_MAX_Y = 64 };
 
@@ -141,7 +209,8 @@ typedef struct lsmi_resquery {
   bool desc;
   size_t offset, limit; /* limit SIZE_MAX: every matching row */
   lsmi_resformat_t format;
-  uint32_t fields; /* bit (1 << col) per column printed; 0: all there are */
+  uint32_t fields; /* bit (1 << col) per column printed; 0: all there are
+                      (row only when stored: else it is index) */
   int ny;          /* y must be one of ys[0..ny) (ny 0: any class) */
   int32_t ys[LSMI_RES_MAX_Y];
   /* Ranges: lo[c] <= value <= hi[c] (NaN never matches a range). */

@@ -204,9 +204,9 @@ static const query_names_t queries[] = {
 
 /* COL_min or COL_max for a result column COL. */
 static bool column_range(const char *name) {
-  static const char *cols[] = {"index", "y",     "r",     "u1",   "u2",
-                               "s",     "i1",    "i2",    "i12",  "h1",
-                               "h2",    "r_sd",  "u1_sd", "u2_sd", "s_sd"};
+  static const char *cols[] = {"index", "y",     "r",    "u1", "u2", "s",
+                               "i1",    "i2",    "i12",  "h1", "h2", "r_sd",
+                               "u1_sd", "u2_sd", "s_sd", "row"};
   size_t len = strlen(name);
   if (len < 5 || (strcmp(name + len - 4, "_min") && strcmp(name + len - 4,
                                                             "_max")))

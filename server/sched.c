@@ -67,7 +67,7 @@ typedef struct job {
   char id[64], tenant[64], dataset_id[64];
   uint64_t seq; /* order of arrival: queue order */
   lsmi_params_t params;
-  double ds_val_fraction;   /* the dataset's upload-time split fraction */
+  lsmi_dataset_rec_t ds;    /* its dataset, as start() found it */
   uint64_t mem;             /* bytes reserved for its run (loop thread) */
   atomic_int cancel;        /* CANCEL_*: the fit polls it every batch */
   lsmi_progress_t progress; /* written by fit threads under sched.mu */
@@ -77,6 +77,7 @@ typedef struct job {
   int status;
   lsmi_error_t err;
   lsmi_result_t *res;
+  char *extra;           /* summary members (class_names, provenance): text */
   double t_start, t_end; /* monotonic */
   double t_running;      /* monotonic, when it left the queue (sched.mu) */
   /* On the ended list: the outcome the store has not taken yet. */
@@ -175,6 +176,7 @@ int lsmi_sched_create(uv_loop_t *loop, const lsmi_config_t *cfg,
 static void job_free(job_t *j) {
   outcome_free(&j->out);
   lsmi_result_destroy(j->res);
+  free(j->extra);
   free(j);
 }
 
@@ -499,10 +501,51 @@ static int fit_cancelled(void *ctx) {
   return atomic_load_explicit(&j->cancel, memory_order_relaxed) != CANCEL_NONE;
 }
 
+/* How a job reads its dataset: with the keys of the upload, and the val
+ * split drawn with the job's params.val_fraction (asked for: an error on
+ * a file with its own val split, as in `lsmi fit`) or else the upload's,
+ * with the job's seed, as `lsmi fit --seed` draws it. */
+static lsmi_read_options_t read_options(const job_t *j) {
+  lsmi_read_options_t o = LSMI_READ_OPTIONS_INIT;
+  o.x1 = j->ds.key_x1[0] ? j->ds.key_x1 : NULL;
+  o.x2 = j->ds.key_x2[0] ? j->ds.key_x2 : NULL;
+  o.y = j->ds.key_y[0] ? j->ds.key_y : NULL;
+  o.id = j->ds.key_id[0] ? j->ds.key_id : NULL;
+  o.val_fraction_given = j->params.val_fraction > 0;
+  o.val_fraction =
+      o.val_fraction_given ? j->params.val_fraction : j->ds.val_fraction;
+  o.seed = j->params.seed;
+  return o;
+}
+
+/* The summary's members that come from the read, as JSON text (made and
+ * released on this thread): the class names and the provenance. NULL when
+ * out of memory (the summary then goes without them). */
+static char *summary_extra(const job_t *j, const lsmi_dataset_t *ds,
+                           const lsmi_read_options_t *opt,
+                           const lsmi_read_info_t *info, double started,
+                           double read_s) {
+  lsmi_params_t p = j->params; /* as fitted: the split drawn, if any */
+  p.val_fraction = ds->val_drawn ? opt->val_fraction : 0;
+  p.threads = j->res->threads;
+  lsmi_codec_input_t in = {.dataset_id = j->dataset_id,
+                           .name = j->ds.name,
+                           .sha256 = j->ds.sha256,
+                           .bytes = j->ds.bytes,
+                           .opt = opt,
+                           .info = info,
+                           .val_drawn = ds->val_drawn};
+  double total = lsmi_util_mono() - j->t_start;
+  return lsmi_util_json_text(json_pack(
+      "{s:o, s:o}", "class_names", lsmi_codec_class_names(ds), "provenance",
+      lsmi_codec_provenance(&in, &p, j->res, started, read_s, total)));
+}
+
 static void work(uv_work_t *req) {
   job_t *j = req->data;
   const lsmi_config_t *cfg = j->owner->cfg;
   j->t_start = lsmi_util_mono();
+  double started = lsmi_util_now();
   lsmi_dataset_t *ds = NULL;
   if (atomic_load(&j->cancel) != CANCEL_NONE) {
     j->status = lsmi_error_set(&j->err, LSMI_ERR_CANCELLED, "", "cancelled");
@@ -510,12 +553,13 @@ static void work(uv_work_t *req) {
   }
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/datasets/%s", cfg->data_dir, j->dataset_id);
-  double vf =
-      j->params.val_fraction > 0 ? j->params.val_fraction : j->ds_val_fraction;
-  j->status = lsmi_dataset_read(path, &cfg->limits, vf, j->params.seed, &ds,
-                                NULL, &j->err);
+  lsmi_read_options_t opt = read_options(j);
+  lsmi_read_info_t info;
+  j->status =
+      lsmi_dataset_read_ex(path, &cfg->limits, &opt, &ds, &info, &j->err);
   if (j->status)
     goto out;
+  double read_s = lsmi_util_mono() - j->t_start;
   /* threads 0: share the cores among the workers rather than have every
    * running fit take all of them (the results do not depend on it). */
   lsmi_params_t p = j->params;
@@ -524,11 +568,15 @@ static void work(uv_work_t *req) {
   j->status = lsmi_fit(ds, &p, &hooks, &j->res, &j->err);
   if (j->status)
     goto out;
-  j->status = lsmi_resfile_write(cfg->data_dir, j->id, "train", &j->res->train,
-                                 &j->err);
+  lsmi_resjoin_t jt = lsmi_resjoin_of(ds, &ds->train);
+  lsmi_resjoin_t jv = lsmi_resjoin_of(ds, &ds->val);
+  j->status = lsmi_resfile_write_ex(cfg->data_dir, j->id, "train",
+                                    &j->res->train, &jt, &j->err);
   if (j->status == LSMI_OK)
-    j->status =
-        lsmi_resfile_write(cfg->data_dir, j->id, "val", &j->res->val, &j->err);
+    j->status = lsmi_resfile_write_ex(cfg->data_dir, j->id, "val", &j->res->val,
+                                      &jv, &j->err);
+  if (j->status == LSMI_OK)
+    j->extra = summary_extra(j, ds, &opt, &info, started, read_s);
 out:
   lsmi_dataset_destroy(ds);
   j->t_end = lsmi_util_mono();
@@ -567,6 +615,9 @@ static void succeeded(const job_t *j, double secs, outcome_t *o) {
   json_object_set_new(sum, "folds", json_integer(res->folds));
   json_object_set_new(sum, "diagnostics", lsmi_codec_diagnostics(res));
   json_object_set_new(sum, "warnings", lsmi_codec_warnings(res));
+  json_t *extra = j->extra ? json_loads(j->extra, 0, NULL) : NULL;
+  json_object_update(sum, extra); /* class_names, provenance */
+  json_decref(extra);
   o->summary = lsmi_util_json_text(sum);
   o->timings = lsmi_util_json_text(
       json_pack("{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
@@ -817,7 +868,7 @@ static int start(lsmi_sched_t *s, job_t *j) {
   if (t)
     t->last_start = ++s->starts;
   pthread_mutex_unlock(&s->mu);
-  j->ds_val_fraction = rec.val_fraction;
+  j->ds = rec;
   j->work.data = j;
   log_transition(j, "running",
                  json_pack("{s:I}", "memory", (json_int_t)j->mem));

@@ -51,7 +51,8 @@ static const char schema[] =
     " format TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,"
     " classes INTEGER NOT NULL, n_train INTEGER NOT NULL,"
     " n_val INTEGER NOT NULL, d1 INTEGER NOT NULL, d2 INTEGER NOT NULL,"
-    " val_fraction REAL NOT NULL, created_at REAL NOT NULL);"
+    " val_fraction REAL NOT NULL, created_at REAL NOT NULL,"
+    " key_x1 TEXT, key_x2 TEXT, key_y TEXT, key_id TEXT);"
     "CREATE UNIQUE INDEX IF NOT EXISTS datasets_sha ON datasets(tenant, "
     "sha256);"
     "CREATE TABLE IF NOT EXISTS jobs("
@@ -72,18 +73,37 @@ static const char schema[] =
     " kind TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL,"
     " PRIMARY KEY(kind, id));";
 
-/* What a store written before the columns above existed gains. */
-static int migrate(sqlite3 *db) {
+/* Adds column `decl` (its name first) to `table` unless it is there: a
+ * store written before it existed keeps every row, the column taking its
+ * default (NULL without one) in them. */
+static int add_column(sqlite3 *db, const char *table, const char *decl) {
+  char sql[256];
+  int len = (int)strcspn(decl, " ");
+  snprintf(sql, sizeof sql, "SELECT %.*s FROM %s LIMIT 0", len, decl, table);
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, "SELECT cancel_requested FROM jobs LIMIT 0", -1,
-                         &st, NULL) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
     sqlite3_finalize(st);
     return SQLITE_OK;
   }
-  return sqlite3_exec(db,
-                      "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER "
-                      "NOT NULL DEFAULT 0",
-                      NULL, NULL, NULL);
+  snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s", table, decl);
+  return sqlite3_exec(db, sql, NULL, NULL, NULL);
+}
+
+/* What a store written before the columns above existed gains: a job's
+ * recorded cancel, and the keys an upload was read with (a NULL key, in
+ * the datasets of older stores: the usual names). */
+static int migrate(sqlite3 *db) {
+  static const struct {
+    const char *table, *decl;
+  } cols[] = {{"jobs", "cancel_requested INTEGER NOT NULL DEFAULT 0"},
+              {"datasets", "key_x1 TEXT"},
+              {"datasets", "key_x2 TEXT"},
+              {"datasets", "key_y TEXT"},
+              {"datasets", "key_id TEXT"}};
+  int rc = SQLITE_OK;
+  for (size_t i = 0; i < sizeof cols / sizeof cols[0] && rc == SQLITE_OK; i++)
+    rc = add_column(db, cols[i].table, cols[i].decl);
+  return rc;
 }
 
 int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
@@ -145,6 +165,7 @@ static void log_step_error(lsmi_store_t *s, const char *where) {
 
 static int exec3(lsmi_store_t *s, const char *sql, const char *a, const char *b,
                  const char *c, int *changes);
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *t);
 
 int lsmi_store_ping(lsmi_store_t *s) {
   pthread_mutex_lock(&s->mu);
@@ -209,7 +230,7 @@ static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col) {
 
 #define DS_COLS                                                                \
   "id, tenant, name, format, sha256, bytes, classes, n_train, n_val, d1, "     \
-  "d2, val_fraction, created_at"
+  "d2, val_fraction, created_at, key_x1, key_x2, key_y, key_id"
 
 static void read_dataset(sqlite3_stmt *st, lsmi_dataset_rec_t *r) {
   memset(r, 0, sizeof *r);
@@ -226,6 +247,10 @@ static void read_dataset(sqlite3_stmt *st, lsmi_dataset_rec_t *r) {
   r->d2 = (uint64_t)sqlite3_column_int64(st, 10);
   r->val_fraction = sqlite3_column_double(st, 11);
   r->created_at = sqlite3_column_double(st, 12);
+  copy_col(r->key_x1, sizeof r->key_x1, st, 13);
+  copy_col(r->key_x2, sizeof r->key_x2, st, 14);
+  copy_col(r->key_y, sizeof r->key_y, st, 15);
+  copy_col(r->key_id, sizeof r->key_id, st, 16);
 }
 
 /* Runs a one-row dataset query under the lock: 0 (rec filled),
@@ -291,7 +316,8 @@ int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
     goto rollback;
   }
   sqlite3_stmt *st = prep(s, "INSERT INTO datasets (" DS_COLS ") VALUES "
-                             "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
+                             "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,"
+                             "?14,?15,?16,?17)");
   if (st == NULL) {
     out = LSMI_ERR_IO;
     goto rollback;
@@ -309,6 +335,9 @@ int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
   sqlite3_bind_int64(st, 11, (sqlite3_int64)r->d2);
   sqlite3_bind_double(st, 12, r->val_fraction);
   sqlite3_bind_double(st, 13, r->created_at);
+  const char *keys[] = {r->key_x1, r->key_x2, r->key_y, r->key_id};
+  for (int k = 0; k < 4; k++)
+    bind_opt_text(st, 14 + k, keys[k][0] ? keys[k] : NULL);
   out = sqlite3_step(st) == SQLITE_DONE ? LSMI_OK : LSMI_ERR_IO;
   if (out)
     log_step_error(s, "dataset_insert");
@@ -487,18 +516,23 @@ static int page_done(int out, json_t **page) {
   return out;
 }
 
+/* A key of rec as JSON: null for the usual names. */
+static const char *key_or_null(const char *k) { return k[0] ? k : NULL; }
+
 json_t *lsmi_store_dataset_json(const lsmi_dataset_rec_t *r) {
   char created[40];
   lsmi_util_iso8601(r->created_at, created, sizeof created);
-  return json_pack("{s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:{s:{s:I, s:I, s:I}, "
-                   "s:{s:I, s:I, s:I}}, s:s}",
-                   "id", r->id, "name", r->name, "format", r->format, "sha256",
-                   r->sha256, "bytes", (json_int_t)r->bytes, "classes",
-                   r->classes, "val_fraction", r->val_fraction, "splits",
-                   "train", "n", (json_int_t)r->n_train, "d1",
-                   (json_int_t)r->d1, "d2", (json_int_t)r->d2, "val", "n",
-                   (json_int_t)r->n_val, "d1", (json_int_t)r->d1, "d2",
-                   (json_int_t)r->d2, "created_at", created);
+  return json_pack(
+      "{s:s, s:s, s:s, s:s, s:I, s:i, s:f, s:{s:s?, s:s?, s:s?, s:s?}, "
+      "s:{s:{s:I, s:I, s:I}, s:{s:I, s:I, s:I}}, s:s}",
+      "id", r->id, "name", r->name, "format", r->format, "sha256", r->sha256,
+      "bytes", (json_int_t)r->bytes, "classes", r->classes, "val_fraction",
+      r->val_fraction, "keys", "x1", key_or_null(r->key_x1), "x2",
+      key_or_null(r->key_x2), "y", key_or_null(r->key_y), "id",
+      key_or_null(r->key_id), "splits", "train", "n", (json_int_t)r->n_train,
+      "d1", (json_int_t)r->d1, "d2", (json_int_t)r->d2, "val", "n",
+      (json_int_t)r->n_val, "d1", (json_int_t)r->d1, "d2", (json_int_t)r->d2,
+      "created_at", created);
 }
 
 int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant, int64_t offset,

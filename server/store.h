@@ -64,6 +64,10 @@ typedef struct lsmi_dataset_rec {
   uint64_t n_train, n_val, d1, d2;
   double val_fraction; /* used at upload when the file had no val split */
   double created_at;
+  /* The keys the upload named for each part (lsmi_read_options_t; in a CSV
+   * the columns or prefixes), "" for the usual names: a job reads the file
+   * with them again. */
+  char key_x1[64], key_x2[64], key_y[64], key_id[64];
 } lsmi_dataset_rec_t;
 
 /*

@@ -6,6 +6,7 @@
 "use strict";
 
 const COLS = ["r", "u1", "u2", "s", "i1", "i2", "i12", "h1", "h2"];
+const JOIN = ["row", "id", "label"];
 const SD = ["r_sd", "u1_sd", "u2_sd", "s_sd"];
 const MAIN = ["r", "u1", "u2", "s"];
 const SUMMARY = ["R", "U1", "U2", "S", "I1", "I2", "I12", "H1", "H2"];
@@ -204,11 +205,12 @@ function upload(file) {
     let body = null;
     try { body = JSON.parse(xhr.responseText); } catch (e) { /* none */ }
     if (xhr.status === 201 || xhr.status === 200) {
+      // The list first: once the status says so, the dataset is listed.
+      await loadDatasets();
+      $("job-dataset").value = body.id;
       status.textContent = xhr.status === 201
         ? `uploaded ${file.name} as ${body.id}`
         : `${file.name} was uploaded before: ${body.id}`;
-      await loadDatasets();
-      $("job-dataset").value = body.id;
       return;
     }
     status.textContent = "";
@@ -537,7 +539,8 @@ function classMeans(agg) {
     const cols = agg.splits[split].columns;
     for (const k of cols.r.by_class) {
       rows.push(h("tr", { "data-split": split, "data-y": k.y },
-        h("td", { text: split }), h("td", { text: k.y }),
+        h("td", { text: split }),
+        h("td", { text: k.label === undefined ? k.y : `${k.y} (${k.label})` }),
         h("td", { class: "num", text: k.n }),
         MAIN.map((c) => {
           const m = cols[c].by_class.find((x) => x.y === k.y);
@@ -606,14 +609,19 @@ async function loadRows() {
   const q = state.rows;
   const page = await api("GET", `/v1/jobs/${job.id}/results?` +
                                 rowsQuery(`&offset=${q.offset}&limit=${PAGE}`));
+  // What joins a row back to the file, when the results have it: its row
+  // there, its sample id, its label (the class's own name).
+  const join = JOIN.filter((c) => page.rows.length && c in page.rows[0]);
   const cols = ["index", "split", "y"].concat(COLS,
-                                               job.params.ensemble > 1 ? SD : []);
+                                               job.params.ensemble > 1 ? SD : [],
+                                               join);
   const key = q.sort.replace(/^-/, "");
+  const isText = (c) => c === "split" || c === "id" || c === "label";
   const head = h("tr", {}, cols.map((c) => h("th", {
-    class: (c === key ? "sorted " : "") + (c === "split" ? "" : "num"),
+    class: (c === key ? "sorted " : "") + (isText(c) ? "" : "num"),
     "data-col": c,
     text: c + (c === key ? (q.sort.startsWith("-") ? " ▼" : " ▲") : ""),
-    onclick: c === "split" ? null : guarded(async () => {
+    onclick: isText(c) ? null : guarded(async () => {
       q.sort = q.sort === c ? "-" + c : c;
       q.offset = 0;
       await loadRows();
@@ -621,7 +629,7 @@ async function loadRows() {
   const body = page.rows.map((r) => h("tr", {
       class: "clickable", "data-index": r.index, "data-split": r.split,
       onclick: guarded(() => showSample(r.split, r.index)) },
-    cols.map((c) => h("td", { class: c === "split" ? "" : "num",
+    cols.map((c) => h("td", { class: isText(c) ? "" : "num",
                               "data-col": c,
                               "data-value": String(r[c]),
                               text: typeof r[c] === "number" && !Number.isInteger(r[c])

@@ -202,7 +202,7 @@ class Daemon:
 
 
 def cleanup_all(keep=()):
-    """Kills every live daemon but those in `keep`."""
+    """Stops every live daemon but those in keep."""
     for d in list(Daemon.live):
         if d in keep:
             continue
@@ -220,19 +220,20 @@ def run_tests(names, argv, work=None, setup=None):
     """Runs the test_* functions of `names` (a module's globals), or those
     argv[1:] names, one line each with its time; a failure prints its
     traceback and the live daemons' log tails, a Skip its reason. setup()
-    runs first (its failure counts as one); the daemons it starts live
-    through every test, the ones a test starts die after it. Stops every
-    daemon, removes `work` and the session's directories, prints
-    "N passed, N failed, N skipped" last; returns the exit status."""
+    runs first (its failure counts as one); the daemons it starts serve
+    every test, the others are stopped after each. Stops every daemon, removes
+    `work` and the session's directories, prints "N passed, N failed,
+    N skipped" last; returns the exit status."""
     tests = [(n, f) for n, f in sorted(names.items())
              if n.startswith("test_") and callable(f)]
     if len(argv) > 1:
         tests = [(n, f) for n, f in tests if n in argv[1:]]
     passed = failed = skipped = 0
+    shared = []
     try:
         if setup:
             setup()
-        lasting = list(Daemon.live)
+            shared = list(Daemon.live)
         for name, fn in tests:
             t0 = time.time()
             try:
@@ -250,7 +251,7 @@ def run_tests(names, argv, work=None, setup=None):
                 for dmn in list(Daemon.live):
                     print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
             finally:
-                cleanup_all(keep=lasting)
+                cleanup_all(keep=shared)
     except Exception:
         failed += 1
         traceback.print_exc()
@@ -301,23 +302,84 @@ def assert_problem(r, status, field=None):
     return p
 
 
-def write_results(path, y, cols):
-    """Writes a result file (server/resfile.h, version 3) of len(y) rows:
-    y (ints) and cols (9 or 13 lists of floats, in the file's order), with
-    its CRC trailer. For tests that need a large result without a fit."""
+def write_results(path, y, cols, rows=None, ids=None, names=None,
+                  version=4):
+    """Writes a result file (server/resfile.h) of len(y) rows: y (ints) and
+    cols (9 or 13 lists of floats, in the file's order), with its CRC
+    trailer; version 4 (the daemon's) with, when given, the rows'
+    positions, their ids (text; integers when every one is an int) and the
+    class names, or version 3 (what daemons before them wrote: none of
+    those). For tests that need a large result without a fit, or an old
+    one."""
     import array
     import struct
     import zlib
     n = len(y)
-    parts = [b"LSMIRES3", struct.pack("<QQ", n, len(cols))]
+
+    def texts(items):
+        offs, blob = [], b""
+        for t in items:
+            offs.append(len(blob))
+            blob += str(t).encode() + b"\0"
+        blob += b"\0" * ((-len(blob)) % 8)
+        return array.array("Q", offs).tobytes() + blob, len(blob)
+
     ys = array.array("i", y).tobytes()
-    parts.append(ys + b"\0" * ((-len(ys)) % 8))
+    body = ys + b"\0" * ((-len(ys)) % 8)
     for c in cols:
-        parts.append(array.array("d", c).tobytes())
-    body = b"".join(parts)
+        body += array.array("d", c).tobytes()
+    if version == 3:
+        assert rows is None and ids is None and names is None
+        head = b"LSMIRES3" + struct.pack("<QQ", n, len(cols))
+    else:
+        flags, id_bytes, name_bytes = 0, 0, 0
+        if rows is not None:
+            flags |= 1
+            body += array.array("Q", rows).tobytes()
+        if ids is not None:
+            flags |= 2 | (4 if all(isinstance(i, int) for i in ids) else 0)
+            part, id_bytes = texts(ids)
+            body += part
+        if names is not None:
+            flags |= 8 | (16 if all(isinstance(k, int) for k in names)
+                          else 0)
+            part, name_bytes = texts(names)
+            body += part
+        head = b"LSMIRES4" + struct.pack(
+            "<QQQQQQ", n, len(cols), flags, len(names or []), id_bytes,
+            name_bytes)
+    body = head + body
     with open(path, "wb") as f:
         f.write(body)
         f.write(struct.pack("<Q", zlib.crc32(body)) + b"LSMICRC1")
+
+
+def npz_bytes(arrays):
+    """An uncompressed .npz of arrays {name: (dtype, shape, values)}, made
+    with the standard library (the tests' Python need not have NumPy):
+    dtype "<f4", "<i8" or "<UN" (text of at most N characters); values
+    flat, in C order."""
+    import array
+    import io
+    import struct
+    import zipfile
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for name, (dtype, shape, values) in arrays.items():
+            if dtype == "<f4":
+                data = array.array("f", values).tobytes()
+            elif dtype == "<i8":
+                data = array.array("q", values).tobytes()
+            else:
+                width = int(dtype[2:])
+                data = b"".join(v.ljust(width, "\0").encode("utf-32-le")
+                                for v in values)
+            head = ("{'descr': '%s', 'fortran_order': False, 'shape': %s, }"
+                    % (dtype, repr(tuple(shape))))
+            head += " " * ((-(10 + len(head) + 1)) % 64) + "\n"
+            z.writestr(name + ".npy", b"\x93NUMPY\x01\x00" +
+                       struct.pack("<H", len(head)) + head.encode() + data)
+    return out.getvalue()
 
 
 def sse_events(d, path, timeout=60, token=None):

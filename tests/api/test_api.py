@@ -20,8 +20,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from lsmiapi import (ASAN, LSMI, SESSION, SLOW, Daemon,  # noqa: E402
-                     assert_problem, json_dataset, rss_kb, run_tests,
-                     sse_events, synth, write_results)
+                     assert_problem, json_dataset, npz_bytes, rss_kb,
+                     run_tests, sse_events, synth, write_results)
 
 SESSION_DIR = SESSION
 
@@ -34,6 +34,7 @@ CRASH = {"epochs_discriminator": 120, "epochs_entropy": 120, "threads": 1,
 
 WORK = tempfile.mkdtemp(prefix="lsmi-api-work-")
 SMALL = synth(os.path.join(WORK, "small.npz"), n=400)
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
 BIG = synth(os.path.join(WORK, "big.npz"), n=2000, seed=3)
 
 
@@ -550,7 +551,12 @@ def test_crash_during_fit():
     ref = d.submit(ds["id"], CRASH).json()["id"]
     assert d.wait_job(ref)["state"] == "succeeded"
     assert all_rows(d, ref) == crashed
-    assert d.job(ref)["summary"] == j["summary"]
+    # The same numbers; the provenance differs only in when and how long.
+    a, b = dict(d.job(ref)["summary"]), dict(j["summary"])
+    pa, pb = a.pop("provenance"), b.pop("provenance")
+    assert a == b
+    assert pa["params"] == pb["params"] and pa["input"] == pb["input"]
+    assert pa["started_at"] != pb["started_at"]
     assert d.stop() == 0
 
 
@@ -666,7 +672,10 @@ def test_lost_store_keeps_the_files():
     assert set(lst) == {a["id"], b["id"]}
     for x in (a, b):
         got = lst[x["id"]]
-        for k in ("sha256", "bytes", "format", "classes", "splits"):
+        # val_fraction too: 0 for a file with its own val split (a job's
+        # params.val_fraction cannot apply to it), as the upload said.
+        for k in ("sha256", "bytes", "format", "classes", "splits",
+                  "val_fraction", "keys"):
             assert got[k] == x[k], (k, got[k], x[k])
     j2 = d.submit(b["id"], FAST).json()["id"]
     assert d.wait_job(j2)["state"] == "succeeded"
@@ -1408,6 +1417,342 @@ def test_reupload_other_query():
             r = d.upload(train, query=q)
             assert r.status == 200 and r.json()["id"] == a["id"], (q, r.body)
         assert d.request("GET", "/v1/datasets").json()["total"] == 1
+
+
+# ---- which array is which, and joining results back (issue 16) ----
+
+CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2
+NAMED_KEYS = "?x1=feat_a&x2=feat_b&y=label&id=sample_id"
+ROW_COLS = ["index", "split", "y", "r", "u1", "u2", "s", "i1", "i2", "i12",
+            "h1", "h2"]
+
+
+def named_dataset(n=200, seed=5):
+    """An .npz as a researcher saves one: features feat_a (n, 3) and
+    feat_b (n, 2), string labels in `label` (in the file's order dog, bird,
+    cat, ...), integer sample ids 5000.. in `sample_id`, and no val split.
+    Returns the bytes, the labels and the ids, by row."""
+    import random
+    rnd = random.Random(seed)
+    order = ["dog", "bird", "cat"]
+    labels = [order[(i * 7) % 3] for i in range(n)]
+    ids = [5000 + 3 * i for i in range(n)]
+    x1, x2 = [], []
+    for lab in labels:
+        k = CLASSES.index(lab)
+        x1 += [k + rnd.gauss(0, 0.5), rnd.gauss(0, 1), -k + rnd.gauss(0, 0.5)]
+        x2 += [(k == 1) + rnd.gauss(0, 0.5), rnd.gauss(0, 1)]
+    data = npz_bytes({"feat_a": ("<f4", (n, 3), x1),
+                      "feat_b": ("<f4", (n, 2), x2),
+                      "label": ("<U4", (n,), labels),
+                      "sample_id": ("<i8", (n,), ids)})
+    return data, labels, ids
+
+
+def drawn_val(labels, fraction):
+    """The val rows lsmi draws: round(fraction * count) of each class."""
+    import math
+    return sum(math.floor(fraction * labels.count(k) + 0.5)
+               for k in set(labels))
+
+
+def ndjson_rows(d, jid, query=""):
+    r = d.request("GET", "/v1/jobs/%s/results?split=all&format=ndjson%s" %
+                  (jid, query))
+    assert r.status == 200, r.body
+    return [json.loads(line) for line in r.body.decode().splitlines()]
+
+
+def test_named_keys_fit_and_join():
+    """A file whose arrays have other names fits with the keys of its
+    upload (its jobs failed: they read the file with the usual names), and
+    every result row joins back to the file: its row, its sample id and
+    its label, in JSON, NDJSON, CSV and the one-sample view; the summary
+    names the classes and says where the numbers came from."""
+    import hashlib
+    data, labels, ids = named_dataset()
+    with Daemon() as d:
+        p = assert_problem(d.upload(data), 422)
+        assert "feat_a" in p["detail"] and "?x1=" in p["detail"], p
+        ds = upload_ok(d, data, query=NAMED_KEYS + "&name=named")
+        assert ds["keys"] == {"x1": "feat_a", "x2": "feat_b", "y": "label",
+                              "id": "sample_id"}, ds
+        assert ds["classes"] == 3 and ds["val_fraction"] == 0.2, ds
+        assert ds["splits"]["val"]["n"] == drawn_val(labels, 0.2) == 39, ds
+        assert d.request("GET", "/v1/datasets/" + ds["id"]).json() == ds
+        job = d.wait_job(d.submit(ds["id"], dict(FAST, seed=3)).json()["id"])
+        assert job["state"] == "succeeded", job
+        jid = job["id"]
+        base = "/v1/jobs/%s/results" % jid
+
+        rows = ndjson_rows(d, jid)
+        assert len(rows) == 200
+        assert sorted(r["row"] for r in rows) == list(range(200))
+        assert sum(r["split"] == "val" for r in rows) == 39
+        for r in rows:
+            assert r["id"] == ids[r["row"]], r
+            assert r["label"] == labels[r["row"]], r
+            assert r["y"] == CLASSES.index(r["label"]), r
+        # The JSON page gives the same rows.
+        page = d.request("GET", base + "?split=val&limit=100").json()
+        assert page["rows"] == [r for r in rows if r["split"] == "val"]
+        # CSV: the `lsmi fit` header and its join columns, ids as text.
+        c = d.request("GET", base + "?split=all&format=csv")
+        table = list(csv.reader(io.StringIO(c.body.decode())))
+        assert table[0] == ROW_COLS + ["row", "id", "label"], table[0]
+        for line in table[1:]:
+            row = int(line[12])
+            assert line[13] == str(ids[row]) and line[14] == labels[row]
+        # One sample, with fields.
+        one = d.request("GET", base + "/val/0").json()
+        assert one == page["rows"][0], (one, page["rows"][0])
+        one = d.request("GET", base + "/val/0?fields=id,label").json()
+        assert one == {"index": 0, "split": "val", "id": page["rows"][0]["id"],
+                       "label": page["rows"][0]["label"]}, one
+        # fields, sort and ranges over the file's row.
+        some = d.request("GET", base + "?split=all&fields=row,id&limit=3")
+        assert [sorted(r) for r in some.json()["rows"]] == \
+            [["id", "index", "row", "split"]] * 3
+        by_row = ndjson_rows(d, jid, "&sort=row&fields=row,label")
+        assert [r["row"] for r in by_row] == list(range(200))
+        assert [r["label"] for r in by_row] == labels
+        win = d.request("GET", base + "?split=all&row_min=10&row_max=19"
+                        "&sort=-row").json()
+        assert win["total"] == 10
+        assert [r["row"] for r in win["rows"]] == list(range(19, 9, -1))
+        assert_problem(d.request("GET", base + "?sort=id"), 400, "sort")
+        assert_problem(d.request("GET", base + "?sort=-label"), 400, "sort")
+        assert_problem(d.request("GET", base + "?id_min=3"), 400, "id_min")
+        p = assert_problem(d.request("GET", base + "?fields=id,r_sd"), 400,
+                           "fields")
+        assert "ensemble" in p["detail"], p
+        # The summary names the classes; the aggregates too.
+        assert job["summary"]["class_names"] == CLASSES, job["summary"]
+        agg = d.request("GET", "/v1/jobs/%s/aggregates?split=all" % jid)
+        for split in ("train", "val"):
+            byc = agg.json()["splits"][split]["columns"]["s"]["by_class"]
+            assert [(k["y"], k["label"]) for k in byc] == \
+                list(enumerate(CLASSES)), byc
+        # The provenance: version, every parameter as fitted, the input
+        # (its SHA-256 is the upload's) and the seconds.
+        prov = job["summary"]["provenance"]
+        r = subprocess.run([LSMI, "version"], capture_output=True, text=True)
+        assert r.stdout.split()[1] == prov["lsmi"], (r.stdout, prov)
+        assert prov["kernels"] and prov["blas_core"] and prov["started_at"]
+        assert len(prov["params"]) == len(job["params"]) == 22
+        assert prov["params"]["seed"] == 3
+        assert prov["params"]["epochs_entropy"] == 2
+        assert prov["params"]["val_fraction"] == 0.2  # as drawn
+        assert job["params"]["val_fraction"] == 0  # as asked
+        inp = prov["input"]
+        assert inp["sha256"] == ds["sha256"] == hashlib.sha256(data).hexdigest()
+        assert inp["dataset_id"] == ds["id"] and inp["name"] == "named"
+        assert inp["bytes"] == len(data) and inp["format"] == "npz"
+        assert inp["keys"] == ds["keys"] and inp["val"] == "drawn"
+        assert inp["val_fraction"] == 0.2 and "path" not in inp
+        sec = prov["seconds"]
+        assert 0 < sec["read"] <= sec["total"] and sec["train"] > 0, sec
+        # The split drawn with the job's seed is the one `lsmi fit --seed`
+        # draws: the same rows go to val.
+        path = os.path.join(WORK, "named.npz")
+        with open(path, "wb") as f:
+            f.write(data)
+        out = os.path.join(WORK, "named.csv")
+        r = subprocess.run([LSMI, "fit", path, "--x1", "feat_a", "--x2",
+                            "feat_b", "--y", "label", "--id", "sample_id",
+                            "--seed", "3", "--epochs-discriminator", "2",
+                            "--epochs-entropy", "2", "--quiet", "--out", out],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        with open(out) as f:
+            cli = list(csv.DictReader(f))
+        assert sorted(int(x["row"]) for x in cli if x["split"] == "val") == \
+            sorted(x["row"] for x in rows if x["split"] == "val")
+
+
+def test_join_text_ids_and_numeric_labels():
+    """Ids that are text (commas and quotes in them) stay whole in JSON
+    and in CSV; labels that were numbers (3, 7, 42) are numbers; a file
+    with its own val split in order has no row column unless asked for,
+    and then row = index."""
+    with open(os.path.join(ROOT, "tests", "data", "user_ids.csv"),
+              "rb") as f:
+        text_ids = f.read()
+    with open(os.path.join(ROOT, "tests", "data",
+                           "user_labels_sparse.npz"), "rb") as f:
+        sparse = f.read()
+    with Daemon() as d:
+        ds = upload_ok(d, text_ids, query="?id=sample_id")
+        assert ds["keys"]["id"] == "sample_id", ds
+        jid = d.submit(ds["id"], FAST).json()["id"]
+        assert d.wait_job(jid)["state"] == "succeeded"
+        want = {}
+        for i, line in enumerate(csv.DictReader(io.StringIO(
+                text_ids.decode()))):
+            want[i] = line["sample_id"]
+        rows = ndjson_rows(d, jid)
+        assert len(rows) == len(want) == 18
+        assert all(r["id"] == want[r["row"]] for r in rows), rows
+        assert all("label" not in r for r in rows)  # labels were 0 .. 2
+        assert any('"' in r["id"] and "," in r["id"] for r in rows)
+        c = d.request("GET", "/v1/jobs/%s/results?split=all&format=csv" % jid)
+        table = list(csv.DictReader(io.StringIO(c.body.decode())))
+        assert [x["id"] for x in table] == [r["id"] for r in rows]
+
+        ds = upload_ok(d, sparse)
+        job = d.wait_job(d.submit(ds["id"], FAST).json()["id"])
+        assert job["summary"]["class_names"] == [3, 7, 42], job["summary"]
+        assert job["summary"]["provenance"]["input"]["val"] == "file"
+        rows = ndjson_rows(d, job["id"])
+        assert all(r["label"] == [3, 7, 42][r["y"]] for r in rows), rows
+        assert all("row" not in r and "id" not in r for r in rows)
+        c = d.request("GET", "/v1/jobs/%s/results?format=csv" % job["id"])
+        assert c.body.decode().splitlines()[0] == \
+            ",".join(ROW_COLS + ["label"])
+        rows = ndjson_rows(d, job["id"], "&fields=row")
+        assert all(r["row"] == r["index"] for r in rows), rows
+
+
+def test_reupload_other_keys():
+    """The same bytes with other keys are another reading of them: 409
+    naming the earlier dataset and how it was read, not that dataset
+    answered as if it were read the new way."""
+    data = named_dataset(n=60)[0]
+    with Daemon() as d:
+        a = upload_ok(d, data, query=NAMED_KEYS)
+        p = assert_problem(d.upload(data, query="?x1=feat_b&x2=feat_a&y=label"
+                                    "&id=sample_id"), 409, "x1")
+        assert a["id"] in p["detail"] and "x1=feat_a" in p["detail"], p
+        assert "delete" in p["detail"], p
+        assert_problem(d.upload(data, query=NAMED_KEYS.replace(
+            "sample_id", "feat_b")), 409, "id")
+        for q in (NAMED_KEYS, "", "?x1=feat_a", "?name=" + a["name"]):
+            r = d.upload(data, query=q)
+            assert r.status == 200 and r.json()["id"] == a["id"], (q, r.body)
+            assert r.json()["keys"]["x1"] == "feat_a"
+        assert d.request("GET", "/v1/datasets").json()["total"] == 1
+        # Deleted, the bytes may be read another way.
+        assert d.request("DELETE", "/v1/datasets/" + a["id"]).status == 204
+        b = upload_ok(d, data, query="?x1=feat_b&x2=feat_a&y=label")
+        assert b["id"] != a["id"] and b["keys"]["id"] is None, b
+
+
+def test_job_val_fraction_needs_a_drawn_split():
+    """A job's params.val_fraction on a dataset whose file has its own val
+    split is a 422 naming params.val_fraction (it was silently unused), as
+    `lsmi fit --val-fraction` is an error on such a file; on a dataset
+    whose val was drawn it draws another split."""
+    with Daemon() as d:
+        own = upload_ok(d)
+        assert own["val_fraction"] == 0
+        p = assert_problem(d.submit(own["id"], dict(FAST, val_fraction=0.3)),
+                           422, "params.val_fraction")
+        assert "cannot apply" in p["detail"] and own["id"] in p["detail"], p
+        assert d.request("GET", "/v1/jobs").json()["total"] == 0
+        path = os.path.join(WORK, "small.npz")
+        r = subprocess.run([LSMI, "fit", path, "--val-fraction", "0.3",
+                            "--quiet"], capture_output=True, text=True)
+        assert r.returncode != 0 and "cannot apply" in r.stderr, r.stderr
+        data, labels, _ = named_dataset()
+        drawn = upload_ok(d, data, query=NAMED_KEYS)
+        job = d.wait_job(d.submit(drawn["id"], dict(FAST, val_fraction=0.5))
+                         .json()["id"])
+        assert job["state"] == "succeeded", job
+        assert job["summary"]["val"]["n"] == drawn_val(labels, 0.5) == 101, \
+            job["summary"]["val"]
+        prov = job["summary"]["provenance"]
+        assert prov["params"]["val_fraction"] == 0.5
+        assert prov["input"]["val_fraction"] == 0.5
+
+
+def test_older_store_and_results_still_serve():
+    """A store from before the upload keys (its datasets table without
+    them) is upgraded in place, keeping every row; result files of
+    version 3, written by earlier daemons, still serve, without row, id or
+    label (asking for them says why)."""
+    import sqlite3
+    tmp = tempfile.mkdtemp(prefix="lsmi-old-", dir=WORK)
+    data = os.path.join(tmp, "data")
+    d = Daemon(data_dir=data).start()
+    ds = upload_ok(d)
+    jid = d.submit(ds["id"], FAST).json()["id"]
+    assert d.wait_job(jid)["state"] == "succeeded"
+    assert d.stop() == 0
+    db = sqlite3.connect(os.path.join(data, "lsmi.db"))
+    cols = [r[1] for r in db.execute("PRAGMA table_info(datasets)")]
+    old = [c for c in cols if not c.startswith("key_")]
+    assert len(old) == len(cols) - 4, cols
+    db.executescript(
+        "CREATE TABLE d_old AS SELECT %s FROM datasets;"
+        "DROP TABLE datasets; ALTER TABLE d_old RENAME TO datasets;"
+        "CREATE UNIQUE INDEX datasets_sha ON datasets(tenant, sha256);"
+        % ", ".join(old))
+    db.close()
+    # The job's files as a daemon before version 4 wrote them.
+    import random
+    rnd = random.Random(2)
+    for split, n in (("train", 320), ("val", 80)):
+        write_results(os.path.join(data, "results", "%s.%s" % (jid, split)),
+                      [i % 2 for i in range(n)],
+                      [[rnd.gauss(0, 1) for _ in range(n)] for _ in range(9)],
+                      version=3)
+    d = Daemon(data_dir=data).start()
+    got = d.request("GET", "/v1/datasets/" + ds["id"]).json()
+    assert got["id"] == ds["id"] and got["sha256"] == ds["sha256"], got
+    assert got["keys"] == {"x1": None, "x2": None, "y": None, "id": None}
+    base = "/v1/jobs/%s/results" % jid
+    page = d.request("GET", base + "?split=all&limit=5").json()
+    assert page["total"] == 400 and len(page["rows"]) == 5
+    assert sorted(page["rows"][0]) == sorted(ROW_COLS), page["rows"][0]
+    for q in ("?fields=row", "?sort=row", "?fields=id"):
+        p = assert_problem(d.request("GET", base + q), 400)
+        assert "version of lsmi" in p["detail"], p
+    # A new job on the upgraded store, and its files of version 4.
+    j2 = d.wait_job(d.submit(ds["id"], FAST).json()["id"])
+    assert j2["state"] == "succeeded", j2
+    with open(os.path.join(data, "results", j2["id"] + ".val"), "rb") as f:
+        assert f.read(8) == b"LSMIRES4"
+    assert d.request("GET", "/v1/jobs/%s/results?fields=row" %
+                     j2["id"]).status == 200
+    assert d.stop() == 0
+    db = sqlite3.connect(os.path.join(data, "lsmi.db"))
+    cols = [r[1] for r in db.execute("PRAGMA table_info(datasets)")]
+    assert cols[-4:] == ["key_x1", "key_x2", "key_y", "key_id"], cols
+    assert db.execute("SELECT COUNT(*) FROM datasets").fetchone()[0] == 1
+    db.close()
+
+
+def test_non_finite_values_are_null():
+    """A value of 1e30 in a val row makes that sample's entropy infinite:
+    every JSON answer holds it as null (which any JSON parser reads, where
+    inf is no JSON), the summary's mean too; CSV, which can hold it, says
+    inf."""
+    def strict(body):
+        def refuse(name):
+            raise AssertionError("%s in JSON: %r" % (name, body[:200]))
+        return json.loads(body, parse_constant=refuse)
+
+    with open(os.path.join(ROOT, "tests", "data", "user_huge.npz"),
+              "rb") as f:
+        huge = f.read()
+    with Daemon() as d:
+        ds = upload_ok(d, huge)
+        jid = d.submit(ds["id"], FAST).json()["id"]
+        job = strict(d.request("GET", "/v1/jobs/" + jid).body)
+        job = d.wait_job(jid)
+        assert job["state"] == "succeeded", job
+        job = strict(d.request("GET", "/v1/jobs/" + jid).body)
+        assert job["summary"]["val"]["H1"] is None, job["summary"]["val"]
+        base = "/v1/jobs/%s/results" % jid
+        page = strict(d.request("GET", base).body)
+        assert page["rows"][1]["h1"] is None, page["rows"][1]
+        assert strict(d.request("GET", base + "/val/1").body)["h1"] is None
+        nd = d.request("GET", base + "?format=ndjson").body.decode()
+        assert strict(nd.splitlines()[1])["h1"] is None
+        strict(d.request("GET", "/v1/jobs/%s/aggregates?column=h1" %
+                         jid).body)
+        c = d.request("GET", base + "?format=csv&fields=h1").body.decode()
+        assert c.splitlines()[2] == "1,val,inf", c.splitlines()[:3]
 
 
 def test_clean_cycle():

@@ -14,6 +14,23 @@ type ParamTable = components["schemas"]["ParamTable"];
 // A value JSON cannot hold is null: the server sends null for h1, s, ...
 const damaged: Row = { index: 0, split: "val", y: 1, h1: null, s: null };
 
+// Rows join back to the file: its row, the sample's id (a string, or an
+// integer when the file's ids are) and its label.
+const joined: Row = { index: 3, split: "val", row: 17, id: "r17, \"cat\"",
+                      label: "cat" };
+const numeric: Row = { index: 4, split: "train", id: 5000, label: 42 };
+
+// Where a job's numbers came from: the input's SHA-256 and keys, every
+// parameter as fitted, the seconds; and the classes by name.
+function origin(job: Job): string {
+  if (job.summary == null || job.summary.provenance == null) return "";
+  const p = job.summary.provenance;
+  const sha: string | null = p.input.sha256;
+  const x1: string | null | undefined = p.input.keys.x1;
+  const names: (string | number)[] | undefined = job.summary.class_names;
+  return `${p.lsmi} ${sha} ${x1} ${p.params.seed} ${p.seconds.total} ${names}`;
+}
+
 // Progress: ETA and queue position exist and may be null.
 function eta(job: Job): string {
   const s: number | null | undefined = job.progress.eta_seconds;
@@ -45,6 +62,11 @@ function classMean(a: Aggregates, col: string, y: number): number | null {
   return k ? k.mean : null;
 }
 
+function className(a: Aggregates, y: number): string {
+  const k = a.splits["val"]?.columns["s"]?.by_class.find((x) => x.y === y);
+  return k && k.label !== undefined ? String(k.label) : String(y);
+}
+
 // The parameter table gives every default and the presets.
 function presetEnsemble(t: ParamTable): number | undefined {
   return t.presets.robust.ensemble;
@@ -54,8 +76,9 @@ function presetEnsemble(t: ParamTable): number | undefined {
 type ResultsQuery = NonNullable<paths["/v1/jobs/{id}/results"]["get"]["parameters"]["query"]>;
 const q: ResultsQuery = {
   split: "all", limit: 10, sort: "-s", y: "1", fields: "y,s",
-  ranges: { s_min: 0.5, u1_max: 0 }, format: "csv",
+  ranges: { s_min: 0.5, u1_max: 0, row_min: 100 }, format: "csv",
 };
+const byFile: ResultsQuery = { split: "all", sort: "row", fields: "row,id,label" };
 type AggQuery = NonNullable<paths["/v1/jobs/{id}/aggregates"]["get"]["parameters"]["query"]>;
 const aq: AggQuery = { split: "val", column: "r,s", bins: 30 };
 type SamplePath = paths["/v1/jobs/{id}/results/{split}/{index}"]["get"]["parameters"]["path"];
@@ -80,5 +103,6 @@ export async function demo(base: string): Promise<void> {
   const page = await get<Page>(base, "/v1/jobs/job_x/results?sort=-s");
   const table = await get<ParamTable>(base, "/v1/params");
   console.log(eta(job), meanS(job), nextOf(page), counts(agg, "val", "s"),
-              classMean(agg, "s", 1), presetEnsemble(table), damaged, q, aq, sp);
+              classMean(agg, "s", 1), presetEnsemble(table), damaged, q, aq, sp,
+              joined, numeric, origin(job), className(agg, 0), byFile);
 }

@@ -4,7 +4,10 @@
  * files refused (a wrong size, a flipped byte: the checksum) with messages
  * that name no path, the orders cached on disk (built once, rebuilt when
  * damaged), and pages sorted (ties by index), filtered, merged over both
- * splits, sliced and rendered as JSON, CSV and NDJSON.
+ * splits, sliced and rendered as JSON, CSV and NDJSON; the join columns of
+ * version 4 (row, id, label: text made UTF-8, CSV fields quoted, integers
+ * where the file's are, text that does not end refused) and files of
+ * version 3 read as before.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "helpers.h"
 #include "resfile.h"
@@ -160,7 +164,7 @@ static void test_spread_columns_and_old_versions(void **state) {
   lsmi_resfile_t *f = open_ok("job_e", "val");
   assert_memory_equal(f->rows.s_sd, sd[3], sizeof sd[3]);
   assert_memory_equal(f->rows.h2, cols[8], sizeof cols[8]);
-  assert_true(lsmi_resfile_has_col(&f->rows, LSMI_COL_U2_SD));
+  assert_true(lsmi_resfile_has_col(f, LSMI_COL_U2_SD));
   lsmi_resquery_t q;
   lsmi_resquery_init(&q);
   q.limit = 2;
@@ -195,7 +199,7 @@ static void test_spread_columns_and_old_versions(void **state) {
     assert_int_equal(f->rows.n, N);
     assert_memory_equal(f->rows.i12, cols[6], sizeof cols[6]);
     assert_null(f->rows.r_sd);
-    assert_false(lsmi_resfile_has_col(&f->rows, LSMI_COL_R_SD));
+    assert_false(lsmi_resfile_has_col(f, LSMI_COL_R_SD));
     lsmi_resfile_close(f);
   }
   /* A column count that is neither 9 nor 13 is damage. */
@@ -458,6 +462,204 @@ static void test_filters_and_merge(void **state) {
   lsmi_resfile_close(f[1]);
 }
 
+/* Rewrites the CRC trailer of dir/rel after a test changed its bytes, so
+ * that what the reader sees is the change, not a bad checksum. */
+static void reseal(const char *rel) {
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  FILE *f = fopen(p, "r+b");
+  assert_non_null(f);
+  fseek(f, 0, SEEK_END);
+  long size = ftell(f);
+  unsigned char *b = malloc((size_t)size);
+  fseek(f, 0, SEEK_SET);
+  assert_int_equal(fread(b, 1, (size_t)size, f), (size_t)size);
+  uint64_t crc = crc32(crc32(0L, Z_NULL, 0), b, (uInt)(size - 16));
+  fseek(f, size - 16, SEEK_SET);
+  fwrite(&crc, 8, 1, f);
+  fclose(f);
+  free(b);
+}
+
+/* Version 4 keeps what joins a row back to the file: its row, its id
+ * (UTF-8: a byte that is not becomes U+FFFD), the class names; rendered
+ * as JSON strings (integers when the file's are) and quoted CSV fields. */
+static void test_join_columns(void **state) {
+  (void)state;
+  lsmi_rows_t r = make_rows();
+  uint64_t rows[N] = {40, 3, 17, 0, 99, 5, 1234567890123ULL};
+  char *ids[N] = {"a,b",  "say \"hi\"", "\xff\xfeok", "caf\xc3\xa9",
+                  " pad", "",           "plain"};
+  char *names[3] = {"bird", "cat", "dog, big"};
+  lsmi_resjoin_t jn = {rows, ids, false, names, 3, false};
+  lsmi_error_t err = {0};
+  assert_int_equal(lsmi_resfile_write_ex(dir, "job_j", "val", &r, &jn, &err),
+                   0);
+  lsmi_resfile_t *f = open_ok("job_j", "val");
+  assert_int_equal(f->version, 4);
+  assert_memory_equal(f->rows.h2, cols[8], sizeof cols[8]);
+  for (int c = LSMI_COL_ROW; c <= LSMI_COL_LABEL; c++)
+    assert_true(lsmi_resfile_has_col(f, (lsmi_rescol_t)c));
+  assert_true(lsmi_resfile_value(f, LSMI_COL_ROW, 6) == 1234567890123.0);
+  assert_string_equal(lsmi_resfile_id(f, 0), "a,b");
+  assert_string_equal(lsmi_resfile_id(f, 2), "\xef\xbf\xbd\xef\xbf\xbdok");
+  assert_string_equal(lsmi_resfile_id(f, 3), "caf\xc3\xa9");
+  assert_string_equal(lsmi_resfile_id(f, 5), "");
+  assert_null(lsmi_resfile_id(f, N));
+  assert_string_equal(lsmi_resfile_label(f, 2), "dog, big");
+  assert_null(lsmi_resfile_label(f, 3));
+  assert_false(lsmi_resfile_col_numeric(LSMI_COL_ID));
+  assert_true(lsmi_resfile_col_numeric(LSMI_COL_ROW));
+
+  /* JSON: every row's join, in jansson's strings. */
+  lsmi_resquery_t q;
+  lsmi_resquery_init(&q);
+  json_t *v = render_json(&f, &q);
+  json_t *rs = json_object_get(v, "rows");
+  for (size_t i = 0; i < N; i++) {
+    json_t *o = json_array_get(rs, i);
+    assert_int_equal(json_integer_value(json_object_get(o, "row")), rows[i]);
+    assert_string_equal(json_string_value(json_object_get(o, "id")),
+                        lsmi_resfile_id(f, i));
+    assert_string_equal(json_string_value(json_object_get(o, "label")),
+                        names[y[i]]);
+  }
+  json_decref(v);
+  /* Sorted by row, and a range of rows. */
+  q.sort = LSMI_COL_ROW;
+  q.has_lo = 1u << LSMI_COL_ROW;
+  q.lo[LSMI_COL_ROW] = 4;
+  q.fields = 1u << LSMI_COL_ID;
+  v = render_json(&f, &q);
+  rs = json_object_get(v, "rows");
+  assert_int_equal(json_array_size(rs), 5); /* rows 5, 17, 40, 99, 1.2e12 */
+  assert_string_equal(
+      json_string_value(json_object_get(json_array_get(rs, 0), "id")), "");
+  assert_null(json_object_get(json_array_get(rs, 0), "s"));
+  json_decref(v);
+  /* CSV: the `lsmi fit` header, then row, id, label; fields quoted as
+   * RFC 4180 says. */
+  lsmi_resquery_init(&q);
+  q.format = LSMI_RES_CSV;
+  q.fields = 1u << LSMI_COL_ID | 1u << LSMI_COL_LABEL | 1u << LSMI_COL_ROW;
+  char *body = render(&f, &q, NULL);
+  assert_string_equal(body, "index,split,row,id,label\n"
+                            "0,val,40,\"a,b\",bird\n"
+                            "1,val,3,\"say \"\"hi\"\"\",cat\n"
+                            "2,val,17,\xef\xbf\xbd\xef\xbf\xbdok,cat\n"
+                            "3,val,0,caf\xc3\xa9,bird\n"
+                            "4,val,99,\" pad\",\"dog, big\"\n"
+                            "5,val,5,,cat\n"
+                            "6,val,1234567890123,plain,bird\n");
+  free(body);
+  lsmi_resfile_close(f);
+
+  /* Ids and class names that are integers are JSON integers; a file
+   * whose rows are at their index stores none, and row is then index. */
+  char *nums[N] = {"12", "-3", "0", "7", "100", "5", "1"};
+  char *cnames[3] = {"3", "7", "42"};
+  lsmi_resjoin_t jn2 = {NULL, nums, true, cnames, 3, true};
+  assert_int_equal(lsmi_resfile_write_ex(dir, "job_k", "val", &r, &jn2, &err),
+                   0);
+  f = open_ok("job_k", "val");
+  lsmi_resquery_init(&q);
+  v = render_json(&f, &q);
+  json_t *o = json_array_get(json_object_get(v, "rows"), 1);
+  assert_int_equal(json_integer_value(json_object_get(o, "id")), -3);
+  assert_int_equal(json_integer_value(json_object_get(o, "label")), 7);
+  assert_null(json_object_get(o, "row")); /* not unless asked for */
+  json_decref(v);
+  q.fields = 1u << LSMI_COL_ROW;
+  v = render_json(&f, &q);
+  o = json_array_get(json_object_get(v, "rows"), 4);
+  assert_int_equal(json_integer_value(json_object_get(o, "row")), 4);
+  json_decref(v);
+  json_t *lab = lsmi_resfile_label_json(f, 2);
+  assert_int_equal(json_integer_value(lab), 42);
+  json_decref(lab);
+  lsmi_resfile_close(f);
+
+  /* Text that does not end in a NUL (with a good checksum) is damage. */
+  char rel[64];
+  snprintf(rel, sizeof rel, "results/job_k.val");
+  char p[256];
+  snprintf(p, sizeof p, "%s/%s", dir, rel);
+  struct stat sb;
+  assert_int_equal(stat(p, &sb), 0);
+  FILE *w = fopen(p, "r+b");
+  fseek(w, sb.st_size - 16 - 1, SEEK_SET);
+  fputc('x', w);
+  fclose(w);
+  reseal(rel);
+  err = (lsmi_error_t){0};
+  assert_int_equal(open_status("job_k", "val", &err), LSMI_ERR_FORMAT);
+  assert_non_null(strstr(err.message, "cut short"));
+}
+
+/* Which rows a dataset's results carry: `lsmi fit`'s rule. */
+static void test_join_rule(void **state) {
+  (void)state;
+  lsmi_error_t err = {0};
+  lsmi_dataset_t *ds = lsmi_dataset_create(4, 2, 1, 1, 2, &err);
+  assert_non_null(ds);
+  lsmi_resjoin_t jn = lsmi_resjoin_of(ds, &ds->val);
+  assert_null(jn.row); /* every row at its index: row is index */
+  assert_null(jn.id);
+  assert_null(jn.class_names);
+  ds->val.row[1] = 7; /* val drawn from train: rows elsewhere */
+  jn = lsmi_resjoin_of(ds, &ds->train);
+  assert_ptr_equal(jn.row, ds->train.row); /* for both splits */
+  lsmi_dataset_destroy(ds);
+}
+
+/* Files of version 3 (written before rows, ids and labels were kept) are
+ * read as before, and say why they have none of those. */
+static void test_version_3(void **state) {
+  (void)state;
+  char p[160];
+  snprintf(p, sizeof p, "%s/results/job_v3.val", dir);
+  FILE *o = fopen(p, "wb");
+  assert_non_null(o);
+  uint64_t head[2] = {N, 9};
+  uLong crc = crc32(0L, Z_NULL, 0);
+  static const char pad[4] = {0};
+  size_t padn = (N * 4 + 7) / 8 * 8 - N * 4;
+#define PUT(ptr, len)                                                          \
+  do {                                                                         \
+    fwrite(ptr, 1, len, o);                                                    \
+    crc = crc32(crc, (const Bytef *)(ptr), (uInt)(len));                       \
+  } while (0)
+  PUT("LSMIRES3", 8);
+  PUT(head, sizeof head);
+  PUT(y, sizeof y);
+  PUT(pad, padn);
+  for (int k = 0; k < 9; k++)
+    PUT(cols[k], sizeof cols[k]);
+#undef PUT
+  uint64_t c64 = crc;
+  fwrite(&c64, 8, 1, o);
+  fwrite("LSMICRC1", 1, 8, o);
+  fclose(o);
+  make_rows();
+  lsmi_resfile_t *f = open_ok("job_v3", "val");
+  assert_int_equal(f->version, 3);
+  assert_memory_equal(f->rows.s, cols[3], sizeof cols[3]);
+  for (int c = LSMI_COL_ROW; c <= LSMI_COL_LABEL; c++) {
+    assert_false(lsmi_resfile_has_col(f, (lsmi_rescol_t)c));
+    assert_non_null(
+        strstr(lsmi_resfile_why_not(f, (lsmi_rescol_t)c), "version"));
+  }
+  assert_true(isnan(lsmi_resfile_value(f, LSMI_COL_ROW, 0)));
+  lsmi_resquery_t q;
+  lsmi_resquery_init(&q);
+  q.format = LSMI_RES_CSV;
+  char *body = render(&f, &q, NULL);
+  assert_true(strncmp(body, "index,split,y,r,u1,u2,s,i1,i2,i12,h1,h2\n", 40) ==
+              0);
+  free(body);
+  lsmi_resfile_close(f);
+}
+
 static void test_parse(void **state) {
   (void)state;
   lsmi_rescol_t c;
@@ -474,6 +676,12 @@ static void test_parse(void **state) {
   assert_int_equal(lsmi_resfile_parse_sort("x", NULL, &c, &desc),
                    LSMI_ERR_INVALID);
   assert_int_equal(lsmi_resfile_parse_sort("s", "down", &c, &desc),
+                   LSMI_ERR_INVALID);
+  assert_int_equal(lsmi_resfile_parse_sort("-row", NULL, &c, &desc), 0);
+  assert_int_equal(c, LSMI_COL_ROW);
+  assert_int_equal(lsmi_resfile_parse_sort("id", NULL, &c, &desc),
+                   LSMI_ERR_INVALID); /* text: no order */
+  assert_int_equal(lsmi_resfile_parse_sort("label", NULL, &c, &desc),
                    LSMI_ERR_INVALID);
   assert_int_equal(lsmi_resfile_col_parse("u2,s", 2, &c), 0);
   assert_int_equal(c, LSMI_COL_U2);
@@ -494,6 +702,9 @@ int main(void) {
       cmocka_unit_test(test_pages),
       cmocka_unit_test(test_filters_and_merge),
       cmocka_unit_test(test_parse),
+      cmocka_unit_test(test_join_columns),
+      cmocka_unit_test(test_join_rule),
+      cmocka_unit_test(test_version_3),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -108,6 +108,8 @@ static json_t *job_get(lsmi_store_t *s, const char *tenant, const char *id,
 static void test_datasets(void **state) {
   fx_t *f = *state;
   lsmi_dataset_rec_t a = ds("ds_a", "alice", "aaaa"), got, ex;
+  snprintf(a.key_x1, sizeof a.key_x1, "feat_a"); /* the upload's keys */
+  snprintf(a.key_id, sizeof a.key_id, "sample_id");
   assert_int_equal(insert(f->s, &a, &ex), 0);
   lsmi_dataset_rec_t dup = ds("ds_a2", "alice", "aaaa");
   assert_int_equal(insert(f->s, &dup, &ex), EXISTED);
@@ -129,6 +131,11 @@ static void test_datasets(void **state) {
   assert_int_equal(json_array_size(page), 1);
   json_t *o = json_array_get(page, 0);
   assert_string_equal(json_string_value(json_object_get(o, "id")), "ds_a");
+  json_t *keys = json_object_get(o, "keys");
+  assert_string_equal(json_string_value(json_object_get(keys, "x1")), "feat_a");
+  assert_true(json_is_null(json_object_get(keys, "x2"))); /* the usual */
+  assert_string_equal(json_string_value(json_object_get(keys, "id")),
+                      "sample_id");
   assert_int_equal(
       json_integer_value(json_object_get(
           json_object_get(json_object_get(o, "splits"), "val"), "n")),
@@ -326,6 +333,40 @@ static void test_old_schema_migrates(void **state) {
   assert_int_equal(cancelled, 1);
 }
 
+/* A store whose datasets table predates the upload's keys gains them
+ * when it is opened, every row kept (its keys the usual names). */
+static void test_old_datasets_gain_keys(void **state) {
+  fx_t *f = *state;
+  lsmi_store_close(f->s);
+  f->s = NULL;
+  unlink(f->path);
+  sql_exec(f->path,
+           "CREATE TABLE datasets(id TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+           " name TEXT NOT NULL, format TEXT NOT NULL, sha256 TEXT NOT NULL,"
+           " bytes INTEGER NOT NULL, classes INTEGER NOT NULL, n_train "
+           "INTEGER NOT NULL, n_val INTEGER NOT NULL, d1 INTEGER NOT NULL,"
+           " d2 INTEGER NOT NULL, val_fraction REAL NOT NULL, created_at "
+           "REAL NOT NULL);"
+           "INSERT INTO datasets VALUES ('ds_old', 't', 'old', 'npz', 'ab', "
+           "10, 2, 8, 2, 3, 4, 0, 1);");
+  assert_int_equal(lsmi_store_open(f->path, &f->s, NULL), 0);
+  lsmi_dataset_rec_t got;
+  assert_int_equal(lsmi_store_dataset_get(f->s, "t", "ds_old", &got), 0);
+  assert_string_equal(got.name, "old");
+  assert_int_equal(got.n_train, 8);
+  assert_string_equal(got.key_x1, "");
+  assert_string_equal(got.key_id, "");
+  lsmi_dataset_rec_t b = ds("ds_new", "t", "cd"), ex;
+  snprintf(b.key_y, sizeof b.key_y, "label");
+  assert_int_equal(insert(f->s, &b, &ex), 0);
+  /* Opened again: nothing to add, nothing lost. */
+  lsmi_store_close(f->s);
+  assert_int_equal(lsmi_store_open(f->path, &f->s, NULL), 0);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "t", "ds_new", &got), 0);
+  assert_memory_equal(&got, &b, sizeof got);
+  assert_int_equal(lsmi_store_dataset_get(f->s, "t", "ds_old", &got), 0);
+}
+
 static void test_state_names(void **state) {
   (void)state;
   int st = -1;
@@ -416,6 +457,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_cancel_survives_a_restart, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(test_old_schema_migrates, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_old_datasets_gain_keys, setup,
                                       teardown),
       cmocka_unit_test(test_state_names),
       cmocka_unit_test(test_open_failure),
