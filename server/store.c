@@ -8,11 +8,13 @@
  * returned 0 has its change on disk, which is what "acknowledged" means in
  * the durability promise.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store.h"
 #include "util.h"
@@ -96,6 +98,51 @@ static int v1_columns(sqlite3 *db) {
                       NULL, NULL, NULL);
 }
 
+/* SQL function lsmi_result_bytes(id): the bytes of job id's result files
+ * (results/ID.train and .val beside the store), for version 2. */
+static void result_bytes_fn(sqlite3_context *ctx, int argc,
+                            sqlite3_value **argv) {
+  const char *dir = sqlite3_user_data(ctx);
+  const unsigned char *id = argc == 1 ? sqlite3_value_text(argv[0]) : NULL;
+  sqlite3_int64 n = 0;
+  static const char *const splits[] = {"train", "val"};
+  for (int i = 0; id && i < 2; i++) {
+    char path[PATH_MAX];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/results/%s.%s", dir, (const char *)id,
+             splits[i]);
+    if (stat(path, &sb) == 0)
+      n += (sqlite3_int64)sb.st_size;
+  }
+  sqlite3_result_int64(ctx, n);
+}
+
+/* Version 2's result_bytes of the jobs that succeeded before it: the sizes
+ * of their result files, so that a tenant's quota counts them. */
+static int v2_result_bytes(sqlite3 *db) {
+  const char *file = sqlite3_db_filename(db, "main");
+  if (file == NULL || file[0] == '\0')
+    return SQLITE_OK; /* a store in memory has no files */
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", file);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  else
+    snprintf(dir, sizeof dir, ".");
+  int rc = sqlite3_create_function(db, "lsmi_result_bytes", 1, SQLITE_UTF8, dir,
+                                   result_bytes_fn, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db,
+                      "UPDATE jobs SET result_bytes = lsmi_result_bytes(id) "
+                      "WHERE state = 'succeeded'",
+                      NULL, NULL, NULL);
+  /* dir is this frame's: the function goes before it does. */
+  sqlite3_create_function(db, "lsmi_result_bytes", 1, SQLITE_UTF8, NULL, NULL,
+                          NULL, NULL);
+  return rc;
+}
+
 typedef struct migration {
   const char *description;
   const char *sql;
@@ -106,14 +153,15 @@ static const migration_t migrations[] = {
     {"datasets, jobs, idempotency keys, pending file operations", schema_v1,
      v1_columns},
     /* 2: the bytes of a job's result files (tenants' quotas, the data
-     * directory's metrics), and finished jobs by age (--retain-days);
-     * idempotency keys by age and by job. */
+     * directory's metrics; measured for the jobs already there), and
+     * finished jobs by age (--retain-days); idempotency keys by age and
+     * by job. */
     {"result bytes; finished jobs and keys by age",
      "ALTER TABLE jobs ADD COLUMN result_bytes INTEGER NOT NULL DEFAULT 0;"
      "CREATE INDEX jobs_finished ON jobs(finished_at);"
      "CREATE INDEX idempotency_created ON idempotency(created_at);"
      "CREATE INDEX idempotency_job ON idempotency(job_id);",
-     NULL},
+     v2_result_bytes},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -679,7 +679,7 @@ CREATE TABLE idempotency(tenant TEXT NOT NULL, key TEXT NOT NULL,
 def test_old_store_upgrades():
     """A data directory whose store has the first layout (no version, no
     cancel_requested, no pending table) is upgraded at start, keeps its
-    dataset and can run jobs on it; a store of a newer version than this
+    dataset and job (whose result files it measures) and can run jobs; a store of a newer version than this
     binary is refused, untouched."""
     data = os.path.join(tempfile.mkdtemp(dir=WORK), "data")
     for sub in ("datasets", "results", "tmp"):
@@ -691,6 +691,15 @@ def test_old_store_upgrades():
     db.execute("INSERT INTO datasets VALUES ('ds_old', 'default', 'old', "
                "'npz', 'abc', ?, 2, 320, 80, 2, 2, 0.0, 1.7e9)",
                (len(SMALL),))
+    # A job that succeeded before result_bytes existed: the upgrade
+    # measures its result files, so that the tenant's quota counts them.
+    db.execute("INSERT INTO jobs (id, tenant, dataset_id, state, params, "
+               "created_at, finished_at) VALUES ('job_old', 'default', "
+               "'ds_old', 'succeeded', '{}', 1.7e9, 1.7e9)")
+    for split, size in (("train", 100), ("val", 50)):
+        with open(os.path.join(data, "results", "job_old." + split),
+                  "wb") as f:
+            f.write(b"\0" * size)
     db.commit()
     assert db.execute("PRAGMA user_version").fetchone() == (0,)
     db.close()
@@ -698,7 +707,11 @@ def test_old_store_upgrades():
         line = wait_log(d, lambda o: o.get("event") == "store_schema")
         assert line["from"] == 0 and line["to"] >= 2, line
         assert d.request("GET", "/v1/datasets/ds_old").json()["name"] == "old"
+        m = d.request("GET", "/metrics").body.decode()
+        assert metric(m, 'lsmi_data_dir_bytes{kind="results"}') == 150, m
         run_job(d, "ds_old")
+    assert sql(data, "SELECT result_bytes FROM jobs WHERE id = 'job_old'") \
+        == [(150,)]
     v = sql(data, "PRAGMA user_version")[0][0]
     assert v >= 2, v
     sql(data, "PRAGMA user_version = 999")
