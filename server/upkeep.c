@@ -66,11 +66,15 @@ static void on_sighup(uv_signal_t *h, int signum) {
   int st = lsmi_tokens_load(u->cfg->tokens, &info, &err);
   if (st == LSMI_OK) {
     lsmi_sched_tokens_reloaded(u->sched);
-    lsmi_util_log("reload",
-                  json_pack("{s:s, s:I, s:I, s:I}", "detail", "tokens reloaded",
-                            "tokens", (json_int_t)info.tokens, "tenants",
-                            (json_int_t)info.tenants, "before",
-                            (json_int_t)had));
+    const char *detail =
+        lsmi_tokens_has_file(u->cfg->tokens)
+            ? "tokens reloaded from the tokens file"
+            : "no tokens file to reload: the tokens stay those given at "
+              "start";
+    lsmi_util_log("reload", json_pack("{s:s, s:I, s:I, s:I}", "detail", detail,
+                                      "tokens", (json_int_t)info.tokens,
+                                      "tenants", (json_int_t)info.tenants,
+                                      "before", (json_int_t)had));
     if (info.world_readable)
       lsmi_tokens_warn_mode(u->cfg->tokens_file, info.mode);
   } else {

@@ -274,6 +274,8 @@ def test_retention():
     assert d.job(running)["state"] == "running"
     assert d.job(queued)["state"] == "queued"
     assert d.proc.poll() is None, "SIGHUP must not stop the daemon"
+    line = wait_log(d, lambda o: o.get("event") == "reload")
+    assert "no tokens file" in line["detail"] and line["tokens"] == 0, line
     for j in (queued, running):
         assert d.request("DELETE", "/v1/jobs/" + j).status == 202
     assert d.stop() == 0
@@ -494,6 +496,7 @@ def test_tokens_edited_and_reloaded():
         d.proc.send_signal(signal.SIGHUP)
         line = wait_log(d, lambda o: o.get("event") == "reload")
         assert line["level"] == "info" and line["tenants"] == 2, line
+        assert "from the tokens file" in line["detail"], line
         assert d.request("GET", "/v1/jobs", token=BOB).status == 200
         # revoke alice's by the token, bob's by its id; a broken line
         rc, _, err = lsmi_token("revoke", alice, "--tokens-file", tokens)
