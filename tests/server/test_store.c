@@ -500,8 +500,9 @@ static void test_dataset_delete_with_jobs(void **state) {
       lsmi_store_dataset_delete(f->s, "alice", "ds_a", true, &jobs),
       LSMI_ERR_CONFLICT);
   assert_int_equal(jobs.n, 0);
-  assert_non_null(job_get(f->s, "alice", "job_1", NULL));
-  json_decref(job_get(f->s, "alice", "job_1", NULL));
+  json_t *kept = job_get(f->s, "alice", "job_1", NULL);
+  assert_non_null(kept);
+  json_decref(kept);
   assert_int_equal(lsmi_store_job_cancel_queued(f->s, "job_3", 6e9, false), 0);
   assert_int_equal(lsmi_store_dataset_delete(f->s, "bob", "ds_a", true, &jobs),
                    LSMI_ERR_NOTFOUND);
