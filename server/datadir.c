@@ -95,6 +95,17 @@ int lsmi_datadir_remove_job(const char *dir, lsmi_store_t *store,
   return lsmi_store_pending_remove(store, "job", job);
 }
 
+int lsmi_datadir_remove_jobs(const char *dir, lsmi_store_t *store,
+                             const lsmi_idlist_t *jobs) {
+  if (jobs->n == 0)
+    return LSMI_OK;
+  for (size_t i = 0; i < jobs->n; i++)
+    lsmi_resfile_remove(dir, jobs->ids[i]);
+  sync_sub(dir, "results");
+  sync_sub(dir, "cache");
+  return lsmi_store_pending_remove_all(store, "job", jobs);
+}
+
 int lsmi_datadir_finish_pending(const char *dir, lsmi_store_t *store,
                                 int *done) {
   lsmi_pending_t *items = NULL;

@@ -59,6 +59,11 @@ int lsmi_datadir_finish_pending(const char *dir, lsmi_store_t *store,
 int lsmi_datadir_remove_job(const char *dir, lsmi_store_t *store,
                             const char *job);
 
+/* The same for every job of jobs, with one sync of each directory and one
+ * transaction of the store for all of them (a sweep of many jobs). */
+int lsmi_datadir_remove_jobs(const char *dir, lsmi_store_t *store,
+                             const lsmi_idlist_t *jobs);
+
 /* Removes the cached orders (DIR/cache, derived data) of jobs the store
  * does not know; *removed (may be NULL) receives how many. 0, or the
  * store's failure. */

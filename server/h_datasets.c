@@ -437,8 +437,7 @@ int lsmi_h_dataset_delete(lsmi_req_t *r) {
    * entry left by a failure here is finished at the next start. */
   if (unlink(path) == 0 || errno == ENOENT)
     lsmi_store_pending_remove(r->h->store, "delete", r->id);
-  for (size_t i = 0; i < jobs.n; i++)
-    lsmi_datadir_remove_job(dir, r->h->store, jobs.ids[i]);
+  lsmi_datadir_remove_jobs(dir, r->h->store, &jobs);
   lsmi_util_log("dataset", json_pack("{s:s, s:s, s:s, s:I}", "dataset", r->id,
                                      "tenant", r->tenant, "state", "deleted",
                                      "jobs_deleted", (json_int_t)jobs.n));

@@ -813,6 +813,23 @@ int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
   return out;
 }
 
+int lsmi_store_pending_remove_all(lsmi_store_t *s, const char *kind,
+                                  const lsmi_idlist_t *ids) {
+  if (ids->n == 0)
+    return LSMI_OK;
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  for (size_t i = 0; out == LSMI_OK && i < ids->n; i++)
+    out = exec3(s, "DELETE FROM pending WHERE kind = ?1 AND id = ?2", kind,
+                ids->ids[i], NULL, NULL);
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out)
+    exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
 int lsmi_store_pending_list(lsmi_store_t *s, lsmi_pending_t **items,
                             size_t *count) {
   *items = NULL;

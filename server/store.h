@@ -128,6 +128,10 @@ typedef struct lsmi_pending {
 int lsmi_store_pending_add(lsmi_store_t *s, const char *kind, const char *id);
 int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
                               const char *id);
+/* The entries of kind `kind` for every id of ids, in one transaction (one
+ * sync of the journal for all): 0, or the store's failure (none removed). */
+int lsmi_store_pending_remove_all(lsmi_store_t *s, const char *kind,
+                                  const lsmi_idlist_t *ids);
 /* Every pending entry, oldest first, into *items (malloc'd, taken by the
  * caller; NULL when there is none): 0, LSMI_ERR_NOMEM or LSMI_ERR_IO. */
 int lsmi_store_pending_list(lsmi_store_t *s, lsmi_pending_t **items,

@@ -2,6 +2,7 @@
  * upkeep.c — SIGHUP (reload the tokens, sweep) and the retention sweep on
  * a timer (see upkeep.h).
  */
+#include <math.h>
 #include <signal.h>
 #include <stdlib.h>
 
@@ -28,12 +29,14 @@ int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
   const lsmi_config_t *cfg = u->cfg;
   if (cfg->retain_days <= 0)
     return 0;
+  double t0 = lsmi_util_mono();
   double before = lsmi_util_now() - (double)cfg->retain_days * 86400.0;
   lsmi_idlist_t jobs = LSMI_IDLIST_INIT;
   int keys = 0;
   int st = lsmi_store_expire(u->store, before, BATCH, &jobs, &keys);
-  for (size_t i = 0; i < jobs.n; i++)
-    lsmi_datadir_remove_job(cfg->data_dir, u->store, jobs.ids[i]);
+  /* The batch's files, two directory syncs and one transaction: a sweep
+   * of 200 jobs holds the loop for milliseconds, not an fsync per job. */
+  lsmi_datadir_remove_jobs(cfg->data_dir, u->store, &jobs);
   int n = (int)jobs.n;
   if (st)
     lsmi_util_log("retention",
@@ -41,9 +44,11 @@ int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
                             "the store failed; the sweep runs again within "
                             "the hour"));
   else if (n || keys)
-    lsmi_util_log("retention", json_pack("{s:i, s:i, s:i}", "jobs_deleted", n,
-                                         "keys_deleted", keys, "retain_days",
-                                         cfg->retain_days));
+    lsmi_util_log("retention",
+                  json_pack("{s:i, s:i, s:i, s:f}", "jobs_deleted", n,
+                            "keys_deleted", keys, "retain_days",
+                            cfg->retain_days, "ms",
+                            round((lsmi_util_mono() - t0) * 1e6) / 1e3));
   lsmi_idlist_free(&jobs);
   return st ? -1 : n;
 }

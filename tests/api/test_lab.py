@@ -248,6 +248,7 @@ def test_retention():
     d.start()
     line = wait_log(d, lambda o: o.get("event") == "retention")
     assert line["jobs_deleted"] == 1 and line["keys_deleted"] == 1, line
+    assert line["level"] == "info" and line["ms"] >= 0, line
     assert_problem(d.request("GET", "/v1/jobs/" + old), 404)
     assert of_job(files(data, "results"), old) == []
     assert d.job(young)["state"] == "succeeded"

@@ -568,7 +568,16 @@ static void test_expire(void **state) {
   int st = -1;
   assert_int_equal(lsmi_store_job_state(f->s, "job_5", &st), 0);
   assert_int_equal(st, LSMI_JOB_QUEUED);
+  /* The four pending "job" entries go in one call, and nothing else. */
+  char pend[256];
+  assert_int_equal(lsmi_store_pending_add(f->s, "delete", "ds_x"), 0);
+  pending_text(f->s, pend, sizeof pend);
+  assert_non_null(strstr(pend, "job:job_4"));
+  assert_int_equal(lsmi_store_pending_remove_all(f->s, "job", &jobs), 0);
+  pending_text(f->s, pend, sizeof pend);
+  assert_string_equal(pend, "delete:ds_x");
   lsmi_idlist_free(&jobs);
+  assert_int_equal(lsmi_store_pending_remove_all(f->s, "job", &jobs), 0);
 }
 
 static void test_state_names(void **state) {
