@@ -201,8 +201,11 @@ class Daemon:
         raise AssertionError("job %s never started" % job_id)
 
 
-def cleanup_all():
+def cleanup_all(keep=()):
+    """Kills every live daemon but those of `keep`."""
     for d in list(Daemon.live):
+        if d in keep:
+            continue
         try:
             d.stop(signal.SIGKILL)
         except Exception:
@@ -217,7 +220,9 @@ def run_tests(names, argv, work=None, setup=None):
     """Runs the test_* functions of `names` (a module's globals), or those
     argv[1:] names, one line each with its time; a failure prints its
     traceback and the live daemons' log tails, a Skip its reason. setup()
-    runs first (its failure counts as one). Stops every daemon, removes
+    runs first (its failure counts as one); the daemons it starts serve
+    every test, those a test starts are killed after it. Stops every
+    daemon at the end, removes
     `work` and the session's directories, prints "N passed, N failed,
     N skipped" last; returns the exit status."""
     tests = [(n, f) for n, f in sorted(names.items())
@@ -230,6 +235,7 @@ def run_tests(names, argv, work=None, setup=None):
             setup()
         for name, fn in tests:
             t0 = time.time()
+            shared = list(Daemon.live)  # setup's daemons serve every test
             try:
                 fn()
                 passed += 1
@@ -245,7 +251,7 @@ def run_tests(names, argv, work=None, setup=None):
                 for dmn in list(Daemon.live):
                     print("--- daemon log tail:\n" + dmn.log_text()[-3000:])
             finally:
-                cleanup_all()
+                cleanup_all(keep=shared)
     except Exception:
         failed += 1
         traceback.print_exc()
