@@ -192,6 +192,9 @@ static int open_store(const char *data_dir, lsmi_store_t **store,
 static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
   lsmi_store_t *store = NULL;
   int lock = -1;
+  /* A SIGHUP (a reload) before upkeep.c handles it, or during a shutdown
+   * after, must not kill the daemon: its default action would. */
+  signal(SIGHUP, SIG_IGN);
   int rc = lsmi_datadir_make(cfg->data_dir, err);
   if (rc == LSMI_OK)
     rc = lsmi_datadir_lock(cfg->data_dir, &lock, err);

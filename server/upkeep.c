@@ -115,6 +115,9 @@ void lsmi_upkeep_stop(lsmi_upkeep_t *u) {
     return;
   u->stopped = true;
   uv_close((uv_handle_t *)&u->sighup, NULL);
+  /* libuv gave SIGHUP its default action back, which ends the process: a
+   * reload sent while the daemon drains is ignored instead. */
+  signal(SIGHUP, SIG_IGN);
   uv_close((uv_handle_t *)&u->timer, NULL);
 }
 

@@ -533,6 +533,24 @@ def test_tokens_edited_and_reloaded():
         assert d.stop() == 0
 
 
+def test_sighup_while_draining():
+    """A SIGHUP (systemctl reload) that comes while the daemon drains its
+    running job on SIGTERM does not kill it: it still exits 0 and requeues
+    the job. (libuv gives SIGHUP its default action back, which ends the
+    process, when the handler is closed.)"""
+    d = Daemon(args=["--shutdown-timeout", "2", "--workers", "1"]).start()
+    ds = upload_ok(d)
+    j = d.submit(ds["id"], LONG).json()["id"]
+    d.wait_progress(j)
+    d.proc.send_signal(signal.SIGTERM)
+    wait_log(d, lambda o: o.get("event") == "shutdown")
+    d.proc.send_signal(signal.SIGHUP)
+    d.proc.wait(timeout=60 * SLOW)
+    assert d.stop() == 0, d.log_text()[-2000:]
+    assert any(o.get("event") == "job" and o.get("state") == "requeued"
+               for o in log_lines(d)), d.log_text()[-2000:]
+
+
 def test_token_rules_at_start():
     """LSMI_TOKENS items that are not TOKEN=TENANT, and tokens shorter than
     16 characters, are refused with a clear message (exit 2, the secret not
