@@ -8,7 +8,10 @@
 #
 #   docker build -t lsmi .
 #   docker run -p 8080:8080 -v lsmi-data:/var/lib/lsmi \
-#              -e LSMI_TOKENS='alice:s3cret' lsmi
+#              -e LSMI_TOKENS="$(openssl rand -hex 16)=alice" lsmi
+#
+# LSMI_TOKENS is TOKEN=TENANT items separated by commas, each token of 16
+# characters or more; anything else stops the daemon with a message.
 #
 # The daemon binds 0.0.0.0:8080 here, and it refuses a non-loopback address
 # unless bearer tokens are configured: give LSMI_TOKENS or mount a tokens file

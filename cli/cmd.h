@@ -9,5 +9,6 @@
 int lsmi_fit_main(int argc, char **argv);
 int lsmi_synth_main(int argc, char **argv);
 int lsmi_admin_main(int argc, char **argv);
+int lsmi_token_main(int argc, char **argv);
 
 #endif

@@ -30,6 +30,8 @@ static void usage(FILE *out) {
           "                  run the HTTP daemon (see `lsmi serve --help`)\n"
           "  admin rebuild-store --data-dir DIR [--tenant NAME]\n"
           "                  rebuild the daemon's store from its files\n"
+          "  token add|list|revoke [--tokens-file FILE] ...\n"
+          "                  edit the daemon's tokens file\n"
           "  probe [URL | /PATH]\n"
           "                  exit 0 when the daemon answers 2xx\n"
           "  version         print the version\n"
@@ -105,6 +107,8 @@ int main(int argc, char **argv) {
     return lsmi_serve_main(argc - 1, argv + 1);
   if (strcmp(cmd, "admin") == 0)
     return lsmi_admin_main(argc - 1, argv + 1);
+  if (strcmp(cmd, "token") == 0)
+    return lsmi_token_main(argc - 1, argv + 1);
   if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
     printf("lsmi %s\n", LSMI_VERSION);
     return 0;

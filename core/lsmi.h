@@ -83,7 +83,8 @@ extern "C" {
   X(ERR_CONFLICT, -14, "conflicts with the current state")                     \
   X(ERR_BUSY, -15, "busy: try again later")                                    \
   X(ERR_SHUTDOWN, -16, "shutting down")                                        \
-  X(ERR_UNAVAILABLE, -17, "the database is unavailable: try again later")
+  X(ERR_UNAVAILABLE, -17, "the database is unavailable: try again later")      \
+  X(ERR_NOSPACE, -18, "no space left: the disk or a storage quota is full")
 
 typedef enum lsmi_status {
 #define LSMI__STATUS_ENUM(name, value, msg) LSMI_##name = (value),

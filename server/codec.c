@@ -313,12 +313,11 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
                        : (p->fraction > 0 ? 1.0 : 0.0);
   int epoch = (int)floor(trained * epochs + 1e-9);
   epoch = epoch < 0 ? 0 : (epoch > epochs ? epochs : epoch);
-  json_t *o = json_pack(
-      "{s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i}", "phase",
-      lsmi_phase_name(p->phase), "epoch", epoch, "epochs", epochs, "fraction",
-      p->fraction,
-      "disc_epoch", p->disc_epoch, "disc_epochs", p->disc_epochs, "ent_epoch",
-      p->ent_epoch, "ent_epochs", p->ent_epochs);
+  json_t *o = json_pack("{s:s, s:i, s:i, s:f, s:i, s:i, s:i, s:i}", "phase",
+                        lsmi_phase_name(p->phase), "epoch", epoch, "epochs",
+                        epochs, "fraction", p->fraction, "disc_epoch",
+                        p->disc_epoch, "disc_epochs", p->disc_epochs,
+                        "ent_epoch", p->ent_epoch, "ent_epochs", p->ent_epochs);
   if (o) {
     json_object_set_new(o, "disc_loss",
                         p->disc_epoch > 0 && isfinite(p->disc_loss)
@@ -352,7 +351,8 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
   X(ERR_NOTFOUND, 404)                                                         \
   X(ERR_CONFLICT, 409)                                                         \
   X(ERR_BUSY, 429)                                                             \
-  X(ERR_SHUTDOWN, 503)
+  X(ERR_SHUTDOWN, 503)                                                         \
+  X(ERR_NOSPACE, 507)
 
 int lsmi_codec_http_status(int st) {
   switch (st) {
@@ -402,6 +402,8 @@ const char *lsmi_codec_http_title(int status) {
     return "Internal Server Error";
   case 503:
     return "Service Unavailable";
+  case 507:
+    return "Insufficient Storage";
   default:
     return "Error";
   }

@@ -45,7 +45,8 @@ static const opt_t opts[] = {
     {"http-threads", "LSMI_HTTP_THREADS", OPT_INT, C(http_threads), 0, "4",
      "HTTP threads (libmicrohttpd thread pool)"},
     {"tokens-file", "LSMI_TOKENS_FILE", OPT_STR, C(tokens_file), 0, "",
-     "file of 'TOKEN TENANT' lines; also LSMI_TOKENS='TOKEN=TENANT,...'"},
+     "file of 'TOKEN TENANT' lines (`lsmi token` edits it; SIGHUP reloads "
+     "it); also LSMI_TOKENS='TOKEN=TENANT,...'"},
     {"cors-origin", "LSMI_CORS_ORIGINS", OPT_STR, C(cors_origins), 0, "",
      "comma list of origins allowed cross-origin ('*' for any)"},
     {"max-upload", "LSMI_MAX_UPLOAD", OPT_SIZE, C(max_upload), 0, "1G",
@@ -91,6 +92,22 @@ static const opt_t opts[] = {
      C(tenant_queue_size), 0, "0",
      "queued jobs one tenant may hold (0: half of --queue-size when tokens "
      "name several tenants, else all of it)"},
+    {"tenant-quota-bytes", "LSMI_TENANT_QUOTA_BYTES", OPT_SIZE,
+     C(tenant_quota_bytes), 0, "0",
+     "bytes one tenant may store, its datasets' files and its jobs' result "
+     "files together (0: no limit); past it, uploads and jobs answer 507"},
+    {"min-free-disk", "LSMI_MIN_FREE_DISK", OPT_SIZE, C(min_free_disk), 0,
+     "64M",
+     "free space kept on the data directory's disk: an upload that would "
+     "leave less, or a job while there is less, answers 507, and /readyz "
+     "is not ready"},
+    {"retain-days", "LSMI_RETAIN_DAYS", OPT_INT, C(retain_days), 0, "0",
+     "days a finished job and its results (and an idempotency key) are kept "
+     "before they are deleted, checked hourly and on SIGHUP (0: kept until "
+     "deleted)"},
+    {"trusted-proxy", "LSMI_TRUSTED_PROXY", OPT_STR, C(trusted_proxy), 0, "",
+     "comma list of proxy addresses whose X-Forwarded-For header names the "
+     "client that the log shows as peer"},
     {"quiet", "LSMI_QUIET", OPT_BOOL, C(quiet), 0, "false",
      "no per-request log lines (job transitions are still logged)"},
     {"max-rows", "LSMI_MAX_ROWS", OPT_U64, L(max_rows), NULL,
@@ -363,7 +380,9 @@ void lsmi_config_help(FILE *out) {
     fprintf(out, "  %-24s %-26s %s\n      %s\n", flag, o->env, def, o->help);
   }
   fprintf(out, "  %-24s %-26s %s\n      %s\n", "(none)", "LSMI_TOKENS",
-          "(none)", "bearer tokens, 'TOKEN=TENANT' separated by commas");
+          "(none)",
+          "bearer tokens, 'TOKEN=TENANT' separated by commas (tokens of 16 "
+          "characters or more)");
   fprintf(out, "  %-24s %-26s %s\n      %s\n", "--help", "", "",
           "print this table");
   fprintf(out,
@@ -371,112 +390,25 @@ void lsmi_config_help(FILE *out) {
           "to\nlisten on anything but a loopback address.\n");
 }
 
-static int add_token(lsmi_config_t *cfg, const char *tok, size_t tlen,
-                     const char *ten, size_t nlen, lsmi_error_t *err) {
-  if (tlen == 0)
-    return 0;
-  lsmi_token_t *t =
-      realloc(cfg->tokens, (cfg->n_tokens + 1) * sizeof *cfg->tokens);
-  if (t == NULL)
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "tokens", "out of memory");
-  cfg->tokens = t;
-  char *a = strndup(tok, tlen);
-  char *b = nlen ? strndup(ten, nlen) : strdup("default");
-  if (!a || !b) {
-    free(a);
-    free(b);
-    return lsmi_error_set(err, LSMI_ERR_NOMEM, "tokens", "out of memory");
-  }
-  t[cfg->n_tokens].token = a;
-  t[cfg->n_tokens].tenant = b;
-  cfg->n_tokens++;
-  return 0;
-}
-
-/* One line "TOKEN TENANT" of the tokens file ('#' comments, blank lines). */
-static int token_line(lsmi_config_t *cfg, const char *p, lsmi_error_t *err) {
-  while (isspace((unsigned char)*p))
-    p++;
-  if (*p == '#' || *p == '\0')
-    return LSMI_OK;
-  const char *tok = p;
-  while (*p && !isspace((unsigned char)*p))
-    p++;
-  size_t tlen = (size_t)(p - tok);
-  while (isspace((unsigned char)*p))
-    p++;
-  const char *ten = p;
-  while (*p && !isspace((unsigned char)*p))
-    p++;
-  return add_token(cfg, tok, tlen, ten, (size_t)(p - ten), err);
-}
-
-static int tokens_file(lsmi_config_t *cfg, lsmi_error_t *err) {
-  FILE *f = fopen(cfg->tokens_file, "r");
-  if (f == NULL)
-    return lsmi_error_set(err, LSMI_ERR_IO, "tokens-file",
-                          "cannot open tokens file '%s': %s", cfg->tokens_file,
-                          strerror(errno));
-  char line[1024];
-  int st = LSMI_OK;
-  while (st == LSMI_OK && fgets(line, sizeof line, f))
-    st = token_line(cfg, line, err);
-  fclose(f);
-  return st;
-}
-
-/* LSMI_TOKENS: "TOKEN=TENANT" items separated by commas or spaces. */
-static int tokens_env(lsmi_config_t *cfg, const char *v, lsmi_error_t *err) {
-  int st = LSMI_OK;
-  for (const char *p = v; st == LSMI_OK && *p;) {
-    while (*p == ',' || isspace((unsigned char)*p))
-      p++;
-    const char *start = p;
-    while (*p && *p != ',' && !isspace((unsigned char)*p))
-      p++;
-    const char *eq = memchr(start, '=', (size_t)(p - start));
-    if (eq)
-      st = add_token(cfg, start, (size_t)(eq - start), eq + 1,
-                     (size_t)(p - eq - 1), err);
-    else
-      st = add_token(cfg, start, (size_t)(p - start), NULL, 0, err);
-  }
-  return st;
-}
-
 int lsmi_config_load_tokens(lsmi_config_t *cfg, lsmi_getenv_fn env,
-                            lsmi_error_t *err) {
-  int st = LSMI_OK;
-  if (cfg->tokens_file && cfg->tokens_file[0])
-    st = tokens_file(cfg, err);
-  const char *v = env ? env("LSMI_TOKENS") : NULL;
-  if (st == LSMI_OK && v)
-    st = tokens_env(cfg, v, err);
-  return st;
+                            lsmi_tokens_info_t *info, lsmi_error_t *err) {
+  lsmi_tokens_destroy(cfg->tokens);
+  cfg->tokens = NULL;
+  if (lsmi_tokens_create(cfg->tokens_file, env ? env("LSMI_TOKENS") : NULL,
+                         &cfg->tokens))
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "tokens", "out of memory");
+  return lsmi_tokens_load(cfg->tokens, info, err);
+}
+
+size_t lsmi_config_n_tokens(const lsmi_config_t *cfg) {
+  size_t n = 0;
+  lsmi_tokens_counts(cfg->tokens, &n, NULL);
+  return n;
 }
 
 bool lsmi_config_is_loopback(const char *host) {
   return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 ||
          strcmp(host, "localhost") == 0;
-}
-
-const char *lsmi_config_tenant(const lsmi_config_t *cfg, const char *token) {
-  if (token == NULL)
-    return NULL;
-  size_t n = strlen(token);
-  const char *found = NULL;
-  for (size_t i = 0; i < cfg->n_tokens; i++) {
-    const char *t = cfg->tokens[i].token;
-    size_t m = strlen(t);
-    /* Compare every byte of the shorter length so timing says little. */
-    unsigned diff = (unsigned)(n ^ m);
-    for (size_t k = 0; k < m; k++)
-      diff |= (unsigned)(unsigned char)t[k] ^
-              (unsigned)(unsigned char)(k < n ? token[k] : 0);
-    if (diff == 0 && found == NULL)
-      found = cfg->tokens[i].tenant;
-  }
-  return found;
 }
 
 bool lsmi_config_origin_allowed(const lsmi_config_t *cfg, const char *origin) {
@@ -505,10 +437,7 @@ void lsmi_config_free(lsmi_config_t *cfg) {
   free(cfg->tokens_file);
   free(cfg->cors_origins);
   free(cfg->ops_listen);
-  for (size_t i = 0; i < cfg->n_tokens; i++) {
-    free(cfg->tokens[i].token);
-    free(cfg->tokens[i].tenant);
-  }
-  free(cfg->tokens);
+  free(cfg->trusted_proxy);
+  lsmi_tokens_destroy(cfg->tokens);
   memset(cfg, 0, sizeof *cfg);
 }

@@ -5,7 +5,9 @@
  * same table this module parses from, so the two cannot drift apart.
  *
  * A lsmi_config_t is filled once on the main thread before any other thread
- * starts and is read-only afterwards, so every thread may read it freely.
+ * starts and is read-only afterwards, so every thread may read it freely;
+ * only the set of tokens it points to is replaced by a reload, under that
+ * set's own lock.
  */
 #ifndef LSMI_CONFIG_H
 #define LSMI_CONFIG_H
@@ -16,11 +18,7 @@
 #include <stdio.h>
 
 #include "lsmi_io.h"
-
-typedef struct lsmi_token {
-  char *token;  /* the bearer secret */
-  char *tenant; /* who it belongs to */
-} lsmi_token_t;
+#include "tokens.h"
 
 typedef struct lsmi_config {
   char *listen; /* "host:port" */
@@ -40,17 +38,21 @@ typedef struct lsmi_config {
   uint64_t min_body_rate; /* bytes/s a body must keep up */
   int max_connections;    /* HTTP connections at once (fd budget caps) */
   int max_connections_per_ip;
-  char *ops_listen;        /* "" or host:port of /healthz, /readyz, ... */
-  uint64_t max_memory;     /* fits and upload checks together */
-  uint64_t max_job_memory; /* one fit or upload check */
-  int tenant_queue_size;   /* queued jobs per tenant; 0: automatic */
-  bool quiet;              /* no per-request log lines */
+  char *ops_listen;            /* "" or host:port of /healthz, /readyz, ... */
+  uint64_t max_memory;         /* fits and upload checks together */
+  uint64_t max_job_memory;     /* one fit or upload check */
+  int tenant_queue_size;       /* queued jobs per tenant; 0: automatic */
+  uint64_t tenant_quota_bytes; /* bytes stored per tenant; 0: no limit */
+  uint64_t min_free_disk;      /* bytes kept free on the data's disk */
+  int retain_days;             /* finished jobs kept; 0: for ever */
+  char *trusted_proxy;         /* "" or a comma list of addresses */
+  bool quiet;                  /* no per-request log lines */
   lsmi_limits_t
       limits; /* dataset reader limits (max_file_bytes = max_upload) */
 
-  /* Derived by lsmi_config_load_tokens: */
-  lsmi_token_t *tokens;
-  size_t n_tokens;
+  /* Made by lsmi_config_load_tokens; replaced whole on SIGHUP, under its
+   * own lock (tokens.h): the one part of the configuration that changes. */
+  lsmi_tokens_t *tokens;
   /* Derived by parse: */
   char host[256];
   int port;
@@ -73,19 +75,19 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
                       lsmi_error_t *err);
 
 /*
- * Reads the tokens: the file cfg->tokens_file (lines "TOKEN TENANT", '#'
- * comments) and the variable LSMI_TOKENS ("TOKEN=TENANT" items separated by
- * commas or spaces; a bare TOKEN is tenant "default"). 0, LSMI_ERR_IO when
- * the file cannot be read, or LSMI_ERR_NOMEM.
+ * Reads the tokens (tokens.h): the file cfg->tokens_file and the variable
+ * LSMI_TOKENS, into cfg->tokens, which a reload reads again. 0, with *info
+ * (may be NULL) saying what was found; LSMI_ERR_IO when the file cannot be
+ * read, LSMI_ERR_INVALID when a line or item breaks the rules, or
+ * LSMI_ERR_NOMEM, with err saying which and why.
  */
 int lsmi_config_load_tokens(lsmi_config_t *cfg, lsmi_getenv_fn env,
-                            lsmi_error_t *err);
+                            lsmi_tokens_info_t *info, lsmi_error_t *err);
+/* How many tokens are configured now (0: the API is open). */
+size_t lsmi_config_n_tokens(const lsmi_config_t *cfg);
 
 /* Whether cfg->host is a loopback address (127.0.0.0/8, ::1, localhost). */
 bool lsmi_config_is_loopback(const char *host);
-
-/* The tenant of a bearer token (constant-time compare), NULL if unknown. */
-const char *lsmi_config_tenant(const lsmi_config_t *cfg, const char *token);
 
 /* Whether `origin` may call the API cross-origin. */
 bool lsmi_config_origin_allowed(const lsmi_config_t *cfg, const char *origin);

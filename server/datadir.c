@@ -21,6 +21,7 @@
 
 #include "datadir.h"
 #include "durable.h"
+#include "resfile.h"
 
 int lsmi_datadir_make(const char *dir, lsmi_error_t *err) {
   static const char *subdirs[] = {"", "/tmp", "/datasets", "/results"};
@@ -71,6 +72,40 @@ void lsmi_datadir_unlock(int fd) {
     close(fd);
 }
 
+/* Removes the file a pending entry of kind "upload" or "delete" stands
+ * for, datasets/ID: 0, or LSMI_ERR_IO. */
+static int remove_dataset_file(const char *dir, const char *id) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/datasets/%s", dir, id);
+  return unlink(path) == 0 || errno == ENOENT ? LSMI_OK : LSMI_ERR_IO;
+}
+
+/* Fsyncs DIR/sub (so that the removals in it persist). */
+static void sync_sub(const char *dir, const char *sub) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", dir, sub);
+  lsmi_durable_sync_dir(path);
+}
+
+int lsmi_datadir_remove_job(const char *dir, lsmi_store_t *store,
+                            const char *job) {
+  lsmi_resfile_remove(dir, job);
+  sync_sub(dir, "results");
+  sync_sub(dir, "cache");
+  return lsmi_store_pending_remove(store, "job", job);
+}
+
+int lsmi_datadir_remove_jobs(const char *dir, lsmi_store_t *store,
+                             const lsmi_idlist_t *jobs) {
+  if (jobs->n == 0)
+    return LSMI_OK;
+  for (size_t i = 0; i < jobs->n; i++)
+    lsmi_resfile_remove(dir, jobs->ids[i]);
+  sync_sub(dir, "results");
+  sync_sub(dir, "cache");
+  return lsmi_store_pending_remove_all(store, "job", jobs);
+}
+
 int lsmi_datadir_finish_pending(const char *dir, lsmi_store_t *store,
                                 int *done) {
   lsmi_pending_t *items = NULL;
@@ -78,9 +113,14 @@ int lsmi_datadir_finish_pending(const char *dir, lsmi_store_t *store,
   if (done)
     *done = 0;
   int st = lsmi_store_pending_list(store, &items, &n);
-  char path[PATH_MAX];
   for (size_t i = 0; st == LSMI_OK && i < n; i++) {
     const lsmi_pending_t *p = &items[i];
+    if (strcmp(p->kind, "job") == 0) {
+      st = lsmi_datadir_remove_job(dir, store, p->id);
+      if (st == LSMI_OK && done)
+        (*done)++;
+      continue;
+    }
     lsmi_dataset_rec_t rec;
     /* An upload whose row was committed after all keeps its file (the
      * insert removes the entry in the same transaction, so this is a
@@ -88,25 +128,44 @@ int lsmi_datadir_finish_pending(const char *dir, lsmi_store_t *store,
     int got = strcmp(p->kind, "upload") == 0
                   ? lsmi_store_dataset_get(store, NULL, p->id, &rec)
                   : LSMI_ERR_NOTFOUND;
-    if (got == LSMI_ERR_NOTFOUND) {
-      snprintf(path, sizeof path, "%s/datasets/%s", dir, p->id);
-      if (unlink(path) != 0 && errno != ENOENT) {
-        st = LSMI_ERR_IO;
-        break;
-      }
-    } else if (got != LSMI_OK) {
+    if (got == LSMI_ERR_NOTFOUND)
+      st = remove_dataset_file(dir, p->id);
+    else
       st = got;
-      break;
-    }
-    st = lsmi_store_pending_remove(store, p->kind, p->id);
+    if (st == LSMI_OK)
+      st = lsmi_store_pending_remove(store, p->kind, p->id);
     if (st == LSMI_OK && done)
       (*done)++;
   }
-  if (st == LSMI_OK && n > 0) {
-    snprintf(path, sizeof path, "%s/datasets", dir);
-    lsmi_durable_sync_dir(path);
-  }
+  if (st == LSMI_OK && n > 0)
+    sync_sub(dir, "datasets");
   free(items);
+  return st;
+}
+
+int lsmi_datadir_clean_cache(const char *dir, lsmi_store_t *store,
+                             int *removed) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/cache", dir);
+  int n = 0, st = LSMI_OK;
+  DIR *d = opendir(path);
+  struct dirent *e;
+  while (d && st == LSMI_OK && (e = readdir(d))) {
+    char job[64];
+    int state;
+    if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+        lsmi_datadir_result_job(e->d_name, job))
+      continue;
+    st = lsmi_store_job_state(store, job, &state);
+    if (st == LSMI_ERR_NOTFOUND) {
+      st = LSMI_OK;
+      n += unlinkat(dirfd(d), e->d_name, 0) == 0;
+    }
+  }
+  if (d)
+    closedir(d);
+  if (removed)
+    *removed = n;
   return st;
 }
 

@@ -8,12 +8,14 @@
  *   DIR/tmp/          temp files of uploads and result writes
  *   DIR/datasets/ID   one uploaded file per dataset row
  *   DIR/results/JOB.* the result files of job JOB
+ *   DIR/cache/JOB.*   cached orders of JOB's result columns (derived data)
  *   DIR/quarantine/   what `lsmi admin rebuild-store` could not re-register
  *
  * The rule: nothing in datasets/ or results/ is ever removed because the
  * store does not know it. Every file the daemon may leave behind is known
  * to the store: a dataset by its row, or by a pending entry while it is
- * being put in place or removed (store.h); a result file by its job's row.
+ * being put in place or removed (store.h); a result file by its job's row,
+ * or by a pending "job" entry while a deleted job's files are removed.
  * A file the store does not know means the store is not the one that wrote
  * the directory (lost, emptied, restored from an older backup): the daemon
  * refuses to start and says so; `lsmi admin rebuild-store` rebuilds the
@@ -44,10 +46,29 @@ int lsmi_datadir_lock(const char *dir, int *fd, lsmi_error_t *err);
 void lsmi_datadir_unlock(int fd);
 
 /* Finishes what the pending entries of the store describe: an upload that
- * was never acknowledged loses its file, a deletion its file; each entry
- * goes once its file is gone. *done (may be NULL) receives how many. */
+ * was never acknowledged loses its file, a deleted dataset its file, a
+ * deleted job its result files and cached orders; each entry goes once its
+ * files are gone. *done (may be NULL) receives how many. */
 int lsmi_datadir_finish_pending(const char *dir, lsmi_store_t *store,
                                 int *done);
+
+/* Removes the result files and cached orders of job `job`, whose row is
+ * gone with a pending "job" entry (lsmi_store_job_delete), makes the
+ * removals durable, then removes the entry: 0, or the store's failure (the
+ * entry stays, and the next start finishes it). Any thread. */
+int lsmi_datadir_remove_job(const char *dir, lsmi_store_t *store,
+                            const char *job);
+
+/* The same for every job of jobs, with one sync of each directory and one
+ * transaction of the store for all of them (a sweep of many jobs). */
+int lsmi_datadir_remove_jobs(const char *dir, lsmi_store_t *store,
+                             const lsmi_idlist_t *jobs);
+
+/* Removes the cached orders (DIR/cache, derived data) of jobs the store
+ * does not know; *removed (may be NULL) receives how many. 0, or the
+ * store's failure. */
+int lsmi_datadir_clean_cache(const char *dir, lsmi_store_t *store,
+                             int *removed);
 
 /* The files of datasets/ and results/ the store does not know. */
 typedef struct lsmi_datadir_unknown {

@@ -24,8 +24,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "handlers.h"
 #include "metrics.h"
+#include "quota.h"
 #include "util.h"
 
 int lsmi_h_upload_begin(lsmi_req_t *r) {
@@ -37,11 +39,16 @@ int lsmi_h_upload_begin(lsmi_req_t *r) {
                           "(%llu bytes)",
                           (unsigned long long)clen,
                           (unsigned long long)cfg->max_upload);
+  /* Room on the disk and in the tenant's quota for what it says it sends
+   * (a body without Content-Length is checked at its end). */
+  int st = lsmi_quota_check(cfg, r->h->store, r->tenant, clen, &r->err);
+  if (st)
+    return st;
   char tmpdir[PATH_MAX];
   snprintf(tmpdir, sizeof tmpdir, "%s/tmp", cfg->data_dir);
   int rc = lsmi_durable_begin(&r->dur, tmpdir, "upload", 0600);
   if (rc)
-    return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL,
+    return lsmi_error_set(&r->err, lsmi_util_errno_status(-rc), NULL,
                           "cannot create a temp file: %s", strerror(-rc));
   lsmi_sha256_init(&r->sha);
   /* A browser's FormData: the file part is the upload. */
@@ -270,7 +277,8 @@ static int keep_upload(lsmi_req_t *r, lsmi_dataset_rec_t *rec, bool *existed) {
   lsmi_store_t *store = r->h->store;
   int st = lsmi_store_pending_add(store, "upload", rec->id);
   if (st)
-    return lsmi_error_set(&r->err, st, NULL, "could not record the upload");
+    return lsmi_error_set(&r->err, st, NULL, "could not record the upload%s",
+                          st == LSMI_ERR_NOSPACE ? ": the disk is full" : "");
   char dst[PATH_MAX];
   snprintf(dst, sizeof dst, "%s/datasets/%s", r->h->cfg->data_dir, rec->id);
   int rc = lsmi_durable_commit(&r->dur, dst);
@@ -284,10 +292,11 @@ static int keep_upload(lsmi_req_t *r, lsmi_dataset_rec_t *rec, bool *existed) {
     lsmi_store_pending_remove(store, "upload", rec->id);
   }
   if (rc)
-    return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL,
+    return lsmi_error_set(&r->err, lsmi_util_errno_status(-rc), NULL,
                           "could not store the upload: %s", strerror(-rc));
   if (st)
-    return lsmi_error_set(&r->err, st, NULL, "could not record the dataset");
+    return lsmi_error_set(&r->err, st, NULL, "could not record the dataset%s",
+                          st == LSMI_ERR_NOSPACE ? ": the disk is full" : "");
   if (*existed)
     *rec = existing;
   return LSMI_OK;
@@ -357,7 +366,7 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
   const lsmi_config_t *cfg = r->h->cfg;
   lsmi_metrics_upload_bytes(r->bytes);
   if (r->write_errno)
-    return lsmi_error_set(&r->err, LSMI_ERR_IO, NULL,
+    return lsmi_error_set(&r->err, lsmi_util_errno_status(r->write_errno), NULL,
                           "could not store the upload: %s",
                           strerror(r->write_errno));
   if (r->too_big)
@@ -391,6 +400,9 @@ int lsmi_h_upload_end(lsmi_req_t *r) {
     return lsmi_error_set(&r->err, st, NULL,
                           "could not look for an earlier upload of these "
                           "bytes");
+  st = lsmi_quota_check(cfg, r->h->store, r->tenant, r->file_bytes, &r->err);
+  if (st)
+    return st;
   bool existed = false;
   st = read_upload(r, name, &opt, sha, &rec);
   if (st == LSMI_OK)
@@ -434,20 +446,43 @@ int lsmi_h_dataset_get(lsmi_req_t *r) {
   return lsmi_http_reply_json(r, 200, lsmi_store_dataset_json(&rec), NULL);
 }
 
+/*
+ * DELETE /v1/datasets/{id}: the dataset's file goes, and with it its
+ * finished jobs and their result files, unless ?keep_jobs=true (they keep
+ * their results then, and go with DELETE /v1/jobs/{id} or --retain-days).
+ * One transaction deletes the rows and records every file as pending;
+ * then the files go, then the entries (a crash in between is finished at
+ * the next start).
+ */
 int lsmi_h_dataset_delete(lsmi_req_t *r) {
-  int st = lsmi_store_dataset_delete(r->h->store, r->tenant, r->id);
+  const char *keep = lsmi_http_arg(r, "keep_jobs");
+  bool keep_jobs = keep && (!strcmp(keep, "true") || !strcmp(keep, "1"));
+  if (keep && !keep_jobs && strcmp(keep, "false") && strcmp(keep, "0"))
+    return lsmi_http_bad_request(r, "keep_jobs",
+                                 "keep_jobs must be true or false");
+  lsmi_idlist_t jobs = LSMI_IDLIST_INIT;
+  int st = lsmi_store_dataset_delete(r->h->store, r->tenant, r->id, !keep_jobs,
+                                     &jobs);
   if (st == LSMI_ERR_CONFLICT)
     return lsmi_error_set(&r->err, st, NULL,
                           "dataset '%s' has queued or running jobs; cancel "
                           "them first",
                           r->id);
-  if (st)
+  if (st) {
+    lsmi_idlist_free(&jobs);
     return dataset_failed(r, st);
+  }
+  const char *dir = r->h->cfg->data_dir;
   char path[PATH_MAX];
-  snprintf(path, sizeof path, "%s/datasets/%s", r->h->cfg->data_dir, r->id);
+  snprintf(path, sizeof path, "%s/datasets/%s", dir, r->id);
   /* The row is gone and the store remembers the file until it is: an
    * entry left by a failure here is finished at the next start. */
   if (unlink(path) == 0 || errno == ENOENT)
     lsmi_store_pending_remove(r->h->store, "delete", r->id);
+  lsmi_datadir_remove_jobs(dir, r->h->store, &jobs);
+  lsmi_util_log("dataset", json_pack("{s:s, s:s, s:s, s:I}", "dataset", r->id,
+                                     "tenant", r->tenant, "state", "deleted",
+                                     "jobs_deleted", (json_int_t)jobs.n));
+  lsmi_idlist_free(&jobs);
   return lsmi_http_reply(r, 204, NULL, (char *)"", 0, true, NULL);
 }

@@ -1,5 +1,6 @@
 /*
- * h_jobs.c — /v1/jobs: submitting a job, the list, one job, cancelling.
+ * h_jobs.c — /v1/jobs: submitting a job, the list, one job, cancelling
+ * or deleting it.
  * See handlers.h for how a handler answers.
  *
  * A job is stored first (queued, in one transaction with its checks: the
@@ -16,7 +17,9 @@
 #include <string.h>
 
 #include "codec.h"
+#include "datadir.h"
 #include "handlers.h"
+#include "quota.h"
 #include "util.h"
 
 int lsmi_h_jobs_begin(lsmi_req_t *r) {
@@ -299,6 +302,8 @@ int lsmi_h_jobs_post(lsmi_req_t *r) {
     if (replayed)
       return reply_job(r, existing, true);
   }
+  if (st == LSMI_OK) /* room for its results: 507 past a quota */
+    st = lsmi_quota_check(r->h->cfg, r->h->store, r->tenant, 0, &r->err);
   if (st == LSMI_OK)
     st = admit_memory(r, &q);
   if (st == LSMI_OK)
@@ -352,21 +357,52 @@ int lsmi_h_job_get(lsmi_req_t *r) {
   return st ? st : lsmi_http_reply_tagged(r, job);
 }
 
-/* The 409 of a job that has finished (its state in the store, or its end
- * not recorded yet). */
-static int already_finished(lsmi_req_t *r, int state) {
+/* The 409 of a job that finished while a DELETE meant to cancel it. */
+static int finished_meanwhile(lsmi_req_t *r, int state) {
   return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
-                        "job '%s' has already finished (%s); only queued "
-                        "or running jobs can be cancelled",
+                        "job '%s' has finished (%s) meanwhile; DELETE it "
+                        "again to remove it and its results",
                         r->id, lsmi_job_state_name(state));
 }
 
 /*
- * Cancels a queued or running job. The cancel is recorded in the store
- * first, so that it survives a restart (202 means it will be cancelled);
- * then a running fit is told to stop within a batch, a queued job leaves
- * the queue and the store marks it cancelled, and a job the store says
- * runs but that runs nowhere here is marked cancelled at once.
+ * Deletes a finished job: its row and idempotency keys go in one
+ * transaction with a pending "job" entry, then its result files and cached
+ * orders, then the entry (a crash in between leaves the entry, which the
+ * next start finishes: datadir.h).
+ */
+static int delete_finished(lsmi_req_t *r) {
+  lsmi_store_t *store = r->h->store;
+  int state = -1;
+  int st = lsmi_store_job_delete(store, r->tenant, r->id, &state);
+  if (st == LSMI_ERR_NOTFOUND)
+    return lsmi_error_set(&r->err, st, NULL, "no job '%s'", r->id);
+  if (st == LSMI_ERR_CONFLICT) /* cannot happen: ends are final */
+    return lsmi_error_set(&r->err, st, NULL, "job '%s' is %s", r->id,
+                          lsmi_job_state_name(state));
+  if (st)
+    return lsmi_http_store_failed(r, st);
+  if (lsmi_datadir_remove_job(r->h->cfg->data_dir, store, r->id) != LSMI_OK)
+    lsmi_util_log("store_error",
+                  json_pack("{s:s, s:s, s:s}", "level", "warn", "job", r->id,
+                            "detail",
+                            "the job is deleted but the store could not "
+                            "forget its pending removal; the next start "
+                            "finishes it"));
+  lsmi_util_log("job", json_pack("{s:s, s:s, s:s}", "job", r->id, "tenant",
+                                 r->tenant, "state", "deleted"));
+  return lsmi_http_reply(r, 204, NULL, (char *)"", 0, true, NULL);
+}
+
+/*
+ * DELETE /v1/jobs/{id}. A finished job is deleted with its results (204).
+ * A queued or running job is cancelled: the cancel is recorded in the
+ * store first, so that it survives a restart (202 means it will be
+ * cancelled); then a running fit is told to stop within a batch, a queued
+ * job leaves the queue and the store marks it cancelled, and a job the
+ * store says runs but that runs nowhere here is marked cancelled at once.
+ * A job that has ended but whose end the store has not taken yet (sched.h)
+ * can be neither: 409 until the end is recorded.
  */
 int lsmi_h_job_delete(lsmi_req_t *r) {
   lsmi_store_t *store = r->h->store;
@@ -383,13 +419,18 @@ int lsmi_h_job_delete(lsmi_req_t *r) {
   if (lsmi_sched_ended(sched, r->id, &end) == LSMI_OK) {
     state = end.state;
     lsmi_sched_end_free(&end);
+    return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
+                          "job '%s' has ended (%s) but the store has not "
+                          "taken its end yet (it is retried every second); "
+                          "delete it once it has",
+                          r->id, lsmi_job_state_name(state));
   }
   if (state != LSMI_JOB_QUEUED && state != LSMI_JOB_RUNNING)
-    return already_finished(r, state);
+    return delete_finished(r);
   st = lsmi_store_job_request_cancel(store, r->id);
   if (st == LSMI_ERR_NOTFOUND) { /* it ended meanwhile */
     lsmi_store_job_state(store, r->id, &state);
-    return already_finished(r, state);
+    return finished_meanwhile(r, state);
   }
   if (st) {
     r->http = 503;

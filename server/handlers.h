@@ -69,10 +69,12 @@ typedef struct lsmi_req {
   double t0;
   lsmi_route_t route;
   char id[LSMI_ROUTER_ID_MAX]; /* the {id} of the path, if any */
-  const char *tenant;          /* borrowed from the config, or "default" */
+  const char *tenant;          /* tenant_buf, or "default" without tokens */
+  char tenant_buf[LSMI_TENANT_MAX + 1];
   char method[16];
   char path[256];
   char request_id[72]; /* X-Request-Id: the client's, or a new one */
+  char forwarded[256]; /* X-Forwarded-For, kept with --trusted-proxy */
   int status;          /* the HTTP status answered; 0 until then */
   size_t resp_bytes;
   bool responded;    /* answered before the body's end: discard the rest */
@@ -135,8 +137,8 @@ int lsmi_http_reply_page(lsmi_req_t *r, const char *key, json_t *items,
  * returns LSMI_ERR_INVALID. */
 int lsmi_http_bad_request(lsmi_req_t *r, const char *field, const char *fmt,
                           ...) __attribute__((format(printf, 3, 4)));
-/* Records a store failure (st: LSMI_ERR_IO or LSMI_ERR_NOMEM) and returns
- * st. */
+/* Records a store failure (st: LSMI_ERR_IO, LSMI_ERR_NOSPACE or
+ * LSMI_ERR_NOMEM) and returns st. */
 int lsmi_http_store_failed(lsmi_req_t *r, int st);
 
 /* A query parameter or a request header (NULL when absent); borrowed from

@@ -37,6 +37,7 @@
  * then cut (early_reply).
  */
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -191,6 +192,8 @@ int lsmi_http_reply_json(lsmi_req_t *r, int status, json_t *v,
 /* A problem+json answer (RFC 9457) with the request's path as instance. */
 static int problem(lsmi_req_t *r, int status, const char *field,
                    const lsmi_hdr_t *hdrs, const char *detail) {
+  if (detail != r->err.message) /* what the request's log line says */
+    snprintf(r->err.message, sizeof r->err.message, "%s", detail);
   json_t *p = lsmi_codec_problem(status, NULL, detail, field);
   if (p && r->path[0])
     json_object_set_new(p, "instance", json_string(r->path));
@@ -202,7 +205,9 @@ static int problem(lsmi_req_t *r, int status, const char *field,
  * (LSMI_ERR_BUSY) says when to come back. */
 static int answer_failure(lsmi_req_t *r, int st) {
   int http = r->http ? r->http : lsmi_codec_http_status(st);
-  if (http >= 500 && r->err.message[0]) /* the whole story, for the log */
+  /* The whole story, for the log (a full disk or quota is the request's
+   * own line's). */
+  if (http >= 500 && http != 507 && r->err.message[0])
     lsmi_util_log("error",
                   json_pack("{s:s, s:i, s:s}", "request_id", r->request_id,
                             "status", http, "detail", r->err.message));
@@ -233,7 +238,9 @@ int lsmi_http_bad_request(lsmi_req_t *r, const char *field, const char *fmt,
 int lsmi_http_store_failed(lsmi_req_t *r, int st) {
   return lsmi_error_set(&r->err, st, NULL, "%s",
                         st == LSMI_ERR_NOMEM ? "out of memory"
-                                             : "the store failed");
+                        : st == LSMI_ERR_NOSPACE
+                            ? "the disk of the data directory is full"
+                            : "the store failed");
 }
 
 int lsmi_http_reply_page(lsmi_req_t *r, const char *key, json_t *items,
@@ -337,7 +344,7 @@ static int authenticate(lsmi_req_t *r) {
   const lsmi_config_t *cfg = r->h->cfg;
   if (!lsmi_router_needs_auth(r->route))
     return LSMI_OK;
-  if (cfg->n_tokens == 0) {
+  if (lsmi_config_n_tokens(cfg) == 0) {
     r->tenant = "default";
     return LSMI_OK;
   }
@@ -345,7 +352,8 @@ static int authenticate(lsmi_req_t *r) {
   if (a && strncasecmp(a, "Bearer ", 7) == 0) {
     for (a += 7; *a == ' ';)
       a++;
-    r->tenant = lsmi_config_tenant(cfg, a);
+    if (lsmi_tokens_tenant(cfg->tokens, a, r->tenant_buf, sizeof r->tenant_buf))
+      r->tenant = r->tenant_buf;
   }
   if (r->tenant)
     return LSMI_OK;
@@ -390,10 +398,9 @@ static int check_query(lsmi_req_t *r) {
   lsmi_http_each_arg(r, check_arg, &q);
   if (q.unknown[0] == '\0')
     return LSMI_OK;
-  return lsmi_http_bad_request(r, q.unknown,
-                               "unknown query parameter '%s' for %s %s",
-                               q.unknown, r->method,
-                               lsmi_router_name(r->route));
+  return lsmi_http_bad_request(
+      r, q.unknown, "unknown query parameter '%s' for %s %s", q.unknown,
+      r->method, lsmi_router_name(r->route));
 }
 
 /* Headers are in: route, authenticate, and answer early what we can. */
@@ -456,6 +463,7 @@ static void buffer_body(lsmi_req_t *r, const char *data, size_t n) {
  * ever queued for it).
  */
 static void early_reply(lsmi_req_t *r, const char *detail) {
+  snprintf(r->err.message, sizeof r->err.message, "%s", detail);
   const union MHD_ConnectionInfo *ci =
       r->h->mhd->get_connection_info(r->c, MHD_CONNECTION_INFO_CONNECTION_FD);
   json_t *p = lsmi_codec_problem(413, NULL, detail, "body");
@@ -549,6 +557,9 @@ static lsmi_req_t *req_new(lsmi_http_t *h, struct MHD_Connection *c,
   printable(r->method, sizeof r->method, method);
   printable(r->path, sizeof r->path, url);
   r->route = lsmi_router_match(url, r->id);
+  const char *fwd = lsmi_http_header(r, "X-Forwarded-For");
+  if (fwd && h->cfg->trusted_proxy && h->cfg->trusted_proxy[0])
+    printable(r->forwarded, sizeof r->forwarded, fwd);
   const char *rid = lsmi_http_header(r, "X-Request-Id");
   if (rid && *rid && strlen(rid) < 64)
     printable(r->request_id, sizeof r->request_id, rid);
@@ -622,16 +633,65 @@ static void peer_of(const lsmi_req_t *r, char *peer, size_t size) {
               (socklen_t)size);
 }
 
+/* Whether addr is one of the comma list `list` (--trusted-proxy). */
+static bool listed(const char *list, const char *addr) {
+  size_t n = strlen(addr);
+  for (const char *p = list; p && *p;) {
+    while (*p == ',' || *p == ' ')
+      p++;
+    const char *s = p;
+    while (*p && *p != ',' && *p != ' ')
+      p++;
+    if ((size_t)(p - s) == n && n && !strncmp(s, addr, n))
+      return true;
+  }
+  return false;
+}
+
+/* The client a trusted proxy names: the last address of X-Forwarded-For
+ * (the one the proxy added; those before it came from the client) into
+ * peer, when it is an IP address. */
+static void forwarded_for(const lsmi_req_t *r, char *peer, size_t size) {
+  const char *last = strrchr(r->forwarded, ',');
+  last = last ? last + 1 : r->forwarded;
+  while (*last == ' ')
+    last++;
+  char addr[INET6_ADDRSTRLEN];
+  unsigned char bin[sizeof(struct in6_addr)];
+  size_t n = strcspn(last, " ");
+  if (n == 0 || n >= sizeof addr)
+    return;
+  memcpy(addr, last, n);
+  addr[n] = '\0';
+  if (inet_pton(AF_INET, addr, bin) == 1 || inet_pton(AF_INET6, addr, bin) == 1)
+    snprintf(peer, size, "%s", addr);
+}
+
+/* The request's line of the log: its level by status, its problem's detail
+ * when it failed, and its peer (the client a --trusted-proxy names, with
+ * the proxy beside it). */
 static void log_request(const lsmi_req_t *r, int status, double secs,
                         enum MHD_RequestTerminationCode toe) {
-  char peer[INET6_ADDRSTRLEN];
+  char peer[INET6_ADDRSTRLEN], proxy[INET6_ADDRSTRLEN] = "";
   peer_of(r, peer, sizeof peer);
-  json_t *o =
-      json_pack("{s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s}", "request_id",
-                r->request_id, "method", r->method, "path", r->path, "route",
-                lsmi_router_name(r->route), "status", status, "ms", secs * 1e3,
-                "bytes", (json_int_t)r->resp_bytes, "tenant",
-                r->tenant ? r->tenant : "", "peer", peer);
+  const char *trusted = r->h->cfg->trusted_proxy;
+  if (trusted && trusted[0] && r->forwarded[0] && listed(trusted, peer)) {
+    memcpy(proxy, peer, sizeof proxy);
+    forwarded_for(r, peer, sizeof peer);
+  }
+  const char *level = status >= 500 && status != 507 ? "error"
+                      : status >= 400                ? "warn"
+                                                     : "info";
+  json_t *o = json_pack(
+      "{s:s, s:s, s:s, s:s, s:s, s:i, s:f, s:I, s:s, s:s}", "level", level,
+      "request_id", r->request_id, "method", r->method, "path", r->path,
+      "route", lsmi_router_name(r->route), "status", status, "ms",
+      round(secs * 1e6) / 1e3, "bytes", (json_int_t)r->resp_bytes, "tenant",
+      r->tenant ? r->tenant : "", "peer", peer);
+  if (o && proxy[0] && strcmp(proxy, peer))
+    json_object_set_new(o, "proxy", json_string(proxy));
+  if (o && status >= 400 && r->err.message[0])
+    json_object_set_new(o, "detail", json_string(r->err.message));
   if (o && toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
     json_object_set_new(o, "terminated", json_integer((json_int_t)toe));
   if (o && r->bytes)
@@ -648,7 +708,7 @@ void lsmi_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
     return;
   double secs = lsmi_util_mono() - r->t0;
   int status = r->status ? r->status : 499; /* client went away */
-  lsmi_metrics_request(r->route, status, secs);
+  lsmi_metrics_request(r->route, r->method, status, secs);
   if (!lsmi_util_log_requests_quiet() || status >= 500)
     log_request(r, status, secs, toe);
   lsmi_durable_abort(&r->dur); /* an upload not committed */

@@ -23,8 +23,7 @@ static const route_info_t routes[LSMI_ROUTE_COUNT] = {
     [LSMI_ROUTE_JOBS] = {"/v1/jobs", "GET, POST"},
     [LSMI_ROUTE_JOB] = {"/v1/jobs/{id}", "GET, DELETE"},
     [LSMI_ROUTE_JOB_RESULTS] = {"/v1/jobs/{id}/results", "GET"},
-    [LSMI_ROUTE_JOB_SAMPLE] = {"/v1/jobs/{id}/results/{split}/{index}",
-                               "GET"},
+    [LSMI_ROUTE_JOB_SAMPLE] = {"/v1/jobs/{id}/results/{split}/{index}", "GET"},
     [LSMI_ROUTE_JOB_AGGREGATES] = {"/v1/jobs/{id}/aggregates", "GET"},
     [LSMI_ROUTE_JOB_EVENTS] = {"/v1/jobs/{id}/events", "GET"},
     [LSMI_ROUTE_PARAMS] = {"/v1/params", "GET"},
@@ -188,9 +187,11 @@ typedef struct query_names {
 } query_names_t;
 
 static const query_names_t queries[] = {
-    {LSMI_ROUTE_DATASETS, "POST",
+    {LSMI_ROUTE_DATASETS,
+     "POST",
      {"name", "val_fraction", "x1", "x2", "y", "id", NULL}},
     {LSMI_ROUTE_DATASETS, "GET", {"offset", "limit", NULL}},
+    {LSMI_ROUTE_DATASET, "DELETE", {"keep_jobs", NULL}},
     {LSMI_ROUTE_JOBS, "GET", {"state", "offset", "limit", NULL}},
     {LSMI_ROUTE_JOB_RESULTS,
      "GET",
@@ -208,8 +209,8 @@ static bool column_range(const char *name) {
                                "i1",    "i2",    "i12",  "h1", "h2", "r_sd",
                                "u1_sd", "u2_sd", "s_sd", "row"};
   size_t len = strlen(name);
-  if (len < 5 || (strcmp(name + len - 4, "_min") && strcmp(name + len - 4,
-                                                            "_max")))
+  if (len < 5 ||
+      (strcmp(name + len - 4, "_min") && strcmp(name + len - 4, "_max")))
     return false;
   for (size_t k = 0; k < sizeof cols / sizeof cols[0]; k++)
     if (strlen(cols[k]) == len - 4 && !strncmp(name, cols[k], len - 4))

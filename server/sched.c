@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -51,6 +52,7 @@ typedef struct outcome {
   int state;
   double finished_at;
   char *error, *summary, *timings, *progress;
+  uint64_t result_bytes; /* of its result files */
 } outcome_t;
 
 static void outcome_free(outcome_t *o) {
@@ -78,6 +80,7 @@ typedef struct job {
   lsmi_error_t err;
   lsmi_result_t *res;
   char *extra;           /* summary members (class_names, provenance): text */
+  uint64_t result_bytes; /* the result files written */
   double t_start, t_end; /* monotonic */
   double t_running;      /* monotonic, when it left the queue (sched.mu) */
   /* On the ended list: the outcome the store has not taken yet. */
@@ -105,7 +108,7 @@ struct lsmi_sched {
   lsmi_mem_t *mem;
   lsmi_sched_stop_fn on_stop;
   void *stop_ctx;
-  int tenant_limit; /* queued jobs per tenant */
+  atomic_int tenant_limit; /* queued jobs per tenant (a reload sets it) */
 
   /* sched.mu: the lists, the places reserved, the tenants, progress */
   pthread_mutex_t mu;
@@ -135,16 +138,14 @@ static void wake_loop(void *ctx) {
     uv_async_send(&s->wake);
 }
 
-/* The distinct tenants the tokens name (1 without tokens). */
-static int tenants_configured(const lsmi_config_t *cfg) {
-  int n = 0;
-  for (size_t i = 0; i < cfg->n_tokens; i++) {
-    bool seen = false;
-    for (size_t k = 0; k < i && !seen; k++)
-      seen = !strcmp(cfg->tokens[k].tenant, cfg->tokens[i].tenant);
-    n += !seen;
-  }
-  return n ? n : 1;
+/* The queued jobs one tenant may hold: --tenant-queue-size, or by default
+ * half the queue when the tokens name several tenants, else all of it. */
+static int tenant_limit_of(const lsmi_config_t *cfg) {
+  size_t tenants = 0;
+  lsmi_tokens_counts(cfg->tokens, NULL, &tenants);
+  if (cfg->tenant_queue_size > 0)
+    return cfg->tenant_queue_size;
+  return tenants > 1 ? (cfg->queue_size + 1) / 2 : cfg->queue_size;
 }
 
 int lsmi_sched_create(uv_loop_t *loop, const lsmi_config_t *cfg,
@@ -161,10 +162,7 @@ int lsmi_sched_create(uv_loop_t *loop, const lsmi_config_t *cfg,
   s->store = store;
   s->on_stop = on_stop;
   s->stop_ctx = stop_ctx;
-  s->tenant_limit = cfg->tenant_queue_size;
-  if (s->tenant_limit <= 0)
-    s->tenant_limit = tenants_configured(cfg) > 1 ? (cfg->queue_size + 1) / 2
-                                                  : cfg->queue_size;
+  atomic_init(&s->tenant_limit, tenant_limit_of(cfg));
   pthread_mutex_init(&s->mu, NULL);
   atomic_init(&s->draining, 0);
   atomic_init(&s->heartbeat_ms, mono_ms());
@@ -304,7 +302,7 @@ int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own) {
     st = LSMI_ERR_NOMEM;
   else if (s->queue.n + s->reserved >= s->cfg->queue_size)
     st = LSMI_ERR_BUSY;
-  else if (t->queued + t->reserved >= s->tenant_limit)
+  else if (t->queued + t->reserved >= atomic_load(&s->tenant_limit))
     st = LSMI_ERR_BUSY, *own = true;
   else
     s->reserved++, t->reserved++;
@@ -321,7 +319,13 @@ void lsmi_sched_unreserve(lsmi_sched_t *s, const char *tenant) {
   pthread_mutex_unlock(&s->mu);
 }
 
-int lsmi_sched_tenant_limit(const lsmi_sched_t *s) { return s->tenant_limit; }
+int lsmi_sched_tenant_limit(const lsmi_sched_t *s) {
+  return atomic_load(&s->tenant_limit);
+}
+
+void lsmi_sched_tokens_reloaded(lsmi_sched_t *s) {
+  atomic_store(&s->tenant_limit, tenant_limit_of(s->cfg));
+}
 
 static job_t *job_new(lsmi_sched_t *s, const char *id, const char *tenant,
                       const char *dataset_id, const lsmi_params_t *params) {
@@ -541,6 +545,20 @@ static char *summary_extra(const job_t *j, const lsmi_dataset_t *ds,
       lsmi_codec_provenance(&in, &p, j->res, started, read_s, total)));
 }
 
+/* The bytes of job id's result files (both splits). */
+static uint64_t result_bytes(const char *data_dir, const char *id) {
+  static const char *const splits[] = {"train", "val"};
+  uint64_t n = 0;
+  for (int i = 0; i < 2; i++) {
+    char path[PATH_MAX];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/results/%s.%s", data_dir, id, splits[i]);
+    if (stat(path, &sb) == 0)
+      n += (uint64_t)sb.st_size;
+  }
+  return n;
+}
+
 static void work(uv_work_t *req) {
   job_t *j = req->data;
   const lsmi_config_t *cfg = j->owner->cfg;
@@ -575,8 +593,10 @@ static void work(uv_work_t *req) {
   if (j->status == LSMI_OK)
     j->status = lsmi_resfile_write_ex(cfg->data_dir, j->id, "val", &j->res->val,
                                       &jv, &j->err);
-  if (j->status == LSMI_OK)
+  if (j->status == LSMI_OK) {
     j->extra = summary_extra(j, ds, &opt, &info, started, read_s);
+    j->result_bytes = result_bytes(cfg->data_dir, j->id);
+  }
 out:
   lsmi_dataset_destroy(ds);
   j->t_end = lsmi_util_mono();
@@ -636,10 +656,11 @@ static void succeeded(const job_t *j, double secs, outcome_t *o) {
 }
 
 static outcome_t outcome_of(const job_t *j, double secs) {
-  outcome_t o = {LSMI_JOB_FAILED, lsmi_util_now(), NULL, NULL, NULL, NULL};
+  outcome_t o = {.state = LSMI_JOB_FAILED, .finished_at = lsmi_util_now()};
   bool cancelled = j->status == LSMI_ERR_CANCELLED;
   if (j->status == LSMI_OK) {
     o.state = LSMI_JOB_SUCCEEDED;
+    o.result_bytes = j->result_bytes;
     succeeded(j, secs, &o);
   } else if (cancelled && atomic_load(&j->cancel) == CANCEL_SHUTDOWN) {
     o.state = LSMI_JOB_QUEUED; /* stopped by the shutdown: runs again later */
@@ -675,7 +696,8 @@ static void job_drop(lsmi_sched_t *s, job_t *j, int *running) {
  * of that id: nothing left to record), else the store's failure. */
 static int record(lsmi_sched_t *s, const char *id, const outcome_t *o) {
   int st = lsmi_store_job_finish(s->store, id, o->state, o->finished_at,
-                                 o->error, o->summary, o->timings, o->progress);
+                                 o->error, o->summary, o->timings, o->progress,
+                                 o->result_bytes);
   return st == LSMI_ERR_NOTFOUND ? LSMI_OK : st;
 }
 
@@ -756,12 +778,9 @@ static void work_done(uv_work_t *req, int uv_status) {
 }
 
 static void fail_now(lsmi_sched_t *s, job_t *j, int status, const char *msg) {
-  outcome_t o = {LSMI_JOB_FAILED,
-                 lsmi_util_now(),
-                 error_json(status, NULL, msg),
-                 NULL,
-                 NULL,
-                 NULL};
+  outcome_t o = {.state = LSMI_JOB_FAILED,
+                 .finished_at = lsmi_util_now(),
+                 .error = error_json(status, NULL, msg)};
   log_transition(j, "failed", json_pack("{s:s}", "detail", msg));
   end_job(s, j, &o, NULL);
 }
@@ -876,7 +895,7 @@ static int start(lsmi_sched_t *s, job_t *j) {
     /* Cannot happen with a live loop: queued again in the store, it runs
      * after a restart. */
     lsmi_store_job_finish(s->store, j->id, LSMI_JOB_QUEUED, 0, NULL, NULL, NULL,
-                          NULL);
+                          NULL, 0);
     job_drop(s, j, NULL);
     return ENDED;
   }

@@ -56,6 +56,9 @@ int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own);
 void lsmi_sched_unreserve(lsmi_sched_t *s, const char *tenant);
 /* The queued jobs one tenant may hold. */
 int lsmi_sched_tenant_limit(const lsmi_sched_t *s);
+/* The tokens were reloaded: the default share of a tenant follows how many
+ * tenants they name now. */
+void lsmi_sched_tokens_reloaded(lsmi_sched_t *s);
 /* Queues a stored job (params copied) in the reserved place: 0, or
  * LSMI_ERR_NOMEM (the job stays queued in the store and runs after a
  * restart). */

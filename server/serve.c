@@ -11,7 +11,8 @@
  *    never block on the loop thread.
  *  - The loop thread (this thread, running uv_run) owns the shared state:
  *    the job queue and running set (sched.c), the timers, the signal
- *    handlers, and every job state transition after "queued".
+ *    handlers (SIGHUP's reload and the retention sweep: upkeep.c), and
+ *    every job state transition after "queued".
  *  - Worker threads (libuv's pool, one job each, at most --workers at once)
  *    touch only their job's data: they read the dataset file, run lsmi_fit
  *    (whose own threads report progress into the job's snapshot) and write
@@ -25,6 +26,8 @@
  *                 upload's check may wait on its condition variable for
  *                 memory that jobs and other checks give back)
  *    metrics.mu — the counters (metrics.c; any thread)
+ *    tokens.mu  — the bearer tokens, which SIGHUP replaces (tokens.c; any
+ *                 thread)
  *    stderr's stdio lock — one log line at a time (util.c)
  *  Order: the daemon's own code never holds two of them at once; each
  *  critical section is a few statements that call nothing that locks. The
@@ -53,16 +56,20 @@
 #include "sched.h"
 #include "serve.h"
 #include "store.h"
+#include "upkeep.h"
 #include "util.h"
 
 static const char *env_get(const char *name) { return getenv(name); }
 
 typedef struct serve_state {
   lsmi_http_t *http;
+  lsmi_upkeep_t *upkeep;
 } serve_state_t;
 
+/* Shutdown begins: no more requests, reloads or sweeps. */
 static void stop_http(void *ctx) {
   serve_state_t *st = ctx;
+  lsmi_upkeep_stop(st->upkeep);
   lsmi_http_stop(st->http);
   st->http = NULL;
 }
@@ -74,10 +81,13 @@ static void stop_http(void *ctx) {
  */
 static int configure(lsmi_config_t *cfg, int argc, char **argv, bool *help,
                      lsmi_error_t *err) {
+  lsmi_tokens_info_t info = {0};
   int st = lsmi_config_parse(cfg, argc, argv, env_get, stdout, help, err);
   if (st == LSMI_OK && !*help)
-    st = lsmi_config_load_tokens(cfg, env_get, err);
-  if (st == LSMI_OK && !*help && cfg->n_tokens == 0 &&
+    st = lsmi_config_load_tokens(cfg, env_get, &info, err);
+  if (st == LSMI_OK && !*help && info.world_readable)
+    lsmi_tokens_warn_mode(cfg->tokens_file, info.mode);
+  if (st == LSMI_OK && !*help && info.tokens == 0 &&
       !lsmi_config_is_loopback(cfg->host))
     st = lsmi_error_set(err, LSMI_ERR_INVALID, "listen",
                         "refusing to listen on %s without tokens: set "
@@ -92,7 +102,7 @@ static int configure(lsmi_config_t *cfg, int argc, char **argv, bool *help,
  * start (it then shuts down what had started). */
 static int run_loop(const lsmi_config_t *cfg, lsmi_store_t *store,
                     uv_loop_t *loop, lsmi_error_t *err) {
-  serve_state_t st = {NULL};
+  serve_state_t st = {NULL, NULL};
   lsmi_sched_t *sched = NULL;
   int rc = lsmi_sched_create(loop, cfg, store, stop_http, &st, &sched);
   if (rc) {
@@ -105,22 +115,31 @@ static int run_loop(const lsmi_config_t *cfg, lsmi_store_t *store,
                    cfg->data_dir);
   else
     rc = lsmi_http_start(cfg, store, sched, &st.http, err);
+  if (rc == LSMI_OK &&
+      (rc = lsmi_upkeep_start(loop, cfg, store, sched, &st.upkeep)) != 0)
+    lsmi_error_set(err, rc, "", "out of memory");
+  size_t tokens = 0, tenants = 0;
+  lsmi_tokens_counts(cfg->tokens, &tokens, &tenants);
   if (rc == LSMI_OK)
     lsmi_util_log(
         "start",
-        json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:i, s:b, s:i, s:I}",
+        json_pack("{s:s, s:s, s:i, s:i, s:s, s:i, s:i, s:b, s:I, s:I, s:i, "
+                  "s:I, s:i, s:I}",
                   "version", LSMI_VERSION, "host", cfg->host, "port",
                   lsmi_http_port(st.http), "ops_port",
                   lsmi_http_ops_port(st.http), "data_dir", cfg->data_dir,
                   "workers", cfg->workers, "queue_size", cfg->queue_size,
-                  "auth", cfg->n_tokens > 0, "max_connections",
+                  "auth", tokens > 0, "tokens", (json_int_t)tokens, "tenants",
+                  (json_int_t)tenants, "max_connections",
                   lsmi_http_connection_limit(st.http), "max_memory",
-                  (json_int_t)cfg->max_memory));
+                  (json_int_t)cfg->max_memory, "retain_days", cfg->retain_days,
+                  "tenant_quota_bytes", (json_int_t)cfg->tenant_quota_bytes));
   else
     lsmi_sched_shutdown(sched);
   uv_run(loop, UV_RUN_DEFAULT);
 out:
   lsmi_http_stop(st.http); /* no-op after a shutdown stopped it */
+  lsmi_upkeep_destroy(st.upkeep);
   lsmi_sched_destroy(sched);
   return rc;
 }
@@ -151,14 +170,19 @@ static int open_store(const char *data_dir, lsmi_store_t **store,
                             err->message));
     rc = LSMI_ERR_CONFLICT;
   }
-  if (rc == LSMI_OK)
+  int orders = 0;
+  if (rc == LSMI_OK) {
     lsmi_datadir_clean_tmp(data_dir, &swept);
-  if (finished || swept)
+    lsmi_datadir_clean_cache(data_dir, *store, &orders);
+  }
+  if (finished || swept || orders)
     lsmi_util_log("cleanup",
-                  json_pack("{s:i, s:i, s:s}", "pending_finished", finished,
-                            "tmp_removed", swept, "detail",
-                            "uploads never acknowledged, deletions under way "
-                            "and temp files of an interrupted run"));
+                  json_pack("{s:i, s:i, s:i, s:s}", "pending_finished",
+                            finished, "tmp_removed", swept, "orders_removed",
+                            orders, "detail",
+                            "uploads never acknowledged, deletions under way, "
+                            "temp files of an interrupted run and cached "
+                            "orders of jobs no longer there"));
   return rc;
 }
 
@@ -168,6 +192,9 @@ static int open_store(const char *data_dir, lsmi_store_t **store,
 static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
   lsmi_store_t *store = NULL;
   int lock = -1;
+  /* A SIGHUP (a reload) before upkeep.c handles it, or during a shutdown
+   * after, must not kill the daemon: its default action would. */
+  signal(SIGHUP, SIG_IGN);
   int rc = lsmi_datadir_make(cfg->data_dir, err);
   if (rc == LSMI_OK)
     rc = lsmi_datadir_lock(cfg->data_dir, &lock, err);
@@ -186,7 +213,8 @@ static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
   }
   rc = run_loop(cfg, store, &loop, err);
   uv_loop_close(&loop);
-  lsmi_util_log("stop", json_pack("{s:i}", "status", rc ? 1 : 0));
+  lsmi_util_log("stop", json_pack("{s:s, s:i}", "level", rc ? "error" : "info",
+                                  "status", rc ? 1 : 0));
 out:
   lsmi_store_close(store);
   lsmi_datadir_unlock(lock);
@@ -205,8 +233,9 @@ int lsmi_serve_main(int argc, char **argv) {
     rc = run(&cfg, &err);
     exit_status = 1; /* the daemon could not start */
   }
-  if (rc)
-    fprintf(stderr, "lsmi serve: %s\n", err.message);
+  if (rc) /* stderr is the daemon's log: this too is one JSON line */
+    lsmi_util_log("fatal", json_pack("{s:s, s:s, s:i}", "detail", err.message,
+                                     "field", err.field, "exit", exit_status));
   lsmi_config_free(&cfg);
   return rc ? exit_status : 0;
 }

@@ -8,11 +8,13 @@
  * returned 0 has its change on disk, which is what "acknowledged" means in
  * the durability promise.
  */
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "store.h"
 #include "util.h"
@@ -45,14 +47,23 @@ int lsmi_job_state_parse(const char *name, int *state) {
   return LSMI_ERR_INVALID;
 }
 
-static const char schema[] =
+/*
+ * The schema. Version 1 is the layout of every store written before the
+ * store had a version (PRAGMA user_version 0): its tables, made where
+ * missing, and jobs.cancel_requested, which the first stores lacked. Each
+ * later version is a step at the end of `migrations`; a step, once
+ * released, is never edited. A store runs the steps it has not had, each
+ * in one transaction with its new user_version, so an interrupted upgrade
+ * resumes where it stopped. A store of a newer version than this binary
+ * knows is refused: this binary would not keep what the newer one keeps.
+ */
+static const char schema_v1[] =
     "CREATE TABLE IF NOT EXISTS datasets("
     " id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL,"
     " format TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,"
     " classes INTEGER NOT NULL, n_train INTEGER NOT NULL,"
     " n_val INTEGER NOT NULL, d1 INTEGER NOT NULL, d2 INTEGER NOT NULL,"
-    " val_fraction REAL NOT NULL, created_at REAL NOT NULL,"
-    " key_x1 TEXT, key_x2 TEXT, key_y TEXT, key_id TEXT);"
+    " val_fraction REAL NOT NULL, created_at REAL NOT NULL);"
     "CREATE UNIQUE INDEX IF NOT EXISTS datasets_sha ON datasets(tenant, "
     "sha256);"
     "CREATE TABLE IF NOT EXISTS jobs("
@@ -73,37 +84,167 @@ static const char schema[] =
     " kind TEXT NOT NULL, id TEXT NOT NULL, created_at REAL NOT NULL,"
     " PRIMARY KEY(kind, id));";
 
-/* Adds column `decl` (its name first) to `table` unless it is there: a
- * store written before it existed keeps every row, the column taking its
- * default (NULL without one) in them. */
-static int add_column(sqlite3 *db, const char *table, const char *decl) {
-  char sql[256];
-  int len = (int)strcspn(decl, " ");
-  snprintf(sql, sizeof sql, "SELECT %.*s FROM %s LIMIT 0", len, decl, table);
+/* Version 1's column that the first stores lacked. */
+static int v1_columns(sqlite3 *db) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) == SQLITE_OK) {
+  if (sqlite3_prepare_v2(db, "SELECT cancel_requested FROM jobs LIMIT 0", -1,
+                         &st, NULL) == SQLITE_OK) {
     sqlite3_finalize(st);
     return SQLITE_OK;
   }
-  snprintf(sql, sizeof sql, "ALTER TABLE %s ADD COLUMN %s", table, decl);
-  return sqlite3_exec(db, sql, NULL, NULL, NULL);
+  return sqlite3_exec(db,
+                      "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER "
+                      "NOT NULL DEFAULT 0",
+                      NULL, NULL, NULL);
 }
 
-/* What a store written before the columns above existed gains: a job's
- * recorded cancel, and the keys an upload was read with (a NULL key, in
- * the datasets of older stores: the usual names). */
-static int migrate(sqlite3 *db) {
-  static const struct {
-    const char *table, *decl;
-  } cols[] = {{"jobs", "cancel_requested INTEGER NOT NULL DEFAULT 0"},
-              {"datasets", "key_x1 TEXT"},
-              {"datasets", "key_x2 TEXT"},
-              {"datasets", "key_y TEXT"},
-              {"datasets", "key_id TEXT"}};
-  int rc = SQLITE_OK;
-  for (size_t i = 0; i < sizeof cols / sizeof cols[0] && rc == SQLITE_OK; i++)
-    rc = add_column(db, cols[i].table, cols[i].decl);
+/* SQL function lsmi_result_bytes(id): the bytes of job id's result files
+ * (results/ID.train and .val beside the store), for version 2. */
+static void result_bytes_fn(sqlite3_context *ctx, int argc,
+                            sqlite3_value **argv) {
+  const char *dir = sqlite3_user_data(ctx);
+  const unsigned char *id = argc == 1 ? sqlite3_value_text(argv[0]) : NULL;
+  sqlite3_int64 n = 0;
+  static const char *const splits[] = {"train", "val"};
+  for (int i = 0; id && i < 2; i++) {
+    char path[PATH_MAX];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/results/%s.%s", dir, (const char *)id,
+             splits[i]);
+    if (stat(path, &sb) == 0)
+      n += (sqlite3_int64)sb.st_size;
+  }
+  sqlite3_result_int64(ctx, n);
+}
+
+/* Version 2's result_bytes of the jobs that succeeded before it: the sizes
+ * of their result files, so that a tenant's quota counts them. */
+static int v2_result_bytes(sqlite3 *db) {
+  const char *file = sqlite3_db_filename(db, "main");
+  if (file == NULL || file[0] == '\0')
+    return SQLITE_OK; /* a store in memory has no files */
+  char dir[PATH_MAX];
+  snprintf(dir, sizeof dir, "%s", file);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = '\0';
+  else
+    snprintf(dir, sizeof dir, ".");
+  int rc = sqlite3_create_function(db, "lsmi_result_bytes", 1, SQLITE_UTF8, dir,
+                                   result_bytes_fn, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db,
+                      "UPDATE jobs SET result_bytes = lsmi_result_bytes(id) "
+                      "WHERE state = 'succeeded'",
+                      NULL, NULL, NULL);
+  /* dir is this frame's: the function goes before it does. */
+  sqlite3_create_function(db, "lsmi_result_bytes", 1, SQLITE_UTF8, NULL, NULL,
+                          NULL, NULL);
   return rc;
+}
+
+typedef struct migration {
+  const char *description;
+  const char *sql;
+  int (*fn)(sqlite3 *db); /* after sql; NULL: none */
+} migration_t;
+
+static const migration_t migrations[] = {
+    {"datasets, jobs, idempotency keys, pending file operations", schema_v1,
+     v1_columns},
+    /* 2: the bytes of a job's result files (tenants' quotas, the data
+     * directory's metrics; measured for the jobs already there), and
+     * finished jobs by age (--retain-days); idempotency keys by age and
+     * by job. */
+    {"result bytes; finished jobs and keys by age",
+     "ALTER TABLE jobs ADD COLUMN result_bytes INTEGER NOT NULL DEFAULT 0;"
+     "CREATE INDEX jobs_finished ON jobs(finished_at);"
+     "CREATE INDEX idempotency_created ON idempotency(created_at);"
+     "CREATE INDEX idempotency_job ON idempotency(job_id);",
+     v2_result_bytes},
+    /* 3: the keys an upload was read with (NULL, in the datasets of older
+     * stores: the usual names). */
+    {"the keys an upload was read with",
+     "ALTER TABLE datasets ADD COLUMN key_x1 TEXT;"
+     "ALTER TABLE datasets ADD COLUMN key_x2 TEXT;"
+     "ALTER TABLE datasets ADD COLUMN key_y TEXT;"
+     "ALTER TABLE datasets ADD COLUMN key_id TEXT;",
+     NULL},
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+int lsmi_store_schema_latest(void) { return N_MIGRATIONS; }
+
+/* PRAGMA user_version into *v: SQLITE_OK or the failure. */
+static int user_version(sqlite3 *db, int *v) {
+  sqlite3_stmt *st = NULL;
+  int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_step(st) == SQLITE_ROW ? SQLITE_OK : sqlite3_errcode(db);
+  if (rc == SQLITE_OK)
+    *v = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Runs step `version` (1-based) and records it, in one transaction. */
+static int migrate_one(sqlite3 *db, int version) {
+  const migration_t *m = &migrations[version - 1];
+  char pragma[40];
+  snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d", version);
+  int rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+  if (rc != SQLITE_OK)
+    return rc;
+  rc = sqlite3_exec(db, m->sql, NULL, NULL, NULL);
+  if (rc == SQLITE_OK && m->fn)
+    rc = m->fn(db);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, pragma, NULL, NULL, NULL);
+  if (rc == SQLITE_OK)
+    rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+  if (rc != SQLITE_OK) {
+    lsmi_util_log("store_error",
+                  json_pack("{s:s, s:i, s:s, s:s}", "level", "error",
+                            "migration", version, "description", m->description,
+                            "error", sqlite3_errmsg(db)));
+    sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+  }
+  return rc;
+}
+
+/* Brings the store at db up to the latest version: 0, or LSMI_ERR_IO /
+ * LSMI_ERR_UNSUPPORTED (a newer store) with err saying why. */
+static int migrate(sqlite3 *db, const char *path, lsmi_error_t *err) {
+  int from = 0;
+  sqlite3_stmt *st = NULL;
+  bool fresh = false; /* no table yet: nothing to say about an upgrade */
+  if (sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM sqlite_master", -1, &st,
+                         NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    fresh = sqlite3_column_int(st, 0) == 0;
+  sqlite3_finalize(st);
+  int rc = user_version(db, &from);
+  if (rc != SQLITE_OK)
+    return lsmi_error_set(err, LSMI_ERR_IO, "data-dir",
+                          "cannot read the schema version of %s: %s", path,
+                          sqlite3_errmsg(db));
+  if (from > N_MIGRATIONS)
+    return lsmi_error_set(err, LSMI_ERR_UNSUPPORTED, "data-dir",
+                          "the store %s has schema version %d, newer than "
+                          "this lsmi knows (%d): run the lsmi that wrote it, "
+                          "or a newer one",
+                          path, from, N_MIGRATIONS);
+  for (int v = from + 1; v <= N_MIGRATIONS; v++)
+    if (migrate_one(db, v) != SQLITE_OK)
+      return lsmi_error_set(err, LSMI_ERR_IO, "data-dir",
+                            "cannot upgrade the store %s to schema version "
+                            "%d (%s): %s",
+                            path, v, migrations[v - 1].description,
+                            sqlite3_errmsg(db));
+  if (from < N_MIGRATIONS && !fresh)
+    lsmi_util_log("store_schema", json_pack("{s:s, s:i, s:i}", "level", "info",
+                                            "from", from, "to", N_MIGRATIONS));
+  return LSMI_OK;
 }
 
 int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
@@ -124,11 +265,11 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err) {
                     NULL, NULL, NULL);
   if (rc != SQLITE_OK)
     goto fail;
-  rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
-  if (rc == SQLITE_OK)
-    rc = migrate(s->db);
-  if (rc != SQLITE_OK)
-    goto fail;
+  int st = migrate(s->db, path, err);
+  if (st) {
+    lsmi_store_close(s);
+    return st;
+  }
   *out = s;
   return LSMI_OK;
 fail:
@@ -156,6 +297,14 @@ static sqlite3_stmt *prep(lsmi_store_t *s, const char *sql) {
     return NULL;
   }
   return st;
+}
+
+/* The status of the call that just failed on s->db: LSMI_ERR_NOSPACE when
+ * the disk is full (SQLite says SQLITE_FULL for ENOSPC), LSMI_ERR_IO
+ * otherwise. Called under store.mu, before anything else runs on db. */
+static int failed(lsmi_store_t *s) {
+  return (sqlite3_errcode(s->db) & 0xff) == SQLITE_FULL ? LSMI_ERR_NOSPACE
+                                                        : LSMI_ERR_IO;
 }
 
 static void log_step_error(lsmi_store_t *s, const char *where) {
@@ -220,6 +369,13 @@ static void text(const char **p, sqlite3_stmt *st, int col) {
   *p = (const char *)sqlite3_column_text(st, col);
   if (*p == NULL)
     *p = "";
+}
+
+static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
+  if (t)
+    sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
 }
 
 static void copy_col(char *dst, size_t size, sqlite3_stmt *st, int col) {
@@ -338,7 +494,7 @@ int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
   const char *keys[] = {r->key_x1, r->key_x2, r->key_y, r->key_id};
   for (int k = 0; k < 4; k++)
     bind_opt_text(st, 14 + k, keys[k][0] ? keys[k] : NULL);
-  out = sqlite3_step(st) == SQLITE_DONE ? LSMI_OK : LSMI_ERR_IO;
+  out = sqlite3_step(st) == SQLITE_DONE ? LSMI_OK : failed(s);
   if (out)
     log_step_error(s, "dataset_insert");
   sqlite3_finalize(st);
@@ -361,22 +517,24 @@ unlock:
  * (may be NULL) gets the number of rows changed. Called under store.mu. */
 static int exec3(lsmi_store_t *s, const char *sql, const char *a, const char *b,
                  const char *c, int *changes) {
+  /* A failed COMMIT (a full disk) may have rolled back already. */
+  if (!strcmp(sql, "ROLLBACK") && sqlite3_get_autocommit(s->db))
+    return LSMI_OK;
   sqlite3_stmt *st = prep(s, sql);
   if (st == NULL)
-    return LSMI_ERR_IO;
+    return failed(s);
   const char *v[3] = {a, b, c};
   for (int i = 0; i < 3; i++)
     if (v[i])
       sqlite3_bind_text(st, i + 1, v[i], -1, SQLITE_STATIC);
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+  int out = rc == SQLITE_DONE || rc == SQLITE_ROW ? LSMI_OK : failed(s);
+  if (out)
     log_step_error(s, sql);
-    return LSMI_ERR_IO;
-  }
-  if (changes)
+  else if (changes)
     *changes = sqlite3_changes(s->db);
-  return LSMI_OK;
+  sqlite3_finalize(st);
+  return out;
 }
 
 /* One integer from a query with up to two text binds into *n: 0 or
@@ -413,9 +571,89 @@ static int dataset_owned(lsmi_store_t *s, const char *tenant, const char *id) {
   return out ? out : n > 0 ? LSMI_OK : LSMI_ERR_NOTFOUND;
 }
 
+void lsmi_idlist_free(lsmi_idlist_t *l) {
+  if (l == NULL)
+    return;
+  free(l->ids);
+  *l = (lsmi_idlist_t)LSMI_IDLIST_INIT;
+}
+
+/* Appends id to l (NULL: a no-op): 0 or LSMI_ERR_NOMEM. */
+static int idlist_push(lsmi_idlist_t *l, const char *id) {
+  if (l == NULL)
+    return LSMI_OK;
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? 2 * l->cap : 16;
+    char(*p)[64] = realloc(l->ids, cap * sizeof *p);
+    if (p == NULL)
+      return LSMI_ERR_NOMEM;
+    l->ids = p;
+    l->cap = cap;
+  }
+  snprintf(l->ids[l->n++], sizeof l->ids[0], "%s", id);
+  return LSMI_OK;
+}
+
+/* Deletes job id's row and idempotency keys and records its files as a
+ * pending "job" operation; inside the caller's transaction, under
+ * store.mu. */
+static int job_delete_locked(lsmi_store_t *s, const char *id) {
+  int out = exec3(s, "DELETE FROM jobs WHERE id = ?1", id, NULL, NULL, NULL);
+  if (out == LSMI_OK)
+    out = exec3(s, "DELETE FROM idempotency WHERE job_id = ?1", id, NULL, NULL,
+                NULL);
+  if (out == LSMI_OK)
+    out = exec3(s,
+                "INSERT OR REPLACE INTO pending (kind, id, created_at) "
+                "VALUES ('job', ?1, strftime('%s','now'))",
+                id, NULL, NULL, NULL);
+  return out;
+}
+
+/* Deletes the jobs statement st selects (column 0: the id) as
+ * job_delete_locked does, adding their ids to *jobs; st is finalized.
+ * Under store.mu, inside the caller's transaction. */
+static int jobs_delete_locked(lsmi_store_t *s, sqlite3_stmt *st,
+                              lsmi_idlist_t *jobs) {
+  lsmi_idlist_t found = LSMI_IDLIST_INIT;
+  int rc, out = LSMI_OK;
+  while (out == LSMI_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+    const char *id;
+    text(&id, st, 0);
+    out = idlist_push(&found, id);
+  }
+  if (out == LSMI_OK && rc != SQLITE_DONE) {
+    out = failed(s);
+    log_step_error(s, "jobs_delete");
+  }
+  sqlite3_finalize(st);
+  for (size_t i = 0; out == LSMI_OK && i < found.n; i++) {
+    out = job_delete_locked(s, found.ids[i]);
+    if (out == LSMI_OK)
+      out = idlist_push(jobs, found.ids[i]);
+  }
+  lsmi_idlist_free(&found);
+  return out;
+}
+
+/* The finished jobs of dataset id (tenant's) deleted; under store.mu. */
+static int dataset_jobs_delete_locked(lsmi_store_t *s, const char *tenant,
+                                      const char *id, lsmi_idlist_t *jobs) {
+  sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE dataset_id = ?1 AND "
+                             "tenant = ?2 AND state NOT IN "
+                             "('queued','running') ORDER BY rowid");
+  if (st == NULL)
+    return LSMI_ERR_IO;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
+  return jobs_delete_locked(s, st, jobs);
+}
+
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
-                              const char *id) {
+                              const char *id, bool with_jobs,
+                              lsmi_idlist_t *jobs) {
   pthread_mutex_lock(&s->mu);
+  size_t had = jobs ? jobs->n : 0;
   int64_t active = 0;
   int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
   if (out)
@@ -440,13 +678,136 @@ int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                   "INSERT OR REPLACE INTO pending (kind, id, created_at) "
                   "VALUES ('delete', ?1, strftime('%s','now'))",
                   id, NULL, NULL, NULL);
+    if (out == LSMI_OK && with_jobs)
+      out = dataset_jobs_delete_locked(s, tenant, id, jobs);
   }
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out) {
+    exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+    if (jobs)
+      jobs->n = had; /* none of them was deleted */
+  }
+unlock:
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_job_delete(lsmi_store_t *s, const char *tenant, const char *id,
+                          int *state) {
+  int dummy;
+  if (state == NULL)
+    state = &dummy;
+  *state = -1;
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  if (out)
+    goto unlock;
+  sqlite3_stmt *st = prep(s, "SELECT state FROM jobs WHERE id = ?1 AND "
+                             "(?2 IS NULL OR tenant = ?2)");
+  out = st ? LSMI_OK : LSMI_ERR_IO;
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    bind_opt_text(st, 2, tenant);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+      const char *name;
+      text(&name, st, 0);
+      if (lsmi_job_state_parse(name, state))
+        *state = -1;
+    } else {
+      out = rc == SQLITE_DONE ? LSMI_ERR_NOTFOUND : failed(s);
+    }
+    sqlite3_finalize(st);
+  }
+  if (out == LSMI_OK &&
+      (*state == LSMI_JOB_QUEUED || *state == LSMI_JOB_RUNNING))
+    out = LSMI_ERR_CONFLICT;
+  if (out == LSMI_OK)
+    out = job_delete_locked(s, id);
   if (out == LSMI_OK)
     out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
   if (out)
     exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
 unlock:
   pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
+                      lsmi_idlist_t *jobs, int *keys) {
+  int n_keys = 0;
+  pthread_mutex_lock(&s->mu);
+  size_t had = jobs ? jobs->n : 0;
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  if (out)
+    goto unlock;
+  sqlite3_stmt *st = prep(s, "SELECT id FROM jobs WHERE state IN "
+                             "('succeeded','failed','cancelled') AND "
+                             "finished_at < ?1 ORDER BY finished_at LIMIT ?2");
+  if (st == NULL) {
+    out = LSMI_ERR_IO;
+  } else {
+    sqlite3_bind_double(st, 1, before);
+    sqlite3_bind_int(st, 2, limit);
+    out = jobs_delete_locked(s, st, jobs);
+  }
+  if (out == LSMI_OK) {
+    st = prep(s, "DELETE FROM idempotency WHERE created_at < ?1");
+    out = st ? LSMI_OK : LSMI_ERR_IO;
+    if (st) {
+      sqlite3_bind_double(st, 1, before);
+      if (sqlite3_step(st) == SQLITE_DONE)
+        n_keys = sqlite3_changes(s->db);
+      else
+        out = failed(s);
+      sqlite3_finalize(st);
+    }
+  }
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out) {
+    exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
+    if (jobs)
+      jobs->n = had;
+    n_keys = 0;
+  }
+unlock:
+  pthread_mutex_unlock(&s->mu);
+  if (keys)
+    *keys = n_keys;
+  return out;
+}
+
+int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
+                            uint64_t *bytes) {
+  int64_t ds = 0, res = 0;
+  pthread_mutex_lock(&s->mu);
+  int out = count2(s,
+                   "SELECT COALESCE(SUM(bytes), 0) FROM datasets WHERE "
+                   "tenant = ?1",
+                   tenant, NULL, &ds);
+  if (out == LSMI_OK)
+    out = count2(s,
+                 "SELECT COALESCE(SUM(result_bytes), 0) FROM jobs WHERE "
+                 "tenant = ?1",
+                 tenant, NULL, &res);
+  pthread_mutex_unlock(&s->mu);
+  *bytes = out ? 0 : (uint64_t)ds + (uint64_t)res;
+  return out;
+}
+
+int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results) {
+  int64_t ds = 0, res = 0;
+  pthread_mutex_lock(&s->mu);
+  int out = count2(s, "SELECT COALESCE(SUM(bytes), 0) FROM datasets", NULL,
+                   NULL, &ds);
+  if (out == LSMI_OK)
+    out = count2(s, "SELECT COALESCE(SUM(result_bytes), 0) FROM jobs", NULL,
+                 NULL, &res);
+  pthread_mutex_unlock(&s->mu);
+  *datasets = (uint64_t)ds;
+  *results = (uint64_t)res;
   return out;
 }
 
@@ -465,6 +826,23 @@ int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
   pthread_mutex_lock(&s->mu);
   int out = exec3(s, "DELETE FROM pending WHERE kind = ?1 AND id = ?2", kind,
                   id, NULL, NULL);
+  pthread_mutex_unlock(&s->mu);
+  return out;
+}
+
+int lsmi_store_pending_remove_all(lsmi_store_t *s, const char *kind,
+                                  const lsmi_idlist_t *ids) {
+  if (ids->n == 0)
+    return LSMI_OK;
+  pthread_mutex_lock(&s->mu);
+  int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
+  for (size_t i = 0; out == LSMI_OK && i < ids->n; i++)
+    out = exec3(s, "DELETE FROM pending WHERE kind = ?1 AND id = ?2", kind,
+                ids->ids[i], NULL, NULL);
+  if (out == LSMI_OK)
+    out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
+  if (out)
+    exec3(s, "ROLLBACK", NULL, NULL, NULL, NULL);
   pthread_mutex_unlock(&s->mu);
   return out;
 }
@@ -633,12 +1011,13 @@ int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *j,
   sqlite3_bind_text(st, 5, j->progress_json, -1, SQLITE_STATIC);
   sqlite3_bind_double(st, 6, j->created_at);
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
   if (rc != SQLITE_DONE) {
+    out = failed(s);
     log_step_error(s, "job_create");
-    out = LSMI_ERR_IO;
-    goto rollback;
   }
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    goto rollback;
   if (j->idem_key) {
     st = prep(s, "INSERT INTO idempotency (tenant, key, request_hash, job_id, "
                  "created_at) VALUES (?1, ?2, ?3, ?4, ?5)");
@@ -652,11 +1031,11 @@ int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *j,
     sqlite3_bind_text(st, 4, j->id, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 5, j->created_at);
     rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+      out = failed(s);
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
-      out = LSMI_ERR_IO;
+    if (rc != SQLITE_DONE)
       goto rollback;
-    }
   }
   out = exec3(s, "COMMIT", NULL, NULL, NULL, NULL);
   if (out)
@@ -667,13 +1046,6 @@ rollback:
 unlock:
   pthread_mutex_unlock(&s->mu);
   return out;
-}
-
-static void bind_opt_text(sqlite3_stmt *st, int i, const char *t) {
-  if (t)
-    sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
-  else
-    sqlite3_bind_null(st, i);
 }
 
 #define JOB_COLS                                                               \
@@ -888,13 +1260,14 @@ int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at) {
 int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
                           double finished_at, const char *error_json,
                           const char *summary_json, const char *timings_json,
-                          const char *progress_json) {
+                          const char *progress_json, uint64_t result_bytes) {
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
   sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = ?2, finished_at = ?3, "
                              "error = ?4, summary = ?5, timings = ?6, "
-                             "progress = COALESCE(?7, progress) WHERE id = "
-                             "?1 AND state = 'running'");
+                             "progress = COALESCE(?7, progress), "
+                             "result_bytes = ?8 WHERE id = ?1 AND state = "
+                             "'running'");
   if (st) {
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 2, lsmi_job_state_name(state), -1, SQLITE_STATIC);
@@ -906,10 +1279,13 @@ int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
     bind_opt_text(st, 5, summary_json);
     bind_opt_text(st, 6, timings_json);
     bind_opt_text(st, 7, progress_json);
-    if (sqlite3_step(st) == SQLITE_DONE)
+    sqlite3_bind_int64(st, 8, (sqlite3_int64)result_bytes);
+    if (sqlite3_step(st) == SQLITE_DONE) {
       out = sqlite3_changes(s->db) ? LSMI_OK : LSMI_ERR_NOTFOUND;
-    else
+    } else {
+      out = failed(s);
       log_step_error(s, "job_finish");
+    }
   }
   sqlite3_finalize(st);
   pthread_mutex_unlock(&s->mu);

@@ -11,7 +11,8 @@
  *
  * Every call returns 0 or a negative status of lsmi.h's one table:
  * LSMI_ERR_IO when SQLite fails (the reason goes to the log as a
- * "store_error" line), LSMI_ERR_NOMEM, and where a function says so
+ * "store_error" line), LSMI_ERR_NOSPACE when it fails for a full disk
+ * (SQLITE_FULL), LSMI_ERR_NOMEM, and where a function says so
  * LSMI_ERR_NOTFOUND or LSMI_ERR_CONFLICT. An outcome that is no error but
  * asks the caller to do something else (the bytes were uploaded before, the
  * idempotency key was used for this very request) is a bool out-parameter.
@@ -41,9 +42,16 @@ const char *lsmi_job_state_name(int state);
 /* The state called `name` into *state: 0, or LSMI_ERR_INVALID. */
 int lsmi_job_state_parse(const char *name, int *state);
 
-/* Opens (creating) the database at path: 0, LSMI_ERR_NOMEM or LSMI_ERR_IO
- * with err saying why. *out is taken by the caller (lsmi_store_close). */
+/*
+ * Opens (creating) the database at path and brings its schema up to date
+ * (PRAGMA user_version; store.c lists the versions): 0, LSMI_ERR_NOMEM,
+ * LSMI_ERR_IO, or LSMI_ERR_UNSUPPORTED for a store of a newer version than
+ * this binary knows, with err saying why. *out is taken by the caller
+ * (lsmi_store_close).
+ */
 int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err);
+/* The schema version lsmi_store_open brings a store to. */
+int lsmi_store_schema_latest(void);
 /* NULL is a no-op. */
 void lsmi_store_close(lsmi_store_t *s);
 /* A trivial query: 0, or LSMI_ERR_IO when the database does not answer. */
@@ -86,9 +94,14 @@ int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
                                 const char *sha256, lsmi_dataset_rec_t *rec);
 /* Deletes the row and, in the same transaction, records the file as a
  * pending deletion (see below): 0, LSMI_ERR_NOTFOUND, LSMI_ERR_CONFLICT
- * when queued or running jobs still use it, or LSMI_ERR_IO. */
+ * when queued or running jobs still use it, or LSMI_ERR_IO. With
+ * `with_jobs`, its finished jobs go too, in the same transaction, as
+ * lsmi_store_job_delete deletes them; their ids are added to *jobs (may be
+ * NULL), whose files the caller then removes. */
+typedef struct lsmi_idlist lsmi_idlist_t;
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
-                              const char *id);
+                              const char *id, bool with_jobs,
+                              lsmi_idlist_t *jobs);
 
 /*
  * Pending file operations, so that the store knows every file of the data
@@ -98,8 +111,20 @@ int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
  * with the row's insert, in one transaction); a start finds the file
  * unacknowledged and removes it. kind "delete": the row is gone and
  * datasets/ID is being removed (added by lsmi_store_dataset_delete); a
- * start finishes the removal. 0 or LSMI_ERR_IO.
+ * start finishes the removal. kind "job": the job's row is gone
+ * (lsmi_store_job_delete) and its result files and cached orders are being
+ * removed; a start finishes that. 0 or LSMI_ERR_IO.
  */
+/* Ids a call hands back (malloc'd, owned by the list: lsmi_idlist_free).
+ * Start from LSMI_IDLIST_INIT. */
+struct lsmi_idlist {
+  char (*ids)[64];
+  size_t n, cap;
+};
+#define LSMI_IDLIST_INIT                                                       \
+  { NULL, 0, 0 }
+void lsmi_idlist_free(lsmi_idlist_t *l);
+
 typedef struct lsmi_pending {
   char kind[16];
   char id[64];
@@ -107,6 +132,10 @@ typedef struct lsmi_pending {
 int lsmi_store_pending_add(lsmi_store_t *s, const char *kind, const char *id);
 int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
                               const char *id);
+/* The entries of kind `kind` for every id of ids, in one transaction (one
+ * sync of the journal for all): 0, or the store's failure (none removed). */
+int lsmi_store_pending_remove_all(lsmi_store_t *s, const char *kind,
+                                  const lsmi_idlist_t *ids);
 /* Every pending entry, oldest first, into *items (malloc'd, taken by the
  * caller; NULL when there is none): 0, LSMI_ERR_NOMEM or LSMI_ERR_IO. */
 int lsmi_store_pending_list(lsmi_store_t *s, lsmi_pending_t **items,
@@ -187,12 +216,38 @@ int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at);
 /*
  * Final or requeue transition of a running job. The JSON texts may be NULL
  * (stored as NULL). state QUEUED means requeue (finished_at ignored).
+ * result_bytes: the size of its result files (0 without).
  * 0, LSMI_ERR_NOTFOUND when no running job has that id, or LSMI_ERR_IO.
  */
 int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
                           double finished_at, const char *error_json,
                           const char *summary_json, const char *timings_json,
-                          const char *progress_json);
+                          const char *progress_json, uint64_t result_bytes);
+/*
+ * Deletes the finished job id of tenant (NULL: any) with its idempotency
+ * keys and, in the same transaction, records its files as a pending "job"
+ * operation, which the caller finishes (lsmi_datadir_remove_job): 0,
+ * LSMI_ERR_NOTFOUND, LSMI_ERR_CONFLICT when it is queued or running (its
+ * state in *state, which may be NULL), or LSMI_ERR_IO.
+ */
+int lsmi_store_job_delete(lsmi_store_t *s, const char *tenant, const char *id,
+                          int *state);
+/*
+ * Retention (--retain-days): deletes up to `limit` jobs that finished
+ * before `before` (epoch seconds), oldest first, as lsmi_store_job_delete
+ * does, adding their ids to *jobs; and every idempotency key made before
+ * `before` (*keys, may be NULL, receives how many). One transaction. 0 or
+ * LSMI_ERR_IO.
+ */
+int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
+                      lsmi_idlist_t *jobs, int *keys);
+/* The bytes the tenant stores (its datasets' files and its jobs' result
+ * files) into *bytes: 0 or LSMI_ERR_IO. */
+int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
+                            uint64_t *bytes);
+/* The bytes of all datasets' files and of all result files: 0 or
+ * LSMI_ERR_IO. */
+int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results);
 /* queued -> cancelled (and with running_too, running -> cancelled: a job
  * the store says runs but that runs nowhere): 0, LSMI_ERR_NOTFOUND when no
  * such job has that id (it started or ended meanwhile), or LSMI_ERR_IO. */

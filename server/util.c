@@ -45,6 +45,10 @@ void lsmi_util_iso8601(double t, char *buf, size_t size) {
   snprintf(buf, size, "%s.%03dZ", base, ms);
 }
 
+int lsmi_util_errno_status(int e) {
+  return e == ENOSPC || e == EDQUOT ? LSMI_ERR_NOSPACE : LSMI_ERR_IO;
+}
+
 void lsmi_util_hex(const unsigned char *in, size_t n, char *out) {
   static const char digits[] = "0123456789abcdef";
   for (size_t i = 0; i < n; i++) {
@@ -81,15 +85,39 @@ char *lsmi_util_json_text(json_t *v) {
 void lsmi_util_log_quiet_requests(int quiet) { log_quiet_requests = quiet; }
 int lsmi_util_log_requests_quiet(void) { return log_quiet_requests; }
 
+/* The level of an event whose line does not say: the failures of the
+ * daemon's own machinery are errors, what it refuses or skips warnings,
+ * the rest information. */
+static const char *default_level(const char *event) {
+  static const char *const errors[] = {"store_error",       "error",
+                                       "refused",           "results_error",
+                                       "store_unavailable", "fatal"};
+  static const char *const warnings[] = {"http_error", "job_skipped"};
+  for (size_t i = 0; i < sizeof errors / sizeof errors[0]; i++)
+    if (!strcmp(event, errors[i]))
+      return "error";
+  for (size_t i = 0; i < sizeof warnings / sizeof warnings[0]; i++)
+    if (!strcmp(event, warnings[i]))
+      return "warn";
+  return "info";
+}
+
 void lsmi_util_log(const char *event, json_t *fields) {
   json_t *o = fields ? fields : json_object();
   if (o == NULL)
     return;
   char ts[40];
   lsmi_util_iso8601(lsmi_util_now(), ts, sizeof ts);
+  json_t *level = json_object_get(o, "level");
+  if (!json_is_string(level))
+    json_object_set_new(o, "level", json_string(default_level(event)));
   json_object_set_new(o, "ts", json_string(ts));
   json_object_set_new(o, "event", json_string(event));
-  char *line = lsmi_util_json_text(o);
+  /* 12 significant digits: a duration in ms rounded to 3 decimals prints
+   * as such (1.234, not 1.2339999999999999). */
+  char *line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER |
+                                 JSON_REAL_PRECISION(12));
+  json_decref(o);
   if (line == NULL)
     return;
   flockfile(stderr);

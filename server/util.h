@@ -34,6 +34,10 @@ int lsmi_util_random_id(const char *prefix, char *out, size_t size);
  */
 void lsmi_util_scrub_paths(char *msg, size_t size, const char *data_dir);
 
+/* The status of a failed write's errno: LSMI_ERR_NOSPACE for a full disk
+ * or quota (ENOSPC, EDQUOT), LSMI_ERR_IO for the rest. */
+int lsmi_util_errno_status(int e);
+
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void lsmi_util_hex(const unsigned char *in, size_t n, char *out);
 
@@ -60,10 +64,12 @@ void lsmi_strbuf_printf(lsmi_strbuf_t *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*
- * The structured log: one JSON object per line on stderr (or the file given
- * to lsmi_util_log_open). lsmi_util_log takes the reference to `fields`
- * (an object; may be NULL), adds "ts" and "event" and writes the line with
- * one locked stdio call, so lines from different threads never interleave.
+ * The structured log: one JSON object per line on stderr. lsmi_util_log
+ * takes the reference to `fields` (an object; may be NULL), adds "level"
+ * when fields has none ("error", "warn" or "info", by event), "ts" and
+ * "event", and writes the line with one locked stdio call, so lines from
+ * different threads never interleave. Reals print with 12 significant
+ * digits.
  */
 void lsmi_util_log(const char *event, json_t *fields);
 /* Level filter: quiet = 1 silences per-request lines (tests, load runs). */

@@ -6,6 +6,11 @@
 #   make api-load     wrk against status and results while two fits run
 #                     (tests/api/load.sh; not part of `make test`)
 SAN_TEST_SCRIPTS += tests/api/run.sh
+# The lab-service suite (tests/api/lab.sh: deletion, retention, quotas, a
+# full disk on a tmpfs, tokens and SIGHUP, logs, metrics, the schema) on
+# both builds too, and in the fast loop.
+SAN_TEST_SCRIPTS += tests/api/lab.sh
+CHECK_SCRIPTS += tests/api/lab.sh
 
 .PHONY: api-load
 api-load: $(BIN)

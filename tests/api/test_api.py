@@ -32,6 +32,10 @@ LONG = {"epochs_discriminator": 10000, "epochs_entropy": 10000, "threads": 1}
 CRASH = {"epochs_discriminator": 120, "epochs_entropy": 120, "threads": 1,
          "seed": 7}
 
+# Bearer tokens (16 characters at least).
+ALICE = "alice-secret-0123"
+BOB = "bob-secret-01234567"
+
 WORK = tempfile.mkdtemp(prefix="lsmi-api-work-")
 SMALL = synth(os.path.join(WORK, "small.npz"), n=400)
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
@@ -62,12 +66,12 @@ def test_operations():
         for _ in range(50):
             r = d.request("GET", "/metrics")
             text = r.body.decode()
-            if 'route="/v1/datasets",status="201"' in text:
+            if 'route="/v1/datasets",method="POST",status="201"' in text:
                 break
             time.sleep(0.02)
         assert r.status == 200
         for name in ("lsmi_http_requests_total{route=\"/v1/datasets\","
-                     "status=\"201\"}",
+                     "method=\"POST\",status=\"201\"}",
                      "lsmi_http_request_duration_seconds_bucket",
                      "lsmi_queue_depth", "lsmi_jobs{state=\"succeeded\"}",
                      "lsmi_fit_seconds_sum", "lsmi_upload_bytes_total"):
@@ -173,10 +177,12 @@ def test_happy_path():
         jl = d.request("GET", "/v1/jobs?state=succeeded").json()
         assert jl["total"] == 1 and jl["jobs"][0]["id"] == job["id"]
         assert d.request("GET", "/v1/jobs?state=running").json()["total"] == 0
-        # A finished job's dataset can be deleted; results stay.
+        # A finished job's dataset can be deleted; with keep_jobs=true the
+        # job keeps its results (test_delete_jobs_and_datasets: without).
         assert d.request("DELETE", "/v1/datasets/" + js["id"]).status == 204
         assert_problem(d.request("GET", "/v1/datasets/" + js["id"]), 404)
-        assert d.request("DELETE", "/v1/datasets/" + ds["id"]).status == 204
+        assert d.request("DELETE", "/v1/datasets/%s?keep_jobs=true" %
+                         ds["id"]).status == 204
         assert d.request("GET", base + "?limit=1").status == 200
         assert d.stop() == 0
 
@@ -288,7 +294,6 @@ def test_errors():
         assert_problem(d.request("DELETE", "/v1/datasets/" + ds["id"]), 409)
         assert d.request("DELETE", "/v1/jobs/" + jid).status == 202
         d.wait_job(jid)
-        assert_problem(d.request("DELETE", "/v1/jobs/" + jid), 409)
         assert_problem(d.request("GET", "/v1/jobs/%s/results" % jid), 409)
         # results query parameters of a finished job
         ok = d.submit(ds["id"], FAST).json()["id"]
@@ -327,9 +332,9 @@ def test_store_error_on_upload():
 def test_auth_and_tenants():
     tokens = os.path.join(WORK, "tokens")
     with open(tokens, "w") as f:
-        f.write("# token tenant\nalice-secret alice\n")
+        f.write("# token tenant\n%s alice\n" % ALICE)
     with Daemon(args=["--tokens-file", tokens],
-                env={"LSMI_TOKENS": "bob-secret=bob"}) as d:
+                env={"LSMI_TOKENS": BOB + "=bob"}) as d:
         # 401 without, or with a wrong token; open endpoints stay open
         r = d.request("GET", "/v1/jobs")
         assert_problem(r, 401, "Authorization")
@@ -338,28 +343,28 @@ def test_auth_and_tenants():
         assert_problem(d.upload(SMALL, token="nope"), 401)
         assert d.request("GET", "/healthz").status == 200
         assert d.request("GET", "/v1/openapi.yaml").status == 200
-        a = upload_ok(d, token="alice-secret")
-        ja = d.submit(a["id"], FAST, token="alice-secret").json()["id"]
-        d.wait_job(ja, token="alice-secret")
+        a = upload_ok(d, token=ALICE)
+        ja = d.submit(a["id"], FAST, token=ALICE).json()["id"]
+        d.wait_job(ja, token=ALICE)
         # bob sees none of it
         for path in ("/v1/datasets/" + a["id"], "/v1/jobs/" + ja,
                      "/v1/jobs/%s/results" % ja):
-            assert_problem(d.request("GET", path, token="bob-secret"), 404)
+            assert_problem(d.request("GET", path, token=BOB), 404)
         assert_problem(d.request("DELETE", "/v1/jobs/" + ja,
-                                 token="bob-secret"), 404)
+                                 token=BOB), 404)
         assert_problem(d.request("DELETE", "/v1/datasets/" + a["id"],
-                                 token="bob-secret"), 404)
+                                 token=BOB), 404)
         assert d.request("GET", "/v1/datasets",
-                         token="bob-secret").json()["total"] == 0
+                         token=BOB).json()["total"] == 0
         assert d.request("GET", "/v1/jobs",
-                         token="bob-secret").json()["total"] == 0
-        assert_problem(d.submit(a["id"], FAST, token="bob-secret"), 422,
+                         token=BOB).json()["total"] == 0
+        assert_problem(d.submit(a["id"], FAST, token=BOB), 422,
                        "dataset_id")
         # the same bytes are bob's own dataset
-        r = d.upload(SMALL, token="bob-secret")
+        r = d.upload(SMALL, token=BOB)
         assert r.status == 201 and r.json()["id"] != a["id"]
         assert d.request("GET", "/v1/jobs",
-                         token="alice-secret").json()["total"] == 1
+                         token=ALICE).json()["total"] == 1
         assert d.stop() == 0
 
 
@@ -708,8 +713,8 @@ def test_rebuild_store_quarantines():
     p = subprocess.run([LSMI, "admin", "rebuild-store"], capture_output=True)
     assert p.returncode == 2 and b"--data-dir is required" in p.stderr
     # The daemon holds the lock: the command refuses.
-    d = Daemon(data_dir=data, env={"LSMI_TOKENS": "t=alice"},
-               token="t").start()
+    d = Daemon(data_dir=data, env={"LSMI_TOKENS": ALICE + "=alice"},
+               token=ALICE).start()
     assert d.request("GET", "/v1/datasets").json()["total"] == 1
     p = subprocess.run([LSMI, "admin", "rebuild-store", "--data-dir", data],
                        capture_output=True)
@@ -935,7 +940,7 @@ def test_dashboard_and_params():
     token; unknown files are 404."""
     tokens = os.path.join(WORK, "tokens-ui")
     with open(tokens, "w") as f:
-        f.write("ui-secret alice\n")
+        f.write("ui-secret-0123456 alice\n")
     with Daemon(args=["--tokens-file", tokens]) as d:
         r = d.request("GET", "/")
         assert r.status == 200 and r.body.startswith(b"<!doctype html>")

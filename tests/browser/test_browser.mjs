@@ -382,10 +382,10 @@ async function main() {
     await walk(browser, open, null, "open");
     check("open: the daemon stops cleanly", (await stopDaemon(open)) === 0);
     const tokens = path.join(WORK, "tokens.txt");
-    fs.writeFileSync(tokens, "browser-secret alice\n");
+    fs.writeFileSync(tokens, "browser-secret-0123 alice\n");
     const closed = await startDaemon("tokens", ["--tokens-file", tokens]);
     daemons.push(closed);
-    await walk(browser, closed, "browser-secret", "tokens");
+    await walk(browser, closed, "browser-secret-0123", "tokens");
     check("tokens: the daemon stops cleanly", (await stopDaemon(closed)) === 0);
   } catch (e) {
     check("the walk through the page", false, e.stack || e);

@@ -55,7 +55,7 @@ wait_ready() {
 }
 run() { timeout 120 podman run --rm --no-healthcheck "$@"; }
 
-TOKEN="smoke-$$-$RANDOM$RANDOM"
+TOKEN="smoke-token-$$-$RANDOM$RANDOM"
 start=$(date +%s)
 # docker format keeps the HEALTHCHECK (the OCI format drops it).
 if timeout 2400 podman build --format docker --pull=never -t "$img" "$root" >"$tmp/build.log" 2>&1; then

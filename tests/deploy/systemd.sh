@@ -7,8 +7,8 @@
 # that systemd may build the sandbox: namespaces, seccomp, DynamicUser), and
 # the unit is driven for real: it starts, a dataset is uploaded and a short
 # job succeeds under DynamicUser, ProtectSystem=strict and the system-call
-# filter; a SIGKILL is restarted (Restart=on-failure); `systemctl stop` ends
-# it with status 0.
+# filter; `systemctl reload` reloads it in place (ExecReload); a SIGKILL is
+# restarted (Restart=on-failure); `systemctl stop` ends it with status 0.
 #
 # The podman set-up is tests/deploy/podman.sh's (shared with container.sh).
 # Needs root, or podman already installed. Last line: "N passed, N failed".
@@ -100,6 +100,20 @@ case $out in *"state=succeeded"*3) ok "upload, job and results under the hardene
 owner=$(ex stat -c %u /var/lib/private/lsmi 2>/dev/null)
 [ -n "$owner" ] && [ "$owner" != 0 ] && ok "StateDirectory /var/lib/lsmi owned by the dynamic user ($owner)" \
   || bad "StateDirectory /var/lib/lsmi owned by the dynamic user ('$owner')"
+
+# systemctl reload (ExecReload: SIGHUP): the same process reads its tokens
+# again and says so.
+pid=$(ex systemctl show lsmi -p MainPID --value 2>/dev/null)
+ex systemctl reload lsmi >/dev/null 2>&1
+reloaded=no
+for _ in $(seq 20); do
+  if ex journalctl -u lsmi --no-pager -o cat 2>/dev/null | grep -q '"event":"reload"'; then reloaded=yes; break; fi
+  sleep 0.5
+done
+[ "$reloaded" = yes ] && [ "$(ex systemctl show lsmi -p MainPID --value 2>/dev/null)" = "$pid" ] &&
+  ex curl -fsS -m 2 http://127.0.0.1:8080/readyz >/dev/null 2>&1 \
+  && ok "systemctl reload: SIGHUP reloads the tokens, the daemon lives on" \
+  || { bad "systemctl reload"; ex journalctl -u lsmi --no-pager 2>&1 | tail -n 20; }
 
 # Restart=on-failure: a SIGKILL brings it back.
 pid=$(ex systemctl show lsmi -p MainPID --value 2>/dev/null)

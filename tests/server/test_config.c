@@ -67,14 +67,23 @@ static void test_env_and_flags(void **state) {
   (void)state;
   lsmi_config_t cfg;
   lsmi_error_t err = {0};
-  const char *env[] = {"LSMI_WORKERS", "3", "LSMI_MAX_UPLOAD", "2M",
-                       "LSMI_DATA_DIR", "/env/dir", "LSMI_QUIET", "yes",
-                       "LSMI_MAX_ROWS", "77", "LSMI_MAX_RATIO", "12.5",
+  const char *env[] = {"LSMI_WORKERS",
+                       "3",
+                       "LSMI_MAX_UPLOAD",
+                       "2M",
+                       "LSMI_DATA_DIR",
+                       "/env/dir",
+                       "LSMI_QUIET",
+                       "yes",
+                       "LSMI_MAX_ROWS",
+                       "77",
+                       "LSMI_MAX_RATIO",
+                       "12.5",
                        NULL};
-  const char *argv[] = {"serve", "--workers", "5", "--listen=[::1]:9",
+  const char *argv[] = {"serve",      "--workers", "5", "--listen=[::1]:9",
                         "--max-body", "1K"};
   assert_int_equal(parse(&cfg, env, 6, argv, &err), 0);
-  assert_int_equal(cfg.workers, 5); /* flag wins */
+  assert_int_equal(cfg.workers, 5);               /* flag wins */
   assert_true(cfg.max_upload == 2 * 1024 * 1024); /* env applies */
   assert_string_equal(cfg.data_dir, "/env/dir");
   assert_true(cfg.quiet);
@@ -143,50 +152,53 @@ static void test_memory_budget(void **state) {
   assert_true(cfg.max_job_memory == cfg.max_memory);
   assert_int_equal(cfg.tenant_queue_size, 0);
   lsmi_config_free(&cfg);
-  const char *set[] = {"serve", "--max-memory", "8G", "--max-job-memory",
-                       "2G"};
+  const char *set[] = {"serve", "--max-memory", "8G", "--max-job-memory", "2G"};
   assert_int_equal(parse(&cfg, NULL, 5, set, &err), 0);
-  assert_true(cfg.max_memory == 8ULL << 30 &&
-              cfg.max_job_memory == 2ULL << 30);
+  assert_true(cfg.max_memory == 8ULL << 30 && cfg.max_job_memory == 2ULL << 30);
   lsmi_config_free(&cfg);
-  const char *bad[] = {"serve", "--max-memory", "1G", "--max-job-memory",
-                       "2G"};
+  const char *bad[] = {"serve", "--max-memory", "1G", "--max-job-memory", "2G"};
   assert_int_equal(parse(&cfg, NULL, 5, bad, &err), LSMI_ERR_INVALID);
   assert_string_equal(err.field, "max-job-memory");
   lsmi_config_free(&cfg);
 }
 
+/* The tokens of the configuration: its file and LSMI_TOKENS together
+ * (tests/server/test_tokens.c has the rules), and a file that cannot be
+ * read named in the error. */
 static void test_tokens(void **state) {
   (void)state;
   char path[] = "/tmp/lsmi-tokens-XXXXXX";
   int fd = mkstemp(path);
   assert_true(fd >= 0);
-  const char text[] = "# comment\n\n  tok-a   alice \ntok-b bob\nlonely\n";
+  const char text[] = "# comment\n\n  tok-a-0123456789   alice \n"
+                      "tok-b-0123456789 bob\n";
   assert_int_equal(write(fd, text, sizeof text - 1), (ssize_t)sizeof text - 1);
   close(fd);
   lsmi_config_t cfg;
   lsmi_error_t err = {0};
-  const char *env[] = {"LSMI_TOKENS", "tok-c=carol, tok-d=dave tok-e",
+  const char *env[] = {"LSMI_TOKENS", "tok-c-0123456789=carol",
                        "LSMI_TOKENS_FILE", path, NULL};
   const char *argv[] = {"serve"};
   assert_int_equal(parse(&cfg, env, 1, argv, &err), 0);
-  assert_int_equal(lsmi_config_load_tokens(&cfg, env_fn, &err), 0);
-  assert_int_equal(cfg.n_tokens, 6);
-  assert_string_equal(lsmi_config_tenant(&cfg, "tok-a"), "alice");
-  assert_string_equal(lsmi_config_tenant(&cfg, "tok-b"), "bob");
-  assert_string_equal(lsmi_config_tenant(&cfg, "lonely"), "default");
-  assert_string_equal(lsmi_config_tenant(&cfg, "tok-c"), "carol");
-  assert_string_equal(lsmi_config_tenant(&cfg, "tok-d"), "dave");
-  assert_string_equal(lsmi_config_tenant(&cfg, "tok-e"), "default");
-  assert_null(lsmi_config_tenant(&cfg, "tok-"));
-  assert_null(lsmi_config_tenant(&cfg, "tok-aa"));
-  assert_null(lsmi_config_tenant(&cfg, ""));
-  assert_null(lsmi_config_tenant(&cfg, NULL));
+  assert_int_equal(lsmi_config_n_tokens(&cfg), 0);
+  lsmi_tokens_info_t info;
+  assert_int_equal(lsmi_config_load_tokens(&cfg, env_fn, &info, &err), 0);
+  assert_int_equal(lsmi_config_n_tokens(&cfg), 3);
+  assert_int_equal(info.tokens, 3);
+  assert_int_equal(info.tenants, 3);
+  char who[64];
+  assert_true(
+      lsmi_tokens_tenant(cfg.tokens, "tok-b-0123456789", who, sizeof who));
+  assert_string_equal(who, "bob");
+  assert_true(
+      lsmi_tokens_tenant(cfg.tokens, "tok-c-0123456789", who, sizeof who));
+  assert_string_equal(who, "carol");
   lsmi_config_free(&cfg);
   unlink(path);
   const char *env2[] = {"LSMI_TOKENS_FILE", "/nonexistent/tokens", NULL};
   assert_int_equal(parse(&cfg, env2, 1, argv, &err), 0);
-  assert_int_equal(lsmi_config_load_tokens(&cfg, env_fn, &err), LSMI_ERR_IO);
+  assert_int_equal(lsmi_config_load_tokens(&cfg, env_fn, NULL, &err),
+                   LSMI_ERR_IO);
   assert_string_equal(err.field, "tokens-file");
   lsmi_config_free(&cfg);
 }

@@ -3,7 +3,8 @@
  * (a second taker is refused with the holder's pid; released on unlock),
  * pending uploads and deletions finished at a start (an upload whose row
  * was committed keeps its file), the files the store does not know found
- * and named, never removed, and tmp/ swept.
+ * and named, never removed, tmp/ swept, a deleted job's files removed and
+ * the cached orders of unknown jobs swept.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,6 +48,10 @@ static int setup(void **state) {
   snprintf(f->dir, sizeof f->dir, "/tmp/lsmi-datadir-XXXXXX");
   if (mkdtemp(f->dir) == NULL || lsmi_datadir_make(f->dir, NULL))
     return -1;
+  char cache[128];
+  snprintf(cache, sizeof cache, "%s/cache", f->dir);
+  if (mkdir(cache, 0700))
+    return -1;
   char path[128];
   snprintf(path, sizeof path, "%s/lsmi.db", f->dir);
   if (lsmi_store_open(path, &f->s, NULL))
@@ -72,6 +77,52 @@ static lsmi_dataset_rec_t rec(const char *id) {
   snprintf(r.sha256, sizeof r.sha256, "sha-%s", id);
   r.classes = 2;
   return r;
+}
+
+/* A job of dataset ds in the store, run to success. */
+static void add_finished_job(fx_t *f, const char *id, const char *ds) {
+  lsmi_job_new_t j = {id, "t", ds, "{}", "{}", 1.0, NULL, NULL};
+  char existing[64];
+  bool replayed;
+  assert_int_equal(lsmi_store_job_create(f->s, &j, existing, &replayed), 0);
+  assert_int_equal(lsmi_store_job_start(f->s, id, 2.0), 0);
+  assert_int_equal(lsmi_store_job_finish(f->s, id, LSMI_JOB_SUCCEEDED, 3.0,
+                                         NULL, NULL, NULL, NULL, 10),
+                   0);
+}
+
+/* A deleted job's files go with lsmi_datadir_remove_job, which then
+ * forgets the entry; the cached orders of jobs the store does not know
+ * are swept, those of known jobs kept. */
+static void test_remove_job_and_cache(void **state) {
+  fx_t *f = *state;
+  lsmi_dataset_rec_t r = rec("ds_a"), old;
+  bool existed;
+  assert_int_equal(lsmi_store_dataset_insert(f->s, &r, &old, &existed), 0);
+  add_finished_job(f, "job_a", "ds_a");
+  add_finished_job(f, "job_b", "ds_a");
+  touch(f, "results/job_a.train");
+  touch(f, "results/job_a.val");
+  touch(f, "cache/job_a.val.r.asc");
+  touch(f, "cache/job_b.val.r.asc");
+  touch(f, "cache/job_gone.val.r.asc");
+  assert_int_equal(lsmi_store_job_delete(f->s, "t", "job_a", NULL), 0);
+  assert_int_equal(lsmi_datadir_remove_job(f->dir, f->s, "job_a"), 0);
+  assert_false(exists(f, "results/job_a.train"));
+  assert_false(exists(f, "results/job_a.val"));
+  assert_false(exists(f, "cache/job_a.val.r.asc"));
+  lsmi_pending_t *items = NULL;
+  size_t n = 1;
+  assert_int_equal(lsmi_store_pending_list(f->s, &items, &n), 0);
+  assert_int_equal(n, 0);
+  int removed = 0;
+  assert_int_equal(lsmi_datadir_clean_cache(f->dir, f->s, &removed), 0);
+  assert_int_equal(removed, 1);
+  assert_false(exists(f, "cache/job_gone.val.r.asc"));
+  assert_true(exists(f, "cache/job_b.val.r.asc"));
+  lsmi_datadir_unknown_t u;
+  assert_int_equal(lsmi_datadir_scan(f->dir, f->s, &u, NULL), 0);
+  assert_int_equal(u.datasets + u.results, 0);
 }
 
 static void test_lock(void **state) {
@@ -106,19 +157,33 @@ static void test_pending(void **state) {
   assert_false(existed);
   r = rec("ds_gone");
   assert_int_equal(lsmi_store_dataset_insert(f->s, &r, &old, &existed), 0);
-  assert_int_equal(lsmi_store_dataset_delete(f->s, "t", "ds_gone"), 0);
+  /* A finished job of ds_gone goes with it: its results and orders too. */
+  add_finished_job(f, "job_d", "ds_gone");
+  touch(f, "results/job_d.train");
+  touch(f, "results/job_d.val");
+  touch(f, "cache/job_d.val.s.desc");
+  touch(f, "cache/job_dd.val.s.desc"); /* another job's, by its prefix */
+  lsmi_idlist_t jobs = LSMI_IDLIST_INIT;
+  assert_int_equal(lsmi_store_dataset_delete(f->s, "t", "ds_gone", true, &jobs),
+                   0);
+  assert_int_equal(jobs.n, 1);
+  lsmi_idlist_free(&jobs);
   lsmi_pending_t *items = NULL;
   size_t n = 0;
   assert_int_equal(lsmi_store_pending_list(f->s, &items, &n), 0);
-  /* The insert took ds_done's entry with it; the delete added one. */
-  assert_int_equal(n, 2);
+  /* The insert took ds_done's entry with it; the delete added two. */
+  assert_int_equal(n, 3);
   free(items);
   int done = 0;
   assert_int_equal(lsmi_datadir_finish_pending(f->dir, f->s, &done), 0);
-  assert_int_equal(done, 2);
+  assert_int_equal(done, 3);
   assert_false(exists(f, "datasets/ds_half"));
   assert_false(exists(f, "datasets/ds_gone"));
   assert_true(exists(f, "datasets/ds_done"));
+  assert_false(exists(f, "results/job_d.train"));
+  assert_false(exists(f, "results/job_d.val"));
+  assert_false(exists(f, "cache/job_d.val.s.desc"));
+  assert_true(exists(f, "cache/job_dd.val.s.desc"));
   assert_int_equal(lsmi_store_pending_list(f->s, &items, &n), 0);
   assert_int_equal(n, 0);
   assert_null(items);
@@ -183,7 +248,7 @@ static void test_result_job(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       T(test_lock),      T(test_pending),    T(test_unknown_files_stay),
-      T(test_clean_tmp), T(test_result_job),
+      T(test_clean_tmp), T(test_result_job), T(test_remove_job_and_cache),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -179,22 +179,27 @@ static void disk_full(lsmi_req_t *r) {
   close(full);
 }
 
-/* Uploads a good file that cannot be stored: 500 with `why`, and nothing
- * left behind in tmp/ or datasets/. */
-static void assert_upload_fails(fx_t *f, const char *why) {
+/* Uploads a good file that cannot be stored: `status` with `why`, and
+ * nothing left behind in tmp/ or datasets/. */
+static void assert_upload_fails_with(fx_t *f, int status, const char *why) {
   size_t len;
   unsigned char *npz = fx_npz(f, 200, 1, &len);
-  assert_int_equal(upload(f, NULL, npz, len), 500);
+  assert_int_equal(upload(f, NULL, npz, len), status);
   free(npz);
-  assert_non_null(strstr(fx_problem(f, 500, NULL), why));
+  assert_non_null(strstr(fx_problem(f, status, NULL), why));
   assert_int_equal(fx_entries(f, "tmp"), 0);
   assert_true(fx_entries(f, "datasets") <= 0); /* -1: no such directory */
 }
 
+static void assert_upload_fails(fx_t *f, const char *why) {
+  assert_upload_fails_with(f, 500, why);
+}
+
+/* A full disk is no server fault: 507 Insufficient Storage. */
 static void test_disk_full(void **state) {
   fx_t *f = *state;
   fx_after_first = disk_full;
-  assert_upload_fails(f, "could not store");
+  assert_upload_fails_with(f, 507, "could not store the upload: No space");
 }
 
 static void test_rename_fails(void **state) {

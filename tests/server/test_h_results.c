@@ -51,7 +51,7 @@ static int setup(void **state) {
   }
   assert_int_equal(lsmi_store_job_start(f->store, "job_ok", 3e9), 0);
   assert_int_equal(lsmi_store_job_finish(f->store, "job_ok", LSMI_JOB_SUCCEEDED,
-                                         4e9, NULL, "{}", "{}", NULL),
+                                         4e9, NULL, "{}", "{}", NULL, 0),
                    0);
   lsmi_error_t err = {0};
   assert_int_equal(lsmi_resfile_write(f->dir, "job_ok", "train", &rows, &err),

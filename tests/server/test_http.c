@@ -51,25 +51,27 @@ static void test_request_ids(void **state) {
 }
 
 static const char *tokens_env(const char *name) {
-  return strcmp(name, "LSMI_TOKENS") ? NULL : "tok-a=alice,tok-b=bob";
+  return strcmp(name, "LSMI_TOKENS")
+             ? NULL
+             : "tok-a-0123456789=alice,tok-b-0123456789=bob";
 }
 
 static void test_auth(void **state) {
   fx_t *f = *state;
   lsmi_error_t err = {0};
-  assert_int_equal(lsmi_config_load_tokens(&f->cfg, tokens_env, &err), 0);
+  assert_int_equal(lsmi_config_load_tokens(&f->cfg, tokens_env, NULL, &err), 0);
   assert_int_equal(fx_get(f, "/v1/datasets", NULL), 401);
   fx_problem(f, 401, "Authorization");
   assert_string_equal(fx_header(f, "WWW-Authenticate"),
                       "Bearer realm=\"lsmi\"");
-  const char *wrong[] = {"Authorization", "Bearer tok-c", NULL};
+  const char *wrong[] = {"Authorization", "Bearer tok-c-0123456789", NULL};
   assert_int_equal(fx_request(f, "GET", "/v1/jobs", NULL, wrong, NULL, 0), 401);
   const char *basic[] = {"Authorization", "Basic dG9rLWE=", NULL};
   assert_int_equal(fx_request(f, "GET", "/v1/jobs", NULL, basic, NULL, 0), 401);
   assert_int_equal(fx_get(f, "/healthz", NULL), 200); /* no token needed */
   /* Each tenant sees its own datasets only. */
-  const char *alice[] = {"Authorization", "bearer   tok-a", NULL};
-  const char *bob[] = {"Authorization", "Bearer tok-b", NULL};
+  const char *alice[] = {"Authorization", "bearer   tok-a-0123456789", NULL};
+  const char *bob[] = {"Authorization", "Bearer tok-b-0123456789", NULL};
   size_t len;
   unsigned char *npz = fx_npz(f, 200, 1, &len);
   assert_int_equal(fx_request(f, "POST", "/v1/datasets", NULL, alice, npz, len),
@@ -203,7 +205,8 @@ static void test_counted(void **state) {
   char *text = lsmi_metrics_render(&g);
   assert_non_null(strstr(
       text,
-      "lsmi_http_requests_total{route=\"/v1/jobs/{id}\",status=\"404\"} 1\n"));
+      "lsmi_http_requests_total{route=\"/v1/jobs/{id}\",method=\"DELETE\","
+      "status=\"404\"} 1\n"));
   free(text);
 }
 
@@ -216,12 +219,12 @@ static void test_media_type(void **state) {
                                       "application/json"));
   assert_true(lsmi_http_media_type_is("application/json;charset=utf-8",
                                       "application/json"));
-  assert_false(lsmi_http_media_type_is("application/jsonFOO",
-                                       "application/json"));
-  assert_false(lsmi_http_media_type_is("application/json-seq",
-                                       "application/json"));
-  assert_false(lsmi_http_media_type_is("application/json x",
-                                       "application/json"));
+  assert_false(
+      lsmi_http_media_type_is("application/jsonFOO", "application/json"));
+  assert_false(
+      lsmi_http_media_type_is("application/json-seq", "application/json"));
+  assert_false(
+      lsmi_http_media_type_is("application/json x", "application/json"));
   assert_false(lsmi_http_media_type_is("text/plain", "application/json"));
   assert_false(lsmi_http_media_type_is(NULL, "application/json"));
   assert_false(lsmi_http_media_type_is("", "application/json"));

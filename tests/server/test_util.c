@@ -137,7 +137,10 @@ static void test_log_lines(void **state) {
   assert_non_null(ts);
   assert_int_equal(strlen(ts), 24); /* 2026-11-27T10:35:06.250Z */
   assert_string_equal(json_string_value(json_object_get(b, "event")), "bare");
-  assert_int_equal(json_object_size(b), 2);
+  /* Every line has a level: "info" unless the event or the fields say. */
+  assert_string_equal(json_string_value(json_object_get(a, "level")), "info");
+  assert_string_equal(json_string_value(json_object_get(b, "level")), "info");
+  assert_int_equal(json_object_size(b), 3);
   json_decref(a);
   json_decref(b);
   free(text);

@@ -174,7 +174,9 @@ class Client:
         return self._request("GET", "/v1/jobs/" + job_id)
 
     def cancel(self, job_id):
-        """Cancels a queued or running job; returns its record."""
+        """Cancels a queued or running job; returns its record. (The
+        server deletes a job that has already finished, with its results,
+        and then this returns None.)"""
         return self._request("DELETE", "/v1/jobs/" + job_id)
 
     def wait(self, job_id, progress=True, poll=0.25, timeout=None):
