@@ -199,7 +199,8 @@ static int problem(lsmi_req_t *r, int status, const char *field,
 
 /* Answers the status a step failed with: the HTTP status of the table (or
  * the step's own 400), r->err's message and field; a full queue
- * (LSMI_ERR_BUSY) says when to come back. */
+ * (LSMI_ERR_BUSY) or a database out of reach (LSMI_ERR_UNAVAILABLE, the
+ * cluster mode's) says when to come back. */
 static int answer_failure(lsmi_req_t *r, int st) {
   int http = r->http ? r->http : lsmi_codec_http_status(st);
   if (http >= 500 && r->err.message[0]) /* the whole story, for the log */
@@ -213,8 +214,8 @@ static int answer_failure(lsmi_req_t *r, int st) {
       r->err.message[0] ? r->err.message : lsmi_status_message(st);
   char retry[16];
   snprintf(retry, sizeof retry, "%d", r->h->cfg->retry_after);
-  lsmi_hdr_t hdrs[] = {{st == LSMI_ERR_BUSY ? "Retry-After" : NULL, retry},
-                       {NULL, NULL}};
+  bool later = st == LSMI_ERR_BUSY || st == LSMI_ERR_UNAVAILABLE;
+  lsmi_hdr_t hdrs[] = {{later ? "Retry-After" : NULL, retry}, {NULL, NULL}};
   return problem(r, http, r->err.field, hdrs, detail);
 }
 
@@ -232,8 +233,9 @@ int lsmi_http_bad_request(lsmi_req_t *r, const char *field, const char *fmt,
 
 int lsmi_http_store_failed(lsmi_req_t *r, int st) {
   return lsmi_error_set(&r->err, st, NULL, "%s",
-                        st == LSMI_ERR_NOMEM ? "out of memory"
-                                             : "the store failed");
+                        st == LSMI_ERR_NOMEM         ? "out of memory"
+                        : st == LSMI_ERR_UNAVAILABLE ? lsmi_status_message(st)
+                                                     : "the store failed");
 }
 
 int lsmi_http_reply_page(lsmi_req_t *r, const char *key, json_t *items,
@@ -390,10 +392,9 @@ static int check_query(lsmi_req_t *r) {
   lsmi_http_each_arg(r, check_arg, &q);
   if (q.unknown[0] == '\0')
     return LSMI_OK;
-  return lsmi_http_bad_request(r, q.unknown,
-                               "unknown query parameter '%s' for %s %s",
-                               q.unknown, r->method,
-                               lsmi_router_name(r->route));
+  return lsmi_http_bad_request(
+      r, q.unknown, "unknown query parameter '%s' for %s %s", q.unknown,
+      r->method, lsmi_router_name(r->route));
 }
 
 /* Headers are in: route, authenticate, and answer early what we can. */
