@@ -212,7 +212,7 @@ out:
 }
 
 /* A place in the queue: 0, or a 429 (full, or this tenant's share of it
- * taken) or 503 (shutting down). */
+ * taken) or 503 (shutting down; the cluster's database out of reach). */
 static int reserve(lsmi_req_t *r) {
   bool own = false;
   int st = lsmi_sched_reserve(r->h->sched, r->tenant, &own);
@@ -226,6 +226,8 @@ static int reserve(lsmi_req_t *r) {
     return lsmi_error_set(&r->err, st, NULL,
                           "the job queue is full (%d queued); retry in %d s",
                           r->h->cfg->queue_size, r->h->cfg->retry_after);
+  if (st == LSMI_ERR_UNAVAILABLE || st == LSMI_ERR_IO)
+    return lsmi_http_store_failed(r, st);
   if (st)
     return lsmi_error_set(&r->err, st, NULL, "the daemon is shutting down");
   return LSMI_OK;

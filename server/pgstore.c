@@ -667,6 +667,25 @@ int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
   return lsmi_pg__in_tx(pg, "BEGIN", job_cancel_body, &a);
 }
 
+int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,
+                   int64_t *mine) {
+  *all = *mine = 0;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, tenant);
+  PGresult *res = NULL;
+  int rc = lsmi_pg__one(pg,
+                        "SELECT count(*), count(*) FILTER (WHERE tenant = "
+                        "$1) FROM jobs WHERE state = 'queued'",
+                        &p, false, &res);
+  if (rc == LSMI_OK) {
+    *all = lsmi_pq_get_int(res, 0, 0);
+    *mine = lsmi_pq_get_int(res, 0, 1);
+  }
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
 int lsmi_pg_counts(lsmi_pg_t *pg, int64_t by_state[LSMI_JOB_STATES],
                    int64_t *datasets) {
   for (int i = 0; i < LSMI_JOB_STATES; i++)

@@ -174,6 +174,10 @@ int lsmi_pg_job_list(lsmi_pg_t *pg, const char *tenant, int state,
  */
 int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
                        double finished_at, bool *was_running);
+/* The queued jobs of every tenant (*all) and of tenant (*mine): the
+ * cluster's bound on its queue (--queue-size, --tenant-queue-size). */
+int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,
+                   int64_t *mine);
 /* Jobs by state and the number of datasets, for /metrics. */
 int lsmi_pg_counts(lsmi_pg_t *pg, int64_t by_state[LSMI_JOB_STATES],
                    int64_t *datasets);

@@ -47,6 +47,7 @@
 #include "metrics.h"
 #include "resfile.h"
 #include "sched.h"
+#include "storepg.h"
 #include "util.h"
 
 enum { CANCEL_NONE = 0, CANCEL_USER = 1, CANCEL_SHUTDOWN = 2 };
@@ -309,14 +310,22 @@ int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own) {
   *own = false;
   if (atomic_load(&s->draining))
     return LSMI_ERR_SHUTDOWN;
-  int st = LSMI_OK;
+  /* The cluster's queue is the database's, which every node fills: its
+   * queued jobs count with this node's places being taken (not under
+   * sched.mu: it waits on the network). Other nodes' submissions in
+   * flight at the same moment may pass the bound by as many. */
+  int64_t all = 0, mine = 0;
+  lsmi_storepg_t *sp = s->cluster ? lsmi_store_cluster(s->store) : NULL;
+  int st = sp ? lsmi_storepg_queued(sp, tenant, &all, &mine) : LSMI_OK;
+  if (st)
+    return st;
   pthread_mutex_lock(&s->mu);
   tenant_t *t = tenant_of(s, tenant);
   if (t == NULL)
     st = LSMI_ERR_NOMEM;
-  else if (s->queue.n + s->reserved >= s->cfg->queue_size)
+  else if (all + s->queue.n + s->reserved >= s->cfg->queue_size)
     st = LSMI_ERR_BUSY;
-  else if (t->queued + t->reserved >= s->tenant_limit)
+  else if (mine + t->queued + t->reserved >= s->tenant_limit)
     st = LSMI_ERR_BUSY, *own = true;
   else
     s->reserved++, t->reserved++;

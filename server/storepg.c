@@ -309,6 +309,15 @@ int lsmi_storepg_job_cancel_queued(lsmi_storepg_t *sp, const char *id,
   return rc;
 }
 
+int lsmi_storepg_queued(lsmi_storepg_t *sp, const char *tenant, int64_t *all,
+                        int64_t *mine) {
+  *all = *mine = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_queued(pg, tenant, all, mine);
+}
+
 int lsmi_storepg_counts(lsmi_storepg_t *sp, int64_t by_state[LSMI_JOB_STATES],
                         int64_t *datasets) {
   for (int i = 0; i < LSMI_JOB_STATES; i++)
