@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
 from lsmiapi import (ASAN, SESSION, SLOW, Daemon, Skip, assert_problem,  # noqa: E402
-                     run_tests, synth)
+                     run_tests, sse_events, synth)
 
 DSN = os.environ.get("LSMI_TEST_PG_DSN")
 WORK = os.path.join(SESSION, "work")
@@ -509,6 +509,32 @@ def test_queue_bound():
 
 
 test_queue_bound.ASAN_TOO = True
+
+
+def test_events_across_nodes():
+    """A node that does not run a job streams its events all the same: the
+    progress the running node reports (every 2 s), then the end."""
+    dsn = new_database()
+    a = node(dsn, "v0").start()
+    ds = upload_ok(a, DEMO)
+    job = submit_ok(a, ds, dict(LONG, epochs_discriminator=3000,
+                                epochs_entropy=3000))
+    end = time.time() + 30 * SLOW
+    while a.job(job)["state"] != "running":
+        assert time.time() < end, "the job never ran"
+        time.sleep(0.05)
+    b = node(dsn, "v1").start()  # idle, after the job was claimed by a
+    ev = sse_events(b, "/v1/jobs/%s/events" % job, timeout=120)
+    assert ev[0][0] == "job" and ev[0][2]["state"] == "running", ev[0]
+    assert ev[-1] == ("end", None, {"state": "succeeded"}), ev[-1]
+    ids = [e[1] for e in ev if e[0] == "job"]
+    assert ids == list(range(1, len(ids) + 1)), ids
+    fr = [(e[2]["progress"] or {}).get("fraction") for e in ev
+          if e[0] == "job" and e[2]["state"] == "running"]
+    mid = [f for f in fr if f is not None and 0 < f < 1]
+    assert mid and mid == sorted(mid), fr
+    assert {r[3] for r in runs([a, b]) if r[0] == job} == {"v0"}
+    stop_clean([a, b])
 
 
 def fraction(d, job):
