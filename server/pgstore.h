@@ -25,6 +25,8 @@
  *     that dies loses its lease and another node claims the unit again
  *     (attempts + 1); every later call of the old claim fails with
  *     LSMI_ERR_CONFLICT, so its work is dropped, never counted twice.
+ *     Claims, renewals and completions do not wait for the WAL's flush
+ *     (pgqueue.c says why that is safe); everything else does.
  *   - Wake-ups. Creating a job NOTIFYs channel "lsmi_work" (payload: the
  *     job id), cancelling or failing one "lsmi_cancel"; a listener
  *     (lsmi_pg_listen_open) holds its own connection and exposes its
