@@ -47,8 +47,8 @@ static const opt_t opts[] = {
      "cluster mode: seconds a node's claim of a unit of work lasts unless "
      "renewed (every third of it); a dead node's work runs elsewhere after"},
     {"node", "LSMI_NODE", OPT_STR, C(node), 0, "",
-     "cluster mode: this node's name in claims and logs (empty: host name "
-     "and process id)"},
+     "cluster mode: this node's name in claims and logs, unique in the "
+     "cluster (empty: host name and process id)"},
     {"store-connections", "LSMI_STORE_CONNECTIONS", OPT_INT,
      C(store_connections), 0, "0",
      "cluster mode: PostgreSQL connections of the pool, beside the listener "
