@@ -49,6 +49,10 @@ static const opt_t opts[] = {
     {"node", "LSMI_NODE", OPT_STR, C(node), 0, "",
      "cluster mode: this node's name in claims and logs, unique in the "
      "cluster (empty: host name and process id)"},
+    {"store-direct", "LSMI_STORE_DIRECT", OPT_STR, C(store_direct), 0, "",
+     "cluster mode: a DSN straight to PostgreSQL for what needs a session "
+     "(the listener's LISTEN, the schema's migration lock), when --store "
+     "goes through a pooler in transaction mode (empty: --store)"},
     {"store-connections", "LSMI_STORE_CONNECTIONS", OPT_INT,
      C(store_connections), 0, "0",
      "cluster mode: PostgreSQL connections of the pool, beside the listener "
@@ -374,6 +378,9 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
   if (cfg->max_connections < 1)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "max-connections",
                           "--max-connections must be at least 1");
+  if (cfg->store_direct[0] && !cfg->store[0])
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "store-direct",
+                          "--store-direct needs --store");
   if (cfg->lease_seconds < 1)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "lease-seconds",
                           "--lease-seconds must be at least 1");
@@ -548,6 +555,7 @@ void lsmi_config_free(lsmi_config_t *cfg) {
   free(cfg->listen);
   free(cfg->data_dir);
   free(cfg->store);
+  free(cfg->store_direct);
   free(cfg->node);
   free(cfg->tokens_file);
   free(cfg->cors_origins);

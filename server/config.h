@@ -26,6 +26,7 @@ typedef struct lsmi_config {
   char *listen; /* "host:port" */
   char *data_dir;
   char *store;           /* "": SQLite in data_dir; else a PostgreSQL DSN */
+  char *store_direct;    /* cluster mode: the DSN of session work ("": store) */
   int lease_seconds;     /* cluster mode: how long a claim holds */
   char *node;            /* cluster mode: this node's name (derived when "") */
   int store_connections; /* cluster mode: the pool's size (0: derived) */

@@ -431,7 +431,7 @@ int lsmi_pg_listen_open(lsmi_pg_t *pg, lsmi_pg_listener_t **out,
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   char app[96];
   snprintf(app, sizeof app, "%s listener", pg->app);
-  int rc = lsmi_pq_conn_open(pg->dsn, app, &l->c, err);
+  int rc = lsmi_pq_conn_open(pg->direct, app, &l->c, err);
   if (l->c == NULL) {
     free(l);
     return rc;

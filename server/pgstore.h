@@ -76,6 +76,10 @@ typedef struct lsmi_pg_options {
   const char *node;   /* this node's name in claims (copied; < 64 bytes) */
   int connections;    /* the pool's size; 0: 4 */
   size_t chunk_bytes; /* blob chunk size; 0: LSMI_PG_CHUNK_BYTES */
+  /* What needs a session of its own: the listener (LISTEN) and the
+   * migration (a session-level advisory lock). NULL or "": dsn. Set it
+   * when dsn goes through a pooler in transaction mode (copied). */
+  const char *direct_dsn;
 } lsmi_pg_options_t;
 
 /*

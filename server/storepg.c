@@ -14,7 +14,7 @@
 #include "util.h"
 
 struct lsmi_storepg {
-  char *dsn;
+  char *dsn, *direct; /* direct: NULL when it is dsn */
   char node[64];
   char *data_dir;
   int connections;
@@ -28,7 +28,7 @@ struct lsmi_storepg {
  * failure with err. Called under storepg.mu or before any other thread
  * knows sp. */
 static int try_open(lsmi_storepg_t *sp, lsmi_error_t *err) {
-  lsmi_pg_options_t o = {sp->dsn, sp->node, sp->connections, 0};
+  lsmi_pg_options_t o = {sp->dsn, sp->node, sp->connections, 0, sp->direct};
   lsmi_pg_t *pg = NULL;
   int rc = lsmi_pg_open(&o, &pg, err);
   if (rc == LSMI_OK) {
@@ -51,7 +51,10 @@ int lsmi_storepg_open(const lsmi_storepg_options_t *o, lsmi_storepg_t **out,
   sp->connections = o->connections;
   sp->dsn = strdup(o->dsn);
   sp->data_dir = strdup(o->data_dir);
-  int rc = sp->dsn && sp->data_dir ? LSMI_OK : LSMI_ERR_NOMEM;
+  bool direct = o->direct && o->direct[0];
+  sp->direct = direct ? strdup(o->direct) : NULL;
+  int rc = sp->dsn && sp->data_dir && (sp->direct || !direct) ? LSMI_OK
+                                                              : LSMI_ERR_NOMEM;
   if (rc)
     lsmi_error_set(err, rc, "", "out of memory");
   else
@@ -79,6 +82,7 @@ void lsmi_storepg_close(lsmi_storepg_t *sp) {
   lsmi_pg_close(atomic_load(&sp->pg));
   pthread_mutex_destroy(&sp->mu);
   free(sp->dsn);
+  free(sp->direct);
   free(sp->data_dir);
   free(sp);
 }

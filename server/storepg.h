@@ -50,6 +50,7 @@
 
 typedef struct lsmi_storepg_options {
   const char *dsn;      /* copied */
+  const char *direct;   /* copied; NULL or "": dsn (pgstore.h's direct_dsn) */
   const char *node;     /* copied; 1 to 63 bytes */
   const char *data_dir; /* copied: the caches' root */
   int connections;      /* the pool's size */

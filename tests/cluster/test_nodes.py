@@ -537,6 +537,53 @@ def test_events_across_nodes():
     stop_clean([a, b])
 
 
+def test_store_direct():
+    """--store-direct: what needs a session (the listener, the migration's
+    lock) connects through it, the pool through --store. Here the two DSNs
+    differ by their role, which pg_stat_activity and the tables' owner
+    show; a job queued through one node still wakes the other at once."""
+    dsn = new_database()
+    sql(dsn, "CREATE ROLE direct LOGIN SUPERUSER")
+    try:
+        direct = dsn.replace("user=lsmi", "user=direct")
+        assert direct != dsn
+        a = node(dsn, "w0", args=["--store-direct", direct]).start()
+        owner = sql(dsn, "SELECT tableowner FROM pg_tables WHERE "
+                    "tablename = 'jobs'")
+        assert owner == "direct", owner
+        b = node(dsn, "w1", args=["--store-direct", direct]).start()
+        ds = upload_ok(a, SMALL)
+        end = time.time() + 10 * SLOW
+        while True:  # the listeners connect in the background
+            rows = sql(dsn, "SELECT application_name || ':' || usename FROM "
+                       "pg_stat_activity WHERE application_name LIKE "
+                       "'lsmi w%' ORDER BY 1").split("\n")
+            if len([r for r in rows if "listener" in r]) == 2:
+                break
+            assert time.time() < end, rows
+            time.sleep(0.1)
+        for r in rows:
+            assert r.endswith(":direct" if "listener" in r else ":lsmi"), rows
+        assert any("listener" not in r for r in rows), rows  # a pool's
+        job = submit_ok(a, ds, TINY)
+        j = wait_done(b, job)
+        assert j["attempts"] == 1
+        stop_clean([a, b])
+    finally:
+        sql(dsn, "DROP OWNED BY direct CASCADE")
+    # --store-direct alone is refused: it means nothing without --store.
+    d = Daemon(args=["--store-direct", dsn])
+    try:
+        d.start()
+        raise AssertionError("started with --store-direct alone")
+    except RuntimeError as e:
+        assert "--store-direct needs --store" in str(e), e
+    d.stop()
+
+
+test_store_direct.ASAN_TOO = True
+
+
 def fraction(d, job):
     """The job's progress as node d sees it (its own units' live)."""
     p = d.job(job)["progress"]
