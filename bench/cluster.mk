@@ -1,5 +1,5 @@
-# bench/cluster.mk — the cluster mode's PostgreSQL layer (not part of
-# `make test`; figures in doc/cluster.md).
+# bench/cluster.mk — the cluster mode: its PostgreSQL layer, and real
+# nodes (not part of `make test`; figures in doc/cluster.md).
 #
 #   make bench-cluster          bench/pg_cluster.c on a throwaway server
 #                               (tests/cluster/pg.sh), TCP loopback and fsync
@@ -22,3 +22,15 @@ $(CLUSTER_BENCH): bench/pg_cluster.c $(SERVER_OBJS) $(IO_LIB) $(LIB)
 .PHONY: bench-cluster
 bench-cluster: $(CLUSTER_BENCH)
 	tests/cluster/pg.sh $(CLUSTER_PG_ARGS) $(CLUSTER_BENCH) $(CLUSTER_BENCH_ARGS)
+
+# The cluster mode with real daemons (bench/cluster_nodes.py): demo-size
+# batches on one SQLite node, one cluster node and two, and how soon an
+# idle node starts a queued job; TCP loopback and fsync on.
+#
+#   make bench-cluster-nodes
+#   make bench-cluster-nodes CLUSTER_NODES_ARGS='--rounds 5 --jobs 40'
+CLUSTER_NODES_ARGS ?=
+
+.PHONY: bench-cluster-nodes
+bench-cluster-nodes: $(BIN)
+	LSMI_BUILD=$(BUILD) tests/cluster/pg.sh $(CLUSTER_PG_ARGS) python3 bench/cluster_nodes.py $(CLUSTER_NODES_ARGS)

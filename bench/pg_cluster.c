@@ -60,7 +60,7 @@ static void fresh_db(const char *name, char *dsn, size_t size) {
 }
 
 static lsmi_pg_t *node(const char *dsn, const char *name, size_t chunk) {
-  lsmi_pg_options_t o = {dsn, name, 2, chunk};
+  lsmi_pg_options_t o = {dsn, name, 2, chunk, NULL};
   lsmi_pg_t *pg = NULL;
   lsmi_error_t err = {0};
   if (lsmi_pg_open(&o, &pg, &err)) {
@@ -239,7 +239,7 @@ static int claim_together(const char *dsn, int n, double *t0, double *t1) {
   for (int i = 0; i < n; i++) {
     char name[16];
     snprintf(name, sizeof name, "c%d", i);
-    lsmi_pg_options_t o = {dsn, name, 1, 0};
+    lsmi_pg_options_t o = {dsn, name, 1, 0, NULL};
     w[i].claims = 0;
     if (lsmi_pg_open(&o, &w[i].pg, NULL) || lsmi_pg_ping(w[i].pg))
       die("open", LSMI_ERR_UNAVAILABLE);

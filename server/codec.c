@@ -331,9 +331,51 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
   return o;
 }
 
+json_t *lsmi_codec_result_summary(const lsmi_result_t *res) {
+  json_t *sum = json_object();
+  json_object_set_new(sum, "train", lsmi_codec_summary(&res->train_summary));
+  json_object_set_new(sum, "val", lsmi_codec_summary(&res->val_summary));
+  json_object_set_new(sum, "ensemble", json_integer(res->ensemble));
+  json_object_set_new(sum, "folds", json_integer(res->folds));
+  json_object_set_new(sum, "diagnostics", lsmi_codec_diagnostics(res));
+  json_object_set_new(sum, "warnings", lsmi_codec_warnings(res));
+  return sum;
+}
+
+json_t *lsmi_codec_result_timings(const lsmi_result_t *res, double secs) {
+  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
+                   "seconds_train", res->seconds_train, "seconds_eval",
+                   res->seconds_eval, "seconds_disc", res->seconds_disc,
+                   "seconds_ent", res->seconds_ent, "threads", res->threads);
+}
+
+json_t *lsmi_codec_result_progress(const lsmi_result_t *res,
+                                   const lsmi_params_t *params) {
+  lsmi_progress_t done = {.phase = LSMI_PHASE_DONE,
+                          .disc_epoch = params->epochs_discriminator,
+                          .disc_epochs = params->epochs_discriminator,
+                          .disc_loss = res->disc_loss,
+                          .ent_epoch = params->epochs_entropy,
+                          .ent_epochs = params->epochs_entropy,
+                          .ent_loss = res->ent_loss,
+                          .fraction = 1.0};
+  return lsmi_codec_progress(&done, params);
+}
+
+json_t *lsmi_codec_job_error(int status, const char *field,
+                             const char *detail) {
+  json_t *e =
+      json_pack("{s:i, s:s, s:s}", "status", lsmi_codec_http_status(status),
+                "title", lsmi_status_name(status), "detail", detail);
+  if (e && field && field[0])
+    json_object_set_new(e, "field", json_string(field));
+  return e;
+}
+
 /* X(status name, HTTP status): what a request that failed with the status
  * answers. A status missing here is a server bug and answers 500. BUSY is
- * a full job queue: 429, with Retry-After (http.c adds it). */
+ * a full job queue: 429, with Retry-After (http.c adds it); UNAVAILABLE
+ * the cluster mode's database out of reach: 503, with Retry-After too. */
 #define LSMI_HTTP_MAP(X)                                                       \
   X(OK, 200)                                                                   \
   X(ERR_NOMEM, 503)                                                            \
@@ -352,7 +394,8 @@ json_t *lsmi_codec_progress(const lsmi_progress_t *p,
   X(ERR_CONFLICT, 409)                                                         \
   X(ERR_BUSY, 429)                                                             \
   X(ERR_SHUTDOWN, 503)                                                         \
-  X(ERR_NOSPACE, 507)
+  X(ERR_NOSPACE, 507)                                                          \
+  X(ERR_UNAVAILABLE, 503)
 
 int lsmi_codec_http_status(int st) {
   switch (st) {

@@ -92,6 +92,19 @@ json_t *lsmi_codec_provenance(const lsmi_codec_input_t *in,
 json_t *lsmi_codec_progress(const lsmi_progress_t *p,
                             const lsmi_params_t *params);
 
+/* What a succeeded job records, from its result: the summary {train, val,
+ * ensemble, folds, diagnostics, warnings}, the timings {seconds_total
+ * (secs), seconds_train, seconds_eval, seconds_disc, seconds_ent,
+ * threads} and the progress of a fit done. New refs. */
+json_t *lsmi_codec_result_summary(const lsmi_result_t *res);
+json_t *lsmi_codec_result_timings(const lsmi_result_t *res, double secs);
+json_t *lsmi_codec_result_progress(const lsmi_result_t *res,
+                                   const lsmi_params_t *params);
+
+/* A failed job's error: a problem object {status, title, detail[, field]}
+ * of the status's HTTP code and name. New ref. */
+json_t *lsmi_codec_job_error(int status, const char *field, const char *detail);
+
 /*
  * The HTTP status a request that failed with lsmi status `st` answers (the
  * daemon's own table beside the library's; 500 for a value not in it).

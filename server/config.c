@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "memory.h"
@@ -36,7 +37,26 @@ static const opt_t opts[] = {
     {"listen", "LSMI_LISTEN", OPT_STR, C(listen), 0, "127.0.0.1:8080",
      "address:port to listen on (port 0 picks a free one)"},
     {"data-dir", "LSMI_DATA_DIR", OPT_STR, C(data_dir), 0, "./lsmi-data",
-     "directory of the SQLite store, datasets and results"},
+     "directory of the SQLite store, datasets and results (cluster mode: "
+     "this node's caches of the database's files)"},
+    {"store", "LSMI_STORE", OPT_STR, C(store), 0, "",
+     "a PostgreSQL DSN (postgresql://... or key=value pairs): the cluster "
+     "mode, nodes of one database share datasets, jobs and work (empty: "
+     "SQLite in --data-dir)"},
+    {"lease-seconds", "LSMI_LEASE_SECONDS", OPT_INT, C(lease_seconds), 0, "30",
+     "cluster mode: seconds a node's claim of a unit of work lasts unless "
+     "renewed (every third of it); a dead node's work runs elsewhere after"},
+    {"node", "LSMI_NODE", OPT_STR, C(node), 0, "",
+     "cluster mode: this node's name in claims and logs, unique in the "
+     "cluster (empty: host name and process id)"},
+    {"store-direct", "LSMI_STORE_DIRECT", OPT_STR, C(store_direct), 0, "",
+     "cluster mode: a DSN straight to PostgreSQL for what needs a session "
+     "(the listener's LISTEN, the schema's migration lock), when --store "
+     "goes through a pooler in transaction mode (empty: --store)"},
+    {"store-connections", "LSMI_STORE_CONNECTIONS", OPT_INT,
+     C(store_connections), 0, "0",
+     "cluster mode: PostgreSQL connections of the pool, beside the listener "
+     "(0: --http-threads + --workers + 2)"},
     {"workers", "LSMI_WORKERS", OPT_INT, C(workers), 0, "2",
      "jobs that run at the same time; a job with threads 0 gets "
      "cores / workers threads"},
@@ -56,7 +76,8 @@ static const opt_t opts[] = {
     {"page-limit", "LSMI_PAGE_LIMIT", OPT_U64, C(page_limit), 0, "10000",
      "largest `limit` of one page of results or of a list"},
     {"retry-after", "LSMI_RETRY_AFTER", OPT_INT, C(retry_after), 0, "5",
-     "seconds announced in Retry-After with a 429"},
+     "seconds announced in Retry-After with a 429, or a 503 of the cluster "
+     "mode's database out of reach"},
     {"shutdown-timeout", "LSMI_SHUTDOWN_TIMEOUT", OPT_INT, C(shutdown_timeout),
      0, "30",
      "seconds running jobs get to finish on SIGTERM before they are stopped "
@@ -260,6 +281,29 @@ static int split_hostport(const char *flag, const char *l, char *host,
   return 0;
 }
 
+/* The cluster mode's node name ("HOST-PID" when none is given; at most
+ * 63 bytes, the length a claim records) and pool size. */
+static int derive_cluster(lsmi_config_t *cfg, lsmi_error_t *err) {
+  if (cfg->store_connections == 0)
+    cfg->store_connections = cfg->http_threads + cfg->workers + 2;
+  if (cfg->node[0] == '\0') {
+    char host[64] = "lsmi", name[64];
+    if (gethostname(host, sizeof host - 1) != 0 || host[0] == '\0')
+      snprintf(host, sizeof host, "lsmi");
+    host[40] = '\0';
+    snprintf(name, sizeof name, "%s-%ld", host, (long)getpid());
+    char *copy = strdup(name);
+    if (copy == NULL)
+      return lsmi_error_set(err, LSMI_ERR_NOMEM, "node", "out of memory");
+    free(cfg->node);
+    cfg->node = copy;
+  }
+  if (strlen(cfg->node) > 63)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "node",
+                          "--node must have at most 63 bytes");
+  return LSMI_OK;
+}
+
 /* The derived values: both listeners' addresses, the memory budgets. */
 static int derive(lsmi_config_t *cfg, lsmi_error_t *err) {
   int st = split_hostport("listen", cfg->listen, cfg->host, sizeof cfg->host,
@@ -267,6 +311,8 @@ static int derive(lsmi_config_t *cfg, lsmi_error_t *err) {
   if (st == LSMI_OK && cfg->ops_listen[0])
     st = split_hostport("ops-listen", cfg->ops_listen, cfg->ops_host,
                         sizeof cfg->ops_host, &cfg->ops_port, err);
+  if (st == LSMI_OK)
+    st = derive_cluster(cfg, err);
   if (st)
     return st;
   if (cfg->max_memory == 0)
@@ -349,6 +395,22 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
   if (cfg->max_connections < 1)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "max-connections",
                           "--max-connections must be at least 1");
+  if (cfg->store_direct[0] && !cfg->store[0])
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "store-direct",
+                          "--store-direct needs --store");
+  /* Retention and byte quotas are kept by the SQLite store only: the
+   * cluster mode refuses them rather than ignore them (doc/cluster.md). */
+  if (cfg->store[0] && cfg->retain_days > 0)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "retain-days",
+                          "--retain-days is not available with --store "
+                          "(the cluster mode) yet");
+  if (cfg->store[0] && cfg->tenant_quota_bytes > 0)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "tenant-quota-bytes",
+                          "--tenant-quota-bytes is not available with "
+                          "--store (the cluster mode) yet");
+  if (cfg->lease_seconds < 1)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "lease-seconds",
+                          "--lease-seconds must be at least 1");
   cfg->limits.max_file_bytes = cfg->max_upload;
   return derive(cfg, err);
 }
@@ -434,6 +496,9 @@ void lsmi_config_free(lsmi_config_t *cfg) {
     return;
   free(cfg->listen);
   free(cfg->data_dir);
+  free(cfg->store);
+  free(cfg->store_direct);
+  free(cfg->node);
   free(cfg->tokens_file);
   free(cfg->cors_origins);
   free(cfg->ops_listen);

@@ -23,9 +23,14 @@
 typedef struct lsmi_config {
   char *listen; /* "host:port" */
   char *data_dir;
-  int workers;      /* jobs running at once */
-  int queue_size;   /* queued (not running) jobs accepted at most */
-  int http_threads; /* libmicrohttpd thread pool */
+  char *store;           /* "": SQLite in data_dir; else a PostgreSQL DSN */
+  char *store_direct;    /* cluster mode: the DSN of session work ("": store) */
+  int lease_seconds;     /* cluster mode: how long a claim holds */
+  char *node;            /* cluster mode: this node's name (derived when "") */
+  int store_connections; /* cluster mode: the pool's size (0: derived) */
+  int workers;           /* jobs running at once */
+  int queue_size;        /* queued (not running) jobs accepted at most */
+  int http_threads;      /* libmicrohttpd thread pool */
   char *tokens_file;
   char *cors_origins; /* comma list, "*" for any */
   uint64_t max_upload;

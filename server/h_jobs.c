@@ -215,7 +215,7 @@ out:
 }
 
 /* A place in the queue: 0, or a 429 (full, or this tenant's share of it
- * taken) or 503 (shutting down). */
+ * taken) or 503 (shutting down; the cluster's database out of reach). */
 static int reserve(lsmi_req_t *r) {
   bool own = false;
   int st = lsmi_sched_reserve(r->h->sched, r->tenant, &own);
@@ -229,6 +229,8 @@ static int reserve(lsmi_req_t *r) {
     return lsmi_error_set(&r->err, st, NULL,
                           "the job queue is full (%d queued); retry in %d s",
                           r->h->cfg->queue_size, r->h->cfg->retry_after);
+  if (st == LSMI_ERR_UNAVAILABLE || st == LSMI_ERR_IO)
+    return lsmi_http_store_failed(r, st);
   if (st)
     return lsmi_error_set(&r->err, st, NULL, "the daemon is shutting down");
   return LSMI_OK;
@@ -377,6 +379,11 @@ static int delete_finished(lsmi_req_t *r) {
   int st = lsmi_store_job_delete(store, r->tenant, r->id, &state);
   if (st == LSMI_ERR_NOTFOUND)
     return lsmi_error_set(&r->err, st, NULL, "no job '%s'", r->id);
+  if (st == LSMI_ERR_UNSUPPORTED) /* the cluster store (doc/cluster.md) */
+    return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
+                          "job '%s' has finished; the cluster mode does not "
+                          "delete finished jobs yet",
+                          r->id);
   if (st == LSMI_ERR_CONFLICT) /* cannot happen: ends are final */
     return lsmi_error_set(&r->err, st, NULL, "job '%s' is %s", r->id,
                           lsmi_job_state_name(state));

@@ -97,6 +97,8 @@ int lsmi_h_metrics(lsmi_req_t *r) {
    * Ends the store has not taken yet count in their true state, so that
    * running jobs here and in the store agree. */
   lsmi_store_counts(h->store, g.jobs_by_state, &g.datasets);
+  if (lsmi_store_cluster(h->store)) /* the queue is the cluster's */
+    g.queue_depth = (int)g.jobs_by_state[LSMI_JOB_QUEUED];
   int64_t ended[LSMI_JOB_STATES];
   g.unrecorded = lsmi_sched_unrecorded(h->sched, ended);
   for (int i = 0; i < LSMI_JOB_STATES; i++)

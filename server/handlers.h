@@ -137,8 +137,9 @@ int lsmi_http_reply_page(lsmi_req_t *r, const char *key, json_t *items,
  * returns LSMI_ERR_INVALID. */
 int lsmi_http_bad_request(lsmi_req_t *r, const char *field, const char *fmt,
                           ...) __attribute__((format(printf, 3, 4)));
-/* Records a store failure (st: LSMI_ERR_IO, LSMI_ERR_NOSPACE or
- * LSMI_ERR_NOMEM) and returns st. */
+/* Records a store failure (st: LSMI_ERR_IO, LSMI_ERR_NOSPACE, LSMI_ERR_NOMEM,
+ * or the cluster store's LSMI_ERR_UNAVAILABLE: a 503 with Retry-After) and
+ * returns st. */
 int lsmi_http_store_failed(lsmi_req_t *r, int st);
 
 /* A query parameter or a request header (NULL when absent); borrowed from

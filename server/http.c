@@ -202,7 +202,8 @@ static int problem(lsmi_req_t *r, int status, const char *field,
 
 /* Answers the status a step failed with: the HTTP status of the table (or
  * the step's own 400), r->err's message and field; a full queue
- * (LSMI_ERR_BUSY) says when to come back. */
+ * (LSMI_ERR_BUSY) or a database out of reach (LSMI_ERR_UNAVAILABLE, the
+ * cluster mode's) says when to come back. */
 static int answer_failure(lsmi_req_t *r, int st) {
   int http = r->http ? r->http : lsmi_codec_http_status(st);
   /* The whole story, for the log (a full disk or quota is the request's
@@ -218,8 +219,8 @@ static int answer_failure(lsmi_req_t *r, int st) {
       r->err.message[0] ? r->err.message : lsmi_status_message(st);
   char retry[16];
   snprintf(retry, sizeof retry, "%d", r->h->cfg->retry_after);
-  lsmi_hdr_t hdrs[] = {{st == LSMI_ERR_BUSY ? "Retry-After" : NULL, retry},
-                       {NULL, NULL}};
+  bool later = st == LSMI_ERR_BUSY || st == LSMI_ERR_UNAVAILABLE;
+  lsmi_hdr_t hdrs[] = {{later ? "Retry-After" : NULL, retry}, {NULL, NULL}};
   return problem(r, http, r->err.field, hdrs, detail);
 }
 
@@ -240,7 +241,8 @@ int lsmi_http_store_failed(lsmi_req_t *r, int st) {
                         st == LSMI_ERR_NOMEM ? "out of memory"
                         : st == LSMI_ERR_NOSPACE
                             ? "the disk of the data directory is full"
-                            : "the store failed");
+                        : st == LSMI_ERR_UNAVAILABLE ? lsmi_status_message(st)
+                                                     : "the store failed");
 }
 
 int lsmi_http_reply_page(lsmi_req_t *r, const char *key, json_t *items,

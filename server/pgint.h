@@ -13,6 +13,7 @@
 
 struct lsmi_pg {
   char *dsn;
+  char *direct; /* the DSN of the listener and the migration */
   char node[64];
   char app[80]; /* application_name: "lsmi NODE" */
   size_t chunk; /* blob chunk bytes */

@@ -22,6 +22,14 @@
  * claim is identified by (job, member, attempts, node):
  * once its lease was taken over, the old claim matches no row, and renew,
  * complete, fail and release answer LSMI_ERR_CONFLICT.
+ *
+ * Claims, renewals and completions commit without waiting for the WAL's
+ * flush (synchronous_commit off for their transaction, ASYNC below): what
+ * a crash of the server could lose of them is a unit claimed, renewed or
+ * reported, which its lease then returns to the queue and another claim
+ * runs again, with the same result. What a client was told stays
+ * durable: datasets, jobs, idempotency keys, cancels, failures and a
+ * job's end commit as usual.
  */
 #include <poll.h>
 #include <stdio.h>
@@ -30,6 +38,10 @@
 
 #include "pgint.h"
 #include "util.h"
+
+/* A CTE that turns synchronous_commit off for the statement's own
+ * transaction (set_config's is_local), when the statement reads it. */
+#define ASYNC "q AS (SELECT set_config('synchronous_commit', 'off', true))"
 
 void lsmi_pg_claim_clear(lsmi_pg_claim_t *c) {
   free(c->params_json);
@@ -48,7 +60,7 @@ int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
       /* An expired lease first (its work is the oldest), else the head
        * of the queue of the tenant whose turn it is: tenants in turn
        * order, each probed for its oldest queued unit, until one has. */
-      "WITH c AS ("
+      "WITH " ASYNC ", c AS ("
       " SELECT * FROM (SELECT job_id, idx FROM members"
       "  WHERE state = 'running' AND lease_until < now()"
       "  ORDER BY lease_until LIMIT 1 FOR UPDATE SKIP LOCKED) e"
@@ -78,7 +90,7 @@ int lsmi_pg_claim(lsmi_pg_t *pg, double lease_seconds, lsmi_pg_claim_t *c) {
       " SELECT j.tenant, nextval('claim_seq') FROM j"
       " ON CONFLICT (tenant) DO UPDATE SET last_claim = excluded.last_claim)"
       "SELECT j.id, j.tenant, j.dataset_id, u.idx, j.members, u.attempts,"
-      " j.params FROM j JOIN u ON u.job_id = j.id",
+      " j.params FROM j JOIN u ON u.job_id = j.id CROSS JOIN q",
       &p, false, LSMI_ERR_NOTFOUND, &res);
   if (rc == LSMI_OK) {
     snprintf(c->job_id, sizeof c->job_id, "%s", lsmi_pq_get(res, 0, 0));
@@ -123,7 +135,7 @@ int lsmi_pg_renew(lsmi_pg_t *pg, const lsmi_pg_claim_t *c, double lease_seconds,
    * progress is the unit's last report (job_get averages the fraction). */
   int rc =
       lsmi_pg__one(pg,
-                   "WITH m AS (UPDATE members SET"
+                   "WITH " ASYNC ", m AS (UPDATE members SET"
                    " lease_until = now() + make_interval(secs => $5::float8),"
                    " progress = coalesce($6::json, progress),"
                    " fraction = coalesce($7::float8, fraction)"
@@ -131,7 +143,7 @@ int lsmi_pg_renew(lsmi_pg_t *pg, const lsmi_pg_claim_t *c, double lease_seconds,
                    "j AS (UPDATE jobs SET progress = $6::json FROM m"
                    " WHERE jobs.id = m.job_id AND $6::text IS NOT NULL"
                    " AND jobs.state = 'running')"
-                   "SELECT count(*) FROM m",
+                   "SELECT count(*) FROM m CROSS JOIN q",
                    &p, false, &res);
   if (rc == LSMI_OK && lsmi_pq_get_int(res, 0, 0) == 0)
     rc = LSMI_ERR_CONFLICT;
@@ -255,7 +267,10 @@ static int complete_last(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, complete_t *a) {
 
 static int complete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   complete_t *a = ctx;
-  int rc = lock_units(conn, a->c->job_id, true);
+  int rows = 0;
+  int rc = lsmi_pg__count(conn, "WITH " ASYNC " SELECT * FROM q", NULL, &rows);
+  if (rc == LSMI_OK)
+    rc = lock_units(conn, a->c->job_id, true);
   /* A member of no bytes is stored as such, not as "unchanged". */
   if (rc == LSMI_OK)
     rc = end_unit(pg, conn, a->c, "done", a->bytes ? a->bytes : "", a->len);
@@ -416,7 +431,7 @@ int lsmi_pg_listen_open(lsmi_pg_t *pg, lsmi_pg_listener_t **out,
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   char app[96];
   snprintf(app, sizeof app, "%s listener", pg->app);
-  int rc = lsmi_pq_conn_open(pg->dsn, app, &l->c, err);
+  int rc = lsmi_pq_conn_open(pg->direct, app, &l->c, err);
   if (l->c == NULL) {
     free(l);
     return rc;

@@ -126,7 +126,10 @@ int lsmi_pg_open(const lsmi_pg_options_t *o, lsmi_pg_t **out,
   if (o->node == NULL || o->node[0] == '\0' || strlen(o->node) >= 64)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "node",
                           "a node name of 1 to 63 bytes is needed");
+  bool direct = o->direct_dsn && o->direct_dsn[0];
   int rc = lsmi_pq_check_dsn(o->dsn, err);
+  if (rc == LSMI_OK && direct)
+    rc = lsmi_pq_check_dsn(o->direct_dsn, err);
   if (rc)
     return rc;
   lsmi_pg_t *pg = calloc(1, sizeof *pg);
@@ -139,15 +142,22 @@ int lsmi_pg_open(const lsmi_pg_options_t *o, lsmi_pg_t **out,
   snprintf(pg->node, sizeof pg->node, "%s", o->node);
   snprintf(pg->app, sizeof pg->app, "lsmi %s", o->node);
   pg->dsn = strdup(o->dsn);
+  pg->direct = strdup(direct ? o->direct_dsn : o->dsn);
   pg->conns = calloc((size_t)pg->n, sizeof *pg->conns);
   pg->busy = calloc((size_t)pg->n, sizeof *pg->busy);
-  if (pg->dsn == NULL || pg->conns == NULL || pg->busy == NULL) {
+  if (pg->dsn == NULL || pg->direct == NULL || pg->conns == NULL ||
+      pg->busy == NULL) {
     rc = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
     goto fail;
   }
-  rc = lsmi_pq_conn_open(pg->dsn, pg->app, &pg->conns[0], err);
+  /* The migration holds a session-level lock: on the direct DSN, through
+   * a connection of its own when that is not the pool's. */
+  lsmi_pq_conn_t *mc = NULL;
+  rc =
+      lsmi_pq_conn_open(pg->direct, pg->app, direct ? &mc : &pg->conns[0], err);
   if (rc == LSMI_OK)
-    rc = lsmi_pgschema_migrate(pg->conns[0], NULL, NULL, err);
+    rc = lsmi_pgschema_migrate(direct ? mc : pg->conns[0], NULL, NULL, err);
+  lsmi_pq_conn_close(mc);
   if (rc)
     goto fail;
   *out = pg;
@@ -165,6 +175,7 @@ void lsmi_pg_close(lsmi_pg_t *pg) {
   free(pg->conns);
   free(pg->busy);
   free(pg->dsn);
+  free(pg->direct);
   pthread_cond_destroy(&pg->freed);
   pthread_mutex_destroy(&pg->mu);
   free(pg);
@@ -665,6 +676,25 @@ int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
     *was_running = false;
   job_cancel_t a = {tenant, id, finished_at, was_running};
   return lsmi_pg__in_tx(pg, "BEGIN", job_cancel_body, &a);
+}
+
+int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,
+                   int64_t *mine) {
+  *all = *mine = 0;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, tenant);
+  PGresult *res = NULL;
+  int rc = lsmi_pg__one(pg,
+                        "SELECT count(*), count(*) FILTER (WHERE tenant = "
+                        "$1) FROM jobs WHERE state = 'queued'",
+                        &p, false, &res);
+  if (rc == LSMI_OK) {
+    *all = lsmi_pq_get_int(res, 0, 0);
+    *mine = lsmi_pq_get_int(res, 0, 1);
+  }
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
 }
 
 int lsmi_pg_counts(lsmi_pg_t *pg, int64_t by_state[LSMI_JOB_STATES],

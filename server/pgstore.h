@@ -25,6 +25,8 @@
  *     that dies loses its lease and another node claims the unit again
  *     (attempts + 1); every later call of the old claim fails with
  *     LSMI_ERR_CONFLICT, so its work is dropped, never counted twice.
+ *     Claims, renewals and completions do not wait for the WAL's flush
+ *     (pgqueue.c says why that is safe); everything else does.
  *   - Wake-ups. Creating a job NOTIFYs channel "lsmi_work" (payload: the
  *     job id), cancelling or failing one "lsmi_cancel"; a listener
  *     (lsmi_pg_listen_open) holds its own connection and exposes its
@@ -74,6 +76,10 @@ typedef struct lsmi_pg_options {
   const char *node;   /* this node's name in claims (copied; < 64 bytes) */
   int connections;    /* the pool's size; 0: 4 */
   size_t chunk_bytes; /* blob chunk size; 0: LSMI_PG_CHUNK_BYTES */
+  /* What needs a session of its own: the listener (LISTEN) and the
+   * migration (a session-level advisory lock). NULL or "": dsn. Set it
+   * when dsn goes through a pooler in transaction mode (copied). */
+  const char *direct_dsn;
 } lsmi_pg_options_t;
 
 /*
@@ -174,6 +180,10 @@ int lsmi_pg_job_list(lsmi_pg_t *pg, const char *tenant, int state,
  */
 int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
                        double finished_at, bool *was_running);
+/* The queued jobs of every tenant (*all) and of tenant (*mine): the
+ * cluster's bound on its queue (--queue-size, --tenant-queue-size). */
+int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,
+                   int64_t *mine);
 /* Jobs by state and the number of datasets, for /metrics. */
 int lsmi_pg_counts(lsmi_pg_t *pg, int64_t by_state[LSMI_JOB_STATES],
                    int64_t *datasets);

@@ -28,6 +28,11 @@
  * queues the job again (or cancels it, when a cancel was asked for): never
  * a job "running" with no fit behind it. A store that fails when a job
  * would start leaves the job queued, tried again at the next tick.
+ *
+ * In the cluster mode (the store is PostgreSQL's) this queue stays empty:
+ * jobs wait in the database and csched.c runs this node's share of them;
+ * the calls about running work below hand over to it, and the loop's
+ * signals, heartbeat, memory budget and shutdown stay here.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -39,9 +44,11 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "csched.h"
 #include "metrics.h"
 #include "resfile.h"
 #include "sched.h"
+#include "storepg.h"
 #include "util.h"
 
 enum { CANCEL_NONE = 0, CANCEL_USER = 1, CANCEL_SHUTDOWN = 2 };
@@ -105,6 +112,7 @@ struct lsmi_sched {
   uv_loop_t *loop;
   const lsmi_config_t *cfg;
   lsmi_store_t *store;
+  lsmi_csched_t *cluster; /* the cluster mode's scheduler, or NULL */
   lsmi_mem_t *mem;
   lsmi_sched_stop_fn on_stop;
   void *stop_ctx;
@@ -163,6 +171,12 @@ int lsmi_sched_create(uv_loop_t *loop, const lsmi_config_t *cfg,
   s->on_stop = on_stop;
   s->stop_ctx = stop_ctx;
   atomic_init(&s->tenant_limit, tenant_limit_of(cfg));
+  lsmi_storepg_t *sp = lsmi_store_cluster(store);
+  if (sp && lsmi_csched_create(loop, cfg, sp, s->mem, &s->cluster)) {
+    lsmi_mem_destroy(s->mem);
+    free(s);
+    return LSMI_ERR_NOMEM;
+  }
   pthread_mutex_init(&s->mu, NULL);
   atomic_init(&s->draining, 0);
   atomic_init(&s->heartbeat_ms, mono_ms());
@@ -193,6 +207,7 @@ void lsmi_sched_destroy(lsmi_sched_t *s) {
   free_list(s->running.head); /* empty after a clean shutdown */
   free_list(s->ended.head);
   free(s->tenants);
+  lsmi_csched_destroy(s->cluster);
   lsmi_mem_destroy(s->mem);
   pthread_mutex_destroy(&s->mu);
   free(s);
@@ -295,14 +310,22 @@ int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own) {
   *own = false;
   if (atomic_load(&s->draining))
     return LSMI_ERR_SHUTDOWN;
-  int st = LSMI_OK;
+  /* The cluster's queue is the database's, which every node fills: its
+   * queued jobs count with this node's places being taken (not under
+   * sched.mu: it waits on the network). Other nodes' submissions in
+   * flight at the same moment may pass the bound by as many. */
+  int64_t all = 0, mine = 0;
+  lsmi_storepg_t *sp = s->cluster ? lsmi_store_cluster(s->store) : NULL;
+  int st = sp ? lsmi_storepg_queued(sp, tenant, &all, &mine) : LSMI_OK;
+  if (st)
+    return st;
   pthread_mutex_lock(&s->mu);
   tenant_t *t = tenant_of(s, tenant);
   if (t == NULL)
     st = LSMI_ERR_NOMEM;
-  else if (s->queue.n + s->reserved >= s->cfg->queue_size)
+  else if (all + s->queue.n + s->reserved >= s->cfg->queue_size)
     st = LSMI_ERR_BUSY;
-  else if (t->queued + t->reserved >= atomic_load(&s->tenant_limit))
+  else if (mine + t->queued + t->reserved >= atomic_load(&s->tenant_limit))
     st = LSMI_ERR_BUSY, *own = true;
   else
     s->reserved++, t->reserved++;
@@ -343,6 +366,11 @@ static job_t *job_new(lsmi_sched_t *s, const char *id, const char *tenant,
 
 int lsmi_sched_submit(lsmi_sched_t *s, const char *id, const char *tenant,
                       const char *dataset_id, const lsmi_params_t *params) {
+  if (s->cluster) { /* queued in the database, whose NOTIFY wakes the nodes */
+    lsmi_sched_unreserve(s, tenant);
+    lsmi_csched_poke(s->cluster);
+    return LSMI_OK;
+  }
   job_t *j = job_new(s, id, tenant, dataset_id, params);
   pthread_mutex_lock(&s->mu);
   s->reserved--;
@@ -361,6 +389,8 @@ int lsmi_sched_submit(lsmi_sched_t *s, const char *id, const char *tenant,
 }
 
 int lsmi_sched_cancel(lsmi_sched_t *s, const char *id, bool *running) {
+  if (s->cluster)
+    return lsmi_csched_cancel(s->cluster, id, running);
   int out = LSMI_OK;
   job_t *gone = NULL;
   *running = false;
@@ -382,6 +412,8 @@ int lsmi_sched_cancel(lsmi_sched_t *s, const char *id, bool *running) {
 
 int lsmi_sched_progress(lsmi_sched_t *s, const char *id, lsmi_progress_t *p,
                         bool *cancel_requested) {
+  if (s->cluster)
+    return lsmi_csched_progress(s->cluster, id, p, cancel_requested);
   int out = LSMI_ERR_NOTFOUND;
   pthread_mutex_lock(&s->mu);
   job_t *j = find(&s->running, id);
@@ -406,6 +438,8 @@ int lsmi_sched_whereabouts(lsmi_sched_t *s, const char *id, double *seconds,
   int out = LSMI_ERR_NOTFOUND;
   *seconds = 0;
   *place = 0;
+  if (s->cluster)
+    return lsmi_csched_whereabouts(s->cluster, id, seconds);
   double now = lsmi_util_mono();
   pthread_mutex_lock(&s->mu);
   job_t *j = find(&s->running, id);
@@ -456,6 +490,8 @@ void lsmi_sched_counts(lsmi_sched_t *s, int *queued, int *running) {
   *queued = s->queue.n;
   *running = s->running.n;
   pthread_mutex_unlock(&s->mu);
+  if (s->cluster)
+    *running += lsmi_csched_running(s->cluster);
 }
 
 int lsmi_sched_unrecorded(lsmi_sched_t *s, int64_t by_state[LSMI_JOB_STATES]) {
@@ -618,41 +654,18 @@ static void log_transition(const job_t *j, const char *state, json_t *extra) {
 
 /* A problem object of a failed job, as its compact JSON (malloc'd). */
 static char *error_json(int status, const char *field, const char *detail) {
-  json_t *e =
-      json_pack("{s:i, s:s, s:s}", "status", lsmi_codec_http_status(status),
-                "title", lsmi_status_name(status), "detail", detail);
-  if (e && field && field[0])
-    json_object_set_new(e, "field", json_string(field));
-  return lsmi_util_json_text(e);
+  return lsmi_util_json_text(lsmi_codec_job_error(status, field, detail));
 }
 
 static void succeeded(const job_t *j, double secs, outcome_t *o) {
-  const lsmi_result_t *res = j->res;
-  json_t *sum = json_object();
-  json_object_set_new(sum, "train", lsmi_codec_summary(&res->train_summary));
-  json_object_set_new(sum, "val", lsmi_codec_summary(&res->val_summary));
-  json_object_set_new(sum, "ensemble", json_integer(res->ensemble));
-  json_object_set_new(sum, "folds", json_integer(res->folds));
-  json_object_set_new(sum, "diagnostics", lsmi_codec_diagnostics(res));
-  json_object_set_new(sum, "warnings", lsmi_codec_warnings(res));
+  json_t *sum = lsmi_codec_result_summary(j->res);
   json_t *extra = j->extra ? json_loads(j->extra, 0, NULL) : NULL;
   json_object_update(sum, extra); /* class_names, provenance */
   json_decref(extra);
   o->summary = lsmi_util_json_text(sum);
-  o->timings = lsmi_util_json_text(
-      json_pack("{s:f, s:f, s:f, s:f, s:f, s:i}", "seconds_total", secs,
-                "seconds_train", res->seconds_train, "seconds_eval",
-                res->seconds_eval, "seconds_disc", res->seconds_disc,
-                "seconds_ent", res->seconds_ent, "threads", res->threads));
-  lsmi_progress_t done = {.phase = LSMI_PHASE_DONE,
-                          .disc_epoch = j->params.epochs_discriminator,
-                          .disc_epochs = j->params.epochs_discriminator,
-                          .disc_loss = res->disc_loss,
-                          .ent_epoch = j->params.epochs_entropy,
-                          .ent_epochs = j->params.epochs_entropy,
-                          .ent_loss = res->ent_loss,
-                          .fraction = 1.0};
-  o->progress = lsmi_util_json_text(lsmi_codec_progress(&done, &j->params));
+  o->timings = lsmi_util_json_text(lsmi_codec_result_timings(j->res, secs));
+  o->progress =
+      lsmi_util_json_text(lsmi_codec_result_progress(j->res, &j->params));
 }
 
 static outcome_t outcome_of(const job_t *j, double secs) {
@@ -994,6 +1007,8 @@ void lsmi_sched_shutdown(lsmi_sched_t *s) {
                           "running", running));
   if (s->on_stop)
     s->on_stop(s->stop_ctx); /* HTTP threads are gone after this returns */
+  if (s->cluster)
+    lsmi_csched_shutdown(s->cluster);
   pthread_mutex_lock(&s->mu);
   job_t *q = s->queue.head; /* still queued in the store: they run next start */
   s->queue = (jlist_t){NULL, NULL, 0};
@@ -1061,5 +1076,7 @@ int lsmi_sched_start(lsmi_sched_t *s) {
                 json_pack("{s:i, s:i, s:i}", "requeued", requeued, "cancelled",
                           cancelled, "queued", queued));
   uv_async_send(&s->wake);
+  if (st == LSMI_OK && s->cluster)
+    st = lsmi_csched_start(s->cluster);
   return st;
 }

@@ -49,8 +49,10 @@ void lsmi_sched_shutdown(lsmi_sched_t *s);
  * Reserves a place in the queue for a job of `tenant` about to be stored:
  * 0, or LSMI_ERR_BUSY when the queue is full (*own false) or the tenant
  * holds its share of it already (*own true: --tenant-queue-size),
- * LSMI_ERR_SHUTDOWN when draining. Every successful reserve is followed by
- * submit or unreserve (of the same tenant).
+ * LSMI_ERR_SHUTDOWN when draining. In the cluster mode the queue is the
+ * database's (its queued jobs count), and LSMI_ERR_UNAVAILABLE or
+ * LSMI_ERR_IO say it could not be counted. Every successful reserve is
+ * followed by submit or unreserve (of the same tenant).
  */
 int lsmi_sched_reserve(lsmi_sched_t *s, const char *tenant, bool *own);
 void lsmi_sched_unreserve(lsmi_sched_t *s, const char *tenant);

@@ -56,6 +56,7 @@
 #include "sched.h"
 #include "serve.h"
 #include "store.h"
+#include "storepg.h"
 #include "upkeep.h"
 #include "util.h"
 
@@ -186,6 +187,23 @@ static int open_store(const char *data_dir, lsmi_store_t **store,
   return rc;
 }
 
+/* The cluster mode's store (--store, storepg.h): the database may still be
+ * away (the daemon starts and says it is not ready); the data directory
+ * holds caches of the database's files, which need no accounting, and
+ * tmp/ is swept. */
+static int open_cluster(const lsmi_config_t *cfg, lsmi_store_t **store,
+                        lsmi_error_t *err) {
+  lsmi_storepg_options_t o = {cfg->store, cfg->store_direct, cfg->node,
+                              cfg->data_dir, cfg->store_connections};
+  lsmi_storepg_t *sp = NULL;
+  int rc = lsmi_storepg_open(&o, &sp, err);
+  if (rc == LSMI_OK && (rc = lsmi_store_open_cluster(sp, store)) != LSMI_OK)
+    lsmi_error_set(err, rc, "", "out of memory");
+  if (rc == LSMI_OK)
+    lsmi_datadir_clean_tmp(cfg->data_dir, NULL);
+  return rc;
+}
+
 /* Prepares the data directory (locked for the daemon's life) and the
  * store, then runs the daemon: 0, or a status with err when it could not
  * start. */
@@ -199,7 +217,8 @@ static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
   if (rc == LSMI_OK)
     rc = lsmi_datadir_lock(cfg->data_dir, &lock, err);
   if (rc == LSMI_OK)
-    rc = open_store(cfg->data_dir, &store, err);
+    rc = cfg->store[0] ? open_cluster(cfg, &store, err)
+                       : open_store(cfg->data_dir, &store, err);
   if (rc)
     goto out;
   /* The pool size is read once, at the first uv_queue_work. */

@@ -17,9 +17,11 @@
 #include <sys/stat.h>
 
 #include "store.h"
+#include "storepg.h"
 #include "util.h"
 
 struct lsmi_store {
+  lsmi_storepg_t *pg; /* the cluster mode: every call is its (storepg.h) */
   sqlite3 *db;
   pthread_mutex_t mu; /* store.mu: guards db and the check's cache; a leaf
                          below no other lock */
@@ -279,9 +281,23 @@ fail:
   return LSMI_ERR_IO;
 }
 
+int lsmi_store_open_cluster(lsmi_storepg_t *sp, lsmi_store_t **out) {
+  *out = calloc(1, sizeof **out);
+  if (*out == NULL) {
+    lsmi_storepg_close(sp);
+    return LSMI_ERR_NOMEM;
+  }
+  pthread_mutex_init(&(*out)->mu, NULL);
+  (*out)->pg = sp;
+  return LSMI_OK;
+}
+
+lsmi_storepg_t *lsmi_store_cluster(lsmi_store_t *s) { return s->pg; }
+
 void lsmi_store_close(lsmi_store_t *s) {
   if (s == NULL)
     return;
+  lsmi_storepg_close(s->pg);
   if (s->db)
     sqlite3_close(s->db);
   pthread_mutex_destroy(&s->mu);
@@ -317,6 +333,8 @@ static int exec3(lsmi_store_t *s, const char *sql, const char *a, const char *b,
 static void bind_opt_text(sqlite3_stmt *st, int i, const char *t);
 
 int lsmi_store_ping(lsmi_store_t *s) {
+  if (s->pg)
+    return lsmi_storepg_ping(s->pg);
   pthread_mutex_lock(&s->mu);
   sqlite3_stmt *st = prep(s, "SELECT 1");
   int out = st && sqlite3_step(st) == SQLITE_ROW ? LSMI_OK : LSMI_ERR_IO;
@@ -339,6 +357,8 @@ static void quick_check_locked(lsmi_store_t *s) {
 }
 
 int lsmi_store_check(lsmi_store_t *s, char *why, size_t size) {
+  if (s->pg)
+    return lsmi_storepg_check(s->pg, why, size);
   pthread_mutex_lock(&s->mu);
   sqlite3_stmt *st = prep(s, "SELECT COUNT(*) FROM sqlite_master WHERE "
                              "type = 'table' AND name IN ('datasets', "
@@ -436,6 +456,8 @@ static int dataset_query(lsmi_store_t *s, const char *sql, const char *a,
 
 int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant, const char *id,
                            lsmi_dataset_rec_t *rec) {
+  if (s->pg)
+    return lsmi_storepg_dataset_get(s->pg, tenant, id, rec);
   pthread_mutex_lock(&s->mu);
   int rc = dataset_query(s,
                          "SELECT " DS_COLS " FROM datasets WHERE id = ?1 AND "
@@ -447,6 +469,8 @@ int lsmi_store_dataset_get(lsmi_store_t *s, const char *tenant, const char *id,
 
 int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
                                 const char *sha256, lsmi_dataset_rec_t *rec) {
+  if (s->pg)
+    return lsmi_storepg_dataset_find_sha(s->pg, tenant, sha256, rec);
   pthread_mutex_lock(&s->mu);
   int rc = dataset_query(s,
                          "SELECT " DS_COLS " FROM datasets WHERE sha256 = ?1 "
@@ -458,6 +482,8 @@ int lsmi_store_dataset_find_sha(lsmi_store_t *s, const char *tenant,
 
 int lsmi_store_dataset_insert(lsmi_store_t *s, const lsmi_dataset_rec_t *r,
                               lsmi_dataset_rec_t *existing, bool *existed) {
+  if (s->pg)
+    return lsmi_storepg_dataset_insert(s->pg, r, existing, existed);
   *existed = false;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
@@ -652,6 +678,8 @@ static int dataset_jobs_delete_locked(lsmi_store_t *s, const char *tenant,
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id, bool with_jobs,
                               lsmi_idlist_t *jobs) {
+  if (s->pg) /* the cluster's finished jobs stay (doc/cluster.md) */
+    return lsmi_storepg_dataset_delete(s->pg, tenant, id);
   pthread_mutex_lock(&s->mu);
   size_t had = jobs ? jobs->n : 0;
   int64_t active = 0;
@@ -695,6 +723,8 @@ unlock:
 
 int lsmi_store_job_delete(lsmi_store_t *s, const char *tenant, const char *id,
                           int *state) {
+  if (s->pg) /* not in the cluster mode yet (doc/cluster.md) */
+    return LSMI_ERR_UNSUPPORTED;
   int dummy;
   if (state == NULL)
     state = &dummy;
@@ -736,6 +766,8 @@ unlock:
 
 int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
                       lsmi_idlist_t *jobs, int *keys) {
+  if (s->pg) /* serve.c refuses --retain-days in the cluster mode */
+    return LSMI_OK;
   int n_keys = 0;
   pthread_mutex_lock(&s->mu);
   size_t had = jobs ? jobs->n : 0;
@@ -781,6 +813,10 @@ unlock:
 
 int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
                             uint64_t *bytes) {
+  if (s->pg) { /* serve.c refuses quotas in the cluster mode */
+    *bytes = 0;
+    return LSMI_OK;
+  }
   int64_t ds = 0, res = 0;
   pthread_mutex_lock(&s->mu);
   int out = count2(s,
@@ -798,6 +834,10 @@ int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
 }
 
 int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results) {
+  if (s->pg) { /* the cluster's bytes are the database's */
+    *datasets = *results = 0;
+    return LSMI_OK;
+  }
   int64_t ds = 0, res = 0;
   pthread_mutex_lock(&s->mu);
   int out = count2(s, "SELECT COALESCE(SUM(bytes), 0) FROM datasets", NULL,
@@ -812,6 +852,8 @@ int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results) {
 }
 
 int lsmi_store_pending_add(lsmi_store_t *s, const char *kind, const char *id) {
+  if (s->pg) /* a single node's bookkeeping (storepg.h) */
+    return LSMI_OK;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s,
                   "INSERT OR REPLACE INTO pending (kind, id, created_at) "
@@ -823,6 +865,8 @@ int lsmi_store_pending_add(lsmi_store_t *s, const char *kind, const char *id) {
 
 int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
                               const char *id) {
+  if (s->pg)
+    return LSMI_OK;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s, "DELETE FROM pending WHERE kind = ?1 AND id = ?2", kind,
                   id, NULL, NULL);
@@ -851,6 +895,8 @@ int lsmi_store_pending_list(lsmi_store_t *s, lsmi_pending_t **items,
                             size_t *count) {
   *items = NULL;
   *count = 0;
+  if (s->pg)
+    return LSMI_OK;
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
   sqlite3_stmt *st =
@@ -915,6 +961,8 @@ json_t *lsmi_store_dataset_json(const lsmi_dataset_rec_t *r) {
 
 int lsmi_store_dataset_list(lsmi_store_t *s, const char *tenant, int64_t offset,
                             int64_t limit, json_t **page, int64_t *total) {
+  if (s->pg)
+    return lsmi_storepg_dataset_list(s->pg, tenant, offset, limit, page, total);
   *page = json_array();
   if (*page == NULL)
     return LSMI_ERR_NOMEM;
@@ -975,6 +1023,9 @@ static int idem_check_locked(lsmi_store_t *s, const char *tenant,
 int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant, const char *key,
                           const char *req_hash, char *existing_id,
                           bool *replayed) {
+  if (s->pg)
+    return lsmi_storepg_idem_check(s->pg, tenant, key, req_hash, existing_id,
+                                   replayed);
   pthread_mutex_lock(&s->mu);
   int out = idem_check_locked(s, tenant, key, req_hash, existing_id, replayed);
   pthread_mutex_unlock(&s->mu);
@@ -983,6 +1034,8 @@ int lsmi_store_idem_check(lsmi_store_t *s, const char *tenant, const char *key,
 
 int lsmi_store_job_create(lsmi_store_t *s, const lsmi_job_new_t *j,
                           char *existing_id, bool *replayed) {
+  if (s->pg)
+    return lsmi_storepg_job_create(s->pg, j, existing_id, replayed);
   *replayed = false;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
@@ -1096,6 +1149,8 @@ static json_t *read_job(sqlite3_stmt *st, int *state) {
 
 int lsmi_store_job_get(lsmi_store_t *s, const char *tenant, const char *id,
                        json_t **job, int *state) {
+  if (s->pg)
+    return lsmi_storepg_job_get(s->pg, tenant, id, job, state);
   *job = NULL;
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
@@ -1120,6 +1175,9 @@ int lsmi_store_job_get(lsmi_store_t *s, const char *tenant, const char *id,
 int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
                         int64_t offset, int64_t limit, json_t **page,
                         int64_t *total) {
+  if (s->pg)
+    return lsmi_storepg_job_list(s->pg, tenant, state, offset, limit, page,
+                                 total);
   *page = json_array();
   if (*page == NULL)
     return LSMI_ERR_NOMEM;
@@ -1151,6 +1209,13 @@ int lsmi_store_job_list(lsmi_store_t *s, const char *tenant, int state,
 }
 
 int lsmi_store_job_recover(lsmi_store_t *s, int *requeued, int *cancelled) {
+  if (s->pg) { /* leases recover the cluster's work (csched.c) */
+    if (requeued)
+      *requeued = 0;
+    if (cancelled)
+      *cancelled = 0;
+    return LSMI_OK;
+  }
   pthread_mutex_lock(&s->mu);
   int n_cancelled = 0, n_requeued = 0;
   int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
@@ -1176,6 +1241,8 @@ int lsmi_store_job_recover(lsmi_store_t *s, int *requeued, int *cancelled) {
 }
 
 int lsmi_store_job_request_cancel(lsmi_store_t *s, const char *id) {
+  if (s->pg)
+    return lsmi_storepg_job_request_cancel(s->pg, id);
   pthread_mutex_lock(&s->mu);
   int changes = 0;
   int out = exec3(s,
@@ -1187,6 +1254,8 @@ int lsmi_store_job_request_cancel(lsmi_store_t *s, const char *id) {
 }
 
 int lsmi_store_job_state(lsmi_store_t *s, const char *id, int *state) {
+  if (s->pg)
+    return lsmi_storepg_job_state(s->pg, id, state);
   *state = -1;
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
@@ -1214,6 +1283,8 @@ int lsmi_store_job_state(lsmi_store_t *s, const char *id, int *state) {
 int lsmi_store_job_each_queued(lsmi_store_t *s,
                                void (*fn)(void *ctx, const lsmi_job_row_t *row),
                                void *ctx) {
+  if (s->pg) /* the cluster's queue is the database's (csched.c) */
+    return LSMI_OK;
   pthread_mutex_lock(&s->mu);
   int out = LSMI_OK;
   sqlite3_stmt *st = prep(s, "SELECT id, tenant, dataset_id, params FROM "
@@ -1241,6 +1312,8 @@ int lsmi_store_job_each_queued(lsmi_store_t *s,
 }
 
 int lsmi_store_job_start(lsmi_store_t *s, const char *id, double started_at) {
+  if (s->pg)
+    return LSMI_ERR_UNSUPPORTED;
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
   sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = 'running', started_at "
@@ -1261,6 +1334,8 @@ int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
                           double finished_at, const char *error_json,
                           const char *summary_json, const char *timings_json,
                           const char *progress_json, uint64_t result_bytes) {
+  if (s->pg)
+    return LSMI_ERR_UNSUPPORTED;
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
   sqlite3_stmt *st = prep(s, "UPDATE jobs SET state = ?2, finished_at = ?3, "
@@ -1294,6 +1369,8 @@ int lsmi_store_job_finish(lsmi_store_t *s, const char *id, int state,
 
 int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
                                  double finished_at, bool running_too) {
+  if (s->pg)
+    return lsmi_storepg_job_cancel_queued(s->pg, id, finished_at, running_too);
   pthread_mutex_lock(&s->mu);
   int out = LSMI_ERR_IO;
   sqlite3_stmt *st = prep(
@@ -1316,6 +1393,8 @@ int lsmi_store_job_cancel_queued(lsmi_store_t *s, const char *id,
 
 int lsmi_store_job_progress(lsmi_store_t *s, const char *id,
                             const char *progress_json) {
+  if (s->pg)
+    return LSMI_ERR_UNSUPPORTED;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s,
                   "UPDATE jobs SET progress = ?2 WHERE id = ?1 AND state = "
@@ -1327,6 +1406,8 @@ int lsmi_store_job_progress(lsmi_store_t *s, const char *id,
 
 int lsmi_store_counts(lsmi_store_t *s, int64_t by_state[LSMI_JOB_STATES],
                       int64_t *datasets) {
+  if (s->pg)
+    return lsmi_storepg_counts(s->pg, by_state, datasets);
   for (int i = 0; i < LSMI_JOB_STATES; i++)
     by_state[i] = 0;
   pthread_mutex_lock(&s->mu);

@@ -16,6 +16,11 @@
  * LSMI_ERR_NOTFOUND or LSMI_ERR_CONFLICT. An outcome that is no error but
  * asks the caller to do something else (the bytes were uploaded before, the
  * idempotency key was used for this very request) is a bool out-parameter.
+ *
+ * In the cluster mode (`lsmi serve --store postgresql://…`) the same calls
+ * go to the PostgreSQL store the nodes share (lsmi_store_open_cluster,
+ * storepg.h), so the handlers need not know which store runs; each may
+ * then also answer LSMI_ERR_UNAVAILABLE, the database out of reach.
  */
 #ifndef LSMI_STORE_H
 #define LSMI_STORE_H
@@ -54,6 +59,16 @@ int lsmi_store_open(const char *path, lsmi_store_t **out, lsmi_error_t *err);
 int lsmi_store_schema_latest(void);
 /* NULL is a no-op. */
 void lsmi_store_close(lsmi_store_t *s);
+
+/*
+ * The cluster mode: a store whose every call goes to the PostgreSQL store
+ * sp (taken, also on failure), which the nodes of a cluster share
+ * (storepg.h says how its answers differ). 0 or LSMI_ERR_NOMEM.
+ */
+typedef struct lsmi_storepg lsmi_storepg_t;
+int lsmi_store_open_cluster(lsmi_storepg_t *sp, lsmi_store_t **out);
+/* Its PostgreSQL store; NULL for a single node's SQLite store. */
+lsmi_storepg_t *lsmi_store_cluster(lsmi_store_t *s);
 /* A trivial query: 0, or LSMI_ERR_IO when the database does not answer. */
 int lsmi_store_ping(lsmi_store_t *s);
 /* For /readyz: the store answers, has its tables, and its pages are whole

@@ -1691,6 +1691,7 @@ def test_older_store_and_results_still_serve():
         "CREATE TABLE d_old AS SELECT %s FROM datasets;"
         "DROP TABLE datasets; ALTER TABLE d_old RENAME TO datasets;"
         "CREATE UNIQUE INDEX datasets_sha ON datasets(tenant, sha256);"
+        "PRAGMA user_version = 2;"  # the schema before the keys
         % ", ".join(old))
     db.close()
     # The job's files as a daemon before version 4 wrote them.

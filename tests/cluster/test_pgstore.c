@@ -77,7 +77,7 @@ static int64_t sql_db(const fx_t *f, const char *q) {
 }
 
 static lsmi_pg_t *node(const fx_t *f, const char *name, int connections) {
-  lsmi_pg_options_t o = {f->dsn, name, connections, 0};
+  lsmi_pg_options_t o = {f->dsn, name, connections, 0, NULL};
   lsmi_pg_t *pg = NULL;
   lsmi_error_t err = {0};
   if (lsmi_pg_open(&o, &pg, &err))
@@ -226,7 +226,7 @@ static void test_migrate_serialised(void **state) {
                    LSMI_ERR_UNSUPPORTED);
   assert_non_null(strstr(err.message, "1000"));
   lsmi_pq_conn_close(c);
-  lsmi_pg_options_t o = {f->dsn, "a", 1, 0};
+  lsmi_pg_options_t o = {f->dsn, "a", 1, 0, NULL};
   assert_int_equal(lsmi_pg_open(&o, &f->a, NULL), LSMI_ERR_UNSUPPORTED);
   assert_null(f->a);
 }
@@ -237,7 +237,7 @@ static void test_open_invalid(void **state) {
   if (f == NULL)
     skip();
   lsmi_error_t err = {0};
-  lsmi_pg_options_t o = {"host=localhost port", "a", 1, 0};
+  lsmi_pg_options_t o = {"host=localhost port", "a", 1, 0, NULL};
   assert_int_equal(lsmi_pg_open(&o, &f->a, &err), LSMI_ERR_INVALID);
   assert_string_equal(err.field, "store");
   o.dsn = f->dsn;
@@ -1141,7 +1141,7 @@ static void test_server_down(void **state) {
                    LSMI_ERR_UNAVAILABLE);
   assert_int_equal(lsmi_pg_listen_fd(l), -1);
   lsmi_pg_t *late = NULL;
-  lsmi_pg_options_t o = {f->dsn, "c", 1, 0};
+  lsmi_pg_options_t o = {f->dsn, "c", 1, 0, NULL};
   assert_int_equal(lsmi_pg_open(&o, &late, NULL), LSMI_ERR_UNAVAILABLE);
   assert_null(late);
 

@@ -289,6 +289,138 @@ check("k8s: Service selects the Deployment's pods",
       bool(sel) and all(labels.get(k) == v for k, v in sel.items()))
 
 # --------------------------------------------------------------------------
+# The cluster mode (doc/cluster.md): docker-compose.cluster.yml and
+# k8s-cluster/, nodes that share one PostgreSQL, each with its own caches.
+try:
+    ccompose = yaml.safe_load(read("deploy/docker-compose.cluster.yml"))
+    check("docker-compose.cluster.yml parses as YAML", isinstance(ccompose, dict))
+except yaml.YAMLError as e:
+    ccompose = {}
+    check("docker-compose.cluster.yml parses as YAML", False, str(e))
+if shutil.which("docker-compose"):
+    r = subprocess.run(["docker-compose", "-f",
+                        os.path.join(ROOT, "deploy", "docker-compose.cluster.yml"),
+                        "config", "-q"], capture_output=True, text=True,
+                       timeout=60, env=dict(os.environ, POSTGRES_PASSWORD="x"))
+    check("`docker-compose config` accepts docker-compose.cluster.yml",
+          r.returncode == 0, r.stderr.strip())
+known("docker-compose.cluster.yml",
+      env_vars_in(read("deploy/docker-compose.cluster.yml")))
+cservices = ccompose.get("services") or {}
+pg = cservices.get("postgres") or {}
+check("cluster compose: a postgres service",
+      str(pg.get("image", "")).startswith("postgres:"), pg.get("image"))
+nodes = {n: v for n, v in cservices.items()
+         if (v.get("command") or []) == ["lsmi", "serve"]}
+check("cluster compose: several lsmi nodes", len(nodes) >= 2, sorted(nodes))
+nenv = {}
+for n, v in nodes.items():
+    e = v.get("environment") or {}
+    nenv[n] = dict(x.split("=", 1) for x in e) if isinstance(e, list) else e
+check("cluster compose: every node's LSMI_STORE is the postgres service",
+      all("host=postgres " in str(e.get("LSMI_STORE", "")) for e in nenv.values()),
+      [e.get("LSMI_STORE") for e in nenv.values()])
+check("cluster compose: the nodes have names of their own",
+      len({e.get("LSMI_NODE") for e in nenv.values()}) == len(nodes))
+check("cluster compose: LSMI_LISTEN on the default port, data dir as the image",
+      all(port_of(str(e.get("LSMI_LISTEN", ":0"))) == PORT and
+          e.get("LSMI_DATA_DIR") == DATA for e in nenv.values()))
+hports = [str(p).rsplit(":", 1)[0] for v in nodes.values()
+          for p in v.get("ports") or []]
+check("cluster compose: each node published on a host port of its own",
+      len(hports) == len(nodes) == len(set(hports)), hports)
+# A shared named volume at the data dir would be one lock for all nodes:
+# each keeps the image's own (anonymous) volume for its caches.
+check("cluster compose: no node mounts a named volume at the data dir",
+      not any(str(x).split(":")[1:2] == [DATA] for v in nodes.values()
+              for x in v.get("volumes") or []))
+check("cluster compose: the nodes' healthcheck is `lsmi probe` on /readyz",
+      all((v.get("healthcheck") or {}).get("test", [])[:3] ==
+          ["CMD", "lsmi", "probe"] and
+          f"127.0.0.1:{PORT}/readyz" in " ".join(v["healthcheck"]["test"])
+          for v in nodes.values()))
+
+cdocs = []
+for path in sorted(glob.glob(os.path.join(ROOT, "deploy", "k8s-cluster", "*.yaml"))):
+    name = os.path.relpath(path, ROOT)
+    try:
+        with open(path, encoding="utf-8") as f:
+            cdocs += [d for d in yaml.safe_load_all(f) if d]
+        check(f"{name} parses as YAML", True)
+    except yaml.YAMLError as e:
+        check(f"{name} parses as YAML", False, str(e))
+    with open(path, encoding="utf-8") as f:
+        known(name, env_vars_in(f.read()))
+ckind = {}
+for d in cdocs:
+    ckind.setdefault(d.get("kind"), []).append(d)
+ckust = (ckind.get("Kustomization") or [{}])[0]
+cfiles = {os.path.basename(p) for p in
+          glob.glob(os.path.join(ROOT, "deploy", "k8s-cluster", "*.yaml"))}
+check("k8s-cluster: kustomization lists every manifest",
+      set(ckust.get("resources") or []) == cfiles - {"kustomization.yaml"})
+if shutil.which("kubectl"):
+    try:
+        r = subprocess.run(["kubectl", "kustomize",
+                            os.path.join(ROOT, "deploy", "k8s-cluster")],
+                           capture_output=True, text=True, timeout=60)
+        kinds = sorted(d.get("kind") for d in yaml.safe_load_all(r.stdout) if d) \
+            if r.returncode == 0 else r.stderr.strip()
+        check("`kubectl kustomize deploy/k8s-cluster` renders its objects",
+              kinds == ["Deployment", "Secret", "Secret", "Service"], kinds)
+    except (OSError, subprocess.TimeoutExpired, yaml.YAMLError) as e:
+        check("`kubectl kustomize deploy/k8s-cluster` runs", False, str(e))
+cdep = (ckind.get("Deployment") or [{}])[0]
+cpod = ((cdep.get("spec") or {}).get("template") or {}).get("spec") or {}
+cctr = (cpod.get("containers") or [{}])[0]
+check("k8s-cluster: a Deployment of several replicas, rolling",
+      (cdep.get("spec") or {}).get("replicas", 1) >= 2 and
+      ((cdep.get("spec") or {}).get("strategy") or {}).get("type") == "RollingUpdate")
+check("k8s-cluster: no PersistentVolumeClaim (the state is the database's)",
+      "PersistentVolumeClaim" not in ckind)
+csecrets = {d["metadata"]["name"]: set((d.get("stringData") or {}) |
+                                       (d.get("data") or {}))
+            for d in ckind.get("Secret") or []}
+cenv = {e["name"]: e for e in cctr.get("env") or []}
+ref = ((cenv.get("LSMI_STORE") or {}).get("valueFrom") or {}).get("secretKeyRef") or {}
+check("k8s-cluster: LSMI_STORE comes from a key of a Secret",
+      ref.get("key") in csecrets.get(ref.get("name"), set()), ref)
+check("k8s-cluster: LSMI_LISTEN on the default port, data dir as the image",
+      port_of(str((cenv.get("LSMI_LISTEN") or {}).get("value", ":0"))) == PORT and
+      (cenv.get("LSMI_DATA_DIR") or {}).get("value") == DATA)
+ccports = {p.get("name"): p.get("containerPort") for p in cctr.get("ports") or []}
+
+
+def cprobe_ok(probe, path):
+    get = (probe or {}).get("httpGet") or {}
+    return get.get("path") == path and ccports.get(get.get("port"), get.get("port")) == PORT
+
+
+check("k8s-cluster: readinessProbe GET /readyz",
+      cprobe_ok(cctr.get("readinessProbe"), "/readyz"))
+check("k8s-cluster: livenessProbe GET /healthz",
+      cprobe_ok(cctr.get("livenessProbe"), "/healthz"))
+cmounts = {m["name"]: m["mountPath"] for m in cctr.get("volumeMounts") or []}
+cvols = {v["name"]: v for v in cpod.get("volumes") or []}
+check("k8s-cluster: the data dir is an emptyDir (the node's caches)",
+      any(p == DATA and "emptyDir" in cvols.get(n, {}) for n, p in cmounts.items()))
+ctok = (cenv.get("LSMI_TOKENS_FILE") or {}).get("value") or ""
+tvol = [n for n, v in cvols.items() if "secret" in v]
+check("k8s-cluster: LSMI_TOKENS_FILE is a key of the mounted Secret",
+      len(tvol) == 1 and os.path.dirname(ctok) == cmounts.get(tvol[0]) and
+      os.path.basename(ctok) in csecrets.get(cvols[tvol[0]]["secret"]["secretName"], set()),
+      ctok)
+csc = cpod.get("securityContext") or {}
+check("k8s-cluster: runs as the image's user, non-root",
+      csc.get("runAsNonRoot") is True and csc.get("runAsUser") == UID)
+csvc = (ckind.get("Service") or [{}])[0]
+clabels = ((cdep.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+csel = (csvc.get("spec") or {}).get("selector") or {}
+check("k8s-cluster: Service selects the Deployment's pods on the port",
+      bool(csel) and all(clabels.get(k) == v for k, v in csel.items()) and
+      ((csvc.get("spec") or {}).get("ports") or [{}])[0].get("port") == PORT)
+
+# --------------------------------------------------------------------------
 # systemd unit
 unit = read("deploy/lsmi.service")
 uenv = dict(re.findall(r"^Environment=(LSMI_[A-Z0-9_]+)=(\S+)", unit, re.M))

@@ -451,7 +451,10 @@ static void test_schema_versions(void **state) {
   assert_null(f->s);
   assert_non_null(strstr(err.message, "newer"));
   assert_int_equal(file_version(f), 999);
-  sql_exec(f->path, "PRAGMA user_version = 2");
+  char pragma[48];
+  snprintf(pragma, sizeof pragma, "PRAGMA user_version = %d",
+           lsmi_store_schema_latest());
+  sql_exec(f->path, pragma);
   assert_int_equal(lsmi_store_open(f->path, &f->s, NULL), 0);
 }
 

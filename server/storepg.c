@@ -1,0 +1,334 @@
+/*
+ * storepg.c — store.h's API on the cluster store (see storepg.h): the
+ * database opened on first use, the local caches of its blobs, and each
+ * store call's twin.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "storepg.h"
+#include "util.h"
+
+struct lsmi_storepg {
+  char *dsn, *direct; /* direct: NULL when it is dsn */
+  char node[64];
+  char *data_dir;
+  int connections;
+  _Atomic(lsmi_pg_t *) pg; /* NULL until the database has answered */
+  pthread_mutex_t mu;      /* storepg.mu: one opening at a time */
+  double next_try;         /* monotonic seconds; under storepg.mu */
+  bool logged;             /* the database's absence was logged */
+};
+
+/* Opens the database (lsmi_pg_open migrates its schema): 0, or its
+ * failure with err. Called under storepg.mu or before any other thread
+ * knows sp. */
+static int try_open(lsmi_storepg_t *sp, lsmi_error_t *err) {
+  lsmi_pg_options_t o = {sp->dsn, sp->node, sp->connections, 0, sp->direct};
+  lsmi_pg_t *pg = NULL;
+  int rc = lsmi_pg_open(&o, &pg, err);
+  if (rc == LSMI_OK) {
+    atomic_store(&sp->pg, pg);
+    lsmi_util_log("store_open", json_pack("{s:s, s:s}", "store", "postgresql",
+                                          "node", sp->node));
+  }
+  return rc;
+}
+
+int lsmi_storepg_open(const lsmi_storepg_options_t *o, lsmi_storepg_t **out,
+                      lsmi_error_t *err) {
+  *out = NULL;
+  lsmi_storepg_t *sp = calloc(1, sizeof *sp);
+  if (sp == NULL)
+    return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  pthread_mutex_init(&sp->mu, NULL);
+  atomic_init(&sp->pg, NULL);
+  snprintf(sp->node, sizeof sp->node, "%s", o->node ? o->node : "");
+  sp->connections = o->connections;
+  sp->dsn = strdup(o->dsn);
+  sp->data_dir = strdup(o->data_dir);
+  bool direct = o->direct && o->direct[0];
+  sp->direct = direct ? strdup(o->direct) : NULL;
+  int rc = sp->dsn && sp->data_dir && (sp->direct || !direct) ? LSMI_OK
+                                                              : LSMI_ERR_NOMEM;
+  if (rc)
+    lsmi_error_set(err, rc, "", "out of memory");
+  else
+    rc = try_open(sp, err);
+  if (rc == LSMI_ERR_UNAVAILABLE) {
+    /* Not now: the daemon starts, says it is not ready, and tries again. */
+    lsmi_util_log("store_unavailable",
+                  json_pack("{s:s, s:s}", "what", "open", "detail",
+                            err ? err->message : ""));
+    sp->logged = true;
+    sp->next_try = lsmi_util_mono() + 1.0;
+    rc = LSMI_OK;
+  }
+  if (rc) {
+    lsmi_storepg_close(sp);
+    return rc;
+  }
+  *out = sp;
+  return LSMI_OK;
+}
+
+void lsmi_storepg_close(lsmi_storepg_t *sp) {
+  if (sp == NULL)
+    return;
+  lsmi_pg_close(atomic_load(&sp->pg));
+  pthread_mutex_destroy(&sp->mu);
+  free(sp->dsn);
+  free(sp->direct);
+  free(sp->data_dir);
+  free(sp);
+}
+
+lsmi_pg_t *lsmi_storepg_pg(lsmi_storepg_t *sp) {
+  lsmi_pg_t *pg = atomic_load(&sp->pg);
+  if (pg || pthread_mutex_trylock(&sp->mu) != 0)
+    return pg;
+  double now = lsmi_util_mono();
+  if (atomic_load(&sp->pg) == NULL && now >= sp->next_try) {
+    lsmi_error_t err = {0};
+    int rc = try_open(sp, &err);
+    if (rc) {
+      sp->next_try = now + 1.0;
+      /* A database that stays away is said once; anything else always. */
+      if (rc != LSMI_ERR_UNAVAILABLE || !sp->logged)
+        lsmi_util_log("store_unavailable",
+                      json_pack("{s:s, s:s, s:s}", "what", "open", "status",
+                                lsmi_status_name(rc), "detail", err.message));
+      sp->logged = true;
+    }
+  }
+  pthread_mutex_unlock(&sp->mu);
+  return atomic_load(&sp->pg);
+}
+
+const char *lsmi_storepg_node(const lsmi_storepg_t *sp) { return sp->node; }
+
+/* ---- the caches ---- */
+
+/* Materialises blob key as path unless the file is there. */
+static int cached(lsmi_storepg_t *sp, const char *key, const char *path) {
+  if (access(path, F_OK) == 0)
+    return LSMI_OK;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  char tmpdir[PATH_MAX];
+  snprintf(tmpdir, sizeof tmpdir, "%s/tmp", sp->data_dir);
+  return lsmi_pg_blob_fetch(pg, key, path, tmpdir, NULL);
+}
+
+int lsmi_storepg_dataset_file(lsmi_storepg_t *sp, const char *id, char *path) {
+  char key[LSMI_PG_KEY_MAX];
+  lsmi_pg_dataset_key(id, key);
+  snprintf(path, PATH_MAX, "%s/datasets/%s", sp->data_dir, id);
+  return cached(sp, key, path);
+}
+
+int lsmi_storepg_result_file(lsmi_storepg_t *sp, const char *job_id,
+                             const char *split, char *path) {
+  char key[LSMI_PG_KEY_MAX];
+  lsmi_pg_result_key(job_id, split, key);
+  /* resfile.h's name of the file. */
+  snprintf(path, PATH_MAX, "%s/results/%s.%s", sp->data_dir, job_id, split);
+  return cached(sp, key, path);
+}
+
+/* ---- store.h's calls ---- */
+
+int lsmi_storepg_ping(lsmi_storepg_t *sp) {
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_ping(pg);
+}
+
+int lsmi_storepg_check(lsmi_storepg_t *sp, char *why, size_t size) {
+  int rc = lsmi_storepg_ping(sp);
+  if (size)
+    snprintf(why, size, "%s",
+             rc ? "the database (--store) does not answer" : "");
+  return rc;
+}
+
+int lsmi_storepg_dataset_insert(lsmi_storepg_t *sp,
+                                const lsmi_dataset_rec_t *rec,
+                                lsmi_dataset_rec_t *existing, bool *existed) {
+  *existed = false;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  /* The handler has put the upload in place as the cache's file: it is
+   * published with the row. */
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/datasets/%s", sp->data_dir, rec->id);
+  return lsmi_pg_dataset_insert(pg, rec, path, existing, existed);
+}
+
+int lsmi_storepg_dataset_get(lsmi_storepg_t *sp, const char *tenant,
+                             const char *id, lsmi_dataset_rec_t *rec) {
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_dataset_get(pg, tenant, id, rec);
+}
+
+int lsmi_storepg_dataset_find_sha(lsmi_storepg_t *sp, const char *tenant,
+                                  const char *sha256, lsmi_dataset_rec_t *rec) {
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_dataset_find_sha(pg, tenant, sha256, rec);
+}
+
+int lsmi_storepg_dataset_delete(lsmi_storepg_t *sp, const char *tenant,
+                                const char *id) {
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_dataset_delete(pg, tenant, id);
+}
+
+int lsmi_storepg_dataset_list(lsmi_storepg_t *sp, const char *tenant,
+                              int64_t offset, int64_t limit, json_t **page,
+                              int64_t *total) {
+  *page = NULL;
+  *total = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_dataset_list(pg, tenant, offset, limit, page, total);
+}
+
+/* The units of work of a job: its params' ensemble (1 when absent). */
+static int members_of(const char *params_json) {
+  json_t *p = json_loads(params_json, 0, NULL);
+  json_int_t e = json_integer_value(json_object_get(p, "ensemble"));
+  json_decref(p);
+  return e >= 1 && e <= INT_MAX ? (int)e : 1;
+}
+
+int lsmi_storepg_job_create(lsmi_storepg_t *sp, const lsmi_job_new_t *job,
+                            char *existing_id, bool *replayed) {
+  *replayed = false;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_job_create(pg, job, members_of(job->params_json), existing_id,
+                            replayed);
+}
+
+int lsmi_storepg_idem_check(lsmi_storepg_t *sp, const char *tenant,
+                            const char *key, const char *req_hash,
+                            char *existing_id, bool *replayed) {
+  *replayed = false;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_idem_check(pg, tenant, key, req_hash, existing_id, replayed);
+}
+
+int lsmi_storepg_job_get(lsmi_storepg_t *sp, const char *tenant, const char *id,
+                         json_t **job, int *state) {
+  *job = NULL;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  int st = -1;
+  int rc = lsmi_pg_job_get(pg, tenant, id, job, &st);
+  if (state)
+    *state = st;
+  /* A succeeded job's results where the results handlers read them. A
+   * failure here is logged; the handler that opens the file reports it. */
+  static const char *const splits[] = {"train", "val"};
+  for (int i = 0; rc == LSMI_OK && st == LSMI_JOB_SUCCEEDED && i < 2; i++) {
+    char path[PATH_MAX];
+    int fr = lsmi_storepg_result_file(sp, id, splits[i], path);
+    if (fr)
+      lsmi_util_log("results_error",
+                    json_pack("{s:s, s:s, s:s, s:s}", "job", id, "split",
+                              splits[i], "status", lsmi_status_name(fr),
+                              "detail",
+                              "could not materialise the result file from "
+                              "the database"));
+  }
+  return rc;
+}
+
+int lsmi_storepg_job_list(lsmi_storepg_t *sp, const char *tenant, int state,
+                          int64_t offset, int64_t limit, json_t **page,
+                          int64_t *total) {
+  *page = NULL;
+  *total = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_job_list(pg, tenant, state, offset, limit, page, total);
+}
+
+int lsmi_storepg_job_request_cancel(lsmi_storepg_t *sp, const char *id) {
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  /* The cluster's cancel is at once: the job ends cancelled, its units
+   * too, and the nodes running them hear it. Already ended: NOTFOUND, as
+   * the SQLite store says of a job that is neither queued nor running. */
+  int rc = lsmi_pg_job_cancel(pg, NULL, id, lsmi_util_now(), NULL);
+  return rc == LSMI_ERR_CONFLICT ? LSMI_ERR_NOTFOUND : rc;
+}
+
+int lsmi_storepg_job_state(lsmi_storepg_t *sp, const char *id, int *state) {
+  *state = -1;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  json_t *job = NULL;
+  int rc = lsmi_pg_job_get(pg, NULL, id, &job, state);
+  json_decref(job);
+  return rc;
+}
+
+int lsmi_storepg_job_cancel_queued(lsmi_storepg_t *sp, const char *id,
+                                   double finished_at, bool running_too) {
+  (void)running_too; /* the cluster's cancel stops running units too */
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  int rc = lsmi_pg_job_cancel(pg, NULL, id, finished_at, NULL);
+  if (rc != LSMI_ERR_CONFLICT)
+    return rc;
+  /* Ended already: by the cancel that lsmi_storepg_job_request_cancel
+   * made (then this one stands), or otherwise. */
+  int state = -1;
+  rc = lsmi_storepg_job_state(sp, id, &state);
+  if (rc == LSMI_OK && state != LSMI_JOB_CANCELLED)
+    rc = LSMI_ERR_NOTFOUND;
+  return rc;
+}
+
+int lsmi_storepg_queued(lsmi_storepg_t *sp, const char *tenant, int64_t *all,
+                        int64_t *mine) {
+  *all = *mine = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_queued(pg, tenant, all, mine);
+}
+
+int lsmi_storepg_counts(lsmi_storepg_t *sp, int64_t by_state[LSMI_JOB_STATES],
+                        int64_t *datasets) {
+  for (int i = 0; i < LSMI_JOB_STATES; i++)
+    by_state[i] = 0;
+  *datasets = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_counts(pg, by_state, datasets);
+}

@@ -1,0 +1,768 @@
+#!/usr/bin/env python3
+"""tests/cluster/test_nodes.py — the cluster mode with real daemons.
+
+Several `lsmi serve --store …` nodes on free loopback ports share the
+throwaway PostgreSQL of tests/cluster/pg.sh (LSMI_TEST_PG_DSN; each test
+gets a database of its own), and a single SQLite node is the reference
+their results must equal byte for byte. The tests read the nodes' logs:
+every unit of work a node runs is logged ("event": "unit") when it is
+claimed ("running", with its attempt) and when it ends ("succeeded" when
+this node ended the job, "done" a member handed on, "cancelled", "lost",
+"released", ...), which is how "exactly once" and "never at the same time"
+are counted.
+
+On an ASan build only the tests marked ASAN_TOO run (the others would take
+several times as long and exercise nothing more of the daemon's memory);
+there every node must stop with status 0 and no sanitizer report.
+
+Run one test: tests/cluster/pg.sh tests/cluster/test_nodes.py test_cancel
+Last line: "N passed, N failed, N skipped".
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "api"))
+from lsmiapi import (ASAN, SESSION, SLOW, Daemon, Skip, assert_problem,  # noqa: E402
+                     run_tests, sse_events, synth)
+
+DSN = os.environ.get("LSMI_TEST_PG_DSN")
+WORK = os.path.join(SESSION, "work")
+os.makedirs(WORK, exist_ok=True)
+
+# Fits of a few hundredths of a second: the 20-job test and the races.
+TINY = {"epochs_discriminator": 3, "epochs_entropy": 3, "threads": 1}
+# A fit of a few seconds on this machine (the dataset is 2,000 rows): long
+# enough to be caught running, then killed or cancelled.
+LONG = {"epochs_discriminator": 1500, "epochs_entropy": 1500, "threads": 1}
+SMALL = synth(os.path.join(WORK, "small.npz"), n=400)
+DEMO = synth(os.path.join(WORK, "demo.npz"), n=2000, seed=3)
+
+_dbs = [0]
+
+
+def psql():
+    """The psql of the server pg.sh runs."""
+    for b in sorted(glob.glob("/usr/lib/postgresql/*/bin")):
+        if os.access(os.path.join(b, "psql"), os.X_OK):
+            return os.path.join(b, "psql")
+    return shutil.which("psql")
+
+
+def new_database():
+    """A fresh database of the test's server; its DSN."""
+    if not DSN:
+        raise Skip("no PostgreSQL (tests/cluster/pg.sh sets "
+                   "LSMI_TEST_PG_DSN)")
+    _dbs[0] += 1
+    name = "nodes_%d_%d" % (os.getpid(), _dbs[0])
+    subprocess.run([psql(), DSN, "-q", "-c", "CREATE DATABASE " + name],
+                   check=True, stdout=subprocess.DEVNULL)
+    return "%s dbname=%s" % (DSN, name)
+
+
+def sql(dsn, query):
+    """The text psql prints of one query (unaligned, no headers)."""
+    r = subprocess.run([psql(), dsn, "-At", "-c", query], check=True,
+                       capture_output=True, text=True)
+    return r.stdout.strip()
+
+
+def node(dsn, name, lease=30, workers=1, args=(), env=None):
+    """A cluster node (not started); d.name is its node name."""
+    d = Daemon(args=["--store", dsn, "--node", name, "--lease-seconds",
+                     str(lease), "--workers", str(workers),
+                     "--shutdown-timeout", "2"] + list(args), env=env)
+    d.name = name
+    return d
+
+
+def start_all(nodes):
+    for n in nodes:
+        n.start()
+    return nodes
+
+
+def stop_clean(nodes):
+    """SIGTERM: every node exits 0, and under ASan without a report."""
+    for n in nodes:
+        if n.proc is None:
+            continue
+        rc = n.stop()
+        log = n.log_text()
+        assert "Sanitizer" not in log, log[-3000:]
+        assert rc == 0, (rc, log[-2000:])
+
+
+def events(d, kind="unit"):
+    """The node's log lines of one event, as objects."""
+    out = []
+    for line in d.log_text().splitlines():
+        if line.startswith("{") and '"event":"%s"' % kind in line:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                pass
+    return out
+
+
+def stamp(e):
+    """A log line's ts as seconds."""
+    import datetime
+    t = datetime.datetime.strptime(e["ts"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+def runs(nodes):
+    """Every unit run of the nodes: (job, member, attempt, node, start,
+    end, how), end None while it runs (or its node died). A member whose
+    report handed its node the combination ends "done" as the combination
+    (member -1) begins."""
+    out = []
+    for d in nodes:
+        open_ = {}
+        for e in events(d):
+            key = (e["job"], e["member"], e["attempt"])
+            if e["state"] == "running":
+                open_[key] = [e["job"], e["member"], e["attempt"], e["node"],
+                              stamp(e), None, None]
+            elif e["state"] == "combining":
+                r = open_.pop((e["job"], e["from_member"], e["from_attempt"]))
+                r[5], r[6] = stamp(e), "done"
+                out.append(tuple(r))
+                open_[key] = [e["job"], -1, e["attempt"], e["node"], stamp(e),
+                              None, None]
+            elif e["state"] in ("store_wait", "store_back", "lease_lost"):
+                continue
+            else:
+                r = open_.pop(key)
+                r[5], r[6] = stamp(e), e["state"]
+                out.append(tuple(r))
+        out += [tuple(r) for r in open_.values()]
+    return out
+
+
+def units_of(rs, job):
+    """The runs of job by unit: {member: [runs]}."""
+    by = {}
+    for r in rs:
+        if r[0] == job:
+            by.setdefault(r[1], []).append(r)
+    return by
+
+
+def upload_retry(d, data, query="", token=None, deadline=60):
+    """Uploads, trying again on 503 (Retry-After): the response."""
+    end = time.time() + deadline * SLOW
+    while True:
+        try:
+            r = d.upload(data, query, token=token)
+        except OSError:
+            r = None
+        if r is not None and r.status != 503:
+            return r
+        if r is not None:
+            assert r.header("Retry-After"), r.headers
+        assert time.time() < end, "upload kept failing"
+        time.sleep(0.2)
+
+
+def upload_ok(d, data=SMALL, token=None):
+    r = upload_retry(d, data, token=token)
+    assert r.status in (200, 201), (r.status, r.body)
+    return r.json()["id"]
+
+
+def submit_ok(d, ds, params, key=None, token=None):
+    end = time.time() + 60 * SLOW
+    while True:
+        r = d.submit(ds, params, key=key, token=token)
+        if r.status != 503:
+            break
+        assert r.header("Retry-After") and key, (r.status, r.body)
+        assert time.time() < end
+        time.sleep(0.2)
+    assert r.status == 202, (r.status, r.body)
+    return r.json()["id"]
+
+
+def wait_done(d, job, timeout=120, token=None):
+    j = d.wait_job(job, timeout=timeout, token=token)
+    assert j["state"] == "succeeded", j
+    return j
+
+
+def result_files(nodes, job):
+    """The result files of job from the node that holds them (the node that
+    ended it, or one that fetched them), as bytes by split."""
+    for d in nodes:
+        paths = [os.path.join(d.data_dir, "results", "%s.%s" % (job, s))
+                 for s in ("train", "val")]
+        if all(os.path.exists(p) for p in paths):
+            return [open(p, "rb").read() for p in paths]
+    raise AssertionError("no node holds the result files of " + job)
+
+
+class Reference:
+    """A single SQLite node that runs the same jobs on the same bytes."""
+
+    def __init__(self):
+        self.d = Daemon(args=["--workers", "1"]).start()
+        self.ds = {}
+
+    def results(self, data, params):
+        """The result files and summary of params on data, as the single
+        node computes them."""
+        key = hash(data)
+        if key not in self.ds:
+            self.ds[key] = upload_ok(self.d, data)
+        job = submit_ok(self.d, self.ds[key], params)
+        j = wait_done(self.d, job)
+        return result_files([self.d], job), j["summary"]
+
+    def close(self):
+        stop_clean([self.d])
+
+
+def same_summary(a, b):
+    for split in ("train", "val"):
+        assert a[split] == b[split], (split, a[split], b[split])
+    assert a["diagnostics"] == b["diagnostics"]
+    assert a["warnings"] == b["warnings"]
+
+
+# --------------------------------------------------------------------------
+
+def test_twenty_jobs_three_nodes():
+    """20 jobs submitted across 3 nodes: each runs exactly once, never on
+    two nodes at once, on more than one node, and gives the single SQLite
+    node's results byte for byte (files and, through a node that did not
+    compute them, CSV pages)."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "n%d" % i) for i in range(3)])
+    ref = Reference()
+    try:
+        ds = upload_ok(nodes[0])
+        assert upload_retry(nodes[1], SMALL).status == 200  # the same bytes
+        params = [dict(TINY, seed=i, hidden=16 + i % 3) for i in range(20)]
+        jobs = [submit_ok(nodes[i % 3], ds, p) for i, p in enumerate(params)]
+        got = {j: wait_done(nodes[(i + 1) % 3], j) for i, j in enumerate(jobs)}
+        for j in got.values():
+            assert j["attempts"] == 1, j
+        rs = runs(nodes)
+        for job in jobs:
+            by = units_of(rs, job)  # the member, then its combination
+            assert sorted(by) == [-1, 0], by
+            assert [len(v) for v in by.values()] == [1, 1], by  # once each
+            assert by[0][0][6] == "done" and by[-1][0][6] == "succeeded", by
+        assert len({r[3] for r in rs}) >= 2, rs  # spread over the nodes
+        for i, job in enumerate(jobs):
+            files, summary = ref.results(SMALL, params[i])
+            assert result_files(nodes, job) == files, job
+            same_summary(got[job]["summary"], summary)
+        # A page through a node that did not end the job (it fetches the
+        # files from the database) equals the reference's page.
+        job = jobs[0]
+        ran = [r[3] for r in rs if r[0] == job][0]
+        other = [d for d in nodes if d.name != ran][0]
+        page = other.request("GET", "/v1/jobs/%s/results?split=all&format=csv"
+                             % job)
+        assert page.status == 200, page.body
+        rjob = submit_ok(ref.d, ref.ds[hash(SMALL)], params[0])
+        wait_done(ref.d, rjob)
+        rpage = ref.d.request("GET", "/v1/jobs/%s/results?split=all&format=csv"
+                              % rjob)
+        assert page.body == rpage.body
+        stop_clean(nodes)
+    finally:
+        ref.close()
+
+
+def test_never_twice():
+    """Rounds of bursts over 3 nodes of 2 workers: every unit is claimed
+    exactly once, and no two runs of one job overlap (from the logs)."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "r%d" % i, workers=2) for i in range(3)])
+    ds = upload_ok(nodes[0])
+    jobs = []
+    for rnd in range(4):
+        burst = [submit_ok(nodes[(rnd + i) % 3], ds,
+                           dict(TINY, seed=100 * rnd + i, epochs_entropy=1,
+                                epochs_discriminator=1,
+                                ensemble=1 + (i % 3 == 0)))
+                 for i in range(12)]
+        for j in burst:
+            wait_done(nodes[rnd % 3], j)
+        jobs += burst
+    rs = runs(nodes)
+    for job in jobs:
+        by = units_of(rs, job)
+        e = 2 if len(by) == 3 else 1
+        assert sorted(by) == list(range(-1, e)), by
+        for unit, rr in by.items():
+            assert len(rr) == 1, rr  # claimed exactly once
+            assert rr[0][6] == ("succeeded" if unit < 0 else "done"), rr
+        # A one-member job's runs follow each other, never overlap: the
+        # member, then the combination on the node that reported it.
+        if e == 1:
+            spans = sorted((r[4], r[5]) for v in by.values() for r in v)
+            assert spans[0][1] <= spans[1][0], (job, spans)
+        # An ensemble's combination goes to the node that reported the
+        # last member, after every member began. (A member's end is logged
+        # by its node's loop after the report committed, so ends logged on
+        # two nodes need not be in the order of their commits.)
+        first = max(r[4] for u, v in by.items() if u >= 0 for r in v)
+        assert by[-1][0][4] >= first, by
+        assert by[-1][0][3] in {r[3] for u, v in by.items() if u >= 0
+                                for r in v}, by
+    assert sum(1 for r in rs if r[6] == "succeeded") == len(jobs)
+    stop_clean(nodes)
+
+
+def test_kill9_takeover():
+    """kill -9 of the node running a fit: another node runs it again from
+    the start once the lease lapses, attempts says 2, and the result is the
+    single node's, byte for byte."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "k%d" % i, lease=2) for i in range(3)])
+    ref = Reference()
+    try:
+        ds = upload_ok(nodes[0], DEMO)
+        params = dict(LONG, seed=5)
+        job = submit_ok(nodes[0], ds, params)
+        end = time.time() + 30
+        victim = None
+        while victim is None and time.time() < end:
+            rs = [r for r in runs(nodes) if r[0] == job]
+            victim = [d for d in nodes if rs and d.name == rs[0][3]]
+            victim = victim[0] if victim else None
+            time.sleep(0.05)
+        assert victim is not None, "the job never ran"
+        time.sleep(0.5)
+        assert victim.kill9() == -9
+        t_kill = time.time()
+        alive = [d for d in nodes if d is not victim]
+        j = wait_done(alive[0], job, timeout=120)
+        assert j["attempts"] == 2, j
+        rs = [r for r in runs(nodes) if r[0] == job and r[1] == 0]
+        by = {r[3] for r in rs}
+        assert victim.name in by and len(by) == 2, rs
+        assert [r[6] for r in rs if r[3] == victim.name] == [None], rs
+        second = [r for r in rs if r[2] == 2][0]
+        print("failover: the unit ran again %.2f s after the kill "
+              "(lease 2 s)" % (second[4] - t_kill))
+        # The lease (2 s) lapsed, then a safety look took the unit.
+        assert second[4] - t_kill < 2 + 2 + 3 * SLOW, (second, t_kill)
+        files, summary = ref.results(DEMO, params)
+        assert result_files(alive, job) == files
+        same_summary(j["summary"], summary)
+        stop_clean(alive)
+    finally:
+        ref.close()
+
+
+def test_cancel_across_nodes():
+    """A cancel sent to one node stops the fit on another within a second;
+    the job is cancelled at once, everywhere, and the node takes new work."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "c%d" % i) for i in range(2)])
+    ds = upload_ok(nodes[0], DEMO)
+    job = submit_ok(nodes[0], ds, LONG)
+    end = time.time() + 30 * SLOW
+    rs = []
+    while not rs and time.time() < end:
+        rs = [r for r in runs(nodes) if r[0] == job]
+        time.sleep(0.05)
+    assert rs, "the job never ran"
+    runner = [d for d in nodes if d.name == rs[0][3]][0]
+    other = [d for d in nodes if d is not runner][0]
+    time.sleep(0.3)
+    r = other.request("DELETE", "/v1/jobs/" + job)
+    t_cancel = time.time()
+    assert r.status == 202, (r.status, r.body)
+    assert r.json()["state"] == "cancelled", r.body
+    assert runner.job(job)["state"] == "cancelled"
+    stopped = None
+    while stopped is None and time.time() < t_cancel + 10 * SLOW:
+        ends = [e for e in events(runner) if e["job"] == job and
+                e["state"] == "cancelled"]
+        stopped = stamp(ends[0]) if ends else None
+        time.sleep(0.05)
+    assert stopped is not None, runner.log_text()[-2000:]
+    print("cancel: the fit stopped on the other node %.3f s after the "
+          "DELETE returned" % (stopped - t_cancel))
+    assert stopped - t_cancel < 1.0 * SLOW, stopped - t_cancel
+    r = other.request("DELETE", "/v1/jobs/" + job)  # ended: 409
+    assert_problem(r, 409)
+    # The worker is free again: the next job runs (on either node).
+    wait_done(runner, submit_ok(runner, ds, TINY))
+    stop_clean(nodes)
+
+
+test_cancel_across_nodes.ASAN_TOO = True
+
+
+def test_tenants_across_nodes():
+    """Tokens map to tenants on every node alike: what one tenant uploads
+    or queues through one node, another tenant cannot see, use or cancel
+    through another."""
+    dsn = new_database()
+    ta, tb = "token-of-alice-0123", "token-of-bob-01234"
+    env = {"LSMI_TOKENS": "%s=alice,%s=bob" % (ta, tb)}
+    a, b = start_all([node(dsn, "t%d" % i, env=env) for i in range(2)])
+    ds = upload_ok(a, SMALL, token=ta)
+    assert b.request("GET", "/v1/datasets/" + ds, token=ta).status == 200
+    assert_problem(b.request("GET", "/v1/datasets/" + ds, token=tb), 404)
+    r = b.submit(ds, TINY, token=tb)
+    assert_problem(r, 422, "dataset_id")
+    job = submit_ok(b, ds, TINY, token=ta)
+    assert_problem(a.request("GET", "/v1/jobs/" + job, token=tb), 404)
+    assert_problem(a.request("DELETE", "/v1/jobs/" + job, token=tb), 404)
+    assert_problem(a.request("GET", "/v1/jobs/%s/results" % job, token=tb),
+                   404)
+    wait_done(a, job, token=ta)
+    assert a.request("GET", "/v1/jobs", token=tb).json()["total"] == 0
+    assert b.request("GET", "/v1/jobs", token=ta).json()["total"] == 1
+    assert b.request("GET", "/v1/datasets", token=tb).json()["total"] == 0
+    # bob's own upload of the same bytes is his own dataset.
+    ds_b = upload_ok(b, SMALL, token=tb)
+    assert ds_b != ds
+    assert a.request("GET", "/v1/jobs/%s/results" % job,
+                     token=ta).status == 200
+    stop_clean([a, b])
+
+
+test_tenants_across_nodes.ASAN_TOO = True
+
+
+def test_single_node_features_refused():
+    """What only the SQLite store keeps is refused in the cluster mode, not
+    ignored: --retain-days and --tenant-quota-bytes stop the start with a
+    message, upload keys answer 400, and deleting a finished job 409."""
+    dsn = new_database()
+    for flag in ("--retain-days", "--tenant-quota-bytes"):
+        d = node(dsn, "r0", args=[flag, "5"])
+        try:
+            d.start()
+            raise AssertionError("%s started in the cluster mode" % flag)
+        except RuntimeError as e:
+            assert "not available with --store" in str(e), str(e)
+    a, = start_all([node(dsn, "r1")])
+    assert_problem(upload_retry(a, SMALL, "?x1=x1"), 400, "x1")
+    job = submit_ok(a, upload_ok(a, SMALL), TINY)
+    wait_done(a, job)
+    p = assert_problem(a.request("DELETE", "/v1/jobs/" + job), 409)
+    assert "cluster mode" in p["detail"], p
+    assert a.request("GET", "/v1/jobs/" + job).status == 200
+    stop_clean([a])
+
+
+def test_ensemble_members_spread():
+    """An ensemble of 3 on 3 idle nodes: each node trains one member, one
+    of them combines, and the result is the single node's."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "e%d" % i) for i in range(3)])
+    ref = None if ASAN else Reference()
+    try:
+        ds = upload_ok(nodes[0], DEMO)
+        params = dict(TINY, ensemble=3, epochs_discriminator=200,
+                      epochs_entropy=200, seed=11)
+        job = submit_ok(nodes[1], ds, params)
+        j = wait_done(nodes[2], job, timeout=180)
+        rs = [r for r in runs(nodes) if r[0] == job]
+        members = {r[1]: r[3] for r in rs if r[1] >= 0}
+        assert sorted(members) == [0, 1, 2], rs
+        assert len(set(members.values())) == 3, rs  # three nodes
+        assert [r[6] for r in rs].count("succeeded") == 1, rs
+        assert [r[6] for r in rs].count("done") == 3, rs
+        assert j["summary"]["ensemble"] == 3
+        if ref:
+            files, summary = ref.results(DEMO, params)
+            assert result_files(nodes, job) == files
+            same_summary(j["summary"], summary)
+        # Every node serves the result pages.
+        for d in nodes:
+            assert d.request("GET", "/v1/jobs/%s/results?limit=5"
+                             % job).status == 200
+        stop_clean(nodes)
+    finally:
+        if ref:
+            ref.close()
+
+
+test_ensemble_members_spread.ASAN_TOO = True
+
+
+def test_queue_bound():
+    """--queue-size bounds the cluster's queue, whichever node a job comes
+    through: with both nodes busy, the third queued job is one too many on
+    either node (429 with Retry-After), and a place freed is taken again.
+    /metrics shows the cluster's queue."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "q%d" % i, args=["--queue-size", "2"])
+                       for i in range(2)])
+    ds = upload_ok(nodes[0], DEMO)
+    busy = [submit_ok(nodes[i], ds, dict(LONG, seed=i)) for i in range(2)]
+    end = time.time() + 30 * SLOW
+    while {nodes[0].job(j)["state"] for j in busy} != {"running"}:
+        assert time.time() < end, "the nodes did not take the long jobs"
+        time.sleep(0.05)
+    queued = [submit_ok(nodes[i], ds, TINY) for i in range(2)]
+    for d in nodes:
+        r = d.submit(ds, TINY)
+        assert_problem(r, 429)
+        assert r.header("Retry-After"), r.headers
+        m = d.request("GET", "/metrics").body.decode()
+        assert "\nlsmi_queue_depth 2\n" in m, m
+    r = nodes[1].request("DELETE", "/v1/jobs/" + queued[0])
+    assert r.status == 202, (r.status, r.body)
+    queued[0] = submit_ok(nodes[1], ds, TINY)  # the freed place
+    assert_problem(nodes[0].submit(ds, TINY), 429)
+    for j in busy:
+        assert nodes[1].request("DELETE", "/v1/jobs/" + j).status == 202
+    for j in queued:
+        wait_done(nodes[0], j)
+    stop_clean(nodes)
+
+
+test_queue_bound.ASAN_TOO = True
+
+
+def test_events_across_nodes():
+    """A node that does not run a job streams its events all the same: the
+    progress the running node reports (every 2 s), then the end."""
+    dsn = new_database()
+    a = node(dsn, "v0").start()
+    ds = upload_ok(a, DEMO)
+    job = submit_ok(a, ds, dict(LONG, epochs_discriminator=3000,
+                                epochs_entropy=3000))
+    end = time.time() + 30 * SLOW
+    while a.job(job)["state"] != "running":
+        assert time.time() < end, "the job never ran"
+        time.sleep(0.05)
+    b = node(dsn, "v1").start()  # idle, after the job was claimed by a
+    ev = sse_events(b, "/v1/jobs/%s/events" % job, timeout=120)
+    assert ev[0][0] == "job" and ev[0][2]["state"] == "running", ev[0]
+    assert ev[-1] == ("end", None, {"state": "succeeded"}), ev[-1]
+    ids = [e[1] for e in ev if e[0] == "job"]
+    assert ids == list(range(1, len(ids) + 1)), ids
+    fr = [(e[2]["progress"] or {}).get("fraction") for e in ev
+          if e[0] == "job" and e[2]["state"] == "running"]
+    mid = [f for f in fr if f is not None and 0 < f < 1]
+    assert mid and mid == sorted(mid), fr
+    assert {r[3] for r in runs([a, b]) if r[0] == job} == {"v0"}
+    stop_clean([a, b])
+
+
+def test_store_direct():
+    """--store-direct: what needs a session (the listener, the migration's
+    lock) connects through it, the pool through --store. Here the two DSNs
+    differ by their role, which pg_stat_activity and the tables' owner
+    show; a job queued through one node still wakes the other at once."""
+    dsn = new_database()
+    sql(dsn, "CREATE ROLE direct LOGIN SUPERUSER")
+    try:
+        direct = dsn.replace("user=lsmi", "user=direct")
+        assert direct != dsn
+        a = node(dsn, "w0", args=["--store-direct", direct]).start()
+        owner = sql(dsn, "SELECT tableowner FROM pg_tables WHERE "
+                    "tablename = 'jobs'")
+        assert owner == "direct", owner
+        b = node(dsn, "w1", args=["--store-direct", direct]).start()
+        ds = upload_ok(a, SMALL)
+        end = time.time() + 10 * SLOW
+        while True:  # the listeners connect in the background
+            rows = sql(dsn, "SELECT application_name || ':' || usename FROM "
+                       "pg_stat_activity WHERE application_name LIKE "
+                       "'lsmi w%' ORDER BY 1").split("\n")
+            if len([r for r in rows if "listener" in r]) == 2:
+                break
+            assert time.time() < end, rows
+            time.sleep(0.1)
+        for r in rows:
+            assert r.endswith(":direct" if "listener" in r else ":lsmi"), rows
+        assert any("listener" not in r for r in rows), rows  # a pool's
+        job = submit_ok(a, ds, TINY)
+        j = wait_done(b, job)
+        assert j["attempts"] == 1
+        stop_clean([a, b])
+    finally:
+        sql(dsn, "DROP OWNED BY direct CASCADE")
+    # --store-direct alone is refused: it means nothing without --store.
+    d = Daemon(args=["--store-direct", dsn])
+    try:
+        d.start()
+        raise AssertionError("started with --store-direct alone")
+    except RuntimeError as e:
+        assert "--store-direct needs --store" in str(e), e
+    d.stop()
+
+
+test_store_direct.ASAN_TOO = True
+
+
+def fraction(d, job):
+    """The job's progress as node d sees it (its own units' live)."""
+    p = d.job(job)["progress"]
+    return p.get("fraction") or 0.0
+
+
+def test_database_down():
+    """PostgreSQL stopped for 10 s while uploads, submissions and fits go
+    on: /healthz answers, /readyz and the API say 503 with Retry-After, the
+    fits go on and report when it is back; every acknowledged dataset and
+    job is there afterwards, and every job succeeds."""
+    if not os.environ.get("LSMI_TEST_PG_STOP"):
+        raise Skip("pg.sh gives no way to stop the server")
+    dsn = new_database()
+    nodes = start_all([node(dsn, "d%d" % i) for i in range(2)])
+    ds = upload_ok(nodes[0], DEMO)
+    # Fits of a few seconds that straddle the outage.
+    jobs = [submit_ok(nodes[i % 2], ds, dict(LONG, epochs_discriminator=3000,
+                                             epochs_entropy=3000, seed=i),
+                      key="early-%d" % i) for i in range(3)]
+    acked_ds, acked_jobs, errors = [], list(jobs), []
+    stop = threading.Event()
+
+    def client(k):
+        d = nodes[k]
+        i = 0
+        while not stop.is_set():
+            try:
+                data = synth(os.path.join(WORK, "up-%d-%d.npz" % (k, i)),
+                             n=300, seed=1000 * k + i)
+                r = upload_retry(d, data, deadline=60)
+                # 200: a first try committed but its answer was lost.
+                assert r.status in (200, 201), (r.status, r.body)
+                acked_ds.append((r.json()["id"], data))
+                acked_jobs.append(submit_ok(d, r.json()["id"], TINY,
+                                            key="k%d-%d" % (k, i)))
+                i += 1
+            except Exception as e:  # reported by the main thread
+                errors.append(repr(e))
+                return
+            time.sleep(0.3)
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    # Down when a fit is past half way, so that it ends while the database
+    # is away (even on a loaded machine) and has to wait to report.
+    end = time.time() + 60
+    while max(fraction(d, j) for d in nodes for j in jobs[:2]) < 0.6:
+        assert time.time() < end, "the fits did not progress"
+        time.sleep(0.05)
+    subprocess.run(["bash", "-c", os.environ["LSMI_TEST_PG_STOP"]],
+                   check=True)
+    t_down = time.time()
+    time.sleep(1.0)
+    for d in nodes:
+        assert d.request("GET", "/healthz").status == 200
+        r = d.request("GET", "/readyz")
+        assert r.status == 503 and r.json()["store"] is False, r.body
+        r = d.request("GET", "/v1/jobs")
+        assert_problem(r, 503)
+        assert r.header("Retry-After"), r.headers
+        assert_problem(d.request("GET", "/v1/jobs/" + jobs[0]), 503)
+    while time.time() < t_down + 10:
+        time.sleep(0.1)
+    subprocess.run(["bash", "-c", os.environ["LSMI_TEST_PG_START"]],
+                   check=True)
+    time.sleep(3.0)
+    stop.set()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert len(acked_ds) >= 2, acked_ds
+    for d in nodes:
+        end = time.time() + 30
+        while d.request("GET", "/readyz").status != 200:
+            assert time.time() < end, "not ready again"
+            time.sleep(0.2)
+    for k, (dsid, data) in enumerate(acked_ds):
+        got = nodes[k % 2].request("GET", "/v1/datasets/" + dsid)
+        assert got.status == 200, (dsid, got.status)
+    for k, job in enumerate(acked_jobs):
+        wait_done(nodes[k % 2], job, timeout=180)
+    # The fits that ran through the outage waited and then reported.
+    waits = [e for d in nodes for e in events(d)
+             if e["state"] == "store_wait"]
+    backs = [e for d in nodes for e in events(d)
+             if e["state"] == "store_back"]
+    assert waits and len(backs) == len(waits), (waits, backs)
+    n = sql(dsn, "SELECT count(*) FROM jobs WHERE state = 'succeeded'")
+    assert int(n) == len(acked_jobs), (n, len(acked_jobs))
+    stop_clean(nodes)
+
+
+def test_shutdown_gives_back():
+    """SIGTERM with a unit running: after the grace period the unit goes
+    back to the queue and another node runs it at once (attempt 2)."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "s%d" % i, args=["--shutdown-timeout", "0"])
+                       for i in range(2)])
+    ds = upload_ok(nodes[0], DEMO)
+    job = submit_ok(nodes[0], ds, dict(LONG, epochs_discriminator=500,
+                                       epochs_entropy=500))
+    end = time.time() + 30 * SLOW
+    rs = []
+    while not rs and time.time() < end:
+        rs = [r for r in runs(nodes) if r[0] == job]
+        time.sleep(0.05)
+    assert rs
+    runner = [d for d in nodes if d.name == rs[0][3]][0]
+    other = [d for d in nodes if d is not runner][0]
+    time.sleep(0.2)
+    stop_clean([runner])  # --shutdown-timeout 0: released at once
+    assert [e["state"] for e in events(runner) if e["job"] == job][-1] == \
+        "released"
+    j = wait_done(other, job, timeout=120)
+    assert j["attempts"] == 2, j
+    stop_clean([other])
+
+
+test_shutdown_gives_back.ASAN_TOO = True
+
+
+def test_store_flags():
+    """A DSN libpq cannot parse is refused at start (exit 2 is the
+    configuration's, 1 the start's); a database that is down at start
+    leaves the node up but not ready, and ready once it answers."""
+    d = Daemon(args=["--store", "host=localhost port"])
+    try:
+        d.start()
+        raise AssertionError("started with a broken DSN")
+    except RuntimeError as e:
+        assert "PostgreSQL connection string" in str(e), e
+    d.stop()
+    if not DSN:
+        raise Skip("no PostgreSQL")
+    # A port nothing listens on: the node runs, not ready.
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    d = node("host=127.0.0.1 port=%d user=lsmi dbname=x connect_timeout=1"
+             % port, "down").start()
+    assert d.request("GET", "/healthz").status == 200
+    r = d.request("GET", "/readyz")
+    assert r.status == 503, r.body
+    assert_problem(d.request("GET", "/v1/datasets"), 503)
+    stop_clean([d])
+
+
+test_store_flags.ASAN_TOO = True
+
+
+if __name__ == "__main__":
+    tests = {k: v for k, v in globals().items()
+             if k.startswith("test_") and (not ASAN or
+                                           getattr(v, "ASAN_TOO", False))}
+    sys.exit(run_tests(tests, sys.argv))
