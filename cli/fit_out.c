@@ -53,9 +53,11 @@ static json_t *split_json(lsmi_fit_run_t *run, const lsmi_summary_t *s) {
 
 static json_t *seconds_json(const lsmi_fit_run_t *run) {
   const lsmi_result_t *r = run->res;
-  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read", run->read_s,
-                   "train", r->seconds_train, "disc_cpu", r->seconds_disc,
-                   "ent_cpu", r->seconds_ent, "eval", r->seconds_eval, "total",
+  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "read",
+                   run->read_s, "train", r->seconds_train, "disc_cpu",
+                   r->seconds_disc, "ent_cpu", r->seconds_ent, "busy_cpu",
+                   r->seconds_busy, "busy_max", r->seconds_busy_max, "help_cpu",
+                   r->seconds_help, "eval", r->seconds_eval, "total",
                    run->total_s);
 }
 

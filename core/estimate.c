@@ -76,8 +76,8 @@ enum {
 /* Streams of the draws beyond the published recipe; the recipe's own are
  * in rng.h. */
 enum {
-  STREAM_HOLDOUT = 20, /* + fold: the early-stopping part of a set */
-  STREAM_FOLDS = 40,   /* a member's folds */
+  STREAM_HOLDOUT = 20,   /* + fold: the early-stopping part of a set */
+  STREAM_FOLDS = 40,     /* a member's folds */
   STREAM_KNIFE_DATA = 41 /* + model: 44, 45; 42, 43 are combine.c's */
 };
 
@@ -186,6 +186,9 @@ struct fit {
   double disc_loss, ent_loss;
   double total_cost, done_cost;
   lsmi_phase_t phase;
+  /* The last pool_run's threads' work summed, its busiest thread's and
+   * the help (pool_thread_t), in CPU seconds, and training's. */
+  double busy, busy_max, help, train_busy, train_busy_max, train_help;
 };
 
 static double now_seconds(clockid_t clock) {
@@ -911,11 +914,19 @@ static task_t *take_task_locked(fit_t *f, const task_t *prev) {
   return best;
 }
 
+/* One thread of the pool: the fit, and the CPU seconds of work it did
+ * (its own only; those on other threads' steps, helped, in help). */
+typedef struct pool_thread {
+  fit_t *f;
+  double busy, help;
+} pool_thread_t;
+
 /* Training: one model epoch at a time until no task is left that another
  * thread does not hold. A thread that finds none can stop: a held task
  * only ever continues on the thread that gives it back, which is free then
  * to take it again. */
-static void pool_train(fit_t *f) {
+static void pool_train(pool_thread_t *pt) {
+  fit_t *f = pt->f;
   task_t *t = NULL;
   for (;;) {
     pthread_mutex_lock(&f->sched);
@@ -932,6 +943,7 @@ static void pool_train(fit_t *f) {
     double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
     task_train_epoch(f, t);
     double dt = now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    pt->busy += dt;
     pthread_mutex_lock(&f->sched);
     t->thread_seconds += dt;
     t->epoch_seconds = dt;
@@ -941,9 +953,10 @@ static void pool_train(fit_t *f) {
 }
 
 static void *pool_main(void *arg) {
-  fit_t *f = arg;
+  pool_thread_t *pt = arg;
+  fit_t *f = pt->f;
   if (!f->evaluating) {
-    pool_train(f);
+    pool_train(pt);
     return NULL;
   }
   for (;;) {
@@ -961,19 +974,32 @@ static void *pool_main(void *arg) {
 /* Runs every task once on `threads` threads (the calling thread is one). */
 static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
   pthread_t *tid = calloc((size_t)threads, sizeof *tid);
-  if (tid == NULL)
+  pool_thread_t *pt = calloc((size_t)threads, sizeof *pt);
+  if (tid == NULL || pt == NULL) {
+    free(tid);
+    free(pt);
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  }
   int started = 0;
   atomic_store(&f->next, 0);
+  for (int i = 0; i < threads; i++)
+    pt[i].f = f;
   for (int i = 1; i < threads; i++) {
-    if (pthread_create(&tid[started], NULL, pool_main, f) != 0)
+    if (pthread_create(&tid[started], NULL, pool_main, &pt[started + 1]) != 0)
       break; /* fewer threads: the remaining ones pick up the work */
     started++;
   }
-  pool_main(f);
+  pool_main(&pt[0]);
   for (int i = 0; i < started; i++)
     pthread_join(tid[i], NULL);
   free(tid);
+  f->busy = f->busy_max = f->help = 0.0;
+  for (int i = 0; i <= started; i++) {
+    f->busy += pt[i].busy + pt[i].help;
+    f->busy_max = fmax(f->busy_max, pt[i].busy + pt[i].help);
+    f->help += pt[i].help;
+  }
+  free(pt);
   int st = LSMI_OK;
   for (int i = 0; i < f->ntasks; i++) {
     int s = f->tasks[i].status;
@@ -1167,6 +1193,9 @@ static int fit_run(fit_t *f, const lsmi_dataset_t *ds, const lsmi_params_t *p,
   seconds[0] = now_seconds(CLOCK_MONOTONIC) - w0;
   if (st)
     return st;
+  f->train_busy = f->busy;
+  f->train_busy_max = f->busy_max;
+  f->train_help = f->help;
   pthread_mutex_lock(&f->lock);
   f->phase = LSMI_PHASE_EVALUATE;
   report_locked(f, TRAIN_SHARE);
@@ -1243,6 +1272,9 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
       free(m);
     }
     res->seconds_train = seconds[0];
+    res->seconds_busy = f->train_busy;
+    res->seconds_busy_max = f->train_busy_max;
+    res->seconds_help = f->train_help;
     res->seconds_eval = seconds[1] + now_seconds(CLOCK_MONOTONIC) - w0;
   }
   if (st == LSMI_OK)

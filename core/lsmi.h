@@ -506,6 +506,15 @@ typedef struct lsmi_result {
   double seconds_ent;         /* sum over the KNIFE models' thread times */
   double seconds_eval;        /* wall time of evaluation and combination */
   double disc_loss, ent_loss; /* last epoch's mean losses */
+  /* How evenly training used its threads, in CPU time (which the load of
+   * other processes disturbs least): the pool threads' CPU seconds of work
+   * (waiting for work not counted) summed and the busiest one's, and the
+   * part of the sum spent on steps of a model that another thread held (a
+   * thread with nothing left of its own helps a long model's steps).
+   * seconds_busy / (threads * seconds_busy_max) is the training's
+   * utilisation of its threads. */
+  double seconds_busy, seconds_busy_max;
+  double seconds_help;
 } lsmi_result_t;
 
 /*
