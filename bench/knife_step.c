@@ -95,7 +95,8 @@ static void bench_d(int d, int rounds) {
   size_t np = lsmi_knife_nparams(d, K);
   float *params = line_alloc(np * sizeof(float));
   float *grads = line_alloc(np * sizeof(float));
-  float *m = line_alloc(np * sizeof(float)), *v = line_alloc(np * sizeof(float));
+  float *m = line_alloc(np * sizeof(float)),
+        *v = line_alloc(np * sizeof(float));
   /* The fused step keeps the factors' moments in its own layout (knife.h):
    * moments of its own. */
   float *m2 = line_alloc(np * sizeof(float));
@@ -143,7 +144,7 @@ static void bench_d(int d, int rounds) {
     for (long i = 0; i < calls; i++) {
       size_t row = (size_t)(i * B) % (ROWS - B + 1);
       sink += lsmi_knife_train_step(&k, &g, &adam2, 1e-6, scratch,
-                                    x + row * (size_t)d, (size_t)d, B);
+                                    x + row * (size_t)d, (size_t)d, B, NULL);
     }
     double t3 = cpu_now();
     for (long i = 0; i < calls; i++) {
@@ -176,7 +177,7 @@ static void bench_d(int d, int rounds) {
       for (long i = 0; i < ecalls; i++) {
         size_t row = (size_t)(i * rows) % (size_t)(ROWS - rows + 1);
         lsmi_knife_logpdf(&k, logp, scratch, x + row * (size_t)d, (size_t)d,
-                          rows);
+                          rows, NULL);
         sink += logp[0];
       }
       double t = (cpu_now() - t0) / (double)ecalls;

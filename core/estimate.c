@@ -667,7 +667,7 @@ static void score_block(const fit_t *f, task_t *t, lsmi_mlp_acts_t *acts,
     ld = (size_t)t->din;
   }
   if (t->is_knife) {
-    lsmi_knife_logpdf(&t->knife, v, t->scratch, x, ld, n);
+    lsmi_knife_logpdf(&t->knife, v, t->scratch, x, ld, n, NULL);
     /* h = -log p(x); a standardised input's density in x' becomes one in
      * x by the change of variables, h(x) = h'(x') + sum of log sd. */
     for (int i = 0; i < n; i++)
@@ -771,7 +771,7 @@ static void task_train_epoch(fit_t *f, task_t *t) {
       /* The backward and Adam in one pass (knife.h): the step begins Adam
        * itself once the loss is known to be finite. */
       loss = lsmi_knife_train_step(&t->knife, &t->dknife, &t->adam, lr,
-                                   t->scratch, t->xb, din, B);
+                                   t->scratch, t->xb, din, B, NULL);
     } else {
       lsmi_mlp_forward(&t->mlp, &acts, t->xb, din, B);
       loss = lsmi_ce_forward_backward(t->dlogits, acts.logits, t->yb, B, C);
