@@ -595,6 +595,19 @@ LSMI_API const char *lsmi_kernels_name(void);
 LSMI_API int lsmi_kernels_select(const char *name);
 
 /*
+ * Whether lsmi_fit splits a KNIFE model's training steps and evaluation at
+ * d >= 128 across its threads: a pool thread with nothing of its own left
+ * to do runs some of a longer model's mixture components. The results are
+ * the same bits either way, at any thread count. Off by default: the
+ * model's thread and its helper must both hold a core at every step, and
+ * on a machine shared with other work the waiting cost more than the split
+ * saved (doc/roofline.md). Process-wide; set before a fit starts. lsmi's
+ * command reads LSMI_FIT_SPLIT (1 or 0).
+ */
+LSMI_API void lsmi_fit_split_select(bool on);
+LSMI_API bool lsmi_fit_split(void);
+
+/*
  * With the "blas" kernels, the OpenBLAS kernel set matters (Debian's build
  * picks its own at load time, and may pick generic ones on a CPU newer than
  * the release): a program calls lsmi_blas_setup first thing in main(), and
