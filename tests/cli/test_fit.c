@@ -584,6 +584,66 @@ static void test_out_replaces_and_is_deterministic(void **state) {
   assert_int_equal(temp_files(), 0);
 }
 
+/* A dataset of a's rows with the first d1 features of its x1 and the
+ * first d2 of its x2 (a: taken). */
+static lsmi_dataset_t *narrow(lsmi_dataset_t *a, size_t d1, size_t d2) {
+  lsmi_dataset_t *ds =
+      lsmi_dataset_create(a->train.n, a->val.n, d1, d2, a->classes, NULL);
+  assert_non_null(ds);
+  const lsmi_split_t *from[2] = {&a->train, &a->val};
+  lsmi_split_t *to[2] = {&ds->train, &ds->val};
+  size_t lda = a->d1 + a->d2;
+  for (int s = 0; s < 2; s++)
+    for (size_t i = 0; i < from[s]->n; i++) {
+      const float *x = from[s]->x + i * lda;
+      float *y = to[s]->x + i * (d1 + d2);
+      memcpy(y, x, d1 * sizeof(float));
+      memcpy(y + d1, x + a->d1, d2 * sizeof(float));
+      to[s]->y[i] = from[s]->y[i];
+    }
+  lsmi_dataset_destroy(a);
+  return ds;
+}
+
+/* From d = 128 on, with lsmi_fit_split, a KNIFE step's and an
+ * evaluation's components are pieces that an idle pool thread helps with
+ * (core/par.h): the same seed must still give the same bytes on one
+ * thread and on two, whichever
+ * thread runs which piece. x1 is wider than x2 (320 and 128 features), so
+ * that the thread with the narrower KNIFE runs out of work first and
+ * helps the wider one's steps and evaluation; three rounds, as the
+ * scheduling varies. */
+static void test_wide_fit_same_bytes_on_two_threads(void **state) {
+  (void)state;
+  const char *data = cli_scratch("wide.npz");
+  const char *one = cli_scratch("wide1.csv"), *two = cli_scratch("wide2.csv");
+  lsmi_synth_spec_t spec = {
+      .kind = LSMI_SYNTH_GAUSSIAN, .n = 500, .dim = 320, .seed = 5};
+  lsmi_dataset_t *ds = NULL;
+  assert_int_equal(lsmi_synth_make(&spec, &ds, NULL, NULL), LSMI_OK);
+  ds = narrow(ds, 320, 128);
+  assert_int_equal(lsmi_dataset_write_npz(ds, data, NULL), LSMI_OK);
+  lsmi_dataset_destroy(ds);
+  for (int round = 0; round < 3; round++) {
+    cli_run_t r =
+        FIT(data, "--quiet", "--seed", "4", "--threads", "1", "--out", one);
+    assert_int_equal(r.rc, 0);
+    cli_run_free(&r);
+    lsmi_fit_split_select(true);
+    r = FIT(data, "--quiet", "--seed", "4", "--threads", "2", "--out", two);
+    lsmi_fit_split_select(false);
+    assert_int_equal(r.rc, 0);
+    cli_run_free(&r);
+    char *a = cli_slurp(one), *b = cli_slurp(two);
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_true(strncmp(a, "index,split,", 12) == 0);
+    assert_string_equal(a, b);
+    free(a);
+    free(b);
+  }
+}
+
 /* --out is checked before the file is read and fitted: an unknown
  * extension, a directory, a directory that does not exist; nothing is
  * left behind. */
@@ -907,6 +967,7 @@ int main(void) {
       cmocka_unit_test(test_out_csv),
       cmocka_unit_test(test_out_json),
       cmocka_unit_test(test_out_replaces_and_is_deterministic),
+      cmocka_unit_test(test_wide_fit_same_bytes_on_two_threads),
       cmocka_unit_test(test_out_checked_before_the_fit),
       cmocka_unit_test(test_out_stdout),
       cmocka_unit_test(test_nonfinite_is_null),
