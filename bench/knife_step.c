@@ -19,10 +19,21 @@
  * bound max(FLOPs / peak, bytes / bandwidth) and the fraction of it each
  * achieves (bound / measured time).
  *
- * Usage: knife_step [--gemm NAME] [--rounds N] [--peak G --bw B] [d ...]
- * (default d: 2 10 128 256 512 768). Output: one line per d, microseconds
- * per call.
+ * With --split each d gets a third line: the fused step and the 1024-row
+ * logpdf with their components spread over this thread and a second one
+ * (core/par.h), against the same on this thread alone, both by the wall
+ * clock (the best round: the one the other processes disturbed least).
+ * The second thread spins between pieces, so this is the split's best
+ * case, what lsmi_fit_split could give on a machine of its own.
+ *
+ * Usage: knife_step [--gemm NAME] [--rounds N] [--peak G --bw B] [--split]
+ * [d ...] (default d: 2 10 128 256 512 768). Output: one line per d,
+ * microseconds per call.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +42,7 @@
 #include "adam.h"
 #include "gemm.h"
 #include "knife.h"
+#include "par.h"
 #include "rng.h"
 
 static double cpu_now(void) {
@@ -39,7 +51,68 @@ static double cpu_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 enum { K = 5, B = 32, ROWS = 4096, EVAL = 1024 };
+
+/*
+ * --split's second thread. A post's word packs its generation, piece count
+ * and next piece (gen << 32 | n << 16 | next), so a claim (a compare-and-
+ * swap on it) only succeeds on a post whose pieces are not all claimed,
+ * that is while its poster waits: fn and arg, written before the word,
+ * are that post's (core/estimate.c's board, without the sleeping).
+ */
+static struct {
+  _Alignas(64) _Atomic uint64_t word;
+  atomic_int done; /* pieces the second thread finished */
+  atomic_bool quit;
+  lsmi_par_fn fn;
+  void *arg;
+} spin;
+
+static int spin_claim(void) {
+  uint64_t w = atomic_load(&spin.word);
+  for (;;) {
+    if ((w & 0xffff) >= ((w >> 16) & 0xffff))
+      return -1;
+    if (atomic_compare_exchange_weak(&spin.word, &w, w + 1))
+      return (int)(w & 0xffff);
+  }
+}
+
+static void *spin_main(void *unused) {
+  (void)unused;
+  while (!atomic_load(&spin.quit)) {
+    int i = spin_claim();
+    if (i < 0)
+      continue;
+    spin.fn(spin.arg, i);
+    atomic_fetch_add(&spin.done, 1);
+  }
+  return NULL;
+}
+
+/* lsmi_par_t's run: posts the pieces, runs those the other thread does not
+ * claim, waits for the ones it did. */
+static void spin_run(void *ctx, int n, lsmi_par_fn fn, void *arg) {
+  (void)ctx;
+  spin.fn = fn;
+  spin.arg = arg;
+  atomic_store(&spin.done, 0);
+  uint64_t gen = (atomic_load(&spin.word) >> 32) + 1;
+  atomic_store(&spin.word, gen << 32 | (uint64_t)n << 16);
+  int mine = 0;
+  for (int i; (i = spin_claim()) >= 0; mine++)
+    fn(arg, i);
+  while (atomic_load(&spin.done) < n - mine)
+    ;
+}
+
+static const lsmi_par_t spin_par = {.run = spin_run};
 
 /* Calls per round so that a round takes about 50 ms at the given cost. */
 static long calls_for(double seconds_per_call) {
@@ -91,11 +164,49 @@ static roofline_t roofline(int d) {
   return (roofline_t){K * per, 13.0 * T, 7.0 * T};
 }
 
+/* --split: wall µs of the fused step and of a 1024-row logpdf with par
+ * (NULL: this thread alone), the best of rounds. */
+static void time_par(const lsmi_knife_t *k, lsmi_knife_t *g, lsmi_adam_t *a,
+                     float *scratch, const float *x, double *logp, int rounds,
+                     const lsmi_par_t *par, double *step, double *eval) {
+  int d = k->d;
+  volatile double sink = 0.0;
+  long calls = 4, ecalls = 2;
+  *step = *eval = 1e30;
+  for (int r = 0; r < rounds + 1; r++) {
+    double t0 = wall_now();
+    for (long i = 0; i < calls; i++) {
+      size_t row = (size_t)(i * B) % (ROWS - B + 1);
+      sink += lsmi_knife_train_step(k, g, a, 1e-6, scratch, x + row * (size_t)d,
+                                    (size_t)d, B, par);
+    }
+    double t1 = wall_now();
+    for (long i = 0; i < ecalls; i++) {
+      size_t row = (size_t)(i * EVAL) % (size_t)(ROWS - EVAL + 1);
+      lsmi_knife_logpdf(k, logp, scratch, x + row * (size_t)d, (size_t)d, EVAL,
+                        par);
+      sink += logp[0];
+    }
+    double t2 = wall_now();
+    double ts = (t1 - t0) / (double)calls, te = (t2 - t1) / (double)ecalls;
+    if (r > 0) {
+      *step = ts < *step ? ts : *step;
+      *eval = te < *eval ? te : *eval;
+    }
+    calls = calls_for(ts);
+    ecalls = calls_for(te);
+  }
+  (void)sink;
+}
+
+static int split;
+
 static void bench_d(int d, int rounds) {
   size_t np = lsmi_knife_nparams(d, K);
   float *params = line_alloc(np * sizeof(float));
   float *grads = line_alloc(np * sizeof(float));
-  float *m = line_alloc(np * sizeof(float)), *v = line_alloc(np * sizeof(float));
+  float *m = line_alloc(np * sizeof(float)),
+        *v = line_alloc(np * sizeof(float));
   /* The fused step keeps the factors' moments in its own layout (knife.h):
    * moments of its own. */
   float *m2 = line_alloc(np * sizeof(float));
@@ -143,7 +254,7 @@ static void bench_d(int d, int rounds) {
     for (long i = 0; i < calls; i++) {
       size_t row = (size_t)(i * B) % (ROWS - B + 1);
       sink += lsmi_knife_train_step(&k, &g, &adam2, 1e-6, scratch,
-                                    x + row * (size_t)d, (size_t)d, B);
+                                    x + row * (size_t)d, (size_t)d, B, NULL);
     }
     double t3 = cpu_now();
     for (long i = 0; i < calls; i++) {
@@ -176,7 +287,7 @@ static void bench_d(int d, int rounds) {
       for (long i = 0; i < ecalls; i++) {
         size_t row = (size_t)(i * rows) % (size_t)(ROWS - rows + 1);
         lsmi_knife_logpdf(&k, logp, scratch, x + row * (size_t)d, (size_t)d,
-                          rows);
+                          rows, NULL);
         sink += logp[0];
       }
       double t = (cpu_now() - t0) / (double)ecalls;
@@ -205,6 +316,23 @@ static void bench_d(int d, int rounds) {
            1e6 * bound_a, 100.0 * bound_b / best_step,
            100.0 * bound_a / best_fused);
   }
+  if (split) {
+    double s1, e1, s2, e2;
+    time_par(&k, &g, &adam2, scratch, x, logp, rounds, NULL, &s1, &e1);
+    /* the second thread only now, so that it spins during no other timing */
+    pthread_t helper;
+    atomic_store(&spin.quit, false);
+    if (pthread_create(&helper, NULL, spin_main, NULL) != 0) {
+      fprintf(stderr, "knife_step: no second thread\n");
+      exit(1);
+    }
+    time_par(&k, &g, &adam2, scratch, x, logp, rounds, &spin_par, &s2, &e2);
+    atomic_store(&spin.quit, true);
+    pthread_join(helper, NULL);
+    printf("  split d=%-4d wall, one thread -> two: fused step %8.2f -> %8.2f "
+           "us (%.2fx)  logpdf(%d rows) %8.1f -> %8.1f us (%.2fx)\n",
+           d, 1e6 * s1, 1e6 * s2, s1 / s2, EVAL, 1e6 * e1, 1e6 * e2, e1 / e2);
+  }
   (void)sink;
   free(params), free(grads), free(m), free(v), free(m2), free(v2);
   free(scratch), free(x);
@@ -225,11 +353,13 @@ int main(int argc, char **argv) {
       peak = atof(argv[++i]);
     } else if (strcmp(argv[i], "--bw") == 0 && i + 1 < argc) {
       bw = atof(argv[++i]);
+    } else if (strcmp(argv[i], "--split") == 0) {
+      split = 1;
     } else if (nd < 16 && atoi(argv[i]) > 0) {
       ds[nd++] = atoi(argv[i]);
     } else {
       fprintf(stderr, "usage: knife_step [--gemm NAME] [--rounds N] "
-                      "[--peak GFLOPS --bw GBPS] [d ...]\n");
+                      "[--peak GFLOPS --bw GBPS] [--split] [d ...]\n");
       return 2;
     }
   }

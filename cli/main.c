@@ -80,6 +80,11 @@ int main(int argc, char **argv) {
   const char *kernels = getenv("LSMI_KERNELS");
   bool bad_kernels = kernels && *kernels && strcmp(kernels, "auto") != 0 &&
                      lsmi_kernels_select(kernels) != LSMI_OK;
+  /* Whether a fit splits a KNIFE model's steps across its threads (off
+   * unless LSMI_FIT_SPLIT=1: lsmi.h says why). */
+  const char *split = getenv("LSMI_FIT_SPLIT");
+  if (split && strcmp(split, "1") == 0)
+    lsmi_fit_split_select(true);
   bool blas_used = strcmp(lsmi_kernels_name(), "blas") == 0;
   if (blas_used)
     lsmi_blas_setup(argc, argv);

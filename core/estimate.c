@@ -48,6 +48,7 @@
  */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@
 #include "lsmi.h"
 #include "member.h"
 #include "mlp.h"
+#include "par.h"
 #include "rng.h"
 #include "split.h"
 
@@ -76,8 +78,8 @@ enum {
 /* Streams of the draws beyond the published recipe; the recipe's own are
  * in rng.h. */
 enum {
-  STREAM_HOLDOUT = 20, /* + fold: the early-stopping part of a set */
-  STREAM_FOLDS = 40,   /* a member's folds */
+  STREAM_HOLDOUT = 20,   /* + fold: the early-stopping part of a set */
+  STREAM_FOLDS = 40,     /* a member's folds */
   STREAM_KNIFE_DATA = 41 /* + model: 44, 45; 42, 43 are combine.c's */
 };
 
@@ -153,6 +155,7 @@ typedef struct task {
   /* Evaluation: sums of the loss and the hits on each part of the rows. */
   double part_loss[LSMI_PARTS], part_hits[LSMI_PARTS], part_n[LSMI_PARTS];
   double thread_seconds;
+  atomic_llong help_ns; /* helpers' CPU nanoseconds on its pieces */
   int status;
 } task_t;
 
@@ -186,6 +189,19 @@ struct fit {
   double disc_loss, ent_loss;
   double total_cost, done_cost;
   lsmi_phase_t phase;
+  /* The last pool_run's threads' work summed, its busiest thread's and
+   * the help (pool_thread_t), in CPU seconds, and training's. */
+  double busy, busy_max, help, train_busy, train_busy_max, train_help;
+  /* Helping (see there): the board, one slot per pool thread, and the
+   * sleepers. sched_gen moves whenever a task is given back or an
+   * evaluation ends; evals_done counts those. */
+  struct help_slot *slots;
+  int nslots;
+  atomic_uint sched_gen;
+  atomic_int evals_done;
+  atomic_int sleepers;
+  pthread_mutex_t help_lock;
+  pthread_cond_t help_cond;
 };
 
 static double now_seconds(clockid_t clock) {
@@ -648,7 +664,8 @@ static void gather(const fit_t *f, const task_t *t, const lsmi_split_t *s,
  * the row's argmax is y. Uses t's activations, scratch and xb. */
 static void score_block(const fit_t *f, task_t *t, lsmi_mlp_acts_t *acts,
                         const lsmi_split_t *s, const uint32_t *rows,
-                        size_t first, int n, double *v, unsigned char *hit) {
+                        size_t first, int n, double *v, unsigned char *hit,
+                        const lsmi_par_t *par) {
   size_t ldx = f->ds->d1 + f->ds->d2;
   int C = f->ds->classes;
   const float *x;
@@ -664,7 +681,7 @@ static void score_block(const fit_t *f, task_t *t, lsmi_mlp_acts_t *acts,
     ld = (size_t)t->din;
   }
   if (t->is_knife) {
-    lsmi_knife_logpdf(&t->knife, v, t->scratch, x, ld, n);
+    lsmi_knife_logpdf(&t->knife, v, t->scratch, x, ld, n, par);
     /* h = -log p(x); a standardised input's density in x' becomes one in
      * x by the change of variables, h(x) = h'(x') + sum of log sd. */
     for (int i = 0; i < n; i++)
@@ -702,7 +719,8 @@ static double row_loss(const task_t *t, double v) {
 
 /* Early stopping: the held-out loss after an epoch decides whether these
  * weights are the best so far and whether training goes on. */
-static void early_stop_check(fit_t *f, task_t *t, int epoch) {
+static void early_stop_check(fit_t *f, task_t *t, int epoch,
+                             const lsmi_par_t *par) {
   const set_t *s = t->set;
   lsmi_mlp_acts_t acts;
   if (!t->is_knife)
@@ -712,7 +730,7 @@ static void early_stop_check(fit_t *f, task_t *t, int epoch) {
   for (size_t b0 = 0; b0 < s->n_hold; b0 += (size_t)t->eval_block) {
     size_t left = s->n_hold - b0;
     int n = (int)(left < (size_t)t->eval_block ? left : (size_t)t->eval_block);
-    score_block(f, t, &acts, &f->ds->train, s->hold + b0, 0, n, v, NULL);
+    score_block(f, t, &acts, &f->ds->train, s->hold + b0, 0, n, v, NULL, par);
     for (int i = 0; i < n; i++)
       loss += row_loss(t, v[i]);
   }
@@ -729,8 +747,9 @@ static void early_stop_check(fit_t *f, task_t *t, int epoch) {
 }
 
 /* Trains epoch t->next_epoch of t and advances it; on failure or cancel sets
- * t->status (and the stop flag) instead. */
-static void task_train_epoch(fit_t *f, task_t *t) {
+ * t->status (and the stop flag) instead. par (borrowed, may be NULL): where
+ * a KNIFE step's components may go (par.h). */
+static void task_train_epoch(fit_t *f, task_t *t, const lsmi_par_t *par) {
   const lsmi_split_t *tr = &f->ds->train;
   const lsmi_params_t *p = f->p;
   const set_t *s = t->set;
@@ -768,7 +787,7 @@ static void task_train_epoch(fit_t *f, task_t *t) {
       /* The backward and Adam in one pass (knife.h): the step begins Adam
        * itself once the loss is known to be finite. */
       loss = lsmi_knife_train_step(&t->knife, &t->dknife, &t->adam, lr,
-                                   t->scratch, t->xb, din, B);
+                                   t->scratch, t->xb, din, B, par);
     } else {
       lsmi_mlp_forward(&t->mlp, &acts, t->xb, din, B);
       loss = lsmi_ce_forward_backward(t->dlogits, acts.logits, t->yb, B, C);
@@ -788,7 +807,7 @@ static void task_train_epoch(fit_t *f, task_t *t) {
   }
   t->loss_hist[epoch] = n ? loss_sum / (double)n : 0.0;
   if (s->hold)
-    early_stop_check(f, t, epoch);
+    early_stop_check(f, t, epoch, par);
   t->next_epoch = t->stopped ? t->epochs : epoch + 1;
   epoch_done(f, t, epoch);
   if (t->next_epoch >= t->epochs)
@@ -800,8 +819,8 @@ static void task_train_epoch(fit_t *f, task_t *t) {
 /* ------------------------------------------------------------------------ */
 
 /* Writes this model's column (i or h) of both splits and scores its losses
- * on each part of the rows. */
-static void task_eval(fit_t *f, task_t *t) {
+ * on each part of the rows; par as for task_train_epoch. */
+static void task_eval(fit_t *f, task_t *t, const lsmi_par_t *par) {
   const lsmi_params_t *p = f->p;
   const set_t *s = t->set;
   member_t *m = &f->members[s->member];
@@ -845,7 +864,8 @@ static void task_eval(fit_t *f, task_t *t) {
       int B =
           (int)(left < (size_t)t->eval_block ? left : (size_t)t->eval_block);
       double *v = all ? out + b0 : one;
-      score_block(f, t, &acts, split, NULL, b0, B, v, t->is_knife ? NULL : hit);
+      score_block(f, t, &acts, split, NULL, b0, B, v, t->is_knife ? NULL : hit,
+                  par);
       for (int i = 0; i < B; i++) {
         int role = sp == 0 && s->role ? s->role[b0 + (size_t)i] : ROLE_FIT;
         int part = sp == 1             ? LSMI_PART_VAL
@@ -911,69 +931,342 @@ static task_t *take_task_locked(fit_t *f, const task_t *prev) {
   return best;
 }
 
+/* ------------------------------------------------------------------------ */
+/* Helping                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * With lsmi_fit_split (off by default: lsmi.h, doc/roofline.md), a pool
+ * thread with nothing of its own left to do helps the others: the
+ * KNIFE step and evaluation at d >= 128 hand their components to
+ * lsmi_par_run (par.h, knife.h), and a thread's lsmi_par_t posts them on
+ * its slot of the board, where it and any idle thread claim them one at
+ * a time; it then waits for the ones others claimed. Each piece writes
+ * only its component's data, so who runs which changes no result.
+ *
+ * A slot's word packs the post's generation, its piece count and the next
+ * piece to claim (gen << 32 | n << 16 | next), and a claim is a compare-
+ * and-swap on it. A claim can therefore only succeed on the post its
+ * claimer read, while that post still has pieces left, that is while its
+ * poster waits: fn, arg and task, written before the word and read after
+ * a claim, are that post's. done counts the pieces helpers finished; the
+ * poster resets it before the next post, which it makes only once every
+ * claimed piece is done.
+ *
+ * An idle thread spins on the board for a short while (a KNIFE step posts
+ * twice every millisecond or so, with a few microseconds between) and
+ * then sleeps on fit.help_cond. A poster or a change of the tasks' state
+ * (fit.sched_gen: a task given back or finished, an evaluation done)
+ * wakes the sleepers. The Dekker pair that makes this safe: a poster
+ * stores the word and then reads fit.sleepers, a sleeper increments
+ * fit.sleepers and then reads the words, all sequentially consistent, so
+ * at least one of them sees the other. fit.help_lock is never held
+ * together with fit.sched or fit.lock.
+ */
+typedef struct help_slot {
+  _Alignas(64) _Atomic uint64_t word; /* gen << 32 | n << 16 | next */
+  atomic_int done; /* pieces of the post that helpers finished */
+  lsmi_par_fn fn;  /* the post's pieces */
+  void *arg;
+  task_t *task; /* the poster's task: helpers' CPU seconds go to it */
+  fit_t *f;
+  lsmi_par_t par; /* run = help_run, ctx = this slot */
+} help_slot_t;
+
+/* A spin-wait's pause, which leaves the core's resources to the other
+ * hardware thread and saves power. */
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+/* Seconds an idle thread spins on the board before it sleeps, and a poster
+ * spins waiting for a helper's piece before it yields its core (to the
+ * helper, should it have been descheduled on a loaded machine). */
+#define HELP_SPIN 200e-6
+#define HELP_YIELD 50e-6
+
+/* Wakes the threads sleeping in help_wait, if any. */
+static void help_wake(fit_t *f) {
+  if (atomic_load(&f->sleepers) == 0)
+    return;
+  pthread_mutex_lock(&f->help_lock);
+  pthread_cond_broadcast(&f->help_cond);
+  pthread_mutex_unlock(&f->help_lock);
+}
+
+/* The tasks' state changed (fit.sched_gen): wake the idle threads. */
+static void sched_changed(fit_t *f) {
+  atomic_fetch_add(&f->sched_gen, 1);
+  help_wake(f);
+}
+
+/* Claims the next piece of s's post: its index, or -1 when none is left. */
+static int help_claim(help_slot_t *s) {
+  uint64_t w = atomic_load_explicit(&s->word, memory_order_acquire);
+  for (;;) {
+    uint64_t next = w & 0xffff, n = (w >> 16) & 0xffff;
+    if (next >= n)
+      return -1;
+    if (atomic_compare_exchange_weak_explicit(
+            &s->word, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
+      return (int)next;
+  }
+}
+
+/* lsmi_par_t's run on the board (see above): posts fn's n pieces on slot
+ * ctx, runs what the others do not claim, and returns when all are done. */
+static void help_run(void *ctx, int n, lsmi_par_fn fn, void *arg) {
+  help_slot_t *s = ctx;
+  if (n > 0xffff) { /* more than a word holds: not spread */
+    for (int i = 0; i < n; i++)
+      fn(arg, i);
+    return;
+  }
+  s->fn = fn;
+  s->arg = arg;
+  atomic_store_explicit(&s->done, 0, memory_order_relaxed);
+  uint64_t gen = (atomic_load_explicit(&s->word, memory_order_relaxed) >> 32);
+  atomic_store(&s->word, (gen + 1) << 32 | (uint64_t)n << 16);
+  help_wake(s->f);
+  int mine = 0;
+  for (int i; (i = help_claim(s)) >= 0; mine++)
+    fn(arg, i);
+  if (atomic_load_explicit(&s->done, memory_order_acquire) == n - mine)
+    return;
+  double t0 = now_seconds(CLOCK_MONOTONIC);
+  while (atomic_load_explicit(&s->done, memory_order_acquire) < n - mine) {
+    if (now_seconds(CLOCK_MONOTONIC) - t0 < HELP_YIELD)
+      cpu_relax();
+    else
+      sched_yield();
+  }
+}
+
+/* lsmi_fit_split_select's setting: whether pool threads help (lsmi.h). */
+static atomic_bool fit_split;
+
+void lsmi_fit_split_select(bool on) { atomic_store(&fit_split, on); }
+
+bool lsmi_fit_split(void) { return atomic_load(&fit_split); }
+
+/* One thread of the pool: the fit, its slot of the board, and the CPU
+ * seconds of work it did (its own tasks' in busy, other threads' pieces
+ * in help). */
+typedef struct pool_thread {
+  fit_t *f;
+  help_slot_t *slot;
+  const lsmi_par_t *par; /* &slot->par, or NULL with one thread */
+  double busy, help;
+} pool_thread_t;
+
+/* Runs the pieces of the other threads' posts that it can claim; whether
+ * it ran any. A run of pieces of one post is timed as one, and its CPU
+ * seconds are added to the poster's task before the last piece counts as
+ * done (so the poster finds them there when its epoch is over). */
+static bool help_some(pool_thread_t *pt) {
+  fit_t *f = pt->f;
+  bool ran = false;
+  for (int j = 0; j < f->nslots; j++) {
+    help_slot_t *s = &f->slots[j];
+    int i = s == pt->slot ? -1 : help_claim(s);
+    if (i < 0)
+      continue;
+    ran = true;
+    double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
+    for (;;) {
+      s->fn(s->arg, i);
+      int next = help_claim(s); /* of the same post: it waits for i */
+      if (next < 0)
+        break;
+      atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+      i = next;
+    }
+    double dt = now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    pt->help += dt;
+    atomic_fetch_add_explicit(&s->task->help_ns, (long long)(dt * 1e9),
+                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->done, 1, memory_order_release);
+  }
+  return ran;
+}
+
+/* Whether another thread's slot has a piece to claim. */
+static bool help_pending(const pool_thread_t *pt) {
+  const fit_t *f = pt->f;
+  for (int j = 0; j < f->nslots; j++) {
+    uint64_t w = atomic_load(&f->slots[j].word);
+    if (&f->slots[j] != pt->slot && (w & 0xffff) < ((w >> 16) & 0xffff))
+      return true;
+  }
+  return false;
+}
+
+/* Helps until the tasks' state moves on from gen (fit.sched_gen) or the
+ * fit stops: runs the pieces it can claim, spins when there are none, and
+ * sleeps when none come for HELP_SPIN seconds. */
+static void help_wait(pool_thread_t *pt, unsigned gen) {
+  fit_t *f = pt->f;
+  double idle_since = -1.0;
+  while (atomic_load(&f->sched_gen) == gen && !should_stop(f)) {
+    if (help_some(pt)) {
+      idle_since = -1.0;
+      continue;
+    }
+    double now = now_seconds(CLOCK_MONOTONIC);
+    if (idle_since < 0.0)
+      idle_since = now;
+    if (now - idle_since < HELP_SPIN) {
+      for (int k = 0; k < 64; k++)
+        cpu_relax();
+      continue;
+    }
+    pthread_mutex_lock(&f->help_lock);
+    atomic_fetch_add(&f->sleepers, 1);
+    while (atomic_load(&f->sched_gen) == gen && !help_pending(pt) &&
+           !atomic_load(&f->stop))
+      pthread_cond_wait(&f->help_cond, &f->help_lock);
+    atomic_fetch_sub(&f->sleepers, 1);
+    pthread_mutex_unlock(&f->help_lock);
+    idle_since = -1.0;
+  }
+}
+
+/* Whether a thread holds a task. fit.sched must be held. */
+static bool any_running_locked(const fit_t *f) {
+  for (int i = 0; i < f->ntasks; i++)
+    if (f->tasks[i].running)
+      return true;
+  return false;
+}
+
+/* CPU seconds that helpers spent on t's pieces since the last call. */
+static double take_help(task_t *t) {
+  return 1e-9 * (double)atomic_exchange(&t->help_ns, 0);
+}
+
 /* Training: one model epoch at a time until no task is left that another
- * thread does not hold. A thread that finds none can stop: a held task
- * only ever continues on the thread that gives it back, which is free then
- * to take it again. */
-static void pool_train(fit_t *f) {
+ * thread does not hold. A thread that finds none helps the threads that
+ * hold one (help_wait) until a task is given back; a held task only ever
+ * continues on the thread that gives it back, or on a helper that takes
+ * it then. */
+static void pool_train(pool_thread_t *pt) {
+  fit_t *f = pt->f;
   task_t *t = NULL;
   for (;;) {
     pthread_mutex_lock(&f->sched);
     t = take_task_locked(f, t);
+    bool held = t == NULL && any_running_locked(f);
+    unsigned gen = atomic_load(&f->sched_gen);
     pthread_mutex_unlock(&f->sched);
-    if (t == NULL || should_stop(f)) {
-      if (t) {
-        pthread_mutex_lock(&f->sched);
-        t->running = false;
-        pthread_mutex_unlock(&f->sched);
-      }
+    if (t == NULL) {
+      if (!held || pt->par == NULL || should_stop(f))
+        return;
+      help_wait(pt, gen);
+      continue;
+    }
+    if (should_stop(f)) {
+      pthread_mutex_lock(&f->sched);
+      t->running = false;
+      pthread_mutex_unlock(&f->sched);
+      sched_changed(f);
       return;
     }
+    pt->slot->task = t;
     double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
-    task_train_epoch(f, t);
+    task_train_epoch(f, t, pt->par);
     double dt = now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    pt->busy += dt;
+    dt += take_help(t);
     pthread_mutex_lock(&f->sched);
     t->thread_seconds += dt;
     t->epoch_seconds = dt;
     t->running = false;
     pthread_mutex_unlock(&f->sched);
+    sched_changed(f);
   }
 }
 
-static void *pool_main(void *arg) {
-  fit_t *f = arg;
-  if (!f->evaluating) {
-    pool_train(f);
-    return NULL;
-  }
+/* Evaluation: the tasks in cost order, one each; then help the others'
+ * until every evaluation is done. */
+static void pool_eval(pool_thread_t *pt) {
+  fit_t *f = pt->f;
   for (;;) {
     int k = atomic_fetch_add(&f->next, 1);
     if (k >= f->ntasks)
       break;
     task_t *t = &f->tasks[f->order[k]];
+    pt->slot->task = t;
     double t0 = now_seconds(CLOCK_THREAD_CPUTIME_ID);
-    task_eval(f, t);
-    t->thread_seconds += now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    task_eval(f, t, pt->par);
+    double dt = now_seconds(CLOCK_THREAD_CPUTIME_ID) - t0;
+    pt->busy += dt;
+    t->thread_seconds += dt + take_help(t);
+    atomic_fetch_add(&f->evals_done, 1);
+    sched_changed(f);
   }
+  while (pt->par) {
+    /* gen before the count: an evaluation that ends in between moves it */
+    unsigned gen = atomic_load(&f->sched_gen);
+    if (atomic_load(&f->evals_done) >= f->ntasks)
+      break;
+    help_wait(pt, gen);
+  }
+}
+
+static void *pool_main(void *arg) {
+  pool_thread_t *pt = arg;
+  if (pt->f->evaluating)
+    pool_eval(pt);
+  else
+    pool_train(pt);
   return NULL;
 }
 
 /* Runs every task once on `threads` threads (the calling thread is one). */
 static int pool_run(fit_t *f, int threads, lsmi_error_t *err) {
   pthread_t *tid = calloc((size_t)threads, sizeof *tid);
-  if (tid == NULL)
+  pool_thread_t *pt = calloc((size_t)threads, sizeof *pt);
+  f->slots = aligned_alloc(64, (size_t)threads * sizeof *f->slots);
+  if (tid == NULL || pt == NULL || f->slots == NULL) {
+    free(tid);
+    free(pt);
+    free(f->slots);
+    f->slots = NULL;
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
-  int started = 0;
+  }
+  memset(f->slots, 0, (size_t)threads * sizeof *f->slots);
+  f->nslots = threads;
   atomic_store(&f->next, 0);
+  atomic_store(&f->evals_done, 0);
+  for (int i = 0; i < threads; i++) {
+    help_slot_t *s = &f->slots[i];
+    s->f = f;
+    s->par = (lsmi_par_t){.run = help_run, .ctx = s};
+    bool split = threads > 1 && lsmi_fit_split();
+    pt[i] = (pool_thread_t){.f = f, .slot = s, .par = split ? &s->par : NULL};
+  }
+  int started = 0;
   for (int i = 1; i < threads; i++) {
-    if (pthread_create(&tid[started], NULL, pool_main, f) != 0)
+    if (pthread_create(&tid[started], NULL, pool_main, &pt[started + 1]) != 0)
       break; /* fewer threads: the remaining ones pick up the work */
     started++;
   }
-  pool_main(f);
+  pool_main(&pt[0]);
   for (int i = 0; i < started; i++)
     pthread_join(tid[i], NULL);
   free(tid);
+  f->busy = f->busy_max = f->help = 0.0;
+  for (int i = 0; i <= started; i++) {
+    f->busy += pt[i].busy + pt[i].help;
+    f->busy_max = fmax(f->busy_max, pt[i].busy + pt[i].help);
+    f->help += pt[i].help;
+  }
+  free(pt);
+  free(f->slots);
+  f->slots = NULL;
+  f->nslots = 0;
   int st = LSMI_OK;
   for (int i = 0; i < f->ntasks; i++) {
     int s = f->tasks[i].status;
@@ -1167,6 +1460,9 @@ static int fit_run(fit_t *f, const lsmi_dataset_t *ds, const lsmi_params_t *p,
   seconds[0] = now_seconds(CLOCK_MONOTONIC) - w0;
   if (st)
     return st;
+  f->train_busy = f->busy;
+  f->train_busy_max = f->busy_max;
+  f->train_help = f->help;
   pthread_mutex_lock(&f->lock);
   f->phase = LSMI_PHASE_EVALUATE;
   report_locked(f, TRAIN_SHARE);
@@ -1196,6 +1492,8 @@ static fit_t *fit_new(void) {
   if (f) {
     pthread_mutex_init(&f->lock, NULL);
     pthread_mutex_init(&f->sched, NULL);
+    pthread_mutex_init(&f->help_lock, NULL);
+    pthread_cond_init(&f->help_cond, NULL);
   }
   return f;
 }
@@ -1203,6 +1501,8 @@ static fit_t *fit_new(void) {
 static void fit_destroy(fit_t *f) {
   pthread_mutex_destroy(&f->lock);
   pthread_mutex_destroy(&f->sched);
+  pthread_mutex_destroy(&f->help_lock);
+  pthread_cond_destroy(&f->help_cond);
   fit_free(f);
   free(f);
 }
@@ -1243,6 +1543,9 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
       free(m);
     }
     res->seconds_train = seconds[0];
+    res->seconds_busy = f->train_busy;
+    res->seconds_busy_max = f->train_busy_max;
+    res->seconds_help = f->train_help;
     res->seconds_eval = seconds[1] + now_seconds(CLOCK_MONOTONIC) - w0;
   }
   if (st == LSMI_OK)

@@ -134,6 +134,14 @@ static size_t knife_round(size_t n) { return (n + 15) & ~(size_t)15; }
  * fused step pulls ahead (bench/knife_step.c). */
 #define KNIFE_FUSED_D 128
 
+/* Floats of the block of the backward product that the fused step fills
+ * at a time (knife_step_component): (R, ldw) with R = KNIFE_WB / ldw rows,
+ * at least KNIFE_ROWS and at most d, 64 KiB, which stays in L2 while its
+ * rows are consumed. Fewer, larger blocks mean fewer calls of lsmi_gemm;
+ * at d = 128 nearly the whole product is one block. */
+#define KNIFE_WB 16384
+#define KNIFE_ROWS 16
+
 /* Sixteen floats as one value (a GCC/Clang vector extension): the compiler
  * keeps it in one AVX-512 register, or two or four narrower ones, where an
  * array of sixteen would be unrolled into scalars. Loads and stores go
@@ -161,7 +169,47 @@ typedef struct knife_scratch {
   float *r;      // (d) Σ_{i>j} L_ij P_ij
   float *v;      // (d) Σ_{i>j} L_ij u_i
   float *Z;      // (K, d + 2, B) two zero rows, then z_k^T, then dz_k^T
+  float *slots;  // (K, slot) each component's own work space (knife_slot)
+  size_t slot;   // floats of one slot
+  size_t maxB;   // the batch the views were bound for
+  int R;         // rows of a block of the fused backward product
 } knife_scratch_t;
+
+/* A component's own work space, where the work of the components may run
+ * on several threads at once (lsmi_par_run): the fused step and, from
+ * KNIFE_FUSED_D on, the forward. */
+typedef struct knife_slot {
+  float *A;      // (d, B) a_k^T (forward) or (B, ldw) [1 | a_k] (backward)
+  float *Wb;     // (R, ldw) a block of rows of the backward product
+  float *u, *pd; // (d) u_i = Σ_n dz_ni and P_ii
+  float *r, *v;  // (d) the column sums, as w->r and w->v
+} knife_slot_t;
+
+/* Rows per block of the fused backward product at d (see KNIFE_WB). */
+static int knife_block_rows(size_t dd) {
+  size_t R = KNIFE_WB / knife_round(dd + 1);
+  R = R < KNIFE_ROWS ? KNIFE_ROWS : R;
+  return (int)(R < dd ? R : dd);
+}
+
+/* Floats of one slot at d and batch BB. */
+static size_t knife_slot_floats(size_t dd, size_t BB) {
+  size_t ldw = knife_round(dd + 1);
+  return knife_round(ldw * BB) +
+         knife_round((size_t)knife_block_rows(dd) * ldw) + 4 * knife_round(dd);
+}
+
+static knife_slot_t knife_slot(const knife_scratch_t *w, size_t dd, int c) {
+  knife_slot_t z;
+  float *p = w->slots + (size_t)c * w->slot;
+  z.A = p, p += knife_round(w->ldw * w->maxB);
+  z.Wb = p, p += knife_round((size_t)w->R * w->ldw);
+  z.u = p, p += knife_round(dd);
+  z.pd = p, p += knife_round(dd);
+  z.r = p, p += knife_round(dd);
+  z.v = p;
+  return z;
+}
 
 static void knife_scratch_bind(knife_scratch_t *w, float *scratch, int d, int K,
                                int max_batch) {
@@ -181,7 +229,11 @@ static void knife_scratch_bind(knife_scratch_t *w, float *scratch, int d, int K,
   w->W = p, p += knife_round((dd + 2) * w->ldw);
   w->r = p, p += knife_round(dd);
   w->v = p, p += knife_round(dd);
-  w->Z = p;
+  w->Z = p, p += knife_round(KK * (dd + 2) * BB);
+  w->slots = p;
+  w->slot = knife_slot_floats(dd, BB);
+  w->maxB = BB;
+  w->R = knife_block_rows(dd);
 }
 
 size_t lsmi_knife_nparams(int d, int K) {
@@ -216,12 +268,15 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng) {
 /*
  * s, tanh (K d each) | logdet, lsw (K each) | cmax, sum, lse (B each)
  * | C (K B) | x^T (d B) | A (B ldw) | W ((d + 2) ldw) | r, v (d each)
- * | Z (K (d + 2) B), each rounded up to 16 floats, ldw = d + 1 rounded up
- * to 16 (so that the backward product's rows start on cache lines: with
- * rows of d + 1 floats every vector load and store of it straddled two,
- * 10% of its time at d = 512 and 768). logpdf uses one
- * component's slice of Z; the backward keeps z_k of all K components there
- * (at d <= KNIFE_SMALL_D in K (d, B) slices, and A is not used).
+ * | Z (K (d + 2) B) | K slots (knife_slot: A (B ldw), a block of R rows
+ * of W (R ldw), u, pd, r, v (d each)), each rounded up to 16 floats, ldw
+ * = d + 1 rounded up to 16 (so that the backward product's rows start on
+ * cache lines: with rows of d + 1 floats every vector load and store of
+ * it straddled two, 10% of its time at d = 512 and 768). logpdf uses one
+ * component's slice of Z, or each its own when the components run on
+ * several threads; the backward keeps z_k of all K components there (at
+ * d <= KNIFE_SMALL_D in K (d, B) slices, and A is not used). The fused
+ * step works in the slots, where its components can run side by side.
  */
 size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
   size_t dd = (size_t)d, KK = (size_t)K, BB = (size_t)max_batch;
@@ -229,7 +284,7 @@ size_t lsmi_knife_nscratch(int d, int K, int max_batch) {
          knife_round(KK * BB) + knife_round(dd * BB) +
          knife_round(knife_round(dd + 1) * BB) +
          knife_round((dd + 2) * knife_round(dd + 1)) + 2 * knife_round(dd) +
-         KK * (dd + 2) * BB;
+         knife_round(KK * (dd + 2) * BB) + KK * knife_slot_floats(dd, BB);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -292,67 +347,81 @@ static void knife_prepare(const lsmi_knife_t *k, knife_scratch_t *w) {
     w->lsw[c] = k->weigh[c] - wlse;
 }
 
+/* What the pieces of one forward share (knife_forward_component). */
+typedef struct knife_fwd_job {
+  const lsmi_knife_t *k;
+  knife_scratch_t *w;
+  size_t BB;
+  int keep_z; /* keep z_k^T of every component for the backward */
+  int spread; /* the components may run at once: each in its own space */
+} knife_fwd_job_t;
+
 /*
- * c_nk of every component into w->C (K, B), from x^T in w->xt, through
- * lsmi_gemm; with keep_z, z_k^T into w->Z (K, d + 2, B), rows 2.. of each
- * slice, rows 0 and 1 zeroed (the backward's product needs them so).
+ * c_nk of component c into row c of w->C (K, B), from x^T in w->xt,
+ * through lsmi_gemm; with keep_z, z_c^T into slice c of w->Z (K, d + 2,
+ * B), rows 2.., rows 0 and 1 zeroed (the backward's product needs them
+ * so). Without keep_z every component works in slice 0 and in w->A, one
+ * after the other, unless spread gives each its own (slice c, and its
+ * slot's A). A piece of lsmi_par_run: it writes nothing another
+ * component's piece reads.
  */
-static inline __attribute__((always_inline)) void
-knife_forward_products(const lsmi_knife_t *k, knife_scratch_t *w, size_t BB,
-                       int keep_z) {
-  int d = k->d, K = k->K, B = (int)BB;
+LSMI_VECTOR_CLONES
+static void knife_forward_component(void *arg, int c) {
+  const knife_fwd_job_t *job = arg;
+  const lsmi_knife_t *k = job->k;
+  knife_scratch_t *w = job->w;
+  size_t BB = job->BB;
+  int d = k->d, B = (int)BB;
   size_t dd = (size_t)d;
   const float *restrict xt = w->xt; // (d, B)
-  for (int c = 0; c < K; c++) {
-    float *restrict Zs = w->Z + (keep_z ? (size_t)c * (dd + 2) * BB : 0);
-    float *restrict Z = Zs + 2 * BB;            // (d, B)
-    float *restrict A = w->A;                   // (d, B)
-    const float *m = k->means + (size_t)c * dd; // (d)
-    const float *s = w->s + (size_t)c * dd;     // (d)
-    memset(Zs, 0, 2 * BB * sizeof(float));
-    // a^T (d, B) = (x^T - means_c) ⊙ s_c, into A and, as the start of the
-    // accumulation, into Z.
-    for (size_t j = 0; j < dd; j++) {
-      float mj = m[j], sj = s[j];
-      for (size_t n = 0; n < BB; n++) {
-        float a = (xt[j * BB + n] - mj) * sj;
-        A[j * BB + n] = a;
-        Z[j * BB + n] = a;
-      }
+  size_t zc = job->keep_z || job->spread ? (size_t)c : 0;
+  float *restrict Zs = w->Z + zc * (dd + 2) * BB;
+  float *restrict Z = Zs + 2 * BB;                                 // (d, B)
+  float *restrict A = job->spread ? knife_slot(w, dd, c).A : w->A; // (d, B)
+  const float *m = k->means + (size_t)c * dd;                      // (d)
+  const float *s = w->s + (size_t)c * dd;                          // (d)
+  memset(Zs, 0, 2 * BB * sizeof(float));
+  // a^T (d, B) = (x^T - means_c) ⊙ s_c, into A and, as the start of the
+  // accumulation, into Z.
+  for (size_t j = 0; j < dd; j++) {
+    float mj = m[j], sj = s[j];
+    for (size_t n = 0; n < BB; n++) {
+      float a = (xt[j * BB + n] - mj) * sj;
+      A[j * BB + n] = a;
+      Z[j * BB + n] = a;
     }
-    // Z (d, B) += L_c (d, d) · A (d, B): z = a + L_c a for every row, the
-    // factor read in place, strictly lower.
-    lsmi_gemm(&(lsmi_gemm_t){.M = d,
-                             .N = B,
-                             .K = d,
-                             .a = k->tri + (size_t)c * dd * dd,
-                             .rsa = dd,
-                             .csa = 1,
-                             .b = A,
-                             .ldb = BB,
-                             .c = Z,
-                             .ldc = BB,
-                             .accumulate = 1,
-                             .tri = LSMI_GEMM_A_STRICT_LOWER});
-    // c_nk = -½‖z_n‖² + logdet_k + lsw_k: sums of squares down the columns,
-    // four rows at a time to shorten the chain of dependent additions.
-    float *restrict q = w->C + (size_t)c * BB; // (B)
-    for (size_t n = 0; n < BB; n++)
-      q[n] = 0.0f;
-    size_t j = 0;
-    for (; j + 4 <= dd; j += 4) {
-      const float *z0 = Z + j * BB, *z1 = z0 + BB, *z2 = z1 + BB, *z3 = z2 + BB;
-      for (size_t n = 0; n < BB; n++)
-        q[n] +=
-            (z0[n] * z0[n] + z1[n] * z1[n]) + (z2[n] * z2[n] + z3[n] * z3[n]);
-    }
-    for (; j < dd; j++)
-      for (size_t n = 0; n < BB; n++)
-        q[n] += Z[j * BB + n] * Z[j * BB + n];
-    float base = w->logdet[c] + w->lsw[c];
-    for (size_t n = 0; n < BB; n++)
-      q[n] = -0.5f * q[n] + base;
   }
+  // Z (d, B) += L_c (d, d) · A (d, B): z = a + L_c a for every row, the
+  // factor read in place, strictly lower.
+  lsmi_gemm(&(lsmi_gemm_t){.M = d,
+                           .N = B,
+                           .K = d,
+                           .a = k->tri + (size_t)c * dd * dd,
+                           .rsa = dd,
+                           .csa = 1,
+                           .b = A,
+                           .ldb = BB,
+                           .c = Z,
+                           .ldc = BB,
+                           .accumulate = 1,
+                           .tri = LSMI_GEMM_A_STRICT_LOWER});
+  // c_nk = -½‖z_n‖² + logdet_k + lsw_k: sums of squares down the columns,
+  // four rows at a time to shorten the chain of dependent additions.
+  float *restrict q = w->C + (size_t)c * BB; // (B)
+  for (size_t n = 0; n < BB; n++)
+    q[n] = 0.0f;
+  size_t j = 0;
+  for (; j + 4 <= dd; j += 4) {
+    const float *z0 = Z + j * BB, *z1 = z0 + BB, *z2 = z1 + BB, *z3 = z2 + BB;
+    for (size_t n = 0; n < BB; n++)
+      q[n] += (z0[n] * z0[n] + z1[n] * z1[n]) + (z2[n] * z2[n] + z3[n] * z3[n]);
+  }
+  for (; j < dd; j++)
+    for (size_t n = 0; n < BB; n++)
+      q[n] += Z[j * BB + n] * Z[j * BB + n];
+  float base = w->logdet[c] + w->lsw[c];
+  for (size_t n = 0; n < BB; n++)
+    q[n] = -0.5f * q[n] + base;
 }
 
 /* Unrolls a loop over the d <= KNIFE_SMALL_D features: left to itself GCC
@@ -469,11 +538,14 @@ static void knife_forward_small_any(const lsmi_knife_t *k, knife_scratch_t *w,
  * e_nk = exp(c_nk - cmax_n) and w->sum their sums over k, which the
  * backward turns into the softmax weights without another exponential.
  * With keep_z, z_k^T of every component is kept in w->Z for the backward
- * (see knife_forward_products and knife_forward_small for the layouts).
+ * (see knife_forward_component and knife_forward_small for the layouts).
+ * From KNIFE_FUSED_D on the components' products go through par (may be
+ * NULL), one piece each.
  */
 LSMI_VECTOR_CLONES
 static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
-                          const float *x, size_t ldx, int B, int keep_z) {
+                          const float *x, size_t ldx, int B, int keep_z,
+                          const lsmi_par_t *par) {
   int d = k->d, K = k->K;
   size_t dd = (size_t)d, BB = (size_t)B;
   float *restrict xt = w->xt; // (d, B)
@@ -481,10 +553,14 @@ static void knife_forward(const lsmi_knife_t *k, knife_scratch_t *w,
     for (size_t j = 0; j < dd; j++)
       xt[j * BB + n] = x[n * ldx + j];
 
-  if (d <= KNIFE_SMALL_D)
+  if (d <= KNIFE_SMALL_D) {
     knife_forward_small_any(k, w, BB, keep_z);
-  else
-    knife_forward_products(k, w, BB, keep_z);
+  } else {
+    par = d >= KNIFE_FUSED_D ? par : NULL;
+    knife_fwd_job_t job = {
+        .k = k, .w = w, .BB = BB, .keep_z = keep_z, .spread = par != NULL};
+    lsmi_par_run(par, K, knife_forward_component, &job);
+  }
 
   // logsumexp over k, across the batch. The max has fmaxf's semantics (a
   // NaN loses to a number) spelled as a select, so that it vectorises.
@@ -519,7 +595,8 @@ static double knife_log_norm(int d) {
 }
 
 void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
-                       const float *x, size_t ldx, int B) {
+                       const float *x, size_t ldx, int B,
+                       const lsmi_par_t *par) {
   assert(B >= 0 && ldx >= (size_t)k->d);
   if (B == 0)
     return;
@@ -530,7 +607,7 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
   double norm = knife_log_norm(k->d);
   for (int n0 = 0; n0 < B; n0 += chunk) {
     int b = B - n0 < chunk ? B - n0 : chunk;
-    knife_forward(k, &w, x + (size_t)n0 * ldx, ldx, b, 0);
+    knife_forward(k, &w, x + (size_t)n0 * ldx, ldx, b, 0, par);
     for (int n = 0; n < b; n++)
       logp[n0 + n] = (double)w.lse[n] + norm;
   }
@@ -542,19 +619,19 @@ void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
 
 /*
  * The right operand of component c's backward product, A' (B, d + 1) =
- * -g_n [1 | a_n], into w->A: a_n = (x_n - means_c) ⊙ s_c straight from the
- * rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into the rows of
+ * -g_n [1 | a_n], into Ap (B, ldw): a_n = (x_n - means_c) ⊙ s_c straight from
+ * the rows of x, and dz_n = -g_n z_n (c = -½‖z‖² + …) folded into the rows of
  * A' rather than scaled into z: dz_ni a_nj = z_ni (-g_n a_nj). g_n =
  * dloss/dc_nc (B) is in w->C.
  */
 static inline __attribute__((always_inline)) void
-knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
-                   size_t ldx, int B, int c) {
+knife_backward_rhs(const lsmi_knife_t *k, const knife_scratch_t *w,
+                   float *restrict Ap, const float *x, size_t ldx, int B,
+                   int c) {
   size_t dd = (size_t)k->d, BB = (size_t)B, ldw = w->ldw;
   const float *g = w->C + (size_t)c * BB;     // (B)
   const float *m = k->means + (size_t)c * dd; // (d)
   const float *s = w->s + (size_t)c * dd;     // (d)
-  float *restrict Ap = w->A;                  // (B, ldw)
   for (size_t n = 0; n < BB; n++) {
     const float *xn = x + n * ldx;
     float *an = Ap + n * ldw;
@@ -566,7 +643,7 @@ knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
 }
 
 /*
- * Rows [i0, i0 + rows) of component c's backward product, given A' in w->A
+ * Rows [i0, i0 + rows) of component c's backward product, given A' in Ap
  * (knife_backward_rhs) and z_c^T in its slice of w->Z (d + 2, B), into W
  * (rows, d + 1) with row stride ldw: row q holds, for i = i0 + q,
  * W[q][0] = u_i = Σ_n dz_ni and W[q][1 + j] = P_ij = Σ_n dz_ni a_nj for
@@ -577,8 +654,8 @@ knife_backward_rhs(const lsmi_knife_t *k, knife_scratch_t *w, const float *x,
  * whether the rows come in one call or in blocks.
  */
 static inline __attribute__((always_inline)) void
-knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
-                    int i0, int rows, float *W) {
+knife_backward_rows(const lsmi_knife_t *k, const knife_scratch_t *w,
+                    const float *Ap, int B, int c, int i0, int rows, float *W) {
   size_t dd = (size_t)k->d, BB = (size_t)B;
   const float *Zs = w->Z + (size_t)c * (dd + 2) * BB; // (d + 2, B)
   lsmi_gemm(&(lsmi_gemm_t){.M = rows,
@@ -587,7 +664,7 @@ knife_backward_rows(const lsmi_knife_t *k, knife_scratch_t *w, int B, int c,
                            .a = Zs + ((size_t)i0 + 2) * BB,
                            .rsa = BB,
                            .csa = 1,
-                           .b = w->A,
+                           .b = Ap,
                            .ldb = w->ldw,
                            .c = W,
                            .ldc = w->ldw,
@@ -608,7 +685,7 @@ static inline __attribute__((always_inline)) void
 knife_backward_product(const lsmi_knife_t *k, knife_scratch_t *w,
                        const float *x, size_t ldx, int B, int c) {
   size_t dd = (size_t)k->d, BB = (size_t)B;
-  knife_backward_rhs(k, w, x, ldx, B, c);
+  knife_backward_rhs(k, w, w->A, x, ldx, B, c);
   lsmi_gemm(&(lsmi_gemm_t){.M = k->d + 2,
                            .N = k->d + 1,
                            .K = B,
@@ -827,16 +904,17 @@ knife_rv_row(float *restrict r, float *restrict v, const float *Li,
 
 /*
  * dmeans_c and dlogvar_c from the sums: u_j = Σ_n dz_nj at u[j su],
- * P_jj at pd[j sp], r and v (knife_rv_row, all rows done); G = Σ_n g_n.
+ * P_jj at pd[j sp], r and v (d each; knife_rv_row, all rows done);
+ * G = Σ_n g_n.
  */
 static inline __attribute__((always_inline)) void
 knife_grad_scales(const lsmi_knife_t *k, lsmi_knife_t *grad,
                   const knife_scratch_t *w, int c, double G, const float *u,
-                  size_t su, const float *pd, size_t sp) {
+                  size_t su, const float *pd, size_t sp, const float *r,
+                  const float *v) {
   size_t dd = (size_t)k->d;
   const float *s = w->s + (size_t)c * dd;     // (d)
   const float *th = w->th + (size_t)c * dd;   // (d)
-  const float *r = w->r, *v = w->v;           // (d)
   float *dm = grad->means + (size_t)c * dd;   // (d)
   float *dlv = grad->logvar + (size_t)c * dd; // (d)
   for (size_t j = 0; j < dd; j++) {
@@ -870,16 +948,8 @@ static void knife_backward_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
     knife_rv_row(w->r, w->v, L + i * dd, W + (i + 2) * ldw + 1,
                  W[(i + 2) * ldw], i, dd, dtri + i * dd, 1);
   knife_grad_scales(k, grad, w, c, G, W + 2 * ldw, ldw, W + 2 * ldw + 1,
-                    ldw + 1);
+                    ldw + 1, w->r, w->v);
 }
-
-/* Floats of the block of W that the fused step's backward product fills
- * at a time (knife_step_component): (R, ldw) with R = KNIFE_WB / ldw rows,
- * at least KNIFE_ROWS, 64 KiB, which stays in L2 while its rows are
- * consumed. Fewer, larger blocks mean fewer calls of lsmi_gemm; at d = 128
- * nearly the whole product is one block. */
-#define KNIFE_WB 16384
-#define KNIFE_ROWS 16
 
 /*
  * Floats of one component's factor moments in the fused step's packed
@@ -897,12 +967,13 @@ static size_t knife_packed_floats(size_t dd) {
 
 /*
  * The backward of component c fused with the Adam step of its factor, at
- * d >= KNIFE_FUSED_D: the product's rows come a block at a time
- * (knife_backward_rows) into a block of w->W, and each row i is consumed
- * at once, while it is in cache: its terms of r and v (knife_rv_row, from
- * L_i before the step), then Adam on L_i with P_i[0, i) as the gradient
- * (lsmi_adam_run, inlined). dL_c is never stored. u_i and P_ii are kept (d
- * each, after the block in w->W) for dmeans_c and dlogvar_c, which follow.
+ * d >= KNIFE_FUSED_D, in the slot sl (knife_slot): the product's rows come
+ * a block at a time (knife_backward_rows) into sl.Wb, and each row i is
+ * consumed at once, while it is in cache: its terms of r and v
+ * (knife_rv_row, from L_i before the step), then Adam on L_i with P_i[0,
+ * i) as the gradient (lsmi_adam_run, inlined). dL_c is never stored. u_i
+ * and P_ii are kept (sl.u, sl.pd) for dmeans_c and dlogvar_c, which
+ * follow.
  *
  * Adam runs on L_i[0, n), n = min(round16(i), d): the lanes from the
  * diagonal on get a gradient of exactly 0, which moves neither them nor
@@ -921,30 +992,27 @@ static size_t knife_packed_floats(size_t dd) {
  * The arithmetic is knife_backward_product, knife_backward_component and
  * lsmi_knife_adam_update's, in the same order: the same bits.
  */
-LSMI_VECTOR_CLONES
-static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
-                                 knife_scratch_t *w, lsmi_adam_t *a,
-                                 const float *x, size_t ldx, int B, int c,
-                                 double G) {
-  int d = k->d;
+static inline __attribute__((always_inline)) void
+knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
+                     const knife_scratch_t *w, knife_slot_t sl,
+                     const lsmi_adam_t *a, const float *x, size_t ldx, int B,
+                     int c, double G) {
+  int d = k->d, R = w->R;
   size_t dd = (size_t)d, ldw = w->ldw;
-  int R = (int)(KNIFE_WB / ldw);
-  R = R < KNIFE_ROWS ? KNIFE_ROWS : R;
-  R = R < d ? R : d; /* so that w->W holds the block, u and pd */
   float *L = k->tri + (size_t)c * dd * dd; // (d, d)
   /* The moments of row 1 of L_c: the packed rows of the components before
    * c come first, where the block keeps the factors. */
   size_t mo = (size_t)(k->tri - k->means) + (size_t)c * knife_packed_floats(dd);
-  float *Wb = w->W;                // (R, ldw)
-  float *u = Wb + (size_t)R * ldw; // (d)
-  float *pd = u + dd;              // (d)
+  float *Wb = sl.Wb;                            // (R, ldw)
+  float *u = sl.u, *pd = sl.pd;                 // (d)
+  float *restrict r = sl.r, *restrict v = sl.v; // (d)
   const lsmi_adam_consts_t ak = lsmi_adam_consts(a);
-  knife_backward_rhs(k, w, x, ldx, B, c);
+  knife_backward_rhs(k, w, sl.A, x, ldx, B, c);
   for (size_t j = 0; j < dd; j++)
-    w->r[j] = w->v[j] = 0.0f;
+    r[j] = v[j] = 0.0f;
   for (int i0 = 0; i0 < d; i0 += R) {
     int rows = d - i0 < R ? d - i0 : R;
-    knife_backward_rows(k, w, B, c, i0, rows, Wb);
+    knife_backward_rows(k, w, sl.A, B, c, i0, rows, Wb);
     for (int q = 0; q < rows; q++) {
       size_t i = (size_t)(i0 + q);
       float *Li = L + i * dd, *Pi = Wb + (size_t)q * ldw + 1;
@@ -952,7 +1020,7 @@ static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
       pd[i] = Pi[i];
       for (size_t j = 0; i + 1 < dd && j <= i + 1; j += 16)
         __builtin_prefetch(Li + dd + j, 1, 3); /* row i + 1, [0, i + 1] */
-      knife_rv_row(w->r, w->v, Li, Pi, u[i], i, dd, NULL, 0);
+      knife_rv_row(r, v, Li, Pi, u[i], i, dd, NULL, 0);
       if (i == 0)
         continue;
       size_t n = (i + 15) & ~(size_t)15;
@@ -963,7 +1031,7 @@ static void knife_step_component(const lsmi_knife_t *k, lsmi_knife_t *grad,
       mo += n;
     }
   }
-  knife_grad_scales(k, grad, w, c, G, u, 1, pd, 1);
+  knife_grad_scales(k, grad, w, c, G, u, 1, pd, 1, r, v);
 }
 
 /*
@@ -994,11 +1062,11 @@ static double knife_G(const knife_scratch_t *w, int c, int B) {
  */
 static double knife_step_forward(const lsmi_knife_t *k, knife_scratch_t *w,
                                  double *Gsum, const float *x, size_t ldx,
-                                 int B) {
+                                 int B, const lsmi_par_t *par) {
   int d = k->d, K = k->K;
   size_t BB = (size_t)B;
   knife_prepare(k, w);
-  knife_forward(k, w, x, ldx, B, 1);
+  knife_forward(k, w, x, ldx, B, 1, par);
 
   double norm = knife_log_norm(d);
   double loss = 0.0;
@@ -1030,6 +1098,43 @@ static void knife_dweigh(lsmi_knife_t *grad, const knife_scratch_t *w, int c,
   grad->weigh[c] = (float)(G - exp((double)w->lsw[c]) * Gsum);
 }
 
+/* What the pieces of one fused step share (knife_step_piece). */
+typedef struct knife_step_job {
+  const lsmi_knife_t *k;
+  lsmi_knife_t *grad;
+  const knife_scratch_t *w;
+  lsmi_adam_t *a; /* read only: the step was begun (lsmi_adam_begin) */
+  const float *x;
+  size_t ldx;
+  int B;
+  double Gsum;
+  int spread; /* the components may run at once: each in its own slot */
+} knife_step_job_t;
+
+/*
+ * Component c of a fused step, after its forward: dweigh_c, the backward
+ * fused with the Adam step of the factor (knife_step_component), then the
+ * Adam step of means_c and logvar_c. Adam is elementwise, so stepping them
+ * here, a component at a time, gives the bits of one update over all of
+ * them after the last component; component c reads no parameter of
+ * another. A piece of lsmi_par_run: it writes only component c's
+ * parameters, moments and gradient, and its own slot.
+ */
+LSMI_VECTOR_CLONES
+static void knife_step_piece(void *arg, int c) {
+  const knife_step_job_t *job = arg;
+  const lsmi_knife_t *k = job->k;
+  const knife_scratch_t *w = job->w;
+  size_t dd = (size_t)k->d, Kd = (size_t)k->K * dd;
+  double G = knife_G(w, c, job->B);
+  knife_dweigh(job->grad, w, c, G, job->Gsum);
+  knife_slot_t sl = knife_slot(w, dd, job->spread ? c : 0);
+  knife_step_component(k, job->grad, w, sl, job->a, job->x, job->ldx, job->B, c,
+                       G);
+  lsmi_adam_update(job->a, k->means, job->grad->means, (size_t)c * dd, dd);
+  lsmi_adam_update(job->a, k->means, job->grad->means, Kd + (size_t)c * dd, dd);
+}
+
 double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
                                 float *scratch, const float *x, size_t ldx,
                                 int B) {
@@ -1038,7 +1143,7 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
   knife_scratch_t w;
   knife_scratch_bind(&w, scratch, k->d, k->K, B);
   double Gsum;
-  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B);
+  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B, NULL);
   for (int c = 0; c < k->K; c++) {
     double G = knife_G(&w, c, B);
     knife_dweigh(grad, &w, c, G, Gsum);
@@ -1050,7 +1155,8 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
 
 double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
                              lsmi_adam_t *a, double lr, float *scratch,
-                             const float *x, size_t ldx, int B) {
+                             const float *x, size_t ldx, int B,
+                             const lsmi_par_t *par) {
   assert(B > 0 && ldx >= (size_t)k->d);
   assert(grad->d == k->d && grad->K == k->K);
   if (k->d < KNIFE_FUSED_D) {
@@ -1066,19 +1172,20 @@ double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
   }
   knife_scratch_t w;
   knife_scratch_bind(&w, scratch, k->d, k->K, B);
-  double Gsum;
-  double loss = knife_step_forward(k, &w, &Gsum, x, ldx, B);
+  knife_step_job_t job = {.k = k,
+                          .grad = grad,
+                          .w = &w,
+                          .a = a,
+                          .x = x,
+                          .ldx = ldx,
+                          .B = B,
+                          .spread = par != NULL};
+  double loss = knife_step_forward(k, &w, &job.Gsum, x, ldx, B, par);
   if (!isfinite(loss))
     return loss; /* nothing stepped: the caller stops */
   lsmi_adam_begin(a, lr);
-  for (int c = 0; c < k->K; c++) {
-    double G = knife_G(&w, c, B);
-    knife_dweigh(grad, &w, c, G, Gsum);
-    knife_step_component(k, grad, &w, a, x, ldx, B, c, G);
-  }
-  /* means and logvar (the block's first 2 K d floats), then weigh */
-  size_t Kd = (size_t)k->K * (size_t)k->d;
-  lsmi_adam_update(a, k->means, grad->means, 0, 2 * Kd);
+  /* The components (each also steps its means and logvar), then weigh. */
+  lsmi_par_run(par, k->K, knife_step_piece, &job);
   lsmi_adam_update(a, k->means, grad->means, (size_t)(k->weigh - k->means),
                    (size_t)k->K);
   return loss;

@@ -28,6 +28,7 @@
 #include <stddef.h>
 
 #include "adam.h"
+#include "par.h"
 #include "rng.h"
 
 typedef struct lsmi_knife {
@@ -45,9 +46,12 @@ void lsmi_knife_init(lsmi_knife_t *k, lsmi_rng_t *rng);
 size_t lsmi_knife_nscratch(int d, int K, int max_batch);
 
 /* log p(x) of B rows of x (row stride ldx) into logp (B), in float32
- * arithmetic, widened to double at the end (as the reference does). */
+ * arithmetic, widened to double at the end (as the reference does). From
+ * d = 128 on, the components of each block of rows are pieces for par
+ * (borrowed; NULL: this thread alone), the same bits however they run. */
 void lsmi_knife_logpdf(const lsmi_knife_t *k, double *logp, float *scratch,
-                       const float *x, size_t ldx, int B);
+                       const float *x, size_t ldx, int B,
+                       const lsmi_par_t *par);
 
 /*
  * loss = mean over B rows of -log p(x); OVERWRITES the gradient block viewed
@@ -82,10 +86,17 @@ double lsmi_knife_loss_backward(const lsmi_knife_t *k, lsmi_knife_t *grad,
  * of the tri part of the block, components one after the other. A model
  * stepped by this function must therefore not also be stepped by
  * lsmi_knife_adam_update, nor the other way round.
+ *
+ * From d = 128 on, the step's components, forward and then backward with
+ * their Adam steps, are pieces for par (borrowed; NULL: this thread
+ * alone): each writes only its own component's parameters, moments,
+ * gradient and work space (the scratch keeps one per component), so the
+ * results are the same bits on any number of threads.
  */
 double lsmi_knife_train_step(const lsmi_knife_t *k, lsmi_knife_t *grad,
                              lsmi_adam_t *a, double lr, float *scratch,
-                             const float *x, size_t ldx, int B);
+                             const float *x, size_t ldx, int B,
+                             const lsmi_par_t *par);
 
 /*
  * Applies the Adam step begun last (lsmi_adam_begin) to the parameters that

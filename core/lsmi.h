@@ -507,6 +507,15 @@ typedef struct lsmi_result {
   double seconds_ent;         /* sum over the KNIFE models' thread times */
   double seconds_eval;        /* wall time of evaluation and combination */
   double disc_loss, ent_loss; /* last epoch's mean losses */
+  /* How evenly training used its threads, in CPU time (which the load of
+   * other processes disturbs least): the pool threads' CPU seconds of work
+   * (waiting for work not counted) summed and the busiest one's, and the
+   * part of the sum spent on steps of a model that another thread held (a
+   * thread with nothing left of its own helps a long model's steps).
+   * seconds_busy / (threads * seconds_busy_max) is the training's
+   * utilisation of its threads. */
+  double seconds_busy, seconds_busy_max;
+  double seconds_help;
 } lsmi_result_t;
 
 /*
@@ -585,6 +594,19 @@ LSMI_API uint64_t lsmi_fit_memory(size_t n_train, size_t n_val, size_t d1,
  */
 LSMI_API const char *lsmi_kernels_name(void);
 LSMI_API int lsmi_kernels_select(const char *name);
+
+/*
+ * Whether lsmi_fit splits a KNIFE model's training steps and evaluation at
+ * d >= 128 across its threads: a pool thread with nothing of its own left
+ * to do runs some of a longer model's mixture components. The results are
+ * the same bits either way, at any thread count. Off by default: the
+ * model's thread and its helper must both hold a core at every step, and
+ * on a machine shared with other work the waiting cost more than the split
+ * saved (doc/roofline.md). Process-wide; set before a fit starts. lsmi's
+ * command reads LSMI_FIT_SPLIT (1 or 0).
+ */
+LSMI_API void lsmi_fit_split_select(bool on);
+LSMI_API bool lsmi_fit_split(void);
 
 /*
  * With the "blas" kernels, the OpenBLAS kernel set matters (Debian's build

@@ -245,10 +245,12 @@ json_t *lsmi_codec_class_names(const lsmi_dataset_t *ds) {
 
 json_t *lsmi_codec_seconds(const lsmi_result_t *res, double read_s,
                            double total_s) {
-  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f}", "read", read_s, "train",
-                   res->seconds_train, "disc_cpu", res->seconds_disc, "ent_cpu",
-                   res->seconds_ent, "eval", res->seconds_eval, "total",
-                   total_s);
+  return json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "read",
+                   read_s, "train", res->seconds_train, "disc_cpu",
+                   res->seconds_disc, "ent_cpu", res->seconds_ent, "busy_cpu",
+                   res->seconds_busy, "busy_max", res->seconds_busy_max,
+                   "help_cpu", res->seconds_help, "eval", res->seconds_eval,
+                   "total", total_s);
 }
 
 /* The input part of the provenance. */

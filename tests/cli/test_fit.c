@@ -459,10 +459,13 @@ static void test_summary_json_and_quiet(void **state) {
   assert_true(json_integer_value(json_object_get(j, "threads")) >= 1);
   assert_true(json_is_number(json_object_get(j, "disc_loss")));
   assert_true(json_is_number(json_object_get(j, "ent_loss")));
-  static const char *seconds[] = {"read",    "train", "disc_cpu",
-                                  "ent_cpu", "eval",  "total"};
-  for (size_t i = 0; i < 6; i++)
+  static const char *seconds[] = {"read",     "train",    "disc_cpu",
+                                  "ent_cpu",  "busy_cpu", "busy_max",
+                                  "help_cpu", "eval",     "total"};
+  for (size_t i = 0; i < sizeof seconds / sizeof seconds[0]; i++)
     assert_true(member(j, "seconds", seconds[i]) >= 0.0);
+  assert_true(member(j, "seconds", "busy_max") <=
+              member(j, "seconds", "busy_cpu") + 1e-9);
   assert_int_equal((int)member(j, "train", "n"), 240);
   assert_int_equal((int)member(j, "val", "n"), 60);
   /* The identities of the means: R + U1 = I1, R + U2 = I2, all four = I12. */
@@ -582,6 +585,78 @@ static void test_out_replaces_and_is_deterministic(void **state) {
   free(a);
   free(b);
   assert_int_equal(temp_files(), 0);
+}
+
+/* A dataset of a's rows with the first d1 features of its x1 and the
+ * first d2 of its x2 (a: taken). */
+static lsmi_dataset_t *narrow(lsmi_dataset_t *a, size_t d1, size_t d2) {
+  lsmi_dataset_t *ds =
+      lsmi_dataset_create(a->train.n, a->val.n, d1, d2, a->classes, NULL);
+  assert_non_null(ds);
+  const lsmi_split_t *from[2] = {&a->train, &a->val};
+  lsmi_split_t *to[2] = {&ds->train, &ds->val};
+  size_t lda = a->d1 + a->d2;
+  for (int s = 0; s < 2; s++)
+    for (size_t i = 0; i < from[s]->n; i++) {
+      const float *x = from[s]->x + i * lda;
+      float *y = to[s]->x + i * (d1 + d2);
+      memcpy(y, x, d1 * sizeof(float));
+      memcpy(y + d1, x + a->d1, d2 * sizeof(float));
+      to[s]->y[i] = from[s]->y[i];
+    }
+  lsmi_dataset_destroy(a);
+  return ds;
+}
+
+/* From d = 128 on, with lsmi_fit_split, a KNIFE step's and an
+ * evaluation's components are pieces that an idle pool thread helps with
+ * (core/par.h): the same seed must still give the same bytes on one
+ * thread and on two, whichever
+ * thread runs which piece. x1 is wider than x2 (320 and 128 features), so
+ * that the thread with the narrower KNIFE runs out of work first and
+ * helps the wider one's steps and evaluation. */
+static void test_wide_fit_same_bytes_on_two_threads(void **state) {
+  (void)state;
+  const char *data = cli_scratch("wide.npz");
+  const char *one = cli_scratch("wide1.csv"), *two = cli_scratch("wide2.csv");
+  lsmi_synth_spec_t spec = {
+      .kind = LSMI_SYNTH_GAUSSIAN, .n = 500, .dim = 320, .seed = 5};
+  lsmi_dataset_t *ds = NULL;
+  assert_int_equal(lsmi_synth_make(&spec, &ds, NULL, NULL), LSMI_OK);
+  ds = narrow(ds, 320, 128);
+  assert_int_equal(lsmi_dataset_write_npz(ds, data, NULL), LSMI_OK);
+  lsmi_dataset_destroy(ds);
+  assert_false(lsmi_fit_split()); /* off unless asked for */
+  cli_run_t r =
+      FIT(data, "--quiet", "--seed", "4", "--threads", "1", "--out", one);
+  assert_int_equal(r.rc, 0);
+  cli_run_free(&r);
+  char *a = cli_slurp(one);
+  assert_non_null(a);
+  assert_true(strncmp(a, "index,split,", 12) == 0);
+  /* Three rounds, and on until a round's second thread did run pieces of
+   * the other's (seconds.help_cpu > 0), so that the split was exercised;
+   * a loaded machine may leave it no chance in a round. */
+  double helped = 0.0;
+  for (int round = 0; round < 3 || (helped == 0.0 && round < 20); round++) {
+    lsmi_fit_split_select(true);
+    r = FIT(data, "--quiet", "--json", "--seed", "4", "--threads", "2", "--out",
+            two);
+    lsmi_fit_split_select(false);
+    assert_int_equal(r.rc, 0);
+    json_t *j = json_loads(r.out, 0, NULL);
+    assert_non_null(j);
+    json_t *sec = json_object_get(j, "seconds");
+    helped += json_number_value(json_object_get(sec, "help_cpu"));
+    json_decref(j);
+    cli_run_free(&r);
+    char *b = cli_slurp(two);
+    assert_non_null(b);
+    assert_string_equal(a, b);
+    free(b);
+  }
+  assert_true(helped > 0.0);
+  free(a);
 }
 
 /* --out is checked before the file is read and fitted: an unknown
@@ -907,6 +982,7 @@ int main(void) {
       cmocka_unit_test(test_out_csv),
       cmocka_unit_test(test_out_json),
       cmocka_unit_test(test_out_replaces_and_is_deterministic),
+      cmocka_unit_test(test_wide_fit_same_bytes_on_two_threads),
       cmocka_unit_test(test_out_checked_before_the_fit),
       cmocka_unit_test(test_out_stdout),
       cmocka_unit_test(test_nonfinite_is_null),

@@ -11,15 +11,19 @@
  *    stays finite, init draws in the documented order with weigh = 1;
  *  - the fused training step (lsmi_knife_train_step) against the step in
  *    three calls, to the bit, moments included, and sampled gradient checks
- *    of both at d = 512 and 768.
+ *    of both at d = 512 and 768;
+ *  - the step and logpdf with their components spread over threads
+ *    (par.h), against one thread, to the bit.
  *
  * Fixtures are read through tests/fixture.h (tests/fixtures/, or
  * $LSMI_FIXTURES).
  */
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -80,7 +84,7 @@ static float *make_x(lsmi_rng_t *rng, int B, int d, size_t ldx, double scale) {
 static double mean_nll(fixture_knife_t *f, const float *x, size_t ldx, int B) {
   double *logp = malloc((size_t)B * sizeof(double));
   assert_non_null(logp);
-  lsmi_knife_logpdf(&f->k, logp, f->scratch, x, ldx, B);
+  lsmi_knife_logpdf(&f->k, logp, f->scratch, x, ldx, B, NULL);
   double loss = 0.0;
   for (int n = 0; n < B; n++)
     loss -= logp[n];
@@ -322,7 +326,7 @@ static void test_fixture_parity(void **state) {
     char what[64];
     double *lp = malloc((size_t)n * sizeof(double));
     assert_non_null(lp);
-    lsmi_knife_logpdf(&f.k, lp, f.scratch, x, ldx, n);
+    lsmi_knife_logpdf(&f.k, lp, f.scratch, x, ldx, n, NULL);
     snprintf(what, sizeof what, "d=%d logpdf", d);
     bad += fixture_check_d(what, lp, logpdf, (size_t)n, PAR_RTOL, atol,
                            &st[G_LOGPDF]);
@@ -429,9 +433,9 @@ static void test_rows_independent(void **state) {
   lsmi_knife_init(&f.k, &rng);
   float *x = make_x(&rng, B, d, ldx, 1.0);
   double all[40], one;
-  lsmi_knife_logpdf(&f.k, all, f.scratch, x, ldx, B);
+  lsmi_knife_logpdf(&f.k, all, f.scratch, x, ldx, B, NULL);
   for (int n = 0; n < B; n++) {
-    lsmi_knife_logpdf(&f.k, &one, f.scratch, x + (size_t)n * ldx, ldx, 1);
+    lsmi_knife_logpdf(&f.k, &one, f.scratch, x + (size_t)n * ldx, ldx, 1, NULL);
     assert_true(fabs(one - all[n]) <= 1e-5 * fabs(all[n]));
   }
   free(x);
@@ -583,7 +587,7 @@ static void test_large_x_finite(void **state) {
     for (int j = 0; j < d; j++)
       x[(size_t)n * ldx + (size_t)j] *= mags[n];
   double logp[4];
-  lsmi_knife_logpdf(&f.k, logp, f.scratch, x, ldx, B);
+  lsmi_knife_logpdf(&f.k, logp, f.scratch, x, ldx, B, NULL);
   for (int n = 0; n < B; n++) {
     assert_true(isfinite(logp[n]));
     assert_true(logp[n] < -1e4);
@@ -596,7 +600,7 @@ static void test_large_x_finite(void **state) {
    * torch.logsumexp gives, not the NaN of -inf - -inf. */
   for (int j = 0; j < d; j++)
     x[j] = 1e30f;
-  lsmi_knife_logpdf(&f.k, logp, f.scratch, x, ldx, 1);
+  lsmi_knife_logpdf(&f.k, logp, f.scratch, x, ldx, 1, NULL);
   assert_true(isinf(logp[0]) && logp[0] < 0.0);
   free(x);
   fk_destroy(&f);
@@ -760,7 +764,7 @@ static void reference_d(int d) {
   assert_true(fabs(loss - lref) <= 1e-5 * fabs(lref));
   double *lp = malloc(B * sizeof(double));
   assert_non_null(lp);
-  lsmi_knife_logpdf(&f.k, lp, f.scratch, x, ldx, B);
+  lsmi_knife_logpdf(&f.k, lp, f.scratch, x, ldx, B, NULL);
   double nll = 0.0;
   for (int n = 0; n < B; n++)
     nll -= lp[n] / B;
@@ -884,15 +888,15 @@ static void small_vs_general(int d, int B) {
   double *ps = malloc((size_t)B * sizeof(double));
   double *pb = malloc((size_t)B * sizeof(double));
   assert_true(ps && pb);
-  lsmi_knife_logpdf(&fs.k, ps, fs.scratch, xs, ldx, B);
-  lsmi_knife_logpdf(&fb.k, pb, fb.scratch, xb, D, B);
+  lsmi_knife_logpdf(&fs.k, ps, fs.scratch, xs, ldx, B, NULL);
+  lsmi_knife_logpdf(&fb.k, pb, fb.scratch, xb, D, B, NULL);
   for (int n = 0; n < B; n++)
     assert_true(fabs((ps[n] + extra) - pb[n]) <= 1e-5 * fabs(pb[n]) + 1e-5);
   /* Beyond the float range: -inf on both paths. */
   for (size_t j = 0; j < dd; j++)
     xs[j] = xb[j] = 1e30f;
-  lsmi_knife_logpdf(&fs.k, ps, fs.scratch, xs, ldx, 1);
-  lsmi_knife_logpdf(&fb.k, pb, fb.scratch, xb, D, 1);
+  lsmi_knife_logpdf(&fs.k, ps, fs.scratch, xs, ldx, 1, NULL);
+  lsmi_knife_logpdf(&fb.k, pb, fb.scratch, xb, D, 1, NULL);
   assert_true(isinf(ps[0]) && ps[0] < 0.0);
   assert_true(isinf(pb[0]) && pb[0] < 0.0);
   free(ps), free(pb), free(gb), free(xs), free(xb);
@@ -998,8 +1002,8 @@ static void fused_vs_calls(int d, int K, int B, int steps) {
     double l1 = lsmi_knife_loss_backward(&a.k, &a.g, a.scratch, x, ldx, B);
     lsmi_adam_begin(&old, 1e-2);
     lsmi_knife_adam_update(&a.k, &a.g, &old);
-    double l2 =
-        lsmi_knife_train_step(&b.k, &b.g, &fused, 1e-2, b.scratch, x, ldx, B);
+    double l2 = lsmi_knife_train_step(&b.k, &b.g, &fused, 1e-2, b.scratch, x,
+                                      ldx, B, NULL);
     assert_true(isfinite(l1));
     if (exact)
       assert_true(l1 == l2);
@@ -1057,7 +1061,120 @@ static void test_fused_step(void **state) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* 9. Sampled gradient checks at the sizes of issue 18                      */
+/* 9. The components on several threads (par.h)                             */
+/* ------------------------------------------------------------------------ */
+
+/* A runner that takes the pieces last to first, on the calling thread. */
+static void run_reversed(void *ctx, int n, lsmi_par_fn fn, void *arg) {
+  (void)ctx;
+  for (int i = n - 1; i >= 0; i--)
+    fn(arg, i);
+}
+
+/* A runner with a second thread: both claim pieces from one counter. */
+typedef struct two_threads {
+  atomic_int next;
+  int n;
+  lsmi_par_fn fn;
+  void *arg;
+} two_threads_t;
+
+static void *two_threads_main(void *p) {
+  two_threads_t *tt = p;
+  for (int i; (i = atomic_fetch_add(&tt->next, 1)) < tt->n;)
+    tt->fn(tt->arg, i);
+  return NULL;
+}
+
+static void run_two_threads(void *ctx, int n, lsmi_par_fn fn, void *arg) {
+  (void)ctx;
+  two_threads_t tt = {.n = n, .fn = fn, .arg = arg};
+  atomic_init(&tt.next, 0);
+  pthread_t t;
+  assert_int_equal(pthread_create(&t, NULL, two_threads_main, &tt), 0);
+  two_threads_main(&tt);
+  pthread_join(t, NULL);
+}
+
+/*
+ * The fused step and logpdf with their components spread (the pieces run
+ * last to first, and on two threads at once) against the same on one
+ * thread in order: every parameter, moment, loss and log-density must be
+ * the same bits.
+ */
+static void par_vs_serial(int d, int K, int B, int steps) {
+  static const lsmi_par_t pars[2] = {{.run = run_reversed},
+                                     {.run = run_two_threads}};
+  size_t np = lsmi_knife_nparams(d, K), ldx = (size_t)d + 3;
+  fixture_knife_t f[3];
+  float *m[3], *v[3];
+  lsmi_adam_t adam[3];
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, 7100u + (uint64_t)d, 4);
+  for (int r = 0; r < 3; r++) {
+    fk_create(&f[r], d, K, B);
+    m[r] = calloc(np, sizeof(float));
+    v[r] = calloc(np, sizeof(float));
+    assert_true(m[r] && v[r]);
+    lsmi_adam_init(&adam[r], np, m[r], v[r]);
+  }
+  lsmi_knife_init(&f[0].k, &rng);
+  for (size_t i = 0; i < (size_t)K * (size_t)d * (size_t)d; i++)
+    f[0].k.tri[i] *= (float)(1.0 / sqrt((double)d));
+  memcpy(f[1].params, f[0].params, np * sizeof(float));
+  memcpy(f[2].params, f[0].params, np * sizeof(float));
+  for (int t = 0; t < steps; t++) {
+    float *x = make_x(&rng, B, d, ldx, 1.0);
+    double loss[3];
+    for (int r = 0; r < 3; r++)
+      loss[r] =
+          lsmi_knife_train_step(&f[r].k, &f[r].g, &adam[r], 1e-2, f[r].scratch,
+                                x, ldx, B, r ? &pars[r - 1] : NULL);
+    assert_true(isfinite(loss[0]));
+    assert_true(loss[1] == loss[0] && loss[2] == loss[0]);
+    free(x);
+  }
+  for (int r = 1; r < 3; r++) {
+    assert_memory_equal(f[r].params, f[0].params, np * sizeof(float));
+    assert_memory_equal(m[r], m[0], np * sizeof(float));
+    assert_memory_equal(v[r], v[0], np * sizeof(float));
+  }
+  /* logpdf over more rows than one block, and a partial block */
+  int rows = 2 * B + 5;
+  float *x = make_x(&rng, rows, d, ldx, 1.0);
+  double *lp = calloc(3 * (size_t)rows, sizeof(double));
+  assert_non_null(lp);
+  fixture_knife_t e;
+  fk_create(&e, d, K, rows);
+  memcpy(e.params, f[0].params, np * sizeof(float));
+  for (int r = 0; r < 3; r++)
+    lsmi_knife_logpdf(&e.k, lp + (size_t)r * (size_t)rows, e.scratch, x, ldx,
+                      rows, r ? &pars[r - 1] : NULL);
+  assert_memory_equal(lp + rows, lp, (size_t)rows * sizeof(double));
+  assert_memory_equal(lp + 2 * (size_t)rows, lp, (size_t)rows * sizeof(double));
+  printf("spread components d=%-3d K=%d B=%d %d steps (%s): the same bits\n", d,
+         K, B, steps, lsmi_gemm_name());
+  fk_destroy(&e);
+  free(lp);
+  free(x);
+  for (int r = 0; r < 3; r++) {
+    fk_destroy(&f[r]);
+    free(m[r]);
+    free(v[r]);
+  }
+}
+
+static void test_par_same_bits(void **state) {
+  (void)state;
+  par_vs_serial(64, 5, 32, 2); /* below the threshold: par unused */
+  par_vs_serial(128, 5, 32, 3);
+  par_vs_serial(130, 3, 45, 2);
+  par_vs_serial(200, 5, 32, 3);
+  par_vs_serial(512, 5, 32, 2);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 10. Sampled gradient checks at the sizes of issue 18                     */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -1104,8 +1221,8 @@ static void gradcheck_sampled(int d, int fused) {
     assert_true(m && v);
     lsmi_adam_t adam;
     lsmi_adam_init(&adam, np, m, v);
-    double loss =
-        lsmi_knife_train_step(&s.k, &s.g, &adam, 1e-3, s.scratch, x, ldx, B);
+    double loss = lsmi_knife_train_step(&s.k, &s.g, &adam, 1e-3, s.scratch, x,
+                                        ldx, B, NULL);
     assert_true(isfinite(loss));
     memcpy(g, s.grads, 2 * Kd * sizeof(float));
     memcpy(g + np - K, s.k.weigh - s.params + s.grads, K * sizeof(float));
@@ -1293,6 +1410,7 @@ int main(void) {
       cmocka_unit_test(test_adam_lower_triangle),
       cmocka_unit_test(test_adam_upper_untouched),
       cmocka_unit_test(test_fused_step),
+      cmocka_unit_test(test_par_same_bits),
       cmocka_unit_test(test_gradcheck_d512),
       cmocka_unit_test(test_gradcheck_d768),
   };
@@ -1308,6 +1426,7 @@ int main(void) {
       cmocka_unit_test(test_grad_overwritten),
       cmocka_unit_test(test_large_x_finite),
       cmocka_unit_test(test_fused_step),
+      cmocka_unit_test(test_par_same_bits),
   };
   int failed = cmocka_run_group_tests_name("knife", tests, NULL, NULL);
   failed += cmocka_run_group_tests_name("knife on the generic gemm", generic,
