@@ -216,6 +216,55 @@ class Skip(Exception):
     """Raised by a test that cannot run here (it says why)."""
 
 
+def fill(path, leave=0):
+    """Writes a file until the file system has at most `leave` bytes free
+    (0: full); its path."""
+    filler = os.path.join(path, "filler")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        size = 1 << 20
+        while size >= 1:
+            st = os.statvfs(path)
+            if leave and st.f_bavail * st.f_frsize <= leave:
+                break
+            try:
+                os.write(fd, b"\0" * size)
+            except OSError:
+                size //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+class Tmpfs:
+    """A tmpfs of `size` mounted at a fresh directory of `parent` (the
+    session's by default), unmounted on exit; Skip where it cannot be."""
+
+    def __init__(self, size, parent=None):
+        self.size = size
+        self.path = tempfile.mkdtemp(prefix="tmpfs-", dir=parent or SESSION)
+        self.mounted = False
+
+    def __enter__(self):
+        if os.geteuid() != 0:
+            raise Skip("mounting a tmpfs needs root")
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" %
+                            self.size, "tmpfs", self.path],
+                           capture_output=True)
+        if p.returncode != 0:
+            raise Skip("cannot mount a tmpfs: %s" % p.stderr.decode().strip())
+        self.mounted = True
+        return self
+
+    def __exit__(self, *exc):
+        cleanup_all()  # no daemon may keep the mount busy
+        if self.mounted:
+            for _ in range(20):
+                if subprocess.run(["umount", self.path]).returncode == 0:
+                    break
+                time.sleep(0.2)
+
+
 def run_tests(names, argv, work=None, setup=None):
     """Runs the test_* functions of `names` (a module's globals), or those
     argv[1:] names, one line each with its time; a failure prints its

@@ -22,8 +22,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lsmiapi import (LSMI, SLOW, Daemon, Skip, assert_problem,  # noqa: E402
-                     cleanup_all, run_tests, synth)
+from lsmiapi import (LSMI, SLOW, Daemon, assert_problem,  # noqa: E402
+                     Tmpfs, fill, run_tests, synth)
 
 FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
 LONG = {"epochs_discriminator": 10000, "epochs_entropy": 10000, "threads": 1}
@@ -322,54 +322,6 @@ def test_tenant_quotas():
                          r'method="POST",status="507"\} 1\n', m), m[:3000]
 
 
-class Tmpfs:
-    """A tmpfs of `size` mounted at a fresh directory, unmounted on exit."""
-
-    def __init__(self, size):
-        self.size = size
-        self.path = tempfile.mkdtemp(prefix="tmpfs-", dir=WORK)
-        self.mounted = False
-
-    def __enter__(self):
-        if os.geteuid() != 0:
-            raise Skip("mounting a tmpfs needs root")
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" %
-                            self.size, "tmpfs", self.path],
-                           capture_output=True)
-        if p.returncode != 0:
-            raise Skip("cannot mount a tmpfs: %s" % p.stderr.decode().strip())
-        self.mounted = True
-        return self
-
-    def __exit__(self, *exc):
-        cleanup_all()  # no daemon may keep the mount busy
-        if self.mounted:
-            for _ in range(20):
-                if subprocess.run(["umount", self.path]).returncode == 0:
-                    break
-                time.sleep(0.2)
-
-
-def fill(path, leave=0):
-    """Writes a file until the file system has at most `leave` bytes free
-    (0: full); its path."""
-    filler = os.path.join(path, "filler")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        size = 1 << 20
-        while size >= 1:
-            st = os.statvfs(path)
-            if leave and st.f_bavail * st.f_frsize <= leave:
-                break
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError:
-                size //= 2
-    finally:
-        os.close(fd)
-    return filler
-
-
 def chunked_upload(d, data):
     """An upload without Content-Length (chunked): the daemon learns its
     size only as it writes it."""
@@ -404,7 +356,7 @@ def test_full_disk():
     500), /readyz is 503 saying so, the metrics show the free bytes; with
     room again all is well. With no reserve, a disk full to the last byte
     answers a chunked upload 507 too, and leaves no temp file."""
-    with Tmpfs("16m") as fs:
+    with Tmpfs("16m", WORK) as fs:
         data = os.path.join(fs.path, "data")
         d = Daemon(data_dir=data, args=["--min-free-disk", "4M"]).start()
         ds = upload_ok(d)

@@ -19,7 +19,6 @@ import resource
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -28,8 +27,8 @@ import zipfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
-from lsmiapi import (SLOW, Daemon, Skip, assert_problem,  # noqa: E402
-                     cleanup_all, free_port, run_tests, synth)
+from lsmiapi import (SLOW, Daemon, Tmpfs, assert_problem,  # noqa: E402
+                     fill, free_port, run_tests, synth)
 
 WORK = tempfile.mkdtemp(prefix="lsmi-attack-")
 FAST = {"epochs_discriminator": 2, "epochs_entropy": 2, "threads": 1}
@@ -298,50 +297,6 @@ def test_descriptor_limit():
         d.stop(signal.SIGKILL)
 
 
-class Tmpfs:
-    """A tmpfs of `size` mounted at a fresh directory, unmounted on exit."""
-
-    def __init__(self, size):
-        self.size = size
-        self.path = tempfile.mkdtemp(prefix="tmpfs-", dir=WORK)
-        self.mounted = False
-
-    def __enter__(self):
-        if os.geteuid() != 0:
-            raise Skip("mounting a tmpfs needs root")
-        p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%s" %
-                            self.size, "tmpfs", self.path],
-                           capture_output=True)
-        if p.returncode != 0:
-            raise Skip("cannot mount a tmpfs: %s" % p.stderr.decode().strip())
-        self.mounted = True
-        return self
-
-    def __exit__(self, *exc):
-        cleanup_all()  # no daemon may keep the mount busy
-        if self.mounted:
-            for _ in range(20):
-                if subprocess.run(["umount", self.path]).returncode == 0:
-                    break
-                time.sleep(0.2)
-
-
-def fill(path):
-    """Writes a file until the file system is full; its path."""
-    filler = os.path.join(path, "filler")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        size = 1 << 20
-        while size >= 1:
-            try:
-                os.write(fd, b"\0" * size)
-            except OSError:
-                size //= 2
-    finally:
-        os.close(fd)
-    return filler
-
-
 # The disk filled to its last byte, not stopped at --min-free-disk's
 # reserve (tests/api/test_lab.py tests the reserve).
 NO_RESERVE = ["--min-free-disk", "0"]
@@ -355,7 +310,7 @@ def test_disk_full():
     with progress "queued", the running-job metrics disagreed, DELETE
     answered 202 and did nothing, the dataset could not be deleted, and the
     job ran again after a restart.)"""
-    with Tmpfs("24m") as fs:
+    with Tmpfs("24m", WORK) as fs:
         data = os.path.join(fs.path, "data")
         big = synth(os.path.join(WORK, "full.npz"), n=3000, seed=5)
         d = Daemon(data_dir=data, args=NO_RESERVE).start()
