@@ -18,9 +18,12 @@
  * bytes to the database (lsmi_pg_member_complete); and when that was the
  * job's last member, the combination on the same thread: the other
  * members' bytes, lsmi_combine, the result files written (resfile.c) and
- * published with the job's end (lsmi_pg_job_finish). A fit that fails
- * fails the job (lsmi_pg_member_fail); SIGTERM gives the unit back
- * (lsmi_pg_member_release) after the grace period.
+ * published with the job's end (lsmi_pg_job_finish). The member of a job
+ * of one goes straight on to its combination and ends the job under its
+ * own claim: its end is one transaction, not a completion and a finish,
+ * and no member's bytes go to the database only to be read back. A fit
+ * that fails fails the job (lsmi_pg_member_fail); SIGTERM gives the unit
+ * back (lsmi_pg_member_release) after the grace period.
  *
  * The keeper thread renews every running unit's lease each third of it,
  * and sends its progress at most every PROGRESS_EVERY seconds while it
@@ -623,6 +626,11 @@ static int run_member(unit_t *u, const lsmi_dataset_t *ds) {
   lsmi_fit_hooks_t hooks = {on_progress, fit_cancelled, u};
   lsmi_member_t *m = NULL;
   int st = lsmi_fit_member(ds, &p, u->claim.member, &hooks, &m, &u->err);
+  /* A job of one member: this unit is the job, combined and finished
+   * under the member's claim (lsmi_pg_job_finish), without the member's
+   * bytes going to the database and back. */
+  if (st == LSMI_OK && u->claim.members == 1)
+    return combine(u, ds, m);
   void *buf = NULL;
   size_t len = 0;
   if (st == LSMI_OK)

@@ -399,13 +399,54 @@ static int finish_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
   return rc ? rc : finish_job(conn, a);
 }
 
+/* The job of one member ended by that member's claim: the member and the
+ * combination (which had nothing to wait for) done and the job's row, in
+ * one statement after the units are locked in index order; then the
+ * result files. The member's bytes are never stored: until this commits,
+ * its lease is what a dead node leaves behind, and the rerun gives the
+ * same result. */
+static int finish_whole_body(lsmi_pg_t *pg, lsmi_pq_conn_t *conn, void *ctx) {
+  const finish_t *a = ctx;
+  const lsmi_pg_finish_t *f = a->f;
+  int rc = lock_units(conn, a->c->job_id, false);
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  claim_params(&p, pg, a->c);
+  lsmi_pq_double(&p, f->finished_at);
+  lsmi_pq_text(&p, lsmi_job_state_name(f->state));
+  lsmi_pq_text(&p, f->error_json);
+  lsmi_pq_text(&p, f->summary_json);
+  lsmi_pq_text(&p, f->timings_json);
+  lsmi_pq_text(&p, f->progress_json);
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__query(
+        NULL, conn,
+        "WITH u AS (UPDATE members SET state = 'done', lease_until = NULL,"
+        " finished_at = $5, fraction = 1 WHERE job_id = $1 AND ((idx = $2"
+        " AND attempts = $3 AND node = $4 AND state = 'running') OR"
+        " (idx = -1 AND state = 'waiting')) RETURNING idx)"
+        "UPDATE jobs SET state = $6, finished_at = $5, error = $7::json,"
+        " summary = $8::json, timings = $9::json,"
+        " progress = coalesce($10::json, progress)"
+        " WHERE id = $1 AND state = 'running' AND"
+        " (SELECT count(*) FROM u) = 2 RETURNING 1",
+        &p, false, LSMI_ERR_CONFLICT, NULL);
+  for (int i = 0; rc == LSMI_OK && i < f->nresults; i++) {
+    char key[LSMI_PG_KEY_MAX];
+    lsmi_pg_result_key(a->c->job_id, f->results[i].split, key);
+    rc = lsmi_pg__blob_write(pg, conn, key, f->results[i].path);
+  }
+  return rc;
+}
+
 int lsmi_pg_job_finish(lsmi_pg_t *pg, const lsmi_pg_claim_t *c,
                        const lsmi_pg_finish_t *f) {
-  if (c->member != LSMI_PG_COMBINE ||
+  bool whole = c->members == 1 && c->member == 0;
+  if ((c->member != LSMI_PG_COMBINE && !whole) ||
       (f->state != LSMI_JOB_SUCCEEDED && f->state != LSMI_JOB_FAILED))
     return LSMI_ERR_INVALID;
   finish_t a = {c, f};
-  return lsmi_pg__in_tx(pg, "BEGIN", finish_body, &a);
+  return lsmi_pg__in_tx(pg, "BEGIN", whole ? finish_whole_body : finish_body,
+                        &a);
 }
 
 /* ---- wake-ups ---- */

@@ -21,7 +21,8 @@
  *     (lsmi_pg_member_complete, lsmi_member_save's); the transaction that
  *     completes a job's last member hands the combination to that node,
  *     which loads the members (lsmi_pg_member_load), runs lsmi_combine and
- *     finishes the job with its result files (lsmi_pg_job_finish). A node
+ *     finishes the job with its result files (lsmi_pg_job_finish); the
+ *     member of a job of one finishes the job itself. A node
  *     that dies loses its lease and another node claims the unit again
  *     (attempts + 1); every later call of the old claim fails with
  *     LSMI_ERR_CONFLICT, so its work is dropped, never counted twice.
@@ -262,9 +263,12 @@ typedef struct lsmi_pg_finish {
 /*
  * Ends the job of the combination claim c: its result files published,
  * its state and texts recorded, and its members' bytes dropped, in one
- * transaction. 0, LSMI_ERR_CONFLICT when the claim is over, LSMI_ERR_IO
- * (a result file could not be read), LSMI_ERR_INVALID when c is not a
- * combination or f->state no final state.
+ * transaction. A job of one member is ended by its member's claim too,
+ * without lsmi_pg_member_complete: the member and the combination are
+ * done with the job, and the member's bytes never stored. 0,
+ * LSMI_ERR_CONFLICT when the claim is over, LSMI_ERR_IO (a result file
+ * could not be read), LSMI_ERR_INVALID when c is neither a combination
+ * nor the member of a job of one, or f->state no final state.
  */
 int lsmi_pg_job_finish(lsmi_pg_t *pg, const lsmi_pg_claim_t *c,
                        const lsmi_pg_finish_t *f);

@@ -606,7 +606,20 @@ static void *work_thread(void *arg) {
     w->claims++;
     int job = atoi(c.job_id + 1);
     atomic_fetch_add(&w->seen[UNIT(job, c.member)], 1);
-    bool combine = false;
+    bool combine = c.members == 1; /* its member ends the job, as csched.c */
+    if (combine)
+      atomic_fetch_add(&w->seen[UNIT(job, 7)], 1);
+    lsmi_pg_finish_t fin = {
+        LSMI_JOB_SUCCEEDED, 2.0, NULL, "{}", "{}", NULL, NULL, 0};
+    rc = combine ? lsmi_pg_job_finish(w->pg, &c, &fin) : LSMI_OK;
+    if (combine && rc == LSMI_ERR_CONFLICT && w->cancels)
+      continue;
+    if (rc) {
+      what = "finish";
+      break;
+    }
+    if (combine)
+      continue;
     char bytes[16];
     snprintf(bytes, sizeof bytes, "m%d", c.member);
     rc = lsmi_pg_member_complete(w->pg, &c, bytes, strlen(bytes), 30, &combine);
@@ -619,8 +632,6 @@ static void *work_thread(void *arg) {
     if (!combine)
       continue;
     atomic_fetch_add(&w->seen[UNIT(job, 7)], 1);
-    lsmi_pg_finish_t fin = {
-        LSMI_JOB_SUCCEEDED, 2.0, NULL, "{}", "{}", NULL, NULL, 0};
     rc = lsmi_pg_job_finish(w->pg, &c, &fin);
     if (rc == LSMI_ERR_CONFLICT && w->cancels)
       continue;
@@ -700,7 +711,7 @@ static void test_cancel_while_running(void **state) {
     for (int j = 0; j < jobs; j++) {
       char id[16];
       snprintf(id, sizeof id, "j%d", r * 100 + j);
-      create_ok(f->a, id, "t1", "ds1", 3);
+      create_ok(f->a, id, "t1", "ds1", j % 3 ? 3 : 1);
     }
     worker_t w[2] = {{f->a, seen, true, 0, ""}, {f->b, seen, true, 0, ""}};
     pthread_t t[2];
@@ -836,6 +847,57 @@ static void test_lease_expiry(void **state) {
   assert_int_equal(job_state(f->b, "j1"), LSMI_JOB_SUCCEEDED);
   assert_int_equal(lsmi_pg_member_load(f->a, "j1", 0, &buf, &len),
                    LSMI_ERR_NOTFOUND);
+  lsmi_pg_claim_clear(&ca);
+  lsmi_pg_claim_clear(&cb);
+}
+
+/* A job of one member ended by its member's claim: the result file
+ * published and both units done in the one transaction, the member's bytes
+ * never stored; refused once the claim is over (a lease taken over, a
+ * cancel), and for a member of a larger job. */
+static void test_finish_whole(void **state) {
+  fx_t *f = nodes(state);
+  insert_ds(f, "ds1", "t1", "aaa");
+  create_ok(f->a, "j1", "t1", "ds1", 1);
+  create_ok(f->a, "j2", "t1", "ds1", 1);
+  create_ok(f->a, "j3", "t1", "ds1", 1);
+  create_ok(f->a, "e1", "t1", "ds1", 2);
+  char src[256], dst[256], key[LSMI_PG_KEY_MAX];
+  make_file(f, "train", 5000, 3, src);
+  snprintf(dst, sizeof dst, "%s/dst", f->dir);
+  lsmi_pg_file_t files[1] = {{"train", src}};
+  lsmi_pg_finish_t fin = {
+      LSMI_JOB_SUCCEEDED, 2.0, NULL, "{}", "{}", NULL, files, 1};
+  lsmi_pg_claim_t ca = {0}, cb = {0};
+
+  claim_ok(f->a, 30, &ca, "j1", 0, 1);
+  assert_int_equal(lsmi_pg_job_finish(f->a, &ca, &fin), LSMI_OK);
+  assert_int_equal(job_state(f->b, "j1"), LSMI_JOB_SUCCEEDED);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM members WHERE job_id = "
+                             "'j1' AND state = 'done' AND data IS NULL"),
+                   2);
+  lsmi_pg_result_key("j1", "train", key);
+  assert_int_equal(lsmi_pg_blob_fetch(f->b, key, dst, f->dir, NULL), LSMI_OK);
+  assert_true(same_file(src, dst));
+  assert_int_equal(lsmi_pg_job_finish(f->a, &ca, &fin), LSMI_ERR_CONFLICT);
+
+  claim_ok(f->a, 0.3, &ca, "j2", 0, 1);
+  usleep(500 * 1000);
+  claim_ok(f->b, 30, &cb, "j2", 0, 2);
+  assert_int_equal(lsmi_pg_job_finish(f->a, &ca, &fin), LSMI_ERR_CONFLICT);
+  assert_int_equal(lsmi_pg_job_finish(f->b, &cb, &fin), LSMI_OK);
+  assert_int_equal(job_state(f->a, "j2"), LSMI_JOB_SUCCEEDED);
+
+  claim_ok(f->a, 30, &ca, "j3", 0, 1);
+  assert_int_equal(lsmi_pg_job_cancel(f->b, NULL, "j3", 1.0, NULL), LSMI_OK);
+  assert_int_equal(lsmi_pg_job_finish(f->a, &ca, &fin), LSMI_ERR_CONFLICT);
+  assert_int_equal(job_state(f->a, "j3"), LSMI_JOB_CANCELLED);
+  lsmi_pg_result_key("j3", "train", key);
+  assert_int_equal(lsmi_pg_blob_fetch(f->b, key, dst, f->dir, NULL),
+                   LSMI_ERR_NOTFOUND);
+
+  claim_ok(f->a, 30, &ca, "e1", 0, 1);
+  assert_int_equal(lsmi_pg_job_finish(f->a, &ca, &fin), LSMI_ERR_INVALID);
   lsmi_pg_claim_clear(&ca);
   lsmi_pg_claim_clear(&cb);
 }
@@ -1185,6 +1247,7 @@ int main(void) {
       T(test_cancel_while_running),
       T(test_fair_order),
       T(test_lease_expiry),
+      T(test_finish_whole),
       T(test_ensemble_combined),
       T(test_notify),
       T(test_connection_lost),
