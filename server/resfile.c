@@ -602,6 +602,20 @@ void lsmi_resfile_remove(const char *data_dir, const char *job_id) {
   remove_orders(data_dir, job_id);
 }
 
+uint64_t lsmi_resfile_bytes(const char *data_dir, const char *job_id) {
+  static const char *const splits[] = {"train", "val"};
+  uint64_t n = 0;
+  for (int i = 0; i < 2; i++) {
+    char path[PATH_MAX];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/results/%s.%s", data_dir, job_id,
+             splits[i]);
+    if (stat(path, &sb) == 0)
+      n += (uint64_t)sb.st_size;
+  }
+  return n;
+}
+
 /* ---- values ---- */
 
 double lsmi_resfile_value(const lsmi_resfile_t *f, lsmi_rescol_t c, size_t i) {

@@ -168,6 +168,10 @@ void lsmi_resfile_unorder(const uint32_t *order, size_t map_len);
  * files are fine). */
 void lsmi_resfile_remove(const char *data_dir, const char *job_id);
 
+/* The bytes of both splits' files of a job (a missing file counts 0): what
+ * the job holds of its tenant's quota. */
+uint64_t lsmi_resfile_bytes(const char *data_dir, const char *job_id);
+
 /*
  * "-s" / "s" / "index": the column and direction; `order` ("asc", "desc"
  * or NULL) applies when there is no '-'. LSMI_ERR_INVALID for other names.

@@ -40,7 +40,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -581,20 +580,6 @@ static char *summary_extra(const job_t *j, const lsmi_dataset_t *ds,
       lsmi_codec_provenance(&in, &p, j->res, started, read_s, total)));
 }
 
-/* The bytes of job id's result files (both splits). */
-static uint64_t result_bytes(const char *data_dir, const char *id) {
-  static const char *const splits[] = {"train", "val"};
-  uint64_t n = 0;
-  for (int i = 0; i < 2; i++) {
-    char path[PATH_MAX];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/results/%s.%s", data_dir, id, splits[i]);
-    if (stat(path, &sb) == 0)
-      n += (uint64_t)sb.st_size;
-  }
-  return n;
-}
-
 static void work(uv_work_t *req) {
   job_t *j = req->data;
   const lsmi_config_t *cfg = j->owner->cfg;
@@ -631,7 +616,7 @@ static void work(uv_work_t *req) {
                                       &jv, &j->err);
   if (j->status == LSMI_OK) {
     j->extra = summary_extra(j, ds, &opt, &info, started, read_s);
-    j->result_bytes = result_bytes(cfg->data_dir, j->id);
+    j->result_bytes = lsmi_resfile_bytes(cfg->data_dir, j->id);
   }
 out:
   lsmi_dataset_destroy(ds);

@@ -14,8 +14,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
+#include "resfile.h"
 #include "store.h"
 #include "storepg.h"
 #include "util.h"
@@ -106,17 +106,8 @@ static void result_bytes_fn(sqlite3_context *ctx, int argc,
                             sqlite3_value **argv) {
   const char *dir = sqlite3_user_data(ctx);
   const unsigned char *id = argc == 1 ? sqlite3_value_text(argv[0]) : NULL;
-  sqlite3_int64 n = 0;
-  static const char *const splits[] = {"train", "val"};
-  for (int i = 0; id && i < 2; i++) {
-    char path[PATH_MAX];
-    struct stat sb;
-    snprintf(path, sizeof path, "%s/results/%s.%s", dir, (const char *)id,
-             splits[i]);
-    if (stat(path, &sb) == 0)
-      n += (sqlite3_int64)sb.st_size;
-  }
-  sqlite3_result_int64(ctx, n);
+  sqlite3_result_int64(
+      ctx, id ? (sqlite3_int64)lsmi_resfile_bytes(dir, (const char *)id) : 0);
 }
 
 /* Version 2's result_bytes of the jobs that succeeded before it: the sizes
@@ -876,7 +867,7 @@ int lsmi_store_pending_remove(lsmi_store_t *s, const char *kind,
 
 int lsmi_store_pending_remove_all(lsmi_store_t *s, const char *kind,
                                   const lsmi_idlist_t *ids) {
-  if (ids->n == 0)
+  if (ids->n == 0 || s->pg) /* as lsmi_store_pending_remove */
     return LSMI_OK;
   pthread_mutex_lock(&s->mu);
   int out = exec3(s, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL);
