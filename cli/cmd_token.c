@@ -104,14 +104,8 @@ static int write_lines(const char *path, const lines_t *l) {
   struct stat old, dir;
   bool had = stat(path, &old) == 0;
   char dpath[PATH_MAX];
-  snprintf(dpath, sizeof dpath, "%s", path);
-  char *slash = strrchr(dpath, '/');
-  if (slash == NULL)
-    snprintf(dpath, sizeof dpath, ".");
-  else if (slash == dpath)
-    dpath[1] = '\0';
-  else
-    *slash = '\0';
+  if (lsmi_durable_dir_of(path, dpath, sizeof dpath))
+    return -1;
   lsmi_durable_t d = LSMI_DURABLE_INIT;
   int rc = lsmi_durable_begin(&d, NULL, path, 0600);
   if (rc == 0 && had)
@@ -285,14 +279,8 @@ static int cmd_revoke(lines_t *l, const targs_t *a) {
  * the fd, or -1 (then the edit goes on unlocked). */
 static int lock_dir(const char *path) {
   char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", path);
-  char *slash = strrchr(dir, '/');
-  if (slash == NULL)
-    snprintf(dir, sizeof dir, ".");
-  else if (slash == dir)
-    dir[1] = '\0';
-  else
-    *slash = '\0';
+  if (lsmi_durable_dir_of(path, dir, sizeof dir))
+    return -1;
   int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0)
     flock(fd, LOCK_EX);

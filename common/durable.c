@@ -11,8 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* The directory part of path into buf ("." when there is none). */
-static int dir_of(const char *path, char *buf, size_t len) {
+int lsmi_durable_dir_of(const char *path, char *buf, size_t len) {
   const char *slash = strrchr(path, '/');
   if (slash == NULL)
     return snprintf(buf, len, ".") < (int)len ? 0 : -ENAMETOOLONG;
@@ -35,7 +34,7 @@ int lsmi_durable_begin(lsmi_durable_t *d, const char *tmpdir, const char *path,
   int rc = tmpdir ? (snprintf(dir, sizeof dir, "%s", tmpdir) < (int)sizeof dir
                          ? 0
                          : -ENAMETOOLONG)
-                  : dir_of(path, dir, sizeof dir);
+                  : lsmi_durable_dir_of(path, dir, sizeof dir);
   if (rc)
     return rc;
   const char *slash = strrchr(path, '/');
@@ -119,7 +118,7 @@ int lsmi_durable_commit(lsmi_durable_t *d, const char *path) {
   }
   d->tmp[0] = '\0';
   char dir[sizeof d->tmp];
-  rc = dir_of(path, dir, sizeof dir);
+  rc = lsmi_durable_dir_of(path, dir, sizeof dir);
   return rc ? rc : lsmi_durable_sync_dir(dir);
 }
 

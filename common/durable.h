@@ -66,6 +66,10 @@ int lsmi_durable_commit(lsmi_durable_t *d, const char *path);
 /* Closes and removes the temp file; a no-op when d is not open. */
 void lsmi_durable_abort(lsmi_durable_t *d);
 
+/* The directory part of path into buf ("." when there is none, "/" for a
+ * name at the root): 0, or -ENAMETOOLONG. */
+int lsmi_durable_dir_of(const char *path, char *buf, size_t len);
+
 /* Fsyncs a directory, so that the names created or removed in it persist. */
 int lsmi_durable_sync_dir(const char *dir);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "durable.h"
 #include "resfile.h"
 #include "store.h"
 #include "storepg.h"
@@ -117,12 +118,8 @@ static int v2_result_bytes(sqlite3 *db) {
   if (file == NULL || file[0] == '\0')
     return SQLITE_OK; /* a store in memory has no files */
   char dir[PATH_MAX];
-  snprintf(dir, sizeof dir, "%s", file);
-  char *slash = strrchr(dir, '/');
-  if (slash)
-    *slash = '\0';
-  else
-    snprintf(dir, sizeof dir, ".");
+  if (lsmi_durable_dir_of(file, dir, sizeof dir))
+    return SQLITE_CANTOPEN;
   int rc = sqlite3_create_function(db, "lsmi_result_bytes", 1, SQLITE_UTF8, dir,
                                    result_bytes_fn, NULL, NULL);
   if (rc == SQLITE_OK)
