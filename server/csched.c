@@ -570,6 +570,8 @@ static void report_begin(unit_t *u) {
   if (c->started && !c->async_closed)
     uv_async_send(&c->async); /* on_async pokes */
   pthread_mutex_unlock(&c->mu);
+  log_unit(c, u, "reporting",
+           json_pack("{s:f}", "seconds", lsmi_util_mono() - u->t_running));
 }
 
 /* Publishes the job's end: its result files, written here, and what the
