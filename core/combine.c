@@ -571,7 +571,7 @@ static int by_index(const void *a, const void *b) {
 /* The member of F parts (part[k] holds fold k; borrowed), as lsmi_fit
  * trains it (estimate.c): a train row's values are those of the set of its
  * fold, the val values the mean of the sets' in fold order
- * (average_folds), and set k's scores those of part k. *out: NULL on no
+ * (average_folds), and set k's scores those of part k. NULL on no
  * memory. */
 static lsmi_member_t *merge_parts(const lsmi_dataset_t *ds,
                                   const lsmi_params_t *p,

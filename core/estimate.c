@@ -329,8 +329,7 @@ static int member_setup(fit_t *f, member_t *m, int e, lsmi_error_t *err) {
   const lsmi_split_t *tr = &f->ds->train;
   int index = f->member_first + e;
   m->seed = f->p->seed + (uint64_t)index;
-  m->out = lsmi__member_create(index, sets_per_member(f), tr->n,
-                               f->ds->val.n);
+  m->out = lsmi__member_create(index, sets_per_member(f), tr->n, f->ds->val.n);
   if (m->out == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
                           "could not allocate the members' columns");
@@ -339,8 +338,7 @@ static int member_setup(fit_t *f, member_t *m, int e, lsmi_error_t *err) {
   if (f->nfolds == 0)
     return LSMI_OK;
   m->fold_of = malloc(tr->n ? tr->n : 1);
-  if (m->fold_of == NULL ||
-      lsmi__member_folds(f->ds, f->p, index, m->fold_of))
+  if (m->fold_of == NULL || lsmi__member_folds(f->ds, f->p, index, m->fold_of))
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   return LSMI_OK;
 }
@@ -1552,8 +1550,8 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
   double seconds[2] = {0, 0};
-  st = fit_run(f, ds, p, hooks, 0, p->ensemble, -1, seconds, &res->threads,
-               err);
+  st =
+      fit_run(f, ds, p, hooks, 0, p->ensemble, -1, seconds, &res->threads, err);
   if (st == LSMI_OK) {
     double w0 = now_seconds(CLOCK_MONOTONIC);
     lsmi_member_t **m = calloc((size_t)f->nmembers, sizeof *m);
@@ -1590,9 +1588,9 @@ int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
   return lsmi_fit_part(ds, p, member, -1, hooks, out, err);
 }
 
-int lsmi_fit_part(const lsmi_dataset_t *ds, const lsmi_params_t *p,
-                  int member, int fold, const lsmi_fit_hooks_t *hooks,
-                  lsmi_member_t **out, lsmi_error_t *err) {
+int lsmi_fit_part(const lsmi_dataset_t *ds, const lsmi_params_t *p, int member,
+                  int fold, const lsmi_fit_hooks_t *hooks, lsmi_member_t **out,
+                  lsmi_error_t *err) {
   *out = NULL;
   int st = check_args(ds, p, err);
   if (st)
@@ -1602,8 +1600,8 @@ int lsmi_fit_part(const lsmi_dataset_t *ds, const lsmi_params_t *p,
                           "member %d of an ensemble of %d", member,
                           p->ensemble);
   if (fold < -1 || fold >= p->folds)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "folds",
-                          "fold %d of %d folds", fold, p->folds);
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "folds", "fold %d of %d folds",
+                          fold, p->folds);
   fit_t *f = fit_new();
   if (f == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");

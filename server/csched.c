@@ -503,8 +503,8 @@ static int reserve_memory(unit_t *u, const lsmi_dataset_rec_t *rec) {
    * for a moment). */
   if (fold)
     p.folds = 0;
-  uint64_t need = lsmi_mem_job_estimate(rec, &p) +
-                  (fold ? (uint64_t)19 * rec->n_train : 0);
+  uint64_t need =
+      lsmi_mem_job_estimate(rec, &p) + (fold ? (uint64_t)19 * rec->n_train : 0);
   if (c->cfg->max_job_memory && need > c->cfg->max_job_memory) {
     char a[32], b[32];
     return lsmi_error_set(

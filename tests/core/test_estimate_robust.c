@@ -341,13 +341,14 @@ static lsmi_member_t *through_bytes(lsmi_member_t *m) {
 static void assert_same_result(const lsmi_result_t *a, const lsmi_result_t *b,
                                const lsmi_dataset_t *ds, bool sd) {
   size_t n[2] = {ds->train.n * sizeof(double), ds->val.n * sizeof(double)};
-  const lsmi_rows_t *ra[2] = {&a->train, &a->val}, *rb[2] = {&b->train, &b->val};
+  const lsmi_rows_t *ra[2] = {&a->train, &a->val},
+                    *rb[2] = {&b->train, &b->val};
   for (int sp = 0; sp < 2; sp++) {
-    const double *ca[] = {ra[sp]->r,  ra[sp]->u1, ra[sp]->u2,
-                          ra[sp]->s,  ra[sp]->i1, ra[sp]->i2,
+    const double *ca[] = {ra[sp]->r,   ra[sp]->u1, ra[sp]->u2,
+                          ra[sp]->s,   ra[sp]->i1, ra[sp]->i2,
                           ra[sp]->i12, ra[sp]->h1, ra[sp]->h2};
-    const double *cb[] = {rb[sp]->r,  rb[sp]->u1, rb[sp]->u2,
-                          rb[sp]->s,  rb[sp]->i1, rb[sp]->i2,
+    const double *cb[] = {rb[sp]->r,   rb[sp]->u1, rb[sp]->u2,
+                          rb[sp]->s,   rb[sp]->i1, rb[sp]->i2,
                           rb[sp]->i12, rb[sp]->h1, rb[sp]->h2};
     for (size_t c = 0; c < sizeof ca / sizeof *ca; c++)
       assert_memory_equal(ca[c], cb[c], n[sp]);
@@ -411,8 +412,7 @@ static void test_folds_one_at_a_time(void **state) {
           assert_int_equal(
               lsmi_fit_part(ds, &p, 1, F - 1 - f, NULL, &mix[1 + f], &err),
               LSMI_OK);
-        assert_int_equal(lsmi_combine(ds, &p, mix, 1 + F, &res, &err),
-                         LSMI_OK);
+        assert_int_equal(lsmi_combine(ds, &p, mix, 1 + F, &res, &err), LSMI_OK);
         assert_same_result(res, whole, ds, true);
         lsmi_result_destroy(res);
       }
@@ -431,8 +431,7 @@ static void test_folds_one_at_a_time(void **state) {
   assert_null(res);
   /* Fold 2 missing. */
   for (int k = 0; k < 2; k++)
-    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[k], &err),
-                     LSMI_OK);
+    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[k], &err), LSMI_OK);
   assert_int_equal(lsmi_combine(ds, &p, bad, 2, &res, &err), LSMI_ERR_INVALID);
   /* A whole member and its parts besides. */
   assert_int_equal(lsmi_fit_member(ds, &p, 0, NULL, &bad[0], &err), LSMI_OK);
@@ -451,8 +450,7 @@ static void test_folds_one_at_a_time(void **state) {
                    LSMI_ERR_INVALID);
   /* Parts of 3 folds given to a combination of 2. */
   for (int k = 0; k < 2; k++)
-    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[k], &err),
-                     LSMI_OK);
+    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[k], &err), LSMI_OK);
   lsmi_params_t two = p;
   two.folds = 2;
   assert_int_equal(lsmi_combine(ds, &two, bad, 2, &res, &err), LSMI_ERR_SHAPE);
