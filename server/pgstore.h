@@ -167,8 +167,9 @@ int lsmi_pg_job_create(lsmi_pg_t *pg, const lsmi_job_new_t *job, int members,
 int lsmi_pg_idem_check(lsmi_pg_t *pg, const char *tenant, const char *key,
                        const char *req_hash, char *existing_id, bool *replayed);
 /*
- * The API object of a job, as lsmi_store_job_get's; with several members
- * running, progress.fraction is their mean (done members count 1).
+ * The API object of a job, as lsmi_store_job_get's; with several units
+ * (members, or folds of members) running, progress.fraction is their mean
+ * (done units count 1; a job's units are of about one cost).
  */
 int lsmi_pg_job_get(lsmi_pg_t *pg, const char *tenant, const char *id,
                     json_t **job, int *state);
