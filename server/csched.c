@@ -45,7 +45,7 @@
  * (lsmi_fit_part), E F units, so that one member's folds spread over the
  * nodes too. lsmi_combine assembles a member from its F parts, in
  * whatever order they come, into the bits lsmi_fit gives. A job queued
- * before folds were units has E units: folds_per_unit tells them apart by
+ * before folds were units has E units: folds_as_units tells them apart by
  * the count.
  */
 #include <limits.h>
@@ -460,15 +460,16 @@ static int get_file(lsmi_pg_t *pg, void *ctx) {
 /* The units of a job are its members (E of them; fold -1), or with
  * cross-fitting every fold of every member (E F of them, F = params.folds
  * >= 2): unit i is fold i % F of member i / F. A job queued before folds
- * were units has E units of whole members: its unit count tells. */
-static int folds_per_unit(const unit_t *u) {
+ * were units has E units of whole members: its unit count tells. F when
+ * the job's folds are units, else 0. */
+static int folds_as_units(const unit_t *u) {
   int E = u->params.ensemble, F = u->params.folds;
   return F >= 2 && u->claim.members == E * F ? F : 0;
 }
 
 /* The member and fold (-1: the whole member) of unit i of u's job. */
 static int unit_part(unit_t *u, int i, int *member, int *fold) {
-  int F = folds_per_unit(u);
+  int F = folds_as_units(u);
   *member = F ? i / F : i;
   *fold = F ? i % F : -1;
   if (F == 0 && u->claim.members != u->params.ensemble)
@@ -482,7 +483,7 @@ static int unit_part(unit_t *u, int i, int *member, int *fold) {
 
 /* The unit of u's job that trained m. */
 static int unit_of_member(const unit_t *u, const lsmi_member_t *m) {
-  int F = folds_per_unit(u), fold = lsmi_member_fold(m);
+  int F = folds_as_units(u), fold = lsmi_member_fold(m);
   return F && fold >= 0 ? lsmi_member_index(m) * F + fold
                         : lsmi_member_index(m);
 }
@@ -494,7 +495,7 @@ static int reserve_memory(unit_t *u, const lsmi_dataset_rec_t *rec) {
   lsmi_csched_t *c = u->owner;
   lsmi_params_t p = u->params;
   p.threads = lsmi_sched_fit_threads(c->cfg, &p);
-  bool fold = u->claim.member >= 0 && folds_per_unit(u);
+  bool fold = u->claim.member >= 0 && folds_as_units(u);
   if (u->claim.member >= 0)
     p.ensemble = 1;
   /* One fold's set is a fit of one set without folds, and besides the
