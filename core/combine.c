@@ -571,8 +571,11 @@ static int by_index(const void *a, const void *b) {
 /* The member of F parts (part[k] holds fold k; borrowed), as lsmi_fit
  * trains it (estimate.c): a train row's values are those of the set of its
  * fold, the val values the mean of the sets' in fold order
- * (average_folds), and set k's scores those of part k. NULL on no
- * memory. */
+ * (average_folds), and set k's scores those of part k. The progress
+ * losses (disc_loss, ent_loss) are the parts' mean: a whole member sums
+ * its sets' in another order, so they may differ in the last bits; they
+ * are no part of the result's columns, summaries or diagnostics. NULL on
+ * no memory. */
 static lsmi_member_t *merge_parts(const lsmi_dataset_t *ds,
                                   const lsmi_params_t *p,
                                   lsmi_member_t *const *part, int F) {
