@@ -90,6 +90,8 @@ lsmi_member_t *lsmi__member_create(int index, int nsets, size_t n_train,
   if (m == NULL)
     return NULL;
   m->index = index;
+  m->fold = -1;
+  m->folds = nsets > 1 ? nsets : 0;
   m->nsets = nsets;
   m->sets = calloc((size_t)nsets, sizeof *m->sets);
   if (m->sets == NULL || lsmi__rows_alloc(&m->rows[0], n_train, false) ||
@@ -111,19 +113,28 @@ void lsmi_member_destroy(lsmi_member_t *m) {
 
 int lsmi_member_index(const lsmi_member_t *m) { return m->index; }
 
+int lsmi_member_fold(const lsmi_member_t *m) { return m->fold; }
+
 /*
- * The bytes of a member: "LSMIMBR1", then as little-endian fixed-width
- * fields the index and set count (int32 each), the train and val row counts
+ * The bytes of a member: "LSMIMBR2", then as little-endian fixed-width
+ * fields the index, set count, fold and folds (int32 each; the fold -1
+ * for a whole member, k for a part; folds the params' it was fitted
+ * with), the train and val row counts
  * (uint64 each), the five parts of each split (float64, train then val,
  * i1 i2 i12 h1 h2 each), the sets' statistics (float64 loss, hits, rows per
  * model and part, then int32 kept epochs per model) and four float64
  * (seconds_disc, seconds_ent, disc_loss, ent_loss). The machines of one
  * cluster share a byte order; a load checks the magic and every size.
+ * "LSMIMBR1", before parts, had no fold (a whole member): a load still
+ * reads it, so that a member a node saved before an upgrade is combined
+ * after it.
  */
-static const char member_magic[8] = {'L', 'S', 'M', 'I', 'M', 'B', 'R', '1'};
+static const char member_magic[8] = {'L', 'S', 'M', 'I', 'M', 'B', 'R', '2'};
+static const char member_magic_v1[8] = {'L', 'S', 'M', 'I', 'M', 'B', 'R', '1'};
 
-static size_t member_bytes(int nsets, size_t nt, size_t nv) {
-  return 8 + 2 * 4 + 2 * 8 + 5 * (nt + nv) * 8 +
+/* The bytes of a member with nhead int32 fields in its head (2 or 4). */
+static size_t member_bytes(int nhead, int nsets, size_t nt, size_t nv) {
+  return 8 + (size_t)nhead * 4 + 2 * 8 + 5 * (nt + nv) * 8 +
          (size_t)nsets * (3 * N_MODELS * LSMI_PARTS * 8 + N_MODELS * 4) + 4 * 8;
 }
 
@@ -145,12 +156,12 @@ static void get(cursor_t *c, void *v, size_t n) {
 int lsmi_member_save(const lsmi_member_t *m, void **buf, size_t *len,
                      lsmi_error_t *err) {
   size_t nt = m->rows[0].n, nv = m->rows[1].n;
-  *len = member_bytes(m->nsets, nt, nv);
+  *len = member_bytes(4, m->nsets, nt, nv);
   *buf = malloc(*len);
   if (*buf == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   cursor_t c = {.p = *buf};
-  int32_t head[2] = {m->index, m->nsets};
+  int32_t head[4] = {m->index, m->nsets, m->fold, m->folds};
   uint64_t rows[2] = {nt, nv};
   put(&c, member_magic, 8);
   put(&c, head, sizeof head);
@@ -178,23 +189,32 @@ int lsmi_member_load(const void *buf, size_t len, lsmi_member_t **out,
                      lsmi_error_t *err) {
   *out = NULL;
   cursor_t c = {.q = buf};
-  int32_t head[2];
+  int32_t head[4] = {0, 0, -1, -1};
   uint64_t rows[2];
-  if (len < 8 + sizeof head + sizeof rows || memcmp(buf, member_magic, 8))
+  int nhead = len >= 8 && !memcmp(buf, member_magic, 8)      ? 4
+              : len >= 8 && !memcmp(buf, member_magic_v1, 8) ? 2
+                                                             : 0;
+  if (nhead == 0 || len < 8 + nhead * sizeof *head + sizeof rows)
     return lsmi_error_set(err, LSMI_ERR_FORMAT, "member",
                           "not the bytes of an lsmi member");
   c.q += 8;
-  get(&c, head, sizeof head);
+  get(&c, head, (size_t)nhead * sizeof *head);
   get(&c, rows, sizeof rows);
+  /* A part holds one set. */
   if (head[0] < 0 || head[0] > 1000 || head[1] < 1 || head[1] > 64 ||
+      head[2] < -1 || head[2] >= 64 || (head[2] >= 0 && head[1] != 1) ||
+      head[3] < -1 || head[3] > 64 || (head[2] >= 0 && head[2] >= head[3]) ||
       rows[0] > ((uint64_t)1 << 40) || rows[1] > ((uint64_t)1 << 40) ||
-      len != member_bytes(head[1], (size_t)rows[0], (size_t)rows[1]))
+      len != member_bytes(nhead, head[1], (size_t)rows[0], (size_t)rows[1]))
     return lsmi_error_set(err, LSMI_ERR_FORMAT, "member",
                           "a member's bytes of the wrong size");
   lsmi_member_t *m =
       lsmi__member_create(head[0], head[1], (size_t)rows[0], (size_t)rows[1]);
   if (m == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  m->fold = head[2];
+  if (head[3] >= 0)
+    m->folds = head[3];
   for (int sp = 0; sp < 2; sp++)
     for (int id = 0; id < N_MODELS; id++)
       get(&c, lsmi__rows_part(&m->rows[sp], id),
@@ -538,10 +558,100 @@ static void collect_warnings(lsmi_result_t *res, int C) {
 /* The combination                                                          */
 /* ------------------------------------------------------------------------ */
 
+/* By index, and a member's parts by fold after it (a whole member's fold
+ * is -1). */
 static int by_index(const void *a, const void *b) {
-  int x = (*(lsmi_member_t *const *)a)->index;
-  int y = (*(lsmi_member_t *const *)b)->index;
-  return (x > y) - (x < y);
+  const lsmi_member_t *x = *(lsmi_member_t *const *)a;
+  const lsmi_member_t *y = *(lsmi_member_t *const *)b;
+  if (x->index != y->index)
+    return (x->index > y->index) - (x->index < y->index);
+  return (x->fold > y->fold) - (x->fold < y->fold);
+}
+
+/* The member of F parts (part[k] holds fold k; borrowed), as lsmi_fit
+ * trains it (estimate.c): a train row's values are those of the set of its
+ * fold, the val values the mean of the sets' in fold order
+ * (average_folds), and set k's scores those of part k. The progress
+ * losses (disc_loss, ent_loss) are the parts' mean: a whole member sums
+ * its sets' in another order, so they may differ in the last bits; they
+ * are no part of the result's columns, summaries or diagnostics. NULL on
+ * no memory. */
+static lsmi_member_t *merge_parts(const lsmi_dataset_t *ds,
+                                  const lsmi_params_t *p,
+                                  lsmi_member_t *const *part, int F) {
+  size_t nt = ds->train.n, nv = ds->val.n;
+  lsmi_member_t *m = lsmi__member_create(part[0]->index, F, nt, nv);
+  unsigned char *fold_of = malloc(nt ? nt : 1);
+  if (m == NULL || fold_of == NULL ||
+      lsmi__member_folds(ds, p, part[0]->index, fold_of)) {
+    lsmi_member_destroy(m);
+    free(fold_of);
+    return NULL;
+  }
+  for (int id = 0; id < N_MODELS; id++) {
+    double *tr = lsmi__rows_part(&m->rows[0], id);
+    for (size_t i = 0; i < nt; i++)
+      tr[i] = lsmi__rows_part(&part[fold_of[i]]->rows[0], id)[i];
+    double *va = lsmi__rows_part(&m->rows[1], id);
+    for (size_t i = 0; i < nv; i++) {
+      double sum = 0.0;
+      for (int k = 0; k < F; k++)
+        sum += lsmi__rows_part(&part[k]->rows[1], id)[i];
+      va[i] = sum / (double)F;
+    }
+  }
+  for (int k = 0; k < F; k++) {
+    m->sets[k] = part[k]->sets[0];
+    m->seconds_disc += part[k]->seconds_disc;
+    m->seconds_ent += part[k]->seconds_ent;
+    m->disc_loss += part[k]->disc_loss / F;
+    m->ent_loss += part[k]->ent_loss / F;
+  }
+  free(fold_of);
+  return m;
+}
+
+/* The parts among m[0 .. *n) (sorted by by_index) assembled into their
+ * members, in place: *n becomes the count of what is left, every entry
+ * whole or a part that was refused (then with st set). A member's parts
+ * must be folds 0 .. F-1, each once. */
+static int merge_members(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                         lsmi_member_t **m, int *n, lsmi_error_t *err) {
+  int st = LSMI_OK, F = p->folds;
+  for (int i = 0; st == LSMI_OK && i < *n;) {
+    if (m[i]->fold < 0) {
+      i++;
+      continue;
+    }
+    int g = 0;
+    while (i + g < *n && m[i + g]->index == m[i]->index)
+      g++;
+    for (int k = 0; st == LSMI_OK && k < g; k++) {
+      const lsmi_member_t *q = m[i + k];
+      if (q->nsets != 1 || q->folds != F || q->rows[0].n != ds->train.n ||
+          q->rows[1].n != ds->val.n)
+        st = lsmi_error_set(err, LSMI_ERR_SHAPE, "member",
+                            "a part of member %d was fitted on another "
+                            "dataset or with other folds",
+                            q->index);
+      else if (g != F || q->fold != k)
+        st = lsmi_error_set(err, LSMI_ERR_INVALID, "folds",
+                            "a fold of member %d is missing or given twice",
+                            q->index);
+    }
+    lsmi_member_t *whole = st ? NULL : merge_parts(ds, p, m + i, F);
+    if (st == LSMI_OK && whole == NULL)
+      st = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+    if (st)
+      break;
+    for (int k = 0; k < g; k++)
+      lsmi_member_destroy(m[i + k]);
+    m[i] = whole;
+    memmove(m + i + 1, m + i + g, (size_t)(*n - i - g) * sizeof *m);
+    *n -= g - 1;
+    i++;
+  }
+  return st;
 }
 
 /* Members 0 .. E-1 of this fit, each once, of the dataset's size. */
@@ -569,11 +679,11 @@ int lsmi__combine(const lsmi_dataset_t *ds, const lsmi_params_t *p,
                   lsmi_member_t **members, int n, lsmi_result_t *res,
                   lsmi_error_t *err) {
   qsort(members, (size_t)n, sizeof *members, by_index);
+  int st = merge_members(ds, p, members, &n, err);
   double *log_prior = calloc((size_t)ds->classes, sizeof *log_prior);
   lsmi_summary_t *msum = calloc((size_t)n * 2, sizeof *msum);
-  int st = log_prior && msum
-               ? LSMI_OK
-               : lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
+  if (st == LSMI_OK && (log_prior == NULL || msum == NULL))
+    st = lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   if (st == LSMI_OK)
     st = check_members(ds, p, members, n, err);
   if (st == LSMI_OK)

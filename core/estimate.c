@@ -173,6 +173,8 @@ struct fit {
   const lsmi_params_t *p;
   const lsmi_fit_hooks_t *hooks;
   int member_first; /* members member_first .. + nmembers - 1 of params */
+  int fold_only;    /* -1: every set of each member; k: fold k's alone (a
+                       part, lsmi_fit_part) */
   int nmembers, nsets, ntasks, nfolds;
   member_t *members;
   set_t *sets;
@@ -315,26 +317,40 @@ static void epoch_done(fit_t *f, task_t *t, int epoch) {
 /* Members, sets and their rows                                             */
 /* ------------------------------------------------------------------------ */
 
+/* The sets of one member in this fit: its folds, or 1 (no cross-fitting,
+ * or a part: one fold's set). */
+static int sets_per_member(const fit_t *f) {
+  return f->fold_only >= 0 || f->nfolds == 0 ? 1 : f->nfolds;
+}
+
 /* Member e of this fit (e + member_first of the params): its columns, and
  * its folds with cross-fitting. */
 static int member_setup(fit_t *f, member_t *m, int e, lsmi_error_t *err) {
   const lsmi_split_t *tr = &f->ds->train;
   int index = f->member_first + e;
   m->seed = f->p->seed + (uint64_t)index;
-  m->out = lsmi__member_create(index, f->nfolds ? f->nfolds : 1, tr->n,
-                               f->ds->val.n);
+  m->out = lsmi__member_create(index, sets_per_member(f), tr->n, f->ds->val.n);
   if (m->out == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "",
                           "could not allocate the members' columns");
+  m->out->fold = f->fold_only;
+  m->out->folds = f->nfolds;
   if (f->nfolds == 0)
     return LSMI_OK;
   m->fold_of = malloc(tr->n ? tr->n : 1);
-  lsmi_rng_t rng;
-  lsmi_rng_seed(&rng, m->seed, STREAM_FOLDS);
-  if (m->fold_of == NULL || lsmi__split_folds(tr->y, tr->n, f->ds->classes,
-                                              f->nfolds, &rng, m->fold_of))
+  if (m->fold_of == NULL || lsmi__member_folds(f->ds, f->p, index, m->fold_of))
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   return LSMI_OK;
+}
+
+int lsmi__member_folds(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                       int index, unsigned char *fold_of) {
+  lsmi_rng_t rng;
+  lsmi_rng_seed(&rng, p->seed + (uint64_t)index, STREAM_FOLDS);
+  return lsmi__split_folds(ds->train.y, ds->train.n, ds->classes, p->folds,
+                           &rng, fold_of)
+             ? LSMI_ERR_NOMEM
+             : LSMI_OK;
 }
 
 /* The roles of the train rows for set s of member m, and its row lists. */
@@ -406,7 +422,9 @@ static int set_setup(fit_t *f, set_t *s, const member_t *m, int e, int k,
   if (s->n_fit == 0)
     return lsmi_error_set(err, LSMI_ERR_SHAPE, "train",
                           "no train rows are left to fit on");
-  if (f->nfolds > 0) {
+  /* A part's val values are its own (the combination averages the parts),
+   * written to its member's columns in place. */
+  if (f->nfolds > 0 && f->fold_only < 0) {
     size_t nv = (size_t)N_MODELS * (f->ds->val.n ? f->ds->val.n : 1);
     s->val_out = calloc(nv, sizeof *s->val_out);
     if (s->val_out == NULL)
@@ -1326,7 +1344,8 @@ static int resolve_threads(int requested, int tasks) {
 /* The members, sets and tasks of a fit, and the cost order of evaluation. */
 static int fit_setup(fit_t *f, lsmi_error_t *err) {
   f->nfolds = f->p->folds;
-  f->nsets = f->nmembers * (f->nfolds ? f->nfolds : 1);
+  int per = sets_per_member(f);
+  f->nsets = f->nmembers * per;
   f->ntasks = f->nsets * N_MODELS;
   f->members = calloc((size_t)f->nmembers, sizeof *f->members);
   f->sets = calloc((size_t)f->nsets, sizeof *f->sets);
@@ -1344,9 +1363,10 @@ static int fit_setup(fit_t *f, lsmi_error_t *err) {
     int st = member_setup(f, m, e, err);
     if (st)
       return st;
-    for (int k = 0; k < (f->nfolds ? f->nfolds : 1); k++) {
-      int si = e * (f->nfolds ? f->nfolds : 1) + k;
-      st = set_setup(f, &f->sets[si], m, e, f->nfolds ? k : -1, err);
+    for (int k = 0; k < per; k++) {
+      int si = e * per + k;
+      int fold = f->fold_only >= 0 ? f->fold_only : f->nfolds ? k : -1;
+      st = set_setup(f, &f->sets[si], m, e, fold, err);
       for (int id = 0; st == LSMI_OK && id < N_MODELS; id++) {
         task_t *t = &f->tasks[si * N_MODELS + id];
         st = task_setup(f, t, &f->sets[si], id, err);
@@ -1408,10 +1428,10 @@ static void average_folds(fit_t *f, int e) {
 /* What each member hands on besides its columns: its sets' scores and the
  * epochs each model kept, its thread seconds. */
 static void finish_members(fit_t *f) {
-  int per = f->nfolds ? f->nfolds : 1;
+  int per = sets_per_member(f);
   for (int e = 0; e < f->nmembers; e++) {
     lsmi_member_t *out = f->members[e].out;
-    if (f->nfolds)
+    if (f->nfolds && f->fold_only < 0)
       average_folds(f, e);
     for (int k = 0; k < per; k++) {
       lsmi_set_stats_t *st = &out->sets[k];
@@ -1436,15 +1456,17 @@ static void finish_members(fit_t *f) {
   }
 }
 
-/* Trains and evaluates members first .. first + n - 1 of the params on the
- * fit's pool; their outputs stay in f->members[].out. */
+/* Trains and evaluates members first .. first + n - 1 of the params (or
+ * fold `fold` of each, fold >= 0) on the fit's pool; their outputs stay in
+ * f->members[].out. */
 static int fit_run(fit_t *f, const lsmi_dataset_t *ds, const lsmi_params_t *p,
-                   const lsmi_fit_hooks_t *hooks, int first, int n,
+                   const lsmi_fit_hooks_t *hooks, int first, int n, int fold,
                    double seconds[2], int *threads, lsmi_error_t *err) {
   f->ds = ds;
   f->p = p;
   f->hooks = hooks;
   f->member_first = first;
+  f->fold_only = fold;
   f->nmembers = n;
   f->phase = LSMI_PHASE_TRAIN;
   int st = fit_setup(f, err);
@@ -1528,7 +1550,8 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   }
   double seconds[2] = {0, 0};
-  st = fit_run(f, ds, p, hooks, 0, p->ensemble, seconds, &res->threads, err);
+  st =
+      fit_run(f, ds, p, hooks, 0, p->ensemble, -1, seconds, &res->threads, err);
   if (st == LSMI_OK) {
     double w0 = now_seconds(CLOCK_MONOTONIC);
     lsmi_member_t **m = calloc((size_t)f->nmembers, sizeof *m);
@@ -1562,6 +1585,12 @@ int lsmi_fit(const lsmi_dataset_t *ds, const lsmi_params_t *p,
 int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
                     int member, const lsmi_fit_hooks_t *hooks,
                     lsmi_member_t **out, lsmi_error_t *err) {
+  return lsmi_fit_part(ds, p, member, -1, hooks, out, err);
+}
+
+int lsmi_fit_part(const lsmi_dataset_t *ds, const lsmi_params_t *p, int member,
+                  int fold, const lsmi_fit_hooks_t *hooks, lsmi_member_t **out,
+                  lsmi_error_t *err) {
   *out = NULL;
   int st = check_args(ds, p, err);
   if (st)
@@ -1570,12 +1599,15 @@ int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
     return lsmi_error_set(err, LSMI_ERR_INVALID, "ensemble",
                           "member %d of an ensemble of %d", member,
                           p->ensemble);
+  if (fold < -1 || fold >= p->folds)
+    return lsmi_error_set(err, LSMI_ERR_INVALID, "folds", "fold %d of %d folds",
+                          fold, p->folds);
   fit_t *f = fit_new();
   if (f == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   double seconds[2];
   int threads;
-  st = fit_run(f, ds, p, hooks, member, 1, seconds, &threads, err);
+  st = fit_run(f, ds, p, hooks, member, 1, fold, seconds, &threads, err);
   if (st == LSMI_OK)
     st = fit_done(f, err);
   if (st == LSMI_OK) {

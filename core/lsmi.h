@@ -551,18 +551,34 @@ LSMI_API int lsmi_fit_member(const lsmi_dataset_t *ds, const lsmi_params_t *p,
                              int member, const lsmi_fit_hooks_t *hooks,
                              lsmi_member_t **out, lsmi_error_t *err);
 
+/* With cross-fitting (p->folds = F >= 2) a member is F sets, one per
+ * fold, that share nothing but the rows: each can be a unit of work of
+ * its own. Trains and evaluates fold `fold` (0 .. F-1) of member `member`
+ * alone: *out (taken) is a part of the member, which lsmi_combine takes
+ * with the member's other F - 1 parts in its place. fold -1 is the whole
+ * member (lsmi_fit_member). LSMI_ERR_INVALID for a fold out of range, or
+ * for fold >= 0 without cross-fitting; otherwise as lsmi_fit's. */
+LSMI_API int lsmi_fit_part(const lsmi_dataset_t *ds, const lsmi_params_t *p,
+                           int member, int fold, const lsmi_fit_hooks_t *hooks,
+                           lsmi_member_t **out, lsmi_error_t *err);
+
 /* The result of members 0 .. p->ensemble - 1 of ds and p, each given once
- * in members[0..n) in any order. Takes every member (they are freed, on
- * failure too). LSMI_ERR_INVALID for a missing or repeated member,
- * LSMI_ERR_SHAPE for one of another dataset or folds. */
+ * in members[0..n) in any order, whole or as its F parts (lsmi_fit_part),
+ * each part once and in any order: the parts of a member are assembled
+ * into the member lsmi_fit trains, bit for bit, before the combination.
+ * Takes every member (they are freed, on failure too). LSMI_ERR_INVALID
+ * for a missing or repeated member or part, LSMI_ERR_SHAPE for one of
+ * another dataset or folds. */
 LSMI_API int lsmi_combine(const lsmi_dataset_t *ds, const lsmi_params_t *p,
                           lsmi_member_t **members, int n, lsmi_result_t **out,
                           lsmi_error_t *err);
 
 LSMI_API int lsmi_member_index(const lsmi_member_t *m);
+/* The fold a part holds (lsmi_fit_part), or -1 for a whole member. */
+LSMI_API int lsmi_member_fold(const lsmi_member_t *m);
 LSMI_API void lsmi_member_destroy(lsmi_member_t *m);
 
-/* The member as bytes: *buf (taken; free()) of *len bytes. */
+/* The member (or part) as bytes: *buf (taken; free()) of *len bytes. */
 LSMI_API int lsmi_member_save(const lsmi_member_t *m, void **buf, size_t *len,
                               lsmi_error_t *err);
 /* A member from the bytes of lsmi_member_save; LSMI_ERR_FORMAT when they

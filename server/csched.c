@@ -14,10 +14,10 @@
  * (lsmi_pg_claim on a pool thread: it waits on the network); a unit
  * claimed runs on a pool thread from start to end: the dataset's record,
  * its memory (memory.h, as sched.c admits a job), its file (the node's
- * cache, materialised from the database), lsmi_fit_member, the member's
- * bytes to the database (lsmi_pg_member_complete); and when that was the
- * job's last member, the combination on the same thread: the other
- * members' bytes, lsmi_combine, the result files written (resfile.c) and
+ * cache, materialised from the database), its fit, the member's bytes to
+ * the database (lsmi_pg_member_complete); and when that was the job's
+ * last unit, the combination on the same thread: the other units' bytes,
+ * lsmi_combine, the result files written (resfile.c) and
  * published with the job's end (lsmi_pg_job_finish). The member of a job
  * of one goes straight on to its combination and ends the job under its
  * own claim: its end is one transaction, not a completion and a finish,
@@ -51,6 +51,15 @@
  * database returns lets another node run the unit again, with the same
  * result (the first report wins, the other is refused). Only a shutdown
  * stops the waiting: the lease then returns the unit to the queue.
+ *
+ * Units and members. A job's units are its ensemble members (unit i is
+ * member i, lsmi_fit_member), or with cross-fitting (F >= 2 folds) every
+ * fold of every member: unit i is fold i % F of member i / F
+ * (lsmi_fit_part), E F units, so that one member's folds spread over the
+ * nodes too. lsmi_combine assembles a member from its F parts, in
+ * whatever order they come, into the bits lsmi_fit gives. A job queued
+ * before folds were units has E units: folds_as_units tells them apart by
+ * the count.
  */
 #include <limits.h>
 #include <pthread.h>
@@ -463,15 +472,55 @@ static int get_file(lsmi_pg_t *pg, void *ctx) {
   return lsmi_storepg_dataset_file(a->sp, a->id, a->path);
 }
 
-/* Reserves the unit's memory (the estimate of one member's fit, or of
- * the whole job for a combination), waiting while it is taken. */
+/* The units of a job are its members (E of them; fold -1), or with
+ * cross-fitting every fold of every member (E F of them, F = params.folds
+ * >= 2): unit i is fold i % F of member i / F. A job queued before folds
+ * were units has E units of whole members: its unit count tells. F when
+ * the job's folds are units, else 0. */
+static int folds_as_units(const unit_t *u) {
+  int E = u->params.ensemble, F = u->params.folds;
+  return F >= 2 && u->claim.members == E * F ? F : 0;
+}
+
+/* The member and fold (-1: the whole member) of unit i of u's job. */
+static int unit_part(unit_t *u, int i, int *member, int *fold) {
+  int F = folds_as_units(u);
+  *member = F ? i / F : i;
+  *fold = F ? i % F : -1;
+  if (F == 0 && u->claim.members != u->params.ensemble)
+    return lsmi_error_set(&u->err, LSMI_ERR_INVALID, "",
+                          "a job of %d units for an ensemble of %d and %d "
+                          "folds",
+                          u->claim.members, u->params.ensemble,
+                          u->params.folds);
+  return LSMI_OK;
+}
+
+/* The unit of u's job that trained m. */
+static int unit_of_member(const unit_t *u, const lsmi_member_t *m) {
+  int F = folds_as_units(u), fold = lsmi_member_fold(m);
+  return F && fold >= 0 ? lsmi_member_index(m) * F + fold
+                        : lsmi_member_index(m);
+}
+
+/* Reserves the unit's memory (the estimate of one member's fit, or of one
+ * fold's when the unit is a fold, or of the whole job for a combination),
+ * waiting while it is taken. */
 static int reserve_memory(unit_t *u, const lsmi_dataset_rec_t *rec) {
   lsmi_csched_t *c = u->owner;
   lsmi_params_t p = u->params;
   p.threads = lsmi_sched_fit_threads(c->cfg, &p);
+  bool fold = u->claim.member >= 0 && folds_as_units(u);
   if (u->claim.member >= 0)
     p.ensemble = 1;
-  uint64_t need = lsmi_mem_job_estimate(rec, &p);
+  /* One fold's set is a fit of one set without folds, and besides the
+   * train rows' roles, lists and folds (estimate.c's set_setup and
+   * member_setup: 10 bytes a row) and what they are drawn with (9 more,
+   * for a moment). */
+  if (fold)
+    p.folds = 0;
+  uint64_t need =
+      lsmi_mem_job_estimate(rec, &p) + (fold ? (uint64_t)19 * rec->n_train : 0);
   if (c->cfg->max_job_memory && need > c->cfg->max_job_memory) {
     char a[32], b[32];
     return lsmi_error_set(
@@ -526,14 +575,14 @@ static int load_member(lsmi_pg_t *pg, void *ctx) {
   return lsmi_pg_member_load(pg, a->job_id, a->member, &a->buf, &a->len);
 }
 
-/* Every member of the job into ms (E of them): `have` (taken; may be
- * NULL), and the others' bytes from the database. */
+/* Every unit's member or part into ms (one per unit of the job): `have`
+ * (taken; may be NULL), and the others' bytes from the database. */
 static int gather(unit_t *u, lsmi_member_t *have, lsmi_member_t **ms) {
   int st = LSMI_OK, n = 0;
   if (have)
     ms[n++] = have;
-  for (int i = 0; i < u->params.ensemble; i++) {
-    if (have && i == lsmi_member_index(have))
+  for (int i = 0; i < u->claim.members; i++) {
+    if (have && i == unit_of_member(u, have))
       continue;
     load_ctx_t a = {u->claim.job_id, i, NULL, 0};
     if (st == LSMI_OK)
@@ -612,10 +661,11 @@ static int publish(unit_t *u, const lsmi_result_t *res) {
   return st;
 }
 
-/* The combination: every member (have, taken, may be NULL; the rest from
- * the database) combined, and the job's end published. */
+/* The combination: every unit's member or part (have, taken, may be
+ * NULL; the rest from the database) combined, and the job's end
+ * published. */
 static int combine(unit_t *u, const lsmi_dataset_t *ds, lsmi_member_t *have) {
-  int e = u->params.ensemble;
+  int e = u->claim.members;
   lsmi_member_t **ms = calloc((size_t)e, sizeof *ms);
   if (ms == NULL) {
     lsmi_member_destroy(have);
@@ -652,15 +702,18 @@ static int complete_member(lsmi_pg_t *pg, void *ctx) {
                                  a->combine);
 }
 
-/* A member: trained, its bytes to the database, and on to the
- * combination when it was the job's last. */
+/* A member, or a fold of one: trained, its bytes to the database, and on
+ * to the combination when it was the job's last unit. */
 static int run_member(unit_t *u, const lsmi_dataset_t *ds) {
   lsmi_csched_t *c = u->owner;
   lsmi_params_t p = u->params;
   p.threads = lsmi_sched_fit_threads(c->cfg, &p);
   lsmi_fit_hooks_t hooks = {on_progress, fit_cancelled, u};
   lsmi_member_t *m = NULL;
-  int st = lsmi_fit_member(ds, &p, u->claim.member, &hooks, &m, &u->err);
+  int member, fold;
+  int st = unit_part(u, u->claim.member, &member, &fold);
+  if (st == LSMI_OK)
+    st = lsmi_fit_part(ds, &p, member, fold, &hooks, &m, &u->err);
   /* A job of one member: this unit is the job, combined and finished
    * under the member's claim (lsmi_pg_job_finish), without the member's
    * bytes going to the database and back. */

@@ -24,13 +24,16 @@
  *   and content; blob names its bytes (deferred: the row is written first,
  *   to claim the (tenant, sha256) slot before the bytes are sent).
  * jobs: the SQLite store's job record, and `members`, the number of units
- *   of work (the params' ensemble); cancel_requested records a DELETE.
- * members: the units of work of a job, idx 0 .. members-1, each with its
- *   folds, and idx -1, the combination, which waits until the others are
+ *   of work (the params' ensemble; since version 2 times the folds with
+ *   cross-fitting); cancel_requested records a DELETE.
+ * members: the units of work of a job, idx 0 .. members-1 (a member with
+ *   its folds, or since version 2 with F >= 2 folds fold idx % F of
+ *   member idx / F), and idx -1, the combination, which waits until the
+ *   others are
  *   done. A claim sets node, lease_until (the server's clock, so nodes'
  *   clocks do not matter) and attempts + 1, which is the claim's token: a
  *   node whose lease was taken over can no longer renew or complete. data
- *   holds a done member (lsmi_member_save) until the job's results are
+ *   holds a done member or fold (lsmi_member_save) until the job's results are
  *   written; progress and fraction are the running member's. A unit's
  *   state alone says whether it is runnable (cancelling or failing a job
  *   cancels its units), and it carries its job's tenant and seq, so that
@@ -129,6 +132,19 @@ static const char v1[] =
     " created_at double precision NOT NULL,"
     " PRIMARY KEY (tenant, key));";
 
+/*
+ * Version 2, cross-fitting folds as units of work: a job's `members`
+ * counts every fold of every member (ensemble x folds, folds >= 2), so
+ * that one member's folds run on several nodes. The tables do not change;
+ * the version marks the meaning, so that a node of an older lsmi, which
+ * would read the units as whole members, refuses the database at its
+ * start. A job queued before keeps its unit count and runs as it did
+ * (csched.c tells the two apart by the count).
+ */
+static const char v2[] =
+    "COMMENT ON COLUMN jobs.members IS 'units of work: the ensemble members,"
+    " times the folds with cross-fitting (every fold of every member a unit)';";
+
 typedef struct migration {
   const char *description;
   const char *sql;
@@ -139,6 +155,8 @@ static const migration_t migrations[] = {
     {"the cluster store: blobs, datasets, jobs, members, tenants, "
      "idempotency keys",
      v1},
+    {"cross-fitting folds as units of work: jobs.members is ensemble x folds",
+     v2},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -11,8 +11,10 @@
  *     never whole in memory), and each node materialises them into its
  *     local data directory when it needs them (lsmi_pg_blob_fetch, through
  *     common/durable.h, the bytes checked against the blob's SHA-256).
- *   - The queue. A job of E ensemble members is E units of work (each
- *     member with all its folds) plus one combination. A node claims the
+ *   - The queue. A job of E ensemble members is E units of work, or
+ *     with F >= 2 cross-fitting folds E F (each fold of each member; unit
+ *     i is fold i % F of member i / F), plus one combination. A node
+ *     claims the
  *     next runnable unit (lsmi_pg_claim: queued, or running under a lease
  *     that expired because its node died) with FOR UPDATE SKIP LOCKED, in
  *     a fair order: round-robin across tenants, oldest job first. It
@@ -153,7 +155,8 @@ int lsmi_pg_dataset_list(lsmi_pg_t *pg, const char *tenant, int64_t offset,
 /* ---- jobs (as lsmi_store_job_*) ---- */
 
 /*
- * Creates a queued job of `members` units of work (params' ensemble, >= 1)
+ * Creates a queued job of `members` units of work (params' ensemble, times
+ * its folds with cross-fitting; >= 1)
  * with its member rows, its idempotency key and a NOTIFY on "lsmi_work",
  * in one transaction: as lsmi_store_job_create (0 created or *replayed
  * with existing_id; LSMI_ERR_NOTFOUND no such dataset for the tenant;
@@ -164,8 +167,9 @@ int lsmi_pg_job_create(lsmi_pg_t *pg, const lsmi_job_new_t *job, int members,
 int lsmi_pg_idem_check(lsmi_pg_t *pg, const char *tenant, const char *key,
                        const char *req_hash, char *existing_id, bool *replayed);
 /*
- * The API object of a job, as lsmi_store_job_get's; with several members
- * running, progress.fraction is their mean (done members count 1).
+ * The API object of a job, as lsmi_store_job_get's; with several units
+ * (members, or folds of members) running, progress.fraction is their mean
+ * (done units count 1; a job's units are of about one cost).
  */
 int lsmi_pg_job_get(lsmi_pg_t *pg, const char *tenant, const char *id,
                     json_t **job, int *state);
@@ -197,7 +201,8 @@ int lsmi_pg_counts(lsmi_pg_t *pg, int64_t by_state[LSMI_JOB_STATES],
 typedef struct lsmi_pg_claim {
   char job_id[64], tenant[64], dataset_id[64];
   int member;        /* 0 .. members - 1, or LSMI_PG_COMBINE */
-  int members;       /* the job's (params' ensemble) */
+  int members;       /* the job's units: params' ensemble, times its
+                        folds with cross-fitting */
   int attempt;       /* the unit's claims so far: this claim's token */
   char *params_json; /* the job's params (malloc'd; lsmi_pg_claim_clear) */
 } lsmi_pg_claim_t;

@@ -207,12 +207,15 @@ int lsmi_storepg_dataset_list(lsmi_storepg_t *sp, const char *tenant,
   return lsmi_pg_dataset_list(pg, tenant, offset, limit, page, total);
 }
 
-/* The units of work of a job: its params' ensemble (1 when absent). */
+/* The units of work of a job: its params' ensemble (1 when absent), times
+ * its folds with cross-fitting (every fold of every member a unit). */
 static int members_of(const char *params_json) {
   json_t *p = json_loads(params_json, 0, NULL);
   json_int_t e = json_integer_value(json_object_get(p, "ensemble"));
+  json_int_t f = json_integer_value(json_object_get(p, "folds"));
   json_decref(p);
-  return e >= 1 && e <= INT_MAX ? (int)e : 1;
+  e = e >= 1 && e <= INT_MAX ? e : 1;
+  return (int)(f >= 2 && f <= INT_MAX / e ? e * f : e);
 }
 
 int lsmi_storepg_job_create(lsmi_storepg_t *sp, const lsmi_job_new_t *job,

@@ -24,7 +24,8 @@
  *     never change under their key, so a cached file stays good. Pending
  *     file operations (store.h) are a single node's bookkeeping: here they
  *     do nothing.
- *   - Jobs. lsmi_storepg_job_create makes params.ensemble units of work;
+ *   - Jobs. lsmi_storepg_job_create makes params.ensemble units of work
+ *     (times params.folds with cross-fitting: every fold a unit);
  *     a cancel (lsmi_storepg_job_request_cancel) ends the job at once and
  *     tells the nodes running its units (NOTIFY). Jobs run through the
  *     database's queue (csched.c), never through sched.c's, so the calls

@@ -500,6 +500,76 @@ def test_ensemble_members_spread():
 test_ensemble_members_spread.ASAN_TOO = True
 
 
+def test_folds_spread():
+    """An ensemble of 2 with 2 cross-fitting folds on 3 idle nodes: its 4
+    units (every fold of every member) run on more than one node, one node
+    combines, and the result is the single node's, byte for byte."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "f%d" % i) for i in range(3)])
+    ref = None if ASAN else Reference()
+    try:
+        ds = upload_ok(nodes[0], DEMO)
+        params = dict(TINY, ensemble=2, folds=2, epochs_discriminator=200,
+                      epochs_entropy=200, seed=12)
+        job = submit_ok(nodes[1], ds, params)
+        assert sql(dsn, "SELECT members FROM jobs WHERE id = '%s'"
+                   % job) == "4"
+        j = wait_done(nodes[2], job, timeout=180)
+        by = units_of(runs(nodes), job)
+        assert sorted(by) == [-1, 0, 1, 2, 3], by
+        for unit, rr in by.items():
+            assert len(rr) == 1, rr  # claimed exactly once
+            assert rr[0][6] == ("succeeded" if unit < 0 else "done"), rr
+        assert len({by[u][0][3] for u in range(4)}) >= 2, by
+        assert j["summary"]["ensemble"] == 2 and j["summary"]["folds"] == 2
+        assert j["progress"]["fraction"] == 1, j["progress"]
+        if ref:
+            files, summary = ref.results(DEMO, params)
+            assert result_files(nodes, job) == files
+            same_summary(j["summary"], summary)
+        stop_clean(nodes)
+    finally:
+        if ref:
+            ref.close()
+
+
+test_folds_spread.ASAN_TOO = True
+
+
+def test_folds_queued_before():
+    """A job of folds queued before folds were units (schema version 1:
+    its E units whole members) runs as it did, each member with all its
+    folds on one node, and its result is the single node's."""
+    dsn = new_database()
+    a, = start_all([node(dsn, "o1")])
+    ref = None if ASAN else Reference()
+    try:
+        ds = upload_ok(a, DEMO)
+        busy = submit_ok(a, ds, dict(LONG, seed=1))
+        end = time.time() + 30 * SLOW
+        while a.job(busy)["state"] != "running" and time.time() < end:
+            time.sleep(0.05)
+        # The node's one worker is busy: the job stays queued while its
+        # units are made what version 1 made them.
+        params = dict(TINY, ensemble=2, folds=2, seed=13)
+        job = submit_ok(a, ds, params)
+        sql(dsn, "DELETE FROM members WHERE job_id = '%s' AND idx >= 2; "
+            "UPDATE jobs SET members = 2 WHERE id = '%s'" % (job, job))
+        assert a.request("DELETE", "/v1/jobs/" + busy).status == 202
+        j = wait_done(a, job)
+        by = units_of(runs([a]), job)
+        assert sorted(by) == [-1, 0, 1], by
+        assert j["summary"]["ensemble"] == 2 and j["summary"]["folds"] == 2
+        if ref:
+            files, summary = ref.results(DEMO, params)
+            assert result_files([a], job) == files
+            same_summary(j["summary"], summary)
+        stop_clean([a])
+    finally:
+        if ref:
+            ref.close()
+
+
 def test_queue_bound():
     """--queue-size bounds the cluster's queue, whichever node a job comes
     through: with both nodes busy, the third queued job is one too many on

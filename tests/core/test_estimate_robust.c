@@ -324,6 +324,160 @@ static void test_members_one_at_a_time(void **state) {
   lsmi_dataset_destroy(ds);
 }
 
+/* A part's bytes and back (the bytes checked whole). */
+static lsmi_member_t *through_bytes(lsmi_member_t *m) {
+  lsmi_error_t err = {0};
+  void *buf = NULL;
+  size_t len = 0;
+  assert_int_equal(lsmi_member_save(m, &buf, &len, &err), LSMI_OK);
+  lsmi_member_destroy(m);
+  assert_int_equal(lsmi_member_load(buf, len - 1, &m, &err), LSMI_ERR_FORMAT);
+  assert_int_equal(lsmi_member_load(buf, len, &m, &err), LSMI_OK);
+  free(buf);
+  return m;
+}
+
+/* Every column and score of two results the same bits. */
+static void assert_same_result(const lsmi_result_t *a, const lsmi_result_t *b,
+                               const lsmi_dataset_t *ds, bool sd) {
+  size_t n[2] = {ds->train.n * sizeof(double), ds->val.n * sizeof(double)};
+  const lsmi_rows_t *ra[2] = {&a->train, &a->val},
+                    *rb[2] = {&b->train, &b->val};
+  for (int sp = 0; sp < 2; sp++) {
+    const double *ca[] = {ra[sp]->r,   ra[sp]->u1, ra[sp]->u2,
+                          ra[sp]->s,   ra[sp]->i1, ra[sp]->i2,
+                          ra[sp]->i12, ra[sp]->h1, ra[sp]->h2};
+    const double *cb[] = {rb[sp]->r,   rb[sp]->u1, rb[sp]->u2,
+                          rb[sp]->s,   rb[sp]->i1, rb[sp]->i2,
+                          rb[sp]->i12, rb[sp]->h1, rb[sp]->h2};
+    for (size_t c = 0; c < sizeof ca / sizeof *ca; c++)
+      assert_memory_equal(ca[c], cb[c], n[sp]);
+    if (sd) {
+      assert_memory_equal(ra[sp]->r_sd, rb[sp]->r_sd, n[sp]);
+      assert_memory_equal(ra[sp]->s_sd, rb[sp]->s_sd, n[sp]);
+    }
+  }
+  assert_memory_equal(&a->train_summary, &b->train_summary,
+                      sizeof a->train_summary);
+  assert_memory_equal(&a->val_summary, &b->val_summary, sizeof a->val_summary);
+  assert_memory_equal(a->diag, b->diag, sizeof a->diag);
+  assert_int_equal(a->nwarnings, b->nwarnings);
+  assert_int_equal(a->ensemble, b->ensemble);
+  assert_int_equal(a->folds, b->folds);
+}
+
+/* Cross-fitting folds one at a time (lsmi_fit_part), carried as bytes and
+ * combined in a shuffled order, give lsmi_fit's bits, for 2 and 3 folds
+ * and 1 and 2 members, with whole members mixed in; a fold missing or
+ * repeated, and a part without cross-fitting, are refused. */
+static void test_folds_one_at_a_time(void **state) {
+  (void)state;
+  lsmi_dataset_t *ds = make(LSMI_SYNTH_MIXED, 400, 0, 9, NULL);
+  lsmi_error_t err = {0};
+  for (int E = 1; E <= 2; E++)
+    for (int F = 2; F <= 3; F++) {
+      lsmi_params_t p;
+      quick(&p, 30 + (uint64_t)(E * 10 + F));
+      p.ensemble = E;
+      p.folds = F;
+      p.early_stopping = F == 3;
+      lsmi_result_t *whole = fit(ds, &p);
+      int n = E * F;
+      lsmi_member_t *m[6];
+      for (int u = 0; u < n; u++) {
+        assert_int_equal(lsmi_fit_part(ds, &p, u / F, u % F, NULL, &m[u], &err),
+                         LSMI_OK);
+        assert_int_equal(lsmi_member_index(m[u]), u / F);
+        assert_int_equal(lsmi_member_fold(m[u]), u % F);
+        m[u] = through_bytes(m[u]);
+      }
+      /* A fixed shuffle: every second unit from the end, then the rest. */
+      lsmi_member_t *order[6];
+      int k = 0;
+      for (int u = n - 1; u >= 0; u -= 2)
+        order[k++] = m[u];
+      for (int u = n - 2; u >= 0; u -= 2)
+        order[k++] = m[u];
+      lsmi_result_t *res = NULL;
+      assert_int_equal(lsmi_combine(ds, &p, order, n, &res, &err), LSMI_OK);
+      assert_same_result(res, whole, ds, E > 1);
+      lsmi_result_destroy(res);
+      if (E == 2) {
+        /* Member 0 whole, member 1 in parts. */
+        lsmi_member_t *mix[4];
+        assert_int_equal(lsmi_fit_member(ds, &p, 0, NULL, &mix[0], &err),
+                         LSMI_OK);
+        assert_int_equal(lsmi_member_fold(mix[0]), -1);
+        for (int f = 0; f < F; f++)
+          assert_int_equal(
+              lsmi_fit_part(ds, &p, 1, F - 1 - f, NULL, &mix[1 + f], &err),
+              LSMI_OK);
+        assert_int_equal(lsmi_combine(ds, &p, mix, 1 + F, &res, &err), LSMI_OK);
+        assert_same_result(res, whole, ds, true);
+        lsmi_result_destroy(res);
+      }
+      lsmi_result_destroy(whole);
+    }
+  lsmi_params_t p;
+  quick(&p, 5);
+  p.folds = 3;
+  lsmi_member_t *bad[3];
+  lsmi_result_t *res = NULL;
+  /* Fold 1 twice and no fold 2. */
+  for (int k = 0; k < 3; k++)
+    assert_int_equal(lsmi_fit_part(ds, &p, 0, k ? 1 : 0, NULL, &bad[k], &err),
+                     LSMI_OK);
+  assert_int_equal(lsmi_combine(ds, &p, bad, 3, &res, &err), LSMI_ERR_INVALID);
+  assert_null(res);
+  /* Fold 2 missing. */
+  for (int k = 0; k < 2; k++)
+    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[k], &err), LSMI_OK);
+  assert_int_equal(lsmi_combine(ds, &p, bad, 2, &res, &err), LSMI_ERR_INVALID);
+  /* A whole member and its parts besides. */
+  assert_int_equal(lsmi_fit_member(ds, &p, 0, NULL, &bad[0], &err), LSMI_OK);
+  for (int k = 0; k < 2; k++)
+    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[1 + k], &err),
+                     LSMI_OK);
+  assert_int_equal(lsmi_combine(ds, &p, bad, 3, &res, &err), LSMI_ERR_INVALID);
+  /* Folds out of range, and a part without cross-fitting. */
+  assert_int_equal(lsmi_fit_part(ds, &p, 0, 3, NULL, &bad[0], &err),
+                   LSMI_ERR_INVALID);
+  assert_int_equal(lsmi_fit_part(ds, &p, 0, -2, NULL, &bad[0], &err),
+                   LSMI_ERR_INVALID);
+  lsmi_params_t none = p;
+  none.folds = 0;
+  assert_int_equal(lsmi_fit_part(ds, &none, 0, 0, NULL, &bad[0], &err),
+                   LSMI_ERR_INVALID);
+  /* Parts of 3 folds given to a combination of 2. */
+  for (int k = 0; k < 2; k++)
+    assert_int_equal(lsmi_fit_part(ds, &p, 0, k, NULL, &bad[k], &err), LSMI_OK);
+  lsmi_params_t two = p;
+  two.folds = 2;
+  assert_int_equal(lsmi_combine(ds, &two, bad, 2, &res, &err), LSMI_ERR_SHAPE);
+  /* A whole member's bytes of the first format ("LSMIMBR1": no fold and
+   * folds in the head) still load, and combine as the member. */
+  lsmi_result_t *whole = fit(ds, &p);
+  lsmi_member_t *one = NULL;
+  assert_int_equal(lsmi_fit_member(ds, &p, 0, NULL, &one, &err), LSMI_OK);
+  void *buf = NULL;
+  size_t len = 0;
+  assert_int_equal(lsmi_member_save(one, &buf, &len, &err), LSMI_OK);
+  lsmi_member_destroy(one);
+  unsigned char *b = buf;
+  assert_memory_equal(b, "LSMIMBR2", 8);
+  b[7] = '1';
+  memmove(b + 16, b + 24, len - 24); /* index, nsets | fold, folds */
+  assert_int_equal(lsmi_member_load(buf, len, &one, &err), LSMI_ERR_FORMAT);
+  assert_int_equal(lsmi_member_load(buf, len - 8, &one, &err), LSMI_OK);
+  free(buf);
+  assert_int_equal(lsmi_member_fold(one), -1);
+  assert_int_equal(lsmi_combine(ds, &p, &one, 1, &res, &err), LSMI_OK);
+  assert_same_result(res, whole, ds, false);
+  lsmi_result_destroy(res);
+  lsmi_result_destroy(whole);
+  lsmi_dataset_destroy(ds);
+}
+
 /* x2 the same on every row: its models cannot tell rows apart, and the
  * result says so. */
 static void test_constant_column_warns(void **state) {
@@ -441,6 +595,7 @@ int main(void) {
       cmocka_unit_test(test_early_stopping),
       cmocka_unit_test(test_folds_are_out_of_sample),
       cmocka_unit_test(test_members_one_at_a_time),
+      cmocka_unit_test(test_folds_one_at_a_time),
       cmocka_unit_test(test_constant_column_warns),
       cmocka_unit_test(test_synth_make),
       cmocka_unit_test(test_mixed_targets),
