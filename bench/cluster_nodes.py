@@ -15,6 +15,10 @@ a fresh database each time:
   latency  --samples single jobs queued one at a time through node A
            while node B idles too: started_at - created_at of each (the
            NOTIFY, the claim, the unit's start; ms resolution).
+  cpu      for each batch, the CPU time a job (/proc/PID/stat, user and
+           system) of the daemons, of PostgreSQL's processes and of the
+           rest (this script's polling among it), and how busy the
+           machine's cores were (/proc/stat): where two nodes' time goes.
 
 Prints one line per measurement and a summary; the medians over the
 rounds are what doc/cluster.md quotes.
@@ -69,16 +73,74 @@ def upload(d, data):
     return r.json()["id"]
 
 
-def batch(nodes, data, jobs):
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_by_process():
+    """{pid: (name, CPU seconds)} of every process now."""
+    out = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        f = st[st.rindex(")") + 2:].split()
+        out[pid] = (name, (int(f[11]) + int(f[12])) / TICK)
+    return out
+
+
+def machine_busy():
+    """(busy, total) seconds of all cores since boot."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]
+    return (sum(v) - idle) / TICK, sum(v) / TICK
+
+
+def group(name):
+    if name.startswith("postgres") or name.startswith("postmaster"):
+        return "pg"
+    return "lsmi" if name.startswith("lsmi") else "other"
+
+
+class Cpu:
+    """CPU time spent from start() to stop(), by group (processes alive
+    at stop; a process that ended meanwhile is not counted)."""
+
+    def start(self):
+        self.p0, self.m0 = cpu_by_process(), machine_busy()
+
+    def stop(self):
+        p1, m1 = cpu_by_process(), machine_busy()
+        self.by = {"lsmi": 0.0, "pg": 0.0, "other": 0.0}
+        for pid, (name, t) in p1.items():
+            t0 = self.p0.get(pid, (name, 0.0))[1]
+            self.by[group(name)] += t - t0
+        self.busy = (m1[0] - self.m0[0]) / max(m1[1] - self.m0[1], 1e-9)
+
+
+CPU = {"sqlite": [], "one": [], "two": []}
+
+
+def batch(nodes, data, jobs, key=None):
     """Seconds from the first created_at to the last finished_at of `jobs`
     demo jobs queued at once through the nodes in turn."""
     ds = upload(nodes[0], data)
+    cpu = Cpu()
+    cpu.start()
     ids = []
     for i in range(jobs):
         r = nodes[i % len(nodes)].submit(ds, {"seed": i, "threads": 1})
         assert r.status == 202, (r.status, r.body)
         ids.append(r.json()["id"])
     done = [nodes[0].wait_job(j, timeout=600) for j in ids]
+    cpu.stop()
+    if key:
+        CPU[key].append(cpu)
     assert all(j["state"] == "succeeded" for j in done), done
     return (max(stamp(j["finished_at"]) for j in done) -
             min(stamp(j["created_at"]) for j in done))
@@ -118,13 +180,13 @@ def main():
     lat = []
     for rnd in range(a.rounds):
         with Daemon(args=["--workers", "1"]) as d:
-            res["sqlite"].append(batch([d], data, a.jobs))
+            res["sqlite"].append(batch([d], data, a.jobs, "sqlite"))
         dsn = new_database()
         with cluster_node(dsn, "a") as d:
-            res["one"].append(batch([d], data, a.jobs))
+            res["one"].append(batch([d], data, a.jobs, "one"))
         dsn = new_database()
         with cluster_node(dsn, "a") as d1, cluster_node(dsn, "b") as d2:
-            res["two"].append(batch([d1, d2], data, a.jobs))
+            res["two"].append(batch([d1, d2], data, a.jobs, "two"))
             lat += latency([d1, d2], data, a.samples // a.rounds)
         print("round %d: %d jobs: sqlite %.2f s, one node %.2f s, two nodes "
               "%.2f s" % (rnd + 1, a.jobs, res["sqlite"][-1], res["one"][-1],
@@ -135,6 +197,14 @@ def main():
           (a.rounds, med["sqlite"], med["one"],
            100 * (med["one"] / med["sqlite"] - 1), med["two"],
            med["one"] / med["two"]))
+    for k in ("sqlite", "one", "two"):
+        c = CPU[k]
+        per = {g: 1000 * statistics.median(x.by[g] for x in c) / a.jobs
+               for g in ("lsmi", "pg", "other")}
+        print("cpu a job, %s: daemons %.1f ms, postgres %.1f ms, other %.1f "
+              "ms; cores busy %.0f%%" %
+              (k, per["lsmi"], per["pg"], per["other"],
+               100 * statistics.median(x.busy for x in c)))
     print("queued to started on an idle node, %d jobs: p50 %.0f ms, p90 "
           "%.0f ms, p99 %.0f ms, max %.0f ms" %
           (len(lat), pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99), max(lat)))

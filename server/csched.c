@@ -25,6 +25,19 @@
  * that fails fails the job (lsmi_pg_member_fail); SIGTERM gives the unit
  * back (lsmi_pg_member_release) after the grace period.
  *
+ * Overlap. Once the combination is made, the unit is reporting: it goes
+ * on writing its result files and its finishing transaction on its pool
+ * thread, under its claim and lease (the keeper renews it until the
+ * finish, as before), but no longer holds a worker: the loop claims the
+ * next unit, whose fit starts while this one's report commits. At most
+ * --workers units fit and at most as many report (a report waiting on an
+ * absent database holds its slot); the pool has room for both and the
+ * claim (serve.c). A reporting unit is a running unit in every other
+ * respect: a cancel, a lost lease or a shutdown end it as they end any
+ * (the finish is refused, or given back after the grace period while the
+ * database is away), and the node drains only when it has ended. Its
+ * memory stays reserved until then.
+ *
  * The keeper thread renews every running unit's lease each third of it,
  * and sends its progress at most every PROGRESS_EVERY seconds while it
  * changes; a renewal refused (the lease was taken over, the job cancelled
@@ -89,6 +102,7 @@ typedef struct unit {
   bool has_progress, progress_new;
   bool quiet;        /* its claim is being ended or handed over: the
                         keeper leaves it alone */
+  bool reporting;    /* its fit is over: it no longer holds a worker */
   double renewed_at; /* monotonic */
   double t_running;  /* monotonic, when claimed */
   /* Written by the worker, read by the loop after the work: */
@@ -113,6 +127,7 @@ struct lsmi_csched {
   pthread_cond_t kwake;
   unit_t *units; /* running here */
   int nunits;
+  int nreporting; /* of them, past their fit (unit.reporting) */
   int listen_state;
   bool async_closed, kstop;
 
@@ -589,10 +604,30 @@ static int finish_job(lsmi_pg_t *pg, void *ctx) {
   return lsmi_pg_job_finish(pg, a->c, a->f);
 }
 
+/* The unit's fit is over (its result is made): it reports from now on,
+ * under its claim and lease as before, and its worker is free, so the
+ * loop claims the next unit while this one writes its result files and
+ * waits on its finishing transaction. Its memory stays reserved until
+ * it ends (its dataset is freed then). */
+static void report_begin(unit_t *u) {
+  lsmi_csched_t *c = u->owner;
+  pthread_mutex_lock(&c->mu);
+  if (!u->reporting) {
+    u->reporting = true;
+    c->nreporting++;
+  }
+  if (c->started && !c->async_closed)
+    uv_async_send(&c->async); /* on_async pokes */
+  pthread_mutex_unlock(&c->mu);
+  log_unit(c, u, "reporting",
+           json_pack("{s:f}", "seconds", lsmi_util_mono() - u->t_running));
+}
+
 /* Publishes the job's end: its result files, written here, and what the
  * API shows of a succeeded job. */
 static int publish(unit_t *u, const lsmi_result_t *res) {
   lsmi_csched_t *c = u->owner;
+  report_begin(u);
   const char *dir = c->cfg->data_dir, *job = u->claim.job_id;
   int st = lsmi_resfile_write(dir, job, "train", &res->train, &u->err);
   if (st == LSMI_OK)
@@ -813,6 +848,7 @@ static void unit_done(uv_work_t *w, int uv_status) {
   if (u->next)
     u->next->prev = u->prev;
   c->nunits--;
+  c->nreporting -= u->reporting;
   pthread_mutex_unlock(&c->mu);
   unit_free(u);
   if (c->draining)
@@ -881,6 +917,17 @@ static void claim_done(uv_work_t *w, int uv_status) {
     poke(c);
 }
 
+/* Whether a worker is free: fewer units fitting than --workers, and
+ * fewer units reporting than that too (a report waiting on the database
+ * does not let fits pile up behind it). */
+static bool worker_free(lsmi_csched_t *c) {
+  pthread_mutex_lock(&c->mu);
+  int w = c->cfg->workers;
+  bool ok = c->nunits - c->nreporting < w && c->nunits < 2 * w;
+  pthread_mutex_unlock(&c->mu);
+  return ok;
+}
+
 /* Claims a unit when a worker is free (one claim in flight at a time;
  * a wake-up meanwhile looks again when it returns). */
 static void poke(lsmi_csched_t *c) {
@@ -890,7 +937,7 @@ static void poke(lsmi_csched_t *c) {
     c->repoke = true;
     return;
   }
-  if (lsmi_csched_running(c) >= c->cfg->workers)
+  if (!worker_free(c))
     return;
   c->claiming = true;
   c->repoke = false;

@@ -17,6 +17,7 @@
  *    touch only their job's data: they read the dataset file, run lsmi_fit
  *    (whose own threads report progress into the job's snapshot) and write
  *    the job's result files. The completion runs back on the loop thread.
+ *    (A cluster node's pool is larger: csched.c.)
  *
  *  Locks, each guarding one structure with one owner:
  *    sched.mu   — queue, running set, reservations, progress snapshots
@@ -221,9 +222,13 @@ static int run(const lsmi_config_t *cfg, lsmi_error_t *err) {
                        : open_store(cfg->data_dir, &store, err);
   if (rc)
     goto out;
-  /* The pool size is read once, at the first uv_queue_work. */
+  /* The pool size is read once, at the first uv_queue_work. A cluster
+   * node's pool also runs its claim, and a unit past its fit reports
+   * (result files, the job's end) while the next unit fits (csched.c):
+   * --workers fitting, as many reporting, one claim. */
   char pool[16];
-  snprintf(pool, sizeof pool, "%d", cfg->workers);
+  snprintf(pool, sizeof pool, "%d",
+           cfg->store[0] ? 2 * cfg->workers + 1 : cfg->workers);
   setenv("UV_THREADPOOL_SIZE", pool, 1);
   uv_loop_t loop;
   if (uv_loop_init(&loop) != 0) {

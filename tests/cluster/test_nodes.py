@@ -9,7 +9,8 @@ every unit of work a node runs is logged ("event": "unit") when it is
 claimed ("running", with its attempt) and when it ends ("succeeded" when
 this node ended the job, "done" a member handed on, "cancelled", "lost",
 "released", ...), which is how "exactly once" and "never at the same time"
-are counted.
+are counted; "reporting" in between says its fit is over and its worker
+free.
 
 On an ASan build only the tests marked ASAN_TOO run (the others would take
 several times as long and exercise nothing more of the daemon's memory);
@@ -138,7 +139,8 @@ def runs(nodes):
                 out.append(tuple(r))
                 open_[key] = [e["job"], -1, e["attempt"], e["node"], stamp(e),
                               None, None]
-            elif e["state"] in ("store_wait", "store_back", "lease_lost"):
+            elif e["state"] in ("store_wait", "store_back", "lease_lost",
+                                "reporting"):
                 continue
             else:
                 r = open_.pop(key)
@@ -797,6 +799,52 @@ def test_shutdown_gives_back():
 
 
 test_shutdown_gives_back.ASAN_TOO = True
+
+
+def test_report_overlaps_next_fit():
+    """A one-worker node: a unit past its fit reports (result files, the
+    job's end) while the next unit is claimed and fits, yet no two fits
+    ever run at once; a SIGTERM in the middle of the batch ends what runs
+    and reports there, and another node finishes the rest: every job once."""
+    dsn = new_database()
+    a = node(dsn, "o1", args=["--shutdown-timeout", "5"]).start()
+    ds = upload_ok(a, DEMO)
+    jobs = [submit_ok(a, ds, dict(TINY, seed=i)) for i in range(16)]
+    end = time.time() + 60 * SLOW
+    while time.time() < end and \
+            sum(e["state"] == "succeeded" for e in events(a)) < 6:
+        time.sleep(0.01)
+    stop_clean([a])
+    b = node(dsn, "o2").start()
+    for j in jobs:
+        wait_done(b, j)
+    # The fits of node a, claim to "reporting", one after another; a unit
+    # claimed before the one before it ended is the overlap.
+    fits, ends = {}, {}
+    for e in events(a):
+        k = (e["job"], e["attempt"])
+        if e["state"] == "running":
+            fits[k] = [stamp(e), None]
+        elif e["state"] == "reporting":
+            fits[k][1] = stamp(e)
+        else:
+            ends[k] = stamp(e)
+    spans = sorted(v for v in fits.values() if v[1] is not None)
+    assert len(spans) >= 6, fits
+    for x, y in zip(spans, spans[1:]):
+        assert y[0] >= x[1], (x, y)  # one worker: one fit at a time
+    overlapped = [k for k, v in fits.items()
+                  if any(v[0] < t and fits[o][0] < v[0]
+                         for o, t in ends.items() if o != k)]
+    assert overlapped, (fits, ends)
+    rs = runs([a, b])
+    for job in jobs:
+        ok = [r for r in rs if r[0] == job and r[6] == "succeeded"]
+        assert len(ok) == 1, units_of(rs, job)
+    stop_clean([b])
+
+
+test_report_overlaps_next_fit.ASAN_TOO = True
 
 
 def test_store_flags():
