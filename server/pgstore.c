@@ -204,11 +204,12 @@ static const ds_field_t ds_fields[] = {
     DSF(format, 's'),    DSF(sha256, 's'),  DSF(bytes, 'u'),
     DSF(classes, 'i'),   DSF(n_train, 'u'), DSF(n_val, 'u'),
     DSF(d1, 'u'),        DSF(d2, 'u'),      DSF(val_fraction, 'd'),
-    DSF(created_at, 'd')};
+    DSF(created_at, 'd'), DSF(key_x1, 's'),  DSF(key_x2, 's'),
+    DSF(key_y, 's'),     DSF(key_id, 's')};
 #define N_DS_FIELDS ((int)(sizeof ds_fields / sizeof ds_fields[0]))
 #define DS_COLS                                                                \
   "id, tenant, name, format, sha256, bytes, classes, n_train, n_val, d1, "     \
-  "d2, val_fraction, created_at"
+  "d2, val_fraction, created_at, key_x1, key_x2, key_y, key_id"
 
 static void ds_bind(lsmi_pq_params_t *p, const lsmi_dataset_rec_t *r) {
   for (int i = 0; i < N_DS_FIELDS; i++) {
@@ -301,8 +302,8 @@ static int ds_insert_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
   int rc = lsmi_pg__count(
       c,
       "INSERT INTO datasets (" DS_COLS ", blob) VALUES ($1, $2, $3, $4, $5, "
-      "$6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (tenant, sha256) "
-      "DO NOTHING RETURNING 1",
+      "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON "
+      "CONFLICT (tenant, sha256) DO NOTHING RETURNING 1",
       &p, &rows);
   if (rc)
     return rc;

@@ -30,7 +30,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
 from lsmiapi import (ASAN, SESSION, SLOW, Daemon, Skip, assert_problem,  # noqa: E402
-                     run_tests, sse_events, synth)
+                     npz_bytes, run_tests, sse_events, synth)
 
 DSN = os.environ.get("LSMI_TEST_PG_DSN")
 WORK = os.path.join(SESSION, "work")
@@ -216,12 +216,14 @@ class Reference:
         self.d = Daemon(args=["--workers", "1"]).start()
         self.ds = {}
 
-    def results(self, data, params):
-        """The result files and summary of params on data, as the single
-        node computes them."""
+    def results(self, data, params, query=""):
+        """The result files and summary of params on data (uploaded with
+        query), as the single node computes them."""
         key = hash(data)
         if key not in self.ds:
-            self.ds[key] = upload_ok(self.d, data)
+            r = upload_retry(self.d, data, query)
+            assert r.status in (200, 201), (r.status, r.body)
+            self.ds[key] = r.json()["id"]
         job = submit_ok(self.d, self.ds[key], params)
         j = wait_done(self.d, job)
         return result_files([self.d], job), j["summary"]
@@ -443,7 +445,7 @@ test_tenants_across_nodes.ASAN_TOO = True
 def test_single_node_features_refused():
     """What only the SQLite store keeps is refused in the cluster mode, not
     ignored: --retain-days and --tenant-quota-bytes stop the start with a
-    message, upload keys answer 400, and deleting a finished job 409."""
+    message, and deleting a finished job answers 409."""
     dsn = new_database()
     for flag in ("--retain-days", "--tenant-quota-bytes"):
         d = node(dsn, "r0", args=[flag, "5"])
@@ -453,13 +455,85 @@ def test_single_node_features_refused():
         except RuntimeError as e:
             assert "not available with --store" in str(e), str(e)
     a, = start_all([node(dsn, "r1")])
-    assert_problem(upload_retry(a, SMALL, "?x1=x1"), 400, "x1")
     job = submit_ok(a, upload_ok(a, SMALL), TINY)
     wait_done(a, job)
     p = assert_problem(a.request("DELETE", "/v1/jobs/" + job), 409)
     assert "cluster mode" in p["detail"], p
     assert a.request("GET", "/v1/jobs/" + job).status == 200
     stop_clean([a])
+
+
+CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2
+NAMED_KEYS = "?x1=feat_a&x2=feat_b&y=label&id=sample_id"
+
+
+def named_dataset(n=200, seed=5):
+    """An .npz whose arrays have other names (tests/api/test_api.py's):
+    feat_a, feat_b, string labels in `label`, integer ids in `sample_id`,
+    no val split. The bytes, the labels and the ids, by row."""
+    import random
+    rnd = random.Random(seed)
+    order = ["dog", "bird", "cat"]
+    labels = [order[(i * 7) % 3] for i in range(n)]
+    ids = [5000 + 3 * i for i in range(n)]
+    x1, x2 = [], []
+    for lab in labels:
+        k = CLASSES.index(lab)
+        x1 += [k + rnd.gauss(0, 0.5), rnd.gauss(0, 1), -k + rnd.gauss(0, 0.5)]
+        x2 += [(k == 1) + rnd.gauss(0, 0.5), rnd.gauss(0, 1)]
+    data = npz_bytes({"feat_a": ("<f4", (n, 3), x1),
+                      "feat_b": ("<f4", (n, 2), x2),
+                      "label": ("<U4", (n,), labels),
+                      "sample_id": ("<i8", (n,), ids)})
+    return data, labels, ids
+
+
+def test_named_keys_across_nodes():
+    """An upload that names its keys (x1=, x2=, y=, id=) through one node
+    is fitted by the others with those keys, a job of one member and an
+    ensemble whose members and combination spread: the result files equal
+    the single node's byte for byte, every row joins back to the file (row,
+    id, label) on every node, and the summary has the class names and the
+    provenance. The same bytes with other keys are the dataset's 409."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "y%d" % i) for i in range(2)])
+    ref = Reference()
+    try:
+        data, labels, ids = named_dataset()
+        r = upload_retry(nodes[0], data, NAMED_KEYS)
+        assert r.status == 201, (r.status, r.body)
+        ds = r.json()
+        assert ds["keys"] == {"x1": "feat_a", "x2": "feat_b", "y": "label",
+                              "id": "sample_id"}, ds
+        assert nodes[1].request("GET", "/v1/datasets/" + ds["id"]).json() == ds
+        p = assert_problem(upload_retry(nodes[1], data, "?x1=feat_b&x2=feat_a"
+                                        "&y=label"), 409, "x1")
+        assert "x1=feat_a" in p["detail"], p
+        assert upload_retry(nodes[1], data, NAMED_KEYS).status == 200
+        for params in (dict(TINY, seed=3),
+                       dict(TINY, seed=4, ensemble=2)):
+            job = submit_ok(nodes[1], ds["id"], params)
+            j = wait_done(nodes[0], job)
+            files, summary = ref.results(data, params, NAMED_KEYS)
+            assert result_files(nodes, job) == files, params
+            same_summary(j["summary"], summary)
+            assert j["summary"]["class_names"] == CLASSES, j["summary"]
+            prov = j["summary"]["provenance"]
+            assert prov["input"]["dataset_id"] == ds["id"], prov
+            assert prov["input"]["keys"] == summary["provenance"]["input"][
+                "keys"], prov
+            assert prov["input"]["val"] == "drawn", prov
+            for d in nodes:
+                body = d.request("GET", "/v1/jobs/%s/results?split=all"
+                                 "&format=ndjson" % job).body.decode()
+                rows = [json.loads(line) for line in body.splitlines()]
+                assert sorted(r["row"] for r in rows) == list(range(200))
+                for row in rows:
+                    assert row["id"] == ids[row["row"]], row
+                    assert row["label"] == labels[row["row"]], row
+        stop_clean(nodes)
+    finally:
+        ref.close()
 
 
 def test_ensemble_members_spread():
