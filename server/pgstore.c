@@ -325,8 +325,31 @@ int lsmi_pg_dataset_insert(lsmi_pg_t *pg, const lsmi_dataset_rec_t *rec,
   return lsmi_pg__in_tx(pg, "BEGIN", ds_insert_body, &a);
 }
 
+/* Deletes the jobs whose ids the query `src` gives (its parameters p),
+ * with their idempotency keys and result blobs (their members go by the
+ * foreign key's cascade), adding their ids to *jobs (may be NULL). Used
+ * inside a transaction. */
+#define JOBS_DELETE(src)                                                       \
+  "WITH d AS (DELETE FROM jobs WHERE id IN (" src ") RETURNING id), "          \
+  "i AS (DELETE FROM idempotency WHERE job_id IN (SELECT id FROM d)), "        \
+  "b AS (DELETE FROM blobs WHERE key IN (SELECT 'result/' || d.id || '/' || "  \
+  "s.split FROM d, (VALUES ('train'), ('val')) AS s (split))) "                \
+  "SELECT id FROM d"
+
+static int jobs_delete(lsmi_pq_conn_t *c, const char *sql,
+                       const lsmi_pq_params_t *p, lsmi_idlist_t *jobs) {
+  PGresult *res = NULL;
+  int rc = lsmi_pq_run(c, sql, p, false, &res);
+  for (int i = 0; rc == LSMI_OK && i < lsmi_pg__rows(res); i++)
+    rc = lsmi_idlist_push(jobs, lsmi_pq_get(res, i, 0));
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
 typedef struct ds_delete {
   const char *tenant, *id;
+  lsmi_idlist_t *jobs;
 } ds_delete_t;
 
 static int ds_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
@@ -356,12 +379,24 @@ static int ds_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
                      "tenant = $2 RETURNING blob) DELETE FROM blobs WHERE "
                      "key IN (SELECT blob FROM d)",
                      &p, false, NULL);
+  /* Its finished jobs: none is queued or running (counted above, under
+   * the dataset's lock, which a job's creation shares). */
+  if (rc == LSMI_OK && a->jobs)
+    rc = jobs_delete(c,
+                     JOBS_DELETE("SELECT id FROM jobs WHERE dataset_id = $1 "
+                                 "AND tenant = $2"),
+                     &p, a->jobs);
   return rc;
 }
 
-int lsmi_pg_dataset_delete(lsmi_pg_t *pg, const char *tenant, const char *id) {
-  ds_delete_t a = {tenant, id};
-  return lsmi_pg__in_tx(pg, "BEGIN", ds_delete_body, &a);
+int lsmi_pg_dataset_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
+                           lsmi_idlist_t *jobs) {
+  size_t had = jobs ? jobs->n : 0;
+  ds_delete_t a = {tenant, id, jobs};
+  int rc = lsmi_pg__in_tx(pg, "BEGIN", ds_delete_body, &a);
+  if (rc && jobs)
+    jobs->n = had; /* none of them was deleted */
+  return rc;
 }
 
 /* A page: the total of count_sql and the rows of page_sql (both with
@@ -677,6 +712,76 @@ int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
     *was_running = false;
   job_cancel_t a = {tenant, id, finished_at, was_running};
   return lsmi_pg__in_tx(pg, "BEGIN", job_cancel_body, &a);
+}
+
+typedef struct job_delete {
+  const char *tenant, *id;
+  int *state;
+} job_delete_t;
+
+static int job_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
+  job_delete_t *a = ctx;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, a->id);
+  lsmi_pq_text(&p, a->tenant);
+  /* Locked: a cancel or a finish of the job waits for this transaction,
+   * then finds it gone. */
+  PGresult *res = NULL;
+  int rc = lsmi_pg__query(pg, c,
+                          "SELECT state FROM jobs WHERE id = $1 AND ($2::text "
+                          "IS NULL OR tenant = $2) FOR UPDATE",
+                          &p, false, LSMI_ERR_NOTFOUND, &res);
+  if (rc)
+    return rc;
+  if (lsmi_job_state_parse(lsmi_pq_get(res, 0, 0), a->state))
+    *a->state = -1;
+  lsmi_pq()->clear(res);
+  if (*a->state == LSMI_JOB_QUEUED || *a->state == LSMI_JOB_RUNNING)
+    return LSMI_ERR_CONFLICT;
+  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&q, a->id);
+  return jobs_delete(c, JOBS_DELETE("SELECT $1::text"), &q, NULL);
+}
+
+int lsmi_pg_job_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
+                       int *state) {
+  int dummy;
+  job_delete_t a = {tenant, id, state ? state : &dummy};
+  *a.state = -1;
+  return lsmi_pg__in_tx(pg, "BEGIN", job_delete_body, &a);
+}
+
+int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
+                 lsmi_idlist_t *gone) {
+  /* One array literal, {a,b,c}: the ids need no quoting. */
+  size_t cap = 3;
+  for (size_t i = 0; i < ids->n; i++)
+    cap += strlen(ids->ids[i]) + 1;
+  char *arr = malloc(cap);
+  if (arr == NULL)
+    return LSMI_ERR_NOMEM;
+  size_t len = 0;
+  arr[len++] = '{';
+  for (size_t i = 0; i < ids->n; i++)
+    len += (size_t)snprintf(arr + len, cap - len, "%s%s", i ? "," : "",
+                            ids->ids[i]);
+  snprintf(arr + len, cap - len, "}");
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, arr);
+  PGresult *res = NULL;
+  int rc = lsmi_pg__one(pg,
+                        jobs ? "SELECT x FROM unnest($1::text[]) AS x WHERE "
+                               "NOT EXISTS (SELECT 1 FROM jobs WHERE id = x)"
+                             : "SELECT x FROM unnest($1::text[]) AS x WHERE "
+                               "NOT EXISTS (SELECT 1 FROM datasets WHERE id "
+                               "= x)",
+                        &p, false, &res);
+  for (int i = 0; rc == LSMI_OK && i < lsmi_pg__rows(res); i++)
+    rc = lsmi_idlist_push(gone, lsmi_pq_get(res, i, 0));
+  if (res)
+    lsmi_pq()->clear(res);
+  free(arr);
+  return rc;
 }
 
 int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,

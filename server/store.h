@@ -139,6 +139,8 @@ struct lsmi_idlist {
 #define LSMI_IDLIST_INIT                                                       \
   { NULL, 0, 0 }
 void lsmi_idlist_free(lsmi_idlist_t *l);
+/* Appends id to l (NULL: a no-op): 0 or LSMI_ERR_NOMEM. */
+int lsmi_idlist_push(lsmi_idlist_t *l, const char *id);
 
 typedef struct lsmi_pending {
   char kind[16];

@@ -3,13 +3,18 @@
  * database opened on first use, the local caches of its blobs, and each
  * store call's twin.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "datadir.h"
 #include "storepg.h"
 #include "util.h"
 
@@ -141,6 +146,127 @@ int lsmi_storepg_result_file(lsmi_storepg_t *sp, const char *job_id,
   return cached(sp, key, path);
 }
 
+/* ---- the caches' sweep ---- */
+
+/* A file of the caches. */
+typedef struct cfile {
+  char sub[16];  /* "datasets" or "results" */
+  char name[80]; /* its name there */
+  char id[64];   /* the dataset's or the job's id */
+  double used;   /* epoch seconds: its last use (atime or mtime) */
+  uint64_t bytes;
+} cfile_t;
+
+typedef struct cfiles {
+  cfile_t *v;
+  size_t n, cap;
+} cfiles_t;
+
+/* Whether id can go into an array literal unquoted (every id lsmi makes
+ * can: letters, digits, '_' and '-'). */
+static bool plain_id(const char *id) {
+  if (id[0] == '\0')
+    return false;
+  for (const char *c = id; *c; c++)
+    if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+          (*c >= '0' && *c <= '9') || *c == '_' || *c == '-'))
+      return false;
+  return true;
+}
+
+/* Adds the regular files of data_dir/sub to *fs: 0, LSMI_ERR_NOMEM, or
+ * LSMI_ERR_IO when the directory cannot be read. */
+static int scan_cache(const char *data_dir, const char *sub, cfiles_t *fs) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/%s", data_dir, sub);
+  DIR *d = opendir(path);
+  if (d == NULL)
+    return errno == ENOENT ? LSMI_OK : LSMI_ERR_IO;
+  int st = LSMI_OK;
+  bool results = !strcmp(sub, "results");
+  for (struct dirent *e; st == LSMI_OK && (e = readdir(d)) != NULL;) {
+    struct stat sb;
+    if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof fs->v->name ||
+        fstatat(dirfd(d), e->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0 ||
+        !S_ISREG(sb.st_mode))
+      continue;
+    cfile_t f = {.bytes = (uint64_t)sb.st_size};
+    snprintf(f.sub, sizeof f.sub, "%s", sub);
+    snprintf(f.name, sizeof f.name, "%s", e->d_name);
+    if (results ? lsmi_datadir_result_job(e->d_name, f.id) != LSMI_OK
+                : snprintf(f.id, sizeof f.id, "%s", e->d_name) < 0)
+      continue;
+    if (!plain_id(f.id))
+      continue;
+    double at = (double)sb.st_atim.tv_sec + (double)sb.st_atim.tv_nsec * 1e-9;
+    double mt = (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec * 1e-9;
+    f.used = at > mt ? at : mt;
+    if (fs->n == fs->cap) {
+      size_t cap = fs->cap ? 2 * fs->cap : 64;
+      cfile_t *v = realloc(fs->v, cap * sizeof *v);
+      if (v == NULL) {
+        st = LSMI_ERR_NOMEM;
+        break;
+      }
+      fs->v = v;
+      fs->cap = cap;
+    }
+    fs->v[fs->n++] = f;
+  }
+  closedir(d);
+  return st;
+}
+
+/* Marks the files of fs in `sub` last used before `before` whose dataset
+ * (jobs false) or job (jobs true) the database no longer has: their id
+ * emptied. 0 or the database's failure (nothing marked). */
+static int mark_gone(lsmi_pg_t *pg, cfiles_t *fs, const char *sub, bool jobs,
+                     double before) {
+  lsmi_idlist_t ask = LSMI_IDLIST_INIT, gone = LSMI_IDLIST_INIT;
+  int st = LSMI_OK;
+  for (size_t i = 0; st == LSMI_OK && i < fs->n; i++)
+    if (!strcmp(fs->v[i].sub, sub) && fs->v[i].used < before)
+      st = lsmi_idlist_push(&ask, fs->v[i].id);
+  if (st == LSMI_OK && ask.n)
+    st = lsmi_pg_gone(pg, jobs, &ask, &gone);
+  for (size_t k = 0; st == LSMI_OK && k < gone.n; k++)
+    for (size_t i = 0; i < fs->n; i++)
+      if (!strcmp(fs->v[i].sub, sub) && !strcmp(fs->v[i].id, gone.ids[k]))
+        fs->v[i].id[0] = '\0';
+  lsmi_idlist_free(&ask);
+  lsmi_idlist_free(&gone);
+  return st;
+}
+
+int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed) {
+  if (removed)
+    *removed = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  cfiles_t fs = {0};
+  int st = scan_cache(sp->data_dir, "datasets", &fs);
+  if (st == LSMI_OK)
+    st = scan_cache(sp->data_dir, "results", &fs);
+  double before = lsmi_util_now() - LSMI_STOREPG_SWEEP_GRACE;
+  if (st == LSMI_OK)
+    st = mark_gone(pg, &fs, "datasets", false, before);
+  if (st == LSMI_OK)
+    st = mark_gone(pg, &fs, "results", true, before);
+  int n = 0;
+  for (size_t i = 0; st == LSMI_OK && i < fs.n; i++) {
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s/%s", sp->data_dir, fs.v[i].sub,
+             fs.v[i].name);
+    if (fs.v[i].id[0] == '\0' && unlink(path) == 0)
+      n++;
+  }
+  free(fs.v);
+  if (removed)
+    *removed = n;
+  return st;
+}
+
 /* ---- store.h's calls ---- */
 
 int lsmi_storepg_ping(lsmi_storepg_t *sp) {
@@ -189,11 +315,22 @@ int lsmi_storepg_dataset_find_sha(lsmi_storepg_t *sp, const char *tenant,
 }
 
 int lsmi_storepg_dataset_delete(lsmi_storepg_t *sp, const char *tenant,
-                                const char *id) {
+                                const char *id, bool with_jobs,
+                                lsmi_idlist_t *jobs) {
   lsmi_pg_t *pg = lsmi_storepg_pg(sp);
   if (pg == NULL)
     return LSMI_ERR_UNAVAILABLE;
-  return lsmi_pg_dataset_delete(pg, tenant, id);
+  return lsmi_pg_dataset_delete(pg, tenant, id, with_jobs ? jobs : NULL);
+}
+
+int lsmi_storepg_job_delete(lsmi_storepg_t *sp, const char *tenant,
+                            const char *id, int *state) {
+  if (state)
+    *state = -1;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_job_delete(pg, tenant, id, state);
 }
 
 int lsmi_storepg_dataset_list(lsmi_storepg_t *sp, const char *tenant,

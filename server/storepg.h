@@ -21,9 +21,12 @@
  *     before a fit (lsmi_storepg_dataset_file), a succeeded job's result
  *     files when the job is read (lsmi_storepg_job_get), so that the
  *     results handlers find them where a single node keeps them. Blobs
- *     never change under their key, so a cached file stays good. Pending
- *     file operations (store.h) are a single node's bookkeeping: here they
- *     do nothing.
+ *     never change under their key, so a cached file stays good until its
+ *     dataset or job is deleted: the node that deletes it removes its own
+ *     copies (the handlers, as a single node), every other node with its
+ *     cache sweep (lsmi_storepg_cache_sweep), never serving them meanwhile
+ *     (the database's row is gone). Pending file operations (store.h) are
+ *     a single node's bookkeeping: here they do nothing.
  *   - Jobs. lsmi_storepg_job_create makes params.ensemble units of work
  *     (times params.folds with cross-fitting: every fold a unit);
  *     a cancel (lsmi_storepg_job_request_cancel) ends the job at once and
@@ -86,6 +89,18 @@ int lsmi_storepg_dataset_file(lsmi_storepg_t *sp, const char *id, char *path);
 int lsmi_storepg_result_file(lsmi_storepg_t *sp, const char *job_id,
                              const char *split, char *path);
 
+/*
+ * The caches' sweep (upkeep.c runs it every hour, and on SIGHUP): removes
+ * the files of datasets/ and results/ whose dataset or job the database
+ * no longer has (deleted through any node), unless used in the last
+ * LSMI_STOREPG_SWEEP_GRACE seconds (an upload's file is put in place
+ * before its row). *removed (may be NULL) receives how many. 0,
+ * LSMI_ERR_UNAVAILABLE, LSMI_ERR_IO (a directory could not be read) or
+ * the database's failure. Any thread; blocks on the database.
+ */
+#define LSMI_STOREPG_SWEEP_GRACE 3600.0
+int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed);
+
 /* ---- store.h's calls (see there, and above) ---- */
 
 int lsmi_storepg_ping(lsmi_storepg_t *sp);
@@ -98,7 +113,10 @@ int lsmi_storepg_dataset_get(lsmi_storepg_t *sp, const char *tenant,
 int lsmi_storepg_dataset_find_sha(lsmi_storepg_t *sp, const char *tenant,
                                   const char *sha256, lsmi_dataset_rec_t *rec);
 int lsmi_storepg_dataset_delete(lsmi_storepg_t *sp, const char *tenant,
-                                const char *id);
+                                const char *id, bool with_jobs,
+                                lsmi_idlist_t *jobs);
+int lsmi_storepg_job_delete(lsmi_storepg_t *sp, const char *tenant,
+                            const char *id, int *state);
 int lsmi_storepg_dataset_list(lsmi_storepg_t *sp, const char *tenant,
                               int64_t offset, int64_t limit, json_t **page,
                               int64_t *total);

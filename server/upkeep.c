@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "datadir.h"
+#include "storepg.h"
 #include "upkeep.h"
 #include "util.h"
 
@@ -23,7 +24,46 @@ struct lsmi_upkeep {
   uv_signal_t sighup;
   uv_timer_t timer;
   bool stopped;
+  /* The cluster mode's cache sweep, on a pool thread (it waits on the
+   * database): one at a time. */
+  uv_work_t cache_req;
+  bool cache_busy;
+  int cache_rc, cache_removed, orders_removed;
 };
+
+static void cache_work(uv_work_t *w) {
+  lsmi_upkeep_t *u = w->data;
+  u->cache_rc = lsmi_storepg_cache_sweep(lsmi_store_cluster(u->store),
+                                         &u->cache_removed);
+  /* The cached orders of jobs the database no longer has. */
+  lsmi_datadir_clean_cache(u->cfg->data_dir, u->store, &u->orders_removed);
+}
+
+static void cache_done(uv_work_t *w, int status) {
+  (void)status;
+  lsmi_upkeep_t *u = w->data;
+  u->cache_busy = false;
+  if (u->cache_rc)
+    lsmi_util_log("cache_sweep",
+                  json_pack("{s:s, s:s, s:s}", "level", "error", "status",
+                            lsmi_status_name(u->cache_rc), "detail",
+                            "the cache sweep failed; it runs again within "
+                            "the hour"));
+  else
+    lsmi_util_log("cache_sweep",
+                  json_pack("{s:i, s:i}", "files_removed", u->cache_removed,
+                            "orders_removed", u->orders_removed));
+}
+
+/* The cluster mode: the node's caches swept of what the database no
+ * longer has (storepg.h). */
+static void cache_sweep(lsmi_upkeep_t *u, uv_loop_t *loop) {
+  if (lsmi_store_cluster(u->store) == NULL || u->cache_busy || u->stopped)
+    return;
+  u->cache_req.data = u;
+  u->cache_busy = uv_queue_work(loop, &u->cache_req, cache_work,
+                                cache_done) == 0;
+}
 
 int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
   const lsmi_config_t *cfg = u->cfg;
@@ -55,6 +95,7 @@ int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
 
 static void on_timer(uv_timer_t *h) {
   lsmi_upkeep_t *u = h->data;
+  cache_sweep(u, h->loop);
   if (lsmi_upkeep_sweep(u) == BATCH) /* more to do: soon */
     uv_timer_start(&u->timer, on_timer, AGAIN_MS, EVERY_MS);
 }

@@ -22,6 +22,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -399,8 +400,9 @@ def test_cancel_across_nodes():
     print("cancel: the fit stopped on the other node %.3f s after the "
           "DELETE returned" % (stopped - t_cancel))
     assert stopped - t_cancel < 1.0 * SLOW, stopped - t_cancel
-    r = other.request("DELETE", "/v1/jobs/" + job)  # ended: 409
-    assert_problem(r, 409)
+    # Ended: a second DELETE deletes it, as on a single node.
+    assert other.request("DELETE", "/v1/jobs/" + job).status == 204
+    assert_problem(runner.request("GET", "/v1/jobs/" + job), 404)
     # The worker is free again: the next job runs (on either node).
     wait_done(runner, submit_ok(runner, ds, TINY))
     stop_clean(nodes)
@@ -442,10 +444,100 @@ def test_tenants_across_nodes():
 test_tenants_across_nodes.ASAN_TOO = True
 
 
+def cached(d, job):
+    """The result files of job in node d's cache."""
+    return sorted(glob.glob(os.path.join(d.data_dir, "results", job + ".*")))
+
+
+def age(paths, seconds):
+    """Makes files look last used `seconds` ago (atime and mtime)."""
+    t = time.time() - seconds
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+def sweep(d, what="cache_sweep"):
+    """SIGHUP: node d sweeps now; its next `what` log line."""
+    had = len(events(d, what))
+    d.proc.send_signal(signal.SIGHUP)
+    end = time.time() + 10 * SLOW
+    while len(events(d, what)) == had:
+        assert time.time() < end, "no %s after SIGHUP" % what
+        time.sleep(0.05)
+    return events(d, what)[-1]
+
+
+def test_delete_finished_job():
+    """DELETE of a finished job through any node: the job, its result blobs,
+    members and idempotency key leave the database at once, every node
+    answers 404, the node that deleted it drops its cached files, and the
+    other nodes' cached copies go with their next cache sweep (hourly, or
+    SIGHUP; a file used in the last hour stays). Deleting a dataset takes
+    its finished jobs along, unless keep_jobs=true."""
+    dsn = new_database()
+    a, b = start_all([node(dsn, "x%d" % i) for i in range(2)])
+    ds = upload_ok(a)
+    job = submit_ok(a, ds, TINY, key="the-key")
+    wait_done(a, job)
+    for d in (a, b):  # both nodes cache the result files
+        assert d.request("GET", "/v1/jobs/%s/results" % job).status == 200
+        assert len(cached(d, job)) == 2, d.name
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key LIKE "
+               "'result/%s/%%'" % job) == "2"
+    r = b.request("DELETE", "/v1/jobs/" + job)
+    assert r.status == 204, (r.status, r.body)
+    for d in (a, b):
+        assert_problem(d.request("GET", "/v1/jobs/" + job), 404)
+        assert_problem(d.request("GET", "/v1/jobs/%s/results" % job), 404)
+        assert_problem(d.request("DELETE", "/v1/jobs/" + job), 404)
+    for table, where in (("jobs", "id"), ("members", "job_id"),
+                         ("idempotency", "job_id")):
+        assert sql(dsn, "SELECT count(*) FROM %s WHERE %s = '%s'"
+                   % (table, where, job)) == "0", table
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key LIKE 'result/%'") \
+        == "0"
+    assert cached(b, job) == []  # the deleting node's copies, at once
+    # The other node still has its copies, never served; a sweep keeps
+    # what was used within the hour, and removes them once they are older.
+    kept = cached(a, job)
+    assert sweep(a)["files_removed"] == 0
+    assert cached(a, job) == kept
+    age(kept, 2 * 3600)
+    e = sweep(a)
+    assert e["files_removed"] == 2, e
+    assert cached(a, job) == []
+    # The key is free again: a new job under it.
+    job2 = submit_ok(a, ds, TINY, key="the-key")
+    assert job2 != job
+    wait_done(b, job2)
+    job3 = submit_ok(b, ds, dict(TINY, seed=1))
+    wait_done(b, job3)
+    # A dataset deleted with keep_jobs=true keeps its finished jobs.
+    ds2 = upload_ok(b, synth(os.path.join(WORK, "other.npz"), n=300, seed=9))
+    job4 = submit_ok(b, ds2, TINY)
+    wait_done(a, job4)
+    r = a.request("DELETE", "/v1/datasets/%s?keep_jobs=true" % ds2)
+    assert r.status == 204, (r.status, r.body)
+    assert a.request("GET", "/v1/jobs/%s/results" % job4).status == 200
+    # Deleted without it, a dataset takes its finished jobs along.
+    r = b.request("DELETE", "/v1/datasets/" + ds)
+    assert r.status == 204, (r.status, r.body)
+    for j in (job2, job3):
+        assert_problem(a.request("GET", "/v1/jobs/" + j), 404)
+        assert cached(b, j) == []
+    assert sql(dsn, "SELECT count(*) FROM jobs") == "1"  # job4
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key NOT LIKE "
+               "'result/%s/%%'" % job4) == "0"
+    stop_clean([a, b])
+
+
+test_delete_finished_job.ASAN_TOO = True
+
+
 def test_single_node_features_refused():
     """What only the SQLite store keeps is refused in the cluster mode, not
     ignored: --retain-days and --tenant-quota-bytes stop the start with a
-    message, and deleting a finished job answers 409."""
+    message."""
     dsn = new_database()
     for flag in ("--retain-days", "--tenant-quota-bytes"):
         d = node(dsn, "r0", args=[flag, "5"])
@@ -454,13 +546,6 @@ def test_single_node_features_refused():
             raise AssertionError("%s started in the cluster mode" % flag)
         except RuntimeError as e:
             assert "not available with --store" in str(e), str(e)
-    a, = start_all([node(dsn, "r1")])
-    job = submit_ok(a, upload_ok(a, SMALL), TINY)
-    wait_done(a, job)
-    p = assert_problem(a.request("DELETE", "/v1/jobs/" + job), 409)
-    assert "cluster mode" in p["detail"], p
-    assert a.request("GET", "/v1/jobs/" + job).status == 200
-    stop_clean([a])
 
 
 CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2

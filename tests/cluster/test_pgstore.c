@@ -376,9 +376,9 @@ static void test_datasets(void **state) {
   assert_int_equal(lsmi_pg_blob_fetch(f->b, key, dst, NULL, NULL), LSMI_OK);
   assert_true(same_file(path, dst));
 
-  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t2", "ds1"),
+  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t2", "ds1", NULL),
                    LSMI_ERR_NOTFOUND);
-  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t1", "ds1"), LSMI_OK);
+  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t1", "ds1", NULL), LSMI_OK);
   assert_int_equal(lsmi_pg_dataset_get(f->a, NULL, "ds1", &got),
                    LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_pg_blob_fetch(f->b, key, dst, NULL, NULL),
@@ -479,7 +479,7 @@ static void test_jobs(void **state) {
       json_string_value(json_object_get(json_array_get(page, 0), "id")), "j5");
   json_decref(page);
 
-  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"),
+  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1", NULL),
                    LSMI_ERR_CONFLICT);
   bool was_running = true;
   assert_int_equal(lsmi_pg_job_cancel(f->b, "t2", "j1", 1.0, &was_running),
@@ -497,7 +497,7 @@ static void test_jobs(void **state) {
   assert_int_equal(by[LSMI_JOB_CANCELLED], 2);
   assert_int_equal(by[LSMI_JOB_QUEUED], 0);
   assert_int_equal(datasets, 1);
-  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"), LSMI_OK);
+  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1", NULL), LSMI_OK);
 }
 
 /* ---- races between nodes ---- */
@@ -1114,7 +1114,7 @@ typedef struct deleter {
 
 static void *delete_thread(void *arg) {
   deleter_t *d = arg;
-  d->rc = lsmi_pg_dataset_delete(d->pg, "t1", "ds1");
+  d->rc = lsmi_pg_dataset_delete(d->pg, "t1", "ds1", NULL);
   return NULL;
 }
 
@@ -1149,7 +1149,7 @@ static void test_connection_lost(void **state) {
   assert_int_equal(d.rc, LSMI_ERR_UNAVAILABLE);
   sql(holder, "ROLLBACK");
   lsmi_pq_conn_close(holder);
-  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"),
+  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1", NULL),
                    LSMI_ERR_CONFLICT);
   lsmi_dataset_rec_t got;
   assert_int_equal(lsmi_pg_dataset_get(f->a, "t1", "ds1", &got), LSMI_OK);
