@@ -57,6 +57,10 @@ static const opt_t opts[] = {
      C(store_connections), 0, "0",
      "cluster mode: PostgreSQL connections of the pool, beside the listener "
      "(0: --http-threads + --workers + 2)"},
+    {"cache-bytes", "LSMI_CACHE_BYTES", OPT_SIZE, C(cache_bytes), 0, "0",
+     "cluster mode: bytes of the database's files (datasets, results) this "
+     "node keeps in --data-dir; past it, the least recently used go, to be "
+     "fetched again when needed (0: no bound)"},
     {"workers", "LSMI_WORKERS", OPT_INT, C(workers), 0, "2",
      "jobs that run at the same time; a job with threads 0 gets "
      "cores / workers threads"},

@@ -751,9 +751,11 @@ int lsmi_pg_job_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
   return lsmi_pg__in_tx(pg, "BEGIN", job_delete_body, &a);
 }
 
-int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
-                 lsmi_idlist_t *gone) {
-  /* One array literal, {a,b,c}: the ids need no quoting. */
+/* The ids of those of `ids` that sql (its $1 the array of them) returns,
+ * added to *out. The ids need no quoting in an array literal {a,b,c}
+ * (the callers ask only about letters, digits and '_', '-', '/', '.'). */
+static int ids_where(lsmi_pg_t *pg, const char *sql, const lsmi_idlist_t *ids,
+                     lsmi_idlist_t *out) {
   size_t cap = 3;
   for (size_t i = 0; i < ids->n; i++)
     cap += strlen(ids->ids[i]) + 1;
@@ -769,19 +771,30 @@ int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
   lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
   lsmi_pq_text(&p, arr);
   PGresult *res = NULL;
-  int rc = lsmi_pg__one(pg,
-                        jobs ? "SELECT x FROM unnest($1::text[]) AS x WHERE "
-                               "NOT EXISTS (SELECT 1 FROM jobs WHERE id = x)"
-                             : "SELECT x FROM unnest($1::text[]) AS x WHERE "
-                               "NOT EXISTS (SELECT 1 FROM datasets WHERE id "
-                               "= x)",
-                        &p, false, &res);
+  int rc = lsmi_pg__one(pg, sql, &p, false, &res);
   for (int i = 0; rc == LSMI_OK && i < lsmi_pg__rows(res); i++)
-    rc = lsmi_idlist_push(gone, lsmi_pq_get(res, i, 0));
+    rc = lsmi_idlist_push(out, lsmi_pq_get(res, i, 0));
   if (res)
     lsmi_pq()->clear(res);
   free(arr);
   return rc;
+}
+
+int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
+                 lsmi_idlist_t *gone) {
+  return ids_where(pg,
+                   jobs ? "SELECT x FROM unnest($1::text[]) AS x WHERE NOT "
+                          "EXISTS (SELECT 1 FROM jobs WHERE id = x)"
+                        : "SELECT x FROM unnest($1::text[]) AS x WHERE NOT "
+                          "EXISTS (SELECT 1 FROM datasets WHERE id = x)",
+                   ids, gone);
+}
+
+int lsmi_pg_blobs_exist(lsmi_pg_t *pg, const lsmi_idlist_t *keys,
+                        lsmi_idlist_t *have) {
+  return ids_where(pg,
+                   "SELECT key FROM blobs WHERE key = ANY ($1::text[])",
+                   keys, have);
 }
 
 int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,

@@ -203,6 +203,10 @@ int lsmi_pg_job_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
  * digits, '_' and '-' (others are never asked about): 0 or a failure. */
 int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
                  lsmi_idlist_t *gone);
+/* Of the blob keys, those the database has, added to *have: a node's
+ * cache bound (what it can fetch again). 0 or a failure. */
+int lsmi_pg_blobs_exist(lsmi_pg_t *pg, const lsmi_idlist_t *keys,
+                        lsmi_idlist_t *have);
 /* The queued jobs of every tenant (*all) and of tenant (*mine): the
  * cluster's bound on its queue (--queue-size, --tenant-queue-size). */
 int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,

@@ -23,6 +23,9 @@ struct lsmi_storepg {
   char node[64];
   char *data_dir;
   int connections;
+  uint64_t cache_bytes;    /* the caches' bound; 0: none */
+  pthread_mutex_t evict;   /* storepg.evict: one eviction at a time
+                              (trylock: a second one is not needed) */
   _Atomic(lsmi_pg_t *) pg; /* NULL until the database has answered */
   pthread_mutex_t mu;      /* storepg.mu: one opening at a time */
   double next_try;         /* monotonic seconds; under storepg.mu */
@@ -51,6 +54,8 @@ int lsmi_storepg_open(const lsmi_storepg_options_t *o, lsmi_storepg_t **out,
   if (sp == NULL)
     return lsmi_error_set(err, LSMI_ERR_NOMEM, "", "out of memory");
   pthread_mutex_init(&sp->mu, NULL);
+  pthread_mutex_init(&sp->evict, NULL);
+  sp->cache_bytes = o->cache_bytes;
   atomic_init(&sp->pg, NULL);
   snprintf(sp->node, sizeof sp->node, "%s", o->node ? o->node : "");
   sp->connections = o->connections;
@@ -86,6 +91,7 @@ void lsmi_storepg_close(lsmi_storepg_t *sp) {
     return;
   lsmi_pg_close(atomic_load(&sp->pg));
   pthread_mutex_destroy(&sp->mu);
+  pthread_mutex_destroy(&sp->evict);
   free(sp->dsn);
   free(sp->direct);
   free(sp->data_dir);
@@ -118,16 +124,24 @@ const char *lsmi_storepg_node(const lsmi_storepg_t *sp) { return sp->node; }
 
 /* ---- the caches ---- */
 
-/* Materialises blob key as path unless the file is there. */
+static int evict(lsmi_storepg_t *sp, lsmi_pg_t *pg, int *removed);
+
+/* Materialises blob key as path unless the file is there; a file there
+ * is marked used (its access time, the bound's LRU order; the modification
+ * time stays, which resfile.c's checks key on). */
 static int cached(lsmi_storepg_t *sp, const char *key, const char *path) {
-  if (access(path, F_OK) == 0)
+  const struct timespec used[2] = {{0, UTIME_NOW}, {0, UTIME_OMIT}};
+  if (utimensat(AT_FDCWD, path, used, 0) == 0)
     return LSMI_OK;
   lsmi_pg_t *pg = lsmi_storepg_pg(sp);
   if (pg == NULL)
     return LSMI_ERR_UNAVAILABLE;
   char tmpdir[PATH_MAX];
   snprintf(tmpdir, sizeof tmpdir, "%s/tmp", sp->data_dir);
-  return lsmi_pg_blob_fetch(pg, key, path, tmpdir, NULL);
+  int rc = lsmi_pg_blob_fetch(pg, key, path, tmpdir, NULL);
+  if (rc == LSMI_OK && sp->cache_bytes)
+    evict(sp, pg, NULL); /* a failure leaves the caches as they were */
+  return rc;
 }
 
 int lsmi_storepg_dataset_file(lsmi_storepg_t *sp, const char *id, char *path) {
@@ -153,6 +167,7 @@ typedef struct cfile {
   char sub[16];  /* "datasets" or "results" */
   char name[80]; /* its name there */
   char id[64];   /* the dataset's or the job's id */
+  char key[LSMI_PG_KEY_MAX]; /* its blob's key ("": none) */
   double used;   /* epoch seconds: its last use (atime or mtime) */
   uint64_t bytes;
 } cfile_t;
@@ -198,6 +213,11 @@ static int scan_cache(const char *data_dir, const char *sub, cfiles_t *fs) {
       continue;
     if (!plain_id(f.id))
       continue;
+    const char *split = e->d_name + strlen(f.id);
+    if (!results)
+      lsmi_pg_dataset_key(f.id, f.key);
+    else if (!strcmp(split, ".train") || !strcmp(split, ".val"))
+      lsmi_pg_result_key(f.id, split + 1, f.key);
     double at = (double)sb.st_atim.tv_sec + (double)sb.st_atim.tv_nsec * 1e-9;
     double mt = (double)sb.st_mtim.tv_sec + (double)sb.st_mtim.tv_nsec * 1e-9;
     f.used = at > mt ? at : mt;
@@ -238,6 +258,63 @@ static int mark_gone(lsmi_pg_t *pg, cfiles_t *fs, const char *sub, bool jobs,
   return st;
 }
 
+/* Least recently used first. */
+static int by_use(const void *a, const void *b) {
+  double x = ((const cfile_t *)a)->used, y = ((const cfile_t *)b)->used;
+  return x < y ? -1 : x > y;
+}
+
+/* The bound (storepg.h): *removed (may be NULL) += the files removed. 0,
+ * or a failure (nothing removed). */
+static int evict(lsmi_storepg_t *sp, lsmi_pg_t *pg, int *removed) {
+  if (sp->cache_bytes == 0 || pthread_mutex_trylock(&sp->evict) != 0)
+    return LSMI_OK;
+  cfiles_t fs = {0};
+  int st = scan_cache(sp->data_dir, "datasets", &fs);
+  if (st == LSMI_OK)
+    st = scan_cache(sp->data_dir, "results", &fs);
+  uint64_t total = 0;
+  for (size_t i = 0; i < fs.n; i++)
+    total += fs.v[i].bytes;
+  /* The candidates, oldest first: those the database can give back. */
+  lsmi_idlist_t ask = LSMI_IDLIST_INIT, have = LSMI_IDLIST_INIT;
+  double before = lsmi_util_now() - LSMI_STOREPG_EVICT_GRACE;
+  if (st == LSMI_OK && total > sp->cache_bytes) {
+    qsort(fs.v, fs.n, sizeof *fs.v, by_use);
+    for (size_t i = 0; st == LSMI_OK && i < fs.n; i++)
+      if (fs.v[i].key[0] && fs.v[i].used < before)
+        st = lsmi_idlist_push(&ask, fs.v[i].key);
+    if (st == LSMI_OK && ask.n)
+      st = lsmi_pg_blobs_exist(pg, &ask, &have);
+  }
+  int n = 0;
+  for (size_t i = 0; st == LSMI_OK && i < fs.n && total > sp->cache_bytes;
+       i++) {
+    bool back = false;
+    for (size_t k = 0; !back && k < have.n; k++)
+      back = !strcmp(have.ids[k], fs.v[i].key);
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/%s/%s", sp->data_dir, fs.v[i].sub,
+             fs.v[i].name);
+    if (back && fs.v[i].used < before && unlink(path) == 0) {
+      total -= fs.v[i].bytes;
+      n++;
+    }
+  }
+  pthread_mutex_unlock(&sp->evict);
+  if (n)
+    lsmi_util_log("cache_evict",
+                  json_pack("{s:i, s:I, s:I}", "files_removed", n,
+                            "cache_bytes", (json_int_t)total, "bound",
+                            (json_int_t)sp->cache_bytes));
+  lsmi_idlist_free(&ask);
+  lsmi_idlist_free(&have);
+  free(fs.v);
+  if (removed)
+    *removed += n;
+  return st;
+}
+
 int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed) {
   if (removed)
     *removed = 0;
@@ -262,6 +339,8 @@ int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed) {
       n++;
   }
   free(fs.v);
+  if (st == LSMI_OK)
+    st = evict(sp, pg, &n);
   if (removed)
     *removed = n;
   return st;

@@ -58,6 +58,7 @@ typedef struct lsmi_storepg_options {
   const char *node;     /* copied; 1 to 63 bytes */
   const char *data_dir; /* copied: the caches' root */
   int connections;      /* the pool's size */
+  uint64_t cache_bytes; /* the caches' bound (--cache-bytes; 0: none) */
 } lsmi_storepg_options_t;
 
 /*
@@ -94,11 +95,22 @@ int lsmi_storepg_result_file(lsmi_storepg_t *sp, const char *job_id,
  * the files of datasets/ and results/ whose dataset or job the database
  * no longer has (deleted through any node), unless used in the last
  * LSMI_STOREPG_SWEEP_GRACE seconds (an upload's file is put in place
- * before its row). *removed (may be NULL) receives how many. 0,
- * LSMI_ERR_UNAVAILABLE, LSMI_ERR_IO (a directory could not be read) or
- * the database's failure. Any thread; blocks on the database.
+ * before its row); then bounds the caches (below). *removed (may be NULL)
+ * receives how many files went. 0, LSMI_ERR_UNAVAILABLE, LSMI_ERR_IO (a
+ * directory could not be read) or the database's failure. Any thread;
+ * blocks on the database.
+ *
+ * The bound (--cache-bytes): a file's use (a cache hit) sets its access
+ * time; after every fetch from the database and with every sweep, while
+ * the caches hold more than the bound, the least recently used file goes,
+ * but only one the database can give back (its blob exists: not an
+ * upload's file before its row, nor a result file before its job's end)
+ * and not used in the last LSMI_STOREPG_EVICT_GRACE seconds (a path just
+ * handed out is about to be opened; an open file's bytes stay readable).
+ * Files in use may keep the caches above the bound for a while.
  */
 #define LSMI_STOREPG_SWEEP_GRACE 3600.0
+#define LSMI_STOREPG_EVICT_GRACE 60.0
 int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed);
 
 /* ---- store.h's calls (see there, and above) ---- */

@@ -534,6 +534,54 @@ def test_delete_finished_job():
 test_delete_finished_job.ASAN_TOO = True
 
 
+def test_cache_bound():
+    """--cache-bytes bounds a node's caches: past it, the least recently
+    used files that the database can give back go (a file used within the
+    last minute stays), and are fetched again, the same bytes, when they
+    are needed. A cache hit counts as a use."""
+    dsn = new_database()
+    worker = node(dsn, "z0").start()  # runs every job
+    ds = upload_ok(worker)
+    jobs = [submit_ok(worker, ds, dict(TINY, seed=i)) for i in range(3)]
+    for j in jobs:
+        wait_done(worker, j)
+    one = sum(len(x) for x in result_files([worker], jobs[0]))
+    # A second node, started once every job has ended (it runs none),
+    # bounded to two jobs' result files.
+    reader = node(dsn, "z1", args=["--cache-bytes", str(2 * one + 100)])
+    reader.start()
+    pages = {}
+    for j in jobs[:2]:
+        r = reader.request("GET", "/v1/jobs/%s/results?split=all&format=csv"
+                           % j)
+        assert r.status == 200, r.body
+        pages[j] = r.body
+        assert len(cached(reader, j)) == 2
+    age(cached(reader, jobs[0]), 600)
+    age(cached(reader, jobs[1]), 300)
+    # A hit on the older one makes the other the least recently used.
+    assert reader.request("GET", "/v1/jobs/%s" % jobs[0]).status == 200
+    r = reader.request("GET", "/v1/jobs/%s/results" % jobs[2])
+    assert r.status == 200, r.body
+    assert cached(reader, jobs[1]) == [], os.listdir(
+        os.path.join(reader.data_dir, "results"))
+    assert len(cached(reader, jobs[0])) == 2
+    assert len(cached(reader, jobs[2])) == 2
+    e = events(reader, "cache_evict")
+    assert sum(x["files_removed"] for x in e) == 2, e
+    # Evicted, fetched again: the same page.
+    r = reader.request("GET", "/v1/jobs/%s/results?split=all&format=csv"
+                       % jobs[1])
+    assert r.status == 200 and r.body == pages[jobs[1]]
+    # Nothing used within the minute goes, whatever the bound says.
+    assert len(cached(reader, jobs[1])) == 2
+    assert len(cached(reader, jobs[2])) == 2
+    stop_clean([worker, reader])
+
+
+test_cache_bound.ASAN_TOO = True
+
+
 def test_single_node_features_refused():
     """What only the SQLite store keeps is refused in the cluster mode, not
     ignored: --retain-days and --tenant-quota-bytes stop the start with a
