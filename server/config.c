@@ -402,16 +402,6 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
   if (cfg->store_direct[0] && !cfg->store[0])
     return lsmi_error_set(err, LSMI_ERR_INVALID, "store-direct",
                           "--store-direct needs --store");
-  /* Retention and byte quotas are kept by the SQLite store only: the
-   * cluster mode refuses them rather than ignore them (doc/cluster.md). */
-  if (cfg->store[0] && cfg->retain_days > 0)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "retain-days",
-                          "--retain-days is not available with --store "
-                          "(the cluster mode) yet");
-  if (cfg->store[0] && cfg->tenant_quota_bytes > 0)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "tenant-quota-bytes",
-                          "--tenant-quota-bytes is not available with "
-                          "--store (the cluster mode) yet");
   if (cfg->lease_seconds < 1)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "lease-seconds",
                           "--lease-seconds must be at least 1");

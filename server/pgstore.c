@@ -797,6 +797,90 @@ int lsmi_pg_blobs_exist(lsmi_pg_t *pg, const lsmi_idlist_t *keys,
                    keys, have);
 }
 
+/* The transaction-level advisory lock of retention: one node sweeps at a
+ * time (the migration's lock, pgschema.c, plus one). */
+#define RETAIN_LOCK "1819503978"
+
+typedef struct expire {
+  double before;
+  int limit;
+  lsmi_idlist_t *jobs;
+  int *keys;
+  bool *busy;
+} expire_t;
+
+static int expire_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
+  (void)pg;
+  expire_t *a = ctx;
+  PGresult *res = NULL;
+  int rc = lsmi_pq_run(c, "SELECT pg_try_advisory_xact_lock(" RETAIN_LOCK ")",
+                       NULL, false, &res);
+  bool got = rc == LSMI_OK && !strcmp(lsmi_pq_get(res, 0, 0), "t");
+  if (res)
+    lsmi_pq()->clear(res);
+  if (rc)
+    return rc;
+  if (!got) {
+    *a->busy = true; /* another node sweeps now */
+    return LSMI_PG__ROLLBACK_OK;
+  }
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_double(&p, a->before);
+  lsmi_pq_int(&p, a->limit);
+  rc = jobs_delete(c,
+                   JOBS_DELETE("SELECT id FROM jobs WHERE state IN "
+                               "('succeeded', 'failed', 'cancelled') AND "
+                               "finished_at < $1 ORDER BY finished_at LIMIT "
+                               "$2"),
+                   &p, a->jobs);
+  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_double(&q, a->before);
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__count(c,
+                        "DELETE FROM idempotency WHERE created_at < $1 "
+                        "RETURNING 1",
+                        &q, a->keys);
+  return rc;
+}
+
+int lsmi_pg_expire(lsmi_pg_t *pg, double before, int limit,
+                   lsmi_idlist_t *jobs, int *keys, bool *busy) {
+  int n_keys = 0;
+  bool dummy = false;
+  size_t had = jobs ? jobs->n : 0;
+  expire_t a = {before, limit, jobs, &n_keys, busy ? busy : &dummy};
+  *a.busy = false;
+  int rc = lsmi_pg__in_tx(pg, "BEGIN", expire_body, &a);
+  if (rc || *a.busy) {
+    if (jobs)
+      jobs->n = had; /* none of them was deleted */
+    n_keys = 0;
+  }
+  if (keys)
+    *keys = n_keys;
+  return rc;
+}
+
+int lsmi_pg_tenant_bytes(lsmi_pg_t *pg, const char *tenant, uint64_t *bytes) {
+  *bytes = 0;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, tenant);
+  PGresult *res = NULL;
+  /* The result files are their blobs: two index probes a job. */
+  int rc = lsmi_pg__one(
+      pg,
+      "SELECT (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE tenant = "
+      "$1) + (SELECT coalesce(sum(b.bytes), 0) FROM jobs j JOIN blobs b ON "
+      "b.key IN ('result/' || j.id || '/train', 'result/' || j.id || "
+      "'/val') WHERE j.tenant = $1)",
+      &p, false, &res);
+  if (rc == LSMI_OK)
+    *bytes = (uint64_t)lsmi_pq_get_int(res, 0, 0);
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
 int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,
                    int64_t *mine) {
   *all = *mine = 0;

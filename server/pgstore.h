@@ -198,6 +198,19 @@ int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
  */
 int lsmi_pg_job_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
                        int *state);
+/*
+ * Retention: deletes up to `limit` jobs that finished before `before`
+ * (epoch seconds), oldest first, as lsmi_pg_job_delete does, adding their
+ * ids to *jobs; and every idempotency key made before `before` (*keys,
+ * may be NULL, receives how many). One transaction, under an advisory
+ * lock taken without waiting: when another node sweeps, nothing is done
+ * and *busy (may be NULL) is set. 0 or a failure.
+ */
+int lsmi_pg_expire(lsmi_pg_t *pg, double before, int limit,
+                   lsmi_idlist_t *jobs, int *keys, bool *busy);
+/* The bytes the tenant stores (its datasets' files and its jobs' result
+ * files, the blobs' sizes) into *bytes. */
+int lsmi_pg_tenant_bytes(lsmi_pg_t *pg, const char *tenant, uint64_t *bytes);
 /* Of the ids (datasets', or jobs' with jobs true), those the database
  * has no row of, added to *gone: a node's cache sweep. Ids are letters,
  * digits, '_' and '-' (others are never asked about): 0 or a failure. */

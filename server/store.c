@@ -753,8 +753,8 @@ unlock:
 
 int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
                       lsmi_idlist_t *jobs, int *keys) {
-  if (s->pg) /* serve.c refuses --retain-days in the cluster mode */
-    return LSMI_OK;
+  if (s->pg)
+    return lsmi_storepg_expire(s->pg, before, limit, jobs, keys, NULL);
   int n_keys = 0;
   pthread_mutex_lock(&s->mu);
   size_t had = jobs ? jobs->n : 0;
@@ -800,10 +800,8 @@ unlock:
 
 int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
                             uint64_t *bytes) {
-  if (s->pg) { /* serve.c refuses quotas in the cluster mode */
-    *bytes = 0;
-    return LSMI_OK;
-  }
+  if (s->pg)
+    return lsmi_storepg_tenant_bytes(s->pg, tenant, bytes);
   int64_t ds = 0, res = 0;
   pthread_mutex_lock(&s->mu);
   int out = count2(s,

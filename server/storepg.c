@@ -532,6 +532,27 @@ int lsmi_storepg_job_cancel_queued(lsmi_storepg_t *sp, const char *id,
   return rc;
 }
 
+int lsmi_storepg_expire(lsmi_storepg_t *sp, double before, int limit,
+                        lsmi_idlist_t *jobs, int *keys, bool *busy) {
+  if (keys)
+    *keys = 0;
+  if (busy)
+    *busy = false;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_expire(pg, before, limit, jobs, keys, busy);
+}
+
+int lsmi_storepg_tenant_bytes(lsmi_storepg_t *sp, const char *tenant,
+                              uint64_t *bytes) {
+  *bytes = 0;
+  lsmi_pg_t *pg = lsmi_storepg_pg(sp);
+  if (pg == NULL)
+    return LSMI_ERR_UNAVAILABLE;
+  return lsmi_pg_tenant_bytes(pg, tenant, bytes);
+}
+
 int lsmi_storepg_queued(lsmi_storepg_t *sp, const char *tenant, int64_t *all,
                         int64_t *mine) {
   *all = *mine = 0;

@@ -148,6 +148,12 @@ int lsmi_storepg_job_cancel_queued(lsmi_storepg_t *sp, const char *id,
                                    double finished_at, bool running_too);
 int lsmi_storepg_counts(lsmi_storepg_t *sp, int64_t by_state[LSMI_JOB_STATES],
                         int64_t *datasets);
+/* Retention: lsmi_pg_expire (one node at a time: *busy when another node
+ * sweeps now). */
+int lsmi_storepg_expire(lsmi_storepg_t *sp, double before, int limit,
+                        lsmi_idlist_t *jobs, int *keys, bool *busy);
+int lsmi_storepg_tenant_bytes(lsmi_storepg_t *sp, const char *tenant,
+                              uint64_t *bytes);
 /* The cluster's queued jobs, of all tenants and of tenant (sched.c's
  * bound on the queue): 0 or LSMI_ERR_UNAVAILABLE, LSMI_ERR_IO. */
 int lsmi_storepg_queued(lsmi_storepg_t *sp, const char *tenant, int64_t *all,

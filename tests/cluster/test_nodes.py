@@ -582,18 +582,102 @@ def test_cache_bound():
 test_cache_bound.ASAN_TOO = True
 
 
-def test_single_node_features_refused():
-    """What only the SQLite store keeps is refused in the cluster mode, not
-    ignored: --retain-days and --tenant-quota-bytes stop the start with a
-    message."""
+def test_retention_one_node_at_a_time():
+    """--retain-days over the cluster store: a job that finished longer ago
+    is deleted with its result blobs and keys, by one node at a time (an
+    advisory lock: a node that finds another sweeping leaves it the work),
+    whose copies go at once; the other nodes' copies go with their cache
+    sweeps. Younger jobs stay."""
     dsn = new_database()
-    for flag in ("--retain-days", "--tenant-quota-bytes"):
-        d = node(dsn, "r0", args=[flag, "5"])
-        try:
-            d.start()
-            raise AssertionError("%s started in the cluster mode" % flag)
-        except RuntimeError as e:
-            assert "not available with --store" in str(e), str(e)
+    a, b = start_all([node(dsn, "p%d" % i, args=["--retain-days", "2"])
+                      for i in range(2)])
+    for d in (a, b):  # the sweep of the start, a second after it
+        end = time.time() + 10 * SLOW
+        while not events(d, "retention"):
+            assert time.time() < end, "no sweep at the start"
+            time.sleep(0.05)
+    ds = upload_ok(a)
+    old = submit_ok(a, ds, TINY, key="key-old")
+    young = submit_ok(b, ds, dict(TINY, seed=1), key="key-young")
+    for j in (old, young):
+        wait_done(a, j)
+        for d in (a, b):  # both nodes cache both jobs' files
+            assert d.request("GET", "/v1/jobs/%s/results" % j).status == 200
+    day = 86400
+    sql(dsn, "UPDATE jobs SET finished_at = finished_at - %d WHERE id = '%s'"
+        % (3 * day, old))
+    sql(dsn, "UPDATE idempotency SET created_at = created_at - %d"
+        % (3 * day))
+    # Another node sweeping (its lock held): this one leaves it the work.
+    holder = subprocess.Popen([psql(), dsn, "-q", "-c",
+                               "SELECT pg_advisory_xact_lock(1819503978), "
+                               "pg_sleep(3)"], stdout=subprocess.DEVNULL)
+    try:
+        end = time.time() + 10 * SLOW
+        while sql(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                  "'advisory' AND objid = 1819503978 AND granted") != "1":
+            assert time.time() < end, "the lock was not taken"
+            time.sleep(0.05)
+        e = sweep(a, "retention")
+        assert e["other_node_sweeping"] and e["jobs_deleted"] == 0, e
+    finally:
+        holder.wait()
+    assert a.job(old)["state"] == "succeeded"
+    e = sweep(a, "retention")
+    assert not e["other_node_sweeping"], e
+    assert e["jobs_deleted"] == 1 and e["keys_deleted"] == 1, e
+    for d in (a, b):
+        assert_problem(d.request("GET", "/v1/jobs/" + old), 404)
+        assert d.job(young)["state"] == "succeeded"
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key LIKE "
+               "'result/%s/%%'" % old) == "0"
+    assert sql(dsn, "SELECT count(*) FROM idempotency") == "0"
+    assert cached(a, old) == []
+    assert len(cached(b, old)) == 2  # until b's cache sweep
+    age(cached(b, old), 2 * 3600)
+    assert sweep(b, "retention")["jobs_deleted"] == 0
+    end = time.time() + 10 * SLOW
+    while cached(b, old):
+        assert time.time() < end, "b kept the deleted job's files"
+        time.sleep(0.05)
+    assert len(cached(b, young)) == 2
+    # The young job's key was old: a new job under it.
+    assert submit_ok(b, ds, dict(TINY, seed=1), key="key-young") != young
+    stop_clean([a, b])
+
+
+def test_tenant_quota_across_nodes():
+    """--tenant-quota-bytes over the cluster store: what a tenant stores
+    (its datasets and its jobs' result files, counted in the database) is
+    bounded on every node alike: past it, uploads and jobs answer 507 on
+    any node; the other tenant is not touched; deleting makes room."""
+    dsn = new_database()
+    other = synth(os.path.join(WORK, "quota-other.npz"), n=400, seed=5)
+    third = synth(os.path.join(WORK, "quota-third.npz"), n=400, seed=9)
+    quota = len(SMALL) + len(other) + 2000  # a job's results are more
+    ta, tb = "token-of-alice-0123", "token-of-bob-01234"
+    env = {"LSMI_TOKENS": "%s=alice,%s=bob" % (ta, tb)}
+    a, b = start_all([node(dsn, "o%d" % i, env=env, args=[
+        "--tenant-quota-bytes", str(quota)]) for i in range(2)])
+    ds = upload_ok(a, SMALL, token=ta)
+    ds2 = upload_ok(b, other, token=ta)
+    for d in (a, b):
+        p = assert_problem(upload_retry(d, third, token=ta), 507)
+        assert "--tenant-quota-bytes" in p["detail"], p
+    assert upload_retry(b, third, token=tb).status == 201
+    done = submit_ok(b, ds, TINY, token=ta)  # under the quota
+    wait_done(a, done, token=ta)
+    for d in (a, b):  # its results took alice over it
+        p = assert_problem(d.submit(ds, TINY, token=ta), 507)
+        assert "quota" in p["detail"], p
+    assert a.request("DELETE", "/v1/datasets/%s" % ds2,
+                     token=ta).status == 204
+    assert b.request("DELETE", "/v1/jobs/" + done, token=ta).status == 204
+    wait_done(b, submit_ok(a, ds, TINY, token=ta), token=ta)
+    stop_clean([a, b])
+
+
+test_tenant_quota_across_nodes.ASAN_TOO = True
 
 
 CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2
