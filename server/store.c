@@ -819,10 +819,8 @@ int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
 }
 
 int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results) {
-  if (s->pg) { /* the cluster's bytes are the database's */
-    *datasets = *results = 0;
-    return LSMI_OK;
-  }
+  if (s->pg) /* the node's caches of the database's files */
+    return lsmi_storepg_cache_bytes(s->pg, datasets, results);
   int64_t ds = 0, res = 0;
   pthread_mutex_lock(&s->mu);
   int out = count2(s, "SELECT COALESCE(SUM(bytes), 0) FROM datasets", NULL,

@@ -262,8 +262,8 @@ int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
  * files) into *bytes: 0 or LSMI_ERR_IO. */
 int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
                             uint64_t *bytes);
-/* The bytes of all datasets' files and of all result files: 0 or
- * LSMI_ERR_IO. */
+/* The bytes of all datasets' files and of all result files (the cluster
+ * mode: of this node's caches of them): 0 or LSMI_ERR_IO. */
 int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results);
 /* queued -> cancelled (and with running_too, running -> cancelled: a job
  * the store says runs but that runs nowhere): 0, LSMI_ERR_NOTFOUND when no

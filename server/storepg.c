@@ -315,6 +315,19 @@ static int evict(lsmi_storepg_t *sp, lsmi_pg_t *pg, int *removed) {
   return st;
 }
 
+int lsmi_storepg_cache_bytes(lsmi_storepg_t *sp, uint64_t *datasets,
+                             uint64_t *results) {
+  *datasets = *results = 0;
+  cfiles_t fs = {0};
+  int st = scan_cache(sp->data_dir, "datasets", &fs);
+  if (st == LSMI_OK)
+    st = scan_cache(sp->data_dir, "results", &fs);
+  for (size_t i = 0; st == LSMI_OK && i < fs.n; i++)
+    *(strcmp(fs.v[i].sub, "results") ? datasets : results) += fs.v[i].bytes;
+  free(fs.v);
+  return st;
+}
+
 int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed) {
   if (removed)
     *removed = 0;

@@ -109,6 +109,11 @@ int lsmi_storepg_result_file(lsmi_storepg_t *sp, const char *job_id,
  * handed out is about to be opened; an open file's bytes stay readable).
  * Files in use may keep the caches above the bound for a while.
  */
+/* The bytes of the caches' files (datasets/, results/): /metrics'
+ * lsmi_data_dir_bytes, as a single node's of its files. 0 or
+ * LSMI_ERR_IO. */
+int lsmi_storepg_cache_bytes(lsmi_storepg_t *sp, uint64_t *datasets,
+                             uint64_t *results);
 #define LSMI_STOREPG_SWEEP_GRACE 3600.0
 #define LSMI_STOREPG_EVICT_GRACE 60.0
 int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed);

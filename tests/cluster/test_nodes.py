@@ -576,6 +576,10 @@ def test_cache_bound():
     # Nothing used within the minute goes, whatever the bound says.
     assert len(cached(reader, jobs[1])) == 2
     assert len(cached(reader, jobs[2])) == 2
+    # /metrics counts the node's caches.
+    m = reader.request("GET", "/metrics").body.decode()
+    assert '\nlsmi_data_dir_bytes{kind="results"} %d\n' % (3 * one) in m, m
+    assert '\nlsmi_data_dir_bytes{kind="datasets"} 0\n' in m, m
     stop_clean([worker, reader])
 
 
