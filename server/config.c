@@ -57,6 +57,10 @@ static const opt_t opts[] = {
      C(store_connections), 0, "0",
      "cluster mode: PostgreSQL connections of the pool, beside the listener "
      "(0: --http-threads + --workers + 2)"},
+    {"cache-bytes", "LSMI_CACHE_BYTES", OPT_SIZE, C(cache_bytes), 0, "0",
+     "cluster mode: bytes of the database's files (datasets, results) this "
+     "node keeps in --data-dir; past it, the least recently used go, to be "
+     "fetched again when needed (0: no bound)"},
     {"workers", "LSMI_WORKERS", OPT_INT, C(workers), 0, "2",
      "jobs that run at the same time; a job with threads 0 gets "
      "cores / workers threads"},
@@ -398,16 +402,6 @@ int lsmi_config_parse(lsmi_config_t *cfg, int argc, char **argv,
   if (cfg->store_direct[0] && !cfg->store[0])
     return lsmi_error_set(err, LSMI_ERR_INVALID, "store-direct",
                           "--store-direct needs --store");
-  /* Retention and byte quotas are kept by the SQLite store only: the
-   * cluster mode refuses them rather than ignore them (doc/cluster.md). */
-  if (cfg->store[0] && cfg->retain_days > 0)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "retain-days",
-                          "--retain-days is not available with --store "
-                          "(the cluster mode) yet");
-  if (cfg->store[0] && cfg->tenant_quota_bytes > 0)
-    return lsmi_error_set(err, LSMI_ERR_INVALID, "tenant-quota-bytes",
-                          "--tenant-quota-bytes is not available with "
-                          "--store (the cluster mode) yet");
   if (cfg->lease_seconds < 1)
     return lsmi_error_set(err, LSMI_ERR_INVALID, "lease-seconds",
                           "--lease-seconds must be at least 1");

@@ -28,6 +28,7 @@ typedef struct lsmi_config {
   int lease_seconds;     /* cluster mode: how long a claim holds */
   char *node;            /* cluster mode: this node's name (derived when "") */
   int store_connections; /* cluster mode: the pool's size (0: derived) */
+  uint64_t cache_bytes;  /* cluster mode: the caches' bound (0: none) */
   int workers;           /* jobs running at once */
   int queue_size;        /* queued (not running) jobs accepted at most */
   int http_threads;      /* libmicrohttpd thread pool */

@@ -113,6 +113,12 @@ typedef struct unit {
   double seconds;
   uint64_t mem;
   bool wrote_results;
+  /* The worker's: how prepare() read the dataset (opt points into rec),
+   * for the job's summary (class_names, provenance). */
+  lsmi_dataset_rec_t rec;
+  lsmi_read_options_t opt;
+  lsmi_read_info_t info;
+  double started, read_s; /* epoch seconds; seconds reading */
 } unit_t;
 
 struct lsmi_csched {
@@ -540,14 +546,15 @@ static int reserve_memory(unit_t *u, const lsmi_dataset_rec_t *rec) {
  * cache (materialised when missing) and read as sched.c reads it. */
 static int prepare(unit_t *u, lsmi_dataset_t **ds) {
   lsmi_csched_t *c = u->owner;
-  lsmi_dataset_rec_t rec;
-  rec_ctx_t rc = {u->claim.dataset_id, &rec};
+  lsmi_dataset_rec_t *rec = &u->rec;
+  u->started = lsmi_util_now();
+  rec_ctx_t rc = {u->claim.dataset_id, rec};
   int st = with_db(u, "the dataset's record", get_rec, &rc);
   if (st == LSMI_ERR_NOTFOUND)
     return lsmi_error_set(&u->err, LSMI_ERR_MISSING, "",
                           "the job's dataset no longer exists");
   if (st == LSMI_OK)
-    st = reserve_memory(u, &rec);
+    st = reserve_memory(u, rec);
   char path[PATH_MAX];
   file_ctx_t fc = {c->sp, u->claim.dataset_id, path};
   if (st == LSMI_OK)
@@ -557,10 +564,13 @@ static int prepare(unit_t *u, lsmi_dataset_t **ds) {
                           "the job's dataset no longer exists");
   if (st)
     return st;
-  double vf =
-      u->params.val_fraction > 0 ? u->params.val_fraction : rec.val_fraction;
-  return lsmi_dataset_read(path, &c->cfg->limits, vf, u->params.seed, ds, NULL,
-                           &u->err);
+  /* With the upload's keys, as a single node reads it (sched.c). */
+  double t0 = lsmi_util_mono();
+  u->opt = lsmi_sched_read_options(rec, &u->params);
+  st = lsmi_dataset_read_ex(path, &c->cfg->limits, &u->opt, ds, &u->info,
+                            &u->err);
+  u->read_s = lsmi_util_mono() - t0;
+  return st;
 }
 
 typedef struct load_ctx {
@@ -623,15 +633,34 @@ static void report_begin(unit_t *u) {
            json_pack("{s:f}", "seconds", lsmi_util_mono() - u->t_running));
 }
 
-/* Publishes the job's end: its result files, written here, and what the
- * API shows of a succeeded job. */
-static int publish(unit_t *u, const lsmi_result_t *res) {
+/* The job's summary: the result's, with the class names and provenance of
+ * the read (sched.c's summary_extra), as a single node writes it. */
+static char *summary_of(const unit_t *u, const lsmi_dataset_t *ds,
+                        const lsmi_result_t *res) {
+  json_t *sum = lsmi_codec_result_summary(res);
+  char *text = lsmi_sched_summary_extra(
+      &u->rec, &u->params, ds, &u->opt, &u->info, res, u->started, u->read_s,
+      lsmi_util_mono() - u->t_running);
+  json_t *extra = text ? json_loads(text, 0, NULL) : NULL;
+  free(text);
+  json_object_update(sum, extra);
+  json_decref(extra);
+  return lsmi_util_json_text(sum);
+}
+
+/* Publishes the job's end: its result files, written here with the rows'
+ * join to the file (row, id, label), and what the API shows of a
+ * succeeded job. */
+static int publish(unit_t *u, const lsmi_dataset_t *ds,
+                   const lsmi_result_t *res) {
   lsmi_csched_t *c = u->owner;
   report_begin(u);
   const char *dir = c->cfg->data_dir, *job = u->claim.job_id;
-  int st = lsmi_resfile_write(dir, job, "train", &res->train, &u->err);
+  lsmi_resjoin_t jt = lsmi_resjoin_of(ds, &ds->train);
+  lsmi_resjoin_t jv = lsmi_resjoin_of(ds, &ds->val);
+  int st = lsmi_resfile_write_ex(dir, job, "train", &res->train, &jt, &u->err);
   if (st == LSMI_OK)
-    st = lsmi_resfile_write(dir, job, "val", &res->val, &u->err);
+    st = lsmi_resfile_write_ex(dir, job, "val", &res->val, &jv, &u->err);
   u->wrote_results = true;
   if (st)
     return st;
@@ -639,7 +668,7 @@ static int publish(unit_t *u, const lsmi_result_t *res) {
   snprintf(train, sizeof train, "%s/results/%s.train", dir, job);
   snprintf(val, sizeof val, "%s/results/%s.val", dir, job);
   lsmi_pg_file_t files[2] = {{"train", train}, {"val", val}};
-  char *summary = lsmi_util_json_text(lsmi_codec_result_summary(res));
+  char *summary = summary_of(u, ds, res);
   char *timings = lsmi_util_json_text(
       lsmi_codec_result_timings(res, lsmi_util_mono() - u->t_running));
   char *progress =
@@ -683,7 +712,7 @@ static int combine(unit_t *u, const lsmi_dataset_t *ds, lsmi_member_t *have) {
   }
   free(ms);
   if (st == LSMI_OK)
-    st = publish(u, res);
+    st = publish(u, ds, res);
   lsmi_result_destroy(res);
   return st;
 }

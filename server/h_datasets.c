@@ -117,13 +117,6 @@ static int upload_query(lsmi_req_t *r, const char **name,
     st = query_text(r, keys[k], *dst[k], 60);
     if (!st && *dst[k] && !**dst[k])
       st = lsmi_http_bad_request(r, keys[k], "%s names no key", keys[k]);
-    /* The cluster store keeps no keys yet: its nodes would read the file
-     * with the usual names, not these (doc/cluster.md). */
-    if (!st && *dst[k] && lsmi_store_cluster(r->h->store))
-      st = lsmi_http_bad_request(r, keys[k],
-                                 "%s= is not available in the cluster mode "
-                                 "yet: save the arrays under the usual names",
-                                 keys[k]);
   }
   const char *vft = lsmi_http_arg(r, "val_fraction");
   if (!st && vft && *vft) {

@@ -379,11 +379,6 @@ static int delete_finished(lsmi_req_t *r) {
   int st = lsmi_store_job_delete(store, r->tenant, r->id, &state);
   if (st == LSMI_ERR_NOTFOUND)
     return lsmi_error_set(&r->err, st, NULL, "no job '%s'", r->id);
-  if (st == LSMI_ERR_UNSUPPORTED) /* the cluster store (doc/cluster.md) */
-    return lsmi_error_set(&r->err, LSMI_ERR_CONFLICT, NULL,
-                          "job '%s' has finished; the cluster mode does not "
-                          "delete finished jobs yet",
-                          r->id);
   if (st == LSMI_ERR_CONFLICT) /* cannot happen: ends are final */
     return lsmi_error_set(&r->err, st, NULL, "job '%s' is %s", r->id,
                           lsmi_job_state_name(state));

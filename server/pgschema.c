@@ -145,6 +145,19 @@ static const char v2[] =
     "COMMENT ON COLUMN jobs.members IS 'units of work: the ensemble members,"
     " times the folds with cross-fitting (every fold of every member a unit)';";
 
+/*
+ * Version 3, the keys of an upload (issue 17, the single node's issue 16):
+ * which arrays (or CSV columns) of a dataset's file hold x1, x2, y and the
+ * sample ids, "" for the usual names, as lsmi_dataset_rec_t's key_* and
+ * the SQLite store's columns; a unit reads the file with them again.
+ */
+static const char v3[] =
+    "ALTER TABLE datasets"
+    " ADD COLUMN key_x1 text NOT NULL DEFAULT '',"
+    " ADD COLUMN key_x2 text NOT NULL DEFAULT '',"
+    " ADD COLUMN key_y text NOT NULL DEFAULT '',"
+    " ADD COLUMN key_id text NOT NULL DEFAULT '';";
+
 typedef struct migration {
   const char *description;
   const char *sql;
@@ -157,6 +170,7 @@ static const migration_t migrations[] = {
      v1},
     {"cross-fitting folds as units of work: jobs.members is ensemble x folds",
      v2},
+    {"the keys of an upload: key_x1, key_x2, key_y, key_id of datasets", v3},
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 

@@ -204,11 +204,12 @@ static const ds_field_t ds_fields[] = {
     DSF(format, 's'),    DSF(sha256, 's'),  DSF(bytes, 'u'),
     DSF(classes, 'i'),   DSF(n_train, 'u'), DSF(n_val, 'u'),
     DSF(d1, 'u'),        DSF(d2, 'u'),      DSF(val_fraction, 'd'),
-    DSF(created_at, 'd')};
+    DSF(created_at, 'd'), DSF(key_x1, 's'),  DSF(key_x2, 's'),
+    DSF(key_y, 's'),     DSF(key_id, 's')};
 #define N_DS_FIELDS ((int)(sizeof ds_fields / sizeof ds_fields[0]))
 #define DS_COLS                                                                \
   "id, tenant, name, format, sha256, bytes, classes, n_train, n_val, d1, "     \
-  "d2, val_fraction, created_at"
+  "d2, val_fraction, created_at, key_x1, key_x2, key_y, key_id"
 
 static void ds_bind(lsmi_pq_params_t *p, const lsmi_dataset_rec_t *r) {
   for (int i = 0; i < N_DS_FIELDS; i++) {
@@ -301,8 +302,8 @@ static int ds_insert_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
   int rc = lsmi_pg__count(
       c,
       "INSERT INTO datasets (" DS_COLS ", blob) VALUES ($1, $2, $3, $4, $5, "
-      "$6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (tenant, sha256) "
-      "DO NOTHING RETURNING 1",
+      "$6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) ON "
+      "CONFLICT (tenant, sha256) DO NOTHING RETURNING 1",
       &p, &rows);
   if (rc)
     return rc;
@@ -324,8 +325,31 @@ int lsmi_pg_dataset_insert(lsmi_pg_t *pg, const lsmi_dataset_rec_t *rec,
   return lsmi_pg__in_tx(pg, "BEGIN", ds_insert_body, &a);
 }
 
+/* Deletes the jobs whose ids the query `src` gives (its parameters p),
+ * with their idempotency keys and result blobs (their members go by the
+ * foreign key's cascade), adding their ids to *jobs (may be NULL). Used
+ * inside a transaction. */
+#define JOBS_DELETE(src)                                                       \
+  "WITH d AS (DELETE FROM jobs WHERE id IN (" src ") RETURNING id), "          \
+  "i AS (DELETE FROM idempotency WHERE job_id IN (SELECT id FROM d)), "        \
+  "b AS (DELETE FROM blobs WHERE key IN (SELECT 'result/' || d.id || '/' || "  \
+  "s.split FROM d, (VALUES ('train'), ('val')) AS s (split))) "                \
+  "SELECT id FROM d"
+
+static int jobs_delete(lsmi_pq_conn_t *c, const char *sql,
+                       const lsmi_pq_params_t *p, lsmi_idlist_t *jobs) {
+  PGresult *res = NULL;
+  int rc = lsmi_pq_run(c, sql, p, false, &res);
+  for (int i = 0; rc == LSMI_OK && i < lsmi_pg__rows(res); i++)
+    rc = lsmi_idlist_push(jobs, lsmi_pq_get(res, i, 0));
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
+}
+
 typedef struct ds_delete {
   const char *tenant, *id;
+  lsmi_idlist_t *jobs;
 } ds_delete_t;
 
 static int ds_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
@@ -355,12 +379,24 @@ static int ds_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
                      "tenant = $2 RETURNING blob) DELETE FROM blobs WHERE "
                      "key IN (SELECT blob FROM d)",
                      &p, false, NULL);
+  /* Its finished jobs: none is queued or running (counted above, under
+   * the dataset's lock, which a job's creation shares). */
+  if (rc == LSMI_OK && a->jobs)
+    rc = jobs_delete(c,
+                     JOBS_DELETE("SELECT id FROM jobs WHERE dataset_id = $1 "
+                                 "AND tenant = $2"),
+                     &p, a->jobs);
   return rc;
 }
 
-int lsmi_pg_dataset_delete(lsmi_pg_t *pg, const char *tenant, const char *id) {
-  ds_delete_t a = {tenant, id};
-  return lsmi_pg__in_tx(pg, "BEGIN", ds_delete_body, &a);
+int lsmi_pg_dataset_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
+                           lsmi_idlist_t *jobs) {
+  size_t had = jobs ? jobs->n : 0;
+  ds_delete_t a = {tenant, id, jobs};
+  int rc = lsmi_pg__in_tx(pg, "BEGIN", ds_delete_body, &a);
+  if (rc && jobs)
+    jobs->n = had; /* none of them was deleted */
+  return rc;
 }
 
 /* A page: the total of count_sql and the rows of page_sql (both with
@@ -676,6 +712,173 @@ int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
     *was_running = false;
   job_cancel_t a = {tenant, id, finished_at, was_running};
   return lsmi_pg__in_tx(pg, "BEGIN", job_cancel_body, &a);
+}
+
+typedef struct job_delete {
+  const char *tenant, *id;
+  int *state;
+} job_delete_t;
+
+static int job_delete_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
+  job_delete_t *a = ctx;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, a->id);
+  lsmi_pq_text(&p, a->tenant);
+  /* Locked: a cancel or a finish of the job waits for this transaction,
+   * then finds it gone. */
+  PGresult *res = NULL;
+  int rc = lsmi_pg__query(pg, c,
+                          "SELECT state FROM jobs WHERE id = $1 AND ($2::text "
+                          "IS NULL OR tenant = $2) FOR UPDATE",
+                          &p, false, LSMI_ERR_NOTFOUND, &res);
+  if (rc)
+    return rc;
+  if (lsmi_job_state_parse(lsmi_pq_get(res, 0, 0), a->state))
+    *a->state = -1;
+  lsmi_pq()->clear(res);
+  if (*a->state == LSMI_JOB_QUEUED || *a->state == LSMI_JOB_RUNNING)
+    return LSMI_ERR_CONFLICT;
+  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&q, a->id);
+  return jobs_delete(c, JOBS_DELETE("SELECT $1::text"), &q, NULL);
+}
+
+int lsmi_pg_job_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
+                       int *state) {
+  int dummy;
+  job_delete_t a = {tenant, id, state ? state : &dummy};
+  *a.state = -1;
+  return lsmi_pg__in_tx(pg, "BEGIN", job_delete_body, &a);
+}
+
+/* The ids of those of `ids` that sql (its $1 the array of them) returns,
+ * added to *out. The ids need no quoting in an array literal {a,b,c}
+ * (the callers ask only about letters, digits and '_', '-', '/', '.'). */
+static int ids_where(lsmi_pg_t *pg, const char *sql, const lsmi_idlist_t *ids,
+                     lsmi_idlist_t *out) {
+  size_t cap = 3;
+  for (size_t i = 0; i < ids->n; i++)
+    cap += strlen(ids->ids[i]) + 1;
+  char *arr = malloc(cap);
+  if (arr == NULL)
+    return LSMI_ERR_NOMEM;
+  size_t len = 0;
+  arr[len++] = '{';
+  for (size_t i = 0; i < ids->n; i++)
+    len += (size_t)snprintf(arr + len, cap - len, "%s%s", i ? "," : "",
+                            ids->ids[i]);
+  snprintf(arr + len, cap - len, "}");
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, arr);
+  PGresult *res = NULL;
+  int rc = lsmi_pg__one(pg, sql, &p, false, &res);
+  for (int i = 0; rc == LSMI_OK && i < lsmi_pg__rows(res); i++)
+    rc = lsmi_idlist_push(out, lsmi_pq_get(res, i, 0));
+  if (res)
+    lsmi_pq()->clear(res);
+  free(arr);
+  return rc;
+}
+
+int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
+                 lsmi_idlist_t *gone) {
+  return ids_where(pg,
+                   jobs ? "SELECT x FROM unnest($1::text[]) AS x WHERE NOT "
+                          "EXISTS (SELECT 1 FROM jobs WHERE id = x)"
+                        : "SELECT x FROM unnest($1::text[]) AS x WHERE NOT "
+                          "EXISTS (SELECT 1 FROM datasets WHERE id = x)",
+                   ids, gone);
+}
+
+int lsmi_pg_blobs_exist(lsmi_pg_t *pg, const lsmi_idlist_t *keys,
+                        lsmi_idlist_t *have) {
+  return ids_where(pg,
+                   "SELECT key FROM blobs WHERE key = ANY ($1::text[])",
+                   keys, have);
+}
+
+/* The transaction-level advisory lock of retention: one node sweeps at a
+ * time (the migration's lock, pgschema.c, plus one). */
+#define RETAIN_LOCK "1819503978"
+
+typedef struct expire {
+  double before;
+  int limit;
+  lsmi_idlist_t *jobs;
+  int *keys;
+  bool *busy;
+} expire_t;
+
+static int expire_body(lsmi_pg_t *pg, lsmi_pq_conn_t *c, void *ctx) {
+  (void)pg;
+  expire_t *a = ctx;
+  PGresult *res = NULL;
+  int rc = lsmi_pq_run(c, "SELECT pg_try_advisory_xact_lock(" RETAIN_LOCK ")",
+                       NULL, false, &res);
+  bool got = rc == LSMI_OK && !strcmp(lsmi_pq_get(res, 0, 0), "t");
+  if (res)
+    lsmi_pq()->clear(res);
+  if (rc)
+    return rc;
+  if (!got) {
+    *a->busy = true; /* another node sweeps now */
+    return LSMI_PG__ROLLBACK_OK;
+  }
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_double(&p, a->before);
+  lsmi_pq_int(&p, a->limit);
+  rc = jobs_delete(c,
+                   JOBS_DELETE("SELECT id FROM jobs WHERE state IN "
+                               "('succeeded', 'failed', 'cancelled') AND "
+                               "finished_at < $1 ORDER BY finished_at LIMIT "
+                               "$2"),
+                   &p, a->jobs);
+  lsmi_pq_params_t q = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_double(&q, a->before);
+  if (rc == LSMI_OK)
+    rc = lsmi_pg__count(c,
+                        "DELETE FROM idempotency WHERE created_at < $1 "
+                        "RETURNING 1",
+                        &q, a->keys);
+  return rc;
+}
+
+int lsmi_pg_expire(lsmi_pg_t *pg, double before, int limit,
+                   lsmi_idlist_t *jobs, int *keys, bool *busy) {
+  int n_keys = 0;
+  bool dummy = false;
+  size_t had = jobs ? jobs->n : 0;
+  expire_t a = {before, limit, jobs, &n_keys, busy ? busy : &dummy};
+  *a.busy = false;
+  int rc = lsmi_pg__in_tx(pg, "BEGIN", expire_body, &a);
+  if (rc || *a.busy) {
+    if (jobs)
+      jobs->n = had; /* none of them was deleted */
+    n_keys = 0;
+  }
+  if (keys)
+    *keys = n_keys;
+  return rc;
+}
+
+int lsmi_pg_tenant_bytes(lsmi_pg_t *pg, const char *tenant, uint64_t *bytes) {
+  *bytes = 0;
+  lsmi_pq_params_t p = LSMI_PQ_PARAMS_INIT;
+  lsmi_pq_text(&p, tenant);
+  PGresult *res = NULL;
+  /* The result files are their blobs: two index probes a job. */
+  int rc = lsmi_pg__one(
+      pg,
+      "SELECT (SELECT coalesce(sum(bytes), 0) FROM datasets WHERE tenant = "
+      "$1) + (SELECT coalesce(sum(b.bytes), 0) FROM jobs j JOIN blobs b ON "
+      "b.key IN ('result/' || j.id || '/train', 'result/' || j.id || "
+      "'/val') WHERE j.tenant = $1)",
+      &p, false, &res);
+  if (rc == LSMI_OK)
+    *bytes = (uint64_t)lsmi_pq_get_int(res, 0, 0);
+  if (res)
+    lsmi_pq()->clear(res);
+  return rc;
 }
 
 int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,

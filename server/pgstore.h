@@ -146,8 +146,12 @@ int lsmi_pg_dataset_get(lsmi_pg_t *pg, const char *tenant, const char *id,
 int lsmi_pg_dataset_find_sha(lsmi_pg_t *pg, const char *tenant,
                              const char *sha256, lsmi_dataset_rec_t *rec);
 /* With its bytes: 0, LSMI_ERR_NOTFOUND, or LSMI_ERR_CONFLICT when queued
- * or running jobs use it. */
-int lsmi_pg_dataset_delete(lsmi_pg_t *pg, const char *tenant, const char *id);
+ * or running jobs use it. With jobs (may be NULL: they stay), its finished
+ * jobs go too in the same transaction, as lsmi_pg_job_delete deletes
+ * them, and their ids are added to *jobs (the caller removes its local
+ * copies of their files). */
+int lsmi_pg_dataset_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
+                           lsmi_idlist_t *jobs);
 /* Newest first, as lsmi_store_dataset_list (lsmi_store_dataset_json). */
 int lsmi_pg_dataset_list(lsmi_pg_t *pg, const char *tenant, int64_t offset,
                          int64_t limit, json_t **page, int64_t *total);
@@ -185,6 +189,37 @@ int lsmi_pg_job_list(lsmi_pg_t *pg, const char *tenant, int state,
  */
 int lsmi_pg_job_cancel(lsmi_pg_t *pg, const char *tenant, const char *id,
                        double finished_at, bool *was_running);
+/*
+ * Deletes the finished job id (tenant NULL: any) with its idempotency keys
+ * and its result blobs, in one transaction: 0, LSMI_ERR_NOTFOUND, or
+ * LSMI_ERR_CONFLICT when it is queued or running (its state in *state,
+ * which may be NULL). The nodes' cached copies of its result files are
+ * their own (storepg.h: the cache sweep removes them).
+ */
+int lsmi_pg_job_delete(lsmi_pg_t *pg, const char *tenant, const char *id,
+                       int *state);
+/*
+ * Retention: deletes up to `limit` jobs that finished before `before`
+ * (epoch seconds), oldest first, as lsmi_pg_job_delete does, adding their
+ * ids to *jobs; and every idempotency key made before `before` (*keys,
+ * may be NULL, receives how many). One transaction, under an advisory
+ * lock taken without waiting: when another node sweeps, nothing is done
+ * and *busy (may be NULL) is set. 0 or a failure.
+ */
+int lsmi_pg_expire(lsmi_pg_t *pg, double before, int limit,
+                   lsmi_idlist_t *jobs, int *keys, bool *busy);
+/* The bytes the tenant stores (its datasets' files and its jobs' result
+ * files, the blobs' sizes) into *bytes. */
+int lsmi_pg_tenant_bytes(lsmi_pg_t *pg, const char *tenant, uint64_t *bytes);
+/* Of the ids (datasets', or jobs' with jobs true), those the database
+ * has no row of, added to *gone: a node's cache sweep. Ids are letters,
+ * digits, '_' and '-' (others are never asked about): 0 or a failure. */
+int lsmi_pg_gone(lsmi_pg_t *pg, bool jobs, const lsmi_idlist_t *ids,
+                 lsmi_idlist_t *gone);
+/* Of the blob keys, those the database has, added to *have: a node's
+ * cache bound (what it can fetch again). 0 or a failure. */
+int lsmi_pg_blobs_exist(lsmi_pg_t *pg, const lsmi_idlist_t *keys,
+                        lsmi_idlist_t *have);
 /* The queued jobs of every tenant (*all) and of tenant (*mine): the
  * cluster's bound on its queue (--queue-size, --tenant-queue-size). */
 int lsmi_pg_queued(lsmi_pg_t *pg, const char *tenant, int64_t *all,

@@ -110,7 +110,7 @@ int lsmi_pq_conn_pid(const lsmi_pq_conn_t *c);
 
 /* ---- statements ---- */
 
-#define LSMI_PQ_MAX_PARAMS 16
+#define LSMI_PQ_MAX_PARAMS 24 /* a dataset's row and its blob: 18 */
 
 /*
  * A statement's parameters ($1, $2, … in the order they are added): text,

@@ -540,44 +540,39 @@ static int fit_cancelled(void *ctx) {
   return atomic_load_explicit(&j->cancel, memory_order_relaxed) != CANCEL_NONE;
 }
 
-/* How a job reads its dataset: with the keys of the upload, and the val
- * split drawn with the job's params.val_fraction (asked for: an error on
- * a file with its own val split, as in `lsmi fit`) or else the upload's,
- * with the job's seed, as `lsmi fit --seed` draws it. */
-static lsmi_read_options_t read_options(const job_t *j) {
+lsmi_read_options_t lsmi_sched_read_options(const lsmi_dataset_rec_t *rec,
+                                            const lsmi_params_t *p) {
   lsmi_read_options_t o = LSMI_READ_OPTIONS_INIT;
-  o.x1 = j->ds.key_x1[0] ? j->ds.key_x1 : NULL;
-  o.x2 = j->ds.key_x2[0] ? j->ds.key_x2 : NULL;
-  o.y = j->ds.key_y[0] ? j->ds.key_y : NULL;
-  o.id = j->ds.key_id[0] ? j->ds.key_id : NULL;
-  o.val_fraction_given = j->params.val_fraction > 0;
-  o.val_fraction =
-      o.val_fraction_given ? j->params.val_fraction : j->ds.val_fraction;
-  o.seed = j->params.seed;
+  o.x1 = rec->key_x1[0] ? rec->key_x1 : NULL;
+  o.x2 = rec->key_x2[0] ? rec->key_x2 : NULL;
+  o.y = rec->key_y[0] ? rec->key_y : NULL;
+  o.id = rec->key_id[0] ? rec->key_id : NULL;
+  o.val_fraction_given = p->val_fraction > 0;
+  o.val_fraction = o.val_fraction_given ? p->val_fraction : rec->val_fraction;
+  o.seed = p->seed;
   return o;
 }
 
-/* The summary's members that come from the read, as JSON text (made and
- * released on this thread): the class names and the provenance. NULL when
- * out of memory (the summary then goes without them). */
-static char *summary_extra(const job_t *j, const lsmi_dataset_t *ds,
-                           const lsmi_read_options_t *opt,
-                           const lsmi_read_info_t *info, double started,
-                           double read_s) {
-  lsmi_params_t p = j->params; /* as fitted: the split drawn, if any */
+char *lsmi_sched_summary_extra(const lsmi_dataset_rec_t *rec,
+                               const lsmi_params_t *params,
+                               const lsmi_dataset_t *ds,
+                               const lsmi_read_options_t *opt,
+                               const lsmi_read_info_t *info,
+                               const lsmi_result_t *res, double started,
+                               double read_s, double total_s) {
+  lsmi_params_t p = *params; /* as fitted: the split drawn, if any */
   p.val_fraction = ds->val_drawn ? opt->val_fraction : 0;
-  p.threads = j->res->threads;
-  lsmi_codec_input_t in = {.dataset_id = j->dataset_id,
-                           .name = j->ds.name,
-                           .sha256 = j->ds.sha256,
-                           .bytes = j->ds.bytes,
+  p.threads = res->threads;
+  lsmi_codec_input_t in = {.dataset_id = rec->id,
+                           .name = rec->name,
+                           .sha256 = rec->sha256,
+                           .bytes = rec->bytes,
                            .opt = opt,
                            .info = info,
                            .val_drawn = ds->val_drawn};
-  double total = lsmi_util_mono() - j->t_start;
   return lsmi_util_json_text(json_pack(
       "{s:o, s:o}", "class_names", lsmi_codec_class_names(ds), "provenance",
-      lsmi_codec_provenance(&in, &p, j->res, started, read_s, total)));
+      lsmi_codec_provenance(&in, &p, res, started, read_s, total_s)));
 }
 
 static void work(uv_work_t *req) {
@@ -592,7 +587,7 @@ static void work(uv_work_t *req) {
   }
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/datasets/%s", cfg->data_dir, j->dataset_id);
-  lsmi_read_options_t opt = read_options(j);
+  lsmi_read_options_t opt = lsmi_sched_read_options(&j->ds, &j->params);
   lsmi_read_info_t info;
   j->status =
       lsmi_dataset_read_ex(path, &cfg->limits, &opt, &ds, &info, &j->err);
@@ -615,7 +610,9 @@ static void work(uv_work_t *req) {
     j->status = lsmi_resfile_write_ex(cfg->data_dir, j->id, "val", &j->res->val,
                                       &jv, &j->err);
   if (j->status == LSMI_OK) {
-    j->extra = summary_extra(j, ds, &opt, &info, started, read_s);
+    j->extra = lsmi_sched_summary_extra(&j->ds, &j->params, ds, &opt, &info,
+                                        j->res, started, read_s,
+                                        lsmi_util_mono() - j->t_start);
     j->result_bytes = lsmi_resfile_bytes(cfg->data_dir, j->id);
   }
 out:

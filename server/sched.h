@@ -116,6 +116,29 @@ void lsmi_sched_check_end(lsmi_sched_t *s, uint64_t bytes);
 /* The threads a fit with params p runs on: p->threads, or for 0 the cores
  * shared among the workers. */
 int lsmi_sched_fit_threads(const lsmi_config_t *cfg, const lsmi_params_t *p);
+/*
+ * How a job reads its dataset rec (borrowed: the keys point into it): with
+ * the keys of the upload, and the val split drawn with p's val_fraction
+ * (asked for: an error on a file with its own val split, as in `lsmi fit`)
+ * or else the upload's, with p's seed, as `lsmi fit --seed` draws it. The
+ * cluster's units (csched.c) read it the same way.
+ */
+lsmi_read_options_t lsmi_sched_read_options(const lsmi_dataset_rec_t *rec,
+                                            const lsmi_params_t *p);
+/*
+ * The summary's members that come from the read, as JSON text (malloc'd,
+ * made and released on the calling thread): class_names and provenance of
+ * the fit res of params on ds, read from rec with opt (info, read_s
+ * seconds), started at `started` (epoch seconds), total_s seconds in all.
+ * NULL when out of memory (the summary then goes without them).
+ */
+char *lsmi_sched_summary_extra(const lsmi_dataset_rec_t *rec,
+                               const lsmi_params_t *params,
+                               const lsmi_dataset_t *ds,
+                               const lsmi_read_options_t *opt,
+                               const lsmi_read_info_t *info,
+                               const lsmi_result_t *res, double started,
+                               double read_s, double total_s);
 /* Loop heartbeat recent and not draining. */
 bool lsmi_sched_ready(lsmi_sched_t *s);
 bool lsmi_sched_draining(lsmi_sched_t *s);

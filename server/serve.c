@@ -194,8 +194,9 @@ static int open_store(const char *data_dir, lsmi_store_t **store,
  * tmp/ is swept. */
 static int open_cluster(const lsmi_config_t *cfg, lsmi_store_t **store,
                         lsmi_error_t *err) {
-  lsmi_storepg_options_t o = {cfg->store, cfg->store_direct, cfg->node,
-                              cfg->data_dir, cfg->store_connections};
+  lsmi_storepg_options_t o = {cfg->store,     cfg->store_direct,
+                              cfg->node,      cfg->data_dir,
+                              cfg->store_connections, cfg->cache_bytes};
   lsmi_storepg_t *sp = NULL;
   int rc = lsmi_storepg_open(&o, &sp, err);
   if (rc == LSMI_OK && (rc = lsmi_store_open_cluster(sp, store)) != LSMI_OK)

@@ -592,8 +592,7 @@ void lsmi_idlist_free(lsmi_idlist_t *l) {
   *l = (lsmi_idlist_t)LSMI_IDLIST_INIT;
 }
 
-/* Appends id to l (NULL: a no-op): 0 or LSMI_ERR_NOMEM. */
-static int idlist_push(lsmi_idlist_t *l, const char *id) {
+int lsmi_idlist_push(lsmi_idlist_t *l, const char *id) {
   if (l == NULL)
     return LSMI_OK;
   if (l->n == l->cap) {
@@ -634,7 +633,7 @@ static int jobs_delete_locked(lsmi_store_t *s, sqlite3_stmt *st,
   while (out == LSMI_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
     const char *id;
     text(&id, st, 0);
-    out = idlist_push(&found, id);
+    out = lsmi_idlist_push(&found, id);
   }
   if (out == LSMI_OK && rc != SQLITE_DONE) {
     out = failed(s);
@@ -644,7 +643,7 @@ static int jobs_delete_locked(lsmi_store_t *s, sqlite3_stmt *st,
   for (size_t i = 0; out == LSMI_OK && i < found.n; i++) {
     out = job_delete_locked(s, found.ids[i]);
     if (out == LSMI_OK)
-      out = idlist_push(jobs, found.ids[i]);
+      out = lsmi_idlist_push(jobs, found.ids[i]);
   }
   lsmi_idlist_free(&found);
   return out;
@@ -666,8 +665,8 @@ static int dataset_jobs_delete_locked(lsmi_store_t *s, const char *tenant,
 int lsmi_store_dataset_delete(lsmi_store_t *s, const char *tenant,
                               const char *id, bool with_jobs,
                               lsmi_idlist_t *jobs) {
-  if (s->pg) /* the cluster's finished jobs stay (doc/cluster.md) */
-    return lsmi_storepg_dataset_delete(s->pg, tenant, id);
+  if (s->pg)
+    return lsmi_storepg_dataset_delete(s->pg, tenant, id, with_jobs, jobs);
   pthread_mutex_lock(&s->mu);
   size_t had = jobs ? jobs->n : 0;
   int64_t active = 0;
@@ -711,8 +710,8 @@ unlock:
 
 int lsmi_store_job_delete(lsmi_store_t *s, const char *tenant, const char *id,
                           int *state) {
-  if (s->pg) /* not in the cluster mode yet (doc/cluster.md) */
-    return LSMI_ERR_UNSUPPORTED;
+  if (s->pg)
+    return lsmi_storepg_job_delete(s->pg, tenant, id, state);
   int dummy;
   if (state == NULL)
     state = &dummy;
@@ -754,8 +753,8 @@ unlock:
 
 int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
                       lsmi_idlist_t *jobs, int *keys) {
-  if (s->pg) /* serve.c refuses --retain-days in the cluster mode */
-    return LSMI_OK;
+  if (s->pg)
+    return lsmi_storepg_expire(s->pg, before, limit, jobs, keys, NULL);
   int n_keys = 0;
   pthread_mutex_lock(&s->mu);
   size_t had = jobs ? jobs->n : 0;
@@ -801,10 +800,8 @@ unlock:
 
 int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
                             uint64_t *bytes) {
-  if (s->pg) { /* serve.c refuses quotas in the cluster mode */
-    *bytes = 0;
-    return LSMI_OK;
-  }
+  if (s->pg)
+    return lsmi_storepg_tenant_bytes(s->pg, tenant, bytes);
   int64_t ds = 0, res = 0;
   pthread_mutex_lock(&s->mu);
   int out = count2(s,
@@ -822,10 +819,8 @@ int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
 }
 
 int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results) {
-  if (s->pg) { /* the cluster's bytes are the database's */
-    *datasets = *results = 0;
-    return LSMI_OK;
-  }
+  if (s->pg) /* the node's caches of the database's files */
+    return lsmi_storepg_cache_bytes(s->pg, datasets, results);
   int64_t ds = 0, res = 0;
   pthread_mutex_lock(&s->mu);
   int out = count2(s, "SELECT COALESCE(SUM(bytes), 0) FROM datasets", NULL,

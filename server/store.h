@@ -139,6 +139,8 @@ struct lsmi_idlist {
 #define LSMI_IDLIST_INIT                                                       \
   { NULL, 0, 0 }
 void lsmi_idlist_free(lsmi_idlist_t *l);
+/* Appends id to l (NULL: a no-op): 0 or LSMI_ERR_NOMEM. */
+int lsmi_idlist_push(lsmi_idlist_t *l, const char *id);
 
 typedef struct lsmi_pending {
   char kind[16];
@@ -260,8 +262,8 @@ int lsmi_store_expire(lsmi_store_t *s, double before, int limit,
  * files) into *bytes: 0 or LSMI_ERR_IO. */
 int lsmi_store_tenant_bytes(lsmi_store_t *s, const char *tenant,
                             uint64_t *bytes);
-/* The bytes of all datasets' files and of all result files: 0 or
- * LSMI_ERR_IO. */
+/* The bytes of all datasets' files and of all result files (the cluster
+ * mode: of this node's caches of them): 0 or LSMI_ERR_IO. */
 int lsmi_store_bytes(lsmi_store_t *s, uint64_t *datasets, uint64_t *results);
 /* queued -> cancelled (and with running_too, running -> cancelled: a job
  * the store says runs but that runs nowhere): 0, LSMI_ERR_NOTFOUND when no

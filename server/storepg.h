@@ -21,9 +21,12 @@
  *     before a fit (lsmi_storepg_dataset_file), a succeeded job's result
  *     files when the job is read (lsmi_storepg_job_get), so that the
  *     results handlers find them where a single node keeps them. Blobs
- *     never change under their key, so a cached file stays good. Pending
- *     file operations (store.h) are a single node's bookkeeping: here they
- *     do nothing.
+ *     never change under their key, so a cached file stays good until its
+ *     dataset or job is deleted: the node that deletes it removes its own
+ *     copies (the handlers, as a single node), every other node with its
+ *     cache sweep (lsmi_storepg_cache_sweep), never serving them meanwhile
+ *     (the database's row is gone). Pending file operations (store.h) are
+ *     a single node's bookkeeping: here they do nothing.
  *   - Jobs. lsmi_storepg_job_create makes params.ensemble units of work
  *     (times params.folds with cross-fitting: every fold a unit);
  *     a cancel (lsmi_storepg_job_request_cancel) ends the job at once and
@@ -55,6 +58,7 @@ typedef struct lsmi_storepg_options {
   const char *node;     /* copied; 1 to 63 bytes */
   const char *data_dir; /* copied: the caches' root */
   int connections;      /* the pool's size */
+  uint64_t cache_bytes; /* the caches' bound (--cache-bytes; 0: none) */
 } lsmi_storepg_options_t;
 
 /*
@@ -86,6 +90,34 @@ int lsmi_storepg_dataset_file(lsmi_storepg_t *sp, const char *id, char *path);
 int lsmi_storepg_result_file(lsmi_storepg_t *sp, const char *job_id,
                              const char *split, char *path);
 
+/*
+ * The caches' sweep (upkeep.c runs it every hour, and on SIGHUP): removes
+ * the files of datasets/ and results/ whose dataset or job the database
+ * no longer has (deleted through any node), unless used in the last
+ * LSMI_STOREPG_SWEEP_GRACE seconds (an upload's file is put in place
+ * before its row); then bounds the caches (below). *removed (may be NULL)
+ * receives how many files went. 0, LSMI_ERR_UNAVAILABLE, LSMI_ERR_IO (a
+ * directory could not be read) or the database's failure. Any thread;
+ * blocks on the database.
+ *
+ * The bound (--cache-bytes): a file's use (a cache hit) sets its access
+ * time; after every fetch from the database and with every sweep, while
+ * the caches hold more than the bound, the least recently used file goes,
+ * but only one the database can give back (its blob exists: not an
+ * upload's file before its row, nor a result file before its job's end)
+ * and not used in the last LSMI_STOREPG_EVICT_GRACE seconds (a path just
+ * handed out is about to be opened; an open file's bytes stay readable).
+ * Files in use may keep the caches above the bound for a while.
+ */
+/* The bytes of the caches' files (datasets/, results/): /metrics'
+ * lsmi_data_dir_bytes, as a single node's of its files. 0 or
+ * LSMI_ERR_IO. */
+int lsmi_storepg_cache_bytes(lsmi_storepg_t *sp, uint64_t *datasets,
+                             uint64_t *results);
+#define LSMI_STOREPG_SWEEP_GRACE 3600.0
+#define LSMI_STOREPG_EVICT_GRACE 60.0
+int lsmi_storepg_cache_sweep(lsmi_storepg_t *sp, int *removed);
+
 /* ---- store.h's calls (see there, and above) ---- */
 
 int lsmi_storepg_ping(lsmi_storepg_t *sp);
@@ -98,7 +130,10 @@ int lsmi_storepg_dataset_get(lsmi_storepg_t *sp, const char *tenant,
 int lsmi_storepg_dataset_find_sha(lsmi_storepg_t *sp, const char *tenant,
                                   const char *sha256, lsmi_dataset_rec_t *rec);
 int lsmi_storepg_dataset_delete(lsmi_storepg_t *sp, const char *tenant,
-                                const char *id);
+                                const char *id, bool with_jobs,
+                                lsmi_idlist_t *jobs);
+int lsmi_storepg_job_delete(lsmi_storepg_t *sp, const char *tenant,
+                            const char *id, int *state);
 int lsmi_storepg_dataset_list(lsmi_storepg_t *sp, const char *tenant,
                               int64_t offset, int64_t limit, json_t **page,
                               int64_t *total);
@@ -118,6 +153,12 @@ int lsmi_storepg_job_cancel_queued(lsmi_storepg_t *sp, const char *id,
                                    double finished_at, bool running_too);
 int lsmi_storepg_counts(lsmi_storepg_t *sp, int64_t by_state[LSMI_JOB_STATES],
                         int64_t *datasets);
+/* Retention: lsmi_pg_expire (one node at a time: *busy when another node
+ * sweeps now). */
+int lsmi_storepg_expire(lsmi_storepg_t *sp, double before, int limit,
+                        lsmi_idlist_t *jobs, int *keys, bool *busy);
+int lsmi_storepg_tenant_bytes(lsmi_storepg_t *sp, const char *tenant,
+                              uint64_t *bytes);
 /* The cluster's queued jobs, of all tenants and of tenant (sched.c's
  * bound on the queue): 0 or LSMI_ERR_UNAVAILABLE, LSMI_ERR_IO. */
 int lsmi_storepg_queued(lsmi_storepg_t *sp, const char *tenant, int64_t *all,

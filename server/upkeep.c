@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "datadir.h"
+#include "storepg.h"
 #include "upkeep.h"
 #include "util.h"
 
@@ -23,7 +24,89 @@ struct lsmi_upkeep {
   uv_signal_t sighup;
   uv_timer_t timer;
   bool stopped;
+  /* The cluster mode's sweeps, on a pool thread (they wait on the
+   * database): one at a time. */
+  uv_work_t cache_req;
+  bool cache_busy, retain_busy;
+  int cache_rc, cache_removed, orders_removed;
+  int retain_rc, retain_jobs, retain_keys;
+  double retain_ms;
 };
+
+/* The cluster's retention, batch after batch, by one node at a time (an
+ * advisory lock in the database: a node that finds another sweeping
+ * leaves it the work); this node's copies of the jobs' files go at once,
+ * the other nodes' with their cache sweeps. */
+static void retain_cluster(lsmi_upkeep_t *u) {
+  const lsmi_config_t *cfg = u->cfg;
+  u->retain_jobs = u->retain_keys = 0;
+  u->retain_rc = LSMI_OK;
+  u->retain_busy = false;
+  if (cfg->retain_days <= 0)
+    return;
+  double t0 = lsmi_util_mono();
+  double before = lsmi_util_now() - (double)cfg->retain_days * 86400.0;
+  for (size_t n = BATCH; n == BATCH && u->retain_rc == LSMI_OK;) {
+    lsmi_idlist_t jobs = LSMI_IDLIST_INIT;
+    int keys = 0;
+    u->retain_rc = lsmi_storepg_expire(lsmi_store_cluster(u->store), before,
+                                       BATCH, &jobs, &keys, &u->retain_busy);
+    lsmi_datadir_remove_jobs(cfg->data_dir, u->store, &jobs);
+    n = u->retain_busy ? 0 : jobs.n;
+    u->retain_jobs += (int)jobs.n;
+    u->retain_keys += keys;
+    lsmi_idlist_free(&jobs);
+  }
+  u->retain_ms = round((lsmi_util_mono() - t0) * 1e6) / 1e3;
+}
+
+static void cache_work(uv_work_t *w) {
+  lsmi_upkeep_t *u = w->data;
+  retain_cluster(u);
+  u->cache_rc = lsmi_storepg_cache_sweep(lsmi_store_cluster(u->store),
+                                         &u->cache_removed);
+  /* The cached orders of jobs the database no longer has. */
+  lsmi_datadir_clean_cache(u->cfg->data_dir, u->store, &u->orders_removed);
+}
+
+static void cache_done(uv_work_t *w, int status) {
+  (void)status;
+  lsmi_upkeep_t *u = w->data;
+  u->cache_busy = false;
+  if (u->retain_rc)
+    lsmi_util_log("retention",
+                  json_pack("{s:s, s:s, s:s}", "level", "error", "status",
+                            lsmi_status_name(u->retain_rc), "detail",
+                            "the store failed; the sweep runs again within "
+                            "the hour"));
+  else if (u->cfg->retain_days > 0)
+    lsmi_util_log("retention",
+                  json_pack("{s:i, s:i, s:i, s:b, s:f}", "jobs_deleted",
+                            u->retain_jobs, "keys_deleted", u->retain_keys,
+                            "retain_days", u->cfg->retain_days,
+                            "other_node_sweeping", u->retain_busy, "ms",
+                            u->retain_ms));
+  if (u->cache_rc)
+    lsmi_util_log("cache_sweep",
+                  json_pack("{s:s, s:s, s:s}", "level", "error", "status",
+                            lsmi_status_name(u->cache_rc), "detail",
+                            "the cache sweep failed; it runs again within "
+                            "the hour"));
+  else
+    lsmi_util_log("cache_sweep",
+                  json_pack("{s:i, s:i}", "files_removed", u->cache_removed,
+                            "orders_removed", u->orders_removed));
+}
+
+/* The cluster mode: retention, and the node's caches swept of what the
+ * database no longer has (storepg.h). */
+static void cache_sweep(lsmi_upkeep_t *u, uv_loop_t *loop) {
+  if (lsmi_store_cluster(u->store) == NULL || u->cache_busy || u->stopped)
+    return;
+  u->cache_req.data = u;
+  u->cache_busy = uv_queue_work(loop, &u->cache_req, cache_work,
+                                cache_done) == 0;
+}
 
 int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
   const lsmi_config_t *cfg = u->cfg;
@@ -55,6 +138,10 @@ int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
 
 static void on_timer(uv_timer_t *h) {
   lsmi_upkeep_t *u = h->data;
+  if (lsmi_store_cluster(u->store)) {
+    cache_sweep(u, h->loop);
+    return;
+  }
   if (lsmi_upkeep_sweep(u) == BATCH) /* more to do: soon */
     uv_timer_start(&u->timer, on_timer, AGAIN_MS, EVERY_MS);
 }

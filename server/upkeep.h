@@ -8,6 +8,11 @@
  * rows and pending entries in one transaction, then the files, then the
  * entries. It deletes at most a batch at a time and comes back a moment
  * later while there is more, so that the loop is never held for long.
+ * In the cluster mode the timer and SIGHUP run, on a pool thread (they
+ * wait on the database), the retention sweep over the database, batch
+ * after batch, by one node at a time (lsmi_storepg_expire), and then the
+ * sweep of the node's caches (lsmi_storepg_cache_sweep), each with its
+ * log line ("retention", "cache_sweep").
  *
  * Owner: the loop thread, which starts, stops and destroys it.
  */

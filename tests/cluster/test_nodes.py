@@ -23,6 +23,7 @@ import glob
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -31,7 +32,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
 from lsmiapi import (ASAN, SESSION, SLOW, Daemon, Skip, assert_problem,  # noqa: E402
-                     run_tests, sse_events, synth)
+                     npz_bytes, run_tests, sse_events, synth)
 
 DSN = os.environ.get("LSMI_TEST_PG_DSN")
 WORK = os.path.join(SESSION, "work")
@@ -218,12 +219,14 @@ class Reference:
         self.d = Daemon(args=["--workers", "1"]).start()
         self.ds = {}
 
-    def results(self, data, params):
-        """The result files and summary of params on data, as the single
-        node computes them."""
+    def results(self, data, params, query=""):
+        """The result files and summary of params on data (uploaded with
+        query), as the single node computes them."""
         key = hash(data)
         if key not in self.ds:
-            self.ds[key] = upload_ok(self.d, data)
+            r = upload_retry(self.d, data, query)
+            assert r.status in (200, 201), (r.status, r.body)
+            self.ds[key] = r.json()["id"]
         job = submit_ok(self.d, self.ds[key], params)
         j = wait_done(self.d, job)
         return result_files([self.d], job), j["summary"]
@@ -399,8 +402,9 @@ def test_cancel_across_nodes():
     print("cancel: the fit stopped on the other node %.3f s after the "
           "DELETE returned" % (stopped - t_cancel))
     assert stopped - t_cancel < 1.0 * SLOW, stopped - t_cancel
-    r = other.request("DELETE", "/v1/jobs/" + job)  # ended: 409
-    assert_problem(r, 409)
+    # Ended: a second DELETE deletes it, as on a single node.
+    assert other.request("DELETE", "/v1/jobs/" + job).status == 204
+    assert_problem(runner.request("GET", "/v1/jobs/" + job), 404)
     # The worker is free again: the next job runs (on either node).
     wait_done(runner, submit_ok(runner, ds, TINY))
     stop_clean(nodes)
@@ -442,26 +446,317 @@ def test_tenants_across_nodes():
 test_tenants_across_nodes.ASAN_TOO = True
 
 
-def test_single_node_features_refused():
-    """What only the SQLite store keeps is refused in the cluster mode, not
-    ignored: --retain-days and --tenant-quota-bytes stop the start with a
-    message, upload keys answer 400, and deleting a finished job 409."""
+def cached(d, job):
+    """The result files of job in node d's cache."""
+    return sorted(glob.glob(os.path.join(d.data_dir, "results", job + ".*")))
+
+
+def age(paths, seconds):
+    """Makes files look last used `seconds` ago (atime and mtime)."""
+    t = time.time() - seconds
+    for p in paths:
+        os.utime(p, (t, t))
+
+
+def sweep(d, what="cache_sweep"):
+    """SIGHUP: node d sweeps now; its next `what` log line."""
+    had = len(events(d, what))
+    d.proc.send_signal(signal.SIGHUP)
+    end = time.time() + 10 * SLOW
+    while len(events(d, what)) == had:
+        assert time.time() < end, "no %s after SIGHUP" % what
+        time.sleep(0.05)
+    return events(d, what)[-1]
+
+
+def test_delete_finished_job():
+    """DELETE of a finished job through any node: the job, its result blobs,
+    members and idempotency key leave the database at once, every node
+    answers 404, the node that deleted it drops its cached files, and the
+    other nodes' cached copies go with their next cache sweep (hourly, or
+    SIGHUP; a file used in the last hour stays). Deleting a dataset takes
+    its finished jobs along, unless keep_jobs=true."""
     dsn = new_database()
-    for flag in ("--retain-days", "--tenant-quota-bytes"):
-        d = node(dsn, "r0", args=[flag, "5"])
-        try:
-            d.start()
-            raise AssertionError("%s started in the cluster mode" % flag)
-        except RuntimeError as e:
-            assert "not available with --store" in str(e), str(e)
-    a, = start_all([node(dsn, "r1")])
-    assert_problem(upload_retry(a, SMALL, "?x1=x1"), 400, "x1")
-    job = submit_ok(a, upload_ok(a, SMALL), TINY)
+    a, b = start_all([node(dsn, "x%d" % i) for i in range(2)])
+    ds = upload_ok(a)
+    job = submit_ok(a, ds, TINY, key="the-key")
     wait_done(a, job)
-    p = assert_problem(a.request("DELETE", "/v1/jobs/" + job), 409)
-    assert "cluster mode" in p["detail"], p
-    assert a.request("GET", "/v1/jobs/" + job).status == 200
-    stop_clean([a])
+    for d in (a, b):  # both nodes cache the result files
+        assert d.request("GET", "/v1/jobs/%s/results" % job).status == 200
+        assert len(cached(d, job)) == 2, d.name
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key LIKE "
+               "'result/%s/%%'" % job) == "2"
+    r = b.request("DELETE", "/v1/jobs/" + job)
+    assert r.status == 204, (r.status, r.body)
+    for d in (a, b):
+        assert_problem(d.request("GET", "/v1/jobs/" + job), 404)
+        assert_problem(d.request("GET", "/v1/jobs/%s/results" % job), 404)
+        assert_problem(d.request("DELETE", "/v1/jobs/" + job), 404)
+    for table, where in (("jobs", "id"), ("members", "job_id"),
+                         ("idempotency", "job_id")):
+        assert sql(dsn, "SELECT count(*) FROM %s WHERE %s = '%s'"
+                   % (table, where, job)) == "0", table
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key LIKE 'result/%'") \
+        == "0"
+    assert cached(b, job) == []  # the deleting node's copies, at once
+    # The other node still has its copies, never served; a sweep keeps
+    # what was used within the hour, and removes them once they are older.
+    kept = cached(a, job)
+    assert sweep(a)["files_removed"] == 0
+    assert cached(a, job) == kept
+    age(kept, 2 * 3600)
+    e = sweep(a)
+    assert e["files_removed"] == 2, e
+    assert cached(a, job) == []
+    # The key is free again: a new job under it.
+    job2 = submit_ok(a, ds, TINY, key="the-key")
+    assert job2 != job
+    wait_done(b, job2)
+    job3 = submit_ok(b, ds, dict(TINY, seed=1))
+    wait_done(b, job3)
+    # A dataset deleted with keep_jobs=true keeps its finished jobs.
+    ds2 = upload_ok(b, synth(os.path.join(WORK, "other.npz"), n=300, seed=9))
+    job4 = submit_ok(b, ds2, TINY)
+    wait_done(a, job4)
+    r = a.request("DELETE", "/v1/datasets/%s?keep_jobs=true" % ds2)
+    assert r.status == 204, (r.status, r.body)
+    assert a.request("GET", "/v1/jobs/%s/results" % job4).status == 200
+    # Deleted without it, a dataset takes its finished jobs along.
+    r = b.request("DELETE", "/v1/datasets/" + ds)
+    assert r.status == 204, (r.status, r.body)
+    for j in (job2, job3):
+        assert_problem(a.request("GET", "/v1/jobs/" + j), 404)
+        assert cached(b, j) == []
+    assert sql(dsn, "SELECT count(*) FROM jobs") == "1"  # job4
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key NOT LIKE "
+               "'result/%s/%%'" % job4) == "0"
+    stop_clean([a, b])
+
+
+test_delete_finished_job.ASAN_TOO = True
+
+
+def test_cache_bound():
+    """--cache-bytes bounds a node's caches: past it, the least recently
+    used files that the database can give back go (a file used within the
+    last minute stays), and are fetched again, the same bytes, when they
+    are needed. A cache hit counts as a use."""
+    dsn = new_database()
+    worker = node(dsn, "z0").start()  # runs every job
+    ds = upload_ok(worker)
+    jobs = [submit_ok(worker, ds, dict(TINY, seed=i)) for i in range(3)]
+    for j in jobs:
+        wait_done(worker, j)
+    one = sum(len(x) for x in result_files([worker], jobs[0]))
+    # A second node, started once every job has ended (it runs none),
+    # bounded to two jobs' result files.
+    reader = node(dsn, "z1", args=["--cache-bytes", str(2 * one + 100)])
+    reader.start()
+    pages = {}
+    for j in jobs[:2]:
+        r = reader.request("GET", "/v1/jobs/%s/results?split=all&format=csv"
+                           % j)
+        assert r.status == 200, r.body
+        pages[j] = r.body
+        assert len(cached(reader, j)) == 2
+    age(cached(reader, jobs[0]), 600)
+    age(cached(reader, jobs[1]), 300)
+    # A hit on the older one makes the other the least recently used.
+    assert reader.request("GET", "/v1/jobs/%s" % jobs[0]).status == 200
+    r = reader.request("GET", "/v1/jobs/%s/results" % jobs[2])
+    assert r.status == 200, r.body
+    assert cached(reader, jobs[1]) == [], os.listdir(
+        os.path.join(reader.data_dir, "results"))
+    assert len(cached(reader, jobs[0])) == 2
+    assert len(cached(reader, jobs[2])) == 2
+    e = events(reader, "cache_evict")
+    assert sum(x["files_removed"] for x in e) == 2, e
+    # Evicted, fetched again: the same page.
+    r = reader.request("GET", "/v1/jobs/%s/results?split=all&format=csv"
+                       % jobs[1])
+    assert r.status == 200 and r.body == pages[jobs[1]]
+    # Nothing used within the minute goes, whatever the bound says.
+    assert len(cached(reader, jobs[1])) == 2
+    assert len(cached(reader, jobs[2])) == 2
+    # /metrics counts the node's caches.
+    m = reader.request("GET", "/metrics").body.decode()
+    assert '\nlsmi_data_dir_bytes{kind="results"} %d\n' % (3 * one) in m, m
+    assert '\nlsmi_data_dir_bytes{kind="datasets"} 0\n' in m, m
+    stop_clean([worker, reader])
+
+
+test_cache_bound.ASAN_TOO = True
+
+
+def test_retention_one_node_at_a_time():
+    """--retain-days over the cluster store: a job that finished longer ago
+    is deleted with its result blobs and keys, by one node at a time (an
+    advisory lock: a node that finds another sweeping leaves it the work),
+    whose copies go at once; the other nodes' copies go with their cache
+    sweeps. Younger jobs stay."""
+    dsn = new_database()
+    a, b = start_all([node(dsn, "p%d" % i, args=["--retain-days", "2"])
+                      for i in range(2)])
+    for d in (a, b):  # the sweep of the start, a second after it
+        end = time.time() + 10 * SLOW
+        while not events(d, "retention"):
+            assert time.time() < end, "no sweep at the start"
+            time.sleep(0.05)
+    ds = upload_ok(a)
+    old = submit_ok(a, ds, TINY, key="key-old")
+    young = submit_ok(b, ds, dict(TINY, seed=1), key="key-young")
+    for j in (old, young):
+        wait_done(a, j)
+        for d in (a, b):  # both nodes cache both jobs' files
+            assert d.request("GET", "/v1/jobs/%s/results" % j).status == 200
+    day = 86400
+    sql(dsn, "UPDATE jobs SET finished_at = finished_at - %d WHERE id = '%s'"
+        % (3 * day, old))
+    sql(dsn, "UPDATE idempotency SET created_at = created_at - %d"
+        % (3 * day))
+    # Another node sweeping (its lock held): this one leaves it the work.
+    holder = subprocess.Popen([psql(), dsn, "-q", "-c",
+                               "SELECT pg_advisory_xact_lock(1819503978), "
+                               "pg_sleep(3)"], stdout=subprocess.DEVNULL)
+    try:
+        end = time.time() + 10 * SLOW
+        while sql(dsn, "SELECT count(*) FROM pg_locks WHERE locktype = "
+                  "'advisory' AND objid = 1819503978 AND granted") != "1":
+            assert time.time() < end, "the lock was not taken"
+            time.sleep(0.05)
+        e = sweep(a, "retention")
+        assert e["other_node_sweeping"] and e["jobs_deleted"] == 0, e
+    finally:
+        holder.wait()
+    assert a.job(old)["state"] == "succeeded"
+    e = sweep(a, "retention")
+    assert not e["other_node_sweeping"], e
+    assert e["jobs_deleted"] == 1 and e["keys_deleted"] == 1, e
+    for d in (a, b):
+        assert_problem(d.request("GET", "/v1/jobs/" + old), 404)
+        assert d.job(young)["state"] == "succeeded"
+    assert sql(dsn, "SELECT count(*) FROM blobs WHERE key LIKE "
+               "'result/%s/%%'" % old) == "0"
+    assert sql(dsn, "SELECT count(*) FROM idempotency") == "0"
+    assert cached(a, old) == []
+    assert len(cached(b, old)) == 2  # until b's cache sweep
+    age(cached(b, old), 2 * 3600)
+    assert sweep(b, "retention")["jobs_deleted"] == 0
+    end = time.time() + 10 * SLOW
+    while cached(b, old):
+        assert time.time() < end, "b kept the deleted job's files"
+        time.sleep(0.05)
+    assert len(cached(b, young)) == 2
+    # The young job's key was old: a new job under it.
+    assert submit_ok(b, ds, dict(TINY, seed=1), key="key-young") != young
+    stop_clean([a, b])
+
+
+def test_tenant_quota_across_nodes():
+    """--tenant-quota-bytes over the cluster store: what a tenant stores
+    (its datasets and its jobs' result files, counted in the database) is
+    bounded on every node alike: past it, uploads and jobs answer 507 on
+    any node; the other tenant is not touched; deleting makes room."""
+    dsn = new_database()
+    other = synth(os.path.join(WORK, "quota-other.npz"), n=400, seed=5)
+    third = synth(os.path.join(WORK, "quota-third.npz"), n=400, seed=9)
+    quota = len(SMALL) + len(other) + 2000  # a job's results are more
+    ta, tb = "token-of-alice-0123", "token-of-bob-01234"
+    env = {"LSMI_TOKENS": "%s=alice,%s=bob" % (ta, tb)}
+    a, b = start_all([node(dsn, "o%d" % i, env=env, args=[
+        "--tenant-quota-bytes", str(quota)]) for i in range(2)])
+    ds = upload_ok(a, SMALL, token=ta)
+    ds2 = upload_ok(b, other, token=ta)
+    for d in (a, b):
+        p = assert_problem(upload_retry(d, third, token=ta), 507)
+        assert "--tenant-quota-bytes" in p["detail"], p
+    assert upload_retry(b, third, token=tb).status == 201
+    done = submit_ok(b, ds, TINY, token=ta)  # under the quota
+    wait_done(a, done, token=ta)
+    for d in (a, b):  # its results took alice over it
+        p = assert_problem(d.submit(ds, TINY, token=ta), 507)
+        assert "quota" in p["detail"], p
+    assert a.request("DELETE", "/v1/datasets/%s" % ds2,
+                     token=ta).status == 204
+    assert b.request("DELETE", "/v1/jobs/" + done, token=ta).status == 204
+    wait_done(b, submit_ok(a, ds, TINY, token=ta), token=ta)
+    stop_clean([a, b])
+
+
+test_tenant_quota_across_nodes.ASAN_TOO = True
+
+
+CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2
+NAMED_KEYS = "?x1=feat_a&x2=feat_b&y=label&id=sample_id"
+
+
+def named_dataset(n=200, seed=5):
+    """An .npz whose arrays have other names (tests/api/test_api.py's):
+    feat_a, feat_b, string labels in `label`, integer ids in `sample_id`,
+    no val split. The bytes, the labels and the ids, by row."""
+    import random
+    rnd = random.Random(seed)
+    order = ["dog", "bird", "cat"]
+    labels = [order[(i * 7) % 3] for i in range(n)]
+    ids = [5000 + 3 * i for i in range(n)]
+    x1, x2 = [], []
+    for lab in labels:
+        k = CLASSES.index(lab)
+        x1 += [k + rnd.gauss(0, 0.5), rnd.gauss(0, 1), -k + rnd.gauss(0, 0.5)]
+        x2 += [(k == 1) + rnd.gauss(0, 0.5), rnd.gauss(0, 1)]
+    data = npz_bytes({"feat_a": ("<f4", (n, 3), x1),
+                      "feat_b": ("<f4", (n, 2), x2),
+                      "label": ("<U4", (n,), labels),
+                      "sample_id": ("<i8", (n,), ids)})
+    return data, labels, ids
+
+
+def test_named_keys_across_nodes():
+    """An upload that names its keys (x1=, x2=, y=, id=) through one node
+    is fitted by the others with those keys, a job of one member and an
+    ensemble whose members and combination spread: the result files equal
+    the single node's byte for byte, every row joins back to the file (row,
+    id, label) on every node, and the summary has the class names and the
+    provenance. The same bytes with other keys are the dataset's 409."""
+    dsn = new_database()
+    nodes = start_all([node(dsn, "y%d" % i) for i in range(2)])
+    ref = Reference()
+    try:
+        data, labels, ids = named_dataset()
+        r = upload_retry(nodes[0], data, NAMED_KEYS)
+        assert r.status == 201, (r.status, r.body)
+        ds = r.json()
+        assert ds["keys"] == {"x1": "feat_a", "x2": "feat_b", "y": "label",
+                              "id": "sample_id"}, ds
+        assert nodes[1].request("GET", "/v1/datasets/" + ds["id"]).json() == ds
+        p = assert_problem(upload_retry(nodes[1], data, "?x1=feat_b&x2=feat_a"
+                                        "&y=label"), 409, "x1")
+        assert "x1=feat_a" in p["detail"], p
+        assert upload_retry(nodes[1], data, NAMED_KEYS).status == 200
+        for params in (dict(TINY, seed=3),
+                       dict(TINY, seed=4, ensemble=2)):
+            job = submit_ok(nodes[1], ds["id"], params)
+            j = wait_done(nodes[0], job)
+            files, summary = ref.results(data, params, NAMED_KEYS)
+            assert result_files(nodes, job) == files, params
+            same_summary(j["summary"], summary)
+            assert j["summary"]["class_names"] == CLASSES, j["summary"]
+            prov = j["summary"]["provenance"]
+            assert prov["input"]["dataset_id"] == ds["id"], prov
+            assert prov["input"]["keys"] == summary["provenance"]["input"][
+                "keys"], prov
+            assert prov["input"]["val"] == "drawn", prov
+            for d in nodes:
+                body = d.request("GET", "/v1/jobs/%s/results?split=all"
+                                 "&format=ndjson" % job).body.decode()
+                rows = [json.loads(line) for line in body.splitlines()]
+                assert sorted(r["row"] for r in rows) == list(range(200))
+                for row in rows:
+                    assert row["id"] == ids[row["row"]], row
+                    assert row["label"] == labels[row["row"]], row
+        stop_clean(nodes)
+    finally:
+        ref.close()
 
 
 def test_ensemble_members_spread():

@@ -11,7 +11,9 @@
  * (concurrent claims never share a unit, over many rounds; the fair order;
  * an expired lease claimed again with attempts counting, the old claim
  * refused; the last member's report, on a real ensemble whose combination
- * equals lsmi_fit's); cancel and failure NOTIFYed to another connection
+ * equals lsmi_fit's); a finished job's and a dataset's deletion,
+ * retention one node at a time, a tenant's bytes, what a node's cache
+ * sweep asks; cancel and failure NOTIFYed to another connection
  * within a second; a connection lost between and during calls; the server
  * stopped and started again.
  */
@@ -317,6 +319,8 @@ static lsmi_dataset_rec_t rec(const char *id, const char *tenant,
   r.d2 = 5;
   r.val_fraction = 0.2;
   r.created_at = 1700000000.25;
+  snprintf(r.key_x1, sizeof r.key_x1, "feat-%s", id); /* the upload's keys */
+  snprintf(r.key_id, sizeof r.key_id, "sample_id");
   return r;
 }
 
@@ -376,9 +380,9 @@ static void test_datasets(void **state) {
   assert_int_equal(lsmi_pg_blob_fetch(f->b, key, dst, NULL, NULL), LSMI_OK);
   assert_true(same_file(path, dst));
 
-  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t2", "ds1"),
+  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t2", "ds1", NULL),
                    LSMI_ERR_NOTFOUND);
-  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t1", "ds1"), LSMI_OK);
+  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t1", "ds1", NULL), LSMI_OK);
   assert_int_equal(lsmi_pg_dataset_get(f->a, NULL, "ds1", &got),
                    LSMI_ERR_NOTFOUND);
   assert_int_equal(lsmi_pg_blob_fetch(f->b, key, dst, NULL, NULL),
@@ -479,7 +483,7 @@ static void test_jobs(void **state) {
       json_string_value(json_object_get(json_array_get(page, 0), "id")), "j5");
   json_decref(page);
 
-  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"),
+  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1", NULL),
                    LSMI_ERR_CONFLICT);
   bool was_running = true;
   assert_int_equal(lsmi_pg_job_cancel(f->b, "t2", "j1", 1.0, &was_running),
@@ -497,7 +501,7 @@ static void test_jobs(void **state) {
   assert_int_equal(by[LSMI_JOB_CANCELLED], 2);
   assert_int_equal(by[LSMI_JOB_QUEUED], 0);
   assert_int_equal(datasets, 1);
-  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"), LSMI_OK);
+  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1", NULL), LSMI_OK);
 }
 
 /* ---- races between nodes ---- */
@@ -902,6 +906,114 @@ static void test_finish_whole(void **state) {
   lsmi_pg_claim_clear(&cb);
 }
 
+/* A job of one member of tenant t1 on ds1, claimed and ended succeeded
+ * at finished_at with a train result file of `bytes` bytes. */
+static void run_whole(fx_t *f, const char *id, double finished_at,
+                      size_t bytes) {
+  create_ok(f->a, id, "t1", "ds1", 1);
+  char src[256];
+  make_file(f, id, bytes, 4, src);
+  lsmi_pg_file_t files[1] = {{"train", src}};
+  lsmi_pg_finish_t fin = {
+      LSMI_JOB_SUCCEEDED, finished_at, NULL, "{}", "{}", NULL, files, 1};
+  lsmi_pg_claim_t c = {0};
+  claim_ok(f->a, 30, &c, id, 0, 1);
+  assert_int_equal(lsmi_pg_job_finish(f->a, &c, &fin), LSMI_OK);
+  lsmi_pg_claim_clear(&c);
+}
+
+/* A finished job deleted with its blobs, units and keys (a queued one
+ * refused); a dataset with its finished jobs; retention by one node at a
+ * time; a tenant's bytes; what a node's cache sweep asks. */
+static void test_delete_expire(void **state) {
+  fx_t *f = nodes(state);
+  insert_ds(f, "ds1", "t1", "aaa"); /* 3000 bytes, rec() says 1000 */
+  run_whole(f, "j1", 100.0, 5000);
+  run_whole(f, "j2", 200.0, 7000);
+  assert_int_equal(create(f->a, "q1", "t1", "ds1", 1, "k1", "h1", NULL, NULL),
+                   LSMI_OK);
+  uint64_t bytes = 0;
+  assert_int_equal(lsmi_pg_tenant_bytes(f->b, "t1", &bytes), LSMI_OK);
+  assert_int_equal(bytes, 1000 + 5000 + 7000);
+  assert_int_equal(lsmi_pg_tenant_bytes(f->b, "t2", &bytes), LSMI_OK);
+  assert_int_equal(bytes, 0);
+
+  int state_ = -1;
+  assert_int_equal(lsmi_pg_job_delete(f->b, "t1", "q1", &state_),
+                   LSMI_ERR_CONFLICT);
+  assert_int_equal(state_, LSMI_JOB_QUEUED);
+  assert_int_equal(lsmi_pg_job_delete(f->b, "t2", "j1", NULL),
+                   LSMI_ERR_NOTFOUND);
+  assert_int_equal(lsmi_pg_job_delete(f->b, "t1", "j1", &state_), LSMI_OK);
+  assert_int_equal(state_, LSMI_JOB_SUCCEEDED);
+  assert_int_equal(lsmi_pg_job_delete(f->b, NULL, "j1", NULL),
+                   LSMI_ERR_NOTFOUND);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM blobs WHERE key LIKE "
+                             "'result/j1/%'"),
+                   0);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM members WHERE job_id = "
+                             "'j1'"),
+                   0);
+
+  /* What a cache sweep asks: which ids are gone, which blobs exist. */
+  lsmi_idlist_t ask = LSMI_IDLIST_INIT, out = LSMI_IDLIST_INIT;
+  assert_int_equal(lsmi_idlist_push(&ask, "j1"), LSMI_OK);
+  assert_int_equal(lsmi_idlist_push(&ask, "j2"), LSMI_OK);
+  assert_int_equal(lsmi_pg_gone(f->a, true, &ask, &out), LSMI_OK);
+  assert_int_equal(out.n, 1);
+  assert_string_equal(out.ids[0], "j1");
+  lsmi_idlist_free(&ask);
+  lsmi_idlist_free(&out);
+  assert_int_equal(lsmi_idlist_push(&ask, "result/j1/train"), LSMI_OK);
+  assert_int_equal(lsmi_idlist_push(&ask, "result/j2/train"), LSMI_OK);
+  assert_int_equal(lsmi_idlist_push(&ask, "dataset/ds1"), LSMI_OK);
+  assert_int_equal(lsmi_pg_blobs_exist(f->a, &ask, &out), LSMI_OK);
+  assert_int_equal(out.n, 2);
+  lsmi_idlist_free(&ask);
+  lsmi_idlist_free(&out);
+
+  /* Retention: one node at a time; the other finds it busy. */
+  lsmi_pq_conn_t *holder = admin(f->dsn);
+  sql(holder, "BEGIN");
+  sql(holder, "SELECT pg_advisory_xact_lock(1819503978)");
+  lsmi_idlist_t jobs = LSMI_IDLIST_INIT;
+  int keys = -1;
+  bool busy = false;
+  assert_int_equal(lsmi_pg_expire(f->a, 1e12, 10, &jobs, &keys, &busy),
+                   LSMI_OK);
+  assert_true(busy);
+  assert_int_equal(jobs.n, 0);
+  assert_int_equal(keys, 0);
+  sql(holder, "COMMIT");
+  lsmi_pq_conn_close(holder);
+  assert_int_equal(lsmi_pg_expire(f->a, 150.0, 10, &jobs, &keys, &busy),
+                   LSMI_OK);
+  assert_false(busy);
+  assert_int_equal(jobs.n, 0); /* j2 finished at 200, q1 is queued */
+  assert_int_equal(lsmi_pg_job_cancel(f->a, NULL, "q1", 300.0, NULL), LSMI_OK);
+  assert_int_equal(lsmi_pg_expire(f->b, 250.0, 10, &jobs, &keys, &busy),
+                   LSMI_OK);
+  assert_int_equal(jobs.n, 1);
+  assert_string_equal(jobs.ids[0], "j2");
+  assert_int_equal(keys, 0); /* k1 was made in 2023, after 250 */
+  lsmi_idlist_free(&jobs);
+  assert_int_equal(lsmi_pg_expire(f->b, 1e12, 10, &jobs, &keys, &busy),
+                   LSMI_OK);
+  assert_int_equal(jobs.n, 1); /* q1, with its key (not counted) */
+  assert_int_equal(keys, 0);
+  lsmi_idlist_free(&jobs);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM idempotency"), 0);
+
+  /* A dataset with its finished jobs (and only its tenant's). */
+  run_whole(f, "j3", 400.0, 1000);
+  assert_int_equal(lsmi_pg_dataset_delete(f->b, "t1", "ds1", &jobs), LSMI_OK);
+  assert_int_equal(jobs.n, 1);
+  assert_string_equal(jobs.ids[0], "j3");
+  lsmi_idlist_free(&jobs);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM blobs"), 0);
+  assert_int_equal(sql_db(f, "SELECT count(*) FROM jobs"), 0);
+}
+
 /* Fits member m of the claim and completes it with its bytes. */
 static bool fit_complete(lsmi_pg_t *pg, lsmi_pg_claim_t *c,
                          const lsmi_dataset_t *ds, const lsmi_params_t *p) {
@@ -1114,7 +1226,7 @@ typedef struct deleter {
 
 static void *delete_thread(void *arg) {
   deleter_t *d = arg;
-  d->rc = lsmi_pg_dataset_delete(d->pg, "t1", "ds1");
+  d->rc = lsmi_pg_dataset_delete(d->pg, "t1", "ds1", NULL);
   return NULL;
 }
 
@@ -1149,7 +1261,7 @@ static void test_connection_lost(void **state) {
   assert_int_equal(d.rc, LSMI_ERR_UNAVAILABLE);
   sql(holder, "ROLLBACK");
   lsmi_pq_conn_close(holder);
-  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1"),
+  assert_int_equal(lsmi_pg_dataset_delete(f->a, "t1", "ds1", NULL),
                    LSMI_ERR_CONFLICT);
   lsmi_dataset_rec_t got;
   assert_int_equal(lsmi_pg_dataset_get(f->a, "t1", "ds1", &got), LSMI_OK);
@@ -1248,6 +1360,7 @@ int main(void) {
       T(test_fair_order),
       T(test_lease_expiry),
       T(test_finish_whole),
+      T(test_delete_expire),
       T(test_ensemble_combined),
       T(test_notify),
       T(test_connection_lost),
