@@ -431,6 +431,34 @@ def npz_bytes(arrays):
     return out.getvalue()
 
 
+# Which array is which, and joining results back (issue 16): an upload
+# that names its keys.
+CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2
+NAMED_KEYS = "?x1=feat_a&x2=feat_b&y=label&id=sample_id"
+
+
+def named_dataset(n=200, seed=5):
+    """An .npz as a researcher saves one: features feat_a (n, 3) and
+    feat_b (n, 2), string labels in `label` (in the file's order dog, bird,
+    cat, ...), integer sample ids 5000.. in `sample_id`, and no val split.
+    Returns the bytes, the labels and the ids, by row."""
+    import random
+    rnd = random.Random(seed)
+    order = ["dog", "bird", "cat"]
+    labels = [order[(i * 7) % 3] for i in range(n)]
+    ids = [5000 + 3 * i for i in range(n)]
+    x1, x2 = [], []
+    for lab in labels:
+        k = CLASSES.index(lab)
+        x1 += [k + rnd.gauss(0, 0.5), rnd.gauss(0, 1), -k + rnd.gauss(0, 0.5)]
+        x2 += [(k == 1) + rnd.gauss(0, 0.5), rnd.gauss(0, 1)]
+    data = npz_bytes({"feat_a": ("<f4", (n, 3), x1),
+                      "feat_b": ("<f4", (n, 2), x2),
+                      "label": ("<U4", (n,), labels),
+                      "sample_id": ("<i8", (n,), ids)})
+    return data, labels, ids
+
+
 def sse_events(d, path, timeout=60, token=None):
     """Reads a server-sent event stream to its end: [(event, id, data)]."""
     h = {}

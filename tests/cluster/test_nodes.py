@@ -31,8 +31,9 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "api"))
-from lsmiapi import (ASAN, SESSION, SLOW, Daemon, Skip, assert_problem,  # noqa: E402
-                     npz_bytes, run_tests, sse_events, synth)
+from lsmiapi import (ASAN, CLASSES, NAMED_KEYS, SESSION, SLOW,  # noqa: E402
+                     Daemon, Skip, assert_problem, named_dataset, run_tests,
+                     sse_events, synth)
 
 DSN = os.environ.get("LSMI_TEST_PG_DSN")
 WORK = os.path.join(SESSION, "work")
@@ -684,31 +685,6 @@ def test_tenant_quota_across_nodes():
 
 
 test_tenant_quota_across_nodes.ASAN_TOO = True
-
-
-CLASSES = ["bird", "cat", "dog"]  # the sorted labels: y 0, 1, 2
-NAMED_KEYS = "?x1=feat_a&x2=feat_b&y=label&id=sample_id"
-
-
-def named_dataset(n=200, seed=5):
-    """An .npz whose arrays have other names (tests/api/test_api.py's):
-    feat_a, feat_b, string labels in `label`, integer ids in `sample_id`,
-    no val split. The bytes, the labels and the ids, by row."""
-    import random
-    rnd = random.Random(seed)
-    order = ["dog", "bird", "cat"]
-    labels = [order[(i * 7) % 3] for i in range(n)]
-    ids = [5000 + 3 * i for i in range(n)]
-    x1, x2 = [], []
-    for lab in labels:
-        k = CLASSES.index(lab)
-        x1 += [k + rnd.gauss(0, 0.5), rnd.gauss(0, 1), -k + rnd.gauss(0, 0.5)]
-        x2 += [(k == 1) + rnd.gauss(0, 0.5), rnd.gauss(0, 1)]
-    data = npz_bytes({"feat_a": ("<f4", (n, 3), x1),
-                      "feat_b": ("<f4", (n, 2), x2),
-                      "label": ("<U4", (n,), labels),
-                      "sample_id": ("<i8", (n,), ids)})
-    return data, labels, ids
 
 
 def test_named_keys_across_nodes():
