@@ -18,10 +18,7 @@ set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "$root" && realpath "${LSMI_BUILD:-build}")
 cd "$root" || exit 1
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
 
@@ -132,5 +129,4 @@ for pair in "liblsmi.a core/lsmi.h" "liblsmi_io.a io/lsmi_io.h"; do
   fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally

@@ -9,10 +9,7 @@
 # of the tree in what is tracked. Last line: "N passed, N failed".
 set -u
 root=$(cd "$(dirname "$0")/.." && pwd)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
@@ -46,7 +43,7 @@ if (cd "$tree" && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL \
 else
   bad "the library and the unit tests build alone"
   tail -n 30 "$tmp/build.log"
-  echo "$passed passed, $failed failed"
+  tally
   exit 1
 fi
 for t in $unit; do
@@ -60,5 +57,4 @@ for t in $unit; do
   fi
 done
 
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally

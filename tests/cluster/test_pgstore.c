@@ -38,6 +38,7 @@
 #include "pgstore.h"
 #include "pq.h"
 #include "resfile.h"
+#include "server/dsrec.h"
 #include "util.h"
 
 typedef struct fx {
@@ -304,21 +305,16 @@ static void test_blob_errors(void **state) {
 
 static lsmi_dataset_rec_t rec(const char *id, const char *tenant,
                               const char *sha) {
-  lsmi_dataset_rec_t r;
-  memset(&r, 0, sizeof r);
-  snprintf(r.id, sizeof r.id, "%s", id);
-  snprintf(r.tenant, sizeof r.tenant, "%s", tenant);
-  snprintf(r.name, sizeof r.name, "name-%s", id);
-  snprintf(r.format, sizeof r.format, "npz");
-  snprintf(r.sha256, sizeof r.sha256, "%s", sha);
-  r.bytes = 1000;
-  r.classes = 3;
-  r.n_train = 80;
-  r.n_val = 20;
-  r.d1 = 4;
-  r.d2 = 5;
-  r.val_fraction = 0.2;
-  r.created_at = 1700000000.25;
+  lsmi_dataset_rec_t r =
+      dsrec_make(id, tenant, sha,
+                 (dsrec_sizes_t){.bytes = 1000,
+                                 .classes = 3,
+                                 .n_train = 80,
+                                 .n_val = 20,
+                                 .d1 = 4,
+                                 .d2 = 5,
+                                 .val_fraction = 0.2,
+                                 .created_at = 1700000000.25});
   snprintf(r.key_x1, sizeof r.key_x1, "feat-%s", id); /* the upload's keys */
   snprintf(r.key_id, sizeof r.key_id, "sample_id");
   return r;

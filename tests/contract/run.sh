@@ -9,21 +9,18 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 spec="$here/../../proto/openapi.yaml"
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$here/../tally.sh"
 cd "$here" || exit 1
 if ! command -v npm >/dev/null 2>&1; then
   bad "npm is not installed (deploy/install-deps.sh --test)"
-  echo "$passed passed, $failed failed"
+  tally
   exit 1
 fi
 if [ ! -x node_modules/.bin/redocly ]; then
   npm ci --no-audit --no-fund --ignore-scripts >npm.log 2>&1 || {
     cat npm.log
     bad "npm ci in tests/contract"
-    echo "$passed passed, $failed failed"
+    tally
     exit 1
   }
 fi
@@ -57,5 +54,4 @@ else
   cat gen.log
   bad "openapi-typescript"
 fi
-echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+tally

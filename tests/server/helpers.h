@@ -2,8 +2,9 @@
  * helpers.h — what several server tests share (include after <cmocka.h>):
  * SQL run on a store's file through a second connection, to break the
  * store under the daemon as a failing disk or an operator would; the
- * entries of a directory, and its removal; a job's progress phase; and a
- * libuv loop run until a condition holds.
+ * entries of a directory, and its removal; a job's progress phase; a
+ * libuv loop run until a condition holds; and a job's rows over a table of
+ * columns.
  */
 #ifndef LSMI_TESTS_SERVER_HELPERS_H
 #define LSMI_TESTS_SERVER_HELPERS_H
@@ -17,6 +18,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "lsmi.h"
 #include "util.h"
 
 static inline void sql_exec(const char *db_path, const char *sql) {
@@ -64,5 +66,22 @@ static inline const char *phase_of(const json_t *job) {
       usleep(1000);                                                            \
     }                                                                          \
   } while (0)
+
+/* The rows of a result (an lsmi_rows_t) over n_ labels y_ and a table
+ * cols_ of nine columns of n_ values (a double [9][n_]), in the order of
+ * lsmi_rows_t: r, u1, u2, s, i1, i2, i12, h1, h2. Both are borrowed; the
+ * standard deviations are NULL. */
+#define ROWS_OVER(n_, y_, cols_)                                               \
+  ((lsmi_rows_t){.n = (n_),                                                    \
+                 .y = (y_),                                                    \
+                 .r = (cols_)[0],                                              \
+                 .u1 = (cols_)[1],                                             \
+                 .u2 = (cols_)[2],                                             \
+                 .s = (cols_)[3],                                              \
+                 .i1 = (cols_)[4],                                             \
+                 .i2 = (cols_)[5],                                             \
+                 .i12 = (cols_)[6],                                            \
+                 .h1 = (cols_)[7],                                             \
+                 .h2 = (cols_)[8]})
 
 #endif

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "datadir.h"
+#include "dsrec.h"
 #include "helpers.h"
 #include "store.h"
 
@@ -69,14 +70,9 @@ static int teardown(void **state) {
 }
 
 static lsmi_dataset_rec_t rec(const char *id) {
-  lsmi_dataset_rec_t r;
-  memset(&r, 0, sizeof r);
-  snprintf(r.id, sizeof r.id, "%s", id);
-  snprintf(r.tenant, sizeof r.tenant, "t");
-  snprintf(r.format, sizeof r.format, "npz");
-  snprintf(r.sha256, sizeof r.sha256, "sha-%s", id);
-  r.classes = 2;
-  return r;
+  char sha[65];
+  snprintf(sha, sizeof sha, "sha-%s", id);
+  return dsrec_make(id, "t", sha, (dsrec_sizes_t){.classes = 2});
 }
 
 /* A job of dataset ds in the store, run to success. */

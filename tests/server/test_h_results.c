@@ -26,17 +26,7 @@ static int setup(void **state) {
   for (int k = 0; k < 9; k++)
     for (int i = 0; i < N; i++)
       cols[k][i] = (k + 1) * 0.5 - i * 0.25 * (k % 2 ? 1 : -1);
-  lsmi_rows_t rows = {.n = N,
-                      .y = y,
-                      .r = cols[0],
-                      .u1 = cols[1],
-                      .u2 = cols[2],
-                      .s = cols[3],
-                      .i1 = cols[4],
-                      .i2 = cols[5],
-                      .i12 = cols[6],
-                      .h1 = cols[7],
-                      .h2 = cols[8]};
+  lsmi_rows_t rows = ROWS_OVER(N, y, cols);
   lsmi_dataset_rec_t rec = {.id = "ds_a", .tenant = "default"}, ex;
   bool existed;
   assert_int_equal(lsmi_store_dataset_insert(f->store, &rec, &ex, &existed), 0);

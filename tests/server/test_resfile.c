@@ -37,18 +37,7 @@ static lsmi_rows_t make_rows(void) {
     for (int i = 0; i < N; i++)
       cols[k][i] = (k + 1) * 0.1 + (i % 3) * (k % 2 ? -1.0 : 1.0) / 3.0;
   cols[3][2] = cols[3][5]; /* a tie in s */
-  lsmi_rows_t r = {.n = N,
-                   .y = y,
-                   .r = cols[0],
-                   .u1 = cols[1],
-                   .u2 = cols[2],
-                   .s = cols[3],
-                   .i1 = cols[4],
-                   .i2 = cols[5],
-                   .i12 = cols[6],
-                   .h1 = cols[7],
-                   .h2 = cols[8]};
-  return r;
+  return ROWS_OVER(N, y, cols);
 }
 
 static char dir[64];

@@ -19,6 +19,7 @@
 
 #include <sqlite3.h>
 
+#include "dsrec.h"
 #include "helpers.h"
 #include "store.h"
 
@@ -51,22 +52,15 @@ static int teardown(void **state) {
 
 static lsmi_dataset_rec_t ds(const char *id, const char *tenant,
                              const char *sha) {
-  lsmi_dataset_rec_t r;
-  memset(&r, 0, sizeof r);
-  snprintf(r.id, sizeof r.id, "%s", id);
-  snprintf(r.tenant, sizeof r.tenant, "%s", tenant);
-  snprintf(r.name, sizeof r.name, "name-%s", id);
-  snprintf(r.format, sizeof r.format, "npz");
-  snprintf(r.sha256, sizeof r.sha256, "%s", sha);
-  r.bytes = 100;
-  r.classes = 2;
-  r.n_train = 8;
-  r.n_val = 2;
-  r.d1 = 3;
-  r.d2 = 4;
-  r.val_fraction = 0.2;
-  r.created_at = 1.5e9;
-  return r;
+  return dsrec_make(id, tenant, sha,
+                    (dsrec_sizes_t){.bytes = 100,
+                                    .classes = 2,
+                                    .n_train = 8,
+                                    .n_val = 2,
+                                    .d1 = 3,
+                                    .d2 = 4,
+                                    .val_fraction = 0.2,
+                                    .created_at = 1.5e9});
 }
 
 /* Test-only markers beside the statuses, for the bool out-parameters: the
