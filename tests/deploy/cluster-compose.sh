@@ -60,7 +60,8 @@ teardown() {
   [ -z "$ids" ] || podman volume rm -f $ids >/dev/null 2>&1
 }
 cleanup() { teardown; rm -rf "$tmp"; }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 
 t0=$(date +%s)
 podman_build_lsmi "$tmp/build.log"
@@ -129,7 +130,7 @@ for i in 1 2 3; do
     sleep 1
   done
   [ "$code" = 200 ]
-  check $? "lsmi-$i ready on /readyz ($(($(date +%s) - t0))s after up)" ||
+  check $? "lsmi-$i ready on /readyz ($(($(date +%s) - t0))s after up, restarts: $(podman inspect "$(node $i)" --format '{{.RestartCount}}' 2>/dev/null))" ||
     podman logs "$(node $i)" 2>&1 | tail -n 10
 done
 # No systemd timers here: each HEALTHCHECK is run by hand, as the engine would.
