@@ -27,7 +27,8 @@ uninstall-extra:
 TEST_SCRIPTS += tests/deploy/probe.sh tests/deploy/entrypoint.sh \
                 tests/deploy/manifests.sh tests/deploy/docs.sh \
                 tests/deploy/install.sh tests/deploy/tour.sh \
-                tests/deploy/container.sh tests/deploy/systemd.sh
+                tests/deploy/container.sh tests/deploy/cluster-compose.sh \
+                tests/deploy/systemd.sh
 
 # The docs against `lsmi serve --help` and `lsmi fit --help`, and their links:
 # a second or so, so part of the fast loop too.

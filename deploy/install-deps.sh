@@ -4,7 +4,7 @@
 #   deploy/install-deps.sh --test   also what the tests need
 set -eu
 RUN="pkg-config make gcc libmicrohttpd-dev libjansson-dev libopenblas-dev libuv1-dev libsqlite3-dev zlib1g-dev libpq-dev"
-TEST="libcmocka-dev postgresql python3 python3-numpy python3-pandas curl clang libclang-rt-14-dev python3-yaml systemd jq groff-base man-db docker-compose podman runc debootstrap chromium"
+TEST="libcmocka-dev postgresql python3 python3-numpy python3-pandas curl clang libclang-rt-14-dev python3-yaml systemd jq groff-base man-db docker-compose podman podman-compose runc debootstrap chromium"
 pkgs=$RUN
 [ "${1:-}" = "--test" ] && pkgs="$RUN $TEST"
 # The browser and contract tests run node and npm (tests/browser,

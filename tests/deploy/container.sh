@@ -36,7 +36,7 @@ if ! podman_setup; then
 fi
 
 tmp=$(mktemp -d)
-img=localhost/lsmi-test:latest
+img=$LSMI_IMAGE
 names=""
 cleanup() {
   for n in $names; do podman rm -f -v -t 0 "$n" >/dev/null 2>&1; done
@@ -45,7 +45,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_ready() {
   for _ in $(seq 60); do
     curl -fsS -m 2 "http://127.0.0.1:$port/${1:-readyz}" >/dev/null 2>&1 && return 0
@@ -57,8 +56,7 @@ run() { timeout 120 podman run --rm --no-healthcheck "$@"; }
 
 TOKEN="smoke-token-$$-$RANDOM$RANDOM"
 start=$(date +%s)
-# docker format keeps the HEALTHCHECK (the OCI format drops it).
-if timeout 2400 podman build --format docker --pull=never -t "$img" "$root" >"$tmp/build.log" 2>&1; then
+if podman_build_lsmi "$tmp/build.log"; then
   ok "the image builds ($(( $(date +%s) - start ))s)"
 else
   bad "the image builds"

@@ -14,12 +14,18 @@
 #    made locally with debootstrap from the machine's own Debian mirror and
 #    imported under that name.
 # It exports CONTAINERS_CONF and CONTAINERS_STORAGE_CONF, so every later
-# podman call of the sourcing script uses the set-up. Messages go to stderr;
+# podman call of the sourcing script uses the set-up, and leaves the default
+# ulimits it chose in $nf (nofile) and $np (nproc). Messages go to stderr;
 # it returns non-zero, after saying why, when a step fails.
+#
+# podman_build_lsmi LOG builds the repository's Dockerfile as $LSMI_IMAGE,
+# the image the container tests share (podman's layer cache makes the
+# second build of a tree quick); free_port prints a free loopback port.
 
 W=${W:-/tmp/lsmi-podman}
 export W
 BASE_IMAGE=docker.io/library/debian:bookworm-slim
+LSMI_IMAGE=localhost/lsmi-test:latest
 
 podman_setup() {
   mkdir -p "$W" || return 1
@@ -72,4 +78,15 @@ podman_setup() {
   rc=$?
   rm -rf "$rootfs"
   [ "$rc" -eq 0 ] || { echo "podman_setup: podman import failed (see $W/import.log)" >&2; return 1; }
+}
+
+# The Dockerfile of the tree this file is in, as $LSMI_IMAGE; the output to
+# $1. The docker format keeps the HEALTHCHECK (the OCI format drops it).
+podman_build_lsmi() {
+  timeout 2400 podman build --format docker --pull=never -t "$LSMI_IMAGE" \
+    "$(dirname "${BASH_SOURCE[0]}")/../.." >"$1" 2>&1
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
