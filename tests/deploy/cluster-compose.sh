@@ -30,10 +30,7 @@
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "$root" && realpath "${LSMI_BUILD:-build}")
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh" # ok, bad, tally
 # ok or bad by a status ($1), which it returns.
 check() { if [ "$1" = 0 ]; then ok "$2"; else bad "$2"; return 1; fi; }
 finish() { echo "$passed passed, $failed failed"; [ "$failed" -eq 0 ]; exit; }

@@ -19,10 +19,7 @@
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$(cd "$root" && realpath "${LSMI_BUILD:-build}")
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh" # ok, bad, tally
 
 if [ "$(id -u)" -ne 0 ] && ! command -v podman >/dev/null 2>&1; then
   echo "not root and no podman: the container test cannot run here"

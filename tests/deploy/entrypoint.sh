@@ -10,10 +10,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 entry="$root/deploy/docker-entrypoint.sh"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT INT TERM
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh" # ok, bad, tally
 # A stand-in `lsmi` on PATH that shows what it was started with.
 mkdir -p "$tmp/bin"
 cat >"$tmp/bin/lsmi" <<'SH'

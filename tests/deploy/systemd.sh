@@ -14,10 +14,7 @@
 # Needs root, or podman already installed. Last line: "N passed, N failed".
 set -u
 root=$(cd "$(dirname "$0")/../.." && pwd)
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh" # ok, bad, tally
 
 if [ "$(id -u)" -ne 0 ] && ! command -v podman >/dev/null 2>&1; then
   echo "not root and no podman: the systemd test cannot run here"

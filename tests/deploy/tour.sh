@@ -20,10 +20,7 @@ cleanup() {
   rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
-passed=0
-failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; }
+. "$root/tests/tally.sh" # ok, bad, tally
 
 # --- the tour's commands -----------------------------------------------------
 python3 - "$root/README.md" "$tmp/tour.sh" <<'EOF'
