@@ -29,6 +29,7 @@ bench-cluster: $(CLUSTER_BENCH)
 #
 #   make bench-cluster-nodes
 #   make bench-cluster-nodes CLUSTER_NODES_ARGS='--rounds 5 --jobs 40'
+#   make bench-cluster-nodes CLUSTER_NODES_ARGS='--param folds=3 --samples 0'
 CLUSTER_NODES_ARGS ?=
 
 .PHONY: bench-cluster-nodes

@@ -7,7 +7,8 @@ throwaway PostgreSQL in LSMI_TEST_PG_DSN. For each of --rounds rounds, on
 a fresh database each time:
 
   batch    --jobs demo-size jobs (the paper's demo: 2,000 samples, the
-           published recipe, threads 1) queued at once, timed from the
+           published recipe, threads 1; --param NAME=VALUE adds one, e.g.
+           --param folds=3) queued at once, timed from the
            first job's created_at to the last one's finished_at, on
            (a) one SQLite node, (b) one cluster node, (c) two cluster
            nodes; every node has one worker. (b) / (a) is the cluster
@@ -126,6 +127,9 @@ class Cpu:
 CPU = {"sqlite": [], "one": [], "two": []}
 
 
+PARAMS = {}
+
+
 def batch(nodes, data, jobs, key=None):
     """Seconds from the first created_at to the last finished_at of `jobs`
     demo jobs queued at once through the nodes in turn."""
@@ -134,7 +138,7 @@ def batch(nodes, data, jobs, key=None):
     cpu.start()
     ids = []
     for i in range(jobs):
-        r = nodes[i % len(nodes)].submit(ds, {"seed": i, "threads": 1})
+        r = nodes[i % len(nodes)].submit(ds, dict(PARAMS, seed=i, threads=1))
         assert r.status == 202, (r.status, r.body)
         ids.append(r.json()["id"])
     done = [nodes[0].wait_job(j, timeout=600) for j in ids]
@@ -172,7 +176,18 @@ def main():
     ap.add_argument("--jobs", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--param", action="append", default=[],
+                    metavar="NAME=VALUE",
+                    help="a parameter added to every batch job's (VALUE "
+                    "as JSON when it parses, else a string)")
     a = ap.parse_args()
+    import json
+    for kv in a.param:
+        name, _, value = kv.partition("=")
+        try:
+            PARAMS[name] = json.loads(value)
+        except ValueError:
+            PARAMS[name] = value
     if not DSN:
         sys.exit("run through tests/cluster/pg.sh (LSMI_TEST_PG_DSN)")
     data = synth(os.path.join(SESSION, "demo.npz"), n=2000, seed=1)
@@ -205,6 +220,8 @@ def main():
               "ms; cores busy %.0f%%" %
               (k, per["lsmi"], per["pg"], per["other"],
                100 * statistics.median(x.busy for x in c)))
+    if not lat:
+        return
     print("queued to started on an idle node, %d jobs: p50 %.0f ms, p90 "
           "%.0f ms, p99 %.0f ms, max %.0f ms" %
           (len(lat), pct(lat, 0.5), pct(lat, 0.9), pct(lat, 0.99), max(lat)))
