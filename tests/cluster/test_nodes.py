@@ -232,6 +232,15 @@ class Reference:
         j = wait_done(self.d, job)
         return result_files([self.d], job), j["summary"]
 
+    def check(self, nodes, job, got, data, params, query=""):
+        """The cluster's job (its record got, its files on one of nodes)
+        gave what the single node gives: the same result files, byte for
+        byte, and the same summary, which it returns."""
+        files, summary = self.results(data, params, query)
+        assert result_files(nodes, job) == files, (job, params)
+        same_summary(got["summary"], summary)
+        return summary
+
     def close(self):
         stop_clean([self.d])
 
@@ -269,9 +278,7 @@ def test_twenty_jobs_three_nodes():
             assert by[0][0][6] == "succeeded", by
         assert len({r[3] for r in rs}) >= 2, rs  # spread over the nodes
         for i, job in enumerate(jobs):
-            files, summary = ref.results(SMALL, params[i])
-            assert result_files(nodes, job) == files, job
-            same_summary(got[job]["summary"], summary)
+            ref.check(nodes, job, got[job], SMALL, params[i])
         # A page through a node that did not end the job (it fetches the
         # files from the database) equals the reference's page.
         job = jobs[0]
@@ -364,9 +371,7 @@ def test_kill9_takeover():
               "(lease 2 s)" % (second[4] - t_kill))
         # The lease (2 s) lapsed, then a safety look took the unit.
         assert second[4] - t_kill < 2 + 2 + 3 * SLOW, (second, t_kill)
-        files, summary = ref.results(DEMO, params)
-        assert result_files(alive, job) == files
-        same_summary(j["summary"], summary)
+        ref.check(alive, job, j, DEMO, params)
         stop_clean(alive)
     finally:
         ref.close()
@@ -713,9 +718,7 @@ def test_named_keys_across_nodes():
                        dict(TINY, seed=4, ensemble=2)):
             job = submit_ok(nodes[1], ds["id"], params)
             j = wait_done(nodes[0], job)
-            files, summary = ref.results(data, params, NAMED_KEYS)
-            assert result_files(nodes, job) == files, params
-            same_summary(j["summary"], summary)
+            summary = ref.check(nodes, job, j, data, params, NAMED_KEYS)
             assert j["summary"]["class_names"] == CLASSES, j["summary"]
             prov = j["summary"]["provenance"]
             assert prov["input"]["dataset_id"] == ds["id"], prov
@@ -755,9 +758,7 @@ def test_ensemble_members_spread():
         assert [r[6] for r in rs].count("done") == 3, rs
         assert j["summary"]["ensemble"] == 3
         if ref:
-            files, summary = ref.results(DEMO, params)
-            assert result_files(nodes, job) == files
-            same_summary(j["summary"], summary)
+            ref.check(nodes, job, j, DEMO, params)
         # Every node serves the result pages.
         for d in nodes:
             assert d.request("GET", "/v1/jobs/%s/results?limit=5"
@@ -795,9 +796,7 @@ def test_folds_spread():
         assert j["summary"]["ensemble"] == 2 and j["summary"]["folds"] == 2
         assert j["progress"]["fraction"] == 1, j["progress"]
         if ref:
-            files, summary = ref.results(DEMO, params)
-            assert result_files(nodes, job) == files
-            same_summary(j["summary"], summary)
+            ref.check(nodes, job, j, DEMO, params)
         stop_clean(nodes)
     finally:
         if ref:
@@ -832,9 +831,7 @@ def test_folds_queued_before():
         assert sorted(by) == [-1, 0, 1], by
         assert j["summary"]["ensemble"] == 2 and j["summary"]["folds"] == 2
         if ref:
-            files, summary = ref.results(DEMO, params)
-            assert result_files([a], job) == files
-            same_summary(j["summary"], summary)
+            ref.check([a], job, j, DEMO, params)
         stop_clean([a])
     finally:
         if ref:
