@@ -63,10 +63,16 @@ static void retain_cluster(lsmi_upkeep_t *u) {
 static void cache_work(uv_work_t *w) {
   lsmi_upkeep_t *u = w->data;
   retain_cluster(u);
-  u->cache_rc = lsmi_storepg_cache_sweep(lsmi_store_cluster(u->store),
-                                         &u->cache_removed);
+  u->cache_rc =
+      lsmi_storepg_cache_sweep(lsmi_store_cluster(u->store), &u->cache_removed);
   /* The cached orders of jobs the database no longer has. */
   lsmi_datadir_clean_cache(u->cfg->data_dir, u->store, &u->orders_removed);
+}
+
+/* A sweep's failure, as an error line with its status. */
+static void log_failed(const char *event, int rc, const char *detail) {
+  lsmi_util_log(event, json_pack("{s:s, s:s, s:s}", "level", "error", "status",
+                                 lsmi_status_name(rc), "detail", detail));
 }
 
 static void cache_done(uv_work_t *w, int status) {
@@ -74,11 +80,8 @@ static void cache_done(uv_work_t *w, int status) {
   lsmi_upkeep_t *u = w->data;
   u->cache_busy = false;
   if (u->retain_rc)
-    lsmi_util_log("retention",
-                  json_pack("{s:s, s:s, s:s}", "level", "error", "status",
-                            lsmi_status_name(u->retain_rc), "detail",
-                            "the store failed; the sweep runs again within "
-                            "the hour"));
+    log_failed("retention", u->retain_rc,
+               "the store failed; the sweep runs again within the hour");
   else if (u->cfg->retain_days > 0)
     lsmi_util_log("retention",
                   json_pack("{s:i, s:i, s:i, s:b, s:f}", "jobs_deleted",
@@ -87,11 +90,8 @@ static void cache_done(uv_work_t *w, int status) {
                             "other_node_sweeping", u->retain_busy, "ms",
                             u->retain_ms));
   if (u->cache_rc)
-    lsmi_util_log("cache_sweep",
-                  json_pack("{s:s, s:s, s:s}", "level", "error", "status",
-                            lsmi_status_name(u->cache_rc), "detail",
-                            "the cache sweep failed; it runs again within "
-                            "the hour"));
+    log_failed("cache_sweep", u->cache_rc,
+               "the cache sweep failed; it runs again within the hour");
   else
     lsmi_util_log("cache_sweep",
                   json_pack("{s:i, s:i}", "files_removed", u->cache_removed,
@@ -104,8 +104,8 @@ static void cache_sweep(lsmi_upkeep_t *u, uv_loop_t *loop) {
   if (lsmi_store_cluster(u->store) == NULL || u->cache_busy || u->stopped)
     return;
   u->cache_req.data = u;
-  u->cache_busy = uv_queue_work(loop, &u->cache_req, cache_work,
-                                cache_done) == 0;
+  u->cache_busy =
+      uv_queue_work(loop, &u->cache_req, cache_work, cache_done) == 0;
 }
 
 int lsmi_upkeep_sweep(lsmi_upkeep_t *u) {
